@@ -1,0 +1,118 @@
+//! `lamed-load`: sends a generated AlephBet workload to a running server
+//! over keep-alive connections, reports throughput and latency, and (given
+//! the API key) checks that the counts equal the truth.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::bail;
+use clap::Parser;
+use lamed::loadgen::{self, Workload, WorkloadSpec};
+
+/// Load generator for lamed's GET /track (loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "lamed-load")]
+struct Args {
+    /// Server address (127.0.0.1 or ::1 only)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Path to send to: /track, /event, or /_bench/empty for the baseline
+    #[arg(long, default_value = "/track")]
+    path: String,
+    /// Requests to send, duplicates included
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Concurrent keep-alive connections
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Share of requests that re-send an earlier event
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Namespace to use [default: a fresh one per run]
+    #[arg(long)]
+    namespace: Option<String>,
+    /// API key: when given, the counts are checked against the truth
+    #[arg(long, env = "LAMED_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Seed of the workload generator
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("lamed-load: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    loadgen::require_loopback(args.addr)?;
+    if !(0.0..1.0).contains(&args.duplicates) {
+        bail!("--duplicates must be in [0, 1)");
+    }
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let workload = Workload::generate(&WorkloadSpec {
+        namespace: args.namespace.unwrap_or_else(|| format!("load-{stamp}")),
+        total: args.events,
+        duplicate_fraction: args.duplicates,
+        experiments: 4,
+        variants: 3,
+        goals: 2,
+        seed: args.seed,
+    });
+    let paths = Arc::new(workload.paths(&args.path));
+    let report = loadgen::run(args.addr, paths, args.connections).await;
+    let ok = report.count(200);
+    let mismatches = match &args.api_key {
+        Some(key) if args.path != "/_bench/empty" => {
+            let counts = loadgen::fetch_counts(args.addr, &workload.namespace, key).await?;
+            Some(workload.mismatches(&counts))
+        }
+        _ => None,
+    };
+    let (p50, p99) = (report.latency_quantile(0.5), report.latency_quantile(0.99));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "path": args.path, "requests": args.events, "ok": ok,
+                "connections": args.connections, "seconds": report.elapsed.as_secs_f64(),
+                "requests_per_second": report.throughput(),
+                "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3,
+                "counts_exact": mismatches.as_ref().map(Vec::is_empty),
+            })
+        );
+    } else {
+        println!(
+            "{} {} requests over {} connections in {:.2}s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} answered 200",
+            args.path,
+            args.events,
+            args.connections,
+            report.elapsed.as_secs_f64(),
+            report.throughput(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            ok
+        );
+        match &mismatches {
+            Some(m) if m.is_empty() => println!(
+                "counts exact: {} counters match the truth",
+                workload.truth.len()
+            ),
+            Some(m) => m.iter().for_each(|line| println!("MISMATCH {line}")),
+            None => {}
+        }
+    }
+    Ok(ok == args.events && mismatches.is_none_or(|m| m.is_empty()))
+}

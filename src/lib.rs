@@ -1,0 +1,27 @@
+//! Lamed: a self-hosted A/B-testing backend for the AlephBet client that
+//! counts every unique event exactly once, durably, and fast.
+//!
+//! # Layout
+//!
+//! - [`model`]: events, names and their limits, caps, outcomes.
+//! - [`store`]: the [`Store`] trait and its embedded SQLite backend.
+//! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
+//! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
+//! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
+//! - [`cli`] and [`serve`]: the `lamed` command line.
+//! - [`snippet`]: the start banner and the AlephBet snippet.
+//! - [`loadgen`]: the HTTP load generator behind `lamed-load` and the tests.
+
+pub mod cli;
+pub mod config;
+pub mod loadgen;
+pub mod model;
+pub mod results;
+pub mod serve;
+pub mod server;
+pub mod snippet;
+pub mod store;
+
+pub use config::Config;
+pub use model::{Event, TrackOutcome};
+pub use store::{DynStore, Store, StoreError};

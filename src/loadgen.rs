@@ -1,0 +1,442 @@
+//! An HTTP/1.1 load generator for `GET /track`: builds a workload with a
+//! known truth (unique events plus re-sent duplicates), sends it over
+//! keep-alive connections, and checks the server's counts against the truth.
+//! Used by the `lamed-load` binary and by the tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use tokio::net::TcpStream;
+
+use crate::model::{Event, PARTICIPATE};
+
+/// What `encodeURIComponent` leaves alone; everything else is escaped.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Encodes a value as AlephBet does: `encodeURIComponent`, then `%20` → `+`.
+pub fn alephbet_encode(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT)
+        .to_string()
+        .replace("%20", "+")
+}
+
+/// The `GET /track` path and query AlephBet would send for `event`.
+pub fn track_path(path: &str, event: &Event) -> String {
+    format!(
+        "{path}?experiment={}&uuid={}&variant={}&event={}&namespace={}",
+        alephbet_encode(&event.experiment),
+        alephbet_encode(&event.uuid),
+        alephbet_encode(&event.variant),
+        alephbet_encode(&event.event),
+        alephbet_encode(&event.namespace),
+    )
+}
+
+/// Counter identity within a namespace: (experiment, event, variant).
+pub type CounterId = (String, String, String);
+
+/// A list of events to send, and the counts a correct server ends with.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The namespace every event is in.
+    pub namespace: String,
+    /// Events in sending order; duplicates are copies of earlier events.
+    pub events: Vec<Event>,
+    /// Unique events per counter.
+    pub truth: BTreeMap<CounterId, u64>,
+}
+
+/// The shape of a generated workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    /// The namespace.
+    pub namespace: String,
+    /// Events to send, duplicates included.
+    pub total: usize,
+    /// Share of `total` that re-sends an already generated event.
+    pub duplicate_fraction: f64,
+    /// Experiments to spread events over.
+    pub experiments: usize,
+    /// Variants per experiment.
+    pub variants: usize,
+    /// Goals per experiment (besides `participate`).
+    pub goals: usize,
+    /// Seed of the generator, so a run can be repeated.
+    pub seed: u64,
+}
+
+impl Workload {
+    /// Generates a workload: unique events with random uuids, with
+    /// duplicates placed close to their originals (so many race in
+    /// parallel) and some far away.
+    pub fn generate(spec: &WorkloadSpec) -> Workload {
+        let mut rng = SplitMix64(spec.seed);
+        let mut events: Vec<Event> = Vec::with_capacity(spec.total);
+        let mut truth = BTreeMap::new();
+        for _ in 0..spec.total {
+            let duplicate = !events.is_empty() && rng.unit() < spec.duplicate_fraction;
+            if duplicate {
+                // Half re-send a recent event (likely in flight), half any.
+                let back = if rng.unit() < 0.5 {
+                    1 + rng.below(64.min(events.len()))
+                } else {
+                    1 + rng.below(events.len())
+                };
+                events.push(events[events.len() - back].clone());
+                continue;
+            }
+            let experiment = format!("load experiment {}", rng.below(spec.experiments.max(1)));
+            let variant = format!("variant {}", rng.below(spec.variants.max(1)));
+            let event = if spec.goals == 0 || rng.unit() < 0.6 {
+                PARTICIPATE.to_owned()
+            } else {
+                format!("goal {}", rng.below(spec.goals))
+            };
+            let uuid = format!("{:016x}{:016x}", rng.next(), rng.next());
+            *truth
+                .entry((experiment.clone(), event.clone(), variant.clone()))
+                .or_default() += 1;
+            events.push(Event {
+                namespace: spec.namespace.clone(),
+                experiment,
+                variant,
+                event,
+                uuid,
+            });
+        }
+        Workload {
+            namespace: spec.namespace.clone(),
+            events,
+            truth,
+        }
+    }
+
+    /// The request paths for these events.
+    pub fn paths(&self, path: &str) -> Vec<String> {
+        self.events.iter().map(|e| track_path(path, e)).collect()
+    }
+
+    /// Differences between the server's counts and the truth, as readable
+    /// lines; empty when they agree exactly.
+    pub fn mismatches(&self, counts: &BTreeMap<CounterId, u64>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (id, want) in &self.truth {
+            let got = counts.get(id).copied().unwrap_or(0);
+            if got != *want {
+                problems.push(format!("{id:?}: counted {got}, truth {want}"));
+            }
+        }
+        for (id, got) in counts {
+            if *got > 0 && !self.truth.contains_key(id) {
+                problems.push(format!("{id:?}: counted {got}, truth 0"));
+            }
+        }
+        problems
+    }
+}
+
+/// Reads counters out of a Lamed `/experiments` response (trials become
+/// `participate` counters).
+pub fn counts_from_results(body: &serde_json::Value) -> anyhow::Result<BTreeMap<CounterId, u64>> {
+    let mut counts = BTreeMap::new();
+    let entries = body.as_array().context("results are not an array")?;
+    for entry in entries.iter().skip(1) {
+        let experiment = entry["experiment"].as_str().context("no experiment name")?;
+        for goal in entry["goals"].as_array().context("no goals array")? {
+            let goal_name = goal["goal"].as_str().context("no goal name")?;
+            for result in goal["results"].as_array().context("no results array")? {
+                let label = result["label"].as_str().context("no label")?;
+                let get = |field: &str| result[field].as_u64().context("count is not a number");
+                counts.insert(
+                    (
+                        experiment.to_owned(),
+                        goal_name.to_owned(),
+                        label.to_owned(),
+                    ),
+                    get("successes")?,
+                );
+                counts.insert(
+                    (
+                        experiment.to_owned(),
+                        PARTICIPATE.to_owned(),
+                        label.to_owned(),
+                    ),
+                    get("trials")?,
+                );
+            }
+        }
+    }
+    // Absent counters show as 0 in the shape; drop them for comparison.
+    counts.retain(|_, count| *count > 0);
+    Ok(counts)
+}
+
+/// What a load run observed.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Status per request, in workload order; 0 = no HTTP answer.
+    pub statuses: Vec<u16>,
+    /// Latency of every answered request.
+    pub latencies: Vec<Duration>,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    /// Answered requests per second.
+    pub fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at quantile `q` (0..=1) of answered requests.
+    pub fn latency_quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+        sorted[index]
+    }
+
+    /// Requests answered with `status`.
+    pub fn count(&self, status: u16) -> usize {
+        self.statuses.iter().filter(|s| **s == status).count()
+    }
+}
+
+/// Refuses any address that is not loopback: load never leaves the machine.
+pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() {
+        bail!("refusing to send load to {addr}: only 127.0.0.1 and ::1 are allowed");
+    }
+    Ok(())
+}
+
+/// Sends `GET` for every path over `connections` keep-alive connections.
+/// Failed connections are re-opened; requests that get no answer are
+/// recorded with status 0.
+pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) -> LoadReport {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let (paths, next) = (Arc::clone(&paths), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            let mut sender = None;
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(index) else { break };
+                if sender.is_none() {
+                    sender = connect(addr).await.ok();
+                }
+                let sent = Instant::now();
+                let status = match sender.as_mut() {
+                    Some(s) => match send(s, addr, path).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            sender = None;
+                            0
+                        }
+                    },
+                    None => 0,
+                };
+                results.push((index, status, sent.elapsed()));
+            }
+            results
+        }));
+    }
+    let mut statuses = vec![0u16; paths.len()];
+    let mut latencies = Vec::with_capacity(paths.len());
+    for worker in workers {
+        // A worker only ends by running out of paths; a panic is a bug here.
+        for (index, status, latency) in worker.await.expect("load worker panicked") {
+            statuses[index] = status;
+            if status != 0 {
+                latencies.push(latency);
+            }
+        }
+    }
+    LoadReport {
+        statuses,
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .context("connect timed out")??;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn send(sender: &mut Sender, addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    sender.ready().await?;
+    let request = Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+/// A complete HTTP answer, for checks.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: hyper::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body parsed as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the body is not JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("body is not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends one request on a fresh connection.
+///
+/// # Errors
+///
+/// When the server cannot be reached or the exchange breaks.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Answer> {
+    let mut sender = connect(addr).await?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(Bytes::copy_from_slice(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Reads a namespace's counts from a running server.
+///
+/// # Errors
+///
+/// When the request fails or the answer is not Lamed's shape.
+pub async fn fetch_counts(
+    addr: SocketAddr,
+    namespace: &str,
+    api_key: &str,
+) -> anyhow::Result<BTreeMap<CounterId, u64>> {
+    let path = format!("/experiments?namespace={}", alephbet_encode(namespace));
+    let answer = request(addr, "GET", &path, &[("x-api-key", api_key)], b"").await?;
+    if answer.status != 200 {
+        bail!(
+            "GET {path} answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    counts_from_results(&answer.json()?)
+}
+
+/// SplitMix64: a tiny, fast, seedable generator for test workloads (not
+/// for anything secret).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Matches what AlephBet puts on the wire.
+    #[test]
+    fn encodes_like_alephbet() {
+        assert_eq!(
+            alephbet_encode("buy now! (a+b)&c:d"),
+            "buy+now!+(a%2Bb)%26c%3Ad"
+        );
+        assert_eq!(alephbet_encode("כן"), "%D7%9B%D7%9F");
+    }
+
+    /// The truth counts unique events only.
+    #[test]
+    fn workload_truth_counts_uniques() {
+        let spec = WorkloadSpec {
+            namespace: "ns".into(),
+            total: 10_000,
+            duplicate_fraction: 0.25,
+            experiments: 3,
+            variants: 2,
+            goals: 2,
+            seed: 7,
+        };
+        let workload = Workload::generate(&spec);
+        let unique: std::collections::HashSet<_> =
+            workload.events.iter().map(|e| e.dedupe_key()).collect();
+        assert_eq!(workload.truth.values().sum::<u64>(), unique.len() as u64);
+        let duplicates = workload.events.len() - unique.len();
+        assert!((2000..3000).contains(&duplicates), "{duplicates}");
+    }
+}

@@ -1,0 +1,317 @@
+//! Tracking events, the names they carry and the rules those names must follow.
+
+use serde::{Deserialize, Serialize};
+
+/// The namespace AlephBet uses when the client names none.
+pub const DEFAULT_NAMESPACE: &str = "alephbet";
+
+/// The pseudo-goal that marks a participant (a "trial").
+pub const PARTICIPATE: &str = "participate";
+
+/// Longest namespace accepted, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 64;
+
+/// Longest experiment, variant or event name accepted, in bytes.
+///
+/// Generous for human-written names ("checkout button colour, winter sale")
+/// while keeping one counter row small.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Longest uuid accepted, in bytes: v4 uuids have 36, sha1 hex ids 40.
+pub const MAX_UUID_BYTES: usize = 128;
+
+/// One event as AlephBet sends it: "in experiment E, variant V, event G happened".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Groups experiments, so that several sites can share one server.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The experiment name.
+    pub experiment: String,
+    /// The variant the visitor saw.
+    pub variant: String,
+    /// `participate` or the name of a goal.
+    pub event: String,
+    /// Deduplication id chosen by the client: the same uuid is counted once.
+    pub uuid: String,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+
+impl Event {
+    /// True when this event marks a participant rather than a goal completion.
+    pub fn is_participation(&self) -> bool {
+        self.event == PARTICIPATE
+    }
+
+    /// Checks every field against the documented limits.
+    ///
+    /// # Errors
+    ///
+    /// The first field that breaks a rule, named in the error.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        check_field("namespace", &self.namespace, MAX_NAMESPACE_BYTES)?;
+        check_field("experiment", &self.experiment, MAX_NAME_BYTES)?;
+        check_field("variant", &self.variant, MAX_NAME_BYTES)?;
+        check_field("event", &self.event, MAX_NAME_BYTES)?;
+        check_field("uuid", &self.uuid, MAX_UUID_BYTES)
+    }
+
+    /// The identity used for deduplication: a 128-bit hash of
+    /// `(namespace, experiment, event, variant, uuid)`.
+    ///
+    /// Fields are length-prefixed so that no two different tuples can be
+    /// written the same way (names may contain any separator).
+    pub fn dedupe_key(&self) -> [u8; 16] {
+        let mut hasher = blake3::Hasher::new();
+        for field in [
+            &self.namespace,
+            &self.experiment,
+            &self.event,
+            &self.variant,
+            &self.uuid,
+        ] {
+            hasher.update(&(field.len() as u64).to_le_bytes());
+            hasher.update(field.as_bytes());
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        key
+    }
+}
+
+/// A field of a request that breaks one of the rules above.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    /// The parameter was not given.
+    #[error("parameter '{0}' is missing")]
+    Missing(&'static str),
+    /// The parameter was given but empty.
+    #[error("parameter '{0}' must not be empty")]
+    Empty(&'static str),
+    /// The parameter is longer than its limit.
+    #[error("parameter '{field}' is longer than {max} bytes")]
+    TooLong {
+        /// Which parameter.
+        field: &'static str,
+        /// Its limit in bytes.
+        max: usize,
+    },
+    /// The parameter holds a control character (newline, NUL, ...).
+    #[error("parameter '{0}' must not contain control characters")]
+    ControlCharacter(&'static str),
+    /// The parameter's percent-decoded bytes are not UTF-8.
+    #[error("parameter '{0}' is not valid UTF-8")]
+    InvalidUtf8(&'static str),
+    /// The parameter appears more than once.
+    #[error("parameter '{0}' is given more than once")]
+    Repeated(&'static str),
+    /// A JSON field that must be a string is something else.
+    #[error("parameter '{0}' must be a string")]
+    NotAString(&'static str),
+    /// A batch entry that is not a JSON object.
+    #[error("each event must be a JSON object")]
+    NotAnObject,
+}
+
+impl InvalidField {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidField::Missing(_) => "missing_parameter",
+            InvalidField::Empty(_) => "empty_parameter",
+            InvalidField::TooLong { .. } => "too_long",
+            InvalidField::ControlCharacter(_) => "control_character",
+            InvalidField::InvalidUtf8(_) => "invalid_utf8",
+            InvalidField::Repeated(_) => "repeated_parameter",
+            InvalidField::NotAString(_) => "not_a_string",
+            InvalidField::NotAnObject => "not_an_object",
+        }
+    }
+}
+
+/// Checks one name against the common rules: present, not empty, at most
+/// `max` bytes, no control characters.
+pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), InvalidField> {
+    if value.is_empty() {
+        return Err(InvalidField::Empty(field));
+    }
+    if value.len() > max {
+        return Err(InvalidField::TooLong { field, max });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidField::ControlCharacter(field));
+    }
+    Ok(())
+}
+
+/// How many distinct things the public tracking endpoint may create, so that
+/// nobody can grow the store without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Caps {
+    /// Distinct namespaces in the whole store.
+    pub max_namespaces: usize,
+    /// Distinct experiments in one namespace.
+    pub max_experiments_per_namespace: usize,
+    /// Distinct variants in one experiment.
+    pub max_variants_per_experiment: usize,
+    /// Distinct goals (events other than `participate`) in one experiment.
+    pub max_goals_per_experiment: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_namespaces: 100,
+            max_experiments_per_namespace: 200,
+            max_variants_per_experiment: 20,
+            max_goals_per_experiment: 50,
+        }
+    }
+}
+
+/// Which cap an event would have broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapExceeded {
+    /// Too many namespaces.
+    #[error("namespace '{namespace}' would exceed the limit of {limit} namespaces")]
+    Namespaces {
+        /// The new namespace.
+        namespace: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// Too many experiments in the namespace.
+    #[error("experiment '{experiment}' would exceed the limit of {limit} experiments in namespace '{namespace}'")]
+    Experiments {
+        /// The namespace.
+        namespace: String,
+        /// The new experiment.
+        experiment: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// Too many variants in the experiment.
+    #[error("variant '{variant}' would exceed the limit of {limit} variants in experiment '{experiment}'")]
+    Variants {
+        /// The experiment.
+        experiment: String,
+        /// The new variant.
+        variant: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// Too many goals in the experiment.
+    #[error("goal '{goal}' would exceed the limit of {limit} goals in experiment '{experiment}'")]
+    Goals {
+        /// The experiment.
+        experiment: String,
+        /// The new goal.
+        goal: String,
+        /// The cap.
+        limit: usize,
+    },
+}
+
+impl CapExceeded {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CapExceeded::Namespaces { .. } => "namespaces_cap",
+            CapExceeded::Experiments { .. } => "experiments_cap",
+            CapExceeded::Variants { .. } => "variants_cap",
+            CapExceeded::Goals { .. } => "goals_cap",
+        }
+    }
+}
+
+/// What the store did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackOutcome {
+    /// New within the window: counted once.
+    Counted,
+    /// Seen within the window: not counted again.
+    Duplicate,
+    /// Refused because it would create more than a cap allows.
+    Rejected(CapExceeded),
+}
+
+/// One counter: how many unique events of one kind a variant received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    /// The experiment name.
+    pub experiment: String,
+    /// `participate` or a goal name.
+    pub event: String,
+    /// The variant name.
+    pub variant: String,
+    /// Unique events counted.
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            namespace: "ns".into(),
+            experiment: "button color".into(),
+            variant: "red".into(),
+            event: PARTICIPATE.into(),
+            uuid: "u1".into(),
+        }
+    }
+
+    /// Moving text between fields gives another identity.
+    #[test]
+    fn dedupe_key_separates_fields() {
+        let a = Event {
+            experiment: "a:b".into(),
+            variant: "c".into(),
+            ..event()
+        };
+        let b = Event {
+            experiment: "a".into(),
+            variant: "b:c".into(),
+            ..event()
+        };
+        assert_ne!(a.dedupe_key(), b.dedupe_key());
+        assert_eq!(a.dedupe_key(), a.clone().dedupe_key());
+    }
+
+    /// Each rule is named in the error.
+    #[test]
+    fn validation_names_field_and_rule() {
+        assert!(event().validate().is_ok());
+        let e = Event {
+            variant: "".into(),
+            ..event()
+        };
+        assert_eq!(e.validate(), Err(InvalidField::Empty("variant")));
+        let e = Event {
+            uuid: "x".repeat(MAX_UUID_BYTES + 1),
+            ..event()
+        };
+        assert_eq!(
+            e.validate().unwrap_err().to_string(),
+            "parameter 'uuid' is longer than 128 bytes"
+        );
+        let e = Event {
+            experiment: "a\nb".into(),
+            ..event()
+        };
+        assert_eq!(
+            e.validate(),
+            Err(InvalidField::ControlCharacter("experiment"))
+        );
+        let e = Event {
+            experiment: "כפתור 🎉".into(),
+            ..event()
+        };
+        assert!(e.validate().is_ok());
+    }
+}

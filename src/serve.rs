@@ -1,0 +1,73 @@
+//! `lamed serve`: resolve the configuration, open the store, bind, print
+//! the banner, and run until a shutdown signal.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::model::DEFAULT_NAMESPACE;
+use crate::server::{self, AppState, RouterOptions};
+use crate::snippet;
+use crate::store::{EmbeddedOptions, EmbeddedStore};
+
+/// Runs the server until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// A configuration, store or socket problem, before anything is served;
+/// or a failure to close the store cleanly at the end.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.overrides())?;
+    tracing::debug!(?config, "configuration resolved");
+    if !config.unknown_keys.is_empty() {
+        tracing::warn!(keys = ?config.unknown_keys, "ignoring unknown keys in the config file");
+    }
+    if config.redis.is_some() {
+        tracing::warn!("the config has redis settings; this version counts on the embedded store");
+    }
+    let (api_key, key_source) = config.api_key_or_generate()?;
+    let store = EmbeddedStore::open(EmbeddedOptions {
+        data_dir: config.data_dir.clone(),
+        uuid_expiry_seconds: config.uuid_expiry_seconds,
+        fsync: config.fsync,
+        caps: config.caps,
+    })
+    .context("cannot open the embedded store")?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+
+    let banner = snippet::banner(
+        &config.base_url(bound),
+        DEFAULT_NAMESPACE,
+        &api_key,
+        &key_source,
+    );
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(banner.as_bytes())
+        .context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    drop(stdout);
+    tracing::info!(address = %bound, data_dir = %config.data_dir.display(), fsync = config.fsync, "serving");
+
+    let options = RouterOptions {
+        extra_routes: config
+            .extra_wiring
+            .iter()
+            .map(|w| Ok((w.api_gateway.path_part.clone(), w.handler()?)))
+            .collect::<Result<_, crate::config::ConfigError>>()?,
+        bench_routes: args.bench_routes,
+    };
+    let state = AppState::new(Arc::new(store), &api_key, config.max_batch_events);
+    server::run(listener, state, &options, server::shutdown_signal()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

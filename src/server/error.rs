@@ -1,0 +1,84 @@
+//! The HTTP error type: every failure becomes a status and a JSON body
+//! `{"error": "..."}` that names the problem.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::model::{CapExceeded, InvalidField};
+use crate::store::StoreError;
+
+/// A request that could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No API key (401).
+    #[error("missing API key: send it in the X-Api-Key header")]
+    MissingKey,
+    /// Wrong API key (403).
+    #[error("invalid API key")]
+    WrongKey,
+    /// Nothing here (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Known path, wrong method (405).
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// Body or batch too large (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Well-formed but refused, e.g. a cap would be exceeded (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The store cannot take the request now; the client should retry (503).
+    #[error("store unavailable, retry later")]
+    Unavailable(#[from] StoreError),
+}
+
+impl ApiError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MissingKey => StatusCode::UNAUTHORIZED,
+            ApiError::WrongKey => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(err: InvalidField) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
+impl From<CapExceeded> for ApiError {
+    fn from(err: CapExceeded) -> Self {
+        ApiError::Unprocessable(err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Unavailable(cause) = &self {
+            // The details go to the log, not to the public.
+            tracing::error!(%cause, "answering 503");
+        }
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(self, ApiError::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,38 @@
+//! `GET /health` (can the store take a write?) and `GET /metrics`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+/// Report whether the store is writable; 503 says what is wrong.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.store.check_writable().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": err.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// The metrics in the Prometheus text format (API key required).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response())
+}

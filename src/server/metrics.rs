@@ -1,0 +1,118 @@
+//! Prometheus metrics: what was accepted, what was refused and why, how long
+//! the store took and how large batches are.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::model::TrackOutcome;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// The server's metrics; shared through `AppState`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events counted (new within the window).
+    counted: Counter,
+    /// Events found to be duplicates.
+    duplicates: Counter,
+    /// Requests or events refused, by reason.
+    rejected: Family<ReasonLabel, Counter>,
+    /// Time the store took to take a tracking call.
+    store_latency: Histogram,
+    /// Events per `POST /track` batch.
+    batch_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lamed");
+        let counted = Counter::default();
+        let duplicates = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let store_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "events_counted",
+            "Events counted as new within the dedupe window",
+            counted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events recognised as duplicates and not counted again",
+            duplicates.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Requests or events refused, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "store_latency_seconds",
+            "Time the store took to take a tracking call",
+            store_latency.clone(),
+        );
+        registry.register(
+            "batch_size_events",
+            "Events per POST /track batch",
+            batch_size.clone(),
+        );
+        Metrics {
+            registry,
+            counted,
+            duplicates,
+            rejected,
+            store_latency,
+            batch_size,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records what the store did with some events.
+    pub fn outcomes<'a>(&self, outcomes: impl IntoIterator<Item = &'a TrackOutcome>) {
+        for outcome in outcomes {
+            match outcome {
+                TrackOutcome::Counted => self.counted.inc(),
+                TrackOutcome::Duplicate => self.duplicates.inc(),
+                TrackOutcome::Rejected(cap) => self.reject(cap.kind()),
+            };
+        }
+    }
+
+    /// Records one refusal.
+    pub fn reject(&self, reason: &str) -> u64 {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc()
+    }
+
+    /// Records how long one store call took.
+    pub fn store_latency(&self, elapsed: Duration) {
+        self.store_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a batch size.
+    pub fn batch_size(&self, events: usize) {
+        self.batch_size.observe(events as f64);
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a string");
+        out
+    }
+}

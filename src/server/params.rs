@@ -1,0 +1,93 @@
+//! Strict query-string parsing: unlike a lossy decoder, it refuses invalid
+//! UTF-8 and repeated parameters with an error that names the parameter.
+
+use percent_encoding::percent_decode;
+
+use crate::model::InvalidField;
+use crate::server::error::ApiError;
+
+/// The decoded parameters of one query string, in order.
+#[derive(Debug, Default)]
+pub struct QueryParams {
+    pairs: Vec<(String, Result<String, ()>)>,
+}
+
+impl QueryParams {
+    /// Splits and decodes `a=b&c=d` (`+` means space, as AlephBet sends it).
+    ///
+    /// # Errors
+    ///
+    /// When a parameter name is not valid UTF-8 after decoding.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut pairs = Vec::new();
+        for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            let name = decode(name)
+                .map_err(|()| ApiError::BadRequest("a parameter name is not valid UTF-8".into()))?;
+            pairs.push((name, decode(value)));
+        }
+        Ok(QueryParams { pairs })
+    }
+
+    /// The value of `name`, if given once.
+    ///
+    /// # Errors
+    ///
+    /// When it is given more than once or is not valid UTF-8.
+    pub fn optional(&self, name: &'static str) -> Result<Option<&str>, InvalidField> {
+        let mut found = self.pairs.iter().filter(|(n, _)| n == name);
+        let Some((_, value)) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() {
+            return Err(InvalidField::Repeated(name));
+        }
+        value
+            .as_deref()
+            .map(Some)
+            .map_err(|()| InvalidField::InvalidUtf8(name))
+    }
+
+    /// The value of `name`, which must be given.
+    ///
+    /// # Errors
+    ///
+    /// As [`QueryParams::optional`], and when it is absent.
+    pub fn required(&self, name: &'static str) -> Result<&str, InvalidField> {
+        self.optional(name)?.ok_or(InvalidField::Missing(name))
+    }
+}
+
+fn decode(text: &str) -> Result<String, ()> {
+    let spaced = text.replace('+', " ");
+    percent_decode(spaced.as_bytes())
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AlephBet's encoding: encodeURIComponent, then %20 replaced by +.
+    #[test]
+    fn decodes_alephbet_encoding() {
+        let q =
+            QueryParams::parse(Some("experiment=button+color&variant=a%2Bb%26c%3A%22&x")).unwrap();
+        assert_eq!(q.required("experiment").unwrap(), "button color");
+        assert_eq!(q.required("variant").unwrap(), "a+b&c:\"");
+        assert_eq!(q.optional("x").unwrap(), Some(""));
+        assert_eq!(q.optional("y").unwrap(), None);
+    }
+
+    /// Errors name the parameter.
+    #[test]
+    fn refuses_bad_values() {
+        let q = QueryParams::parse(Some("uuid=%FF&a=1&a=2")).unwrap();
+        assert_eq!(q.required("uuid"), Err(InvalidField::InvalidUtf8("uuid")));
+        assert_eq!(q.required("a"), Err(InvalidField::Repeated("a")));
+        assert_eq!(q.required("b"), Err(InvalidField::Missing("b")));
+        assert!(QueryParams::parse(Some("%FF=1")).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! What every handler can reach: the store, the configuration, the metrics.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use crate::server::error::ApiError;
+use crate::server::metrics::Metrics;
+use crate::store::DynStore;
+
+/// Shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Where events are counted.
+    pub store: DynStore,
+    /// Hash of the API key: compared in constant time, and the key itself
+    /// is not kept around in the request path.
+    api_key_hash: Arc<[u8; 32]>,
+    /// Largest batch accepted by `POST /track`.
+    pub max_batch_events: usize,
+    /// Request counters and latencies.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State over a store, with the API key that guards private endpoints.
+    pub fn new(store: DynStore, api_key: &str, max_batch_events: usize) -> Self {
+        AppState {
+            store,
+            api_key_hash: Arc::new(*blake3::hash(api_key.as_bytes()).as_bytes()),
+            max_batch_events,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// Checks the API key given in `X-Api-Key` or `Authorization: Bearer`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::MissingKey`] (401) or [`ApiError::WrongKey`] (403).
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let given = headers.get("x-api-key").map(|v| v.as_bytes()).or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        });
+        let Some(given) = given else {
+            self.metrics.reject("missing_api_key");
+            return Err(ApiError::MissingKey);
+        };
+        // Hashing first makes the comparison independent of the length too.
+        let given = blake3::hash(given);
+        if bool::from(given.as_bytes().ct_eq(&self.api_key_hash[..])) {
+            Ok(())
+        } else {
+            self.metrics.reject("wrong_api_key");
+            Err(ApiError::WrongKey)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! What `lamed serve` prints on start: where to send events, the API key,
+//! and an AlephBet snippet ready to paste into a page.
+
+use crate::config::ApiKeySource;
+
+/// The AlephBet build the snippet loads (the current release, from a CDN).
+pub const ALEPHBET_SCRIPT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/alephbet@0.27.0/dist/alephbet.min.js";
+
+/// Marks the line before the snippet, so tools can cut it out of the output.
+pub const SNIPPET_START: &str = "----- AlephBet snippet: paste into your page -----";
+/// Marks the line after the snippet.
+pub const SNIPPET_END: &str = "----- end of snippet -----";
+
+/// A page fragment that runs one experiment against `track_url`.
+pub fn alephbet_snippet(track_url: &str, namespace: &str) -> String {
+    let track_url = js_string(track_url);
+    let namespace = js_string(namespace);
+    format!(
+        r#"<script src="{ALEPHBET_SCRIPT_URL}"></script>
+<script>
+  var tracking = new AlephBet.LamedAdapter({track_url}, {namespace});
+  var experiment = new AlephBet.Experiment({{
+    name: "my first experiment",
+    tracking_adapter: tracking,
+    variants: {{
+      red: {{ activate: function () {{ /* show the red version */ }} }},
+      blue: {{ activate: function () {{ /* show the blue version */ }} }}
+    }}
+  }});
+  var goal = new AlephBet.Goal("checkout");
+  experiment.add_goal(goal);
+  // call goal.complete() when the visitor reaches the goal
+</script>"#
+    )
+}
+
+/// The start banner.
+pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKeySource) -> String {
+    let key_note = match key_source {
+        ApiKeySource::Configured => "from configuration".to_owned(),
+        ApiKeySource::Stored(path) => format!("stored in {}", path.display()),
+        ApiKeySource::Generated(path) => format!("generated now, stored in {}", path.display()),
+    };
+    format!(
+        "lamed is listening on {base_url}\n\
+         \x20 tracking URL:    {base_url}/track\n\
+         \x20 experiments URL: {base_url}/experiments (header X-Api-Key)\n\
+         \x20 API key:         {api_key} ({key_note})\n\
+         \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
+        alephbet_snippet(&format!("{base_url}/track"), namespace)
+    )
+}
+
+/// A JavaScript string literal (JSON strings are valid JavaScript).
+fn js_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The snippet names the adapter, the URL and the namespace.
+    #[test]
+    fn snippet_points_at_track_url() {
+        let snippet = alephbet_snippet("http://h:1/track", "shop");
+        assert!(snippet.contains(r#"new AlephBet.LamedAdapter("http://h:1/track", "shop")"#));
+        assert!(snippet.starts_with("<script src="));
+    }
+}

@@ -1,0 +1,229 @@
+//! The behaviour every [`Store`] must show, as async functions each backend's
+//! tests call with a fresh store. Each function says which settings the
+//! store must be opened with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DynStore, Store};
+use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
+
+/// Caps the [`caps_are_enforced`] check expects the store to be opened with.
+pub const TEST_CAPS: Caps = Caps {
+    max_namespaces: 2,
+    max_experiments_per_namespace: 2,
+    max_variants_per_experiment: 2,
+    max_goals_per_experiment: 1,
+};
+
+fn event(namespace: &str, experiment: &str, event: &str, variant: &str, uuid: &str) -> Event {
+    Event {
+        namespace: namespace.into(),
+        experiment: experiment.into(),
+        variant: variant.into(),
+        event: event.into(),
+        uuid: uuid.into(),
+    }
+}
+
+async fn counts(store: &dyn Store, namespace: &str) -> BTreeMap<(String, String, String), u64> {
+    store
+        .counters(namespace)
+        .await
+        .expect("counters readable")
+        .into_iter()
+        .map(|c| ((c.experiment, c.event, c.variant), c.count))
+        .collect()
+}
+
+fn key(experiment: &str, event: &str, variant: &str) -> (String, String, String) {
+    (experiment.into(), event.into(), variant.into())
+}
+
+/// New events count once; the same identity again is a duplicate, while a
+/// change of any one field is a new event. Default settings.
+pub async fn counts_each_identity_once(store: &dyn Store) {
+    let first = event("ns", "exp:1", PARTICIPATE, "red", "u1");
+    let outcomes = store
+        .track(vec![
+            first.clone(),
+            first.clone(),
+            Event {
+                uuid: "u2".into(),
+                ..first.clone()
+            },
+            Event {
+                variant: "blue".into(),
+                ..first.clone()
+            },
+            Event {
+                event: "buy".into(),
+                ..first.clone()
+            },
+            Event {
+                namespace: "other".into(),
+                ..first.clone()
+            },
+        ])
+        .await
+        .expect("track");
+    use TrackOutcome::*;
+    assert_eq!(
+        outcomes,
+        vec![Counted, Duplicate, Counted, Counted, Counted, Counted]
+    );
+    let again = store.track(vec![first]).await.expect("track");
+    assert_eq!(again, vec![Duplicate]);
+    let counts = counts(store, "ns").await;
+    assert_eq!(counts[&key("exp:1", PARTICIPATE, "red")], 2);
+    assert_eq!(counts[&key("exp:1", PARTICIPATE, "blue")], 1);
+    assert_eq!(counts[&key("exp:1", "buy", "red")], 1);
+    assert_eq!(counts.len(), 3);
+    assert_eq!(store.experiments("ns").await.expect("list"), vec!["exp:1"]);
+    assert!(store.experiments("unknown").await.expect("list").is_empty());
+}
+
+/// Many tasks sending overlapping events at once count each identity
+/// exactly once. Default settings.
+pub async fn concurrent_duplicates_count_once(store: DynStore) {
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for round in 0..50 {
+                    // Every task sends the same 50 uuids, in a different order.
+                    let n = (round * 7 + task) % 50;
+                    let e = event(
+                        "race",
+                        "e",
+                        PARTICIPATE,
+                        if n % 2 == 0 { "a" } else { "b" },
+                        &format!("u{n}"),
+                    );
+                    store.track(vec![e]).await.expect("track");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let counts = counts(store.as_ref(), "race").await;
+    assert_eq!(counts[&key("e", PARTICIPATE, "a")], 25);
+    assert_eq!(counts[&key("e", PARTICIPATE, "b")], 25);
+}
+
+/// Deleting removes the experiment's counters and its listing, and only
+/// that experiment. Default settings.
+pub async fn delete_removes_one_experiment(store: &dyn Store) {
+    store
+        .track(vec![
+            event("d", "gone", PARTICIPATE, "a", "1"),
+            event("d", "gone", "buy", "a", "1"),
+            event("d", "kept", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("d", "gone").await.expect("delete"));
+    assert!(!store.delete_experiment("d", "gone").await.expect("delete"));
+    assert!(!store
+        .delete_experiment("nope", "gone")
+        .await
+        .expect("delete"));
+    assert_eq!(store.experiments("d").await.expect("list"), vec!["kept"]);
+    assert_eq!(counts(store, "d").await.len(), 1);
+}
+
+/// Caps refuse what would create too many namespaces, experiments, variants
+/// or goals, and nothing refused is stored. Open the store with
+/// [`TEST_CAPS`].
+pub async fn caps_are_enforced(store: &dyn Store) {
+    let outcomes = store
+        .track(vec![
+            event("n1", "e1", PARTICIPATE, "a", "1"),
+            event("n2", "e1", PARTICIPATE, "a", "1"),
+            event("n3", "e1", PARTICIPATE, "a", "1"),
+            event("n1", "e2", PARTICIPATE, "a", "1"),
+            event("n1", "e3", PARTICIPATE, "a", "1"),
+            event("n1", "e1", PARTICIPATE, "b", "1"),
+            event("n1", "e1", PARTICIPATE, "c", "1"),
+            event("n1", "e1", "g1", "a", "1"),
+            event("n1", "e1", "g2", "a", "1"),
+            // Existing names stay usable at the cap.
+            event("n1", "e1", "g1", "b", "2"),
+        ])
+        .await
+        .expect("track");
+    let refused: Vec<_> = outcomes
+        .iter()
+        .map(|o| match o {
+            TrackOutcome::Rejected(cap) => Some(cap.kind()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            None,
+            None,
+            Some("namespaces_cap"),
+            None,
+            Some("experiments_cap"),
+            None,
+            Some("variants_cap"),
+            None,
+            Some("goals_cap"),
+            None
+        ]
+    );
+    assert!(matches!(
+        &outcomes[2],
+        TrackOutcome::Rejected(CapExceeded::Namespaces { limit: 2, .. })
+    ));
+    assert!(store.experiments("n3").await.expect("list").is_empty());
+    // A refused event was not remembered: once room is made, it counts.
+    assert!(store.delete_experiment("n1", "e2").await.expect("delete"));
+    let outcomes = store
+        .track(vec![event("n1", "e3", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert_eq!(outcomes, vec![TrackOutcome::Counted]);
+}
+
+/// Within the window a uuid is a duplicate; after it, it counts again.
+/// Open the store with a 2-second window.
+pub async fn window_expires(store: &dyn Store) {
+    let e = event("w", "e", PARTICIPATE, "a", "u");
+    assert_eq!(
+        store.track(vec![e.clone()]).await.expect("track"),
+        vec![TrackOutcome::Counted]
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        store.track(vec![e.clone()]).await.expect("track"),
+        vec![TrackOutcome::Duplicate]
+    );
+    // A duplicate does not extend the window: it runs from the first sighting.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        store.track(vec![e.clone()]).await.expect("track"),
+        vec![TrackOutcome::Counted]
+    );
+    assert_eq!(
+        store.track(vec![e]).await.expect("track"),
+        vec![TrackOutcome::Duplicate]
+    );
+    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 2);
+}
+
+/// The store proves it is writable, and refuses work once closed.
+pub async fn health_and_close(store: &dyn Store) {
+    store.check_writable().await.expect("writable");
+    store.close().await.expect("close");
+    assert!(store
+        .track(vec![event("c", "e", PARTICIPATE, "a", "1")])
+        .await
+        .is_err());
+    assert!(store.check_writable().await.is_err());
+}

@@ -1,0 +1,782 @@
+//! The embedded store: SQLite in WAL mode behind one writer thread that
+//! commits concurrent events together (group commit).
+//!
+//! Why one writer: SQLite allows one write transaction at a time, so many
+//! writers would only queue on its lock. A single thread that drains every
+//! waiting request into one transaction pays one commit for many events,
+//! and keeps the in-memory catalog (used to enforce caps) consistent.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::{Store, StoreError};
+use crate::model::{CapExceeded, Caps, Counter, Event, TrackOutcome, PARTICIPATE};
+
+/// Most events the writer puts in one transaction; bounds commit latency.
+const MAX_EVENTS_PER_COMMIT: usize = 8192;
+
+/// The dedupe table is swept in this many slices of its key space, one
+/// slice at a time, so pruning never stalls writes for long.
+const PRUNE_SLICES: u32 = 256;
+
+/// How the embedded store is set up.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Directory holding `lamed.db` (created when missing).
+    pub data_dir: PathBuf,
+    /// Dedupe window in seconds; 0 keeps every uuid forever.
+    pub uuid_expiry_seconds: u64,
+    /// fsync every commit, so that a 200 also survives power loss.
+    pub fsync: bool,
+    /// Caps on what the public endpoint may create.
+    pub caps: Caps,
+}
+
+/// SQLite-backed [`Store`]; cheap to clone, clones share the writer.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Requests to the writer thread; `None` once closed.
+    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    /// Joined on close so that the last commit has happened when it returns.
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Read-only connection for queries; std Mutex: only used inside
+    /// `spawn_blocking`, never held across `.await`.
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// Work for the writer thread, each with the channel its answer goes to.
+enum Command {
+    Track {
+        events: Vec<Event>,
+        reply: oneshot::Sender<Result<Vec<TrackOutcome>, StoreError>>,
+    },
+    Delete {
+        namespace: String,
+        experiment: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Heartbeat {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `options.data_dir`.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or database cannot be created or opened.
+    pub fn open(options: EmbeddedOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|err| {
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {err}",
+                options.data_dir.display()
+            ))
+        })?;
+        let path = options.data_dir.join("lamed.db");
+        let conn = open_writer_connection(&path, options.fsync)?;
+        let catalog = Catalog::load(&conn)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            catalog,
+            caps: options.caps,
+            window_ms: options.uuid_expiry_seconds.saturating_mul(1000),
+            prune: PruneCursor::new(options.uuid_expiry_seconds),
+        };
+        let writer_thread = thread::Builder::new()
+            .name("lamed-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|err| StoreError::Unavailable(format!("cannot start writer: {err}")))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(sender)),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                reader: Arc::new(Mutex::new(reader)),
+            }),
+        })
+    }
+
+    /// Sends a command to the writer and waits for its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let writer = self.inner.writer.lock().expect("writer lock poisoned");
+            let sender = writer.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read query on the reader connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.inner.reader);
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().expect("reader lock poisoned");
+            query(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("read task failed: {err}")))?
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
+        self.ask(|reply| Command::Track { events, reply }).await
+    }
+
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
+        let namespace = namespace.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT experiment, event, variant, count FROM counters
+                 WHERE namespace = ?1 ORDER BY experiment, event, variant",
+            )?;
+            let rows = stmt.query_map([namespace], |row| {
+                Ok(Counter {
+                    experiment: row.get(0)?,
+                    event: row.get(1)?,
+                    variant: row.get(2)?,
+                    count: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        let namespace = namespace.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT experiment FROM counters WHERE namespace = ?1 ORDER BY experiment",
+            )?;
+            let rows = stmt.query_map([namespace], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.ask(|reply| Command::Delete {
+            namespace,
+            experiment,
+            reply,
+        })
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ask(|reply| Command::Heartbeat { reply }).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Dropping the only sender ends the writer loop after it has
+        // committed everything already queued.
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .expect("writer lock poisoned")
+            .take();
+        drop(sender);
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .expect("writer thread lock poisoned")
+            .take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|err| StoreError::Unavailable(format!("close failed: {err}")))?
+                .map_err(|_| StoreError::Unavailable("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|err| {
+        StoreError::Unavailable(format!("cannot open database {}: {err}", path.display()))
+    })?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL: a commit is one append to the log, and readers never block the
+    // writer. NORMAL syncs only at checkpoints: a commit survives a crash
+    // of this process (the OS has the bytes) but not a power loss; FULL
+    // fsyncs the log on every commit.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Tables: `counters` holds one row per (namespace, experiment, event,
+/// variant); `daily` the same per UTC day (for trend charts); `seen` one row
+/// per remembered event: a 16-byte hash and the millisecond it was first
+/// seen, in a WITHOUT ROWID table so each row costs little more than its key.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS counters (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    key BLOB PRIMARY KEY, first_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+";
+
+/// The distinct names that exist, kept in memory to enforce [`Caps`]
+/// without a query per event.
+#[derive(Debug, Default)]
+struct Catalog {
+    namespaces: HashMap<String, HashMap<String, ExperimentNames>>,
+}
+
+#[derive(Debug, Default)]
+struct ExperimentNames {
+    variants: HashSet<String>,
+    goals: HashSet<String>,
+}
+
+impl Catalog {
+    fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let mut catalog = Catalog::default();
+        let mut stmt =
+            conn.prepare("SELECT namespace, experiment, event, variant FROM counters")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let event = Event {
+                namespace: row.get(0)?,
+                experiment: row.get(1)?,
+                event: row.get(2)?,
+                variant: row.get(3)?,
+                uuid: String::new(),
+            };
+            catalog.insert(&event);
+        }
+        Ok(catalog)
+    }
+
+    /// Which cap, if any, counting `event` would break.
+    fn check(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
+        let Some(experiments) = self.namespaces.get(&event.namespace) else {
+            return (self.namespaces.len() >= caps.max_namespaces).then(|| {
+                CapExceeded::Namespaces {
+                    namespace: event.namespace.clone(),
+                    limit: caps.max_namespaces,
+                }
+            });
+        };
+        let Some(names) = experiments.get(&event.experiment) else {
+            return (experiments.len() >= caps.max_experiments_per_namespace).then(|| {
+                CapExceeded::Experiments {
+                    namespace: event.namespace.clone(),
+                    experiment: event.experiment.clone(),
+                    limit: caps.max_experiments_per_namespace,
+                }
+            });
+        };
+        if !names.variants.contains(&event.variant)
+            && names.variants.len() >= caps.max_variants_per_experiment
+        {
+            return Some(CapExceeded::Variants {
+                experiment: event.experiment.clone(),
+                variant: event.variant.clone(),
+                limit: caps.max_variants_per_experiment,
+            });
+        }
+        if !event.is_participation()
+            && !names.goals.contains(&event.event)
+            && names.goals.len() >= caps.max_goals_per_experiment
+        {
+            return Some(CapExceeded::Goals {
+                experiment: event.experiment.clone(),
+                goal: event.event.clone(),
+                limit: caps.max_goals_per_experiment,
+            });
+        }
+        None
+    }
+
+    fn insert(&mut self, event: &Event) {
+        let names = self
+            .namespaces
+            .entry(event.namespace.clone())
+            .or_default()
+            .entry(event.experiment.clone())
+            .or_default();
+        names.variants.insert(event.variant.clone());
+        if event.event != PARTICIPATE {
+            names.goals.insert(event.event.clone());
+        }
+    }
+
+    fn remove_experiment(&mut self, namespace: &str, experiment: &str) {
+        if let Some(experiments) = self.namespaces.get_mut(namespace) {
+            experiments.remove(experiment);
+            if experiments.is_empty() {
+                self.namespaces.remove(namespace);
+            }
+        }
+    }
+}
+
+/// Walks the dedupe table one key-space slice at a time, deleting expired
+/// rows, so that it holds about one window of events.
+#[derive(Debug)]
+struct PruneCursor {
+    next_slice: u32,
+    every: Duration,
+    last: Instant,
+}
+
+impl PruneCursor {
+    /// A full pass takes the window, clamped to between one minute and one
+    /// hour; with no window (0) nothing expires and nothing is pruned.
+    fn new(window_seconds: u64) -> Self {
+        let pass = Duration::from_secs(window_seconds.clamp(60, 3600));
+        PruneCursor {
+            next_slice: 0,
+            every: pass / PRUNE_SLICES,
+            last: Instant::now(),
+        }
+    }
+
+    /// The key range `[low, high)` of the slice to prune now, if it is time.
+    fn due(&mut self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        if self.last.elapsed() < self.every {
+            return None;
+        }
+        self.last = Instant::now();
+        let slice = self.next_slice;
+        self.next_slice = (slice + 1) % PRUNE_SLICES;
+        let low = vec![slice as u8];
+        let high = (slice + 1 < PRUNE_SLICES).then(|| vec![(slice + 1) as u8]);
+        Some((low, high))
+    }
+}
+
+/// The writer thread's state: the only connection that writes.
+struct Writer {
+    conn: Connection,
+    catalog: Catalog,
+    caps: Caps,
+    /// Dedupe window in milliseconds, 0 = forever.
+    window_ms: u64,
+    prune: PruneCursor,
+}
+
+/// A command's reply, sent only after the transaction that holds its
+/// effects has committed.
+enum Reply {
+    Track(
+        oneshot::Sender<Result<Vec<TrackOutcome>, StoreError>>,
+        Vec<TrackOutcome>,
+    ),
+    Delete(oneshot::Sender<Result<bool, StoreError>>, bool),
+    Heartbeat(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Reply {
+    fn send_ok(self) {
+        // A dropped receiver means the client went away; nothing to do.
+        let _ = match self {
+            Reply::Track(tx, outcomes) => tx.send(Ok(outcomes)).map_err(drop),
+            Reply::Delete(tx, found) => tx.send(Ok(found)).map_err(drop),
+            Reply::Heartbeat(tx) => tx.send(Ok(())).map_err(drop),
+        };
+    }
+
+    fn send_err(self, err: &StoreError) {
+        let err = || StoreError::Unavailable(err.to_string());
+        let _ = match self {
+            Reply::Track(tx, _) => tx.send(Err(err())).map_err(drop),
+            Reply::Delete(tx, _) => tx.send(Err(err())).map_err(drop),
+            Reply::Heartbeat(tx) => tx.send(Err(err())).map_err(drop),
+        };
+    }
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Command>) {
+        loop {
+            let first = match receiver.recv_timeout(Duration::from_millis(250)) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.prune_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            let mut events: usize = batch_events(&batch);
+            while events < MAX_EVENTS_PER_COMMIT {
+                match receiver.try_recv() {
+                    Ok(command) => {
+                        events += batch_events(std::slice::from_ref(&command));
+                        batch.push(command);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            self.prune_if_due();
+        }
+        // Fold the log into the database file so a clean stop leaves one file.
+        if let Err(err) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(cause = %err, "wal checkpoint on close failed");
+        }
+    }
+
+    /// Applies a batch of commands in one transaction, then answers them.
+    fn commit(&mut self, batch: Vec<Command>) {
+        let now_ms = unix_millis();
+        match self.apply(batch, now_ms) {
+            Ok(replies) => replies.into_iter().for_each(Reply::send_ok),
+            Err((err, replies)) => {
+                tracing::error!(cause = %err, "store write failed; answering 503");
+                replies.into_iter().for_each(|reply| reply.send_err(&err));
+                // The transaction rolled back: rebuild what it may have
+                // added to the catalog from what is really stored.
+                match Catalog::load(&self.conn) {
+                    Ok(catalog) => self.catalog = catalog,
+                    Err(err) => tracing::error!(cause = %err, "catalog reload failed"),
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        batch: Vec<Command>,
+        now_ms: i64,
+    ) -> Result<Vec<Reply>, (StoreError, Vec<Reply>)> {
+        let mut replies = Vec::with_capacity(batch.len());
+        let result = self.apply_in_transaction(batch, now_ms, &mut replies);
+        match result {
+            Ok(()) => Ok(replies),
+            Err(err) => Err((err, replies)),
+        }
+    }
+
+    fn apply_in_transaction(
+        &mut self,
+        batch: Vec<Command>,
+        now_ms: i64,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(), StoreError> {
+        // Rows first seen at or before this instant are outside the window.
+        let cutoff = if self.window_ms == 0 {
+            -1
+        } else {
+            now_ms - self.window_ms as i64
+        };
+        let day = now_ms.div_euclid(86_400_000);
+        let tx = self.conn.transaction()?;
+        let mut increments: HashMap<(String, String, String, String), i64> = HashMap::new();
+        {
+            let mut remember = tx.prepare_cached(
+                "INSERT INTO seen (key, first_seen) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET first_seen = excluded.first_seen
+                 WHERE seen.first_seen <= ?3",
+            )?;
+            for command in batch {
+                match command {
+                    Command::Track { events, reply } => {
+                        let mut outcomes = Vec::with_capacity(events.len());
+                        for event in events {
+                            if let Some(exceeded) = self.catalog.check(&event, &self.caps) {
+                                outcomes.push(TrackOutcome::Rejected(exceeded));
+                                continue;
+                            }
+                            let key = event.dedupe_key();
+                            if remember.execute(params![&key[..], now_ms, cutoff])? == 0 {
+                                outcomes.push(TrackOutcome::Duplicate);
+                                continue;
+                            }
+                            self.catalog.insert(&event);
+                            *increments
+                                .entry((
+                                    event.namespace,
+                                    event.experiment,
+                                    event.event,
+                                    event.variant,
+                                ))
+                                .or_default() += 1;
+                            outcomes.push(TrackOutcome::Counted);
+                        }
+                        replies.push(Reply::Track(reply, outcomes));
+                    }
+                    Command::Delete {
+                        namespace,
+                        experiment,
+                        reply,
+                    } => {
+                        // Increments queued earlier in this batch belong to
+                        // the experiment being deleted: drop them too.
+                        increments
+                            .retain(|(ns, exp, _, _), _| !(ns == &namespace && exp == &experiment));
+                        let removed = tx.execute(
+                            "DELETE FROM counters WHERE namespace = ?1 AND experiment = ?2",
+                            params![namespace, experiment],
+                        )?;
+                        tx.execute(
+                            "DELETE FROM daily WHERE namespace = ?1 AND experiment = ?2",
+                            params![namespace, experiment],
+                        )?;
+                        self.catalog.remove_experiment(&namespace, &experiment);
+                        replies.push(Reply::Delete(reply, removed > 0));
+                    }
+                    Command::Heartbeat { reply } => {
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            [now_ms],
+                        )?;
+                        replies.push(Reply::Heartbeat(reply));
+                    }
+                }
+            }
+            let mut add = tx.prepare_cached(
+                "INSERT INTO counters (namespace, experiment, event, variant, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )?;
+            let mut add_daily = tx.prepare_cached(
+                "INSERT INTO daily (namespace, experiment, event, variant, day, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )?;
+            for ((namespace, experiment, event, variant), count) in &increments {
+                add.execute(params![namespace, experiment, event, variant, count])?;
+                add_daily.execute(params![namespace, experiment, event, variant, day, count])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_if_due(&mut self) {
+        if self.window_ms == 0 {
+            return;
+        }
+        let Some((low, high)) = self.prune.due() else {
+            return;
+        };
+        let cutoff = unix_millis() - self.window_ms as i64;
+        let result = match high {
+            Some(high) => self.conn.execute(
+                "DELETE FROM seen WHERE key >= ?1 AND key < ?2 AND first_seen <= ?3",
+                params![low, high, cutoff],
+            ),
+            None => self.conn.execute(
+                "DELETE FROM seen WHERE key >= ?1 AND first_seen <= ?2",
+                params![low, cutoff],
+            ),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "pruned expired dedupe entries"),
+            Err(err) => tracing::warn!(cause = %err, "pruning dedupe entries failed"),
+        }
+    }
+}
+
+fn batch_events(batch: &[Command]) -> usize {
+    batch
+        .iter()
+        .map(|command| match command {
+            Command::Track { events, .. } => events.len(),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{conformance, DynStore};
+
+    fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
+        EmbeddedStore::open(EmbeddedOptions {
+            data_dir: dir.to_owned(),
+            uuid_expiry_seconds: window,
+            fsync: false,
+            caps,
+        })
+        .expect("open store")
+    }
+
+    fn fresh(window: u64, caps: Caps) -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), window, caps);
+        (dir, store)
+    }
+
+    /// Conformance: identity and duplicates.
+    #[tokio::test]
+    async fn counts_each_identity_once() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::counts_each_identity_once(&store).await;
+    }
+
+    /// Conformance: concurrent duplicates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_duplicates_count_once() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::concurrent_duplicates_count_once(Arc::new(store) as DynStore).await;
+    }
+
+    /// Conformance: delete.
+    #[tokio::test]
+    async fn delete_removes_one_experiment() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::delete_removes_one_experiment(&store).await;
+    }
+
+    /// Conformance: caps.
+    #[tokio::test]
+    async fn caps_are_enforced() {
+        let (_dir, store) = fresh(86_400, conformance::TEST_CAPS);
+        conformance::caps_are_enforced(&store).await;
+    }
+
+    /// Conformance: the 2-second window.
+    #[tokio::test]
+    async fn window_expires() {
+        let (_dir, store) = fresh(2, Caps::default());
+        conformance::window_expires(&store).await;
+    }
+
+    /// Conformance: health and close.
+    #[tokio::test]
+    async fn health_and_close() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::health_and_close(&store).await;
+    }
+
+    /// Counts, remembered uuids and caps survive a reopen.
+    #[tokio::test]
+    async fn reopen_keeps_everything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let e = Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "a".into(),
+            event: PARTICIPATE.into(),
+            uuid: "u".into(),
+        };
+        let store = open(
+            dir.path(),
+            86_400,
+            Caps {
+                max_variants_per_experiment: 1,
+                ..Caps::default()
+            },
+        );
+        store.track(vec![e.clone()]).await.unwrap();
+        store.close().await.unwrap();
+        let store = open(
+            dir.path(),
+            86_400,
+            Caps {
+                max_variants_per_experiment: 1,
+                ..Caps::default()
+            },
+        );
+        assert_eq!(
+            store.track(vec![e.clone()]).await.unwrap(),
+            vec![TrackOutcome::Duplicate]
+        );
+        let other = Event {
+            variant: "b".into(),
+            ..e
+        };
+        assert!(matches!(
+            store.track(vec![other]).await.unwrap()[0],
+            TrackOutcome::Rejected(_)
+        ));
+        assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
+    }
+
+    /// Expired entries are pruned slice by slice; live ones stay.
+    #[test]
+    fn pruning_removes_only_expired_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer_connection(&dir.path().join("p.db"), false).unwrap();
+        let now = unix_millis();
+        for i in 0..=255u8 {
+            conn.execute(
+                "INSERT INTO seen VALUES (?1, ?2)",
+                params![vec![i, 1], now - 10_000],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO seen VALUES (?1, ?2)", params![vec![i, 2], now])
+                .unwrap();
+        }
+        let mut writer = Writer {
+            conn,
+            catalog: Catalog::default(),
+            caps: Caps::default(),
+            window_ms: 5_000,
+            prune: PruneCursor {
+                next_slice: 0,
+                every: Duration::ZERO,
+                last: Instant::now(),
+            },
+        };
+        for _ in 0..PRUNE_SLICES {
+            writer.prune_if_due();
+        }
+        let left: i64 = writer
+            .conn
+            .query_row("SELECT count(*) FROM seen", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 256);
+    }
+}

@@ -1,0 +1,76 @@
+//! The storage boundary: one trait that every backend implements, and the
+//! function that picks a backend from the configuration.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{Counter, Event, TrackOutcome};
+
+pub mod embedded;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+
+/// Where events are counted.
+///
+/// # Contract
+///
+/// - `track` is atomic per event: an event is either counted once, found to
+///   be a duplicate, or rejected by a cap; when it returns `Ok`, every
+///   counted event is durable (it survives a crash of this process).
+/// - Deduplication is exact: the same `(namespace, experiment, event,
+///   variant, uuid)` is counted at most once within the dedupe window, even
+///   when sent concurrently or re-sent after a crash.
+/// - A clone of a store (or of its `Arc`) shares its state.
+/// - Errors mean "nothing can be promised": the caller answers 503 so the
+///   client retries, which is safe because counting is idempotent.
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// Counts a batch of already validated events, returning one outcome per
+    /// event in the same order.
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError>;
+
+    /// Every counter of a namespace (empty for an unknown namespace).
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError>;
+
+    /// The experiment names of a namespace, sorted.
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes an experiment's counters; `Ok(false)` when it did not exist.
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Proves the store can take a write right now.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Finishes pending writes and releases the store; later calls fail
+    /// with [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// A shared handle on some store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Why a store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (disk full, I/O error, connection lost...).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store was closed (the server is shutting down).
+    #[error("store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}
