@@ -12,7 +12,12 @@ use crate::config::Overrides;
 /// Counts every unique AlephBet event exactly once on an embedded durable
 /// store, and answers the same HTTP API as the original Lamed.
 #[derive(Debug, Parser)]
-#[command(name = "lamed", version, propagate_version = true)]
+#[command(
+    name = "lamed",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 #[command(after_help = "Use -h for short descriptions and --help for more details.")]
 pub struct Cli {
     /// Log format on stderr

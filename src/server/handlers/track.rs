@@ -174,9 +174,9 @@ impl BatchResponse {
         let count = |status| results.iter().filter(|r| r.status == status).count();
         let (counted, duplicates, refused) =
             (count("counted"), count("duplicate"), count("refused"));
-        let error = (refused > 0).then(|| {
+        let error = results.iter().find_map(|r| r.error.as_ref()).map(|first| {
             format!(
-                "{refused} of {} events were refused; see results",
+                "{refused} of {} events were refused (first: {first}); see results",
                 results.len()
             )
         });

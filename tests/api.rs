@@ -1,0 +1,695 @@
+//! The HTTP API over real sockets against a `lamed serve` started by the
+//! test: Lamed's response shapes, CORS, auth, bad input, batches, restarts.
+
+mod util;
+
+use serde_json::json;
+use util::{track, Server};
+
+/// Sends events that should all be answered 200 `{}`.
+async fn send_all(server: &Server, paths: &[String]) {
+    for path in paths {
+        let answer = server.get(path).await;
+        assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
+        assert_eq!(&answer.body[..], b"{}");
+    }
+}
+
+/// The exact Lamed `/experiments` shape for a namespace with two
+/// experiments (one with no goal yet), `scope` filtering, and delete.
+#[tokio::test]
+async fn experiments_shape_scope_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    send_all(
+        &server,
+        &[
+            track("shop", "button color", "red", "participate", "u1"),
+            track("shop", "button color", "red", "participate", "u1"),
+            track("shop", "button color", "blue", "participate", "u2"),
+            track("shop", "button color", "blue", "participate", "u3"),
+            track("shop", "button color", "blue", "checkout", "u2"),
+            track("shop", "button color", "blue", "checkout", "u2"),
+            track("shop", "headline", "long", "participate", "u4"),
+        ],
+    )
+    .await;
+    let answer = server.get_with_key("/experiments?namespace=shop").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json().unwrap(),
+        json!([
+            {"meta": {"scope": null}},
+            {"experiment": "button color", "goals": [
+                {"goal": "checkout", "results": [
+                    {"label": "blue", "successes": 1, "trials": 2},
+                    {"label": "red", "successes": 0, "trials": 1}]}]},
+            {"experiment": "headline", "goals": []}
+        ])
+    );
+    let answer = server
+        .get_with_key("/experiments?namespace=shop&scope=headline")
+        .await;
+    assert_eq!(
+        answer.json().unwrap(),
+        json!([{"meta": {"scope": "headline"}}, {"experiment": "headline", "goals": []}])
+    );
+    let headers = [("x-api-key", server.api_key.as_str())];
+    let answer = server
+        .request(
+            "DELETE",
+            "/delete?namespace=shop&experiment=headline",
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = server
+        .request(
+            "DELETE",
+            "/delete?namespace=shop&experiment=headline",
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.json().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("headline"));
+    let body = server
+        .get_with_key("/experiments?namespace=shop")
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    assert_eq!(body[1]["experiment"], "button color");
+    // The default namespace answers even when empty.
+    let answer = server.get_with_key("/experiments").await;
+    assert_eq!(answer.json().unwrap(), json!([{"meta": {"scope": null}}]));
+}
+
+/// CORS on every response and preflight on every path; no caching.
+#[tokio::test]
+async fn cors_and_cache_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for path in ["/track", "/experiments", "/delete", "/event", "/anything"] {
+        let answer = server
+            .request(
+                "OPTIONS",
+                path,
+                &[
+                    ("origin", "https://site.example"),
+                    ("access-control-request-method", "GET"),
+                    (
+                        "access-control-request-headers",
+                        "x-api-key, content-type, authorization",
+                    ),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        let allowed = answer.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        for header in ["content-type", "x-api-key", "authorization"] {
+            assert!(allowed.contains(header), "{path}: {allowed}");
+        }
+    }
+    for (path, status) in [
+        (track("ns", "e", "v", "participate", "u"), 200),
+        ("/track".to_owned(), 400),
+        ("/experiments".to_owned(), 401),
+        ("/nowhere".to_owned(), 404),
+    ] {
+        let answer = server
+            .request("GET", &path, &[("origin", "https://site.example")], b"")
+            .await;
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.headers["access-control-allow-origin"], "*", "{path}");
+        assert_eq!(
+            answer.headers["cache-control"], "no-cache, no-store, must-revalidate",
+            "{path}"
+        );
+    }
+}
+
+/// Missing key → 401, wrong key → 403, on every private endpoint; the
+/// Authorization header works too.
+#[tokio::test]
+async fn api_key_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for (method, path) in [
+        ("GET", "/experiments"),
+        ("DELETE", "/delete?experiment=x"),
+        ("GET", "/metrics"),
+    ] {
+        let none = server.request(method, path, &[], b"").await;
+        assert_eq!(none.status, 401, "{path}");
+        assert!(none.json().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Api-Key"));
+        let wrong = server
+            .request(
+                method,
+                path,
+                &[("x-api-key", "not-the-key-0000000000")],
+                b"",
+            )
+            .await;
+        assert_eq!(wrong.status, 403, "{path}");
+        let almost = format!("{}x", server.api_key);
+        let wrong = server
+            .request(method, path, &[("x-api-key", &almost)], b"")
+            .await;
+        assert_eq!(wrong.status, 403, "{path}");
+    }
+    let bearer = format!("Bearer {}", server.api_key);
+    let answer = server
+        .request("GET", "/experiments", &[("authorization", &bearer)], b"")
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+/// At least 25 bad requests, each answered 4xx with a JSON message naming
+/// the problem; the server keeps counting correctly afterwards.
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--max-variants",
+            "2",
+            "--max-experiments",
+            "2",
+            "--max-goals",
+            "1",
+            "--max-namespaces",
+            "2",
+            "--max-batch-events",
+            "3",
+        ],
+    );
+    let key = server.api_key.clone();
+    let ok = "experiment=e&variant=v&event=participate&uuid=u";
+    let long = "x".repeat(201);
+    let long_uuid = "u".repeat(129);
+    let long_ns = "n".repeat(65);
+    // Fill the caps first.
+    send_all(
+        &server,
+        &[
+            track("caps", "e1", "a", "participate", "1"),
+            track("caps", "e1", "b", "participate", "1"),
+            track("caps", "e1", "a", "g1", "1"),
+            track("caps", "e2", "a", "participate", "1"),
+            track("ns2", "e", "a", "participate", "1"),
+        ],
+    )
+    .await;
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        (
+            "GET",
+            "/track".into(),
+            vec![],
+            vec![],
+            400,
+            "'experiment' is missing",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=v&event=participate".into(),
+            vec![],
+            vec![],
+            400,
+            "'uuid' is missing",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&uuid=u&event=participate".into(),
+            vec![],
+            vec![],
+            400,
+            "'variant' is missing",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&uuid=u&variant=v".into(),
+            vec![],
+            vec![],
+            400,
+            "'event' is missing",
+        ),
+        (
+            "GET",
+            "/track?experiment=&variant=v&event=participate&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'experiment' must not be empty",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=&event=participate&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'variant' must not be empty",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=v&event=&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'event' must not be empty",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=v&event=participate&uuid=".into(),
+            vec![],
+            vec![],
+            400,
+            "'uuid' must not be empty",
+        ),
+        (
+            "GET",
+            format!("/track?{ok}&namespace="),
+            vec![],
+            vec![],
+            400,
+            "'namespace' must not be empty",
+        ),
+        (
+            "GET",
+            format!("/track?experiment={long}&variant=v&event=participate&uuid=u"),
+            vec![],
+            vec![],
+            400,
+            "'experiment' is longer than 200 bytes",
+        ),
+        (
+            "GET",
+            format!("/track?experiment=e&variant={long}&event=participate&uuid=u"),
+            vec![],
+            vec![],
+            400,
+            "'variant' is longer than 200 bytes",
+        ),
+        (
+            "GET",
+            format!("/track?experiment=e&variant=v&event={long}&uuid=u"),
+            vec![],
+            vec![],
+            400,
+            "'event' is longer than 200 bytes",
+        ),
+        (
+            "GET",
+            format!("/track?experiment=e&variant=v&event=participate&uuid={long_uuid}"),
+            vec![],
+            vec![],
+            400,
+            "'uuid' is longer than 128 bytes",
+        ),
+        (
+            "GET",
+            format!("/track?{ok}&namespace={long_ns}"),
+            vec![],
+            vec![],
+            400,
+            "'namespace' is longer than 64 bytes",
+        ),
+        (
+            "GET",
+            "/track?experiment=a%0Ab&variant=v&event=participate&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'experiment' must not contain control characters",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=v%00&event=participate&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'variant' must not contain control characters",
+        ),
+        (
+            "GET",
+            "/track?experiment=%FF%FE&variant=v&event=participate&uuid=u".into(),
+            vec![],
+            vec![],
+            400,
+            "'experiment' is not valid UTF-8",
+        ),
+        (
+            "GET",
+            format!("/track?{ok}&uuid=again"),
+            vec![],
+            vec![],
+            400,
+            "'uuid' is given more than once",
+        ),
+        (
+            "GET",
+            "/track?experiment=e3&variant=a&event=participate&uuid=u&namespace=caps".into(),
+            vec![],
+            vec![],
+            422,
+            "limit of 2 experiments",
+        ),
+        (
+            "GET",
+            "/track?experiment=e1&variant=c&event=participate&uuid=u&namespace=caps".into(),
+            vec![],
+            vec![],
+            422,
+            "limit of 2 variants",
+        ),
+        (
+            "GET",
+            "/track?experiment=e1&variant=a&event=g2&uuid=u&namespace=caps".into(),
+            vec![],
+            vec![],
+            422,
+            "limit of 1 goals",
+        ),
+        (
+            "GET",
+            "/track?experiment=e&variant=a&event=participate&uuid=u&namespace=ns4".into(),
+            vec![],
+            vec![],
+            422,
+            "limit of 2 namespaces",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            b"{not json".to_vec(),
+            400,
+            "body must be a JSON array",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            b"{\"experiment\": \"e\"}".to_vec(),
+            400,
+            "body must be a JSON array",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            b"[]".to_vec(),
+            400,
+            "batch holds no events",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            br#"[{"experiment":"e","variant":"v","event":"participate","uuid":"1"},{},{},{}]"#
+                .to_vec(),
+            413,
+            "the limit is 3",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            br#"[{"experiment":"e","variant":"v","event":"participate","uuid":1}]"#.to_vec(),
+            422,
+            "'uuid' must be a string",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            br#"[5]"#.to_vec(),
+            422,
+            "must be a JSON object",
+        ),
+        (
+            "POST",
+            "/track".into(),
+            vec![],
+            vec![b'['; 3 * 1024 * 1024],
+            413,
+            "too large",
+        ),
+        (
+            "PUT",
+            "/track".into(),
+            vec![],
+            vec![],
+            405,
+            "method not allowed",
+        ),
+        (
+            "DELETE",
+            "/experiments".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            405,
+            "method not allowed",
+        ),
+        (
+            "GET",
+            "/delete?experiment=e".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            405,
+            "method not allowed",
+        ),
+        ("GET", "/nope".into(), vec![], vec![], 404, "no such path"),
+        (
+            "GET",
+            "/experiments?namespace=never-used".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            404,
+            "namespace 'never-used' has no experiments",
+        ),
+        (
+            "GET",
+            "/experiments?namespace=%FF".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            400,
+            "'namespace' is not valid UTF-8",
+        ),
+        (
+            "GET",
+            "/experiments?scope=a%01".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            400,
+            "'scope' must not contain control characters",
+        ),
+        (
+            "DELETE",
+            "/delete?namespace=caps".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            400,
+            "'experiment' is missing",
+        ),
+        (
+            "DELETE",
+            "/delete?namespace=caps&experiment=nope".into(),
+            vec![("x-api-key", &key)],
+            vec![],
+            404,
+            "experiment 'nope' not found",
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (method, path, headers, body, status, message) in &cases {
+        let answer = server.request(method, path, headers, body).await;
+        let shown = format!(
+            "{method} {}: {} {}",
+            &path[..path.len().min(80)],
+            answer.status,
+            String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
+        );
+        assert_eq!(answer.status, *status, "{shown}");
+        let error = answer.json().unwrap_or_else(|e| panic!("{shown}: {e}"))["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{shown}: no error message"))
+            .to_owned();
+        assert!(error.contains(message), "{shown}: expected {message:?}");
+    }
+    // Still serving, and nothing refused was counted.
+    send_all(&server, &[track("caps", "e1", "b", "g1", "2")]).await;
+    let counts = server.counts("caps").await;
+    // e2 has no goal, so its one participant does not show in Lamed's shape.
+    assert_eq!(counts.values().sum::<u64>(), 4, "{counts:?}");
+    let metrics = server.get_with_key("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("lamed_rejected_total{reason=\"missing_parameter\"}"),
+        "{text}"
+    );
+    assert!(text.contains("lamed_events_counted_total 6"), "{text}");
+}
+
+/// A batch answers one result per event; duplicates and invalid events
+/// are reported, valid ones stored.
+#[tokio::test]
+async fn batch_reports_each_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let batch = json!([
+        {"namespace": "b", "experiment": "e", "variant": "v", "event": "participate", "uuid": "1"},
+        {"namespace": "b", "experiment": "e", "variant": "v", "event": "participate", "uuid": "1"},
+        {"namespace": "b", "experiment": "e", "variant": "v", "event": "buy", "uuid": "1"},
+    ]);
+    let answer = server
+        .request(
+            "POST",
+            "/track",
+            &[("content-type", "application/json")],
+            batch.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json().unwrap(),
+        json!({"counted": 2, "duplicates": 1, "refused": 0, "results": [
+            {"status": "counted"}, {"status": "duplicate"}, {"status": "counted"}]})
+    );
+    let batch = json!([
+        {"namespace": "b", "experiment": "e", "variant": "v", "event": "participate", "uuid": "2"},
+        {"namespace": "b", "experiment": "e", "variant": "v", "event": "participate"},
+    ]);
+    let answer = server
+        .request("POST", "/track", &[], batch.to_string().as_bytes())
+        .await;
+    assert_eq!(answer.status, 422);
+    let body = answer.json().unwrap();
+    assert_eq!(body["results"][0]["status"], "counted");
+    assert_eq!(
+        body["results"][1]["error"],
+        "event 1: parameter 'uuid' is missing"
+    );
+    assert_eq!(server.counts("b").await.values().sum::<u64>(), 3);
+}
+
+/// The alephbet-rails path `/event` counts into the same counters as
+/// `/track`, and an `extra_wiring` path from config.json serves its handler.
+#[tokio::test]
+async fn event_path_and_extra_wiring() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "redis": {"host": "127.0.0.1", "port": 6379},
+            "uuid_expiry_seconds": 86400,
+            "extra_wiring": [{
+                "lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track", "MemorySize": 128, "Timeout": 3},
+                "api_gateway": {"pathPart": "my_tracking_endpoint", "method": {"httpMethod": "GET", "apiKeyRequired": false}}
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let on_track = track("w", "e", "v", "buy", "1");
+    send_all(
+        &server,
+        &[
+            on_track.replace("/track", "/event"),
+            on_track.clone(),
+            on_track.replace("/track", "/my_tracking_endpoint"),
+            track("w", "e", "v", "buy", "2").replace("/track", "/my_tracking_endpoint"),
+        ],
+    )
+    .await;
+    assert_eq!(server.counts("w").await.values().sum::<u64>(), 2);
+}
+
+/// With a 2-second window a duplicate inside is ignored; after it, it counts.
+#[tokio::test]
+async fn expiry_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--uuid-expiry-seconds", "2"]);
+    // A goal, so that the count shows in Lamed's shape.
+    let path = track("x", "e", "v", "buy", "same");
+    send_all(&server, &[path.clone(), path.clone()]).await;
+    assert_eq!(server.counts("x").await.values().sum::<u64>(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    send_all(&server, &[path.clone(), path]).await;
+    assert_eq!(server.counts("x").await.values().sum::<u64>(), 2);
+}
+
+/// A restart keeps the counts, the remembered uuids and the generated key;
+/// SIGTERM exits 0.
+#[tokio::test]
+async fn restart_keeps_counts_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    assert!(server.banner.contains("generated now"));
+    let first_key = server.api_key.clone();
+    assert_eq!(first_key.len(), 40);
+    send_all(
+        &server,
+        &[
+            track("r", "e", "v", "participate", "1"),
+            track("r", "e", "v", "buy", "1"),
+        ],
+    )
+    .await;
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+
+    let server = Server::start(&data, &[]);
+    assert_eq!(server.api_key, first_key);
+    assert!(server.banner.contains("stored in"));
+    send_all(&server, &[track("r", "e", "v", "participate", "1")]).await;
+    let counts = server.counts("r").await;
+    assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
+    let health = server.get("/health").await;
+    assert_eq!(
+        (health.status, health.json().unwrap()["status"].clone()),
+        (200, json!("ok"))
+    );
+}
+
+/// The printed snippet holds the tracking URL and a LamedAdapter.
+#[tokio::test]
+async fn banner_prints_urls_key_and_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--api-key", "0123456789abcdef-key"],
+    );
+    let base = format!("http://{}", server.addr);
+    assert!(server
+        .banner
+        .contains(&format!("tracking URL:    {base}/track")));
+    assert!(server
+        .banner
+        .contains(&format!("experiments URL: {base}/experiments")));
+    assert_eq!(server.api_key, "0123456789abcdef-key");
+    assert!(server.banner.contains(&format!(
+        "new AlephBet.LamedAdapter(\"{base}/track\", \"alephbet\")"
+    )));
+    assert!(server
+        .banner
+        .contains("alephbet@0.27.0/dist/alephbet.min.js"));
+}

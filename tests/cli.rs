@@ -1,0 +1,115 @@
+//! The `lamed` command line: help, usage errors and configuration errors
+//! exit non-zero with a message, before any socket is bound.
+
+mod util;
+
+use std::process::Command;
+
+fn lamed(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
+    Command::new(util::lamed_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("LAMED_API_KEY")
+        .output()
+        .expect("run lamed")
+}
+
+/// `--help` explains the commands and every serve option.
+#[test]
+fn help_explains_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lamed(&["--help"], dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve"), "{text}");
+    let out = lamed(&["serve", "--help"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--listen",
+        "--data-dir",
+        "--api-key",
+        "--uuid-expiry-seconds",
+        "--fsync",
+        "--config",
+        "--log-format",
+        "--max-variants",
+        "LAMED_LISTEN",
+    ] {
+        assert!(text.contains(option), "serve --help lacks {option}");
+    }
+}
+
+/// A bad flag is a usage error: exit 2 with a message.
+#[test]
+fn bad_flag_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lamed(&["serve", "--listen", "not-an-address"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}
+
+/// An invalid config.json stops the start with a message naming the file
+/// and the problem, exit 1.
+#[test]
+fn bad_config_exits_1_with_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{\"uuid_expiry_seconds\": \"soon\"}",
+    )
+    .unwrap();
+    let out = lamed(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("lamed: invalid config file config.json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("uuid_expiry_seconds") || err.contains("line 1"),
+        "{err}"
+    );
+    let out = lamed(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "d",
+            "--config",
+            "missing.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file missing.json"));
+    let out = lamed(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "d",
+            "--api-key",
+            "short",
+            "--config",
+            "/dev/null",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A port already in use is a clear error.
+#[test]
+fn busy_port_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = lamed(&["serve", "--listen", &addr, "--data-dir", "d"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+}

@@ -1,0 +1,161 @@
+//! Test helpers: run the real `lamed` binary on a free loopback port with a
+//! temporary data directory, and stop it by PID when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use lamed::loadgen::{self, Answer};
+
+/// A running `lamed serve`, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The API key it printed.
+    pub api_key: String,
+    /// Everything it printed on stdout before serving.
+    pub banner: String,
+    /// Its data directory (kept by the caller's TempDir).
+    pub data_dir: PathBuf,
+}
+
+/// The `lamed` binary built for these tests.
+pub fn lamed_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lamed")
+}
+
+impl Server {
+    /// Starts `lamed serve` on `127.0.0.1:0` with `data_dir` and extra args.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, args)
+    }
+
+    /// Starts `lamed serve` on `listen` (to restart on the same port).
+    pub fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(lamed_bin())
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("LAMED_API_KEY")
+            .current_dir(data_dir.parent().unwrap_or(data_dir))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lamed");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().expect("valid address"),
+            api_key: String::new(),
+            banner: String::new(),
+            data_dir: data_dir.to_owned(),
+        };
+        loop {
+            let line = lines_rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("lamed printed its banner in time");
+            server.banner.push_str(&line);
+            server.banner.push('\n');
+            if let Some(url) = line.strip_prefix("lamed is listening on http://") {
+                server.addr = url.trim().parse().expect("address in banner");
+            }
+            if let Some(rest) = line.trim().strip_prefix("API key:") {
+                server.api_key = rest.split_whitespace().next().unwrap_or("").to_owned();
+            }
+            if line == lamed::snippet::SNIPPET_END {
+                break;
+            }
+        }
+        server
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        child.wait().expect("wait for lamed")
+    }
+
+    /// Any request, on a fresh connection.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        loadgen::request(self.addr, method, path, headers, body)
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path} failed: {err:#}"))
+    }
+
+    /// `GET path` without headers.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, &[], b"").await
+    }
+
+    /// `GET path` with the API key.
+    pub async fn get_with_key(&self, path: &str) -> Answer {
+        self.request("GET", path, &[("x-api-key", &self.api_key)], b"")
+            .await
+    }
+
+    /// The namespace's counts as (experiment, event, variant) → count.
+    pub async fn counts(
+        &self,
+        namespace: &str,
+    ) -> std::collections::BTreeMap<loadgen::CounterId, u64> {
+        loadgen::fetch_counts(self.addr, namespace, &self.api_key)
+            .await
+            .expect("counts readable")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A GET /track path for one event in namespace `ns`.
+pub fn track(ns: &str, experiment: &str, variant: &str, event: &str, uuid: &str) -> String {
+    loadgen::track_path(
+        "/track",
+        &lamed::Event {
+            namespace: ns.into(),
+            experiment: experiment.into(),
+            variant: variant.into(),
+            event: event.into(),
+            uuid: uuid.into(),
+        },
+    )
+}
