@@ -10,6 +10,7 @@
 //! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
 //! - [`cli`] and [`serve`]: the `lamed` command line.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
+//! - [`stats`]: pure statistics for deciding which variant wins.
 //! - [`loadgen`]: the HTTP load generator behind `lamed-load` and the tests.
 
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod results;
 pub mod serve;
 pub mod server;
 pub mod snippet;
+pub mod stats;
 pub mod store;
 
 pub use config::Config;

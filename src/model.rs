@@ -252,6 +252,19 @@ pub struct Counter {
     pub count: u64,
 }
 
+/// One counter for one UTC day, for trend charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DailyCounter {
+    /// `participate` or a goal name.
+    pub event: String,
+    /// The variant name.
+    pub variant: String,
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// Unique events counted that day.
+    pub count: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,40 @@ pub async fn concurrent_duplicates_count_once(store: DynStore) {
     assert_eq!(counts[&key("e", PARTICIPATE, "b")], 25);
 }
 
+/// Daily counters add up to the totals and land on today's UTC day.
+/// Default settings.
+pub async fn daily_counters_follow_totals(store: &dyn Store) {
+    store
+        .track(vec![
+            event("t", "e", PARTICIPATE, "a", "1"),
+            event("t", "e", PARTICIPATE, "a", "2"),
+            event("t", "e", PARTICIPATE, "a", "2"),
+            event("t", "e", "buy", "b", "1"),
+            event("t", "other", "buy", "b", "1"),
+        ])
+        .await
+        .expect("track");
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+        / 86_400;
+    let daily = store.daily_counters("t", "e").await.expect("daily");
+    let got: Vec<_> = daily
+        .iter()
+        .map(|d| (d.event.as_str(), d.variant.as_str(), d.count))
+        .collect();
+    assert_eq!(got, vec![("buy", "b", 1), (PARTICIPATE, "a", 2)]);
+    // Allow a run that crosses midnight.
+    assert!(daily.iter().all(|d| d.day == today || d.day == today + 1));
+    assert!(store.delete_experiment("t", "e").await.expect("delete"));
+    assert!(store
+        .daily_counters("t", "e")
+        .await
+        .expect("daily")
+        .is_empty());
+}
+
 /// Deleting removes the experiment's counters and its listing, and only
 /// that experiment. Default settings.
 pub async fn delete_removes_one_experiment(store: &dyn Store) {

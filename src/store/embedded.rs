@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
-use crate::model::{CapExceeded, Caps, Counter, Event, TrackOutcome, PARTICIPATE};
+use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome, PARTICIPATE};
 
 /// Most events the writer puts in one transaction; bounds commit latency.
 const MAX_EVENTS_PER_COMMIT: usize = 8192;
@@ -163,6 +163,30 @@ impl Store for EmbeddedStore {
                     experiment: row.get(0)?,
                     event: row.get(1)?,
                     variant: row.get(2)?,
+                    count: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event, variant, day, count FROM daily
+                 WHERE namespace = ?1 AND experiment = ?2 ORDER BY day, event, variant",
+            )?;
+            let rows = stmt.query_map([namespace, experiment], |row| {
+                Ok(DailyCounter {
+                    event: row.get(0)?,
+                    variant: row.get(1)?,
+                    day: row.get(2)?,
                     count: row.get::<_, i64>(3)? as u64,
                 })
             })?;
@@ -670,6 +694,13 @@ mod tests {
     async fn concurrent_duplicates_count_once() {
         let (_dir, store) = fresh(86_400, Caps::default());
         conformance::concurrent_duplicates_count_once(Arc::new(store) as DynStore).await;
+    }
+
+    /// Conformance: daily counters.
+    #[tokio::test]
+    async fn daily_counters_follow_totals() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::daily_counters_follow_totals(&store).await;
     }
 
     /// Conformance: delete.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{Counter, Event, TrackOutcome};
+use crate::model::{Counter, DailyCounter, Event, TrackOutcome};
 
 pub mod embedded;
 
@@ -36,6 +36,14 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Every counter of a namespace (empty for an unknown namespace).
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError>;
+
+    /// One experiment's counts per UTC day on which it had events, sorted by
+    /// day, event and variant. Days older than the retention are dropped.
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError>;
 
     /// The experiment names of a namespace, sorted.
     async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError>;
