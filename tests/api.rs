@@ -176,6 +176,17 @@ async fn api_key_is_required() {
     assert_eq!(answer.status, 200);
 }
 
+/// One bad request: method, path, headers, body, expected status, and a
+/// piece of the expected error message.
+type BadRequest<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
 /// At least 25 bad requests, each answered 4xx with a JSON message naming
 /// the problem; the server keeps counting correctly afterwards.
 #[tokio::test]
@@ -213,7 +224,7 @@ async fn bad_requests_are_refused_with_a_message() {
         ],
     )
     .await;
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadRequest<'_>> = vec![
         (
             "GET",
             "/track".into(),

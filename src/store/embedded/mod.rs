@@ -6,7 +6,10 @@
 //! waiting request into one transaction pays one commit for many events,
 //! and keeps the in-memory catalog (used to enforce caps) consistent.
 
-use std::collections::{HashMap, HashSet};
+mod catalog;
+mod seen;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -18,14 +21,18 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
-use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome, PARTICIPATE};
+use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
+use catalog::Catalog;
+use seen::SeenIndex;
 
 /// Most events the writer puts in one transaction; bounds commit latency.
 const MAX_EVENTS_PER_COMMIT: usize = 8192;
 
-/// The dedupe table is swept in this many slices of its key space, one
-/// slice at a time, so pruning never stalls writes for long.
-const PRUNE_SLICES: u32 = 256;
+/// How often the writer prunes expired dedupe rows (one bounded step).
+const PRUNE_EVERY: Duration = Duration::from_millis(200);
+
+/// Per-day counters older than this many days are deleted.
+pub const DAILY_RETENTION_DAYS: i64 = 400;
 
 /// How the embedded store is set up.
 #[derive(Debug, Clone)]
@@ -89,6 +96,9 @@ impl EmbeddedStore {
         let path = options.data_dir.join("lamed.db");
         let conn = open_writer_connection(&path, options.fsync)?;
         let catalog = Catalog::load(&conn)?;
+        let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
+        let seen = SeenIndex::load(&conn, cutoff(unix_millis(), window_ms))?;
+        tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -100,8 +110,10 @@ impl EmbeddedStore {
             conn,
             catalog,
             caps: options.caps,
-            window_ms: options.uuid_expiry_seconds.saturating_mul(1000),
-            prune: PruneCursor::new(options.uuid_expiry_seconds),
+            seen,
+            window_ms,
+            last_prune: Instant::now(),
+            last_daily_prune: None,
         };
         let writer_thread = thread::Builder::new()
             .name("lamed-writer".into())
@@ -268,9 +280,9 @@ fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreE
 }
 
 /// Tables: `counters` holds one row per (namespace, experiment, event,
-/// variant); `daily` the same per UTC day (for trend charts); `seen` one row
-/// per remembered event: a 16-byte hash and the millisecond it was first
-/// seen, in a WITHOUT ROWID table so each row costs little more than its key.
+/// variant); `daily` the same per UTC day (for trend charts); `seen` is the
+/// append-only log of remembered events (see [`seen`]): a 16-byte hash of
+/// the event's identity and the millisecond it was first seen.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
@@ -283,150 +295,24 @@ CREATE TABLE IF NOT EXISTS daily (
     PRIMARY KEY (namespace, experiment, event, variant, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (
-    key BLOB PRIMARY KEY, first_seen INTEGER NOT NULL
-) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, key BLOB NOT NULL, first_seen INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";
-
-/// The distinct names that exist, kept in memory to enforce [`Caps`]
-/// without a query per event.
-#[derive(Debug, Default)]
-struct Catalog {
-    namespaces: HashMap<String, HashMap<String, ExperimentNames>>,
-}
-
-#[derive(Debug, Default)]
-struct ExperimentNames {
-    variants: HashSet<String>,
-    goals: HashSet<String>,
-}
-
-impl Catalog {
-    fn load(conn: &Connection) -> Result<Self, StoreError> {
-        let mut catalog = Catalog::default();
-        let mut stmt =
-            conn.prepare("SELECT namespace, experiment, event, variant FROM counters")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let event = Event {
-                namespace: row.get(0)?,
-                experiment: row.get(1)?,
-                event: row.get(2)?,
-                variant: row.get(3)?,
-                uuid: String::new(),
-            };
-            catalog.insert(&event);
-        }
-        Ok(catalog)
-    }
-
-    /// Which cap, if any, counting `event` would break.
-    fn check(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
-        let Some(experiments) = self.namespaces.get(&event.namespace) else {
-            return (self.namespaces.len() >= caps.max_namespaces).then(|| {
-                CapExceeded::Namespaces {
-                    namespace: event.namespace.clone(),
-                    limit: caps.max_namespaces,
-                }
-            });
-        };
-        let Some(names) = experiments.get(&event.experiment) else {
-            return (experiments.len() >= caps.max_experiments_per_namespace).then(|| {
-                CapExceeded::Experiments {
-                    namespace: event.namespace.clone(),
-                    experiment: event.experiment.clone(),
-                    limit: caps.max_experiments_per_namespace,
-                }
-            });
-        };
-        if !names.variants.contains(&event.variant)
-            && names.variants.len() >= caps.max_variants_per_experiment
-        {
-            return Some(CapExceeded::Variants {
-                experiment: event.experiment.clone(),
-                variant: event.variant.clone(),
-                limit: caps.max_variants_per_experiment,
-            });
-        }
-        if !event.is_participation()
-            && !names.goals.contains(&event.event)
-            && names.goals.len() >= caps.max_goals_per_experiment
-        {
-            return Some(CapExceeded::Goals {
-                experiment: event.experiment.clone(),
-                goal: event.event.clone(),
-                limit: caps.max_goals_per_experiment,
-            });
-        }
-        None
-    }
-
-    fn insert(&mut self, event: &Event) {
-        let names = self
-            .namespaces
-            .entry(event.namespace.clone())
-            .or_default()
-            .entry(event.experiment.clone())
-            .or_default();
-        names.variants.insert(event.variant.clone());
-        if event.event != PARTICIPATE {
-            names.goals.insert(event.event.clone());
-        }
-    }
-
-    fn remove_experiment(&mut self, namespace: &str, experiment: &str) {
-        if let Some(experiments) = self.namespaces.get_mut(namespace) {
-            experiments.remove(experiment);
-            if experiments.is_empty() {
-                self.namespaces.remove(namespace);
-            }
-        }
-    }
-}
-
-/// Walks the dedupe table one key-space slice at a time, deleting expired
-/// rows, so that it holds about one window of events.
-#[derive(Debug)]
-struct PruneCursor {
-    next_slice: u32,
-    every: Duration,
-    last: Instant,
-}
-
-impl PruneCursor {
-    /// A full pass takes the window, clamped to between one minute and one
-    /// hour; with no window (0) nothing expires and nothing is pruned.
-    fn new(window_seconds: u64) -> Self {
-        let pass = Duration::from_secs(window_seconds.clamp(60, 3600));
-        PruneCursor {
-            next_slice: 0,
-            every: pass / PRUNE_SLICES,
-            last: Instant::now(),
-        }
-    }
-
-    /// The key range `[low, high)` of the slice to prune now, if it is time.
-    fn due(&mut self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-        if self.last.elapsed() < self.every {
-            return None;
-        }
-        self.last = Instant::now();
-        let slice = self.next_slice;
-        self.next_slice = (slice + 1) % PRUNE_SLICES;
-        let low = vec![slice as u8];
-        let high = (slice + 1 < PRUNE_SLICES).then(|| vec![(slice + 1) as u8]);
-        Some((low, high))
-    }
-}
 
 /// The writer thread's state: the only connection that writes.
 struct Writer {
     conn: Connection,
     catalog: Catalog,
     caps: Caps,
+    /// Which events were seen within the window.
+    seen: SeenIndex,
     /// Dedupe window in milliseconds, 0 = forever.
     window_ms: u64,
-    prune: PruneCursor,
+    /// When expired rows were last pruned.
+    last_prune: Instant,
+    /// When old per-day rows were last pruned (hourly; None = never).
+    last_daily_prune: Option<Instant>,
 }
 
 /// A command's reply, sent only after the transaction that holds its
@@ -495,8 +381,12 @@ impl Writer {
     fn commit(&mut self, batch: Vec<Command>) {
         let now_ms = unix_millis();
         match self.apply(batch, now_ms) {
-            Ok(replies) => replies.into_iter().for_each(Reply::send_ok),
+            Ok(replies) => {
+                self.seen.commit();
+                replies.into_iter().for_each(Reply::send_ok);
+            }
             Err((err, replies)) => {
+                self.seen.rollback();
                 tracing::error!(cause = %err, "store write failed; answering 503");
                 replies.into_iter().for_each(|reply| reply.send_err(&err));
                 // The transaction rolled back: rebuild what it may have
@@ -528,21 +418,11 @@ impl Writer {
         now_ms: i64,
         replies: &mut Vec<Reply>,
     ) -> Result<(), StoreError> {
-        // Rows first seen at or before this instant are outside the window.
-        let cutoff = if self.window_ms == 0 {
-            -1
-        } else {
-            now_ms - self.window_ms as i64
-        };
+        let cutoff = cutoff(now_ms, self.window_ms);
         let day = now_ms.div_euclid(86_400_000);
         let tx = self.conn.transaction()?;
         let mut increments: HashMap<(String, String, String, String), i64> = HashMap::new();
         {
-            let mut remember = tx.prepare_cached(
-                "INSERT INTO seen (key, first_seen) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET first_seen = excluded.first_seen
-                 WHERE seen.first_seen <= ?3",
-            )?;
             for command in batch {
                 match command {
                     Command::Track { events, reply } => {
@@ -552,8 +432,10 @@ impl Writer {
                                 outcomes.push(TrackOutcome::Rejected(exceeded));
                                 continue;
                             }
-                            let key = event.dedupe_key();
-                            if remember.execute(params![&key[..], now_ms, cutoff])? == 0 {
+                            if !self
+                                .seen
+                                .remember(&tx, event.dedupe_key(), now_ms, cutoff)?
+                            {
                                 outcomes.push(TrackOutcome::Duplicate);
                                 continue;
                             }
@@ -619,29 +501,46 @@ impl Writer {
         Ok(())
     }
 
+    /// Every [`PRUNE_EVERY`], deletes one bounded step of expired dedupe
+    /// rows, and per-day rows past the retention.
     fn prune_if_due(&mut self) {
-        if self.window_ms == 0 {
+        if self.last_prune.elapsed() < PRUNE_EVERY {
             return;
         }
-        let Some((low, high)) = self.prune.due() else {
-            return;
-        };
-        let cutoff = unix_millis() - self.window_ms as i64;
-        let result = match high {
-            Some(high) => self.conn.execute(
-                "DELETE FROM seen WHERE key >= ?1 AND key < ?2 AND first_seen <= ?3",
-                params![low, high, cutoff],
-            ),
-            None => self.conn.execute(
-                "DELETE FROM seen WHERE key >= ?1 AND first_seen <= ?2",
-                params![low, cutoff],
-            ),
-        };
-        match result {
-            Ok(0) => {}
-            Ok(pruned) => tracing::debug!(pruned, "pruned expired dedupe entries"),
-            Err(err) => tracing::warn!(cause = %err, "pruning dedupe entries failed"),
+        self.last_prune = Instant::now();
+        let now = unix_millis();
+        if self.window_ms > 0 {
+            match self.seen.prune(&self.conn, cutoff(now, self.window_ms)) {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "pruned expired dedupe entries"),
+                Err(err) => tracing::warn!(cause = %err, "pruning dedupe entries failed"),
+            }
         }
+        if self
+            .last_daily_prune
+            .is_some_and(|last| last.elapsed() < Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.last_daily_prune = Some(Instant::now());
+        let oldest_day = now.div_euclid(86_400_000) - DAILY_RETENTION_DAYS;
+        if let Err(err) = self
+            .conn
+            .prepare_cached("DELETE FROM daily WHERE day < ?1")
+            .and_then(|mut stmt| stmt.execute([oldest_day]))
+        {
+            tracing::warn!(cause = %err, "pruning daily counters failed");
+        }
+    }
+}
+
+/// Events first seen at or before the returned millisecond are outside
+/// the window; with no window (0) nothing is.
+fn cutoff(now_ms: i64, window_ms: u64) -> i64 {
+    if window_ms == 0 {
+        i64::MIN
+    } else {
+        now_ms - window_ms as i64
     }
 }
 
@@ -664,6 +563,7 @@ fn unix_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PARTICIPATE;
     use crate::store::{conformance, DynStore};
 
     fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
@@ -775,39 +675,45 @@ mod tests {
         assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
     }
 
-    /// Expired entries are pruned slice by slice; live ones stay.
+    /// Expired rows leave the log and the map; live ones and keys seen
+    /// again after expiring stay; the map is rebuilt from the log on load.
     #[test]
     fn pruning_removes_only_expired_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let conn = open_writer_connection(&dir.path().join("p.db"), false).unwrap();
-        let now = unix_millis();
-        for i in 0..=255u8 {
-            conn.execute(
-                "INSERT INTO seen VALUES (?1, ?2)",
-                params![vec![i, 1], now - 10_000],
-            )
-            .unwrap();
-            conn.execute("INSERT INTO seen VALUES (?1, ?2)", params![vec![i, 2], now])
-                .unwrap();
+        let mut conn = open_writer_connection(&dir.path().join("p.db"), false).unwrap();
+        let mut seen = SeenIndex::default();
+        let (old, now) = (1_000, 10_000);
+        let tx = conn.transaction().unwrap();
+        for i in 0..100u8 {
+            assert!(seen.remember(&tx, [i; 16], old, i64::MIN).unwrap());
         }
-        let mut writer = Writer {
-            conn,
-            catalog: Catalog::default(),
-            caps: Caps::default(),
-            window_ms: 5_000,
-            prune: PruneCursor {
-                next_slice: 0,
-                every: Duration::ZERO,
-                last: Instant::now(),
-            },
-        };
-        for _ in 0..PRUNE_SLICES {
-            writer.prune_if_due();
-        }
-        let left: i64 = writer
-            .conn
+        // Key 0 expired and was seen again: a second, live row.
+        assert!(seen.remember(&tx, [0; 16], now, old).unwrap());
+        assert!(!seen.remember(&tx, [1; 16], now, old - 1).unwrap());
+        tx.commit().unwrap();
+        seen.commit();
+        assert_eq!(seen.prune(&conn, old).unwrap(), 100);
+        assert_eq!(seen.prune(&conn, old).unwrap(), 0);
+        assert_eq!(seen.len(), 1);
+        let rows: i64 = conn
             .query_row("SELECT count(*) FROM seen", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(left, 256);
+        assert_eq!(rows, 1);
+        let reloaded = SeenIndex::load(&conn, old).unwrap();
+        assert_eq!(reloaded.len(), 1);
+    }
+
+    /// A rolled-back transaction forgets what it remembered.
+    #[test]
+    fn rollback_forgets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_writer_connection(&dir.path().join("r.db"), false).unwrap();
+        let mut seen = SeenIndex::default();
+        let tx = conn.transaction().unwrap();
+        assert!(seen.remember(&tx, [7; 16], 5, i64::MIN).unwrap());
+        drop(tx);
+        seen.rollback();
+        let tx = conn.transaction().unwrap();
+        assert!(seen.remember(&tx, [7; 16], 6, i64::MIN).unwrap());
     }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh machine: installs what the tests
+# need when it is missing (redis-server, Chromium, node packages), then runs
+# the format and lint gates, the Rust tests and the browser end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: $* missing and not root; install it first" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo build --bins
+cargo test
+if [ -f e2e/run.sh ]; then
+    echo "== end-to-end: AlephBet in Chromium"
+    LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh
+fi

@@ -1,0 +1,121 @@
+//! The dedupe memory of the embedded store: which events were seen, and
+//! when first.
+//!
+//! Lookups go to an in-memory map; the durable copy is an append-only log
+//! table written in the same transaction as the counters. Appending touches
+//! only the last page of the table, where a keyed table would dirty one
+//! random page per event; and the log's order is the order of first
+//! sightings, so expired rows are always at its head and pruning is a
+//! range delete. The map is rebuilt from the log on start.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, Transaction};
+
+/// Rows the pruner removes per step, to keep each step short.
+const PRUNE_STEP_ROWS: usize = 20_000;
+
+/// The remembered events of the current window.
+#[derive(Debug, Default)]
+pub(super) struct SeenIndex {
+    /// Dedupe key → millisecond of first sighting.
+    first_seen: HashMap<u128, i64>,
+    /// What this transaction changed, to undo if it rolls back.
+    undo: Vec<(u128, Option<i64>)>,
+}
+
+impl SeenIndex {
+    /// Loads every row still inside the window (later rows win).
+    pub(super) fn load(conn: &Connection, cutoff: i64) -> rusqlite::Result<Self> {
+        let mut index = SeenIndex::default();
+        let mut stmt =
+            conn.prepare("SELECT key, first_seen FROM seen WHERE first_seen > ?1 ORDER BY id")?;
+        let mut rows = stmt.query([cutoff])?;
+        while let Some(row) = rows.next()? {
+            let key: Vec<u8> = row.get(0)?;
+            if let Some(key) = key_from_bytes(&key) {
+                index.first_seen.insert(key, row.get(1)?);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Remembers `key` as seen at `now` unless it was first seen after
+    /// `cutoff`; returns whether it is new. The log row is written in `tx`.
+    pub(super) fn remember(
+        &mut self,
+        tx: &Transaction<'_>,
+        key: [u8; 16],
+        now: i64,
+        cutoff: i64,
+    ) -> rusqlite::Result<bool> {
+        let id = u128::from_le_bytes(key);
+        let previous = self.first_seen.get(&id).copied();
+        if previous.is_some_and(|seen| seen > cutoff) {
+            return Ok(false);
+        }
+        tx.prepare_cached("INSERT INTO seen (key, first_seen) VALUES (?1, ?2)")?
+            .execute(params![&key[..], now])?;
+        self.first_seen.insert(id, now);
+        self.undo.push((id, previous));
+        Ok(true)
+    }
+
+    /// The transaction committed: its changes stay.
+    pub(super) fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// The transaction rolled back: forget what it remembered.
+    pub(super) fn rollback(&mut self) {
+        for (id, previous) in self.undo.drain(..).rev() {
+            match previous {
+                Some(seen) => self.first_seen.insert(id, seen),
+                None => self.first_seen.remove(&id),
+            };
+        }
+    }
+
+    /// Deletes up to one step of expired rows from the head of the log, and
+    /// their map entries (unless the key was seen again since). Returns the
+    /// rows removed.
+    pub(super) fn prune(&mut self, conn: &Connection, cutoff: i64) -> rusqlite::Result<usize> {
+        let mut last_expired = None;
+        let mut expired = Vec::new();
+        {
+            let mut stmt =
+                conn.prepare_cached("SELECT id, key, first_seen FROM seen ORDER BY id LIMIT ?1")?;
+            let mut rows = stmt.query([PRUNE_STEP_ROWS as i64])?;
+            while let Some(row) = rows.next()? {
+                let first_seen: i64 = row.get(2)?;
+                if first_seen > cutoff {
+                    break;
+                }
+                last_expired = Some(row.get::<_, i64>(0)?);
+                let key: Vec<u8> = row.get(1)?;
+                if let Some(key) = key_from_bytes(&key) {
+                    expired.push((key, first_seen));
+                }
+            }
+        }
+        let Some(last) = last_expired else {
+            return Ok(0);
+        };
+        let removed = conn.execute("DELETE FROM seen WHERE id <= ?1", [last])?;
+        for (key, first_seen) in expired {
+            if self.first_seen.get(&key) == Some(&first_seen) {
+                self.first_seen.remove(&key);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Events remembered in memory.
+    pub(super) fn len(&self) -> usize {
+        self.first_seen.len()
+    }
+}
+
+fn key_from_bytes(bytes: &[u8]) -> Option<u128> {
+    <[u8; 16]>::try_from(bytes).ok().map(u128::from_le_bytes)
+}
