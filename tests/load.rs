@@ -3,12 +3,31 @@
 
 mod util;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lamed::loadgen::{self, CounterId, Workload, WorkloadSpec};
 use util::Server;
+
+/// Per counter, the identities of the events the server answered 200.
+fn acknowledged_by_counter(
+    workload: &Workload,
+    statuses: &[u16],
+    into: &mut BTreeMap<CounterId, HashSet<[u8; 16]>>,
+) {
+    for (event, status) in workload.events.iter().zip(statuses) {
+        if *status == 200 {
+            into.entry((
+                event.experiment.clone(),
+                event.event.clone(),
+                event.variant.clone(),
+            ))
+            .or_default()
+            .insert(event.dedupe_key());
+        }
+    }
+}
 
 fn workload(namespace: &str, total: usize, seed: u64) -> Workload {
     Workload::generate(&WorkloadSpec {
@@ -51,8 +70,7 @@ async fn kill_9_loses_nothing_and_counts_nothing_twice() {
     let paths = Arc::new(workload.paths("/track"));
     let mut server = Server::start(&data, &[]);
     let listen = server.addr.to_string();
-    let mut acknowledged: BTreeMap<CounterId, std::collections::HashSet<[u8; 16]>> =
-        BTreeMap::new();
+    let mut acknowledged = BTreeMap::new();
 
     for (round, kill_after) in [150u64, 400, 700].into_iter().enumerate() {
         let addr = server.addr;
@@ -69,18 +87,7 @@ async fn kill_9_loses_nothing_and_counts_nothing_twice() {
             answered < paths.len(),
             "round {round}: the kill came after the load"
         );
-        for (event, status) in workload.events.iter().zip(&report.statuses) {
-            if *status == 200 {
-                acknowledged
-                    .entry((
-                        event.experiment.clone(),
-                        event.event.clone(),
-                        event.variant.clone(),
-                    ))
-                    .or_default()
-                    .insert(event.dedupe_key());
-            }
-        }
+        acknowledged_by_counter(&workload, &report.statuses, &mut acknowledged);
         server = Server::start_on(&listen, &data, &[]);
         let counts = server.counts(namespace).await;
         for (id, uuids) in &acknowledged {
@@ -103,4 +110,34 @@ async fn kill_9_loses_nothing_and_counts_nothing_twice() {
     }
     let mismatches = workload.mismatches(&server.counts(namespace).await);
     assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+/// SIGTERM during a load: the server stops accepting, finishes what is in
+/// flight, commits, and exits 0; every event answered 200 is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_load_keeps_every_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let workload = workload("graceful", 20_000, 3);
+    let mut server = Server::start(&data, &[]);
+    let load = tokio::spawn(loadgen::run(
+        server.addr,
+        Arc::new(workload.paths("/track")),
+        32,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let report = load.await.unwrap();
+    assert!(report.count(200) > 0 && report.count(200) < workload.events.len());
+    let mut acknowledged = BTreeMap::new();
+    acknowledged_by_counter(&workload, &report.statuses, &mut acknowledged);
+    let server = Server::start(&data, &[]);
+    let counts = server.counts("graceful").await;
+    for (id, uuids) in &acknowledged {
+        assert!(
+            counts.get(id).copied().unwrap_or(0) >= uuids.len() as u64,
+            "{id:?} lost events"
+        );
+    }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# End-to-end tests: the real AlephBet client in Debian's Chromium against a real
+# `lamed serve`. Installs what it needs when missing (Chromium, node packages),
+# then runs the tests with Node's built-in test runner.
+#   LAMED_BIN   the lamed binary (default: ../target/debug/lamed)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export LAMED_BIN="${LAMED_BIN:-$PWD/../target/debug/lamed}"
+if [ ! -x "$LAMED_BIN" ]; then
+    echo "e2e/run.sh: no lamed binary at $LAMED_BIN (build it, or set LAMED_BIN)" >&2
+    exit 1
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "e2e/run.sh: /usr/bin/chromium missing and not root; install Debian's chromium first" >&2
+        exit 1
+    fi
+    echo "e2e/run.sh: installing Debian's chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+# npm ci when node_modules is missing or was installed from another lockfile.
+stamp=node_modules/.e2e-lock.sha256
+want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "e2e/run.sh: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" >"$stamp"
+fi
+
+exec node --test --test-concurrency=1 --test-reporter=tap tests/*.test.mjs

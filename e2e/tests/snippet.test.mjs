@@ -1,0 +1,78 @@
+// The AlephBet snippet that `lamed serve` prints, pasted as-is into a page of
+// another origin, works. The snippet loads AlephBet from the jsDelivr CDN; with
+// no internet here, the browser is answered with the very file the CDN serves
+// (alephbet@0.27.0's dist/alephbet.min.js from node_modules).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
+import { launchBrowser, startSite, Visitor, ALEPHBET_DIST, ALEPHBET_CDN_URL } from '../lib/browser.mjs';
+
+let lamed;
+let site;
+let browser;
+const visitors = [];
+
+before(async () => {
+  lamed = await startLamed({ apiKey: null }); // let lamed generate its key; read it from the banner
+  site = await startSite();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const v of visitors) await v.close().catch(() => {});
+  await browser?.close().catch(() => {});
+  await site?.close();
+  await lamed?.stop();
+  await removeWorkDir(lamed?.work);
+});
+
+async function visitor() {
+  const v = await Visitor.open(browser, lamed.base);
+  visitors.push(v);
+  await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
+    status: 200,
+    path: ALEPHBET_DIST,
+    headers: { 'Content-Type': 'application/javascript; charset=utf-8', 'Access-Control-Allow-Origin': '*' },
+  }));
+  return v;
+}
+
+test('the printed snippet, pasted into a page, counts participants and the checkout goal', async () => {
+  const { snippet } = lamed;
+  assert.ok(snippet, `a snippet in the banner:\n${lamed.stdout}`);
+  assert.ok(snippet.includes(`<script src="${ALEPHBET_CDN_URL}"></script>`), snippet);
+  assert.ok(snippet.includes(`new AlephBet.LamedAdapter("${lamed.trackUrl}", "alephbet")`), snippet);
+  const page = site.add(`<!doctype html>
+<html><head><meta charset="utf-8"><title>My shop</title></head>
+<body>
+<h1>Welcome</h1>
+${snippet}
+</body></html>
+`, 'snippet');
+  const name = 'my first experiment';
+
+  const buyer = await visitor();
+  await buyer.goto(page);
+  await buyer.settle();
+  const variant = await buyer.storedVariant(name);
+  assert.ok(['red', 'blue'].includes(variant), `variant ${variant}`);
+  // Participation alone: the experiment is listed, with no goals yet.
+  await expectCounts(lamed, 'alephbet', { [name]: {} }, { quietMs: 0 });
+
+  await buyer.page.evaluate('goal.complete()'); // the snippet's global `goal`
+  await buyer.settle();
+  assert.deepEqual(buyer.pageErrors, []);
+  assert.deepEqual(buyer.consoleErrors, []);
+  const expected = { [name]: { checkout: { [variant]: [1, 1] } } };
+  await expectCounts(lamed, 'alephbet', expected);
+
+  // A second visitor who only looks is one more participant.
+  const looker = await visitor();
+  await looker.goto(page);
+  await looker.settle();
+  const other = await looker.storedVariant(name);
+  const cell = expected[name].checkout[other] ?? [0, 0];
+  expected[name].checkout[other] = [cell[0], cell[1] + 1];
+  await expectCounts(lamed, 'alephbet', expected);
+});
