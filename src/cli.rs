@@ -51,6 +51,102 @@ pub enum Command {
         after_help = "Examples:\n  lamed serve\n  lamed serve --listen 0.0.0.0:8080 --data-dir /var/lib/lamed --fsync"
     )]
     Serve(ServeArgs),
+
+    /// Show which variant wins, with statistics, in the terminal
+    ///
+    /// Reads the local store (the data directory of the configuration) or,
+    /// with --server, a running lamed's API. Colours only on a terminal.
+    #[command(
+        after_help = "Examples:\n  lamed report\n  lamed report \"button color\" --control red --json\n  lamed report --server http://127.0.0.1:8080 --namespace shop"
+    )]
+    Report(ReportArgs),
+
+    /// Open the built-in dashboard in a browser (or print its URL)
+    Dashboard(DashboardArgs),
+}
+
+/// Where a command finds the configuration and the local store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Config file to read instead of ./config.json or ~/.lamed/config.json
+    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory of the store [default: from the config, else ./lamed-data]
+    #[arg(long, env = "LAMED_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The values that override the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+/// Options of `lamed report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Experiment to report [default: every experiment of the namespace]
+    pub experiment: Option<String>,
+
+    /// Namespace of the experiments
+    #[arg(long, short, default_value = "alephbet")]
+    pub namespace: String,
+
+    /// Variant to compare against [default: one named control/original/
+    /// baseline/default/a, else the first by name]
+    #[arg(long, value_name = "VARIANT")]
+    pub control: Option<String>,
+
+    /// Only this goal
+    #[arg(long)]
+    pub goal: Option<String>,
+
+    /// Expected traffic split for the sample-ratio check, e.g. red:80,blue:20
+    #[arg(long, value_name = "SPLIT")]
+    pub weights: Option<String>,
+
+    /// Print JSON (the report API's shape) instead of tables
+    #[arg(long)]
+    pub json: bool,
+
+    /// Read from a running server's API instead of the local store
+    #[arg(long, env = "LAMED_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// API key for --server
+    #[arg(
+        long,
+        env = "LAMED_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    /// Where the local store is
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Options of `lamed dashboard`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Dashboard URL [default: from the config's public_url or listen address]
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Only print the URL, do not start a browser
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Where the configuration is
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Options of `lamed serve`; each overrides the config file.
@@ -152,6 +248,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["lamed", "serve"], args].concat()).unwrap();
         match cli.command {
             Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
         }
     }
 

@@ -5,18 +5,23 @@
 //!
 //! - [`model`]: events, names and their limits, caps, outcomes.
 //! - [`store`]: the [`Store`] trait and its embedded SQLite backend.
+//! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
 //! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
 //! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
-//! - [`cli`] and [`serve`]: the `lamed` command line.
+//! - [`cli`], [`serve`] and [`commands`]: the `lamed` command line.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
 //! - [`stats`]: pure statistics for deciding which variant wins.
+//! - [`client`]: a minimal HTTP client for the CLI, load generator and tests.
 //! - [`loadgen`]: the HTTP load generator behind `lamed-load` and the tests.
 
 pub mod cli;
+pub mod client;
+pub mod commands;
 pub mod config;
 pub mod loadgen;
 pub mod model;
+pub mod report;
 pub mod results;
 pub mod serve;
 pub mod server;

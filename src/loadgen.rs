@@ -13,9 +13,10 @@ use anyhow::{bail, Context};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tokio::net::TcpStream;
+
+use crate::client::{connect, Sender};
+pub use crate::client::{request, Answer};
 
 use crate::model::{Event, PARTICIPATE};
 
@@ -283,18 +284,6 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
     }
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
-        .await
-        .context("connect timed out")??;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
 async fn send(sender: &mut Sender, addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
     sender.ready().await?;
     let request = Request::get(path)
@@ -304,62 +293,6 @@ async fn send(sender: &mut Sender, addr: SocketAddr, path: &str) -> anyhow::Resu
     let status = response.status().as_u16();
     response.into_body().collect().await?;
     Ok(status)
-}
-
-/// A complete HTTP answer, for checks.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// Status code.
-    pub status: u16,
-    /// Response headers.
-    pub headers: hyper::HeaderMap,
-    /// Body bytes.
-    pub body: Bytes,
-}
-
-impl Answer {
-    /// The body parsed as JSON.
-    ///
-    /// # Errors
-    ///
-    /// When the body is not JSON.
-    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("body is not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// Sends one request on a fresh connection.
-///
-/// # Errors
-///
-/// When the server cannot be reached or the exchange breaks.
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> anyhow::Result<Answer> {
-    let mut sender = connect(addr).await?;
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = sender
-        .send_request(builder.body(Full::new(Bytes::copy_from_slice(body)))?)
-        .await?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Reads a namespace's counts from a running server.

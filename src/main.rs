@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => lamed::serve::serve(args).await,
+            Command::Report(args) => lamed::commands::report::run(args).await,
+            Command::Dashboard(args) => lamed::commands::dashboard::run(args),
         }
     });
     match result {

@@ -118,7 +118,7 @@ impl Options {
 }
 
 /// Why a goal could not be analysed: always a problem with the input.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StatsError {
     /// The goal has no variants at all.
     NoVariants,
@@ -196,7 +196,7 @@ impl fmt::Display for StatsError {
 impl std::error::Error for StatsError {}
 
 /// A two-sided interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Lower bound.
     pub lower: f64,
@@ -205,7 +205,7 @@ pub struct Interval {
 }
 
 /// Relative uplift of a variant over the control, `rate_v / rate_c - 1`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Uplift {
     /// Point estimate (0.12 means 12% better than control).
     pub estimate: f64,
@@ -215,7 +215,7 @@ pub struct Uplift {
 }
 
 /// Pooled two-proportion z-test of a variant against the control.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ZTest {
     /// `(rate_v - rate_c) / pooled standard error`.
     pub z: f64,
@@ -224,7 +224,7 @@ pub struct ZTest {
 }
 
 /// A chi-square test statistic with its p-value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ChiSquareTest {
     /// Pearson's statistic, without continuity correction.
     pub statistic: f64,
@@ -239,7 +239,7 @@ pub struct ChiSquareTest {
 /// A mismatch means assignment or tracking is broken (a redirect that loses
 /// some users, a bot hitting one variant), which biases every other figure,
 /// so it is reported before any winner.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SrmCheck {
     /// Chi-square goodness-of-fit of participants against the split.
     pub test: ChiSquareTest,
@@ -254,7 +254,7 @@ pub struct SrmCheck {
 /// A fixed-horizon z-test checked every day has a false-positive rate far
 /// above alpha; this test's p-value and interval stay valid however often
 /// they are looked at. See [`sequential_test`] for the method.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SequentialTest {
     /// Observed difference `rate_v - rate_c`.
     pub difference: f64,
@@ -272,7 +272,7 @@ pub struct SequentialTest {
 }
 
 /// Sample size for the planned minimum detectable effect.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SampleSizePlan {
     /// Control conversion rate the plan assumes (the observed one).
     pub baseline_rate: f64,
@@ -285,7 +285,7 @@ pub struct SampleSizePlan {
 }
 
 /// Comparison of one variant with the control.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// Relative uplift; `None` when either side has no participants or the
     /// control has no conversions.
@@ -304,7 +304,7 @@ pub struct Comparison {
 }
 
 /// Everything computed for one variant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantStats {
     /// Variant name.
     pub label: String,
@@ -331,7 +331,7 @@ pub struct VariantStats {
 }
 
 /// Full analysis of one goal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoalAnalysis {
     /// Index of the control in `variants`.
     pub control: usize,
@@ -352,7 +352,7 @@ pub struct GoalAnalysis {
 }
 
 /// Bayesian figures for all variants of a goal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bayesian {
     /// Probability of beating the control; `None` at the control's index.
     pub chance_to_beat_control: Vec<Option<f64>>,

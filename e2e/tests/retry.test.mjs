@@ -23,7 +23,7 @@ const visitors = [];
 before(async () => {
   site = await startSite();
   browser = await launchBrowser();
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const v of visitors) await v.close().catch(() => {});
@@ -31,7 +31,7 @@ after(async () => {
   await site?.close();
   await lamed?.stop();
   await removeWorkDir(work);
-});
+}, { timeout: 60_000 });
 
 async function visitor() {
   const v = await Visitor.open(browser, lamed.base);
@@ -50,7 +50,7 @@ async function portIsClosed(base) {
 
 const add = (cell, s, t) => [(cell?.[0] ?? 0) + s, (cell?.[1] ?? 0) + t];
 
-test('events queued while the server is down are delivered on the next page load, once', async () => {
+test('events queued while the server is down are delivered on the next page load, once', { timeout: 60_000 }, async () => {
   const ns = 'e2e-retry';
   const name = 'retry experiment';
   const queueName = QUEUE.AlephbetAdapter;
@@ -120,7 +120,7 @@ test('events queued while the server is down are delivered on the next page load
   await expectCounts(lamed, ns, expected);
 });
 
-test('LamedAdapter re-sends its undelivered events with the next event of the page, once', async () => {
+test('LamedAdapter re-sends its undelivered events with the next event of the page, once', { timeout: 60_000 }, async () => {
   const ns = 'e2e-retry-lamed';
   const name = 'retry in page';
   const { port, apiKey, trackUrl } = lamed;
@@ -150,7 +150,7 @@ test('LamedAdapter re-sends its undelivered events with the next event of the pa
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] }, click: { [variant]: [1, 1] } } });
 });
 
-test('counts acknowledged with 200 survive kill -9 of the server', async () => {
+test('counts acknowledged with 200 survive kill -9 of the server', { timeout: 60_000 }, async () => {
   const ns = 'e2e-retry';
   const counted = countsOf(await getExperiments(lamed, { namespace: ns }));
   assert.ok(Object.keys(counted).length > 0, 'the previous test counted something');

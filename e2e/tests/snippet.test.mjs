@@ -17,7 +17,7 @@ before(async () => {
   lamed = await startLamed({ apiKey: null }); // let lamed generate its key; read it from the banner
   site = await startSite();
   browser = await launchBrowser();
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const v of visitors) await v.close().catch(() => {});
@@ -25,7 +25,7 @@ after(async () => {
   await site?.close();
   await lamed?.stop();
   await removeWorkDir(lamed?.work);
-});
+}, { timeout: 60_000 });
 
 async function visitor() {
   const v = await Visitor.open(browser, lamed.base);
@@ -38,7 +38,7 @@ async function visitor() {
   return v;
 }
 
-test('the printed snippet, pasted into a page, counts participants and the checkout goal', async () => {
+test('the printed snippet, pasted into a page, counts participants and the checkout goal', { timeout: 60_000 }, async () => {
   const { snippet } = lamed;
   assert.ok(snippet, `a snippet in the banner:\n${lamed.stdout}`);
   assert.ok(snippet.includes(`<script src="${ALEPHBET_CDN_URL}"></script>`), snippet);

@@ -17,7 +17,7 @@ before(async () => {
   lamed = await startLamed();
   site = await startSite();
   browser = await launchBrowser();
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const v of visitors) await v.close().catch(() => {});
@@ -25,7 +25,7 @@ after(async () => {
   await site?.close();
   await lamed?.stop();
   await removeWorkDir(lamed?.work);
-});
+}, { timeout: 60_000 });
 
 async function visitor(contextOptions) {
   const v = await Visitor.open(browser, lamed.base, contextOptions);
@@ -38,7 +38,7 @@ const noErrors = (v) => {
   assert.deepEqual(v.consoleErrors, [], 'no console errors (e.g. CORS)');
 };
 
-test('a visitor participates and completes a goal (LamedAdapter)', async () => {
+test('a visitor participates and completes a goal (LamedAdapter)', { timeout: 60_000 }, async () => {
   const ns = 'e2e-basic';
   const name = 'button color';
   const url = site.add(experimentPage({
@@ -68,7 +68,7 @@ test('a visitor participates and completes a goal (LamedAdapter)', async () => {
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] } } });
 });
 
-test('a goal completed during page load: the re-sent participate counts once', async () => {
+test('a goal completed during page load: the re-sent participate counts once', { timeout: 60_000 }, async () => {
   // AlephBet sends every queued event again whenever it queues a new one, so a
   // goal completed before the participate answer arrived re-sends participate
   // with the same uuid: lamed must count it once.
@@ -92,7 +92,7 @@ test('a goal completed during page load: the re-sent participate counts once', a
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] } } });
 });
 
-test('the default namespace is "alephbet" on both sides', async () => {
+test('the default namespace is "alephbet" on both sides', { timeout: 60_000 }, async () => {
   const name = 'e2e default namespace';
   const url = site.add(experimentPage({
     url: lamed.trackUrl, name, variants: { red: {}, blue: {} }, goals: [{ name: 'signup' }],
@@ -107,7 +107,7 @@ test('the default namespace is "alephbet" on both sides', async () => {
   await expectCounts(lamed, 'alephbet', { [name]: { signup: { [variant]: [1, 1] } } });
 });
 
-test('a reload and a repeated unique goal change nothing; a non-unique goal counts every time', async () => {
+test('a reload and a repeated unique goal change nothing; a non-unique goal counts every time', { timeout: 60_000 }, async () => {
   const ns = 'e2e-unique';
   const name = 'pricing page';
   const url = site.add(experimentPage({
@@ -141,7 +141,7 @@ test('a reload and a repeated unique goal change nothing; a non-unique goal coun
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] }, 'add to cart': { [variant]: [3, 1] } } });
 });
 
-test('cross-device: the same user_id in two browser contexts counts once', async () => {
+test('cross-device: the same user_id in two browser contexts counts once', { timeout: 60_000 }, async () => {
   const ns = 'e2e-cross-device';
   const name = 'cross device';
   const page = (userId) => site.add(experimentPage({
@@ -185,7 +185,7 @@ test('cross-device: the same user_id in two browser contexts counts once', async
   await expectCounts(lamed, ns, expected);
 });
 
-test('GimelAdapter (with cross-device user_id) works against /track', async () => {
+test('GimelAdapter (with cross-device user_id) works against /track', { timeout: 60_000 }, async () => {
   const ns = 'e2e-gimel';
   const name = 'gimel experiment';
   const url = site.add(experimentPage({
@@ -209,7 +209,7 @@ test('GimelAdapter (with cross-device user_id) works against /track', async () =
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] } } });
 });
 
-test('AlephbetAdapter (alephbet-rails) works against /event', async () => {
+test('AlephbetAdapter (alephbet-rails) works against /event', { timeout: 60_000 }, async () => {
   const ns = 'e2e-rails';
   const name = 'rails experiment';
   const url = site.add(experimentPage({
@@ -228,7 +228,7 @@ test('AlephbetAdapter (alephbet-rails) works against /event', async () => {
   await expectCounts(lamed, ns, { [name]: { checkout: { [variant]: [1, 1] } } });
 });
 
-test('names with spaces, + & : quotes, Hebrew and emoji survive the round trip', async () => {
+test('names with spaces, + & : quotes, Hebrew and emoji survive the round trip', { timeout: 60_000 }, async () => {
   const ns = 'e2e-names';
   const name = 'checkout: "Big" + small & co \'quoted\' — עגלת קניות 🛒 50% a=b/c?d#e';
   const variantA = 'כחול "blue" & co';

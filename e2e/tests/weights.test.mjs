@@ -20,7 +20,7 @@ before(async () => {
   lamed = await startLamed();
   site = await startSite();
   browser = await launchBrowser();
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const v of visitors) await v.close().catch(() => {});
@@ -28,7 +28,7 @@ after(async () => {
   await site?.close();
   await lamed?.stop();
   await removeWorkDir(lamed?.work);
-});
+}, { timeout: 60_000 });
 
 test(`80/20 weighted variants over ${VISITORS} fresh visitors`, { timeout: 180_000 }, async () => {
   const ns = 'e2e-weights';
@@ -44,10 +44,19 @@ test(`80/20 weighted variants over ${VISITORS} fresh visitors`, { timeout: 180_0
 
   const chosen = []; // [variant, bought]
   let next = 0;
+  let failed = false;
   const worker = async () => {
     const v = await Visitor.open(browser, lamed.base);
     visitors.push(v);
-    while (next < VISITORS) {
+    try {
+      await visitLoop(v);
+    } catch (e) {
+      failed = true; // the other workers stop too
+      throw e;
+    }
+  };
+  const visitLoop = async (v) => {
+    while (next < VISITORS && !failed) {
       const i = next++;
       await v.clearStorage().catch(() => {}); // about:blank of a new context has no storage
       await v.goto(i % 2 ? buying : browsing);

@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Handler;
 use crate::server::error::ApiError;
-use crate::server::handlers::{experiments, health, track};
+use crate::server::handlers::{dashboard, experiments, health, report, track};
 use crate::server::state::AppState;
 
 /// Largest request body: a full batch of long events fits.
@@ -42,6 +42,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .route("/experiments", handler_routes(Handler::Experiments))
         .route("/delete", handler_routes(Handler::Delete))
         .route("/metrics", get(health::metrics))
+        .route("/api/experiments/{experiment}/report", get(report::report))
+        // The built-in dashboard (public assets; it asks for the key).
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/{asset}", get(dashboard::asset))
         // Public, for load balancers and monitors.
         .route("/health", get(health::health));
     for (path, handler) in &options.extra_routes {

@@ -1,8 +1,10 @@
 //! One module per resource; handlers only extract, validate, call the store
 //! and shape the answer.
 
+pub mod dashboard;
 pub mod experiments;
 pub mod health;
+pub mod report;
 pub mod track;
 
 use crate::model::{check_field, InvalidField, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES};

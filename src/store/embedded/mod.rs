@@ -99,11 +99,7 @@ impl EmbeddedStore {
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
         let seen = SeenIndex::load(&conn, cutoff(unix_millis(), window_ms))?;
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
-        let reader = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.busy_timeout(Duration::from_secs(5))?;
+        let reader = open_reader_connection(&path)?;
 
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
@@ -124,6 +120,29 @@ impl EmbeddedStore {
                 writer: Mutex::new(Some(sender)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 reader: Arc::new(Mutex::new(reader)),
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only (reports), alongside a
+    /// server that may be writing to it; writes answer [`StoreError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// When there is no store in `data_dir` or it cannot be opened.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("lamed.db");
+        if !path.is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "no store at {} (has lamed serve run with this data directory?)",
+                path.display()
+            )));
+        }
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(None),
+                writer_thread: Mutex::new(None),
+                reader: Arc::new(Mutex::new(open_reader_connection(&path)?)),
             }),
         })
     }
@@ -261,6 +280,18 @@ impl Store for EmbeddedStore {
         }
         Ok(())
     }
+}
+
+fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| {
+        StoreError::Unavailable(format!("cannot open database {}: {err}", path.display()))
+    })?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    Ok(reader)
 }
 
 fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {

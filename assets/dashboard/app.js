@@ -1,0 +1,248 @@
+// The Lamed dashboard: lists a namespace's experiments and shows, for each,
+// the report of GET /api/experiments/{name}/report as tables, verdicts and
+// SVG charts. Names come from public tracking, so every one of them is put
+// in the page as text (never as HTML).
+"use strict";
+
+const KEY_STORAGE = "lamed-api-key";
+const COLOURS = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00", "#b82e2e", "#316395"];
+const $ = (id) => document.getElementById(id);
+
+/** Creates an element with attributes and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** Creates an SVG element. */
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children.flat()) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+/** Calls the API with the key from this tab's session storage. */
+async function api(path, options = {}) {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  const response = await fetch(path, { ...options, headers: { "X-Api-Key": key || "" } });
+  if (response.status === 401 || response.status === 403) {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showKeyForm("That API key was refused; enter it again.");
+    throw new Error("API key refused");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function showKeyForm(message) {
+  $("key-form").hidden = false;
+  $("forget-key").hidden = true;
+  $("experiments").replaceChildren();
+  setStatus(message || "");
+  $("api-key").focus();
+}
+
+const namespace = () => $("namespace").value.trim() || "alephbet";
+const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(digits)}%`);
+const num = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en-US"));
+const pValue = (p) => (p === null || p === undefined ? "–" : p < 0.0001 ? "<0.0001" : p.toFixed(4));
+
+/** Loads the namespace's experiment list, then each report. */
+async function loadExperiments() {
+  $("key-form").hidden = true;
+  $("forget-key").hidden = false;
+  setStatus("Loading…");
+  const container = $("experiments");
+  container.replaceChildren();
+  let list;
+  try {
+    list = await api(`/experiments?namespace=${encodeURIComponent(namespace())}`);
+  } catch (err) {
+    if (err.message !== "API key refused") setStatus(err.message, true);
+    return;
+  }
+  const names = list.slice(1).map((entry) => entry.experiment);
+  setStatus(names.length ? `${names.length} experiment${names.length === 1 ? "" : "s"} in ${namespace()}` : `No experiments in ${namespace()} yet.`);
+  for (const name of names) {
+    const card = el("section", { class: "experiment", "data-experiment": name }, el("h2", {}, name), el("p", { class: "note" }, "Loading…"));
+    container.append(card);
+    loadReport(card, name);
+  }
+}
+
+async function loadReport(card, name, control) {
+  const params = new URLSearchParams({ namespace: namespace() });
+  if (control) params.set("control", control);
+  try {
+    const report = await api(`/api/experiments/${encodeURIComponent(name)}/report?${params}`);
+    renderReport(card, report);
+  } catch (err) {
+    card.replaceChildren(el("h2", {}, name), el("p", { class: "note" }, err.message));
+  }
+}
+
+function renderReport(card, report) {
+  const controlSelect = el("select", { "aria-label": "control variant", onchange: (e) => loadReport(card, report.experiment, e.target.value) },
+    report.variants.map((v) => {
+      const option = el("option", { value: v.label }, v.label);
+      option.selected = v.label === report.control;
+      return option;
+    }));
+  const toolbar = el("div", { class: "toolbar" },
+    el("label", {}, "Control ", controlSelect),
+    el("button", { type: "button", onclick: () => exportCsv(report) }, "Export CSV"),
+    el("button", { type: "button", class: "danger", onclick: () => deleteExperiment(report.experiment) }, "Delete"));
+  const parts = [el("h2", {}, report.experiment), toolbar];
+  if (report.srm && report.srm.mismatch) {
+    parts.push(el("p", { class: "srm", role: "alert" },
+      `Sample ratio mismatch: participants do not match the expected split (p = ${pValue(report.srm.test.p_value)}). ` +
+      "Check how variants are assigned and tracked before trusting these results."));
+  }
+  if (report.goals.length === 0) parts.push(el("p", { class: "note" }, "No goal completed yet."));
+  for (const goal of report.goals) parts.push(...renderGoal(goal, report));
+  parts.push(el("div", { class: "charts" },
+    participantsChart(report),
+    report.goals.filter((g) => g.analysis).map((g) => conversionChart(g, report))));
+  card.replaceChildren(...parts);
+}
+
+function renderGoal(goal, report) {
+  const out = [el("p", { class: "verdict" }, goal.verdict)];
+  if (!goal.analysis) {
+    out.push(el("p", { class: "note" }, goal.note || ""));
+    return out;
+  }
+  const head = el("tr", {}, ["Variant", "Participants", "Conversions", "Rate (95% CI)", "Uplift vs control (95% CI)", "p-value (Holm)", "Chance to beat control", "Chance to be best"].map((h) => el("th", {}, h)));
+  const rows = goal.analysis.variants.map((v) => {
+    const c = v.comparison;
+    const uplift = c && c.uplift;
+    const upliftText = uplift ? `${pct(uplift.estimate)} (${uplift.interval ? `${pct(uplift.interval.lower)} … ${pct(uplift.interval.upper)}` : "–"})` : "control";
+    const rateText = v.rate === null ? "–" : `${pct(v.rate, 2)} (${v.interval ? `${pct(v.interval.lower, 2)} … ${pct(v.interval.upper, 2)}` : "–"})`;
+    const upliftClass = c && c.significant ? (uplift && uplift.estimate > 0 ? "good" : "bad") : "";
+    return el("tr", { "data-variant": v.label },
+      el("td", {}, v.label + (v.is_control ? " (control)" : "")),
+      el("td", {}, num(v.trials)),
+      el("td", {}, num(v.successes)),
+      el("td", {}, rateText),
+      el("td", { class: upliftClass }, upliftText),
+      el("td", {}, c ? pValue(c.adjusted_p_value) : "–"),
+      el("td", {}, c ? pct(c.chance_to_beat_control) : "–"),
+      el("td", {}, pct(v.chance_to_be_best)));
+  });
+  out.push(el("div", { class: "scroll" }, el("table", { "data-goal": goal.goal }, el("thead", {}, head), el("tbody", {}, rows))));
+  return out;
+}
+
+/** A line chart: x = day index, y from 0 to `max`; optional bands. */
+function lineChart(title, days, lines, yFormat, max) {
+  const width = 520, height = 200, left = 48, right = 10, top = 10, bottom = 28;
+  const n = days.length;
+  // A single day sits in the middle; more days spread over the width.
+  const x = (i) => (n < 2 ? (left + width - right) / 2 : left + (i * (width - left - right)) / (n - 1));
+  const y = (v) => top + (height - top - bottom) * (1 - v / (max || 1));
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
+  for (let t = 0; t <= 4; t++) {
+    const v = (max * t) / 4;
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), stroke: "#e3e6ec" }),
+      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, yFormat(v)));
+  }
+  if (days.length) {
+    chart.append(svg("text", { x: left, y: height - 8 }, days[0]),
+      svg("text", { x: width - right, y: height - 8, "text-anchor": "end" }, days[days.length - 1]));
+  }
+  lines.forEach((line, index) => {
+    const colour = COLOURS[index % COLOURS.length];
+    if (line.band) {
+      const upper = line.band.map((b, i) => (b ? `${x(i)},${y(b.upper)}` : null)).filter(Boolean);
+      const lower = line.band.map((b, i) => (b ? `${x(i)},${y(b.lower)}` : null)).filter(Boolean).reverse();
+      if (upper.length) chart.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: colour, "fill-opacity": 0.15, class: "band" }));
+    }
+    const points = line.values.map((v, i) => (v === null ? null : [x(i), y(v)])).filter(Boolean);
+    chart.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), fill: "none", stroke: colour, "stroke-width": 2, class: "series", "data-variant": line.label }));
+    // Few points: mark each, so a single day still shows.
+    if (points.length <= 31) {
+      for (const [px, py] of points) chart.append(svg("circle", { cx: px, cy: py, r: 3, fill: colour }));
+    }
+  });
+  const legend = el("div", { class: "legend" }, lines.map((line, i) => el("span", {}, el("i", { style: `background:${COLOURS[i % COLOURS.length]}` }), line.label)));
+  return el("figure", {}, chart, legend, el("figcaption", {}, title));
+}
+
+function participantsChart(report) {
+  const lines = report.variants.map((v) => {
+    const series = report.daily.series.find((s) => s.event === "participate" && s.variant === v.label);
+    return { label: v.label, values: series ? series.counts : report.daily.days.map(() => 0) };
+  });
+  const max = Math.max(1, ...lines.flatMap((l) => l.values));
+  return lineChart("Participants per day", report.daily.days, lines, (v) => Math.round(v).toLocaleString("en-US"), max);
+}
+
+function conversionChart(goal, report) {
+  const lines = goal.cumulative.map((c) => ({ label: c.variant, values: c.rate, band: c.interval }));
+  const max = Math.min(1, Math.max(0.01, ...goal.cumulative.flatMap((c) => c.interval.map((i) => (i ? i.upper : 0)))));
+  return lineChart(`Cumulative conversion on ${goal.goal}, with 95% interval`, report.daily.days, lines, (v) => pct(v, 1), max);
+}
+
+/** Downloads the report's table rows as CSV. */
+function exportCsv(report) {
+  const quote = (v) => (v === null || v === undefined ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+  const rows = [["experiment", "goal", "variant", "control", "participants", "conversions", "rate", "rate_low", "rate_high", "uplift", "uplift_low", "uplift_high", "p_value_holm", "chance_to_beat_control", "chance_to_be_best", "expected_loss"]];
+  for (const goal of report.goals) {
+    if (!goal.analysis) continue;
+    for (const v of goal.analysis.variants) {
+      const c = v.comparison || {};
+      const u = c.uplift || {};
+      rows.push([report.experiment, goal.goal, v.label, v.is_control, v.trials, v.successes, v.rate,
+        v.interval && v.interval.lower, v.interval && v.interval.upper, u.estimate, u.interval && u.interval.lower,
+        u.interval && u.interval.upper, c.adjusted_p_value, c.chance_to_beat_control, v.chance_to_be_best, v.expected_loss]);
+    }
+  }
+  const blob = new Blob([rows.map((r) => r.map(quote).join(",")).join("\n") + "\n"], { type: "text/csv" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: `${report.experiment}.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+async function deleteExperiment(name) {
+  if (!window.confirm(`Delete experiment "${name}" and all its counts? This cannot be undone.`)) return;
+  try {
+    await api(`/delete?namespace=${encodeURIComponent(namespace())}&experiment=${encodeURIComponent(name)}`, { method: "DELETE" });
+    await loadExperiments();
+    setStatus(`Deleted ${name}.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+  $("api-key").value = "";
+  loadExperiments();
+});
+$("namespace-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (sessionStorage.getItem(KEY_STORAGE)) loadExperiments();
+});
+$("forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_STORAGE);
+  showKeyForm("Key forgotten.");
+});
+if (sessionStorage.getItem(KEY_STORAGE)) loadExperiments();
+else showKeyForm();

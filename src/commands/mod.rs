@@ -1,0 +1,5 @@
+//! The `lamed` subcommands besides `serve`: each reads its arguments and
+//! prints data on stdout, messages on stderr.
+
+pub mod dashboard;
+pub mod report;

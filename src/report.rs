@@ -1,0 +1,509 @@
+//! The report of one experiment: per goal, the statistics of [`crate::stats`]
+//! against a control variant, a plain-language verdict, and the daily series
+//! behind the charts. Pure: it works on counters already read from a store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Counter, DailyCounter, PARTICIPATE};
+use crate::stats::{self, GoalAnalysis, Interval, Options, SrmCheck, VariantCounts};
+
+/// Variant names taken as the control when the request names none, in
+/// this order of preference; otherwise the first variant by name.
+const CONTROL_NAMES: [&str; 5] = ["control", "original", "baseline", "default", "a"];
+
+/// What the report was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ReportRequest {
+    /// The control variant; chosen automatically when `None`.
+    pub control: Option<String>,
+    /// Only this goal; all goals when `None`.
+    pub goal: Option<String>,
+    /// Expected traffic split per variant for the sample-ratio check;
+    /// equal when `None`.
+    pub weights: Option<BTreeMap<String, f64>>,
+}
+
+/// Why a report cannot be made; each names what was wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportError {
+    /// The experiment has no counters.
+    #[error("experiment '{0}' not found")]
+    UnknownExperiment(String),
+    /// The control is not a variant of the experiment.
+    #[error("control '{control}' is not a variant of this experiment; valid variants: {valid}")]
+    UnknownControl {
+        /// What was asked.
+        control: String,
+        /// The variants, comma-separated.
+        valid: String,
+    },
+    /// The goal is not a goal of the experiment.
+    #[error("goal '{goal}' is not a goal of this experiment; valid goals: {valid}")]
+    UnknownGoal {
+        /// What was asked.
+        goal: String,
+        /// The goals, comma-separated.
+        valid: String,
+    },
+    /// The weights do not fit the variants.
+    #[error("weights: {0}")]
+    BadWeights(String),
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The namespace.
+    pub namespace: String,
+    /// The experiment.
+    pub experiment: String,
+    /// The control variant.
+    pub control: String,
+    /// Variants by name, with their participants.
+    pub variants: Vec<VariantParticipants>,
+    /// Do participants match the expected split? Flagged below p = 0.001.
+    pub srm: Option<SrmCheck>,
+    /// One entry per goal.
+    pub goals: Vec<GoalReport>,
+    /// Counts per UTC day, for charts.
+    pub daily: DailySeries,
+}
+
+/// One variant's participants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariantParticipants {
+    /// The variant.
+    pub label: String,
+    /// Unique participants.
+    pub participants: u64,
+}
+
+/// One goal's analysis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GoalReport {
+    /// The goal.
+    pub goal: String,
+    /// One sentence for people who do not read p-values.
+    pub verdict: String,
+    /// The statistics; `None` when the goal cannot be read as a conversion
+    /// rate (see `note`).
+    pub analysis: Option<GoalAnalysis>,
+    /// Why there is no analysis, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Cumulative conversion rate per variant per day, with its interval.
+    pub cumulative: Vec<CumulativeSeries>,
+}
+
+/// Days and, per (event, variant), the count of each day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DailySeries {
+    /// UTC days as `YYYY-MM-DD`, consecutive, first to last day with data.
+    pub days: Vec<String>,
+    /// One series per event and variant, aligned with `days`.
+    pub series: Vec<DaySeries>,
+}
+
+/// Counts of one event and variant per day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaySeries {
+    /// `participate` or a goal.
+    pub event: String,
+    /// The variant.
+    pub variant: String,
+    /// Count per day, aligned with [`DailySeries::days`].
+    pub counts: Vec<u64>,
+}
+
+/// Cumulative conversion of one variant for one goal, per day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CumulativeSeries {
+    /// The variant.
+    pub variant: String,
+    /// Conversion rate up to each day (`None` before any participant).
+    pub rate: Vec<Option<f64>>,
+    /// Its Wilson interval.
+    pub interval: Vec<Option<Interval>>,
+}
+
+/// Builds the report of `experiment` from its counters (of the whole
+/// namespace or just this experiment) and its daily counters.
+///
+/// # Errors
+///
+/// An unknown experiment, control, goal, or weights that do not fit.
+pub fn build(
+    namespace: &str,
+    experiment: &str,
+    counters: &[Counter],
+    daily: &[DailyCounter],
+    request: &ReportRequest,
+) -> Result<Report, ReportError> {
+    let mut participants: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut goals: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for counter in counters.iter().filter(|c| c.experiment == experiment) {
+        participants.entry(&counter.variant).or_default();
+        if counter.event == PARTICIPATE {
+            participants.insert(&counter.variant, counter.count);
+        } else {
+            goals
+                .entry(&counter.event)
+                .or_default()
+                .insert(&counter.variant, counter.count);
+        }
+    }
+    if participants.is_empty() {
+        return Err(ReportError::UnknownExperiment(experiment.to_owned()));
+    }
+    let labels: Vec<&str> = participants.keys().copied().collect();
+    let control = choose_control(&labels, request.control.as_deref())?;
+    let control_index = labels.iter().position(|l| *l == control).unwrap_or(0);
+    let weights = weights_in_order(&labels, request.weights.as_ref())?;
+    if let Some(goal) = &request.goal {
+        if !goals.contains_key(goal.as_str()) {
+            return Err(ReportError::UnknownGoal {
+                goal: goal.clone(),
+                valid: join(goals.keys().copied()),
+            });
+        }
+    }
+    let options = Options::default();
+    let srm = stats::sample_ratio_mismatch(
+        &labels
+            .iter()
+            .map(|l| VariantCounts::new(*l, participants[l], 0))
+            .collect::<Vec<_>>(),
+        weights.as_deref(),
+        options.srm_alpha,
+    )
+    .map_err(|err| ReportError::BadWeights(err.to_string()))?;
+
+    let daily_series = daily_series(daily);
+    let goal_reports = goals
+        .iter()
+        .filter(|(goal, _)| request.goal.as_deref().is_none_or(|g| g == **goal))
+        .map(|(goal, successes)| {
+            let counts: Vec<VariantCounts> = labels
+                .iter()
+                .map(|l| {
+                    VariantCounts::new(*l, participants[l], successes.get(l).copied().unwrap_or(0))
+                })
+                .collect();
+            goal_report(
+                goal,
+                &counts,
+                control_index,
+                weights.as_deref(),
+                &options,
+                &daily_series,
+            )
+        })
+        .collect();
+    Ok(Report {
+        namespace: namespace.to_owned(),
+        experiment: experiment.to_owned(),
+        control: control.to_owned(),
+        variants: labels
+            .iter()
+            .map(|l| VariantParticipants {
+                label: (*l).to_owned(),
+                participants: participants[l],
+            })
+            .collect(),
+        srm,
+        goals: goal_reports,
+        daily: daily_series,
+    })
+}
+
+fn goal_report(
+    goal: &str,
+    counts: &[VariantCounts],
+    control: usize,
+    weights: Option<&[f64]>,
+    options: &Options,
+    daily: &DailySeries,
+) -> GoalReport {
+    let cumulative = cumulative_series(goal, counts, daily, options.confidence);
+    if let Some(over) = counts.iter().find(|c| c.successes > c.trials) {
+        return GoalReport {
+            goal: goal.to_owned(),
+            verdict: format!("{goal}: counted as events, not conversions"),
+            analysis: None,
+            note: Some(format!(
+                "variant '{}' has {} completions for {} participants, so this goal is \
+                 not a once-per-visitor conversion (a goal with unique: false?); \
+                 compare its totals instead",
+                over.label, over.successes, over.trials
+            )),
+            cumulative,
+        };
+    }
+    match stats::analyze(counts, control, weights, options) {
+        Ok(analysis) => GoalReport {
+            goal: goal.to_owned(),
+            verdict: stats::verdict(goal, &analysis),
+            analysis: Some(analysis),
+            note: None,
+            cumulative,
+        },
+        Err(err) => GoalReport {
+            goal: goal.to_owned(),
+            verdict: format!("{goal}: cannot be analysed"),
+            analysis: None,
+            note: Some(err.to_string()),
+            cumulative,
+        },
+    }
+}
+
+/// The requested control, or the first of [`CONTROL_NAMES`] present
+/// (case-insensitive), or the first variant by name.
+fn choose_control<'a>(labels: &[&'a str], asked: Option<&str>) -> Result<&'a str, ReportError> {
+    if let Some(asked) = asked {
+        return labels
+            .iter()
+            .find(|l| **l == asked)
+            .copied()
+            .ok_or_else(|| ReportError::UnknownControl {
+                control: asked.to_owned(),
+                valid: join(labels.iter().copied()),
+            });
+    }
+    let by_name = CONTROL_NAMES
+        .iter()
+        .find_map(|name| labels.iter().find(|l| l.eq_ignore_ascii_case(name)));
+    Ok(by_name.or(labels.first()).copied().unwrap_or_default())
+}
+
+fn weights_in_order(
+    labels: &[&str],
+    weights: Option<&BTreeMap<String, f64>>,
+) -> Result<Option<Vec<f64>>, ReportError> {
+    let Some(weights) = weights else {
+        return Ok(None);
+    };
+    if let Some(unknown) = weights.keys().find(|k| !labels.contains(&k.as_str())) {
+        return Err(ReportError::BadWeights(format!(
+            "'{unknown}' is not a variant; valid variants: {}",
+            join(labels.iter().copied())
+        )));
+    }
+    labels
+        .iter()
+        .map(|l| {
+            weights
+                .get(*l)
+                .copied()
+                .ok_or_else(|| ReportError::BadWeights(format!("no weight for variant '{l}'")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Lays daily counters on a consecutive range of days.
+fn daily_series(daily: &[DailyCounter]) -> DailySeries {
+    let (Some(first), Some(last)) = (
+        daily.iter().map(|d| d.day).min(),
+        daily.iter().map(|d| d.day).max(),
+    ) else {
+        return DailySeries::default();
+    };
+    let span = (last - first + 1) as usize;
+    let mut series: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+    for d in daily {
+        series
+            .entry((&d.event, &d.variant))
+            .or_insert_with(|| vec![0; span])[(d.day - first) as usize] += d.count;
+    }
+    DailySeries {
+        days: (first..=last).map(civil_date).collect(),
+        series: series
+            .into_iter()
+            .map(|((event, variant), counts)| DaySeries {
+                event: event.to_owned(),
+                variant: variant.to_owned(),
+                counts,
+            })
+            .collect(),
+    }
+}
+
+fn cumulative_series(
+    goal: &str,
+    counts: &[VariantCounts],
+    daily: &DailySeries,
+    confidence: f64,
+) -> Vec<CumulativeSeries> {
+    let find = |event: &str, variant: &str| {
+        daily
+            .series
+            .iter()
+            .find(|s| s.event == event && s.variant == variant)
+            .map(|s| s.counts.as_slice())
+    };
+    counts
+        .iter()
+        .map(|variant| {
+            let trials = find(PARTICIPATE, &variant.label);
+            let successes = find(goal, &variant.label);
+            let (mut n, mut k) = (0u64, 0u64);
+            let (mut rate, mut interval) = (Vec::new(), Vec::new());
+            for day in 0..daily.days.len() {
+                n += trials.map_or(0, |t| t[day]);
+                k += successes.map_or(0, |s| s[day]);
+                let point = VariantCounts::new(variant.label.as_str(), n, k.min(n));
+                rate.push(point.rate());
+                interval.push(stats::wilson_interval(&point, confidence));
+            }
+            CumulativeSeries {
+                variant: variant.label.clone(),
+                rate,
+                interval,
+            }
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (proleptic Gregorian;
+/// the days-to-civil algorithm of Howard Hinnant's date library).
+pub fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(event: &str, variant: &str, count: u64) -> Counter {
+        Counter {
+            experiment: "e".into(),
+            event: event.into(),
+            variant: variant.into(),
+            count,
+        }
+    }
+
+    fn seeded() -> Vec<Counter> {
+        vec![
+            counter(PARTICIPATE, "red", 1000),
+            counter(PARTICIPATE, "blue", 1000),
+            counter("buy", "red", 100),
+            counter("buy", "blue", 150),
+            counter("views", "red", 5000),
+        ]
+    }
+
+    /// Day numbers become calendar dates (leap years included).
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(civil_date(20_417), "2025-11-25");
+    }
+
+    /// The control is chosen by name, else the first variant; a bad one is
+    /// refused naming the valid ones.
+    #[test]
+    fn control_choice() {
+        assert_eq!(choose_control(&["a", "b"], None).unwrap(), "a");
+        assert_eq!(choose_control(&["b", "Control"], None).unwrap(), "Control");
+        assert_eq!(choose_control(&["blue", "red"], None).unwrap(), "blue");
+        let err = choose_control(&["blue", "red"], Some("green")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "control 'green' is not a variant of this experiment; valid variants: blue, red"
+        );
+    }
+
+    /// A goal with more completions than participants gets a note instead
+    /// of meaningless statistics; the others are analysed against control.
+    #[test]
+    fn report_per_goal() {
+        let request = ReportRequest {
+            control: Some("red".into()),
+            ..ReportRequest::default()
+        };
+        let report = build("ns", "e", &seeded(), &[], &request).unwrap();
+        assert_eq!(report.control, "red");
+        let buy = &report.goals[0];
+        assert_eq!(buy.goal, "buy");
+        let analysis = buy.analysis.as_ref().unwrap();
+        assert_eq!(analysis.variants[analysis.control].label, "red");
+        assert!(buy.verdict.contains("blue"), "{}", buy.verdict);
+        let views = &report.goals[1];
+        assert!(views.analysis.is_none());
+        assert!(views.note.as_ref().unwrap().contains("unique: false"));
+    }
+
+    /// Unknown experiment, goal and weights are refused with their names.
+    #[test]
+    fn refusals() {
+        let none = ReportRequest::default();
+        assert_eq!(
+            build("ns", "x", &seeded(), &[], &none).unwrap_err(),
+            ReportError::UnknownExperiment("x".into())
+        );
+        let goal = ReportRequest {
+            goal: Some("nope".into()),
+            ..none.clone()
+        };
+        assert!(build("ns", "e", &seeded(), &[], &goal)
+            .unwrap_err()
+            .to_string()
+            .ends_with("valid goals: buy, views"));
+        let weights = ReportRequest {
+            weights: Some([("red".to_owned(), 1.0)].into()),
+            ..none
+        };
+        assert!(build("ns", "e", &seeded(), &[], &weights)
+            .unwrap_err()
+            .to_string()
+            .contains("no weight for variant 'blue'"));
+    }
+
+    /// Daily counters fill a consecutive day range; cumulative rates follow.
+    #[test]
+    fn daily_and_cumulative() {
+        let day = |event: &str, variant: &str, day: i64, count: u64| DailyCounter {
+            event: event.into(),
+            variant: variant.into(),
+            day,
+            count,
+        };
+        let daily = vec![
+            day(PARTICIPATE, "red", 100, 10),
+            day("buy", "red", 100, 1),
+            day(PARTICIPATE, "red", 102, 10),
+            day("buy", "red", 102, 3),
+        ];
+        let counters = vec![counter(PARTICIPATE, "red", 20), counter("buy", "red", 4)];
+        let report = build("ns", "e", &counters, &daily, &ReportRequest::default()).unwrap();
+        assert_eq!(
+            report.daily.days,
+            vec!["1970-04-11", "1970-04-12", "1970-04-13"]
+        );
+        assert_eq!(report.daily.series[1].counts, vec![10, 0, 10]);
+        let cumulative = &report.goals[0].cumulative[0];
+        assert_eq!(cumulative.rate, vec![Some(0.1), Some(0.1), Some(0.2)]);
+    }
+}

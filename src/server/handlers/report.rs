@@ -1,0 +1,74 @@
+//! `GET /api/experiments/{name}/report`: one experiment's statistics,
+//! verdicts and daily series (API key).
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::Json;
+
+use super::namespace_param;
+use crate::model::{check_field, MAX_NAME_BYTES};
+use crate::report::{self, Report, ReportError, ReportRequest};
+use crate::server::error::ApiError;
+use crate::server::params::QueryParams;
+use crate::server::state::AppState;
+
+/// Analyse one experiment against a control.
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    experiment: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Report>, ApiError> {
+    state.authorize(&headers)?;
+    let Path(experiment) = experiment.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "experiment name in the path: {}",
+            rejection.body_text()
+        ))
+    })?;
+    check_field("experiment", &experiment, MAX_NAME_BYTES)?;
+    let params = QueryParams::parse(query.as_deref())?;
+    let namespace = namespace_param(&params)?;
+    let request = ReportRequest {
+        control: params.optional("control")?.map(str::to_owned),
+        goal: params.optional("goal")?.map(str::to_owned),
+        weights: params.optional("weights")?.map(parse_weights).transpose()?,
+    };
+    let counters = state.store.counters(&namespace).await?;
+    let daily = state.store.daily_counters(&namespace, &experiment).await?;
+    report::build(&namespace, &experiment, &counters, &daily, &request)
+        .map(Json)
+        .map_err(|err| match err {
+            ReportError::UnknownExperiment(_) => {
+                ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
+            }
+            _ => ApiError::BadRequest(err.to_string()),
+        })
+}
+
+/// `red:80,blue:20` → {red: 80, blue: 20}.
+pub fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, ApiError> {
+    text.split(',')
+        .map(|pair| {
+            let (label, weight) = pair.rsplit_once(':').ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "parameter 'weights' must look like red:80,blue:20; got '{pair}'"
+                ))
+            })?;
+            let weight: f64 = weight
+                .trim()
+                .parse()
+                .ok()
+                .filter(|w: &f64| w.is_finite() && *w > 0.0)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "parameter 'weights': '{weight}' is not a positive number"
+                    ))
+                })?;
+            Ok((label.to_owned(), weight))
+        })
+        .collect()
+}
