@@ -100,15 +100,15 @@ pub struct ReportArgs {
 
     /// Variant to compare against [default: one named control/original/
     /// baseline/default/a, else the first by name]
-    #[arg(long, value_name = "VARIANT")]
+    #[arg(long, value_name = "VARIANT", requires = "experiment")]
     pub control: Option<String>,
 
     /// Only this goal
-    #[arg(long)]
+    #[arg(long, requires = "experiment")]
     pub goal: Option<String>,
 
     /// Expected traffic split for the sample-ratio check, e.g. red:80,blue:20
-    #[arg(long, value_name = "SPLIT")]
+    #[arg(long, value_name = "SPLIT", requires = "experiment")]
     pub weights: Option<String>,
 
     /// Print JSON (the report API's shape) instead of tables

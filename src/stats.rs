@@ -1233,14 +1233,21 @@ pub fn verdict(goal: &str, analysis: &GoalAnalysis) -> String {
             format_percent(chance)
         )
     };
+    // "Significant" without qualification only when the always-valid
+    // sequential test agrees, since people look at the results every day.
+    let always_valid = comparison.sequential.is_some_and(|s| s.significant);
     match comparison.adjusted_p_value {
-        Some(p) if comparison.significant => {
+        Some(p) if comparison.significant && always_valid => {
             text.push_str(&format!(", significant (p = {})", format_p(p)));
         }
+        Some(p) if comparison.significant => text.push_str(&format!(
+            ", significant for a fixed sample (p = {}) but not yet under repeated checking",
+            format_p(p)
+        )),
         Some(_) => text.push_str(", not yet significant"),
         None => text.push_str(", no test possible yet"),
     }
-    if let Some(plan) = analysis.sample_size {
+    if let Some(plan) = analysis.sample_size.filter(|_| !always_valid) {
         if plan.additional_total > 0 {
             text.push_str(&format!(
                 "; about {} more participants needed",
