@@ -238,7 +238,7 @@ async fn report_command_table_and_json() {
     assert!(text.contains("blue beats red on checkout"), "{text}");
     let row = text
         .lines()
-        .find(|l| l.trim_start().starts_with("blue "))
+        .find(|l| l.trim_start().starts_with("blue ") && !l.contains("beats"))
         .unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..4], &["blue", "40", "12", "30.00%"], "{row}");
