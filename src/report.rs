@@ -344,6 +344,7 @@ fn cumulative_series(
             .find(|s| s.event == event && s.variant == variant)
             .map(|s| s.counts.as_slice())
     };
+    let z = stats::z_critical(confidence);
     counts
         .iter()
         .map(|variant| {
@@ -356,7 +357,7 @@ fn cumulative_series(
                 k += successes.map_or(0, |s| s[day]);
                 let point = VariantCounts::new(variant.label.as_str(), n, k.min(n));
                 rate.push(point.rate());
-                interval.push(stats::wilson_interval(&point, confidence));
+                interval.push(stats::wilson_interval_z(&point, z));
             }
             CumulativeSeries {
                 variant: variant.label.clone(),

@@ -39,14 +39,26 @@ pub async fn report(
     };
     let counters = state.store.counters(&namespace).await?;
     let daily = state.store.daily_counters(&namespace, &experiment).await?;
-    report::build(&namespace, &experiment, &counters, &daily, &request)
-        .map(Json)
-        .map_err(|err| match err {
-            ReportError::UnknownExperiment(_) => {
-                ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
-            }
-            _ => ApiError::BadRequest(err.to_string()),
+    // The statistics take milliseconds of CPU: keep them off the async
+    // workers that serve tracking.
+    let built = {
+        let namespace = namespace.clone();
+        tokio::task::spawn_blocking(move || {
+            report::build(&namespace, &experiment, &counters, &daily, &request)
         })
+        .await
+        .map_err(|err| {
+            ApiError::Unavailable(crate::store::StoreError::Unavailable(format!(
+                "report task failed: {err}"
+            )))
+        })?
+    };
+    built.map(Json).map_err(|err| match err {
+        ReportError::UnknownExperiment(_) => {
+            ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
+        }
+        _ => ApiError::BadRequest(err.to_string()),
+    })
 }
 
 /// `red:80,blue:20` → {red: 80, blue: 20}.
