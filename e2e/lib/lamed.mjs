@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -25,9 +26,13 @@ export const SNIPPET_END = '----- end of snippet -----';
 
 // Children still running; killed with SIGKILL (by PID) if this process exits first.
 const live = new Map();
+const workDirs = new Set();
 process.on('exit', () => {
   for (const pid of live.keys()) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+  for (const dir of workDirs) {
+    try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
   }
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -40,6 +45,7 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function makeWorkDir() {
   const root = await mkdtemp(path.join(tmpdir(), 'lamed-e2e-'));
   const config = path.join(root, 'config.json');
+  workDirs.add(root);
   await writeFile(config, '{}\n');
   return { root, config, dataDir: path.join(root, 'data') };
 }
@@ -75,6 +81,11 @@ export async function startLamed(opts = {}) {
     child.once('error', (err) => { live.delete(child.pid); resolve({ code: null, signal: null, err }); });
   });
   if (child.pid) live.set(child.pid, child);
+  // A server must never keep this process alive (e.g. after a test timed out
+  // before its `after` hook could stop it): the 'exit' handler kills it.
+  child.unref();
+  child.stdout.unref?.();
+  child.stderr.unref?.();
 
   let exitInfo = null;
   exited.then((info) => { exitInfo = info; });
@@ -147,7 +158,9 @@ export function extractSnippet(stdout) {
 
 /** Remove a work dir (after its server stopped). */
 export async function removeWorkDir(work) {
-  if (work?.root) await rm(work.root, { recursive: true, force: true });
+  if (!work?.root) return;
+  await rm(work.root, { recursive: true, force: true });
+  workDirs.delete(work.root);
 }
 
 /**
