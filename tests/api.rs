@@ -704,3 +704,36 @@ async fn banner_prints_urls_key_and_snippet() {
         .banner
         .contains("alephbet@0.27.0/dist/alephbet.min.js"));
 }
+
+/// When the store cannot take a write (here: another process holds the
+/// database's write lock), tracking answers 503 with Retry-After, /health
+/// says why, nothing is counted; once the lock is gone the retry counts once.
+#[tokio::test]
+async fn store_failure_answers_503_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let event = track("f", "e", "v", "buy", "1");
+    let blocker = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answer = server.get(&event).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert!(answer.json().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("retry"));
+    let health = server.get("/health").await;
+    assert_eq!(health.status, 503);
+    assert!(
+        health.json().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("locked"),
+        "{:?}",
+        health.body
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    send_all(&server, &[event.clone(), event]).await;
+    assert_eq!(server.counts("f").await.values().sum::<u64>(), 1);
+}

@@ -298,7 +298,10 @@ fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreE
     let conn = Connection::open(path).map_err(|err| {
         StoreError::Unavailable(format!("cannot open database {}: {err}", path.display()))
     })?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    // Only this writer writes, so waiting on a lock means something outside
+    // lamed holds the database: fail within a second (503, the client
+    // retries) rather than hold every request.
+    conn.busy_timeout(Duration::from_secs(1))?;
     // WAL: a commit is one append to the log, and readers never block the
     // writer. NORMAL syncs only at checkpoints: a commit survives a crash
     // of this process (the OS has the bytes) but not a power loss; FULL
@@ -346,33 +349,66 @@ struct Writer {
     last_daily_prune: Option<Instant>,
 }
 
-/// A command's reply, sent only after the transaction that holds its
-/// effects has committed.
-enum Reply {
-    Track(
-        oneshot::Sender<Result<Vec<TrackOutcome>, StoreError>>,
-        Vec<TrackOutcome>,
-    ),
-    Delete(oneshot::Sender<Result<bool, StoreError>>, bool),
+/// What a command asks the transaction to do.
+enum Work {
+    Track(Vec<Event>),
+    Delete {
+        namespace: String,
+        experiment: String,
+    },
+    Heartbeat,
+}
+
+/// What a piece of work produced, answered once the transaction committed.
+enum Done {
+    Track(Vec<TrackOutcome>),
+    Delete(bool),
+    Heartbeat,
+}
+
+/// Where a command's answer goes.
+enum Responder {
+    Track(oneshot::Sender<Result<Vec<TrackOutcome>, StoreError>>),
+    Delete(oneshot::Sender<Result<bool, StoreError>>),
     Heartbeat(oneshot::Sender<Result<(), StoreError>>),
 }
 
-impl Reply {
-    fn send_ok(self) {
-        // A dropped receiver means the client went away; nothing to do.
-        let _ = match self {
-            Reply::Track(tx, outcomes) => tx.send(Ok(outcomes)).map_err(drop),
-            Reply::Delete(tx, found) => tx.send(Ok(found)).map_err(drop),
-            Reply::Heartbeat(tx) => tx.send(Ok(())).map_err(drop),
-        };
+impl Command {
+    fn split(self) -> (Work, Responder) {
+        match self {
+            Command::Track { events, reply } => (Work::Track(events), Responder::Track(reply)),
+            Command::Delete {
+                namespace,
+                experiment,
+                reply,
+            } => (
+                Work::Delete {
+                    namespace,
+                    experiment,
+                },
+                Responder::Delete(reply),
+            ),
+            Command::Heartbeat { reply } => (Work::Heartbeat, Responder::Heartbeat(reply)),
+        }
     }
+}
 
-    fn send_err(self, err: &StoreError) {
-        let err = || StoreError::Unavailable(err.to_string());
-        let _ = match self {
-            Reply::Track(tx, _) => tx.send(Err(err())).map_err(drop),
-            Reply::Delete(tx, _) => tx.send(Err(err())).map_err(drop),
-            Reply::Heartbeat(tx) => tx.send(Err(err())).map_err(drop),
+impl Responder {
+    /// Sends the committed result, or the error every command of a failed
+    /// transaction gets. A dropped receiver means the client went away.
+    fn send(self, result: Result<Done, &StoreError>) {
+        let err = |err: &StoreError| StoreError::Unavailable(err.to_string());
+        let _ = match (self, result) {
+            (Responder::Track(tx), Ok(Done::Track(outcomes))) => {
+                tx.send(Ok(outcomes)).map_err(drop)
+            }
+            (Responder::Delete(tx), Ok(Done::Delete(found))) => tx.send(Ok(found)).map_err(drop),
+            (Responder::Heartbeat(tx), Ok(Done::Heartbeat)) => tx.send(Ok(())).map_err(drop),
+            (Responder::Track(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
+            (Responder::Delete(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
+            (Responder::Heartbeat(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
+            // Work and responder come from the same command.
+            _ => unreachable!("a command's result does not match its kind"),
         };
     }
 }
@@ -408,20 +444,27 @@ impl Writer {
         }
     }
 
-    /// Applies a batch of commands in one transaction, then answers them.
+    /// Applies a batch of commands in one transaction, then answers them:
+    /// every one with its result after the commit, or every one with the
+    /// error when anything failed (the transaction then rolled back).
     fn commit(&mut self, batch: Vec<Command>) {
-        let now_ms = unix_millis();
-        match self.apply(batch, now_ms) {
-            Ok(replies) => {
+        let (works, responders): (Vec<Work>, Vec<Responder>) =
+            batch.into_iter().map(Command::split).unzip();
+        match self.apply(works, unix_millis()) {
+            Ok(done) => {
                 self.seen.commit();
-                replies.into_iter().for_each(Reply::send_ok);
+                for (responder, done) in responders.into_iter().zip(done) {
+                    responder.send(Ok(done));
+                }
             }
-            Err((err, replies)) => {
+            Err(err) => {
                 self.seen.rollback();
                 tracing::error!(cause = %err, "store write failed; answering 503");
-                replies.into_iter().for_each(|reply| reply.send_err(&err));
-                // The transaction rolled back: rebuild what it may have
-                // added to the catalog from what is really stored.
+                for responder in responders {
+                    responder.send(Err(&err));
+                }
+                // Rebuild what the rolled-back work may have added to the
+                // catalog from what is really stored.
                 match Catalog::load(&self.conn) {
                     Ok(catalog) => self.catalog = catalog,
                     Err(err) => tracing::error!(cause = %err, "catalog reload failed"),
@@ -430,89 +473,71 @@ impl Writer {
         }
     }
 
-    fn apply(
-        &mut self,
-        batch: Vec<Command>,
-        now_ms: i64,
-    ) -> Result<Vec<Reply>, (StoreError, Vec<Reply>)> {
-        let mut replies = Vec::with_capacity(batch.len());
-        let result = self.apply_in_transaction(batch, now_ms, &mut replies);
-        match result {
-            Ok(()) => Ok(replies),
-            Err(err) => Err((err, replies)),
-        }
-    }
-
-    fn apply_in_transaction(
-        &mut self,
-        batch: Vec<Command>,
-        now_ms: i64,
-        replies: &mut Vec<Reply>,
-    ) -> Result<(), StoreError> {
+    fn apply(&mut self, works: Vec<Work>, now_ms: i64) -> Result<Vec<Done>, StoreError> {
         let cutoff = cutoff(now_ms, self.window_ms);
         let day = now_ms.div_euclid(86_400_000);
         let tx = self.conn.transaction()?;
         let mut increments: HashMap<(String, String, String, String), i64> = HashMap::new();
-        {
-            for command in batch {
-                match command {
-                    Command::Track { events, reply } => {
-                        let mut outcomes = Vec::with_capacity(events.len());
-                        for event in events {
-                            if let Some(exceeded) = self.catalog.check(&event, &self.caps) {
-                                outcomes.push(TrackOutcome::Rejected(exceeded));
-                                continue;
-                            }
-                            if !self
-                                .seen
-                                .remember(&tx, event.dedupe_key(), now_ms, cutoff)?
-                            {
-                                outcomes.push(TrackOutcome::Duplicate);
-                                continue;
-                            }
-                            self.catalog.insert(&event);
-                            *increments
-                                .entry((
-                                    event.namespace,
-                                    event.experiment,
-                                    event.event,
-                                    event.variant,
-                                ))
-                                .or_default() += 1;
-                            outcomes.push(TrackOutcome::Counted);
+        let mut done = Vec::with_capacity(works.len());
+        for work in works {
+            done.push(match work {
+                Work::Track(events) => {
+                    let mut outcomes = Vec::with_capacity(events.len());
+                    for event in events {
+                        if let Some(exceeded) = self.catalog.check(&event, &self.caps) {
+                            outcomes.push(TrackOutcome::Rejected(exceeded));
+                            continue;
                         }
-                        replies.push(Reply::Track(reply, outcomes));
+                        if !self
+                            .seen
+                            .remember(&tx, event.dedupe_key(), now_ms, cutoff)?
+                        {
+                            outcomes.push(TrackOutcome::Duplicate);
+                            continue;
+                        }
+                        self.catalog.insert(&event);
+                        *increments
+                            .entry((
+                                event.namespace,
+                                event.experiment,
+                                event.event,
+                                event.variant,
+                            ))
+                            .or_default() += 1;
+                        outcomes.push(TrackOutcome::Counted);
                     }
-                    Command::Delete {
-                        namespace,
-                        experiment,
-                        reply,
-                    } => {
-                        // Increments queued earlier in this batch belong to
-                        // the experiment being deleted: drop them too.
-                        increments
-                            .retain(|(ns, exp, _, _), _| !(ns == &namespace && exp == &experiment));
-                        let removed = tx.execute(
-                            "DELETE FROM counters WHERE namespace = ?1 AND experiment = ?2",
-                            params![namespace, experiment],
-                        )?;
-                        tx.execute(
-                            "DELETE FROM daily WHERE namespace = ?1 AND experiment = ?2",
-                            params![namespace, experiment],
-                        )?;
-                        self.catalog.remove_experiment(&namespace, &experiment);
-                        replies.push(Reply::Delete(reply, removed > 0));
-                    }
-                    Command::Heartbeat { reply } => {
-                        tx.execute(
-                            "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            [now_ms],
-                        )?;
-                        replies.push(Reply::Heartbeat(reply));
-                    }
+                    Done::Track(outcomes)
                 }
-            }
+                Work::Delete {
+                    namespace,
+                    experiment,
+                } => {
+                    // Increments queued earlier in this batch belong to the
+                    // experiment being deleted: drop them too.
+                    increments
+                        .retain(|(ns, exp, _, _), _| !(ns == &namespace && exp == &experiment));
+                    let removed = tx.execute(
+                        "DELETE FROM counters WHERE namespace = ?1 AND experiment = ?2",
+                        params![namespace, experiment],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM daily WHERE namespace = ?1 AND experiment = ?2",
+                        params![namespace, experiment],
+                    )?;
+                    self.catalog.remove_experiment(&namespace, &experiment);
+                    Done::Delete(removed > 0)
+                }
+                Work::Heartbeat => {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [now_ms],
+                    )?;
+                    Done::Heartbeat
+                }
+            });
+        }
+        {
             let mut add = tx.prepare_cached(
                 "INSERT INTO counters (namespace, experiment, event, variant, count)
                  VALUES (?1, ?2, ?3, ?4, ?5)
@@ -529,7 +554,7 @@ impl Writer {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(done)
     }
 
     /// Every [`PRUNE_EVERY`], deletes one bounded step of expired dedupe
