@@ -168,9 +168,6 @@ export class Visitor {
     page.on('console', (m) => { if (m.type() === 'error') this.consoleErrors.push(m.text()); });
   }
 
-  /** Point this visitor at another lamed base URL (e.g. after a restart). */
-  setLamedBase(base) { this.lamedBase = base; }
-
   async goto(url) {
     const resp = await this.page.goto(url, { waitUntil: 'load' });
     if (resp && resp.status() !== 200) throw new Error(`GET ${url}: ${resp.status()}`);

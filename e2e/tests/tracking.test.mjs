@@ -256,3 +256,18 @@ test('names with spaces, + & : quotes, Hebrew and emoji survive the round trip',
 
   await expectCounts(lamed, ns, { [name]: { [goal]: { [variant]: [1, 1] } } });
 });
+
+test('a dashboard on another origin reads /experiments with X-Api-Key (CORS preflight)', { timeout: 60_000 }, async () => {
+  const url = site.add('<!doctype html><html><head><meta charset="utf-8"></head><body>dashboard</body></html>', 'dashboard');
+  const v = await visitor();
+  await v.goto(url);
+  // A custom header: the browser must get an OPTIONS preflight through first.
+  const result = await v.page.evaluate(async ({ base, key }) => {
+    const res = await fetch(`${base}/experiments?namespace=e2e-basic`, { headers: { 'X-Api-Key': key } });
+    return { status: res.status, body: await res.json() };
+  }, { base: lamed.base, key: lamed.apiKey });
+  assert.equal(result.status, 200);
+  assert.deepEqual(result.body[0], { meta: { scope: null } });
+  assert.ok(result.body.some((e) => e.experiment === 'button color'), JSON.stringify(result.body));
+  noErrors(v);
+});
