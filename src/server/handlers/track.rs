@@ -120,13 +120,13 @@ async fn store_events(state: &AppState, events: Vec<Event>) -> Result<Vec<TrackO
 }
 
 fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
-    let params = QueryParams::parse(query).map_err(|_| InvalidField::InvalidUtf8("query"))?;
+    let mut params = QueryParams::parse(query).map_err(|_| InvalidField::InvalidUtf8("query"))?;
     let event = Event {
         namespace: namespace_param(&params)?,
-        experiment: params.required("experiment")?.to_owned(),
-        variant: params.required("variant")?.to_owned(),
-        event: params.required("event")?.to_owned(),
-        uuid: params.required("uuid")?.to_owned(),
+        experiment: params.take("experiment")?,
+        variant: params.take("variant")?,
+        event: params.take("event")?,
+        uuid: params.take("uuid")?,
     };
     event.validate()?;
     Ok(event)

@@ -310,6 +310,7 @@ fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreE
     conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.execute_batch(SCHEMA)?;
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
@@ -488,10 +489,7 @@ impl Writer {
                             outcomes.push(TrackOutcome::Rejected(exceeded));
                             continue;
                         }
-                        if !self
-                            .seen
-                            .remember(&tx, event.dedupe_key(), now_ms, cutoff)?
-                        {
+                        if !self.seen.remember(event.dedupe_key(), now_ms, cutoff) {
                             outcomes.push(TrackOutcome::Duplicate);
                             continue;
                         }
@@ -537,6 +535,7 @@ impl Writer {
                 }
             });
         }
+        self.seen.write_pending(&tx)?;
         {
             let mut add = tx.prepare_cached(
                 "INSERT INTO counters (namespace, experiment, event, variant, count)
@@ -741,11 +740,12 @@ mod tests {
         let (old, now) = (1_000, 10_000);
         let tx = conn.transaction().unwrap();
         for i in 0..100u8 {
-            assert!(seen.remember(&tx, [i; 16], old, i64::MIN).unwrap());
+            assert!(seen.remember([i; 16], old, i64::MIN));
         }
         // Key 0 expired and was seen again: a second, live row.
-        assert!(seen.remember(&tx, [0; 16], now, old).unwrap());
-        assert!(!seen.remember(&tx, [1; 16], now, old - 1).unwrap());
+        assert!(seen.remember([0; 16], now, old));
+        assert!(!seen.remember([1; 16], now, old - 1));
+        seen.write_pending(&tx).unwrap();
         tx.commit().unwrap();
         seen.commit();
         assert_eq!(seen.prune(&conn, old).unwrap(), 100);
@@ -766,10 +766,10 @@ mod tests {
         let mut conn = open_writer_connection(&dir.path().join("r.db"), false).unwrap();
         let mut seen = SeenIndex::default();
         let tx = conn.transaction().unwrap();
-        assert!(seen.remember(&tx, [7; 16], 5, i64::MIN).unwrap());
+        assert!(seen.remember([7; 16], 5, i64::MIN));
+        seen.write_pending(&tx).unwrap();
         drop(tx);
         seen.rollback();
-        let tx = conn.transaction().unwrap();
-        assert!(seen.remember(&tx, [7; 16], 6, i64::MIN).unwrap());
+        assert!(seen.remember([7; 16], 6, i64::MIN));
     }
 }
