@@ -127,7 +127,7 @@ function renderGoal(goal, report) {
     out.push(el("p", { class: "note" }, goal.note || ""));
     return out;
   }
-  const head = el("tr", {}, ["Variant", "Participants", "Conversions", "Rate (95% CI)", "Uplift vs control (95% CI)", "p-value (Holm)", "Chance to beat control", "Chance to be best"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ["Variant", "Participants", "Conversions", "Rate (95% CI)", "Uplift (95% CI)", "p (Holm)", "Beats control", "Best"].map((h) => el("th", {}, h)));
   const rows = goal.analysis.variants.map((v) => {
     const c = v.comparison;
     const uplift = c && c.uplift;
@@ -161,7 +161,9 @@ function lineChart(title, days, lines, yFormat, max) {
     chart.append(svg("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), stroke: "#e3e6ec" }),
       svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, yFormat(v)));
   }
-  if (days.length) {
+  if (days.length === 1) {
+    chart.append(svg("text", { x: x(0), y: height - 8, "text-anchor": "middle" }, days[0]));
+  } else if (days.length > 1) {
     chart.append(svg("text", { x: left, y: height - 8 }, days[0]),
       svg("text", { x: width - right, y: height - 8, "text-anchor": "end" }, days[days.length - 1]));
   }
@@ -171,6 +173,10 @@ function lineChart(title, days, lines, yFormat, max) {
       const upper = line.band.map((b, i) => (b ? `${x(i)},${y(b.upper)}` : null)).filter(Boolean);
       const lower = line.band.map((b, i) => (b ? `${x(i)},${y(b.lower)}` : null)).filter(Boolean).reverse();
       if (upper.length) chart.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: colour, "fill-opacity": 0.15, class: "band" }));
+      // A single day has no area to shade: draw the interval as a bar.
+      if (n === 1 && line.band[0]) {
+        chart.append(svg("line", { x1: x(0), x2: x(0), y1: y(line.band[0].lower), y2: y(line.band[0].upper), stroke: colour, "stroke-width": 6, "stroke-opacity": 0.3 }));
+      }
     }
     const points = line.values.map((v, i) => (v === null ? null : [x(i), y(v)])).filter(Boolean);
     chart.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), fill: "none", stroke: colour, "stroke-width": 2, class: "series", "data-variant": line.label }));
