@@ -4,6 +4,7 @@
 # measured in the same run, alternating, several rounds; prints medians.
 #
 #   bash bench/track-vs-empty.sh [ROUNDS] [REQUESTS] [CONNECTIONS]
+#   SERVE_ARGS="--fsync" bash bench/track-vs-empty.sh     # extra serve flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -12,7 +13,8 @@ connections=${3:-64}
 cargo build --release --quiet --bins
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/release/lamed serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --bench-routes \
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+target/release/lamed serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --bench-routes ${SERVE_ARGS:-} \
     >"$dir/banner.txt" 2>"$dir/log.txt" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
