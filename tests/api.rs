@@ -737,3 +737,36 @@ async fn store_failure_answers_503_and_loses_nothing() {
     send_all(&server, &[event.clone(), event]).await;
     assert_eq!(server.counts("f").await.values().sum::<u64>(), 1);
 }
+
+/// Dedupe entries older than the window are pruned from disk, so storage
+/// stays bounded by the window; counts stay.
+#[tokio::test]
+async fn expired_dedupe_entries_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--uuid-expiry-seconds", "1"]);
+    let paths: Vec<String> = (0..200)
+        .map(|i| track("p", "e", "v", "buy", &i.to_string()))
+        .collect();
+    send_all(&server, &paths).await;
+    let remembered = || {
+        let db = rusqlite::Connection::open_with_flags(
+            data.join("lamed.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT count(*) FROM seen", [], |row| row.get::<_, i64>(0))
+            .unwrap()
+    };
+    assert_eq!(remembered(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while remembered() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} entries left after the window",
+            remembered()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.counts("p").await.values().sum::<u64>(), 200);
+}
