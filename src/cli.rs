@@ -41,14 +41,14 @@ pub enum LogFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the tracking server on the embedded store
+    /// Run the tracking server (embedded store, or Redis when configured)
     ///
     /// Serves GET /track (and /event) for AlephBet, POST /track for
     /// batches, GET /experiments and DELETE /delete (API key), /health and
     /// /metrics. Settings come from flags, then LAMED_* variables, then
     /// config.json (./config.json, else ~/.lamed/config.json), then defaults.
     #[command(
-        after_help = "Examples:\n  lamed serve\n  lamed serve --listen 0.0.0.0:8080 --data-dir /var/lib/lamed --fsync"
+        after_help = "Examples:\n  lamed serve\n  lamed serve --listen 0.0.0.0:8080 --data-dir /var/lib/lamed --fsync\n  lamed serve --redis redis://127.0.0.1:6379/0"
     )]
     Serve(ServeArgs),
 
@@ -63,6 +63,57 @@ pub enum Command {
 
     /// Open the built-in dashboard in a browser (or print its URL)
     Dashboard(DashboardArgs),
+
+    /// Copy counters from a Lamed or Gimel Redis into the configured store
+    ///
+    /// Reads the keys the original Lamed (integer counters) and Gimel
+    /// (HyperLogLog counters, read with PFCOUNT and reported as approximate)
+    /// keep in Redis, and sets each as the imported base of the same counter
+    /// in the store `lamed serve` would use (embedded, or Redis). Running it
+    /// again changes nothing; events tracked since add on top.
+    #[command(
+        after_help = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet"
+    )]
+    Import(ImportArgs),
+}
+
+/// Options of `lamed import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Redis of the Lamed or Gimel deployment to read from (a URL)
+    #[arg(long, value_name = "URL")]
+    pub redis: String,
+
+    /// Import only this namespace [default: every namespace found]
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Show what would be imported; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Where the target store is (as for lamed serve)
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Target Redis instead of the embedded store (as lamed serve --redis)
+    #[arg(
+        long,
+        env = "LAMED_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub to_redis: Option<String>,
+}
+
+impl ImportArgs {
+    /// The settings that choose the target store.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            redis: self.to_redis.clone(),
+            ..self.store.overrides()
+        }
+    }
 }
 
 /// Where a command finds the configuration and the local store.
@@ -214,6 +265,20 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMED_MAX_GOALS", value_name = "N")]
     pub max_goals: Option<usize>,
 
+    /// Count on Redis at this URL (or comma-separated cluster nodes)
+    ///
+    /// redis://[user[:password]@]host[:port][/db], or rediss:// for TLS.
+    /// Replaces the config file's "redis" setting. A single node that is
+    /// part of a Redis Cluster is detected and used as a cluster. Prefer
+    /// the variable when the URL holds a password.
+    #[arg(
+        long,
+        env = "LAMED_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
+
     /// Also serve GET /_bench/empty, a no-op baseline for benchmarks
     #[arg(long, env = "LAMED_BENCH_ROUTES")]
     pub bench_routes: bool,
@@ -235,6 +300,7 @@ impl ServeArgs {
             max_experiments: self.max_experiments,
             max_variants: self.max_variants,
             max_goals: self.max_goals,
+            redis: self.redis.clone(),
         }
     }
 }
@@ -282,5 +348,34 @@ mod tests {
         assert_eq!(args.uuid_expiry_seconds, Some(7));
         assert_eq!(serve(&["--fsync=false"]).fsync, Some(false));
         assert!(Cli::try_parse_from(["lamed", "serve", "--listen", "nope"]).is_err());
+        assert_eq!(
+            serve(&["--redis", "redis://a", "--redis", "redis://b"])
+                .overrides()
+                .redis
+                .as_deref(),
+            Some("redis://b")
+        );
+    }
+
+    /// `import` needs --redis; --dry-run and --namespace are optional.
+    #[test]
+    fn import_flags() {
+        assert!(Cli::try_parse_from(["lamed", "import"]).is_err());
+        let cli = Cli::try_parse_from([
+            "lamed",
+            "import",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--dry-run",
+            "--namespace",
+            "ns",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import")
+        };
+        assert!(args.dry_run);
+        assert_eq!(args.namespace.as_deref(), Some("ns"));
+        assert_eq!(args.overrides().redis, args.to_redis);
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::Caps;
+use crate::store::redis::RedisSettings;
 
 /// Default address: loopback, so nothing is exposed until asked for.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -60,7 +61,8 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct FileConfig {
-    /// Lamed's Redis settings (keyword arguments of redis-py).
+    /// Lamed's Redis settings: keyword arguments of redis-py, a URL, or a
+    /// list of cluster nodes.
     pub redis: Option<Value>,
     /// Dedupe window in seconds.
     pub uuid_expiry_seconds: Option<u64>,
@@ -174,6 +176,8 @@ pub struct Overrides {
     pub max_variants: Option<usize>,
     /// `--max-goals`
     pub max_goals: Option<usize>,
+    /// `--redis`: URL(s), replacing the file's `redis` setting.
+    pub redis: Option<String>,
 }
 
 /// The resolved configuration the server runs with.
@@ -197,8 +201,8 @@ pub struct Config {
     pub max_batch_events: usize,
     /// Caps on what tracking may create.
     pub caps: Caps,
-    /// Lamed's Redis settings, when present.
-    pub redis: Option<Value>,
+    /// Where Redis is, when it is the store.
+    pub redis: Option<RedisSettings>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
     /// Unknown keys found in the file, for a warning.
@@ -218,7 +222,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("max_batch_events", &self.max_batch_events)
             .field("caps", &self.caps)
-            .field("redis", &self.redis.as_ref().map(|_| "<redacted>"))
+            .field("redis", &self.redis)
             .field("extra_wiring", &self.extra_wiring.len())
             .finish()
     }
@@ -261,6 +265,19 @@ impl Config {
         caps.max_variants_per_experiment =
             o.max_variants.unwrap_or(caps.max_variants_per_experiment);
         caps.max_goals_per_experiment = o.max_goals.unwrap_or(caps.max_goals_per_experiment);
+        let mut unknown_keys: Vec<String> = file.unknown.into_keys().collect();
+        let redis = match (o.redis.as_deref(), &file.redis) {
+            (Some(urls), _) => Some(RedisSettings::from_urls(urls)),
+            (None, Some(value)) if !value.is_null() => {
+                Some(RedisSettings::from_json(value).map(|(settings, ignored)| {
+                    unknown_keys.extend(ignored.into_iter().map(|key| format!("redis.{key}")));
+                    settings
+                }))
+            }
+            (None, _) => None,
+        }
+        .transpose()
+        .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         let config = Config {
             source,
             listen: o.listen.or(file.listen).unwrap_or(default_listen),
@@ -283,9 +300,9 @@ impl Config {
                 .or(file.max_batch_events)
                 .unwrap_or(DEFAULT_MAX_BATCH_EVENTS),
             caps,
-            redis: file.redis,
+            redis,
             extra_wiring: file.extra_wiring,
-            unknown_keys: file.unknown.into_keys().collect(),
+            unknown_keys,
         };
         config.validate()?;
         Ok(config)
@@ -446,7 +463,10 @@ mod tests {
         let config = Config::resolve(None, file, Overrides::default()).unwrap();
         assert_eq!(config.uuid_expiry_seconds, 60);
         assert_eq!(config.extra_wiring[0].handler().unwrap(), Handler::Track);
-        assert!(config.redis.is_some());
+        assert_eq!(
+            config.redis.as_ref().unwrap().redacted(),
+            "redis://<password>@h:6379/0"
+        );
         assert!(!format!("{config:?}").contains("\"p\""));
     }
 
@@ -467,6 +487,30 @@ mod tests {
         assert_eq!(config.caps.max_variants_per_experiment, 3);
         assert_eq!(config.caps.max_goals_per_experiment, 7);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(config.redis.is_none());
+    }
+
+    /// `--redis` replaces the file's redis object; a bad value is a
+    /// configuration error, and unknown redis-py keys become warnings.
+    #[test]
+    fn redis_settings_layer() {
+        let file = parse(r#"{"redis": {"host": "h", "socket_timeout": 3}}"#);
+        let config = Config::resolve(None, file, Overrides::default()).unwrap();
+        assert_eq!(config.unknown_keys, vec!["redis.socket_timeout".to_owned()]);
+        let file = parse(r#"{"redis": {"host": "h"}}"#);
+        let overrides = Overrides {
+            redis: Some("redis://127.0.0.1:7000/1".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(None, file, overrides).unwrap();
+        assert_eq!(config.redis.unwrap().nodes[0].port, 7000);
+        let err = Config::resolve(
+            None,
+            parse(r#"{"redis": {"port": "x"}}"#),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("redis port"), "{err}");
     }
 
     /// Bad values are refused with a message naming them.

@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! - [`model`]: events, names and their limits, caps, outcomes.
-//! - [`store`]: the [`Store`] trait and its embedded SQLite backend.
+//! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
+//!   Redis / Redis Cluster backend (feature `redis`, on by default).
+//! - `import`: `lamed import`, migration from Lamed's and Gimel's Redis.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
 //! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
@@ -19,6 +21,8 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+#[cfg(feature = "redis")]
+pub mod import;
 pub mod loadgen;
 pub mod model;
 pub mod report;

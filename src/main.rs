@@ -21,6 +21,12 @@ fn main() -> ExitCode {
             Command::Serve(args) => lamed::serve::serve(args).await,
             Command::Report(args) => lamed::commands::report::run(args).await,
             Command::Dashboard(args) => lamed::commands::dashboard::run(args),
+            #[cfg(feature = "redis")]
+            Command::Import(args) => lamed::import::import(args).await,
+            #[cfg(not(feature = "redis"))]
+            Command::Import(_) => Err(anyhow::anyhow!(
+                "import reads Redis, and this lamed was built without the redis feature"
+            )),
         }
     });
     match result {

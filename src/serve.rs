@@ -2,7 +2,6 @@
 //! the banner, and run until a shutdown signal.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -12,7 +11,7 @@ use crate::config::Config;
 use crate::model::DEFAULT_NAMESPACE;
 use crate::server::{self, AppState, RouterOptions};
 use crate::snippet;
-use crate::store::{EmbeddedOptions, EmbeddedStore};
+use crate::store;
 
 /// Runs the server until SIGINT or SIGTERM.
 ///
@@ -26,17 +25,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !config.unknown_keys.is_empty() {
         tracing::warn!(keys = ?config.unknown_keys, "ignoring unknown keys in the config file");
     }
-    if config.redis.is_some() {
-        tracing::warn!("the config has redis settings; this version counts on the embedded store");
-    }
     let (api_key, key_source) = config.api_key_or_generate()?;
-    let store = EmbeddedStore::open(EmbeddedOptions {
-        data_dir: config.data_dir.clone(),
-        uuid_expiry_seconds: config.uuid_expiry_seconds,
-        fsync: config.fsync,
-        caps: config.caps,
-    })
-    .context("cannot open the embedded store")?;
+    let store = store::open(&config)
+        .await
+        .with_context(|| match &config.redis {
+            Some(redis) => format!("cannot open the redis store at {}", redis.redacted()),
+            None => "cannot open the embedded store".to_owned(),
+        })?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -56,7 +51,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
-    tracing::info!(address = %bound, data_dir = %config.data_dir.display(), fsync = config.fsync, "serving");
+    match &config.redis {
+        Some(redis) => tracing::info!(address = %bound, redis = %redis.redacted(), "serving"),
+        None => {
+            tracing::info!(address = %bound, data_dir = %config.data_dir.display(), fsync = config.fsync, "serving")
+        }
+    }
 
     let options = RouterOptions {
         extra_routes: config
@@ -66,7 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<Result<_, crate::config::ConfigError>>()?,
         bench_routes: args.bench_routes,
     };
-    let state = AppState::new(Arc::new(store), &api_key, config.max_batch_events);
+    let state = AppState::new(store, &api_key, config.max_batch_events);
     server::run(listener, state, &options, server::shutdown_signal()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -15,7 +15,7 @@ use crate::loadgen::alephbet_encode;
 use crate::report::{self, Report, ReportRequest};
 use crate::server::handlers::report::parse_weights;
 use crate::stats::GoalAnalysis;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::EmbeddedStore;
 
 /// Prints the report of one experiment, or of every experiment of the
 /// namespace.
@@ -59,7 +59,12 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
 
 async fn from_store(args: &ReportArgs, request: &ReportRequest) -> anyhow::Result<Vec<Report>> {
     let config = Config::load(args.store.overrides())?;
-    let store = EmbeddedStore::open_read_only(&config.data_dir)?;
+    // A Redis store (configured in the file) is read where it is; the
+    // embedded one read-only, so a running server is not disturbed.
+    let store: crate::store::DynStore = match &config.redis {
+        Some(_) => crate::store::open(&config).await?,
+        None => std::sync::Arc::new(EmbeddedStore::open_read_only(&config.data_dir)?),
+    };
     let ns = &args.namespace;
     let counters = store.counters(ns).await?;
     let experiments = match &args.experiment {

@@ -261,3 +261,41 @@ pub async fn health_and_close(store: &dyn Store) {
         .is_err());
     assert!(store.check_writable().await.is_err());
 }
+
+/// An imported count is a base that tracked events add to; importing the
+/// same count again changes nothing, a new count replaces the base, the
+/// experiment is listed, and deleting removes the base too. Default
+/// settings.
+pub async fn import_is_idempotent(store: &dyn Store) {
+    let import = |event: &'static str, variant: &'static str, count: u64| async move {
+        store
+            .import_counter("imp", "old:exp", event, variant, count)
+            .await
+            .expect("import")
+    };
+    assert_eq!(import(PARTICIPATE, "a", 40).await, None);
+    assert_eq!(import("buy", "a", 7).await, None);
+    store
+        .track(vec![event("imp", "old:exp", PARTICIPATE, "a", "new")])
+        .await
+        .expect("track");
+    assert_eq!(import(PARTICIPATE, "a", 40).await, Some(40));
+    let got = counts(store, "imp").await;
+    assert_eq!(got[&key("old:exp", PARTICIPATE, "a")], 41);
+    assert_eq!(got[&key("old:exp", "buy", "a")], 7);
+    assert_eq!(import(PARTICIPATE, "a", 50).await, Some(40));
+    assert_eq!(
+        counts(store, "imp").await[&key("old:exp", PARTICIPATE, "a")],
+        51
+    );
+    assert_eq!(
+        store.experiments("imp").await.expect("list"),
+        vec!["old:exp"]
+    );
+    assert!(store
+        .delete_experiment("imp", "old:exp")
+        .await
+        .expect("delete"));
+    assert!(counts(store, "imp").await.is_empty());
+    assert!(store.experiments("imp").await.expect("list").is_empty());
+}

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::Config;
 use crate::model::{Counter, DailyCounter, Event, TrackOutcome};
 
 pub mod embedded;
+pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -55,6 +57,21 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         experiment: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Sets the imported base of one counter: the count it had in the
+    /// deployment it is migrated from (Lamed, Gimel). Reads show tracked
+    /// plus imported. Setting rather than adding makes a repeated import
+    /// change nothing. Caps do not apply: importing is an operator's act.
+    ///
+    /// Returns the previous base, `None` when the counter had none.
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
     /// Proves the store can take a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;
 
@@ -80,5 +97,34 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         StoreError::Unavailable(err.to_string())
+    }
+}
+
+/// Opens the store the configuration asks for: Redis when `redis` is set
+/// (config file, `--redis` or `LAMED_REDIS_URL`), else the embedded store
+/// in the data directory.
+///
+/// # Errors
+///
+/// When the store cannot be opened; for Redis, when it cannot be reached,
+/// refuses the login, or this build has no Redis support.
+pub async fn open(config: &Config) -> Result<DynStore, StoreError> {
+    match &config.redis {
+        #[cfg(feature = "redis")]
+        Some(settings) => {
+            let options =
+                redis::RedisOptions::new(settings.clone(), config.uuid_expiry_seconds, config.caps);
+            Ok(Arc::new(redis::RedisStore::open(options).await?))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(StoreError::Unavailable(
+            "redis is configured but this lamed was built without the redis feature".into(),
+        )),
+        None => Ok(Arc::new(EmbeddedStore::open(EmbeddedOptions {
+            data_dir: config.data_dir.clone(),
+            uuid_expiry_seconds: config.uuid_expiry_seconds,
+            fsync: config.fsync,
+            caps: config.caps,
+        })?)),
     }
 }

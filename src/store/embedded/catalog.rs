@@ -24,8 +24,10 @@ struct ExperimentNames {
 impl Catalog {
     pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
         let mut catalog = Catalog::default();
-        let mut stmt =
-            conn.prepare("SELECT namespace, experiment, event, variant FROM counters")?;
+        let mut stmt = conn.prepare(
+            "SELECT namespace, experiment, event, variant FROM counters
+             UNION SELECT namespace, experiment, event, variant FROM imported",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let event = Event {

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
@@ -77,6 +77,12 @@ enum Command {
     },
     Heartbeat {
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Import {
+        /// Carries the counter's names; its uuid is unused.
+        counter: Event,
+        count: u64,
+        reply: oneshot::Sender<Result<Option<u64>, StoreError>>,
     },
 }
 
@@ -186,8 +192,11 @@ impl Store for EmbeddedStore {
         let namespace = namespace.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT experiment, event, variant, count FROM counters
-                 WHERE namespace = ?1 ORDER BY experiment, event, variant",
+                "SELECT experiment, event, variant, SUM(count) FROM (
+                     SELECT experiment, event, variant, count FROM counters WHERE namespace = ?1
+                     UNION ALL
+                     SELECT experiment, event, variant, count FROM imported WHERE namespace = ?1)
+                 GROUP BY experiment, event, variant ORDER BY experiment, event, variant",
             )?;
             let rows = stmt.query_map([namespace], |row| {
                 Ok(Counter {
@@ -230,7 +239,8 @@ impl Store for EmbeddedStore {
         let namespace = namespace.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT experiment FROM counters WHERE namespace = ?1 ORDER BY experiment",
+                "SELECT experiment FROM counters WHERE namespace = ?1
+                 UNION SELECT experiment FROM imported WHERE namespace = ?1 ORDER BY experiment",
             )?;
             let rows = stmt.query_map([namespace], |row| row.get(0))?;
             rows.collect()
@@ -254,6 +264,29 @@ impl Store for EmbeddedStore {
 
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.ask(|reply| Command::Heartbeat { reply }).await
+    }
+
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let counter = Event {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            event: event.to_owned(),
+            variant: variant.to_owned(),
+            uuid: String::new(),
+        };
+        self.ask(|reply| Command::Import {
+            counter,
+            count,
+            reply,
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -317,7 +350,9 @@ fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreE
 /// Tables: `counters` holds one row per (namespace, experiment, event,
 /// variant); `daily` the same per UTC day (for trend charts); `seen` is the
 /// append-only log of remembered events (see [`seen`]): a 16-byte hash of
-/// the event's identity and the millisecond it was first seen.
+/// the event's identity and the millisecond it was first seen; `imported`
+/// the base each counter was given by `lamed import` (reads add it to
+/// `counters`, so re-importing replaces it instead of adding twice).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
@@ -332,6 +367,11 @@ CREATE TABLE IF NOT EXISTS daily (
 CREATE TABLE IF NOT EXISTS seen (
     id INTEGER PRIMARY KEY, key BLOB NOT NULL, first_seen INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS imported (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";
 
@@ -358,6 +398,10 @@ enum Work {
         experiment: String,
     },
     Heartbeat,
+    Import {
+        counter: Event,
+        count: u64,
+    },
 }
 
 /// What a piece of work produced, answered once the transaction committed.
@@ -365,6 +409,7 @@ enum Done {
     Track(Vec<TrackOutcome>),
     Delete(bool),
     Heartbeat,
+    Import(Option<u64>),
 }
 
 /// Where a command's answer goes.
@@ -372,6 +417,7 @@ enum Responder {
     Track(oneshot::Sender<Result<Vec<TrackOutcome>, StoreError>>),
     Delete(oneshot::Sender<Result<bool, StoreError>>),
     Heartbeat(oneshot::Sender<Result<(), StoreError>>),
+    Import(oneshot::Sender<Result<Option<u64>, StoreError>>),
 }
 
 impl Command {
@@ -390,6 +436,11 @@ impl Command {
                 Responder::Delete(reply),
             ),
             Command::Heartbeat { reply } => (Work::Heartbeat, Responder::Heartbeat(reply)),
+            Command::Import {
+                counter,
+                count,
+                reply,
+            } => (Work::Import { counter, count }, Responder::Import(reply)),
         }
     }
 }
@@ -405,9 +456,13 @@ impl Responder {
             }
             (Responder::Delete(tx), Ok(Done::Delete(found))) => tx.send(Ok(found)).map_err(drop),
             (Responder::Heartbeat(tx), Ok(Done::Heartbeat)) => tx.send(Ok(())).map_err(drop),
+            (Responder::Import(tx), Ok(Done::Import(previous))) => {
+                tx.send(Ok(previous)).map_err(drop)
+            }
             (Responder::Track(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
             (Responder::Delete(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
             (Responder::Heartbeat(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
+            (Responder::Import(tx), Err(e)) => tx.send(Err(err(e))).map_err(drop),
             // Work and responder come from the same command.
             _ => unreachable!("a command's result does not match its kind"),
         };
@@ -517,6 +572,9 @@ impl Writer {
                     let removed = tx.execute(
                         "DELETE FROM counters WHERE namespace = ?1 AND experiment = ?2",
                         params![namespace, experiment],
+                    )? + tx.execute(
+                        "DELETE FROM imported WHERE namespace = ?1 AND experiment = ?2",
+                        params![namespace, experiment],
                     )?;
                     tx.execute(
                         "DELETE FROM daily WHERE namespace = ?1 AND experiment = ?2",
@@ -532,6 +590,37 @@ impl Writer {
                         [now_ms],
                     )?;
                     Done::Heartbeat
+                }
+                Work::Import { counter, count } => {
+                    let previous: Option<i64> = tx
+                        .query_row(
+                            "SELECT count FROM imported WHERE namespace = ?1
+                             AND experiment = ?2 AND event = ?3 AND variant = ?4",
+                            params![
+                                counter.namespace,
+                                counter.experiment,
+                                counter.event,
+                                counter.variant
+                            ],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    tx.execute(
+                        "INSERT INTO imported (namespace, experiment, event, variant, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT DO UPDATE SET count = excluded.count",
+                        params![
+                            counter.namespace,
+                            counter.experiment,
+                            counter.event,
+                            counter.variant,
+                            i64::try_from(count).unwrap_or(i64::MAX)
+                        ],
+                    )?;
+                    // Imports are an operator's act: caps do not apply, but
+                    // the names now count towards them.
+                    self.catalog.insert(&counter);
+                    Done::Import(previous.map(|c| c as u64))
                 }
             });
         }
@@ -677,6 +766,13 @@ mod tests {
     async fn window_expires() {
         let (_dir, store) = fresh(2, Caps::default());
         conformance::window_expires(&store).await;
+    }
+
+    /// Conformance: imports set a base once, idempotently.
+    #[tokio::test]
+    async fn import_is_idempotent() {
+        let (_dir, store) = fresh(86_400, Caps::default());
+        conformance::import_is_idempotent(&store).await;
     }
 
     /// Conformance: health and close.
