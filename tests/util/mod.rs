@@ -159,3 +159,43 @@ pub fn track(ns: &str, experiment: &str, variant: &str, event: &str, uuid: &str)
         },
     )
 }
+
+/// Private `redis-server` processes and clusters (shared with the unit
+/// tests of the Redis store).
+#[cfg(feature = "redis")]
+#[path = "../../src/store/redis/testing.rs"]
+pub mod redis_server;
+
+/// Runs `lamed` with `args` to completion (at most `limit`), returning its
+/// exit code, stdout and stderr; a run past the limit is killed and fails
+/// the test.
+pub fn run_lamed(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
+    let mut child = Command::new(lamed_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("LAMED_API_KEY")
+        .env_remove("LAMED_REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lamed");
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait for lamed").is_some() {
+            break;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lamed {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("lamed output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,352 @@
+//! `lamed serve` and `lamed import` on Redis, over real HTTP against the
+//! real binary, each test with its own private `redis-server`.
+
+#![cfg(feature = "redis")]
+
+mod util;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lamed::loadgen::{self, CounterId, Workload, WorkloadSpec};
+use util::redis_server::{free_port, RedisServer};
+use util::{run_lamed, Server};
+
+const API_KEY: &str = "redis-test-key-0123456789";
+
+fn workload(namespace: &str, total: usize, seed: u64) -> Workload {
+    Workload::generate(&WorkloadSpec {
+        namespace: namespace.into(),
+        total,
+        duplicate_fraction: 0.25,
+        experiments: 4,
+        variants: 3,
+        goals: 2,
+        seed,
+    })
+}
+
+fn serve_on(redis: &RedisServer, dir: &std::path::Path, name: &str) -> Server {
+    Server::start(
+        &dir.join(name),
+        &["--redis", &redis.url(), "--api-key", API_KEY],
+    )
+}
+
+/// Two `lamed serve` instances share one Redis; the same 20,000 events
+/// (a quarter duplicates) go to both at once over 64 connections each, so
+/// every uuid races against itself across instances: every count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_count_exactly_on_one_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = serve_on(&redis, dir.path(), "a");
+    let b = serve_on(&redis, dir.path(), "b");
+    let workload = workload("shared", 20_000, 5);
+    let paths = Arc::new(workload.paths("/track"));
+    let (ra, rb) = tokio::join!(
+        loadgen::run(a.addr, Arc::clone(&paths), 64),
+        loadgen::run(b.addr, Arc::clone(&paths), 64)
+    );
+    assert_eq!(ra.count(200), paths.len());
+    assert_eq!(rb.count(200), paths.len());
+    for server in [&a, &b] {
+        let mismatches = workload.mismatches(&server.counts("shared").await);
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+}
+
+/// Redis is killed during a load and restarted on the same port (append
+/// only file, fsync always). While it is down, tracking answers 503 within
+/// a second and /health says Redis is the problem; afterwards tracking
+/// succeeds again without restarting lamed; every event acknowledged with
+/// 200 is counted, and after the client-style re-send every count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_answers_503_and_loses_nothing() {
+    let mut redis = RedisServer::start_durable();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_on(&redis, dir.path(), "data");
+    let workload = workload("outage", 20_000, 11);
+    let paths = Arc::new(workload.paths("/track"));
+
+    let load = tokio::spawn(loadgen::run(server.addr, Arc::clone(&paths), 32));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    let probe = util::track("outage", "probe", "a", "participate", "p1");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = server.get(&probe).await;
+        assert_eq!(answer.status, 503, "{:?}", answer.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let health = server.get("/health").await;
+    assert_eq!(health.status, 503);
+    let health = health.json().unwrap();
+    assert!(
+        health["error"]
+            .as_str()
+            .unwrap()
+            .contains("redis at redis://127.0.0.1"),
+        "{health}"
+    );
+    let report = load.await.unwrap();
+    assert!(report.count(503) > 0, "the outage came after the load");
+    assert!(
+        report.count(200) > 0,
+        "nothing was answered before the outage"
+    );
+    assert_eq!(report.count(200) + report.count(503), paths.len());
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get(&probe).await.status != 200 {
+        assert!(Instant::now() < deadline, "lamed did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut acknowledged: BTreeMap<CounterId, HashSet<[u8; 16]>> = BTreeMap::new();
+    for (event, status) in workload.events.iter().zip(&report.statuses) {
+        if *status == 200 {
+            acknowledged
+                .entry((
+                    event.experiment.clone(),
+                    event.event.clone(),
+                    event.variant.clone(),
+                ))
+                .or_default()
+                .insert(event.dedupe_key());
+        }
+    }
+    let counts = server.counts("outage").await;
+    for (id, uuids) in &acknowledged {
+        let got = counts.get(id).copied().unwrap_or(0);
+        assert!(got >= uuids.len() as u64, "{id:?} lost events: {got}");
+        assert!(got <= workload.truth[id], "{id:?} over-counted: {got}");
+    }
+    let report = loadgen::run(server.addr, Arc::clone(&paths), 32).await;
+    assert_eq!(report.count(200), paths.len());
+    let mismatches = workload.mismatches(&server.counts("outage").await);
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+/// Seeds a Redis the way Lamed (integer counters) and Gimel (HyperLogLog
+/// counters) lay data out, including names with ':' and spaces.
+async fn seed_lamed_and_gimel(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    let lamed = [
+        ("button color", "participate", "red", 402),
+        ("button color", "participate", "blue", 398),
+        ("button color", "checkout", "red", 31),
+        ("button color", "checkout", "blue", 45),
+        ("pricing:v2", "participate", "cheap", 10),
+        ("pricing:v2", "buy now!", "cheap", 3),
+    ];
+    for (experiment, event, variant, count) in lamed {
+        let key = format!("alephbet:counters:{experiment}:{event}:{variant}");
+        pipe.cmd("SET").arg(&key).arg(count).ignore();
+        pipe.cmd("SADD")
+            .arg("alephbet:counter_keys")
+            .arg(&key)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg(format!("alephbet:{experiment}:counter_keys"))
+            .arg(&key)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg("alephbet:experiments")
+            .arg(experiment)
+            .ignore();
+    }
+    // A Lamed dedupe flag: not a counter, never imported.
+    pipe.cmd("SET")
+        .arg("0123456789abcdef0123456789abcdef01234567")
+        .arg(1)
+        .arg("EX")
+        .arg(86_400)
+        .ignore();
+    for (event, variant, uniques) in [
+        ("participate", "a", 120),
+        ("participate", "b", 80),
+        ("signup", "a", 12),
+    ] {
+        let key = format!("gimel:counters:hero:{event}:{variant}");
+        let mut pfadd = redis::cmd("PFADD");
+        pfadd.arg(&key);
+        for i in 0..uniques {
+            pfadd.arg(format!("user-{event}-{variant}-{i}"));
+        }
+        pipe.add_command(pfadd).ignore();
+        pipe.cmd("SADD")
+            .arg("gimel:counter_keys")
+            .arg(&key)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg("gimel:experiments")
+            .arg("hero")
+            .ignore();
+    }
+    pipe.exec_async(&mut conn).await.unwrap();
+}
+
+/// `lamed import` from a Redis seeded as Lamed and Gimel leave it: a dry
+/// run writes nothing; the real run sets every counter (Gimel's marked
+/// approximate) in the embedded store and, separately, in a Redis store;
+/// `lamed serve` then answers those counts, and a second run changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_lamed_and_gimel_is_idempotent() {
+    let source = RedisServer::start();
+    seed_lamed_and_gimel(&source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let limit = Duration::from_secs(20);
+
+    let (code, stdout, stderr) = run_lamed(
+        &[
+            "import",
+            "--redis",
+            &source.url(),
+            "--dry-run",
+            "--data-dir",
+            data_arg,
+        ],
+        limit,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("would import alephbet / pricing:v2 / buy now! / cheap = 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("would import gimel / hero / participate / a = 120 (approximate)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(approximate)"), "{stdout}");
+    assert!(stdout.contains("namespace (all): 9 counters"), "{stdout}");
+    assert!(!data.join("lamed.db").exists(), "a dry run wrote the store");
+
+    let target = RedisServer::start();
+    let source_url = source.url();
+    for target_args in [
+        vec!["--data-dir", data_arg],
+        vec!["--data-dir", data_arg, "--to-redis", &target.url()],
+    ] {
+        let mut args = vec!["import", "--redis", &source_url];
+        args.extend(&target_args);
+        let (code, stdout, stderr) = run_lamed(&args, limit);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stdout.contains("namespace (all): 9 counters")
+                && stdout.contains("9 changed, 0 unchanged"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("3 approximate"), "{stdout}");
+        let (code, stdout, stderr) = run_lamed(&args, limit);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains("0 changed, 9 unchanged"), "{stdout}");
+    }
+
+    for extra in [vec![], vec!["--redis", &target.url()]] {
+        let mut args = vec!["--api-key", API_KEY];
+        args.extend(extra);
+        let server = Server::start(&data, &args);
+        let counts = server.counts("alephbet").await;
+        let id = |e: &str, ev: &str, v: &str| (e.to_owned(), ev.to_owned(), v.to_owned());
+        assert_eq!(counts[&id("button color", "participate", "red")], 402);
+        assert_eq!(counts[&id("button color", "checkout", "blue")], 45);
+        assert_eq!(counts[&id("pricing:v2", "buy now!", "cheap")], 3);
+        let gimel = server.counts("gimel").await;
+        let hero_a = gimel[&id("hero", "participate", "a")];
+        assert!((118..=122).contains(&hero_a), "{hero_a}");
+        assert_eq!(gimel[&id("hero", "signup", "a")], 12);
+        // Tracking adds on top of the imported base.
+        let answer = server
+            .get(&util::track(
+                "alephbet",
+                "pricing:v2",
+                "cheap",
+                "participate",
+                "new",
+            ))
+            .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            server.counts("alephbet").await[&id("pricing:v2", "participate", "cheap")],
+            11
+        );
+    }
+}
+
+/// Bad Redis settings stop `lamed serve` at start with exit code 1 and a
+/// message naming the problem (no panic, no hang, no password echoed):
+/// nothing listening, a wrong password, TLS to a plain port, a malformed
+/// config object.
+#[test]
+fn bad_redis_settings_fail_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let locked = RedisServer::start_with(&["--appendonly", "no", "--requirepass", "right-pass"]);
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let wrong_password = format!("redis://:wrong-pass@127.0.0.1:{}", locked.port);
+    let tls_to_plain = format!("rediss://127.0.0.1:{}", locked.port);
+    for (url, needle) in [
+        (closed.as_str(), "cannot connect"),
+        (wrong_password.as_str(), "pass"),
+        (tls_to_plain.as_str(), "rediss://127.0.0.1"),
+    ] {
+        let started = Instant::now();
+        let (code, stdout, stderr) = run_lamed(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data_arg,
+                "--redis",
+                url,
+            ],
+            Duration::from_secs(15),
+        );
+        assert_eq!(code, Some(1), "{url}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("lamed: cannot open the redis store at"),
+            "{url}: {stderr}"
+        );
+        assert!(stderr.to_lowercase().contains(needle), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("wrong-pass") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{url}: {:?}",
+            started.elapsed()
+        );
+    }
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"redis": {"host": "127.0.0.1", "port": "six"}}"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = run_lamed(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data_arg,
+        ],
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("redis port must be an integer"), "{stderr}");
+}
