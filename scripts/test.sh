@@ -20,6 +20,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+echo "== cargo clippy without the redis feature (it must keep building)"
+cargo clippy --no-default-features --all-targets -- -D warnings
 echo "== cargo test"
 cargo build --bins
 cargo test

@@ -38,12 +38,19 @@ impl Server {
 
     /// Starts `lamed serve` on `listen` (to restart on the same port).
     pub fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_logging(listen, data_dir, args, "warn")
+    }
+
+    /// Starts `lamed serve` with `RUST_LOG` set to `log` (`off` for tests
+    /// that provoke thousands of 503s on purpose).
+    pub fn start_logging(listen: &str, data_dir: &Path, args: &[&str], log: &str) -> Server {
         let mut child = Command::new(lamed_bin())
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .env_remove("LAMED_API_KEY")
+            .env_remove("LAMED_REDIS_URL")
             .current_dir(data_dir.parent().unwrap_or(data_dir))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
