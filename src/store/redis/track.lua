@@ -18,27 +18,36 @@ local window = tonumber(ARGV[7])
 local max_variants, max_goals = tonumber(ARGV[8]), tonumber(ARGV[9])
 local retention = tonumber(ARGV[10])
 
+local call = redis.call
 local vkey, gkey = base .. ':v', base .. ':g'
 
 -- An experiment exists while it has a variant set. When it does not (new,
 -- or deleted by another instance) the caller must first register it in
--- its namespace's list, where the experiments cap is checked.
-local exists = redis.call('EXISTS', vkey)
-if exists == 0 and may_create ~= '1' then
-  return {4, 0}
+-- its namespace's list, where the experiments cap is checked. A known
+-- variant proves the experiment exists, in one call.
+local created = 0
+local variant_known = call('SISMEMBER', vkey, variant) == 1
+if not variant_known then
+  if call('EXISTS', vkey) == 0 then
+    if may_create ~= '1' then
+      return {4, 0}
+    end
+    created = 1
+  end
+  if call('SCARD', vkey) >= max_variants then
+    return {2, 0}
+  end
 end
-
-if redis.call('SISMEMBER', vkey, variant) == 0
-    and redis.call('SCARD', vkey) >= max_variants then
-  return {2, 0}
-end
-if is_goal and redis.call('SISMEMBER', gkey, event) == 0
-    and redis.call('SCARD', gkey) >= max_goals then
-  return {3, 0}
+local goal_known = true
+if is_goal then
+  goal_known = call('SISMEMBER', gkey, event) == 1
+  if not goal_known and call('SCARD', gkey) >= max_goals then
+    return {3, 0}
+  end
 end
 
 -- Server time: every instance sharing this Redis uses the same clock.
-local t = redis.call('TIME')
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- Dedupe memory: per bucket of time, a few small hashes ("shards") whose
@@ -46,8 +55,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- offset into the bucket. A bucket's shards are grouped in levels: level l
 -- has 16^l shards, and a bucket moves to the next level once the current
 -- one holds about 64 entries per shard, so every shard stays small enough
--- for Redis's compact listpack encoding. Shard 0 of level 0 also keeps the
--- bucket's entry count in the field "".
+-- for Redis's compact listpack encoding. Shard 0 of level 0 (the "head")
+-- also keeps the bucket's entry count in the field "".
 local function level_of(n)
   local level, cap, span = 0, 64, 64
   while n >= cap do
@@ -56,10 +65,6 @@ local function level_of(n)
     cap = cap + span
   end
   return level
-end
-
-local function shard_key(bucket, level)
-  return base .. ':s:' .. bucket .. ':' .. level .. ':' .. (seed % (16 ^ level))
 end
 
 local bucket_ms, first_bucket, last_bucket
@@ -73,56 +78,70 @@ else
   last_bucket = math.floor(now / bucket_ms)
 end
 
+-- Newest bucket first: a sighting found there is the latest one, and if
+-- it is out of the window, older buckets hold nothing live either.
 for bucket = last_bucket, first_bucket, -1 do
-  local n = redis.call('HGET', shard_key(bucket, 0), '')
-  if n then
-    for level = 0, level_of(tonumber(n)) do
-      local seen = redis.call('HGET', shard_key(bucket, level), digest)
-      if seen then
-        -- Exact window: duplicate only while the first sighting is less
-        -- than `window` ms old. A duplicate never refreshes it.
-        if window == 0 or bucket * bucket_ms + tonumber(seen) > now - window then
-          return {1, 0}
-        end
-        break
+  local prefix = base .. ':s:' .. bucket .. ':'
+  local head = call('HMGET', prefix .. '0:0', '', digest)
+  if head[1] then
+    local seen = head[2]
+    local top, level, shards = level_of(tonumber(head[1])), 0, 1
+    while not seen and level < top do
+      level = level + 1
+      shards = shards * 16
+      seen = call('HGET', prefix .. level .. ':' .. (seed % shards), digest)
+    end
+    if seen then
+      -- Exact window: duplicate only while the first sighting is less
+      -- than `window` ms old. A duplicate never refreshes it.
+      if window == 0 or bucket * bucket_ms + tonumber(seen) > now - window then
+        return {1, 0}
       end
+      break
     end
   end
 end
 
 -- New: remember it in the current bucket.
-local head = shard_key(last_bucket, 0)
-local before = redis.call('HINCRBY', head, '', 1) - 1
-local key = shard_key(last_bucket, level_of(before))
+local prefix = base .. ':s:' .. last_bucket .. ':'
+local head = prefix .. '0:0'
+local before = call('HINCRBY', head, '', 1) - 1
+local level = level_of(before)
+local key = head
+if level > 0 then
+  key = prefix .. level .. ':' .. (seed % (16 ^ level))
+end
 if window == 0 then
-  redis.call('HSET', key, digest, 1)
+  call('HSET', key, digest, 1)
 else
-  redis.call('HSET', key, digest, now - last_bucket * bucket_ms)
+  call('HSET', key, digest, now - last_bucket * bucket_ms)
   -- The bucket is useless once its newest possible entry left the window.
   local expire_at = (last_bucket + 1) * bucket_ms + window + 1000
   if before == 0 then
-    redis.call('PEXPIREAT', head, expire_at)
+    call('PEXPIREAT', head, expire_at)
   end
-  if key ~= head then
-    redis.call('PEXPIREAT', key, expire_at)
+  if level > 0 then
+    call('PEXPIREAT', key, expire_at)
   end
 end
 
-redis.call('SADD', vkey, variant)
-if is_goal then
-  redis.call('SADD', gkey, event)
+if not variant_known then
+  call('SADD', vkey, variant)
+end
+if not goal_known then
+  call('SADD', gkey, event)
 end
 local field = event .. '\31' .. variant
-redis.call('HINCRBY', base .. ':c', field, 1)
+call('HINCRBY', base .. ':c', field, 1)
 
 -- Daily counters: one hash per UTC day, listed in a sorted set, both
 -- forgotten after the retention.
 local day = math.floor(now / 86400000)
 local day_key = base .. ':d:' .. day
-if redis.call('HINCRBY', day_key, field, 1) == 1 then
-  redis.call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
-  redis.call('ZADD', base .. ':days', day, day)
-  redis.call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
+if call('HINCRBY', day_key, field, 1) == 1 then
+  call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
+  call('ZADD', base .. ':days', day, day)
+  call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
 end
 
-return {0, 1 - exists}
+return {0, created}
