@@ -9,6 +9,75 @@ use std::time::Duration;
 use super::{DynStore, Store};
 use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 
+/// Generates one `#[tokio::test]` per check of this suite for a backend.
+///
+/// `$fresh` is an async function `(window_seconds, caps) -> (guard, store)`
+/// that opens a fresh, empty store; the guard (a temp dir, a redis-server)
+/// lives as long as the test.
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        /// Conformance: identity and duplicates.
+        #[tokio::test]
+        async fn counts_each_identity_once() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::counts_each_identity_once(&store).await;
+        }
+
+        /// Conformance: concurrent duplicates.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_duplicates_count_once() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::concurrent_duplicates_count_once(std::sync::Arc::new(
+                store,
+            ))
+            .await;
+        }
+
+        /// Conformance: daily counters.
+        #[tokio::test]
+        async fn daily_counters_follow_totals() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::daily_counters_follow_totals(&store).await;
+        }
+
+        /// Conformance: delete.
+        #[tokio::test]
+        async fn delete_removes_one_experiment() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::delete_removes_one_experiment(&store).await;
+        }
+
+        /// Conformance: caps.
+        #[tokio::test]
+        async fn caps_are_enforced() {
+            let (_guard, store) = $fresh(86_400, $crate::store::conformance::TEST_CAPS).await;
+            $crate::store::conformance::caps_are_enforced(&store).await;
+        }
+
+        /// Conformance: the 2-second window.
+        #[tokio::test]
+        async fn window_expires() {
+            let (_guard, store) = $fresh(2, $crate::model::Caps::default()).await;
+            $crate::store::conformance::window_expires(&store).await;
+        }
+
+        /// Conformance: imports set a base once, idempotently.
+        #[tokio::test]
+        async fn import_is_idempotent() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::import_is_idempotent(&store).await;
+        }
+
+        /// Conformance: health and close.
+        #[tokio::test]
+        async fn health_and_close() {
+            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            $crate::store::conformance::health_and_close(&store).await;
+        }
+    };
+}
+pub(crate) use conformance_tests;
+
 /// Caps the [`caps_are_enforced`] check expects the store to be opened with.
 pub const TEST_CAPS: Caps = Caps {
     max_namespaces: 2,

@@ -708,7 +708,7 @@ fn unix_millis() -> i64 {
 mod tests {
     use super::*;
     use crate::model::PARTICIPATE;
-    use crate::store::{conformance, DynStore};
+    use crate::store::conformance;
 
     fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
         EmbeddedStore::open(EmbeddedOptions {
@@ -720,67 +720,13 @@ mod tests {
         .expect("open store")
     }
 
-    fn fresh(window: u64, caps: Caps) -> (tempfile::TempDir, EmbeddedStore) {
+    async fn fresh(window: u64, caps: Caps) -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), window, caps);
         (dir, store)
     }
 
-    /// Conformance: identity and duplicates.
-    #[tokio::test]
-    async fn counts_each_identity_once() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::counts_each_identity_once(&store).await;
-    }
-
-    /// Conformance: concurrent duplicates.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_duplicates_count_once() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::concurrent_duplicates_count_once(Arc::new(store) as DynStore).await;
-    }
-
-    /// Conformance: daily counters.
-    #[tokio::test]
-    async fn daily_counters_follow_totals() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::daily_counters_follow_totals(&store).await;
-    }
-
-    /// Conformance: delete.
-    #[tokio::test]
-    async fn delete_removes_one_experiment() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::delete_removes_one_experiment(&store).await;
-    }
-
-    /// Conformance: caps.
-    #[tokio::test]
-    async fn caps_are_enforced() {
-        let (_dir, store) = fresh(86_400, conformance::TEST_CAPS);
-        conformance::caps_are_enforced(&store).await;
-    }
-
-    /// Conformance: the 2-second window.
-    #[tokio::test]
-    async fn window_expires() {
-        let (_dir, store) = fresh(2, Caps::default());
-        conformance::window_expires(&store).await;
-    }
-
-    /// Conformance: imports set a base once, idempotently.
-    #[tokio::test]
-    async fn import_is_idempotent() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::import_is_idempotent(&store).await;
-    }
-
-    /// Conformance: health and close.
-    #[tokio::test]
-    async fn health_and_close() {
-        let (_dir, store) = fresh(86_400, Caps::default());
-        conformance::health_and_close(&store).await;
-    }
+    conformance::conformance_tests!(fresh);
 
     /// Counts, remembered uuids and caps survive a reopen.
     #[tokio::test]

@@ -942,65 +942,11 @@ mod tests {
     async fn fresh(window: u64, caps: Caps) -> (RedisServer, RedisStore) {
         let server = RedisServer::start();
         let store = open(&server.url(), window, caps, DEFAULT_KEY_PREFIX).await;
+        assert!(!store.is_cluster(), "a standalone server is not a cluster");
         (server, store)
     }
 
-    /// Conformance on Redis: identity and duplicates.
-    #[tokio::test]
-    async fn counts_each_identity_once() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        assert!(!store.is_cluster());
-        conformance::counts_each_identity_once(&store).await;
-    }
-
-    /// Conformance on Redis: concurrent duplicates.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_duplicates_count_once() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        conformance::concurrent_duplicates_count_once(Arc::new(store) as DynStore).await;
-    }
-
-    /// Conformance on Redis: daily counters.
-    #[tokio::test]
-    async fn daily_counters_follow_totals() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        conformance::daily_counters_follow_totals(&store).await;
-    }
-
-    /// Conformance on Redis: delete.
-    #[tokio::test]
-    async fn delete_removes_one_experiment() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        conformance::delete_removes_one_experiment(&store).await;
-    }
-
-    /// Conformance on Redis: caps.
-    #[tokio::test]
-    async fn caps_are_enforced() {
-        let (_server, store) = fresh(86_400, conformance::TEST_CAPS).await;
-        conformance::caps_are_enforced(&store).await;
-    }
-
-    /// Conformance on Redis: the 2-second window.
-    #[tokio::test]
-    async fn window_expires() {
-        let (_server, store) = fresh(2, Caps::default()).await;
-        conformance::window_expires(&store).await;
-    }
-
-    /// Conformance on Redis: imports.
-    #[tokio::test]
-    async fn import_is_idempotent() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        conformance::import_is_idempotent(&store).await;
-    }
-
-    /// Conformance on Redis: health and close.
-    #[tokio::test]
-    async fn health_and_close() {
-        let (_server, store) = fresh(86_400, Caps::default()).await;
-        conformance::health_and_close(&store).await;
-    }
+    conformance::conformance_tests!(fresh);
 
     /// The whole conformance suite on a three-master Redis Cluster: every
     /// check passes with no cross-slot error. Each check gets its own key
