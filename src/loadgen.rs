@@ -84,6 +84,22 @@ pub struct WorkloadSpec {
     pub seed: u64,
 }
 
+impl WorkloadSpec {
+    /// The workload used by `lamed-load` and the tests: 4 experiments of 3
+    /// variants and 2 goals each.
+    pub fn standard(namespace: &str, total: usize, duplicate_fraction: f64, seed: u64) -> Self {
+        WorkloadSpec {
+            namespace: namespace.to_owned(),
+            total,
+            duplicate_fraction,
+            experiments: 4,
+            variants: 3,
+            goals: 2,
+            seed,
+        }
+    }
+}
+
 impl Workload {
     /// Generates a workload: unique events with random uuids, with
     /// duplicates placed close to their originals (so many race in

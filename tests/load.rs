@@ -30,15 +30,7 @@ fn acknowledged_by_counter(
 }
 
 fn workload(namespace: &str, total: usize, seed: u64) -> Workload {
-    Workload::generate(&WorkloadSpec {
-        namespace: namespace.into(),
-        total,
-        duplicate_fraction: 0.25,
-        experiments: 4,
-        variants: 3,
-        goals: 2,
-        seed,
-    })
+    Workload::generate(&WorkloadSpec::standard(namespace, total, 0.25, seed))
 }
 
 /// 100,000 events from 64 concurrent connections, a quarter of them

@@ -16,15 +16,7 @@ use util::{run_lamed, Server};
 const API_KEY: &str = "redis-test-key-0123456789";
 
 fn workload(namespace: &str, total: usize, seed: u64) -> Workload {
-    Workload::generate(&WorkloadSpec {
-        namespace: namespace.into(),
-        total,
-        duplicate_fraction: 0.25,
-        experiments: 4,
-        variants: 3,
-        goals: 2,
-        seed,
-    })
+    Workload::generate(&WorkloadSpec::standard(namespace, total, 0.25, seed))
 }
 
 fn serve_on(redis: &RedisServer, dir: &std::path::Path, name: &str) -> Server {

@@ -62,15 +62,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bail!("--duplicates must be in [0, 1)");
     }
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let workload = Workload::generate(&WorkloadSpec {
-        namespace: args.namespace.unwrap_or_else(|| format!("load-{stamp}")),
-        total: args.events,
-        duplicate_fraction: args.duplicates,
-        experiments: 4,
-        variants: 3,
-        goals: 2,
-        seed: args.seed,
-    });
+    let namespace = args.namespace.unwrap_or_else(|| format!("load-{stamp}"));
+    let workload = Workload::generate(&WorkloadSpec::standard(
+        &namespace,
+        args.events,
+        args.duplicates,
+        args.seed,
+    ));
     let paths = Arc::new(workload.paths(&args.path));
     let report = loadgen::run(args.addr, paths, args.connections).await;
     let ok = report.count(200);
