@@ -26,6 +26,7 @@ impl Catalog {
         let mut catalog = Catalog::default();
         let mut stmt = conn.prepare(
             "SELECT namespace, experiment, event, variant FROM counters
+             UNION SELECT namespace, experiment, event, variant FROM daily
              UNION SELECT namespace, experiment, event, variant FROM imported",
         )?;
         let mut rows = stmt.query([])?;
