@@ -355,7 +355,7 @@ async fn put_cors(
                 .map(|(name, value)| (format!("method.response.header.{name}"), value.clone()))
                 .collect(),
         ))
-        .response_templates("application/json", "")
+        .response_templates("application/json", "{}")
         .send()
         .await
         .map_err(sdk_error)
@@ -610,6 +610,25 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
         .await
         .map_err(sdk_error)
         .with_context(|| format!("cannot list the keys of usage plan {USAGE_PLAN_NAME}"))?;
+    // The plan is lamed's own: a key replaced by a newly configured one
+    // leaves it.
+    for stale in keys
+        .items()
+        .iter()
+        .filter_map(|k| k.id())
+        .filter(|id| *id != key_id)
+    {
+        client
+            .delete_usage_plan_key()
+            .usage_plan_id(&id)
+            .key_id(stale)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| {
+                format!("cannot remove an old key from usage plan {USAGE_PLAN_NAME}")
+            })?;
+    }
     if !keys.items().iter().any(|k| k.id() == Some(key_id)) {
         client
             .create_usage_plan_key()

@@ -293,6 +293,7 @@ pub async fn versions(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
         }
     }
     versions.sort_unstable();
+    versions.dedup();
     Ok(versions)
 }
 

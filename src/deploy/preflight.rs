@@ -229,11 +229,13 @@ async fn ping_all(nodes: &[RedisNode]) -> Result<String, String> {
                     node.host, node.port
                 ))
             }
-            Err(_) => return Err(format!(
+            Err(_) => {
+                return Err(format!(
                 "{}:{}: no answer in {REDIS_TIMEOUT:?}\n  fix: check the host, port and firewall \
                      (lamed configure); it must also be reachable from AWS Lambda",
                 node.host, node.port
-            )),
+            ))
+            }
         }
     }
     Ok(notes)
