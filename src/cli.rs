@@ -75,6 +75,134 @@ pub enum Command {
         after_help = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet"
     )]
     Import(ImportArgs),
+
+    /// Create or edit the config file in $EDITOR, then validate it
+    ///
+    /// Creates ~/.lamed/config.json (or --config PATH) from a template when
+    /// it is missing (mode 0600), opens it in $EDITOR (else vi) and checks it
+    /// when the editor exits. The keys are explained in config.help.txt,
+    /// written next to the file.
+    #[command(
+        after_help = "Examples:\n  lamed configure\n  EDITOR=nano lamed configure --config ./config.json"
+    )]
+    Configure(ConfigureArgs),
+
+    /// Check AWS credentials, region, Redis, config and bootstrap
+    ///
+    /// Runs every check `lamed deploy` needs and says how to fix each
+    /// failure. Exit status 1 when any check fails.
+    Preflight(AwsArgs),
+
+    /// Build or update lamed on AWS Lambda + API Gateway
+    ///
+    /// Creates (or updates in place) the IAM role, the Lambda functions
+    /// (this binary, runtime provided.al2023), the REST API "lamed" with
+    /// stage prod, its API key and usage plan, then prints the URLs and the
+    /// AlephBet snippet. Running it again creates nothing twice.
+    #[command(
+        after_help = "Examples:\n  lamed deploy\n  lamed deploy --arch arm64 --bootstrap target/lambda/lamed/bootstrap\n  lamed deploy --endpoint-url http://127.0.0.1:5000 --region us-east-1"
+    )]
+    Deploy(DeployArgs),
+
+    /// Remove everything `lamed deploy` created on AWS
+    ///
+    /// Asks for confirmation on the terminal unless --yes is given.
+    Destroy(DestroyArgs),
+}
+
+/// Options of `lamed configure`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigureArgs {
+    /// Config file to create or edit [default: ~/.lamed/config.json]
+    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The processor architecture of the Lambda functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    /// Intel/AMD 64-bit
+    #[value(name = "x86_64")]
+    X86_64,
+    /// Graviton (ARM 64-bit): cheaper per GB-second
+    #[value(name = "arm64")]
+    Arm64,
+}
+
+impl Arch {
+    /// The name Lambda uses.
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The architecture of this running binary, if Lambda has it.
+    pub fn host() -> Option<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+}
+
+/// Where AWS is and what to check or build; shared by preflight, deploy
+/// and destroy.
+#[derive(Debug, Clone, Args)]
+pub struct AwsArgs {
+    /// Config file to read instead of ./config.json or ~/.lamed/config.json
+    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// AWS region [default: from AWS_REGION or the AWS profile]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send AWS API calls to this URL (an emulator such as moto)
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Processor architecture of the functions
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
+
+    /// The Linux executable to upload as the function's bootstrap
+    /// [default: this lamed, when it is a Linux build for --arch]
+    ///
+    /// Build one with `cargo lambda build --release --x86-64` (or --arm64)
+    /// and pass target/lambda/lamed/bootstrap.
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap: Option<PathBuf>,
+}
+
+/// Options of `lamed deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Skip the preflight checks
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// Where AWS is and what to build
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Options of `lamed destroy`.
+#[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+
+    /// AWS region [default: from AWS_REGION or the AWS profile]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send AWS API calls to this URL (an emulator such as moto)
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
 }
 
 /// Options of `lamed import`.
@@ -329,6 +457,38 @@ mod tests {
     fn serve_defaults() {
         let args = serve(&[]);
         assert!(args.listen.is_none() && args.fsync.is_none() && !args.bench_routes);
+    }
+
+    /// Deploy's flags parse; the architecture defaults to x86_64 and a
+    /// later --arch wins.
+    #[test]
+    fn deploy_flags() {
+        let cli = Cli::try_parse_from([
+            "lamed",
+            "deploy",
+            "--no-preflight",
+            "--region",
+            "eu-west-1",
+            "--arch",
+            "arm64",
+            "--arch",
+            "x86_64",
+            "--endpoint-url",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        let Command::Deploy(args) = cli.command else {
+            panic!("not deploy")
+        };
+        assert!(args.no_preflight);
+        assert_eq!(args.aws.arch, Arch::X86_64);
+        assert_eq!(args.aws.region.as_deref(), Some("eu-west-1"));
+        let cli = Cli::try_parse_from(["lamed", "deploy"]).unwrap();
+        let Command::Deploy(args) = cli.command else {
+            panic!("not deploy")
+        };
+        assert!(!args.no_preflight && args.aws.arch == Arch::X86_64);
+        assert!(Cli::try_parse_from(["lamed", "deploy", "--arch", "mips"]).is_err());
     }
 
     /// Long forms parse, `--fsync` alone means true, a later flag wins.

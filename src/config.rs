@@ -265,7 +265,12 @@ impl Config {
         caps.max_variants_per_experiment =
             o.max_variants.unwrap_or(caps.max_variants_per_experiment);
         caps.max_goals_per_experiment = o.max_goals.unwrap_or(caps.max_goals_per_experiment);
-        let mut unknown_keys: Vec<String> = file.unknown.into_keys().collect();
+        // Top-level keys starting with `_` are comments (JSON has none).
+        let mut unknown_keys: Vec<String> = file
+            .unknown
+            .into_keys()
+            .filter(|key| !key.starts_with('_'))
+            .collect();
         let redis = match (o.redis.as_deref(), &file.redis) {
             (Some(urls), _) => Some(RedisSettings::from_urls(urls)),
             (None, Some(value)) if !value.is_null() => {
@@ -531,11 +536,16 @@ mod tests {
         assert!(err.to_string().contains("max_variantz"), "{err}");
     }
 
-    /// Unknown top-level keys are kept for a warning, not refused.
+    /// Unknown top-level keys are kept for a warning, not refused; keys
+    /// starting with `_` are comments.
     #[test]
     fn unknown_keys_are_reported() {
-        let config =
-            Config::resolve(None, parse(r#"{"colour": 1}"#), Overrides::default()).unwrap();
+        let config = Config::resolve(
+            None,
+            parse(r#"{"colour": 1, "_comment": ["a comment"]}"#),
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(config.unknown_keys, vec!["colour".to_owned()]);
     }
 

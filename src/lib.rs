@@ -12,6 +12,8 @@
 //! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
 //! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
 //! - [`cli`], [`serve`] and [`commands`]: the `lamed` command line.
+//! - [`lambda`]: the AWS Lambda entry (the binary as an API Gateway function).
+//! - `deploy` (feature `aws`): `lamed deploy`, `preflight` and `destroy`.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
 //! - [`stats`]: pure statistics for deciding which variant wins.
 //! - [`client`]: a minimal HTTP client for the CLI, load generator and tests.
@@ -21,8 +23,11 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+#[cfg(feature = "aws")]
+pub mod deploy;
 #[cfg(feature = "redis")]
 pub mod import;
+pub mod lambda;
 pub mod loadgen;
 pub mod model;
 pub mod report;

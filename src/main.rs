@@ -1,14 +1,18 @@
 //! The `lamed` binary: parse the command line, start logging, dispatch.
+//! Started by an AWS Lambda runtime, it serves API Gateway events instead.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use lamed::cli::{Cli, Command, LogFormat};
+use lamed::commands;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // On Lambda there is no command line: the runtime API decides.
+    let lambda = lamed::lambda::is_lambda_runtime();
+    let cli = (!lambda).then(Cli::parse);
+    init_tracing(cli.as_ref().map_or(LogFormat::Human, |cli| cli.log_format));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -17,16 +21,23 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let Some(cli) = cli else {
+            return lamed::lambda::run().await;
+        };
         match cli.command {
             Command::Serve(args) => lamed::serve::serve(args).await,
-            Command::Report(args) => lamed::commands::report::run(args).await,
-            Command::Dashboard(args) => lamed::commands::dashboard::run(args),
+            Command::Report(args) => commands::report::run(args).await,
+            Command::Dashboard(args) => commands::dashboard::run(args),
             #[cfg(feature = "redis")]
             Command::Import(args) => lamed::import::import(args).await,
             #[cfg(not(feature = "redis"))]
             Command::Import(_) => Err(anyhow::anyhow!(
                 "import reads Redis, and this lamed was built without the redis feature"
             )),
+            Command::Configure(args) => commands::configure::run(args),
+            Command::Preflight(args) => commands::aws::preflight(args).await,
+            Command::Deploy(args) => commands::aws::deploy(args).await,
+            Command::Destroy(args) => commands::aws::destroy(args).await,
         }
     });
     match result {

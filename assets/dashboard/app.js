@@ -38,7 +38,9 @@ function setStatus(text, isError = false) {
 /** Calls the API with the key from this tab's session storage. */
 async function api(path, options = {}) {
   const key = sessionStorage.getItem(KEY_STORAGE);
-  const response = await fetch(path, { ...options, headers: { "X-Api-Key": key || "" } });
+  // Relative to the page, so the dashboard also works below a path prefix
+  // (API Gateway serves it at /prod/dashboard).
+  const response = await fetch(path.replace(/^\//, ""), { ...options, headers: { "X-Api-Key": key || "" } });
   if (response.status === 401 || response.status === 403) {
     sessionStorage.removeItem(KEY_STORAGE);
     showKeyForm("That API key was refused; enter it again.");

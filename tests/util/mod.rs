@@ -12,6 +12,9 @@ use std::time::Duration;
 
 pub use lamed::loadgen::{self, Answer};
 
+#[cfg(feature = "aws")]
+pub mod aws;
+
 /// A running `lamed serve`, killed when dropped.
 pub struct Server {
     child: Option<Child>,

@@ -1,0 +1,410 @@
+//! What `lamed deploy` builds, as plain data: the names, the functions, the
+//! paths and their methods, and the function environment. No AWS calls
+//! here, so the plan is tested without an emulator.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::cli::Arch;
+use crate::config::{Config, Handler};
+
+/// IAM role and inline policy name.
+pub const ROLE_NAME: &str = "lamed";
+/// The inline policy of the role.
+pub const POLICY_NAME: &str = "lamed";
+/// REST API name.
+pub const API_NAME: &str = "lamed";
+/// The API's only stage.
+pub const STAGE: &str = "prod";
+/// The alias every integration calls.
+pub const ALIAS: &str = "live";
+/// API key and usage plan name.
+pub const API_KEY_NAME: &str = "lamed";
+/// Usage plan name.
+pub const USAGE_PLAN_NAME: &str = "lamed";
+/// Published versions kept per function (older ones are deleted).
+pub const KEEP_VERSIONS: usize = 5;
+/// The Lambda runtime: a custom runtime whose `bootstrap` is `lamed`.
+pub const RUNTIME: &str = "provided.al2023";
+/// The handler name of a custom runtime (informational only).
+pub const HANDLER: &str = "bootstrap";
+/// The original's memory size (MB).
+pub const DEFAULT_MEMORY_MB: i32 = 128;
+/// The original's timeout (seconds).
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
+
+/// The tracking function.
+pub const TRACK_FUNCTION: &str = "lamed-track";
+/// The experiments (results) function.
+pub const EXPERIMENTS_FUNCTION: &str = "lamed-all-experiments";
+/// The delete function.
+pub const DELETE_FUNCTION: &str = "lamed-delete-experiment";
+/// The report API function.
+pub const REPORT_FUNCTION: &str = "lamed-report";
+/// The dashboard function.
+pub const DASHBOARD_FUNCTION: &str = "lamed-dashboard";
+
+/// Every function `lamed deploy` creates (and `lamed destroy` removes).
+pub const FUNCTION_NAMES: [&str; 5] = [
+    TRACK_FUNCTION,
+    EXPERIMENTS_FUNCTION,
+    DELETE_FUNCTION,
+    REPORT_FUNCTION,
+    DASHBOARD_FUNCTION,
+];
+
+/// One Lambda function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// Function name.
+    pub name: String,
+    /// What it is for (the function description).
+    pub description: String,
+    /// Memory in MB.
+    pub memory_mb: i32,
+    /// Timeout in seconds.
+    pub timeout_seconds: i32,
+}
+
+/// One method on one API Gateway path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Full path, e.g. `/api/experiments/{experiment}/report`.
+    pub path: String,
+    /// HTTP method.
+    pub method: String,
+    /// The function it invokes (through its alias).
+    pub function: String,
+    /// Whether API Gateway demands the `lamed` API key.
+    pub api_key_required: bool,
+    /// `method.request.querystring.x` → required, as the original wires.
+    pub request_parameters: BTreeMap<String, bool>,
+}
+
+/// Everything deploy builds, decided from the configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The functions, in creation order.
+    pub functions: Vec<FunctionSpec>,
+    /// Every method of every path (OPTIONS is added per path).
+    pub routes: Vec<Route>,
+    /// Extra paths of the config: (path segment, handler) for the router.
+    pub extra_routes: Vec<(String, Handler)>,
+    /// The processor architecture of the functions.
+    pub arch: Arch,
+}
+
+impl Plan {
+    /// Every path, each once, parents before children.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = Vec::new();
+        for route in &self.routes {
+            let mut prefix = String::new();
+            for segment in route.path.trim_start_matches('/').split('/') {
+                prefix.push('/');
+                prefix.push_str(segment);
+                if !paths.contains(&prefix) {
+                    paths.push(prefix.clone());
+                }
+            }
+        }
+        paths
+    }
+
+    /// The routes of one path.
+    pub fn routes_of<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.iter().filter(move |r| r.path == path)
+    }
+
+    /// The function environment: how the configuration reaches the Lambda.
+    ///
+    /// # Errors
+    ///
+    /// When no Redis is configured.
+    pub fn environment(
+        &self,
+        config: &Config,
+        api_key: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let redis = config
+            .redis
+            .as_ref()
+            .context("no redis in the config: lamed on AWS Lambda counts on Redis")?;
+        let redis_url = redis
+            .nodes
+            .iter()
+            .map(|node| node.url())
+            .collect::<Vec<_>>()
+            .join(",");
+        let caps = &config.caps;
+        let mut env = BTreeMap::from([
+            ("LAMED_API_KEY".to_owned(), api_key.to_owned()),
+            (crate::lambda::REDIS_URL_VAR.to_owned(), redis_url),
+            (
+                "LAMED_UUID_EXPIRY_SECONDS".to_owned(),
+                config.uuid_expiry_seconds.to_string(),
+            ),
+            (
+                "LAMED_MAX_BATCH_EVENTS".to_owned(),
+                config.max_batch_events.to_string(),
+            ),
+            (
+                "LAMED_MAX_NAMESPACES".to_owned(),
+                caps.max_namespaces.to_string(),
+            ),
+            (
+                "LAMED_MAX_EXPERIMENTS".to_owned(),
+                caps.max_experiments_per_namespace.to_string(),
+            ),
+            (
+                "LAMED_MAX_VARIANTS".to_owned(),
+                caps.max_variants_per_experiment.to_string(),
+            ),
+            (
+                "LAMED_MAX_GOALS".to_owned(),
+                caps.max_goals_per_experiment.to_string(),
+            ),
+        ]);
+        if !self.extra_routes.is_empty() {
+            let routes = self
+                .extra_routes
+                .iter()
+                .map(|(path, handler)| format!("{path}={}", crate::lambda::handler_name(*handler)))
+                .collect::<Vec<_>>()
+                .join(",");
+            env.insert(crate::lambda::EXTRA_ROUTES_VAR.to_owned(), routes);
+        }
+        Ok(env)
+    }
+}
+
+/// The function serving a handler of `extra_wiring`.
+pub fn function_of(handler: Handler) -> &'static str {
+    match handler {
+        Handler::Track => TRACK_FUNCTION,
+        Handler::Experiments => EXPERIMENTS_FUNCTION,
+        Handler::Delete => DELETE_FUNCTION,
+    }
+}
+
+/// The tracking parameters the original declares on its methods.
+fn track_parameters() -> BTreeMap<String, bool> {
+    ["namespace", "experiment", "variant", "event", "uuid"]
+        .into_iter()
+        .map(|p| (format!("method.request.querystring.{p}"), false))
+        .collect()
+}
+
+/// Decides what to build from the configuration.
+///
+/// # Errors
+///
+/// When an `extra_wiring` entry is invalid: an unknown handler, a path
+/// lamed already uses, a bad method, or memory/timeout out of Lambda's range.
+pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
+    let mut functions: Vec<FunctionSpec> = [
+        (
+            TRACK_FUNCTION,
+            "lamed: count AlephBet events (GET/POST /track)",
+        ),
+        (EXPERIMENTS_FUNCTION, "lamed: results (GET /experiments)"),
+        (
+            DELETE_FUNCTION,
+            "lamed: delete an experiment (DELETE /delete)",
+        ),
+        (REPORT_FUNCTION, "lamed: report API"),
+        (DASHBOARD_FUNCTION, "lamed: built-in dashboard"),
+    ]
+    .into_iter()
+    .map(|(name, description)| FunctionSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        memory_mb: DEFAULT_MEMORY_MB,
+        timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+    })
+    .collect();
+    let route = |path: &str, method: &str, function: &str, key: bool| Route {
+        path: path.to_owned(),
+        method: method.to_owned(),
+        function: function.to_owned(),
+        api_key_required: key,
+        request_parameters: BTreeMap::new(),
+    };
+    let mut routes = vec![
+        Route {
+            request_parameters: track_parameters(),
+            ..route("/track", "GET", TRACK_FUNCTION, false)
+        },
+        route("/track", "POST", TRACK_FUNCTION, false),
+        route("/experiments", "GET", EXPERIMENTS_FUNCTION, true),
+        route("/delete", "DELETE", DELETE_FUNCTION, true),
+        route(
+            "/api/experiments/{experiment}/report",
+            "GET",
+            REPORT_FUNCTION,
+            true,
+        ),
+        route("/dashboard", "GET", DASHBOARD_FUNCTION, false),
+        route("/dashboard/{asset}", "GET", DASHBOARD_FUNCTION, false),
+    ];
+    let mut extra_routes = Vec::new();
+    for wiring in &config.extra_wiring {
+        let handler = wiring.handler()?;
+        let function = function_of(handler);
+        let part = &wiring.api_gateway.path_part;
+        let path = format!("/{part}");
+        if routes
+            .iter()
+            .any(|r| r.path == path || r.path.starts_with(&format!("{path}/")))
+        {
+            anyhow::bail!("extra_wiring pathPart '{part}' is a path lamed already serves");
+        }
+        let method = &wiring.api_gateway.method;
+        let default_method = match handler {
+            Handler::Delete => "DELETE",
+            Handler::Track | Handler::Experiments => "GET",
+        };
+        let http_method = match method.get("httpMethod") {
+            None | Some(Value::Null) => default_method.to_owned(),
+            Some(Value::String(m)) => m.to_ascii_uppercase(),
+            Some(_) => anyhow::bail!("extra_wiring '{part}': httpMethod must be a string"),
+        };
+        if !["GET", "POST", "DELETE"].contains(&http_method.as_str()) {
+            anyhow::bail!(
+                "extra_wiring '{part}': httpMethod {http_method} is not served; use GET, POST or DELETE"
+            );
+        }
+        let key_required = match method.get("apiKeyRequired") {
+            None | Some(Value::Null) => handler != Handler::Track,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => anyhow::bail!("extra_wiring '{part}': apiKeyRequired must be true or false"),
+        };
+        let request_parameters = match method.get("requestParameters") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(value) => serde_json::from_value(value.clone()).with_context(|| {
+                format!("extra_wiring '{part}': requestParameters must map names to true/false")
+            })?,
+        };
+        if routes
+            .iter()
+            .any(|r| r.path == path && r.method == http_method)
+        {
+            anyhow::bail!("extra_wiring '{part}' {http_method} is given twice");
+        }
+        routes.push(Route {
+            path,
+            method: http_method,
+            function: function.to_owned(),
+            api_key_required: key_required,
+            request_parameters,
+        });
+        extra_routes.push((part.clone(), handler));
+        // The original sets MemorySize and Timeout per function here.
+        let named = wiring.lambda.function_name.as_deref().unwrap_or(function);
+        if let Some(spec) = functions.iter_mut().find(|f| f.name == named) {
+            if let Some(memory) = wiring.lambda.other.get("MemorySize") {
+                spec.memory_mb = ranged(memory, 128, 10_240)
+                    .with_context(|| format!("extra_wiring '{part}': MemorySize"))?;
+            }
+            if let Some(timeout) = wiring.lambda.other.get("Timeout") {
+                spec.timeout_seconds = ranged(timeout, 1, 900)
+                    .with_context(|| format!("extra_wiring '{part}': Timeout"))?;
+            }
+        }
+    }
+    Ok(Plan {
+        functions,
+        routes,
+        extra_routes,
+        arch,
+    })
+}
+
+fn ranged(value: &Value, low: i32, high: i32) -> anyhow::Result<i32> {
+    value
+        .as_i64()
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| (low..=high).contains(n))
+        .with_context(|| format!("must be a whole number from {low} to {high}, not {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+
+    fn config(json: &str) -> Config {
+        let file: FileConfig = serde_json::from_str(json).unwrap();
+        Config::resolve(None, file, Overrides::default()).unwrap()
+    }
+
+    /// The standard plan: five functions at 128 MB / 3 s, the original's
+    /// paths with their keys, parents listed before children.
+    #[test]
+    fn standard_plan() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        assert_eq!(plan.functions.len(), 5);
+        assert!(plan
+            .functions
+            .iter()
+            .all(|f| f.memory_mb == 128 && f.timeout_seconds == 3));
+        let keyed: Vec<_> = plan
+            .routes
+            .iter()
+            .filter(|r| r.api_key_required)
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                "/experiments",
+                "/delete",
+                "/api/experiments/{experiment}/report"
+            ]
+        );
+        let paths = plan.paths();
+        let pos = |p: &str| paths.iter().position(|x| x == p).unwrap();
+        assert!(
+            pos("/api") < pos("/api/experiments") && pos("/dashboard") < pos("/dashboard/{asset}")
+        );
+    }
+
+    /// An extra_wiring entry becomes a path on its handler's function and
+    /// sets that function's memory and timeout; clashes are refused.
+    #[test]
+    fn extra_wiring() {
+        let plan = plan(
+            &config(
+                r#"{"extra_wiring": [{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track",
+                     "MemorySize": 256, "Timeout": 5},
+                   "api_gateway": {"pathPart": "t", "method": {"httpMethod": "GET", "apiKeyRequired": false,
+                     "requestParameters": {"method.request.querystring.uuid": false}}}}]}"#,
+            ),
+            Arch::Arm64,
+        )
+        .unwrap();
+        let route = plan.routes.iter().find(|r| r.path == "/t").unwrap();
+        assert_eq!(route.function, TRACK_FUNCTION);
+        assert!(!route.api_key_required);
+        let track = &plan.functions[0];
+        assert_eq!((track.memory_mb, track.timeout_seconds), (256, 5));
+        let env = plan
+            .environment(
+                &config(r#"{"redis": {"host": "r", "password": "pw"}}"#),
+                "k".repeat(20).as_str(),
+            )
+            .unwrap();
+        assert_eq!(env["LAMED_EXTRA_ROUTES"], "t=lamed.track");
+        assert_eq!(env["LAMED_REDIS_URL"], "redis://:pw@r:6379/0");
+        let clash = config(
+            r#"{"extra_wiring": [{"lambda": {"Handler": "lamed.all"}, "api_gateway": {"pathPart": "track"}}]}"#,
+        );
+        assert!(plan_err(&clash).contains("already serves"));
+    }
+
+    fn plan_err(config: &Config) -> String {
+        format!("{:#}", plan(config, Arch::X86_64).unwrap_err())
+    }
+}

@@ -1,0 +1,251 @@
+//! The AWS Lambda entry: when `AWS_LAMBDA_RUNTIME_API` is set, the `lamed`
+//! binary is a Lambda function that answers API Gateway REST (v1) proxy
+//! events through the same router as `lamed serve`.
+//!
+//! Configuration comes from the function's environment (`lamed deploy` sets
+//! it): `LAMED_API_KEY`, `LAMED_REDIS_URL`, `LAMED_UUID_EXPIRY_SECONDS`,
+//! `LAMED_MAX_*` and `LAMED_EXTRA_ROUTES` (`path=handler,...`). The store must
+//! be Redis: a Lambda's disk is neither shared nor kept, so the embedded
+//! store would count each instance apart and forget on every cold start.
+
+use std::env;
+
+use anyhow::Context;
+
+use crate::config::{Config, Handler, Overrides};
+use crate::server::RouterOptions;
+
+/// Set by the Lambda runtime (and by `cargo lambda watch`).
+pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+
+/// The Redis URL(s) of the function, set by `lamed deploy`.
+pub const REDIS_URL_VAR: &str = "LAMED_REDIS_URL";
+
+/// The `extra_wiring` paths of the function, set by `lamed deploy`:
+/// `path=lamed.track,other=lamed.all`.
+pub const EXTRA_ROUTES_VAR: &str = "LAMED_EXTRA_ROUTES";
+
+/// Whether this process was started by a Lambda runtime.
+pub fn is_lambda_runtime() -> bool {
+    env::var_os(RUNTIME_API_VAR).is_some_and(|value| !value.is_empty())
+}
+
+/// The configuration of the function, from `LAMED_*` variables (and a
+/// config file only when `LAMED_CONFIG` names one).
+///
+/// # Errors
+///
+/// When a variable holds a bad value, or the API key is missing: the
+/// function cannot generate and keep one (its disk is not kept).
+pub fn config_from_env() -> anyhow::Result<(Config, String)> {
+    let number = |name: &str| -> anyhow::Result<Option<u64>> {
+        match env::var(name) {
+            Ok(text) if !text.trim().is_empty() => text
+                .trim()
+                .parse()
+                .map(Some)
+                .with_context(|| format!("{name} must be a whole number, not '{text}'")),
+            _ => Ok(None),
+        }
+    };
+    let size = |name: &str| -> anyhow::Result<Option<usize>> {
+        Ok(number(name)?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    };
+    let overrides = Overrides {
+        config: env::var_os("LAMED_CONFIG").map(Into::into),
+        api_key: env::var("LAMED_API_KEY").ok().filter(|k| !k.is_empty()),
+        uuid_expiry_seconds: number("LAMED_UUID_EXPIRY_SECONDS")?,
+        max_batch_events: size("LAMED_MAX_BATCH_EVENTS")?,
+        max_namespaces: size("LAMED_MAX_NAMESPACES")?,
+        max_experiments: size("LAMED_MAX_EXPERIMENTS")?,
+        max_variants: size("LAMED_MAX_VARIANTS")?,
+        max_goals: size("LAMED_MAX_GOALS")?,
+        redis: env::var(REDIS_URL_VAR)
+            .ok()
+            .filter(|url| !url.trim().is_empty()),
+        ..Overrides::default()
+    };
+    let config = if overrides.config.is_some() {
+        Config::load(overrides)?
+    } else {
+        // No ./config.json or ~/.lamed lookup: the function is configured
+        // by its environment only.
+        Config::resolve(None, Default::default(), overrides)?
+    };
+    let api_key = config.api_key.clone().context(
+        "LAMED_API_KEY is not set; on AWS Lambda the API key must be configured \
+         (lamed deploy sets it)",
+    )?;
+    Ok((config, api_key))
+}
+
+/// The routes beyond the standard ones: `LAMED_EXTRA_ROUTES`, else the
+/// config's `extra_wiring`.
+///
+/// # Errors
+///
+/// When an entry is malformed or names an unknown handler.
+pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
+    let mut extra_routes = Vec::new();
+    match env::var(EXTRA_ROUTES_VAR) {
+        Ok(text) if !text.trim().is_empty() => {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (path, handler) = entry.split_once('=').with_context(|| {
+                    format!("{EXTRA_ROUTES_VAR} entry '{entry}' is not path=handler")
+                })?;
+                extra_routes.push((path.to_owned(), parse_handler(handler)?));
+            }
+        }
+        _ => {
+            for wiring in &config.extra_wiring {
+                extra_routes.push((wiring.api_gateway.path_part.clone(), wiring.handler()?));
+            }
+        }
+    }
+    Ok(RouterOptions {
+        extra_routes,
+        bench_routes: false,
+    })
+}
+
+/// `lamed.track`, `lamed.all` or `lamed.delete`.
+pub fn parse_handler(name: &str) -> anyhow::Result<Handler> {
+    match name.trim() {
+        "lamed.track" => Ok(Handler::Track),
+        "lamed.all" => Ok(Handler::Experiments),
+        "lamed.delete" => Ok(Handler::Delete),
+        other => anyhow::bail!(
+            "handler '{other}' is unknown; use lamed.track, lamed.all or lamed.delete"
+        ),
+    }
+}
+
+/// The name `lamed deploy` writes for a handler.
+pub fn handler_name(handler: Handler) -> &'static str {
+    match handler {
+        Handler::Track => "lamed.track",
+        Handler::Experiments => "lamed.all",
+        Handler::Delete => "lamed.delete",
+    }
+}
+
+#[cfg(feature = "aws")]
+pub use runtime::{app, handle, open_store, run};
+
+#[cfg(feature = "aws")]
+mod runtime {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::response::Response;
+    use axum::Router;
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    use tower::ServiceExt;
+
+    use super::{config_from_env, router_options};
+    use crate::config::Config;
+    use crate::server::{router, AppState};
+    use crate::store::DynStore;
+
+    /// Runs the Lambda runtime loop until the runtime stops the process.
+    ///
+    /// # Errors
+    ///
+    /// When the configuration is unusable or no Redis store is configured
+    /// (before the first event is taken), or the runtime API fails.
+    pub async fn run() -> anyhow::Result<()> {
+        let (config, api_key) = config_from_env()?;
+        let store = open_store(&config).await?;
+        let app = app(store, &config, &api_key)?;
+        tracing::info!("lamed is serving API Gateway events");
+        lambda_http::run(lambda_http::service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(app, request).await) }
+        }))
+        .await
+        .map_err(|err| anyhow::anyhow!("lambda runtime failed: {err}"))
+    }
+
+    /// The store the function counts on: the one seam between the Lambda
+    /// entry and the storage backends.
+    ///
+    /// # Errors
+    ///
+    /// When no Redis is configured (the embedded store makes no sense on
+    /// Lambda), or the Redis store cannot be opened.
+    pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+        let Some(redis) = &config.redis else {
+            anyhow::bail!(
+                "no redis configured: on AWS Lambda lamed counts on Redis; set {} \
+                 (lamed deploy sets it from the redis of config.json)",
+                super::REDIS_URL_VAR
+            );
+        };
+        crate::store::open(config)
+            .await
+            .with_context(|| format!("cannot open the redis store at {}", redis.redacted()))
+    }
+
+    /// The router of `lamed serve` over `store`, as the function serves it.
+    ///
+    /// # Errors
+    ///
+    /// When an extra route is malformed.
+    pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
+        let options = router_options(config).context("invalid extra routes")?;
+        let state = AppState::new(Arc::clone(&store), api_key, config.max_batch_events);
+        Ok(router(state, &options))
+    }
+
+    /// Answers one API Gateway request: the stage prefix that lambda_http
+    /// puts in front of REST (v1) paths is removed, so `/prod/track` is
+    /// routed as `/track`.
+    pub async fn handle(app: Router, request: lambda_http::Request) -> Response {
+        let stage = match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+            _ => None,
+        };
+        let (mut parts, body) = request.into_parts();
+        if let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") {
+            let path = parts.uri.path();
+            let prefix = format!("/{stage}");
+            let rest = match path.strip_prefix(&prefix) {
+                Some("") => Some("/".to_owned()),
+                Some(rest) if rest.starts_with('/') => Some(rest.to_owned()),
+                _ => None,
+            };
+            if let Some(rest) = rest {
+                let path_and_query = match parts.uri.query() {
+                    Some(query) => format!("{rest}?{query}"),
+                    None => rest,
+                };
+                match path_and_query.parse() {
+                    Ok(uri) => parts.uri = uri,
+                    Err(err) => {
+                        tracing::warn!(cause = %err, "cannot strip the stage from the path")
+                    }
+                }
+            }
+        }
+        let body = Body::from(body.to_vec());
+        let request = Request::from_parts(parts, body);
+        // The router's error type is Infallible.
+        match app.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+/// Without the `aws` feature there is no Lambda runtime in this binary.
+///
+/// # Errors
+///
+/// Always.
+pub async fn run() -> anyhow::Result<()> {
+    anyhow::bail!("this lamed was built without the aws feature; it cannot run on AWS Lambda")
+}

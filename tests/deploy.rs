@@ -1,0 +1,749 @@
+//! `lamed configure`, `preflight`, `deploy` and `destroy` run as the real
+//! binary against a private moto_server (the AWS API emulator) and a
+//! private redis-server; what deploy built is checked through the AWS API.
+#![cfg(feature = "aws")]
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Output;
+
+use util::aws::{fake_bootstrap, free_port, lamed, Moto, Redis, CREDENTIALS, REGION};
+
+const FUNCTIONS: [&str; 5] = [
+    "lamed-track",
+    "lamed-all-experiments",
+    "lamed-delete-experiment",
+    "lamed-report",
+    "lamed-dashboard",
+];
+
+/// Every path deploy creates for the standard config plus one extra path.
+const PATHS: [&str; 11] = [
+    "/",
+    "/track",
+    "/experiments",
+    "/delete",
+    "/api",
+    "/api/experiments",
+    "/api/experiments/{experiment}",
+    "/api/experiments/{experiment}/report",
+    "/dashboard",
+    "/dashboard/{asset}",
+    "/my_tracking_endpoint",
+];
+
+fn config_json(redis_port: u16, extra: bool) -> String {
+    let wiring = if extra {
+        r#"[{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track", "MemorySize": 256, "Timeout": 5},
+             "api_gateway": {"pathPart": "my_tracking_endpoint",
+                             "method": {"httpMethod": "GET", "apiKeyRequired": false,
+                                        "requestParameters": {"method.request.querystring.uuid": false}}}}]"#
+    } else {
+        "[]"
+    };
+    format!(
+        r#"{{"redis": {{"host": "127.0.0.1", "port": {redis_port}}}, "uuid_expiry_seconds": 3600,
+            "extra_wiring": {wiring}}}"#
+    )
+}
+
+/// A test workspace: home directory, config file, fake bootstrap.
+struct Workspace {
+    dir: tempfile::TempDir,
+    moto: Moto,
+    redis: Redis,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let workspace = Workspace {
+            dir: tempfile::tempdir().unwrap(),
+            moto: Moto::start(),
+            redis: Redis::start(),
+        };
+        workspace.write_config(&config_json(workspace.redis.port, true));
+        fake_bootstrap(workspace.home(), 0x3e);
+        fake_bootstrap(workspace.home(), 0xb7);
+        workspace
+    }
+
+    fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self, json: &str) {
+        std::fs::write(self.home().join("config.json"), json).unwrap();
+    }
+
+    /// Runs `lamed <command> --config config.json --endpoint-url moto
+    /// --region us-east-1 [args]` with the test credentials.
+    fn run(&self, command: &str, args: &[&str]) -> Output {
+        let mut all = vec![
+            command,
+            "--endpoint-url",
+            &self.moto.url,
+            "--region",
+            REGION,
+        ];
+        if command != "destroy" {
+            all.extend(["--config", "config.json", "--bootstrap", "bootstrap-3e"]);
+        }
+        all.extend(args);
+        lamed(self.home(), &all, &CREDENTIALS)
+    }
+
+    fn deploy(&self, args: &[&str]) -> String {
+        let output = self.run("deploy", args);
+        assert!(
+            output.status.success(),
+            "deploy failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Everything lamed owns in the emulator, by id: equal snapshots mean
+/// nothing was created or removed. API deployments are not compared: each
+/// deploy makes a new one and deletes the old ones, but moto refuses to
+/// delete a deployment no stage uses any more (an emulator quirk), so they
+/// pile up there; on AWS only the current one remains.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    role: Option<String>,
+    functions: BTreeSet<String>,
+    apis: Vec<String>,
+    resources: BTreeMap<String, (String, BTreeSet<String>)>,
+    stages: Vec<String>,
+    api_keys: Vec<String>,
+    usage_plans: Vec<String>,
+    plan_keys: Vec<String>,
+}
+
+async fn snapshot(moto: &Moto) -> Snapshot {
+    let sdk = moto.sdk().await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let apigw = aws_sdk_apigateway::Client::new(&sdk);
+    let role = iam
+        .get_role()
+        .role_name("lamed")
+        .send()
+        .await
+        .ok()
+        .and_then(|r| r.role)
+        .map(|r| r.arn);
+    let functions = lambda
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name.clone())
+        .collect();
+    let apis: Vec<String> = apigw
+        .get_rest_apis()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|a| a.name() == Some("lamed"))
+        .filter_map(|a| a.id.clone())
+        .collect();
+    let mut resources = BTreeMap::new();
+    let mut stages = Vec::new();
+    for api in &apis {
+        for resource in apigw
+            .get_resources()
+            .rest_api_id(api)
+            .limit(500)
+            .send()
+            .await
+            .unwrap()
+            .items()
+        {
+            let methods = resource
+                .resource_methods
+                .as_ref()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            resources.insert(
+                resource.path.clone().unwrap(),
+                (resource.id.clone().unwrap(), methods),
+            );
+        }
+        stages.extend(
+            apigw
+                .get_stages()
+                .rest_api_id(api)
+                .send()
+                .await
+                .unwrap()
+                .item()
+                .iter()
+                .filter_map(|s| s.stage_name.clone()),
+        );
+    }
+    let api_keys = apigw
+        .get_api_keys()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|k| k.id.clone())
+        .collect();
+    let usage_plans: Vec<String> = apigw
+        .get_usage_plans()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|p| p.id.clone())
+        .collect();
+    let mut plan_keys = Vec::new();
+    for plan in &usage_plans {
+        plan_keys.extend(
+            apigw
+                .get_usage_plan_keys()
+                .usage_plan_id(plan)
+                .send()
+                .await
+                .unwrap()
+                .items()
+                .iter()
+                .filter_map(|k| k.id.clone()),
+        );
+    }
+    Snapshot {
+        role,
+        functions,
+        apis,
+        resources,
+        stages,
+        api_keys,
+        usage_plans,
+        plan_keys,
+    }
+}
+
+fn line_value<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' in {stdout}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+/// A first deploy creates every resource — the role and its policy, five
+/// functions (provided.al2023, handler bootstrap, memory/timeout from the
+/// config's extra_wiring or 128 MB / 3 s, x86_64, the configuration in
+/// their environment) published behind alias `live` with API Gateway's
+/// invoke permission, the REST API with one resource per path, AWS_PROXY
+/// methods with the right API-key flags, MOCK CORS OPTIONS with the
+/// original's headers, stage prod, the API key and its usage plan — and
+/// prints the URLs and the AlephBet snippet.
+#[tokio::test]
+async fn first_deploy_creates_everything() {
+    let ws = Workspace::new();
+    let stdout = ws.deploy(&[]);
+    let sdk = ws.moto.sdk().await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let apigw = aws_sdk_apigateway::Client::new(&sdk);
+
+    let role = iam
+        .get_role()
+        .role_name("lamed")
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap();
+    let trust = percent_encoding::percent_decode_str(role.assume_role_policy_document().unwrap())
+        .decode_utf8_lossy()
+        .into_owned();
+    assert!(trust.contains("lambda.amazonaws.com") && trust.contains("apigateway.amazonaws.com"));
+    let policy = iam
+        .get_role_policy()
+        .role_name("lamed")
+        .policy_name("lamed")
+        .send()
+        .await
+        .unwrap();
+    let policy = percent_encoding::percent_decode_str(policy.policy_document())
+        .decode_utf8_lossy()
+        .into_owned();
+    assert!(policy.contains("logs:PutLogEvents"), "{policy}");
+    assert!(policy.contains("lambda:InvokeFunction"), "{policy}");
+
+    let api_key = line_value(&stdout, "API key:");
+    for name in FUNCTIONS {
+        let config = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            config.runtime().unwrap().as_str(),
+            "provided.al2023",
+            "{name}"
+        );
+        assert_eq!(config.handler(), Some("bootstrap"), "{name}");
+        assert_eq!(config.role(), Some(role.arn()), "{name}");
+        let (memory, timeout) = if name == "lamed-track" {
+            (256, 5)
+        } else {
+            (128, 3)
+        };
+        assert_eq!(config.memory_size(), Some(memory), "{name}");
+        assert_eq!(config.timeout(), Some(timeout), "{name}");
+        assert_eq!(config.architectures()[0].as_str(), "x86_64", "{name}");
+        let env = config.environment().unwrap().variables().unwrap();
+        assert_eq!(env["LAMED_API_KEY"], api_key, "{name}");
+        assert_eq!(
+            env["LAMED_REDIS_URL"],
+            format!("redis://127.0.0.1:{}/0", ws.redis.port)
+        );
+        assert_eq!(env["LAMED_UUID_EXPIRY_SECONDS"], "3600");
+        assert_eq!(
+            env["LAMED_EXTRA_ROUTES"],
+            "my_tracking_endpoint=lamed.track"
+        );
+        let alias = lambda
+            .get_alias()
+            .function_name(name)
+            .name("live")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(alias.function_version(), Some("1"), "{name}");
+        let permission = lambda
+            .get_policy()
+            .function_name(name)
+            .qualifier("live")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            permission
+                .policy()
+                .unwrap()
+                .contains("apigateway.amazonaws.com"),
+            "{name}"
+        );
+    }
+
+    let snap = snapshot(&ws.moto).await;
+    assert_eq!(snap.apis.len(), 1);
+    let api = &snap.apis[0];
+    assert_eq!(
+        snap.resources
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        PATHS.into_iter().collect()
+    );
+    assert_eq!(snap.stages, ["prod"]);
+    let expect: &[(&str, &str, &str, bool)] = &[
+        ("/track", "GET", "lamed-track", false),
+        ("/track", "POST", "lamed-track", false),
+        ("/experiments", "GET", "lamed-all-experiments", true),
+        ("/delete", "DELETE", "lamed-delete-experiment", true),
+        (
+            "/api/experiments/{experiment}/report",
+            "GET",
+            "lamed-report",
+            true,
+        ),
+        ("/dashboard", "GET", "lamed-dashboard", false),
+        ("/dashboard/{asset}", "GET", "lamed-dashboard", false),
+        ("/my_tracking_endpoint", "GET", "lamed-track", false),
+    ];
+    for (path, method, function, key) in expect {
+        let resource = &snap.resources[*path].0;
+        let found = apigw
+            .get_method()
+            .rest_api_id(api)
+            .resource_id(resource)
+            .http_method(*method)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path}: {err:?}"));
+        assert_eq!(found.api_key_required(), Some(*key), "{method} {path}");
+        let integration = found.method_integration().unwrap();
+        assert_eq!(integration.r#type().unwrap().as_str(), "AWS_PROXY");
+        assert!(
+            integration
+                .uri()
+                .unwrap()
+                .contains(&format!("function:{function}:live/invocations")),
+            "{method} {path}: {:?}",
+            integration.uri()
+        );
+        let options = apigw
+            .get_integration_response()
+            .rest_api_id(api)
+            .resource_id(resource)
+            .http_method("OPTIONS")
+            .status_code("200")
+            .send()
+            .await
+            .unwrap();
+        let headers = options.response_parameters().unwrap();
+        assert_eq!(
+            headers["method.response.header.Access-Control-Allow-Origin"],
+            "'*'"
+        );
+        assert_eq!(
+            headers["method.response.header.Access-Control-Allow-Headers"],
+            "'Content-Type,X-Api-Key,Authorization'"
+        );
+        assert_eq!(
+            headers["method.response.header.Cache-Control"],
+            "'no-cache, no-store, must-revalidate'"
+        );
+        assert!(headers["method.response.header.Access-Control-Allow-Methods"].contains(method));
+        let cors = apigw
+            .get_integration()
+            .rest_api_id(api)
+            .resource_id(resource)
+            .http_method("OPTIONS")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cors.r#type().unwrap().as_str(), "MOCK");
+    }
+    let extra = apigw
+        .get_method()
+        .rest_api_id(api)
+        .resource_id(&snap.resources["/my_tracking_endpoint"].0)
+        .http_method("GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(extra
+        .request_parameters()
+        .unwrap()
+        .contains_key("method.request.querystring.uuid"));
+
+    let keys = apigw
+        .get_api_keys()
+        .include_values(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.items().len(), 1);
+    assert_eq!(keys.items()[0].name(), Some("lamed"));
+    assert_eq!(keys.items()[0].value(), Some(api_key));
+    let plans = apigw.get_usage_plans().send().await.unwrap();
+    assert_eq!(plans.items().len(), 1);
+    let plan = &plans.items()[0];
+    assert_eq!(plan.name(), Some("lamed"));
+    assert!(plan
+        .api_stages()
+        .iter()
+        .any(|s| s.api_id() == Some(api) && s.stage() == Some("prod")));
+    assert_eq!(snap.plan_keys, [keys.items()[0].id().unwrap()]);
+
+    let base = format!("https://{api}.execute-api.{REGION}.amazonaws.com/prod");
+    assert_eq!(
+        line_value(&stdout, "tracking URL:"),
+        format!("{base}/track")
+    );
+    assert_eq!(
+        line_value(&stdout, "experiments URL:"),
+        format!("{base}/experiments")
+    );
+    assert_eq!(
+        line_value(&stdout, "dashboard URL:"),
+        format!("{base}/dashboard")
+    );
+    assert!(stdout.contains(&format!(
+        r#"new AlephBet.LamedAdapter("{base}/track", "alephbet")"#
+    )));
+}
+
+/// Re-running deploy updates in place: every later run creates nothing
+/// (same role, functions, API, resource ids and methods, stage, key,
+/// plan), each run publishes a version behind `live`, and at most 5
+/// versions are kept. Removing the extra_wiring entry removes its path;
+/// a configured api_key replaces the generated one everywhere.
+#[tokio::test]
+async fn redeploy_updates_in_place_and_keeps_five_versions() {
+    let ws = Workspace::new();
+    ws.deploy(&[]);
+    let first = snapshot(&ws.moto).await;
+    for _ in 0..6 {
+        ws.deploy(&[]);
+    }
+    let later = snapshot(&ws.moto).await;
+    assert_eq!(first, later);
+
+    let sdk = ws.moto.sdk().await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    for name in FUNCTIONS {
+        // moto numbers a new version len(versions)+1 once old ones were
+        // deleted (AWS never reuses numbers), so only the count and the
+        // alias are compared.
+        let versions = lamed::deploy::functions::versions(&lambda, name)
+            .await
+            .unwrap();
+        assert!((4..=5).contains(&versions.len()), "{name}: {versions:?}");
+        let alias = lambda
+            .get_alias()
+            .function_name(name)
+            .name("live")
+            .send()
+            .await
+            .unwrap();
+        let live: u64 = alias.function_version().unwrap().parse().unwrap();
+        assert_eq!(Some(&live), versions.last(), "{name}: {versions:?}");
+    }
+
+    ws.write_config(&config_json(ws.redis.port, false).replace(
+        "\"uuid_expiry_seconds\"",
+        "\"api_key\": \"configured-key-0123456789\", \"uuid_expiry_seconds\"",
+    ));
+    let stdout = ws.deploy(&[]);
+    let after = snapshot(&ws.moto).await;
+    assert!(!after.resources.contains_key("/my_tracking_endpoint"));
+    assert_eq!(after.resources.len(), PATHS.len() - 1);
+    assert_eq!(line_value(&stdout, "API key:"), "configured-key-0123456789");
+    let apigw = aws_sdk_apigateway::Client::new(&sdk);
+    let keys = apigw
+        .get_api_keys()
+        .include_values(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.items().len(), 1);
+    assert_eq!(keys.items()[0].value(), Some("configured-key-0123456789"));
+    assert_eq!(after.plan_keys, [keys.items()[0].id().unwrap()]);
+    let config = lambda
+        .get_function_configuration()
+        .function_name("lamed-track")
+        .send()
+        .await
+        .unwrap();
+    let env = config.environment().unwrap().variables().unwrap();
+    assert_eq!(env["LAMED_API_KEY"], "configured-key-0123456789");
+    assert!(!env.contains_key("LAMED_EXTRA_ROUTES"));
+    assert_eq!(
+        (config.memory_size(), config.timeout()),
+        (Some(128), Some(3))
+    );
+}
+
+/// `--arch arm64` builds arm64 functions from an arm64 bootstrap, and
+/// refuses an x86_64 one before changing anything.
+#[tokio::test]
+async fn arm64_deploy() {
+    let ws = Workspace::new();
+    let output = ws.run("deploy", &["--arch", "arm64"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("built for x86_64, not arm64"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(snapshot(&ws.moto).await.functions.len(), 0);
+    ws.deploy(&["--arch", "arm64", "--bootstrap", "bootstrap-b7"]);
+    let lambda = aws_sdk_lambda::Client::new(&ws.moto.sdk().await);
+    for name in FUNCTIONS {
+        let config = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(config.architectures()[0].as_str(), "arm64", "{name}");
+    }
+}
+
+/// `destroy --yes` leaves nothing of lamed behind (role, functions, API,
+/// key, usage plan) and a second destroy is a no-op; without --yes and
+/// with no terminal it refuses and removes nothing.
+#[tokio::test]
+async fn destroy_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    ws.deploy(&[]);
+    let refused = ws.run("destroy", &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(snapshot(&ws.moto).await.functions.len(), 5);
+
+    for _ in 0..2 {
+        let output = ws.run("destroy", &["--yes"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let sdk = ws.moto.sdk().await;
+    let empty = snapshot(&ws.moto).await;
+    assert_eq!(
+        empty,
+        Snapshot {
+            role: None,
+            functions: BTreeSet::new(),
+            apis: Vec::new(),
+            resources: BTreeMap::new(),
+            stages: Vec::new(),
+            api_keys: Vec::new(),
+            usage_plans: Vec::new(),
+            plan_keys: Vec::new(),
+        }
+    );
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    assert!(iam
+        .get_role_policy()
+        .role_name("lamed")
+        .policy_name("lamed")
+        .send()
+        .await
+        .is_err());
+}
+
+/// Preflight passes on a good setup and names each check.
+#[test]
+fn preflight_passes() {
+    let ws = Workspace::new();
+    let output = ws.run("preflight", &[]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    for check in [
+        "config",
+        "redis",
+        "aws region",
+        "aws credentials",
+        "aws identity",
+        "bootstrap",
+    ] {
+        assert!(err.contains(&format!("ok    {check}:")), "{check}: {err}");
+    }
+}
+
+/// Missing credentials, a missing region, an unreachable Redis and an
+/// invalid config each make preflight and deploy fail with a message that
+/// says how to fix it, a non-zero exit, and nothing created in AWS.
+#[tokio::test]
+async fn failures_stop_before_any_change() {
+    let ws = Workspace::new();
+    let home = ws.home();
+    let base = |command: &'static str| {
+        vec![
+            command,
+            "--endpoint-url",
+            ws.moto.url.as_str(),
+            "--config",
+            "config.json",
+            "--bootstrap",
+            "bootstrap-3e",
+        ]
+    };
+    let check = |output: Output, wanted: &[&str]| {
+        let err = stderr(&output);
+        assert!(!output.status.success(), "should fail: {err}");
+        for text in wanted {
+            assert!(err.contains(text), "'{text}' missing in: {err}");
+        }
+    };
+    for command in ["preflight", "deploy"] {
+        // No credentials anywhere (no variables, no profile files, no IMDS).
+        let mut args = base(command);
+        args.extend(["--region", REGION]);
+        check(
+            lamed(home, &args, &[]),
+            &[
+                "FAIL  aws credentials",
+                "AWS_ACCESS_KEY_ID",
+                "nothing was changed",
+            ],
+        );
+        // No region.
+        check(
+            lamed(home, &base(command), &CREDENTIALS),
+            &["FAIL  aws region", "--region", "AWS_REGION"],
+        );
+        // Redis not listening.
+        ws.write_config(&config_json(free_port(), false));
+        check(
+            lamed(home, &args, &CREDENTIALS),
+            &["FAIL  redis", "fix: start Redis"],
+        );
+        // Invalid config (a bad value, then no redis at all).
+        ws.write_config(r#"{"redis": {"host": "127.0.0.1"}, "api_key": "short"}"#);
+        check(
+            lamed(home, &args, &CREDENTIALS),
+            &["FAIL  config", "api_key", "fix: lamed configure"],
+        );
+        ws.write_config("{}");
+        check(
+            lamed(home, &args, &CREDENTIALS),
+            &["FAIL  redis", "no redis"],
+        );
+        ws.write_config(&config_json(ws.redis.port, true));
+    }
+    let snap = snapshot(&ws.moto).await;
+    assert_eq!(
+        (snap.role, snap.functions.len(), snap.apis.len()),
+        (None, 0, 0)
+    );
+}
+
+/// `lamed configure` creates the config from its commented template (mode
+/// 0600) when missing, runs $EDITOR on it, and validates the result: a
+/// valid file exits 0, a broken edit exits non-zero saying what is wrong.
+#[test]
+fn configure_creates_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let output = lamed(home, &["configure"], &[("EDITOR", "true")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let path = home.join(".lamed/config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"_comment\""));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(stderr(&output).contains("is valid"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+
+    // An "editor" that breaks the JSON.
+    let editor = home.join("break.sh");
+    std::fs::write(&editor, "#!/bin/sh\nprintf '{\"redis\": ' > \"$1\"\n").unwrap();
+    let output = lamed(
+        home,
+        &["configure", "--config", "other.json"],
+        &[("EDITOR", &format!("sh {}", editor.display()))],
+    );
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("invalid config file other.json"), "{err}");
+    assert!(
+        err.contains("fix it with: lamed configure --config other.json"),
+        "{err}"
+    );
+
+    // A failing editor: the file is not declared valid.
+    let output = lamed(home, &["configure"], &[("EDITOR", "false")]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("editor"), "{}", stderr(&output));
+}

@@ -1,0 +1,238 @@
+//! The Lambda entry: real API Gateway REST (v1) proxy events, turned into
+//! requests by lambda_http, answered through the router exactly as
+//! `lamed serve` answers the same requests over HTTP. The function counts
+//! on a private redis-server, `lamed serve` on its embedded store.
+#![cfg(feature = "aws")]
+
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use http_body_util::BodyExt;
+use lambda_http::request::from_str;
+use lamed::config::{Config, FileConfig, Overrides};
+use util::redis_server::RedisServer;
+use util::Server;
+
+/// The key of the events under tests/data/lambda.
+const KEY: &str = "lamed-test-key-0123456789";
+
+/// The config both sides run with: one extra path, as Lamed users wire it.
+const CONFIG: &str = r#"{
+  "api_key": "lamed-test-key-0123456789",
+  "extra_wiring": [{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track"},
+                    "api_gateway": {"pathPart": "my_tracking_endpoint",
+                                    "method": {"httpMethod": "GET", "apiKeyRequired": false}}}]
+}"#;
+
+fn event(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/lambda")
+        .join(format!("{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// A private redis-server and the function's configuration pointing at
+/// it, as `lamed deploy` sets it: `LAMED_REDIS_URL` and `LAMED_API_KEY`
+/// become `Overrides`, then the store comes from the same
+/// `lamed::lambda::open_store` that `lamed::lambda::run` calls.
+async fn lambda_app(redis: &RedisServer) -> axum::Router {
+    let file: FileConfig = serde_json::from_str(CONFIG).unwrap();
+    let overrides = Overrides {
+        redis: Some(redis.url()),
+        ..Overrides::default()
+    };
+    let config = Config::resolve(None, file, overrides).unwrap();
+    let store = lamed::lambda::open_store(&config)
+        .await
+        .expect("open the redis store");
+    lamed::lambda::app(store, &config, KEY).unwrap()
+}
+
+/// What one side answered: status, body, and the headers clients rely on.
+#[derive(Debug, PartialEq)]
+struct Answered {
+    status: u16,
+    body: String,
+    cors: Option<String>,
+    cache: Option<String>,
+}
+
+/// Sends one event through the Lambda handler, and the same request to
+/// `lamed serve`; returns both answers.
+async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Answered) {
+    let request = from_str(&event(name)).unwrap_or_else(|err| panic!("{name}: {err}"));
+    let method = request.method().to_string();
+    // What `lamed serve` would be sent: the path without the stage.
+    let uri = request.uri().clone();
+    let path = uri.path().strip_prefix("/prod").unwrap_or(uri.path());
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "host")
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let body = request.body().to_vec();
+
+    let response = lamed::lambda::handle(app.clone(), request).await;
+    let header =
+        |h: &axum::http::HeaderMap, name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned());
+    let lambda = Answered {
+        status: response.status().as_u16(),
+        cors: header(response.headers(), "access-control-allow-origin"),
+        cache: header(response.headers(), "cache-control"),
+        body: String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap(),
+    };
+    let header_refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = server
+        .request(&method, &path_and_query, &header_refs, &body)
+        .await;
+    let served = Answered {
+        status: answer.status,
+        cors: header(&answer.headers, "access-control-allow-origin"),
+        cache: header(&answer.headers, "cache-control"),
+        body: String::from_utf8(answer.body.to_vec()).unwrap(),
+    };
+    (lambda, served)
+}
+
+/// Every committed event (track, duplicate, goal, Unicode, batch, extra
+/// path, experiments with/without/wrong key, CORS preflight, report,
+/// delete, dashboard, bad input, unknown path) gets the same status, body
+/// and CORS/cache headers from the Lambda handler as from `lamed serve`;
+/// the stage prefix `/prod` is stripped before routing.
+#[tokio::test]
+async fn events_answer_like_lamed_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, CONFIG).unwrap();
+    let server = Server::start(
+        &dir.path().join("served"),
+        &["--config", config_path.to_str().unwrap()],
+    );
+    let redis = RedisServer::start();
+    let app = lambda_app(&redis).await;
+
+    let expectations: &[(&str, u16)] = &[
+        ("track-participate", 200),
+        ("track-participate", 200), // a duplicate: 200, counted once
+        ("track-goal", 200),
+        ("track-hebrew", 200),
+        ("extra-path-track", 200),
+        ("track-batch", 422), // the third event has no uuid
+        ("track-bad-input", 400),
+        ("experiments-with-key", 200),
+        ("experiments-without-key", 401),
+        ("experiments-wrong-key", 403),
+        ("cors-preflight", 200),
+        ("report-with-key", 200),
+        ("delete-with-key", 200),
+        ("dashboard", 200),
+        ("unknown-path", 404),
+    ];
+    for (name, status) in expectations {
+        let (lambda, served) = both(&app, &server, name).await;
+        assert_eq!(lambda, served, "{name}: lambda vs lamed serve");
+        assert_eq!(lambda.status, *status, "{name}: {}", lambda.body);
+        if *name != "cors-preflight" {
+            assert_eq!(
+                lambda.cache.as_deref(),
+                Some("no-cache, no-store, must-revalidate"),
+                "{name}"
+            );
+        }
+        assert_eq!(lambda.cors.as_deref(), Some("*"), "{name}");
+    }
+    // The counts themselves: the duplicate counted once, names intact.
+    let (lambda, _) = both(&app, &server, "experiments-with-key").await;
+    let results: serde_json::Value = serde_json::from_str(&lambda.body).unwrap();
+    assert_eq!(
+        results,
+        serde_json::json!([
+            {"meta": {"scope": null}},
+            {"experiment": "button color", "goals": [
+                {"goal": "buy now!", "results": [
+                    {"label": "blue", "successes": 0, "trials": 1},
+                    {"label": "red", "successes": 1, "trials": 1},
+                    {"label": "כחול", "successes": 0, "trials": 1}]}]}
+        ])
+    );
+}
+
+/// The stage prefix is removed only when it is the first path segment:
+/// `/prod/track` routes as `/track`, a path merely starting with "prod"
+/// is left alone.
+#[tokio::test]
+async fn stage_prefix_is_stripped_exactly() {
+    let redis = RedisServer::start();
+    let app = lambda_app(&redis).await;
+    let health = event("unknown-path").replace("\"/nope\"", "\"/health\"");
+    let response = lamed::lambda::handle(app.clone(), from_str(&health).unwrap()).await;
+    assert_eq!(response.status(), 200);
+    let odd = event("unknown-path").replace("\"/nope\"", "\"/production\"");
+    let response = lamed::lambda::handle(app, from_str(&odd).unwrap()).await;
+    assert_eq!(response.status(), 404);
+}
+
+/// Started as a Lambda function (AWS_LAMBDA_RUNTIME_API set) without a
+/// Redis, without an API key, or with an unreachable Redis, the binary
+/// refuses with a clear message (never the Redis password) and a non-zero
+/// exit, before taking any event.
+#[test]
+fn lambda_without_redis_or_key_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut command = Command::new(util::lamed_bin());
+        command
+            .current_dir(dir.path())
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("HOME", dir.path())
+            .env_remove("LAMED_API_KEY")
+            .env_remove("LAMED_REDIS_URL")
+            .env_remove("LAMED_CONFIG")
+            .stdin(Stdio::null());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let output = command.output().expect("run lamed");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (status, stderr) = run(&[("LAMED_API_KEY", KEY)]);
+    assert!(!status.success());
+    assert!(stderr.contains("no redis configured"), "{stderr}");
+    assert!(stderr.contains("LAMED_REDIS_URL"), "{stderr}");
+    let (status, stderr) = run(&[("LAMED_REDIS_URL", "redis://:s3cret-pw@127.0.0.1:9/0")]);
+    assert!(!status.success());
+    assert!(stderr.contains("LAMED_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "secret in logs: {stderr}");
+    let (status, stderr) = run(&[
+        ("LAMED_API_KEY", KEY),
+        ("LAMED_REDIS_URL", "redis://:s3cret-pw@127.0.0.1:9/0"),
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot open the redis store at redis://<password>@127.0.0.1:9/0"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "secret in logs: {stderr}");
+}

@@ -1,0 +1,195 @@
+//! Test helpers for the AWS path: a private `moto_server` and a private
+//! `redis-server`, each on a free loopback port and stopped by PID when
+//! dropped (also when the test fails), and the `lamed` binary run against
+//! them with static test credentials.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The test region.
+pub const REGION: &str = "us-east-1";
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} in 30 s");
+}
+
+/// The `moto_server` of `scripts/aws-test-env.sh` (installed into
+/// target/venv on first use).
+fn moto_server_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aws-test-env.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/aws-test-env.sh");
+        assert!(output.status.success(), "scripts/aws-test-env.sh failed");
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
+}
+
+/// A running process killed by PID on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private moto_server.
+pub struct Moto {
+    _child: Owned,
+    /// Its URL, for `--endpoint-url`.
+    pub url: String,
+}
+
+impl Moto {
+    /// Starts moto_server on a free port and waits until it listens.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let mut child = Command::new(moto_server_path())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, "moto_server", &mut child);
+        Moto {
+            _child: Owned(child),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SDK configuration for checking what deploy built.
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "testing", "testing", None, None, "static",
+            ))
+            .load()
+            .await
+    }
+}
+
+/// A private redis-server (no persistence).
+pub struct Redis {
+    _child: Owned,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port and waits until it listens.
+    pub fn start() -> Redis {
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (install redis-server)");
+        wait_for_port(port, "redis-server", &mut child);
+        Redis {
+            _child: Owned(child),
+            port,
+        }
+    }
+}
+
+/// A fake Linux executable for `--bootstrap`: an ELF header for the
+/// architecture (0x3e x86_64, 0xb7 arm64) and some padding. Lambda in moto
+/// never runs it; the real binary's runtime path is tested in tests/lambda.rs.
+pub fn fake_bootstrap(dir: &Path, machine: u16) -> PathBuf {
+    let mut bytes = vec![0u8; 4096];
+    bytes[..4].copy_from_slice(b"\x7fELF");
+    bytes[4] = 2;
+    bytes[5] = 1;
+    bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+    let path = dir.join(format!("bootstrap-{machine:x}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `lamed` with an environment that holds nothing of the machine's AWS
+/// setup: no profile files, no instance metadata, only what `envs` adds.
+pub fn lamed(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lamed"));
+    command
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMED_CONFIG",
+        "LAMED_API_KEY",
+        "EDITOR",
+        "VISUAL",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.output().expect("run lamed")
+}
+
+/// The static test credentials.
+pub const CREDENTIALS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+];
