@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests
-# need when it is missing (redis-server, Chromium, node packages), then runs
+# need when it is missing (redis-server, a Python venv with moto, Chromium,
+# node packages), then runs
 # the format and lint gates, the Rust tests and the browser end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +16,15 @@ apt_install() {
 }
 
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
+python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+echo "== moto_server for the AWS tests (a venv in target/venv)"
+bash scripts/aws-test-env.sh >/dev/null
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo clippy without the redis feature (it must keep building)"
+echo "== cargo clippy without default features (redis, aws): it must keep building"
 cargo clippy --no-default-features --all-targets -- -D warnings
 echo "== cargo test"
 cargo build --bins
