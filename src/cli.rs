@@ -251,7 +251,8 @@ pub struct StoreArgs {
     #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Data directory of the store [default: from the config, else ./lamed-data]
+    /// Directory of the store and the generated API key [default: from the
+    /// config, else ./lamed-data]
     #[arg(long, env = "LAMED_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -331,17 +332,13 @@ pub struct DashboardArgs {
 /// Options of `lamed serve`; each overrides the config file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// Config file to read instead of ./config.json or ~/.lamed/config.json
-    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    /// Where the configuration and the data directory are
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "LAMED_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-
-    /// Directory of the store and the generated API key [default: ./lamed-data]
-    #[arg(long, env = "LAMED_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
 
     /// API key for the private endpoints [default: generated once, kept in DIR/api_key]
     ///
@@ -416,9 +413,7 @@ impl ServeArgs {
     /// The values that override the config file.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            config: self.config.clone(),
             listen: self.listen,
-            data_dir: self.data_dir.clone(),
             api_key: self.api_key.clone(),
             uuid_expiry_seconds: self.uuid_expiry_seconds,
             fsync: self.fsync,
@@ -429,6 +424,7 @@ impl ServeArgs {
             max_variants: self.max_variants,
             max_goals: self.max_goals,
             redis: self.redis.clone(),
+            ..self.store.overrides()
         }
     }
 }
