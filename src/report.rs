@@ -368,6 +368,30 @@ fn cumulative_series(
         .collect()
 }
 
+/// Parses an expected split such as `red:80,blue:20` (any positive units).
+///
+/// # Errors
+///
+/// [`ReportError::BadWeights`] naming the part that is not `label:number`.
+pub fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, ReportError> {
+    text.split(',')
+        .map(|pair| {
+            let (label, weight) = pair.rsplit_once(':').ok_or_else(|| {
+                ReportError::BadWeights(format!("must look like red:80,blue:20; got '{pair}'"))
+            })?;
+            let weight = weight
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .ok_or_else(|| {
+                    ReportError::BadWeights(format!("'{weight}' is not a positive number"))
+                })?;
+            Ok((label.to_owned(), weight))
+        })
+        .collect()
+}
+
 /// `YYYY-MM-DD` of a day number since 1970-01-01 (proleptic Gregorian;
 /// the days-to-civil algorithm of Howard Hinnant's date library).
 pub fn civil_date(days: i64) -> String {

@@ -13,7 +13,6 @@ use crate::client;
 use crate::config::Config;
 use crate::loadgen::alephbet_encode;
 use crate::report::{self, Report, ReportRequest};
-use crate::server::handlers::report::parse_weights;
 use crate::stats::GoalAnalysis;
 use crate::store::EmbeddedStore;
 
@@ -30,9 +29,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         weights: args
             .weights
             .as_deref()
-            .map(parse_weights)
-            .transpose()
-            .map_err(|err| anyhow::anyhow!("{err}"))?,
+            .map(report::parse_weights)
+            .transpose()?,
     };
     let reports = match &args.server {
         Some(server) => from_server(server, &args, &request).await?,

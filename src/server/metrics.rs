@@ -81,20 +81,24 @@ impl Metrics {
     pub fn outcomes<'a>(&self, outcomes: impl IntoIterator<Item = &'a TrackOutcome>) {
         for outcome in outcomes {
             match outcome {
-                TrackOutcome::Counted => self.counted.inc(),
-                TrackOutcome::Duplicate => self.duplicates.inc(),
+                TrackOutcome::Counted => {
+                    self.counted.inc();
+                }
+                TrackOutcome::Duplicate => {
+                    self.duplicates.inc();
+                }
                 TrackOutcome::Rejected(cap) => self.reject(cap.kind()),
-            };
+            }
         }
     }
 
     /// Records one refusal.
-    pub fn reject(&self, reason: &str) -> u64 {
+    pub fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })
-            .inc()
+            .inc();
     }
 
     /// Records how long one store call took.

@@ -1,8 +1,6 @@
 //! `GET /api/experiments/{name}/report`: one experiment's statistics,
 //! verdicts and daily series (API key).
 
-use std::collections::BTreeMap;
-
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -35,7 +33,11 @@ pub async fn report(
     let request = ReportRequest {
         control: params.optional("control")?.map(str::to_owned),
         goal: params.optional("goal")?.map(str::to_owned),
-        weights: params.optional("weights")?.map(parse_weights).transpose()?,
+        weights: params
+            .optional("weights")?
+            .map(report::parse_weights)
+            .transpose()
+            .map_err(|err| ApiError::BadRequest(err.to_string()))?,
     };
     let counters = state.store.counters(&namespace).await?;
     let daily = state.store.daily_counters(&namespace, &experiment).await?;
@@ -59,28 +61,4 @@ pub async fn report(
         }
         _ => ApiError::BadRequest(err.to_string()),
     })
-}
-
-/// `red:80,blue:20` → {red: 80, blue: 20}.
-pub fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, ApiError> {
-    text.split(',')
-        .map(|pair| {
-            let (label, weight) = pair.rsplit_once(':').ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "parameter 'weights' must look like red:80,blue:20; got '{pair}'"
-                ))
-            })?;
-            let weight: f64 = weight
-                .trim()
-                .parse()
-                .ok()
-                .filter(|w: &f64| w.is_finite() && *w > 0.0)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "parameter 'weights': '{weight}' is not a positive number"
-                    ))
-                })?;
-            Ok((label.to_owned(), weight))
-        })
-        .collect()
 }
