@@ -49,18 +49,18 @@ ln -s "$SITE/vendor" "$WORK/lamed/vendor"
 echo "{\"redis\": {\"host\": \"127.0.0.1\", \"port\": $REDIS_PORT}}" >"$WORK/lamed/config.json"
 lamed_py() { (cd "$WORK/lamed" && "$VENV/bin/python" "$ROOT/bench/lamed_driver.py" "$@"); }
 
+# Sets PORT. Not called in $(...): the PID must reach this shell's PIDS so
+# that cleanup stops the server.
 start_serve() {
-    local port
-    port=$(free_port)
-    "$LAMED_BIN" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data" --api-key "$KEY" \
+    PORT=$(free_port)
+    "$LAMED_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --api-key "$KEY" \
         --redis "redis://127.0.0.1:$REDIS_PORT" --bench-routes "$@" >"$WORK/serve.log" 2>&1 &
     PIDS+=($!)
-    until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.05; done
-    echo "$port"
+    until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.05; done
 }
 
 echo "== 1. events/s: original Lamed track() vs lamed serve on Redis (HTTP) =="
-PORT=$(start_serve)
+start_serve
 for c in $CONCURRENCY; do
     lamed_json=$(lamed_py track --events "$LAMED_EVENTS" --processes "$c")
     ours_json=$("$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections "$c" \
