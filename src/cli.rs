@@ -80,8 +80,8 @@ pub enum Command {
     ///
     /// Creates ~/.lamed/config.json (or --config PATH) from a template when
     /// it is missing (mode 0600), opens it in $EDITOR (else vi) and checks it
-    /// when the editor exits. The keys are explained in config.help.txt,
-    /// written next to the file.
+    /// when the editor exits. The template explains every key in its
+    /// "_comment" entry (keys starting with "_" are ignored when read).
     #[command(
         after_help = "Examples:\n  lamed configure\n  EDITOR=nano lamed configure --config ./config.json"
     )]
