@@ -16,8 +16,10 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use tokio::sync::oneshot;
 
+use super::coalesce::Coalescer;
 use super::settings::RedisSettings;
 use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome};
 use crate::store::{Store, StoreError};
@@ -39,6 +41,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 const OPERATION_TIMEOUT: Duration = Duration::from_millis(800);
 /// Opening the store at start: long enough for a slow TLS handshake.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most events in one script call: Redis runs nothing else meanwhile, so
+/// a call stays around a millisecond.
+const MAX_BATCH: usize = 256;
 
 /// Field separator inside hash fields: names cannot hold control
 /// characters (see `model::check_field`), so `\x1f` never appears in them.
@@ -93,6 +99,8 @@ struct Inner {
     /// script then answers "unknown" and the experiment is registered again.
     /// std Mutex: never held across `.await`.
     known: Mutex<HashSet<String>>,
+    /// Events per experiment waiting for the script call in flight.
+    coalescer: Coalescer<Job>,
     closed: AtomicBool,
 }
 
@@ -165,13 +173,25 @@ struct Prepared {
     event: Event,
     base: String,
     digest: [u8; 8],
-    seed: u32,
 }
 
-/// What the tracking script answered.
-enum ScriptAnswer {
-    Done(TrackOutcome, bool),
-    Unknown,
+/// One event waiting in the coalescer, with where its answer goes: the
+/// script code and whether counting it created the experiment, or why the
+/// batch failed.
+#[derive(Debug)]
+struct Job {
+    may_create: bool,
+    is_goal: bool,
+    event: String,
+    variant: String,
+    digest: [u8; 8],
+    reply: oneshot::Sender<Result<(i64, bool), String>>,
+}
+
+/// What the tracking script answered for a batch.
+struct BatchAnswer {
+    created: bool,
+    codes: Vec<i64>,
 }
 
 impl RedisStore {
@@ -258,6 +278,7 @@ impl RedisStore {
                 options,
                 scripts: Scripts::new(),
                 known: Mutex::new(HashSet::new()),
+                coalescer: Coalescer::new(MAX_BATCH),
                 closed: AtomicBool::new(false),
             }),
         };
@@ -425,154 +446,172 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    fn track_args(&self, p: &Prepared, may_create: bool) -> Vec<Vec<u8>> {
-        let options = &self.inner.options;
-        vec![
-            if may_create {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
-            },
-            p.event.event.as_bytes().to_vec(),
-            p.event.variant.as_bytes().to_vec(),
-            if p.event.is_participation() {
-                b"0".to_vec()
-            } else {
-                b"1".to_vec()
-            },
-            p.digest.to_vec(),
-            p.seed.to_string().into_bytes(),
-            options
-                .uuid_expiry_seconds
-                .saturating_mul(1000)
-                .to_string()
-                .into_bytes(),
-            options
-                .caps
-                .max_variants_per_experiment
-                .to_string()
-                .into_bytes(),
-            options
-                .caps
-                .max_goals_per_experiment
-                .to_string()
-                .into_bytes(),
-            options.daily_retention_days.to_string().into_bytes(),
-        ]
-    }
-
-    fn track_cmd(&self, p: &Prepared, may_create: bool) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.inner.scripts.track.get_hash())
-            .arg(1)
-            .arg(&p.base);
-        for arg in self.track_args(p, may_create) {
-            cmd.arg(arg);
-        }
-        cmd
-    }
-
-    fn answer(&self, p: &Prepared, value: Value) -> Result<ScriptAnswer, StoreError> {
-        let (code, created): (i64, i64) = redis::from_redis_value(value)
-            .map_err(|e| StoreError::Unavailable(format!("unexpected script answer: {e}")))?;
+    /// Turns one script code into an outcome; `None` for "unknown here".
+    fn outcome(&self, event: &Event, code: i64) -> Result<Option<TrackOutcome>, StoreError> {
         let caps = &self.inner.options.caps;
-        let outcome = match code {
+        Ok(Some(match code {
             0 => TrackOutcome::Counted,
             1 => TrackOutcome::Duplicate,
             2 => TrackOutcome::Rejected(CapExceeded::Variants {
-                experiment: p.event.experiment.clone(),
-                variant: p.event.variant.clone(),
+                experiment: event.experiment.clone(),
+                variant: event.variant.clone(),
                 limit: caps.max_variants_per_experiment,
             }),
             3 => TrackOutcome::Rejected(CapExceeded::Goals {
-                experiment: p.event.experiment.clone(),
-                goal: p.event.event.clone(),
+                experiment: event.experiment.clone(),
+                goal: event.event.clone(),
                 limit: caps.max_goals_per_experiment,
             }),
-            4 => return Ok(ScriptAnswer::Unknown),
+            4 => return Ok(None),
             other => {
                 return Err(StoreError::Unavailable(format!(
                     "unexpected script answer code {other}"
                 )))
             }
-        };
-        Ok(ScriptAnswer::Done(outcome, created == 1))
+        }))
     }
 
-    /// Runs the tracking script for events of one experiment, in order, in
-    /// one pipeline (one round trip). A NOSCRIPT (Redis restarted without
-    /// persistence, or SCRIPT FLUSH) did nothing: those events are re-run
-    /// one by one with the script sent along.
-    async fn track_group(
-        &self,
-        group: &[&Prepared],
-        may_create: bool,
-    ) -> Result<Vec<ScriptAnswer>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for p in group {
-            pipe.add_command(self.track_cmd(p, may_create));
+    /// Hands jobs for one experiment to the coalescer; when no batch of
+    /// that experiment is in flight, a task starts sending batches.
+    fn send(&self, base: &str, jobs: Vec<Job>) {
+        if let Some(batch) = self.inner.coalescer.push(base, jobs) {
+            let store = self.clone();
+            let base = base.to_owned();
+            tokio::spawn(async move { store.drain(base, batch).await });
+        }
+    }
+
+    /// Sends batches for one experiment until none waits. Never panics: a
+    /// key left busy would stall its experiment.
+    async fn drain(self, base: String, mut batch: Vec<Job>) {
+        loop {
+            // A job whose request gave up (deadline passed) is not sent.
+            batch.retain(|job| !job.reply.is_closed());
+            if !batch.is_empty() {
+                let result = tokio::time::timeout(OPERATION_TIMEOUT, self.run_batch(&base, &batch))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(format!(
+                            "redis at {} did not answer within {} ms",
+                            self.inner.target,
+                            OPERATION_TIMEOUT.as_millis()
+                        )))
+                    });
+                match result {
+                    Ok(answer) => {
+                        for (job, code) in batch.drain(..).zip(answer.codes) {
+                            let created = answer.created && code == 0;
+                            let _ = job.reply.send(Ok((code, created)));
+                        }
+                    }
+                    Err(err) => {
+                        let message = err.to_string();
+                        for job in batch.drain(..) {
+                            let _ = job.reply.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+            match self.inner.coalescer.next(&base) {
+                Some(next) => batch = next,
+                None => return,
+            }
+        }
+    }
+
+    /// One call of the tracking script for a batch of one experiment. A
+    /// NOSCRIPT (Redis restarted without persistence, or SCRIPT FLUSH) did
+    /// nothing; the invocation then loads the script and calls again.
+    async fn run_batch(&self, base: &str, batch: &[Job]) -> Result<BatchAnswer, StoreError> {
+        let options = &self.inner.options;
+        let mut invocation = self.inner.scripts.track.key(base);
+        invocation
+            .arg(options.uuid_expiry_seconds.saturating_mul(1000))
+            .arg(options.caps.max_variants_per_experiment)
+            .arg(options.caps.max_goals_per_experiment)
+            .arg(options.daily_retention_days);
+        for job in batch {
+            invocation
+                .arg(u8::from(job.may_create))
+                .arg(&job.event)
+                .arg(&job.variant)
+                .arg(u8::from(job.is_goal))
+                .arg(&job.digest[..]);
         }
         let mut conn = self.conn();
-        let results: Vec<redis::RedisResult<Value>> = pipe
-            .query_async(&mut conn)
+        let answer: Vec<i64> = invocation
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
-        let mut answers = Vec::with_capacity(group.len());
-        for (p, result) in group.iter().zip(results) {
-            let value = match result {
-                Ok(value) => value,
-                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let mut invocation = self.inner.scripts.track.key(&p.base);
-                    for arg in self.track_args(p, may_create) {
-                        invocation.arg(arg);
-                    }
-                    invocation
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(|e| self.error(e))?
-                }
-                Err(err) => return Err(self.error(err)),
-            };
-            answers.push(self.answer(p, value)?);
+        match answer.split_first() {
+            Some((&created, codes)) if codes.len() == batch.len() => Ok(BatchAnswer {
+                created: created == 1,
+                codes: codes.to_vec(),
+            }),
+            _ => Err(StoreError::Unavailable(format!(
+                "unexpected script answer of {} values for {} events",
+                answer.len(),
+                batch.len()
+            ))),
+        }
+    }
+
+    /// Counts events through the coalescer: `(index, may_create)` per
+    /// event. Returns `(index, script code, created)` per event.
+    async fn count(
+        &self,
+        prepared: &[Prepared],
+        selected: &[(usize, bool)],
+    ) -> Result<Vec<(usize, i64, bool)>, StoreError> {
+        let mut groups: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
+        let mut receivers = Vec::with_capacity(selected.len());
+        for &(i, may_create) in selected {
+            let p = &prepared[i];
+            let (reply, receiver) = oneshot::channel();
+            groups.entry(p.base.as_str()).or_default().push(Job {
+                may_create,
+                is_goal: !p.event.is_participation(),
+                event: p.event.event.clone(),
+                variant: p.event.variant.clone(),
+                digest: p.digest,
+                reply,
+            });
+            receivers.push((i, receiver));
+        }
+        for (base, jobs) in groups {
+            self.send(base, jobs);
+        }
+        let mut answers = Vec::with_capacity(receivers.len());
+        for (i, receiver) in receivers {
+            match receiver.await {
+                Ok(Ok((code, created))) => answers.push((i, code, created)),
+                Ok(Err(message)) => return Err(StoreError::Unavailable(message)),
+                Err(_) => return Err(StoreError::Unavailable("event left unanswered".into())),
+            }
         }
         Ok(answers)
     }
 
-    async fn track_events(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
-        let prepared: Vec<Prepared> = events
-            .into_iter()
-            .map(|event| {
-                let key = event.dedupe_key();
-                let mut digest = [0u8; 8];
-                digest.copy_from_slice(&key[..8]);
-                let seed = u32::from_le_bytes([key[8], key[9], key[10], key[11]]);
-                Prepared {
-                    base: self.experiment_base(&event.namespace, &event.experiment),
-                    event,
-                    digest,
-                    seed,
-                }
-            })
-            .collect();
-        let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; prepared.len()];
-
-        // Experiments this process has not seen yet are registered first,
-        // in order of appearance, so that caps refuse the same events as the
-        // embedded store would.
-        let mut refused: HashMap<&str, CapExceeded> = HashMap::new();
-        let mut fresh: HashSet<&str> = HashSet::new();
-        for p in &prepared {
+    /// Registers in their namespace's list the experiments of `candidates`
+    /// that are not known here, in order of appearance, so that caps refuse
+    /// the same events as the embedded store would. Returns the experiments
+    /// registered now and those a cap refused.
+    async fn register_new<'a>(
+        &self,
+        prepared: &'a [Prepared],
+        candidates: impl Iterator<Item = usize>,
+    ) -> Result<(HashSet<&'a str>, HashMap<&'a str, CapExceeded>), StoreError> {
+        let mut fresh = HashSet::new();
+        let mut refused = HashMap::new();
+        for i in candidates {
+            let p = &prepared[i];
             let base = p.base.as_str();
             if refused.contains_key(base) || fresh.contains(base) || self.is_known(base) {
                 continue;
             }
+            let caps = Some(&self.inner.options.caps);
             match self
-                .register(
-                    &p.event.namespace,
-                    &p.event.experiment,
-                    Some(&self.inner.options.caps),
-                )
+                .register(&p.event.namespace, &p.event.experiment, caps)
                 .await?
             {
                 Some(cap) => {
@@ -583,81 +622,80 @@ impl RedisStore {
                 }
             }
         }
+        Ok((fresh, refused))
+    }
 
-        // One pipeline per experiment (one hash slot), all at once.
-        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    async fn track_events(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
+        let prepared: Vec<Prepared> = events
+            .into_iter()
+            .map(|event| {
+                let key = event.dedupe_key();
+                let mut digest = [0u8; 8];
+                digest.copy_from_slice(&key[..8]);
+                Prepared {
+                    base: self.experiment_base(&event.namespace, &event.experiment),
+                    event,
+                    digest,
+                }
+            })
+            .collect();
+        let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; prepared.len()];
+        let mut created = HashSet::new();
+
+        let (fresh, refused) = self.register_new(&prepared, 0..prepared.len()).await?;
+        let mut selected = Vec::with_capacity(prepared.len());
         for (i, p) in prepared.iter().enumerate() {
             match refused.get(p.base.as_str()) {
                 Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
-                None => groups.entry(p.base.as_str()).or_default().push(i),
+                None => selected.push((i, fresh.contains(p.base.as_str()))),
             }
         }
-        let answers = try_join_all(groups.iter().map(|(base, indexes)| {
-            let group: Vec<&Prepared> = indexes.iter().map(|&i| &prepared[i]).collect();
-            let may_create = fresh.contains(base);
-            async move { self.track_group(&group, may_create).await }
-        }))
-        .await?;
-
         let mut unknown = Vec::new();
-        let mut created = Vec::new();
-        for ((base, indexes), answers) in groups.iter().zip(answers) {
-            for (&i, answer) in indexes.iter().zip(answers) {
-                match answer {
-                    ScriptAnswer::Done(outcome, was_created) => {
-                        if was_created {
-                            created.push(i);
-                        }
-                        outcomes[i] = Some(outcome);
-                    }
-                    ScriptAnswer::Unknown => unknown.push(i),
-                }
+        for (i, code, was_created) in self.count(&prepared, &selected).await? {
+            if was_created {
+                created.insert(prepared[i].base.as_str());
             }
-            if !fresh.contains(base) {
-                self.set_known(base, true);
+            match self.outcome(&prepared[i].event, code)? {
+                Some(outcome) => outcomes[i] = Some(outcome),
+                None => unknown.push(i),
             }
+        }
+        for (i, _) in &selected {
+            self.set_known(&prepared[*i].base, true);
         }
 
         // Experiments deleted by another instance since we last saw them:
-        // register again, then count, one event at a time (rare).
-        for i in unknown {
-            let p = &prepared[i];
-            self.set_known(&p.base, false);
-            if let Some(cap) = self
-                .register(
-                    &p.event.namespace,
-                    &p.event.experiment,
-                    Some(&self.inner.options.caps),
-                )
-                .await?
-            {
-                outcomes[i] = Some(TrackOutcome::Rejected(cap));
-                continue;
+        // register again, then count (rare).
+        if !unknown.is_empty() {
+            for &i in &unknown {
+                self.set_known(&prepared[i].base, false);
             }
-            match self.track_group(&[p], true).await?.pop() {
-                Some(ScriptAnswer::Done(outcome, was_created)) => {
-                    if was_created {
-                        created.push(i);
-                    }
-                    outcomes[i] = Some(outcome);
+            let (_, refused) = self.register_new(&prepared, unknown.iter().copied()).await?;
+            let mut again = Vec::new();
+            for i in unknown {
+                match refused.get(prepared[i].base.as_str()) {
+                    Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
+                    None => again.push((i, true)),
                 }
-                _ => {
-                    return Err(StoreError::Unavailable(
-                        "experiment vanished while being created".into(),
-                    ))
+            }
+            for (i, code, was_created) in self.count(&prepared, &again).await? {
+                if was_created {
+                    created.insert(prepared[i].base.as_str());
                 }
+                outcomes[i] = Some(self.outcome(&prepared[i].event, code)?.ok_or_else(|| {
+                    StoreError::Unavailable("experiment vanished while being created".into())
+                })?);
+                self.set_known(&prepared[i].base, true);
             }
         }
 
-        let mut relisted = HashSet::new();
-        for i in created {
-            let p = &prepared[i];
-            if relisted.insert(p.base.as_str()) {
+        // A delete on another instance may have unlisted an experiment
+        // between registering and counting (the lists live in other hash
+        // slots): what this call created is listed again.
+        for base in created {
+            if let Some(p) = prepared.iter().find(|p| p.base == base) {
                 self.relist(&p.event.namespace, &p.event.experiment).await?;
             }
-        }
-        for base in fresh {
-            self.set_known(base, true);
         }
         outcomes
             .into_iter()
@@ -1062,6 +1100,63 @@ mod tests {
         while store.check_writable().await.is_err() {
             assert!(std::time::Instant::now() < deadline, "no reconnect");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The dedupe window stays exact across bucket boundaries and shard
+    /// splits: over three seconds with a one-second window, every 100 ms a
+    /// round sends 200 new uuids (counted), re-sends those of 5 rounds ago
+    /// (0.5 s old: duplicates) and those of 15 rounds ago (1.5 s old:
+    /// counted again). Afterwards every dedupe hash is still in the compact
+    /// listpack encoding and expires.
+    #[tokio::test]
+    async fn window_is_exact_across_buckets_and_splits() {
+        let (_server, store) = fresh(1, Caps::default()).await;
+        let round_uuids =
+            |round: usize| (0..200).map(move |i| format!("{round}-{i}")).collect::<Vec<_>>();
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        for round in 0..30 {
+            ticker.tick().await;
+            let mut events = Vec::new();
+            let mut expected = Vec::new();
+            let mut add = |uuids: Vec<String>, outcome: TrackOutcome| {
+                for uuid in uuids {
+                    events.push(Event {
+                        namespace: "w".into(),
+                        experiment: "e".into(),
+                        variant: "v".into(),
+                        event: PARTICIPATE.into(),
+                        uuid,
+                    });
+                    expected.push(outcome.clone());
+                }
+            };
+            add(round_uuids(round), TrackOutcome::Counted);
+            if round >= 5 {
+                add(round_uuids(round - 5), TrackOutcome::Duplicate);
+            }
+            if round >= 15 {
+                add(round_uuids(round - 15), TrackOutcome::Counted);
+            }
+            assert_eq!(store.track(events).await.unwrap(), expected, "round {round}");
+        }
+        let mut conn = store.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("lmd:*:s:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(keys.len() > 50, "splits made many shards: {}", keys.len());
+        for key in keys {
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(encoding, "listpack", "{key}");
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+            assert!(ttl > 0 && ttl <= 3_000, "{key} expires in {ttl} ms");
         }
     }
 

@@ -25,6 +25,8 @@ pub mod settings;
 #[cfg(feature = "redis")]
 mod backend;
 #[cfg(feature = "redis")]
+mod coalesce;
+#[cfg(feature = "redis")]
 pub use backend::{RedisOptions, RedisStore, DEFAULT_DAILY_RETENTION_DAYS, DEFAULT_KEY_PREFIX};
 
 #[cfg(all(feature = "redis", any(test, feature = "conformance")))]

@@ -1,147 +1,233 @@
--- Counts one event: caps, dedupe, counter and daily counter, atomically.
+-- Counts a batch of events of one experiment, in order, atomically: caps,
+-- dedupe, counters and daily counters.
 --
 -- Every key is derived from KEYS[1] = "<prefix>:{<tag>}", so all of them
 -- share one hash slot and the script runs unchanged on a Redis Cluster.
 --
--- ARGV: 1 may_create (0/1), 2 event, 3 variant, 4 is_goal (0/1),
---       5 digest (8 binary bytes of the dedupe key), 6 shard seed (u32),
---       7 window in ms (0 = forever), 8 max variants, 9 max goals,
---       10 daily retention in days.
--- Returns {code, created}: code 0 counted, 1 duplicate, 2 variants cap,
--- 3 goals cap, 4 experiment unknown here (register it, then call again
--- with may_create = 1); created = 1 when this call created the experiment.
+-- ARGV: 1 window in ms (0 = forever), 2 max variants, 3 max goals,
+--       4 daily retention in days; then 5 per event: may_create (0/1),
+--       event, variant, is_goal (0/1), digest (8 binary bytes of the
+--       dedupe key).
+-- Returns {created, code...}: created = 1 when this call created the
+-- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
+-- 3 goals cap, 4 experiment unknown here (register it, then send the event
+-- again with may_create = 1).
 
 local base = KEYS[1]
-local may_create, event, variant = ARGV[1], ARGV[2], ARGV[3]
-local is_goal, digest, seed = ARGV[4] == '1', ARGV[5], tonumber(ARGV[6])
-local window = tonumber(ARGV[7])
-local max_variants, max_goals = tonumber(ARGV[8]), tonumber(ARGV[9])
-local retention = tonumber(ARGV[10])
+local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local call = redis.call
-local vkey, gkey = base .. ':v', base .. ':g'
-
--- An experiment exists while it has a variant set. When it does not (new,
--- or deleted by another instance) the caller must first register it in
--- its namespace's list, where the experiments cap is checked. A known
--- variant proves the experiment exists, in one call.
-local created = 0
-local variant_known = call('SISMEMBER', vkey, variant) == 1
-if not variant_known then
-  if call('EXISTS', vkey) == 0 then
-    if may_create ~= '1' then
-      return {4, 0}
-    end
-    created = 1
-  end
-  if call('SCARD', vkey) >= max_variants then
-    return {2, 0}
-  end
-end
-local goal_known = true
-if is_goal then
-  goal_known = call('SISMEMBER', gkey, event) == 1
-  if not goal_known and call('SCARD', gkey) >= max_goals then
-    return {3, 0}
-  end
-end
+local floor = math.floor
+local vkey, gkey, ckey, mkey = base .. ':v', base .. ':g', base .. ':c', base .. ':m'
 
 -- Server time: every instance sharing this Redis uses the same clock.
 local t = call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 
--- Dedupe memory: per bucket of time, a few small hashes ("shards") whose
--- fields are 8-byte digests and whose values are the first-seen time as an
--- offset into the bucket. A bucket's shards are grouped in levels: level l
--- has 16^l shards, and a bucket moves to the next level once the current
--- one holds about 64 entries per shard, so every shard stays small enough
--- for Redis's compact listpack encoding. Shard 0 of level 0 (the "head")
--- also keeps the bucket's entry count in the field "".
-local function level_of(n)
-  local level, cap, span = 0, 64, 64
-  while n >= cap do
-    level = level + 1
-    span = span * 16
-    cap = cap + span
+-- Dedupe memory. Time is cut into buckets one window long: a sighting in
+-- the current bucket is always inside the window, one in the previous
+-- bucket is compared with now - window, older buckets have expired. A
+-- bucket is a set of small hashes ("shards") whose fields are 8-byte
+-- digests and whose values are the first-seen time as an offset into the
+-- bucket. The shards grow by linear hashing as the bucket fills, ~40
+-- entries each, so each stays in Redis's compact listpack encoding and a
+-- lookup reads exactly one shard per bucket. The meta hash `:m` holds each
+-- live bucket's entry count, from which its shard count follows.
+local PER_SHARD = 40
+local cur, prev = 0, nil
+if window > 0 then
+  cur = floor(now / window)
+  prev = cur - 1
+end
+local counts = call('HMGET', mkey, cur, prev or cur)
+local n_cur, n_prev = tonumber(counts[1]) or 0, 0
+if prev then
+  n_prev = tonumber(counts[2]) or 0
+end
+local n_cur_before = n_cur
+local cur_prefix = base .. ':s:' .. cur .. ':'
+local expire_at = window > 0 and (cur + 2) * window + 1000 or nil
+
+local function shard_count(n)
+  if n <= PER_SHARD then
+    return 1
   end
-  return level
+  return math.ceil(n / PER_SHARD)
 end
 
-local bucket_ms, first_bucket, last_bucket
-if window == 0 then
-  bucket_ms, first_bucket, last_bucket = 0, 0, 0
-else
-  -- Two buckets per window: an entry lives at most 1.5 windows, and a
-  -- lookup reads at most three buckets.
-  bucket_ms = math.ceil(window / 2)
-  first_bucket = math.floor((now - window) / bucket_ms)
-  last_bucket = math.floor(now / bucket_ms)
-end
-
--- Newest bucket first: a sighting found there is the latest one, and if
--- it is out of the window, older buckets hold nothing live either.
-for bucket = last_bucket, first_bucket, -1 do
-  local prefix = base .. ':s:' .. bucket .. ':'
-  local head = call('HMGET', prefix .. '0:0', '', digest)
-  if head[1] then
-    local seen = head[2]
-    local top, level, shards = level_of(tonumber(head[1])), 0, 1
-    while not seen and level < top do
-      level = level + 1
-      shards = shards * 16
-      seen = call('HGET', prefix .. level .. ':' .. (seed % shards), digest)
-    end
-    if seen then
-      -- Exact window: duplicate only while the first sighting is less
-      -- than `window` ms old. A duplicate never refreshes it.
-      if window == 0 or bucket * bucket_ms + tonumber(seen) > now - window then
-        return {1, 0}
-      end
-      break
-    end
+-- Linear hashing: with s shards and 2^L <= s < 2^(L+1), a digest lives in
+-- shard h mod 2^(L+1), or h mod 2^L when that shard is not split yet.
+local function low_power(s)
+  local m = 1
+  while m * 2 <= s do
+    m = m * 2
   end
+  return m
 end
 
--- New: remember it in the current bucket.
-local prefix = base .. ':s:' .. last_bucket .. ':'
-local head = prefix .. '0:0'
-local before = call('HINCRBY', head, '', 1) - 1
-local level = level_of(before)
-local key = head
-if level > 0 then
-  key = prefix .. level .. ':' .. (seed % (16 ^ level))
-end
-if window == 0 then
-  call('HSET', key, digest, 1)
-else
-  call('HSET', key, digest, now - last_bucket * bucket_ms)
-  -- The bucket is useless once its newest possible entry left the window.
-  local expire_at = (last_bucket + 1) * bucket_ms + window + 1000
-  if before == 0 then
-    call('PEXPIREAT', head, expire_at)
+local function shard_of(h, s)
+  local m = low_power(s)
+  local i = h % (2 * m)
+  if i >= s then
+    i = h % m
   end
-  if level > 0 then
+  return i
+end
+
+local function hash_of(digest)
+  local b1, b2, b3, b4 = string.byte(digest, 1, 4)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
+
+-- Every shard holds the placeholder field '' from its creation on, so it
+-- never empties (a split may move all its digests away) and is never
+-- re-created without its expiry.
+local function create_shard(key, ...)
+  call('HSET', key, '', '', ...)
+  if expire_at then
     call('PEXPIREAT', key, expire_at)
   end
 end
 
-if not variant_known then
-  call('SADD', vkey, variant)
+-- Adds shard s to the current bucket: the digests of shard s - 2^L that
+-- now belong to s move there.
+local function split(s)
+  local m = low_power(s)
+  local from = cur_prefix .. (s - m)
+  local entries = call('HGETALL', from)
+  local moved, names = {}, {}
+  for i = 1, #entries, 2 do
+    local digest = entries[i]
+    if digest ~= '' and hash_of(digest) % (2 * m) == s then
+      moved[#moved + 1] = digest
+      moved[#moved + 1] = entries[i + 1]
+      names[#names + 1] = digest
+    end
+  end
+  if #names > 0 then
+    call('HDEL', from, unpack(names))
+  end
+  create_shard(cur_prefix .. s, unpack(moved))
 end
-if not goal_known then
-  call('SADD', gkey, event)
-end
-local field = event .. '\31' .. variant
-call('HINCRBY', base .. ':c', field, 1)
 
--- Daily counters: one hash per UTC day, listed in a sorted set, both
--- forgotten after the retention.
-local day = math.floor(now / 86400000)
+-- Returns true when the digest was seen within the window, else remembers
+-- it in the current bucket.
+local function seen_before(digest)
+  local h = hash_of(digest)
+  if n_cur > 0 and call('HGET', cur_prefix .. shard_of(h, shard_count(n_cur)), digest) then
+    return true
+  end
+  if n_prev > 0 then
+    local key = base .. ':s:' .. prev .. ':' .. shard_of(h, shard_count(n_prev))
+    local offset = call('HGET', key, digest)
+    -- Exact window: a duplicate only while the first sighting is less than
+    -- `window` ms old. A duplicate never refreshes it.
+    if offset and prev * window + tonumber(offset) > now - window then
+      return true
+    end
+  end
+  local value = 1
+  if window > 0 then
+    value = now - cur * window
+  end
+  n_cur = n_cur + 1
+  if n_cur == 1 then
+    create_shard(cur_prefix .. 0, digest, value)
+    return false
+  end
+  local shards = shard_count(n_cur)
+  if shards > shard_count(n_cur - 1) then
+    split(shards - 1)
+  end
+  call('HSET', cur_prefix .. shard_of(h, shards), digest, value)
+  return false
+end
+
+-- Caps, in order within the batch: a variant or goal first seen in this
+-- batch counts towards the cap for the events after it.
+-- Returns the code, and whether counting the event creates the experiment.
+local known = {}
+local function check_caps(may_create, event, variant, is_goal, field)
+  if known[field] or call('HEXISTS', ckey, field) == 1 then
+    known[field] = true
+    return 0, false
+  end
+  local creates = false
+  if call('SISMEMBER', vkey, variant) == 0 then
+    if call('EXISTS', vkey) == 0 then
+      if may_create ~= '1' then
+        return 4, false
+      end
+      creates = true
+    end
+    if call('SCARD', vkey) >= max_variants then
+      return 2, false
+    end
+  end
+  if is_goal and call('SISMEMBER', gkey, event) == 0 and call('SCARD', gkey) >= max_goals then
+    return 3, false
+  end
+  return 0, creates
+end
+
+local answer = {0}
+local created = 0
+local increments, fields = {}, {}
+for i = 5, #ARGV, 5 do
+  local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
+  local field = event .. '\31' .. variant
+  local code, creates = check_caps(may_create, event, variant, is_goal, field)
+  if code == 0 and seen_before(digest) then
+    code = 1
+  end
+  if code == 0 then
+    if creates then
+      created = 1
+    end
+    if not known[field] then
+      call('SADD', vkey, variant)
+      if is_goal then
+        call('SADD', gkey, event)
+      end
+      known[field] = true
+    end
+    if not increments[field] then
+      increments[field] = 0
+      fields[#fields + 1] = field
+    end
+    increments[field] = increments[field] + 1
+  end
+  answer[#answer + 1] = code
+end
+answer[1] = created
+
+if n_cur ~= n_cur_before then
+  call('HSET', mkey, cur, n_cur)
+  if n_cur_before == 0 and expire_at then
+    -- A new bucket: forget the buckets before the previous one.
+    for _, bucket in ipairs(call('HKEYS', mkey)) do
+      if tonumber(bucket) < prev then
+        call('HDEL', mkey, bucket)
+      end
+    end
+    call('PEXPIREAT', mkey, expire_at)
+  end
+end
+
+-- Counters, and daily counters: one hash per UTC day, listed in a sorted
+-- set, both forgotten after the retention.
+local day = floor(now / 86400000)
 local day_key = base .. ':d:' .. day
-if call('HINCRBY', day_key, field, 1) == 1 then
-  call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
-  call('ZADD', base .. ':days', day, day)
-  call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
+for _, field in ipairs(fields) do
+  local n = increments[field]
+  call('HINCRBY', ckey, field, n)
+  if call('HINCRBY', day_key, field, n) == n then
+    call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
+    call('ZADD', base .. ':days', day, day)
+    call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
+  end
 end
 
-return {0, created}
+return answer
