@@ -746,6 +746,21 @@ fn tag(parts: &[&[u8]]) -> String {
         .collect()
 }
 
+/// Counter slots: `event \x1f variant` → slot in the counter strings.
+type Slots = HashMap<String, usize>;
+
+/// The count at `slot` of a counter string (`:c` or `:d:<day>`): 64-bit
+/// big-endian integers, one per slot, as BITFIELD `i64 #slot` writes them;
+/// past the end of the string, 0.
+fn slot_count(counts: &[u8], slot: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Some(stored) = counts.get(slot * 8..) {
+        let n = stored.len().min(8);
+        bytes[..n].copy_from_slice(&stored[..n]);
+    }
+    u64::try_from(i64::from_be_bytes(bytes)).unwrap_or(0)
+}
+
 /// Splits a `event \x1f variant` field.
 fn split_field(field: &str) -> Option<(String, String)> {
     field
@@ -774,19 +789,25 @@ impl Store for RedisStore {
                 async move {
                     redis::pipe()
                         .cmd("HGETALL")
+                        .arg(format!("{base}:f"))
+                        .cmd("GET")
                         .arg(format!("{base}:c"))
                         .cmd("HGETALL")
                         .arg(format!("{base}:i"))
-                        .query_async::<(HashMap<String, u64>, HashMap<String, u64>)>(&mut conn)
+                        .query_async::<(Slots, Option<Vec<u8>>, HashMap<String, u64>)>(&mut conn)
                         .await
                 }
             }))
             .await
             .map_err(|e| self.error(e))?;
             let mut counters = Vec::new();
-            for (name, (tracked, imported)) in names.iter().zip(per_experiment) {
+            for (name, (slots, tracked, imported)) in names.iter().zip(per_experiment) {
+                let tracked = tracked.unwrap_or_default();
+                let tracked = slots
+                    .into_iter()
+                    .map(|(field, slot)| (field, slot_count(&tracked, slot)));
                 let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
-                for (field, count) in tracked.into_iter().chain(imported) {
+                for (field, count) in tracked.chain(imported) {
                     if let Some(id) = split_field(&field) {
                         *sums.entry(id).or_default() += count;
                     }
@@ -822,19 +843,32 @@ impl Store for RedisStore {
                 return Ok(Vec::new());
             }
             let mut pipe = redis::pipe();
+            pipe.cmd("HGETALL").arg(format!("{base}:f"));
             for day in &days {
-                pipe.cmd("HGETALL").arg(format!("{base}:d:{day}"));
+                pipe.cmd("GET").arg(format!("{base}:d:{day}"));
             }
-            let hashes: Vec<HashMap<String, u64>> = pipe
+            let mut answers: Vec<Value> = pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error(e))?;
+            let per_day = answers.split_off(answers.len().min(1));
+            let slots: Slots = answers
+                .pop()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| self.error(e.into()))?
+                .unwrap_or_default();
             let mut daily = Vec::new();
-            for (day, hash) in days.into_iter().zip(hashes) {
-                let mut rows: Vec<DailyCounter> = hash
-                    .into_iter()
-                    .filter_map(|(field, count)| {
-                        split_field(&field).map(|(event, variant)| DailyCounter {
+            for (day, counts) in days.into_iter().zip(per_day) {
+                let counts: Option<Vec<u8>> =
+                    redis::from_redis_value(counts).map_err(|e| self.error(e.into()))?;
+                let counts = counts.unwrap_or_default();
+                let mut rows: Vec<DailyCounter> = slots
+                    .iter()
+                    .filter_map(|(field, &slot)| {
+                        let count = slot_count(&counts, slot);
+                        let (event, variant) = split_field(field)?;
+                        (count > 0).then_some(DailyCounter {
                             event,
                             variant,
                             day,

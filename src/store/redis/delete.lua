@@ -9,7 +9,9 @@ local existed = redis.call('EXISTS', base .. ':v', base .. ':c', base .. ':i')
 for _, day in ipairs(redis.call('ZRANGE', base .. ':days', 0, -1)) do
   redis.call('DEL', base .. ':d:' .. day)
 end
-redis.call('DEL', base .. ':v', base .. ':g', base .. ':c', base .. ':i', base .. ':days')
+redis.call('DEL', base .. ':v', base .. ':g', base .. ':f', base .. ':c', base .. ':i', base .. ':days')
+-- The next event starts the day's bookkeeping afresh.
+redis.call('HDEL', base .. ':m', 'day')
 if existed > 0 then
   return 1
 end

@@ -12,6 +12,11 @@
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
 -- again with may_create = 1).
+--
+-- Redis time is what limits throughput, and it grows with the number of
+-- commands, so the script spends few: per batch a handful (time, the meta
+-- hash, the slots of the batch's counters, two BITFIELDs that add to every
+-- counter at once), per new event one or two.
 
 local base = KEYS[1]
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -19,11 +24,12 @@ local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local call = redis.call
 local floor = math.floor
-local vkey, gkey, ckey, mkey = base .. ':v', base .. ':g', base .. ':c', base .. ':m'
+local vkey, gkey, fkey, mkey = base .. ':v', base .. ':g', base .. ':f', base .. ':m'
 
 -- Server time: every instance sharing this Redis uses the same clock.
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+local day = floor(now / 86400000)
 
 -- Dedupe memory. Time is cut into buckets one window long: a sighting in
 -- the current bucket is always inside the window, one in the previous
@@ -32,18 +38,19 @@ local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 -- digests and whose values are the first-seen time as an offset into the
 -- bucket. The shards grow by linear hashing as the bucket fills, ~40
 -- entries each, so each stays in Redis's compact listpack encoding and a
--- lookup reads exactly one shard per bucket. The meta hash `:m` holds each
--- live bucket's entry count, from which its shard count follows.
+-- lookup reads exactly one shard per bucket. The meta hash `:m` holds, per
+-- live bucket, how many insertions were tried (its shard count follows),
+-- and the last day counted.
 local PER_SHARD = 40
 local cur, prev = 0, nil
 if window > 0 then
   cur = floor(now / window)
   prev = cur - 1
 end
-local counts = call('HMGET', mkey, cur, prev or cur)
-local n_cur, n_prev = tonumber(counts[1]) or 0, 0
+local meta = call('HMGET', mkey, cur, prev or cur, 'day')
+local n_cur, n_prev = tonumber(meta[1]) or 0, 0
 if prev then
-  n_prev = tonumber(counts[2]) or 0
+  n_prev = tonumber(meta[2]) or 0
 end
 local n_cur_before = n_cur
 local cur_prefix = base .. ':s:' .. cur .. ':'
@@ -112,47 +119,63 @@ local function split(s)
 end
 
 -- Returns true when the digest was seen within the window, else remembers
--- it in the current bucket.
+-- it in the current bucket. The insertion is tried first (HSETNX looks up
+-- and inserts in one command) and taken back in the rare case that the
+-- previous bucket holds a sighting still inside the window.
 local function seen_before(digest)
   local h = hash_of(digest)
-  if n_cur > 0 and call('HGET', cur_prefix .. shard_of(h, shard_count(n_cur)), digest) then
-    return true
-  end
-  if n_prev > 0 then
-    local key = base .. ':s:' .. prev .. ':' .. shard_of(h, shard_count(n_prev))
-    local offset = call('HGET', key, digest)
-    -- Exact window: a duplicate only while the first sighting is less than
-    -- `window` ms old. A duplicate never refreshes it.
-    if offset and prev * window + tonumber(offset) > now - window then
-      return true
-    end
-  end
   local value = 1
   if window > 0 then
     value = now - cur * window
   end
   n_cur = n_cur + 1
-  if n_cur == 1 then
-    create_shard(cur_prefix .. 0, digest, value)
-    return false
-  end
   local shards = shard_count(n_cur)
-  if shards > shard_count(n_cur - 1) then
-    split(shards - 1)
+  local key = cur_prefix .. shard_of(h, shards)
+  if n_cur == 1 then
+    create_shard(key, digest, value)
+  else
+    if shards > shard_count(n_cur - 1) then
+      split(shards - 1)
+    end
+    if call('HSETNX', key, digest, value) == 0 then
+      return true
+    end
   end
-  call('HSET', cur_prefix .. shard_of(h, shards), digest, value)
+  if n_prev > 0 then
+    local offset = call('HGET', base .. ':s:' .. prev .. ':' .. shard_of(h, shard_count(n_prev)), digest)
+    -- Exact window: a duplicate only while the first sighting is less than
+    -- `window` ms old. A duplicate never refreshes it.
+    if offset and prev * window + tonumber(offset) > now - window then
+      call('HDEL', key, digest)
+      return true
+    end
+  end
   return false
 end
 
--- Caps, in order within the batch: a variant or goal first seen in this
--- batch counts towards the cap for the events after it.
--- Returns the code, and whether counting the event creates the experiment.
-local known = {}
-local function check_caps(may_create, event, variant, is_goal, field)
-  if known[field] or call('HEXISTS', ckey, field) == 1 then
-    known[field] = true
-    return 0, false
+-- Counters: the field `event \x1f variant` has a slot number in `:f`; the
+-- counts are 64-bit integers at that slot in the strings `:c` (totals) and
+-- `:d:<day>` (per UTC day). A field with a slot has been counted, so its
+-- variant and goal are known.
+local fields, slot_of = {}, {}
+for i = 5, #ARGV, 5 do
+  local field = ARGV[i + 1] .. '\31' .. ARGV[i + 2]
+  if slot_of[field] == nil then
+    slot_of[field] = false
+    fields[#fields + 1] = field
   end
+end
+local slots = call('HMGET', fkey, unpack(fields))
+for i, field in ipairs(fields) do
+  slot_of[field] = slots[i] and tonumber(slots[i]) or false
+end
+local next_slot = nil
+
+-- Caps for a field without a slot, in order within the batch: a variant
+-- or goal first counted in this batch counts towards the cap for the
+-- events after it. Returns the code, and whether counting the event
+-- creates the experiment.
+local function check_caps(may_create, event, variant, is_goal)
   local creates = false
   if call('SISMEMBER', vkey, variant) == 0 then
     if call('EXISTS', vkey) == 0 then
@@ -172,43 +195,50 @@ local function check_caps(may_create, event, variant, is_goal, field)
 end
 
 local answer = {0}
-local created = 0
-local increments, fields = {}, {}
+local increments, counted = {}, {}
 for i = 5, #ARGV, 5 do
   local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
-  local code, creates = check_caps(may_create, event, variant, is_goal, field)
+  local code, creates = 0, false
+  if not slot_of[field] then
+    code, creates = check_caps(may_create, event, variant, is_goal)
+  end
   if code == 0 and seen_before(digest) then
     code = 1
   end
   if code == 0 then
     if creates then
-      created = 1
+      answer[1] = 1
     end
-    if not known[field] then
+    local slot = slot_of[field]
+    if not slot then
       call('SADD', vkey, variant)
       if is_goal then
         call('SADD', gkey, event)
       end
-      known[field] = true
+      next_slot = next_slot or call('HLEN', fkey)
+      slot = next_slot
+      next_slot = next_slot + 1
+      call('HSET', fkey, field, slot)
+      slot_of[field] = slot
     end
-    if not increments[field] then
-      increments[field] = 0
-      fields[#fields + 1] = field
+    if not increments[slot] then
+      increments[slot] = 0
+      counted[#counted + 1] = slot
     end
-    increments[field] = increments[field] + 1
+    increments[slot] = increments[slot] + 1
   end
   answer[#answer + 1] = code
 end
-answer[1] = created
 
 if n_cur ~= n_cur_before then
   call('HSET', mkey, cur, n_cur)
   if n_cur_before == 0 and expire_at then
     -- A new bucket: forget the buckets before the previous one.
     for _, bucket in ipairs(call('HKEYS', mkey)) do
-      if tonumber(bucket) < prev then
+      local b = tonumber(bucket)
+      if b and b < prev then
         call('HDEL', mkey, bucket)
       end
     end
@@ -216,17 +246,24 @@ if n_cur ~= n_cur_before then
   end
 end
 
--- Counters, and daily counters: one hash per UTC day, listed in a sorted
--- set, both forgotten after the retention.
-local day = floor(now / 86400000)
-local day_key = base .. ':d:' .. day
-for _, field in ipairs(fields) do
-  local n = increments[field]
-  call('HINCRBY', ckey, field, n)
-  if call('HINCRBY', day_key, field, n) == n then
+if #counted > 0 then
+  local add = {}
+  for _, slot in ipairs(counted) do
+    add[#add + 1] = 'INCRBY'
+    add[#add + 1] = 'i64'
+    add[#add + 1] = '#' .. slot
+    add[#add + 1] = increments[slot]
+  end
+  call('BITFIELD', base .. ':c', unpack(add))
+  local day_key = base .. ':d:' .. day
+  call('BITFIELD', day_key, unpack(add))
+  -- Daily counters are listed in a sorted set and forgotten after the
+  -- retention; that bookkeeping runs once per day.
+  if tonumber(meta[3]) ~= day then
     call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
     call('ZADD', base .. ':days', day, day)
     call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
+    call('HSET', mkey, 'day', day)
   end
 end
 
