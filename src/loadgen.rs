@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::Request;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::io::Write as _;
 
-use crate::client::{connect, Sender};
+use anyhow::{bail, Context};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 pub use crate::client::{request, Answer};
 
 use crate::model::{Event, PARTICIPATE};
@@ -259,19 +259,19 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
         let (paths, next) = (Arc::clone(&paths), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             let mut results = Vec::new();
-            let mut sender = None;
+            let mut connection: Option<LoadConnection> = None;
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(index) else { break };
-                if sender.is_none() {
-                    sender = connect(addr).await.ok();
+                if connection.is_none() {
+                    connection = LoadConnection::open(addr).await.ok();
                 }
                 let sent = Instant::now();
-                let status = match sender.as_mut() {
-                    Some(s) => match send(s, addr, path).await {
+                let status = match connection.as_mut() {
+                    Some(c) => match c.get(path).await {
                         Ok(status) => status,
                         Err(_) => {
-                            sender = None;
+                            connection = None;
                             0
                         }
                     },
@@ -300,15 +300,68 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
     }
 }
 
-async fn send(sender: &mut Sender, addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    sender.ready().await?;
-    let request = Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    response.into_body().collect().await?;
-    Ok(status)
+/// One keep-alive connection of the load generator, driven directly on its
+/// socket: the generator shares the machine's cores with the server it
+/// measures, so each request should cost it as little as possible (a
+/// general client's connection task and channels cost about as much as the
+/// server's own work for an empty answer).
+struct LoadConnection {
+    stream: TcpStream,
+    host: String,
+    request: Vec<u8>,
+    buffer: Vec<u8>,
+}
+
+impl LoadConnection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .context("connect timed out")??;
+        stream.set_nodelay(true)?;
+        Ok(LoadConnection {
+            stream,
+            host: addr.to_string(),
+            request: Vec::with_capacity(512),
+            buffer: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends `GET path` and reads the whole answer; returns its status.
+    async fn get(&mut self, path: &str) -> anyhow::Result<u16> {
+        self.request.clear();
+        write!(
+            self.request,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        )?;
+        self.stream.write_all(&self.request).await?;
+        self.buffer.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = response.parse(&self.buffer)? {
+                let status = response.code.context("no status")?;
+                let length: usize = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .context("answer without content-length")
+                    .and_then(|h| Ok(std::str::from_utf8(h.value)?.trim().parse()?))?;
+                while self.buffer.len() < head + length {
+                    self.read_more().await?;
+                }
+                return Ok(status);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        if self.stream.read_buf(&mut self.buffer).await? == 0 {
+            bail!("connection closed by the server");
+        }
+        Ok(())
+    }
 }
 
 /// Reads a namespace's counts from a running server.

@@ -670,7 +670,9 @@ impl RedisStore {
             for &i in &unknown {
                 self.set_known(&prepared[i].base, false);
             }
-            let (_, refused) = self.register_new(&prepared, unknown.iter().copied()).await?;
+            let (_, refused) = self
+                .register_new(&prepared, unknown.iter().copied())
+                .await?;
             let mut again = Vec::new();
             for i in unknown {
                 match refused.get(prepared[i].base.as_str()) {
@@ -740,10 +742,13 @@ fn tag(parts: &[&[u8]]) -> String {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.finalize().as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // Per event, so no `format!` per byte.
+    let hash = u64::from_be_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    format!("{hash:016x}")
 }
 
 /// Counter slots: `event \x1f variant` → slot in the counter strings.
@@ -1146,8 +1151,11 @@ mod tests {
     #[tokio::test]
     async fn window_is_exact_across_buckets_and_splits() {
         let (_server, store) = fresh(1, Caps::default()).await;
-        let round_uuids =
-            |round: usize| (0..200).map(move |i| format!("{round}-{i}")).collect::<Vec<_>>();
+        let round_uuids = |round: usize| {
+            (0..200)
+                .map(move |i| format!("{round}-{i}"))
+                .collect::<Vec<_>>()
+        };
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         for round in 0..30 {
             ticker.tick().await;
@@ -1172,7 +1180,11 @@ mod tests {
             if round >= 15 {
                 add(round_uuids(round - 15), TrackOutcome::Counted);
             }
-            assert_eq!(store.track(events).await.unwrap(), expected, "round {round}");
+            assert_eq!(
+                store.track(events).await.unwrap(),
+                expected,
+                "round {round}"
+            );
         }
         let mut conn = store.conn();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -1189,7 +1201,11 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(encoding, "listpack", "{key}");
-            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             assert!(ttl > 0 && ttl <= 3_000, "{key} expires in {ttl} ms");
         }
     }
