@@ -9,8 +9,8 @@
 # Usage: bench/compare.sh [VENV]   (VENV has lamed==0.4.3; default
 #        /work/wt-redis-venv). Needs target/release/{lamed,lamed-load}:
 #        cargo build --release
-# Env: CONCURRENCY (default "4 64"), EVENTS (100000), LAMED_EVENTS (20000),
-#      MEMORY_EVENTS (200000).
+# Env: CONCURRENCY (default "4 64"), ROUNDS (3; medians are printed),
+#      EVENTS (100000), LAMED_EVENTS (20000), MEMORY_EVENTS (200000).
 set -euo pipefail
 
 VENV=${1:-/work/wt-redis-venv}
@@ -21,6 +21,7 @@ CONCURRENCY=${CONCURRENCY:-"4 64"}
 EVENTS=${EVENTS:-100000}
 LAMED_EVENTS=${LAMED_EVENTS:-20000}
 MEMORY_EVENTS=${MEMORY_EVENTS:-200000}
+ROUNDS=${ROUNDS:-3}
 KEY=bench-api-key-0123456789abcdef
 
 WORK=$(mktemp -d)
@@ -59,19 +60,32 @@ start_serve() {
     until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.05; done
 }
 
-echo "== 1. events/s: original Lamed track() vs lamed serve on Redis (HTTP) =="
+echo "== 1. events/s: original Lamed track() vs lamed serve on Redis (HTTP), $ROUNDS rounds =="
 start_serve
 for c in $CONCURRENCY; do
-    lamed_json=$(lamed_py track --events "$LAMED_EVENTS" --processes "$c")
-    ours_json=$("$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections "$c" \
-        --duplicates 0.25 --api-key "$KEY" --json)
-    python3 - "$c" "$lamed_json" "$ours_json" <<'PY'
-import json, sys
-c, lamed, ours = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-a, b = lamed["events_per_second"], ours["requests_per_second"]
-print(f"concurrency {c}: Lamed {a:,.0f} events/s ({lamed['events']} events); "
-      f"lamed serve on Redis {b:,.0f} events/s, p50 {ours['p50_ms']:.2f} ms, "
-      f"p99 {ours['p99_ms']:.2f} ms, counts exact: {ours['counts_exact']}; ratio {b / a:.1f}x")
+    runs=()
+    for round in $(seq "$ROUNDS"); do
+        lamed_json=$(lamed_py track --events "$LAMED_EVENTS" --processes "$c")
+        ours_json=$("$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections "$c" \
+            --duplicates 0.25 --api-key "$KEY" --json)
+        empty_json=$("$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections "$c" \
+            --path /_bench/empty --json)
+        runs+=("$lamed_json" "$ours_json" "$empty_json")
+    done
+    python3 - "$c" "${runs[@]}" <<'PY'
+import json, statistics, sys
+c, runs = sys.argv[1], [json.loads(a) for a in sys.argv[2:]]
+lamed = [r["events_per_second"] for r in runs[0::3]]
+ours = [r["requests_per_second"] for r in runs[1::3]]
+empty = [r["requests_per_second"] for r in runs[2::3]]
+assert all(r["counts_exact"] for r in runs[1::3]), "lamed serve counted wrong"
+for i, (a, b, e) in enumerate(zip(lamed, ours, empty), 1):
+    print(f"  round {i}: Lamed {a:,.0f}, lamed serve on Redis {b:,.0f} ({b / a:.1f}x), empty handler {e:,.0f}")
+a, b, e = statistics.median(lamed), statistics.median(ours), statistics.median(empty)
+p99 = statistics.median(r["p99_ms"] for r in runs[1::3])
+print(f"concurrency {c}, medians: Lamed {a:,.0f} events/s; lamed serve on Redis {b:,.0f} events/s "
+      f"(p99 {p99:.2f} ms, counts exact); ratio {b / a:.1f}x; empty handler {e:,.0f} req/s "
+      f"(the most any server reaches here: {e / a:.1f}x Lamed)")
 PY
 done
 
@@ -88,7 +102,3 @@ import sys
 n, lamed, ours = (int(x) for x in sys.argv[1:])
 print(f"Lamed layout {lamed / n:.1f} B/event, ours {ours / n:.1f} B/event, ratio {ours / lamed:.3f}")
 PY
-
-echo "== 3. lamed serve on Redis vs the empty handler (64 connections) =="
-"$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections 64 --path /_bench/empty
-"$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$EVENTS" --connections 64 --duplicates 0.25 --api-key "$KEY"

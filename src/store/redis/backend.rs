@@ -374,7 +374,9 @@ impl RedisStore {
     fn set_known(&self, base: &str, known: bool) {
         let mut set = self.inner.known.lock().expect("known lock poisoned");
         if known {
-            set.insert(base.to_owned());
+            if !set.contains(base) {
+                set.insert(base.to_owned());
+            }
         } else {
             set.remove(base);
         }
