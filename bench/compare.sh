@@ -2,18 +2,20 @@
 # Side-by-side benchmark on one private redis-server (127.0.0.1 only):
 #   1. original Lamed track() (PyPI lamed==0.4.3) vs lamed serve on Redis
 #      over HTTP (lamed-load), at equal client concurrency;
+#      with the empty handler at the same concurrency: the ceiling no
+#      tracking server exceeds on this machine;
 #   2. Redis memory per remembered event, Lamed's layout vs ours
-#      (INFO used_memory delta over the same number of unique events);
-#   3. lamed serve on Redis vs the empty-handler baseline.
+#      (INFO used_memory delta over the same number of unique events, each
+#      from an empty Redis, so that neither pays for the other's keys).
 #
 # Usage: bench/compare.sh [VENV]   (VENV has lamed==0.4.3; default
-#        /work/wt-redis-venv). Needs target/release/{lamed,lamed-load}:
+#        /work/lamed-venv). Needs target/release/{lamed,lamed-load}:
 #        cargo build --release
 # Env: CONCURRENCY (default "4 64"), ROUNDS (3; medians are printed),
 #      EVENTS (100000), LAMED_EVENTS (20000), MEMORY_EVENTS (200000).
 set -euo pipefail
 
-VENV=${1:-/work/wt-redis-venv}
+VENV=${1:-/work/lamed-venv}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAMED_BIN=$ROOT/target/release/lamed
 LOAD_BIN=$ROOT/target/release/lamed-load
@@ -90,9 +92,11 @@ PY
 done
 
 echo "== 2. Redis memory per remembered event ($MEMORY_EVENTS unique events each) =="
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
 before=$(used_memory)
 lamed_py layout --events "$MEMORY_EVENTS" >/dev/null
 lamed_bytes=$(( $(used_memory) - before ))
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
 before=$(used_memory)
 "$LOAD_BIN" --addr "127.0.0.1:$PORT" --events "$MEMORY_EVENTS" --connections 64 \
     --duplicates 0 --json >/dev/null
