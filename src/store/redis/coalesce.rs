@@ -46,6 +46,17 @@ impl<J> Coalescer<J> {
         }
     }
 
+    /// Jobs that queued for `key` since its batch was handed out, up to
+    /// `room` of them, added to that batch before it leaves.
+    pub fn top_up(&self, key: &str, batch: &mut Vec<J>) {
+        let room = self.max_batch.saturating_sub(batch.len());
+        let mut queues = self.queues.lock().expect("coalescer lock poisoned");
+        if let Some(waiting) = queues.get_mut(key) {
+            let n = waiting.len().min(room);
+            batch.extend(waiting.drain(..n));
+        }
+    }
+
     /// After a batch for `key` is done: the next batch (the oldest waiting
     /// jobs), or `None` when nothing waits, which leaves `key` idle.
     pub fn next(&self, key: &str) -> Option<Vec<J>> {
@@ -78,6 +89,19 @@ mod tests {
         assert_eq!(c.next("a"), None);
         assert_eq!(c.push("a", vec![6]), Some(vec![6]), "idle again");
         assert_eq!(c.next("b"), None);
+    }
+
+    #[test]
+    fn a_batch_is_topped_up_with_what_queued_meanwhile() {
+        let c = Coalescer::new(3);
+        let mut batch = c.push("k", vec![1]).expect("idle key");
+        c.push("k", vec![2, 3, 4]);
+        c.top_up("k", &mut batch);
+        assert_eq!(batch, vec![1, 2, 3], "up to the cap");
+        c.top_up("other", &mut batch);
+        assert_eq!(batch, vec![1, 2, 3], "another key adds nothing");
+        assert_eq!(c.next("k"), Some(vec![4]));
+        assert_eq!(c.next("k"), None);
     }
 
     #[test]

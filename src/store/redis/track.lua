@@ -122,12 +122,13 @@ end
 -- it in the current bucket. The insertion is tried first (HSETNX looks up
 -- and inserts in one command) and taken back in the rare case that the
 -- previous bucket holds a sighting still inside the window.
+local value = '1'
+if window > 0 then
+  value = tostring(now - cur * window)
+end
+
 local function seen_before(digest)
   local h = hash_of(digest)
-  local value = 1
-  if window > 0 then
-    value = now - cur * window
-  end
   n_cur = n_cur + 1
   local shards = shard_count(n_cur)
   local key = cur_prefix .. shard_of(h, shards)
