@@ -1,5 +1,6 @@
-//! The Redis and Redis Cluster store: every event is counted by one Lua
-//! script run in one round trip, on keys that share a hash slot.
+//! The Redis and Redis Cluster store: events are counted by a Lua script,
+//! one call per batch of one experiment's events (one round trip), on keys
+//! that share a hash slot.
 //!
 //! # Key layout
 //!
@@ -13,12 +14,16 @@
 //! | `P:namespaces` | set | namespaces (namespaces cap) |
 //! | `P:{N}:exps` | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
 //! | `P:{T}:v`, `P:{T}:g` | set | variants, goals (their caps); `:v` exists iff the experiment does |
-//! | `P:{T}:c` | hash | `event \x1f variant` → count |
+//! | `P:{T}:f` | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
+//! | `P:{T}:c` | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
 //! | `P:{T}:i` | hash | `event \x1f variant` → imported base (`lamed import`) |
-//! | `P:{T}:d:<day>`, `P:{T}:days` | hash, zset | daily counters, kept `daily_retention_days` |
-//! | `P:{T}:s:<bucket>:<level>:<shard>` | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
+//! | `P:{T}:d:<day>`, `P:{T}:days` | string, zset | daily counters (slots as in `:c`), kept `daily_retention_days` |
+//! | `P:{T}:m` | hash | per live dedupe bucket, insertions tried; the last day counted |
+//! | `P:{T}:s:<bucket>:<shard>` | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
 //!
-//! See `track.lua` for the dedupe memory's buckets, levels and shards.
+//! See `track.lua` for the dedupe memory's buckets and shards, and
+//! `coalesce.rs` for how concurrent events of one experiment share a
+//! script call.
 
 pub mod settings;
 
