@@ -325,6 +325,15 @@ impl RedisStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
+        self.within_deadline(operation).await
+    }
+
+    /// Runs a future under the overall deadline, so that no request waits
+    /// on an unresponsive Redis for longer than [`OPERATION_TIMEOUT`].
+    async fn within_deadline<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         tokio::time::timeout(OPERATION_TIMEOUT, operation)
             .await
             .map_err(|_| {
@@ -495,16 +504,7 @@ impl RedisStore {
             // A job whose request gave up (deadline passed) is not sent.
             batch.retain(|job| !job.reply.is_closed());
             if !batch.is_empty() {
-                let result = tokio::time::timeout(OPERATION_TIMEOUT, self.run_batch(&base, &batch))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(format!(
-                            "redis at {} did not answer within {} ms",
-                            self.inner.target,
-                            OPERATION_TIMEOUT.as_millis()
-                        )))
-                    });
-                match result {
+                match self.within_deadline(self.run_batch(&base, &batch)).await {
                     Ok(answer) => {
                         for (job, code) in batch.drain(..).zip(answer.codes) {
                             let created = answer.created && code == 0;
