@@ -3,20 +3,17 @@
 // its charts, exports CSV, and deletes an experiment only after the
 // confirmation is accepted. A screenshot is saved as target/dashboard.png.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLamed, removeWorkDir, getExperiments } from '../lib/lamed.mjs';
-import { launchBrowser } from '../lib/browser.mjs';
+import { getExperiments } from '../lib/lamed.mjs';
+import { useSuite, lamed, browser } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SCREENSHOT = path.resolve(here, '../../target/dashboard.png');
 const NS = 'shop';
-
-let lamed;
-let browser;
 
 /** Sends one event the way AlephBet does. */
 async function track(experiment, variant, event, uuid) {
@@ -25,9 +22,8 @@ async function track(experiment, variant, event, uuid) {
   assert.equal(res.status, 200, await res.text());
 }
 
-before(async () => {
-  lamed = await startLamed();
-  browser = await launchBrowser();
+/** Seeds two experiments with known counts, through the tracking endpoint. */
+async function seed() {
   const seeds = [
     ['button color', 'red', 200, 20],
     ['button color', 'blue', 200, 34],
@@ -40,13 +36,9 @@ before(async () => {
       if (i < conversions) await track(experiment, variant, 'checkout', `${experiment}-${variant}-${i}`);
     }
   }
-}, { timeout: 120_000 });
+}
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await lamed?.stop();
-  await removeWorkDir(lamed?.work);
-}, { timeout: 60_000 });
+useSuite({ site: false, setup: seed, timeout: 120_000 });
 
 async function report(experiment) {
   const res = await fetch(`${lamed.base}/api/experiments/${encodeURIComponent(experiment)}/report?namespace=${NS}`, {

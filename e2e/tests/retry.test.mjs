@@ -9,35 +9,23 @@
 // stored undelivered events are only re-sent within the same page, when the
 // next event is tracked. Both paths are tested here.
 
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startLamed, removeWorkDir, expectCounts, getExperiments, countsOf } from '../lib/lamed.mjs';
-import { launchBrowser, startSite, experimentPage, Visitor, QUEUE } from '../lib/browser.mjs';
+import { experimentPage, QUEUE } from '../lib/browser.mjs';
+import { useSuite, site, visitor as openVisitor } from '../lib/suite.mjs';
 
-let site;
-let browser;
-let lamed; // the server currently running (or last stopped)
+let lamed; // the server currently running (or last stopped): restarted on one port and data dir
 let work;
-const visitors = [];
 
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-}, { timeout: 60_000 });
+useSuite({ lamed: false });
 
 after(async () => {
-  for (const v of visitors) await v.close().catch(() => {});
-  await browser?.close().catch(() => {});
-  await site?.close();
   await lamed?.stop();
   await removeWorkDir(work);
 }, { timeout: 60_000 });
 
-async function visitor() {
-  const v = await Visitor.open(browser, lamed.base);
-  visitors.push(v);
-  return v;
-}
+const visitor = () => openVisitor(undefined, lamed);
 
 async function portIsClosed(base) {
   try {

@@ -3,33 +3,17 @@
 // no internet here, the browser is answered with the very file the CDN serves
 // (alephbet@0.27.0's dist/alephbet.min.js from node_modules).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
-import { launchBrowser, startSite, Visitor, ALEPHBET_DIST, ALEPHBET_CDN_URL } from '../lib/browser.mjs';
+import { expectCounts } from '../lib/lamed.mjs';
+import { ALEPHBET_DIST, ALEPHBET_CDN_URL } from '../lib/browser.mjs';
+import { useSuite, lamed, site, visitor as openVisitor } from '../lib/suite.mjs';
 
-let lamed;
-let site;
-let browser;
-const visitors = [];
+useSuite({ lamed: { apiKey: null } }); // let lamed generate its key; read it from the banner
 
-before(async () => {
-  lamed = await startLamed({ apiKey: null }); // let lamed generate its key; read it from the banner
-  site = await startSite();
-  browser = await launchBrowser();
-}, { timeout: 60_000 });
-
-after(async () => {
-  for (const v of visitors) await v.close().catch(() => {});
-  await browser?.close().catch(() => {});
-  await site?.close();
-  await lamed?.stop();
-  await removeWorkDir(lamed?.work);
-}, { timeout: 60_000 });
-
+/** A visitor whose browser gets AlephBet from node_modules for the CDN URL. */
 async function visitor() {
-  const v = await Visitor.open(browser, lamed.base);
-  visitors.push(v);
+  const v = await openVisitor();
   await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
     status: 200,
     path: ALEPHBET_DIST,

@@ -3,35 +3,13 @@
 // the Gimel and alephbet-rails adapters, and names that need encoding.
 // One server for the file; every test uses its own namespace.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
-import { launchBrowser, startSite, experimentPage, Visitor, QUEUE } from '../lib/browser.mjs';
+import { expectCounts } from '../lib/lamed.mjs';
+import { experimentPage, QUEUE } from '../lib/browser.mjs';
+import { useSuite, lamed, site, visitor } from '../lib/suite.mjs';
 
-let lamed;
-let site;
-let browser;
-const visitors = [];
-
-before(async () => {
-  lamed = await startLamed();
-  site = await startSite();
-  browser = await launchBrowser();
-}, { timeout: 60_000 });
-
-after(async () => {
-  for (const v of visitors) await v.close().catch(() => {});
-  await browser?.close().catch(() => {});
-  await site?.close();
-  await lamed?.stop();
-  await removeWorkDir(lamed?.work);
-}, { timeout: 60_000 });
-
-async function visitor(contextOptions) {
-  const v = await Visitor.open(browser, lamed.base, contextOptions);
-  visitors.push(v);
-  return v;
-}
+useSuite();
 
 const noErrors = (v) => {
   assert.deepEqual(v.pageErrors, [], 'no page errors');

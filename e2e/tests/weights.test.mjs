@@ -2,33 +2,17 @@
 // split is within binomial bounds and lamed counts exactly 200 participants,
 // each in the variant its browser chose.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
-import { launchBrowser, startSite, experimentPage, Visitor } from '../lib/browser.mjs';
+import { expectCounts } from '../lib/lamed.mjs';
+import { experimentPage } from '../lib/browser.mjs';
+import { useSuite, lamed, site, visitor } from '../lib/suite.mjs';
 
 const VISITORS = 200;
 const WORKERS = 4; // browser contexts visiting in parallel, storage cleared between visitors
 const WEIGHTS = { red: 80, blue: 20 };
 
-let lamed;
-let site;
-let browser;
-const visitors = [];
-
-before(async () => {
-  lamed = await startLamed();
-  site = await startSite();
-  browser = await launchBrowser();
-}, { timeout: 60_000 });
-
-after(async () => {
-  for (const v of visitors) await v.close().catch(() => {});
-  await browser?.close().catch(() => {});
-  await site?.close();
-  await lamed?.stop();
-  await removeWorkDir(lamed?.work);
-}, { timeout: 60_000 });
+useSuite();
 
 test(`80/20 weighted variants over ${VISITORS} fresh visitors`, { timeout: 180_000 }, async () => {
   const ns = 'e2e-weights';
@@ -46,8 +30,7 @@ test(`80/20 weighted variants over ${VISITORS} fresh visitors`, { timeout: 180_0
   let next = 0;
   let failed = false;
   const worker = async () => {
-    const v = await Visitor.open(browser, lamed.base);
-    visitors.push(v);
+    const v = await visitor();
     try {
       await visitLoop(v);
     } catch (e) {
