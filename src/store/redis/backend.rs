@@ -399,36 +399,27 @@ impl RedisStore {
         experiment: &str,
         caps: Option<&Caps>,
     ) -> Result<Option<CapExceeded>, StoreError> {
-        let mut conn = self.conn();
         let limit = |n: usize| if caps.is_some() { n } else { 0 };
         let caps = caps.copied().unwrap_or_default();
-        let added: i64 = self
-            .inner
-            .scripts
-            .register
-            .key(self.namespaces_key())
-            .arg(namespace)
-            .arg(limit(caps.max_namespaces))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        if added == 0 {
+        let namespaces = self.namespaces_key();
+        if !self
+            .add_capped(&namespaces, namespace, limit(caps.max_namespaces))
+            .await?
+        {
             return Ok(Some(CapExceeded::Namespaces {
                 namespace: namespace.to_owned(),
                 limit: caps.max_namespaces,
             }));
         }
-        let added: i64 = self
-            .inner
-            .scripts
-            .register
-            .key(self.namespace_key(namespace))
-            .arg(experiment)
-            .arg(limit(caps.max_experiments_per_namespace))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        if added == 0 {
+        let experiments = self.namespace_key(namespace);
+        if !self
+            .add_capped(
+                &experiments,
+                experiment,
+                limit(caps.max_experiments_per_namespace),
+            )
+            .await?
+        {
             return Ok(Some(CapExceeded::Experiments {
                 namespace: namespace.to_owned(),
                 experiment: experiment.to_owned(),
@@ -436,6 +427,22 @@ impl RedisStore {
             }));
         }
         Ok(None)
+    }
+
+    /// Adds `member` to a capped set (`cap` 0 = no cap) atomically; false
+    /// when the cap refused it.
+    async fn add_capped(&self, set: &str, member: &str, cap: usize) -> Result<bool, StoreError> {
+        let added: i64 = self
+            .inner
+            .scripts
+            .register
+            .key(set)
+            .arg(member)
+            .arg(cap)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(added == 1)
     }
 
     /// Puts a newly created experiment in its lists again: a delete on
