@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         uuid_expiry_seconds: 86_400,
         fsync: false,
         caps: Caps::default(),
+        clock: Default::default(),
     };
     // Create the schema, then seed counters and a year of days directly.
     EmbeddedStore::open(options.clone())?.close().await?;

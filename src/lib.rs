@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the time stores read (system, or manual in tests).
 //! - [`model`]: events, names and their limits, caps, outcomes.
 //! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
 //!   Redis / Redis Cluster backend (feature `redis`, on by default).
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod commands;
 pub mod config;
 #[cfg(feature = "aws")]

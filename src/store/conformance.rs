@@ -11,7 +11,7 @@ use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 
 /// Generates one `#[tokio::test]` per check of this suite for a backend.
 ///
-/// `$fresh` is an async function `(window_seconds, caps) -> (guard, store)`
+/// `$fresh` is an async function `(window_seconds, caps, clock) -> (guard, store)`
 /// that opens a fresh, empty store; the guard (a temp dir, a redis-server)
 /// lives as long as the test.
 macro_rules! conformance_tests {
@@ -19,14 +19,24 @@ macro_rules! conformance_tests {
         /// Conformance: identity and duplicates.
         #[tokio::test]
         async fn counts_each_identity_once() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::counts_each_identity_once(&store).await;
         }
 
         /// Conformance: concurrent duplicates.
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_duplicates_count_once() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::concurrent_duplicates_count_once(std::sync::Arc::new(
                 store,
             ))
@@ -36,42 +46,72 @@ macro_rules! conformance_tests {
         /// Conformance: daily counters.
         #[tokio::test]
         async fn daily_counters_follow_totals() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::daily_counters_follow_totals(&store).await;
         }
 
         /// Conformance: delete.
         #[tokio::test]
         async fn delete_removes_one_experiment() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::delete_removes_one_experiment(&store).await;
         }
 
         /// Conformance: caps.
         #[tokio::test]
         async fn caps_are_enforced() {
-            let (_guard, store) = $fresh(86_400, $crate::store::conformance::TEST_CAPS).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::store::conformance::TEST_CAPS,
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::caps_are_enforced(&store).await;
         }
 
         /// Conformance: the 2-second window.
         #[tokio::test]
         async fn window_expires() {
-            let (_guard, store) = $fresh(2, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                2,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::window_expires(&store).await;
         }
 
         /// Conformance: imports set a base once, idempotently.
         #[tokio::test]
         async fn import_is_idempotent() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::import_is_idempotent(&store).await;
         }
 
         /// Conformance: health and close.
         #[tokio::test]
         async fn health_and_close() {
-            let (_guard, store) = $fresh(86_400, $crate::model::Caps::default()).await;
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
             $crate::store::conformance::health_and_close(&store).await;
         }
     };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{Counter, DailyCounter, Event, TrackOutcome};
 
@@ -83,20 +84,54 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 /// A shared handle on some store.
 pub type DynStore = Arc<dyn Store>;
 
+/// A store failure's underlying cause, shared so that one failed commit can
+/// answer every request it carried.
+pub type StoreCause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (disk full, I/O error, connection lost...).
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed (disk full, I/O error, connection lost...). The
+    /// cause is kept as the error's source, so logs show the whole chain.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// What the store was doing.
+        context: String,
+        /// The backend's own error, when there is one.
+        #[source]
+        source: Option<StoreCause>,
+    },
     /// The store was closed (the server is shutting down).
     #[error("store is closed")]
     Closed,
 }
 
+impl StoreError {
+    /// A failure with no underlying error (a refused configuration, a
+    /// script's own message).
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by a backend error, which stays reachable as the
+    /// source.
+    pub fn caused_by(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        StoreError::Unavailable(err.to_string())
+        StoreError::caused_by("sqlite failed", err)
     }
 }
 
@@ -117,7 +152,7 @@ pub async fn open(config: &Config) -> Result<DynStore, StoreError> {
             Ok(Arc::new(redis::RedisStore::open(options).await?))
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err(StoreError::Unavailable(
+        Some(_) => Err(StoreError::unavailable(
             "redis is configured but this lamed was built without the redis feature".into(),
         )),
         None => Ok(Arc::new(EmbeddedStore::open(EmbeddedOptions {
@@ -125,6 +160,7 @@ pub async fn open(config: &Config) -> Result<DynStore, StoreError> {
             uuid_expiry_seconds: config.uuid_expiry_seconds,
             fsync: config.fsync,
             caps: config.caps,
+            clock: Clock::System,
         })?)),
     }
 }

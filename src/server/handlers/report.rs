@@ -50,7 +50,7 @@ pub async fn report(
         })
         .await
         .map_err(|err| {
-            ApiError::Unavailable(crate::store::StoreError::Unavailable(format!(
+            ApiError::Unavailable(crate::store::StoreError::unavailable(format!(
                 "report task failed: {err}"
             )))
         })?

@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
+use crate::clock::Clock;
 use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use catalog::Catalog;
 use seen::SeenIndex;
@@ -45,6 +46,8 @@ pub struct EmbeddedOptions {
     pub fsync: bool,
     /// Caps on what the public endpoint may create.
     pub caps: Caps,
+    /// Where "now" comes from: the dedupe window and the day of a count.
+    pub clock: Clock,
 }
 
 /// SQLite-backed [`Store`]; cheap to clone, clones share the writer.
@@ -94,7 +97,7 @@ impl EmbeddedStore {
     /// When the directory or database cannot be created or opened.
     pub fn open(options: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&options.data_dir).map_err(|err| {
-            StoreError::Unavailable(format!(
+            StoreError::unavailable(format!(
                 "cannot create data directory {}: {err}",
                 options.data_dir.display()
             ))
@@ -103,7 +106,7 @@ impl EmbeddedStore {
         let conn = open_writer_connection(&path, options.fsync)?;
         let catalog = Catalog::load(&conn)?;
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
-        let seen = SeenIndex::load(&conn, cutoff(unix_millis(), window_ms))?;
+        let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
         let reader = open_reader_connection(&path)?;
 
@@ -114,13 +117,14 @@ impl EmbeddedStore {
             caps: options.caps,
             seen,
             window_ms,
+            clock: options.clock,
             last_prune: Instant::now(),
             last_daily_prune: None,
         };
         let writer_thread = thread::Builder::new()
             .name("lamed-writer".into())
             .spawn(move || writer.run(receiver))
-            .map_err(|err| StoreError::Unavailable(format!("cannot start writer: {err}")))?;
+            .map_err(|err| StoreError::unavailable(format!("cannot start writer: {err}")))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(sender)),
@@ -139,7 +143,7 @@ impl EmbeddedStore {
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("lamed.db");
         if !path.is_file() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "no store at {} (has lamed serve run with this data directory?)",
                 path.display()
             )));
@@ -178,7 +182,7 @@ impl EmbeddedStore {
             query(&conn).map_err(StoreError::from)
         })
         .await
-        .map_err(|err| StoreError::Unavailable(format!("read task failed: {err}")))?
+        .map_err(|err| StoreError::unavailable(format!("read task failed: {err}")))?
     }
 }
 
@@ -311,8 +315,8 @@ impl Store for EmbeddedStore {
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|err| StoreError::Unavailable(format!("close failed: {err}")))?
-                .map_err(|_| StoreError::Unavailable("writer thread panicked".into()))?;
+                .map_err(|err| StoreError::unavailable(format!("close failed: {err}")))?
+                .map_err(|_| StoreError::unavailable("writer thread panicked".into()))?;
         }
         Ok(())
     }
@@ -324,7 +328,7 @@ fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|err| {
-        StoreError::Unavailable(format!("cannot open database {}: {err}", path.display()))
+        StoreError::unavailable(format!("cannot open database {}: {err}", path.display()))
     })?;
     reader.busy_timeout(Duration::from_secs(5))?;
     Ok(reader)
@@ -332,7 +336,7 @@ fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
 
 fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|err| {
-        StoreError::Unavailable(format!("cannot open database {}: {err}", path.display()))
+        StoreError::unavailable(format!("cannot open database {}: {err}", path.display()))
     })?;
     // Only this writer writes, so waiting on a lock means something outside
     // lamed holds the database: fail within a second (503, the client
@@ -399,6 +403,8 @@ struct Writer {
     seen: SeenIndex,
     /// Dedupe window in milliseconds, 0 = forever.
     window_ms: u64,
+    /// Where "now" comes from.
+    clock: Clock,
     /// When expired rows were last pruned.
     last_prune: Instant,
     /// When old per-day rows were last pruned (hourly; None = never).
@@ -464,7 +470,7 @@ impl Responder {
     /// Sends the committed result, or the error every command of a failed
     /// transaction gets. A dropped receiver means the client went away.
     fn send(self, result: Result<Done, &StoreError>) {
-        let err = |err: &StoreError| StoreError::Unavailable(err.to_string());
+        let err = |err: &StoreError| err.clone();
         let _ = match (self, result) {
             (Responder::Track(tx), Ok(Done::Track(outcomes))) => {
                 tx.send(Ok(outcomes)).map_err(drop)
@@ -521,7 +527,7 @@ impl Writer {
     fn commit(&mut self, batch: Vec<Command>) {
         let (works, responders): (Vec<Work>, Vec<Responder>) =
             batch.into_iter().map(Command::split).unzip();
-        match self.apply(works, unix_millis()) {
+        match self.apply(works, self.clock.now_ms()) {
             Ok(done) => {
                 self.seen.commit();
                 for (responder, done) in responders.into_iter().zip(done) {
@@ -662,7 +668,7 @@ impl Writer {
             return;
         }
         self.last_prune = Instant::now();
-        let now = unix_millis();
+        let now = self.clock.now_ms();
         if self.window_ms > 0 {
             match self.seen.prune(&self.conn, cutoff(now, self.window_ms)) {
                 Ok(0) => {}
@@ -719,12 +725,6 @@ fn batch_events(batch: &[Command]) -> usize {
         .sum()
 }
 
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,18 +732,23 @@ mod tests {
     use crate::store::conformance;
 
     fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
+        open_with_clock(dir, window, caps, Clock::System)
+    }
+
+    fn open_with_clock(dir: &Path, window: u64, caps: Caps, clock: Clock) -> EmbeddedStore {
         EmbeddedStore::open(EmbeddedOptions {
             data_dir: dir.to_owned(),
             uuid_expiry_seconds: window,
             fsync: false,
             caps,
+            clock,
         })
         .expect("open store")
     }
 
-    async fn fresh(window: u64, caps: Caps) -> (tempfile::TempDir, EmbeddedStore) {
+    async fn fresh(window: u64, caps: Caps, clock: Clock) -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path(), window, caps);
+        let store = open_with_clock(dir.path(), window, caps, clock);
         (dir, store)
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::coalesce::Coalescer;
 use super::settings::RedisSettings;
+use crate::clock::Clock;
 use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome};
 use crate::store::{Store, StoreError};
 
@@ -63,6 +64,9 @@ pub struct RedisOptions {
     pub key_prefix: String,
     /// Days of daily counters kept.
     pub daily_retention_days: u32,
+    /// Where "now" comes from: [`Clock::System`] reads Redis's `TIME`, a
+    /// manual clock (tests) is sent with each call.
+    pub clock: Clock,
 }
 
 impl RedisOptions {
@@ -74,6 +78,7 @@ impl RedisOptions {
             caps,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             daily_retention_days: DEFAULT_DAILY_RETENTION_DAYS,
+            clock: Clock::System,
         }
     }
 }
@@ -207,7 +212,7 @@ impl RedisStore {
         install_tls_provider();
         let target = options.settings.redacted();
         let fail = |what: &str, err: &dyn std::fmt::Display| {
-            StoreError::Unavailable(format!("redis at {target}: {what}: {err}"))
+            StoreError::unavailable(format!("redis at {target}: {what}: {err}"))
         };
         let open = async {
             let seeds: Vec<String> = options.settings.nodes.iter().map(|n| n.url()).collect();
@@ -265,7 +270,7 @@ impl RedisStore {
         let (conn, cluster) = tokio::time::timeout(OPEN_TIMEOUT, open)
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "redis at {target}: no answer within {} s (wrong host or port, or TLS on one side only?)",
                     OPEN_TIMEOUT.as_secs()
                 ))
@@ -292,7 +297,7 @@ impl RedisStore {
                     &store.inner.scripts.import,
                 ] {
                     script.load_async(&mut conn).await.map_err(|e| {
-                        StoreError::Unavailable(format!(
+                        StoreError::unavailable(format!(
                             "redis at {target}: cannot load scripts: {e}"
                         ))
                     })?;
@@ -337,7 +342,7 @@ impl RedisStore {
         tokio::time::timeout(OPERATION_TIMEOUT, operation)
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "redis at {} did not answer within {} ms",
                     self.inner.target,
                     OPERATION_TIMEOUT.as_millis()
@@ -346,7 +351,7 @@ impl RedisStore {
     }
 
     fn error(&self, err: RedisError) -> StoreError {
-        StoreError::Unavailable(format!("redis at {}: {err}", self.inner.target))
+        StoreError::unavailable(format!("redis at {}: {err}", self.inner.target))
     }
 
     /// `P:{T}`: the base of an experiment's keys.
@@ -482,7 +487,7 @@ impl RedisStore {
             }),
             4 => return Ok(None),
             other => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable(format!(
                     "unexpected script answer code {other}"
                 )))
             }
@@ -562,7 +567,7 @@ impl RedisStore {
                 created: created == 1,
                 codes: codes.to_vec(),
             }),
-            _ => Err(StoreError::Unavailable(format!(
+            _ => Err(StoreError::unavailable(format!(
                 "unexpected script answer of {} values for {} events",
                 answer.len(),
                 batch.len()
@@ -599,8 +604,8 @@ impl RedisStore {
         for (i, receiver) in receivers {
             match receiver.await {
                 Ok(Ok((code, created))) => answers.push((i, code, created)),
-                Ok(Err(message)) => return Err(StoreError::Unavailable(message)),
-                Err(_) => return Err(StoreError::Unavailable("event left unanswered".into())),
+                Ok(Err(message)) => return Err(StoreError::unavailable(message)),
+                Err(_) => return Err(StoreError::unavailable("event left unanswered".into())),
             }
         }
         Ok(answers)
@@ -699,7 +704,7 @@ impl RedisStore {
                     created.insert(prepared[i].base.as_str());
                 }
                 outcomes[i] = Some(self.outcome(&prepared[i].event, code)?.ok_or_else(|| {
-                    StoreError::Unavailable("experiment vanished while being created".into())
+                    StoreError::unavailable("experiment vanished while being created".into())
                 })?);
                 self.set_known(&prepared[i].base, true);
             }
@@ -715,7 +720,7 @@ impl RedisStore {
         }
         outcomes
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Unavailable("event left unanswered".into())))
+            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered".into())))
             .collect()
     }
 
@@ -1030,8 +1035,11 @@ mod tests {
         .expect("open redis store")
     }
 
-    async fn fresh(window: u64, caps: Caps) -> (RedisServer, RedisStore) {
+    async fn fresh(window: u64, caps: Caps, clock: Clock) -> (RedisServer, RedisStore) {
         let server = RedisServer::start();
+        // The manual clock is not sent to Redis yet: the checks use the
+        // system clock until the track script takes the time as an argument.
+        let _ = clock;
         let store = open(&server.url(), window, caps, DEFAULT_KEY_PREFIX).await;
         assert!(!store.is_cluster(), "a standalone server is not a cluster");
         (server, store)
