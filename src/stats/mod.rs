@@ -4,7 +4,8 @@
 //! - [`intervals`]: Wilson intervals of rates, the relative uplift;
 //! - [`hypothesis`]: the z-test against the control, the chi-square test
 //!   across all variants, the Holm correction, the sample-ratio check;
-//! - [`bayesian`]: chance to beat the control / to be best, expected loss;
+//! - [`bayesian`](mod@bayesian): chance to beat the control or to be best,
+//!   expected loss;
 //! - [`sequential`]: the always-valid sequential test;
 //! - [`power`]: the sample size for the planned effect;
 //! - [`analysis`]: [`analyze`], which puts all of them together.
