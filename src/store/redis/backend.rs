@@ -1172,7 +1172,7 @@ mod tests {
     /// listpack encoding and expires.
     #[tokio::test]
     async fn window_is_exact_across_buckets_and_splits() {
-        let (_server, store) = fresh(1, Caps::default()).await;
+        let (_server, store) = fresh(1, Caps::default(), Clock::System).await;
         let round_uuids = |round: usize| {
             (0..200)
                 .map(move |i| format!("{round}-{i}"))
