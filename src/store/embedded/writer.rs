@@ -195,7 +195,12 @@ impl Batch<'_> {
     pub(super) fn count(&mut self, event: Event) {
         *self
             .counts
-            .entry((event.namespace, event.experiment, event.event, event.variant))
+            .entry((
+                event.namespace,
+                event.experiment,
+                event.event,
+                event.variant,
+            ))
             .or_default() += 1;
     }
 
@@ -256,10 +261,17 @@ mod tests {
         let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
         locker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
+        // Tracking is applied in memory, then the commit fails.
+        assert!(matches!(
+            store.track(vec![event("e", "a"), event("f", "a")]).await,
+            Err(StoreError::Unavailable { .. })
+        ));
+        // The heartbeat fails first; the commands after it in the same
+        // transaction are never applied, and get the same error.
         let (heartbeat, tracked, imported) = tokio::join!(
             store.check_writable(),
-            store.track(vec![event("e", "a"), event("f", "a")]),
-            store.import_counter("n", "g", PARTICIPATE, "a", 5),
+            store.track(vec![event("g", "a")]),
+            store.import_counter("n", "h", PARTICIPATE, "a", 5),
         );
         for result in [heartbeat.err(), tracked.err(), imported.err()] {
             assert!(matches!(result, Some(StoreError::Unavailable { .. })));
