@@ -15,7 +15,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": err.to_string()})),
+            // `{:#}` gives the cause chain ("store unavailable: sqlite failed: database is locked").
+            Json(
+                json!({"status": "unavailable", "error": format!("{:#}", anyhow::Error::new(err))}),
+            ),
         )
             .into_response(),
     }
