@@ -125,7 +125,10 @@ impl Writer {
             }
             Err(failed) => {
                 self.seen.rollback();
-                tracing::error!(cause = %failed.error, "store write failed; answering 503");
+                tracing::error!(
+                    cause = failed.error.chain(),
+                    "store write failed; answering 503"
+                );
                 for answer in failed.applied {
                     answer.fail(&failed.error);
                 }
