@@ -511,6 +511,8 @@ fn readme_row(arg: &Arg, key: Option<&str>) -> String {
         .collect();
     let default = match (defaults.is_empty(), stated_default) {
         (false, _) => format!("`{}`", defaults.join(",")),
+        // A plain switch: clap adds its `false` only when building.
+        (true, None) if matches!(arg.get_action(), ArgAction::SetTrue) => "`false`".to_owned(),
         (true, Some(stated)) => stated.to_owned(),
         (true, None) => "none".to_owned(),
     };
@@ -531,7 +533,12 @@ fn readme_row(arg: &Arg, key: Option<&str>) -> String {
         flag.push_str(&format!(" / `{}`", env.to_string_lossy()));
     }
     let key = key.map(|k| format!("`{k}`")).unwrap_or_default();
-    let cell = |text: &str| text.replace('|', "\\|");
+    // Plain text in a Markdown cell: `|` ends the cell, `<...>` is HTML.
+    let cell = |text: &str| {
+        text.replace('|', "\\|")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     format!(
         "| {key} | {flag} | {} | {} |\n",
         cell(&default),
