@@ -232,26 +232,19 @@ pub struct ImportArgs {
         env = "LAMED_REDIS_URL",
         value_name = "URL",
         hide_env_values = true,
-        value_parser = redis_urls
+        value_parser = settings::RedisUrls
     )]
-    pub to_redis: Option<String>,
-}
-
-/// A `--redis`-style value, checked when parsed.
-fn redis_urls(text: &str) -> Result<String, String> {
-    RedisSettings::from_urls(text)
-        .map(|_| text.to_owned())
-        .map_err(|err| err.to_string())
+    pub to_redis: Option<RedisSettings>,
 }
 
 impl ImportArgs {
     /// The settings that choose the target store.
     pub fn overrides(&self) -> Overrides {
         let mut overrides = self.store.overrides();
-        if let Some(urls) = &self.to_redis {
+        if let Some(redis) = &self.to_redis {
             overrides.settings = overrides
                 .settings
-                .with("redis", serde_json::Value::String(urls.clone()));
+                .with("redis", settings::redis_urls(redis));
         }
         overrides
     }
@@ -428,7 +421,10 @@ mod tests {
         let args = serve(&[]);
         assert!(!args.bench_routes);
         let given: Vec<&str> = args.overrides.settings.ids().collect();
-        assert!(!given.contains(&"listen") && !given.contains(&"fsync"), "{given:?}");
+        assert!(
+            !given.contains(&"listen") && !given.contains(&"fsync"),
+            "{given:?}"
+        );
     }
 
     /// Deploy's flags parse; the architecture defaults to x86_64 and a

@@ -151,9 +151,45 @@ impl Overrides {
     ///
     /// # Errors
     ///
-    /// When a variable holds a value its setting does not take.
-    pub fn from_env() -> Result<Overrides, clap::Error> {
-        <Overrides as clap::Parser>::try_parse_from(["lamed"])
+    /// When a variable holds a value its setting does not take; the
+    /// message names the variable.
+    pub fn from_env() -> Result<Overrides, ConfigError> {
+        use clap::error::{ContextKind, ContextValue};
+        use clap::CommandFactory;
+        <Overrides as clap::Parser>::try_parse_from(["lamed"]).map_err(|err| {
+            let context = |kind| match err.get(kind) {
+                Some(ContextValue::String(text)) => Some(text.clone()),
+                _ => None,
+            };
+            // clap names the flag (`--max-goals <N>`); say the variable.
+            let Some(flag) = context(ContextKind::InvalidArg) else {
+                let text = err.to_string();
+                return ConfigError::Invalid(text.trim_start_matches("error: ").trim().to_owned());
+            };
+            let arg = Overrides::command()
+                .get_arguments()
+                .find(|arg| {
+                    arg.get_long()
+                        .is_some_and(|long| flag.starts_with(&format!("--{long} ")))
+                })
+                .cloned();
+            let variable = arg
+                .as_ref()
+                .and_then(|arg| arg.get_env())
+                .map_or(flag, |env| env.to_string_lossy().into_owned());
+            // A secret's value is never repeated.
+            let value = match arg.filter(|arg| !arg.is_hide_env_values_set()) {
+                Some(_) => format!(
+                    " '{}'",
+                    context(ContextKind::InvalidValue).unwrap_or_default()
+                ),
+                None => String::new(),
+            };
+            let why = std::error::Error::source(&err)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            ConfigError::Invalid(format!("{variable} has an invalid value{value}{why}"))
+        })
     }
 }
 
@@ -241,24 +277,28 @@ impl Config {
         file: FileConfig,
         o: Overrides,
     ) -> Result<Config, ConfigError> {
-        let (mut settings, unknown) =
-            crate::settings::resolve(&o.settings, &file.settings).map_err(|problem| {
-                ConfigError::Setting {
-                    file: source
-                        .as_deref()
-                        .unwrap_or(Path::new("config.json"))
-                        .display()
-                        .to_string(),
-                    problem,
-                }
+        let (mut settings, unknown) = crate::settings::resolve(&o.settings, &file.settings)
+            .map_err(|problem| ConfigError::Setting {
+                file: source
+                    .as_deref()
+                    .unwrap_or(Path::new("config.json"))
+                    .display()
+                    .to_string(),
+                problem,
             })?;
         // Top-level keys starting with `_` are comments (JSON has none).
-        let mut unknown_keys: Vec<String> =
-            unknown.into_iter().filter(|key| !key.starts_with('_')).collect();
+        let mut unknown_keys: Vec<String> = unknown
+            .into_iter()
+            .filter(|key| !key.starts_with('_'))
+            .collect();
         // redis-py keyword arguments we do not use: warned about, as Lamed's
         // configs carry them.
         if !o.settings.contains("redis") {
-            if let Some(value) = file.settings.get("redis").filter(|v| v.is_object() || v.is_array()) {
+            if let Some(value) = file
+                .settings
+                .get("redis")
+                .filter(|v| v.is_object() || v.is_array())
+            {
                 if let Ok((_, ignored)) = RedisSettings::from_json(value) {
                     unknown_keys.extend(ignored.into_iter().map(|key| format!("redis.{key}")));
                 }
@@ -515,7 +555,10 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("invalid config file c.json: uuid_expiry_seconds:"), "{text}");
+        assert!(
+            text.starts_with("invalid config file c.json: uuid_expiry_seconds:"),
+            "{text}"
+        );
     }
 
     /// Unknown top-level keys are kept for a warning, not refused; keys

@@ -41,7 +41,7 @@ pub fn config_from_env() -> anyhow::Result<(Config, String)> {
     // Every setting's variable (the definition in crate::settings); no
     // ./config.json or ~/.lamed lookup: the function is configured by its
     // environment only.
-    let overrides = Overrides::from_env().context("invalid LAMED_* variable")?;
+    let overrides = Overrides::from_env()?;
     let config = Config::load_named_only(overrides)?;
     let api_key = config.api_key.clone().context(
         "LAMED_API_KEY is not set; on AWS Lambda the API key must be configured \

@@ -138,7 +138,7 @@ pub struct Settings {
         env = "LAMED_REDIS_URL",
         value_name = "URL",
         hide_env_values = true,
-        value_parser = redis_urls,
+        value_parser = RedisUrls,
         help_heading = COUNTING_HEADING
     )]
     #[serde(default, with = "redis_value")]
@@ -207,15 +207,55 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// `--redis` and `LAMED_REDIS_URL`: one URL or comma-separated cluster nodes.
-fn redis_urls(text: &str) -> Result<RedisSettings, String> {
-    RedisSettings::from_urls(text).map_err(|err| err.to_string())
+/// The clap parser of `--redis`-style values (`LAMED_REDIS_URL`): one URL
+/// or comma-separated cluster nodes. Its errors never repeat the value,
+/// which may hold a password.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisUrls;
+
+impl clap::builder::TypedValueParser for RedisUrls {
+    type Value = RedisSettings;
+
+    fn parse_ref(
+        &self,
+        _cmd: &Command,
+        arg: Option<&Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RedisSettings, clap::Error> {
+        let invalid = |why: String| {
+            let name = arg.map(|arg| {
+                let env = arg
+                    .get_env()
+                    .map(|env| format!(" ({})", env.to_string_lossy()));
+                format!("'{arg}'{}", env.unwrap_or_default())
+            });
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {}: {why}\n", name.unwrap_or_default()),
+            )
+        };
+        let text = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
+        RedisSettings::from_urls(text).map_err(|err| invalid(err.to_string()))
+    }
+}
+
+/// A Redis setting as `config.json` and [`Given`] hold it: its URLs,
+/// comma-separated.
+pub fn redis_urls(redis: &RedisSettings) -> Value {
+    Value::String(
+        redis
+            .nodes
+            .iter()
+            .map(|node| node.url())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// `redis` in `config.json`: redis-py keyword arguments, a URL (or
 /// comma-separated URLs) or a list of nodes; written back as URLs.
 mod redis_value {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;
 
     use crate::store::redis::RedisSettings;
@@ -225,14 +265,7 @@ mod redis_value {
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         match redis {
-            Some(redis) => serializer.serialize_str(
-                &redis
-                    .nodes
-                    .iter()
-                    .map(|node| node.url())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            Some(redis) => super::redis_urls(redis).serialize(serializer),
             None => serializer.serialize_none(),
         }
     }
@@ -365,12 +398,11 @@ pub fn resolve(
             *slot = value.clone();
         }
     }
-    let settings: Settings = serde_path_to_error::deserialize(Value::Object(merged)).map_err(
-        |err| SettingError {
+    let settings: Settings =
+        serde_path_to_error::deserialize(Value::Object(merged)).map_err(|err| SettingError {
             key: err.path().to_string(),
             source: err.into_inner(),
-        },
-    )?;
+        })?;
     Ok((settings, unknown))
 }
 
@@ -517,8 +549,8 @@ fn readme_row(arg: &Arg, key: Option<&str>) -> String {
         (true, None) => "none".to_owned(),
     };
     let long = arg.get_long().unwrap_or_default();
-    let takes_optional_value = arg.get_num_args().is_some_and(|n| n.min_values() == 0)
-        && arg.get_action().takes_values();
+    let takes_optional_value =
+        arg.get_num_args().is_some_and(|n| n.min_values() == 0) && arg.get_action().takes_values();
     let mut flag = if takes_optional_value {
         let name = arg
             .get_value_names()
@@ -614,7 +646,11 @@ mod tests {
         assert_eq!(infos.len(), ids().len());
         for info in &infos {
             assert!(info.arg.get_long().is_some(), "{} has no flag", info.id);
-            assert!(info.env.starts_with("LAMED_"), "{} has no variable", info.id);
+            assert!(
+                info.env.starts_with("LAMED_"),
+                "{} has no variable",
+                info.id
+            );
             assert!(info.arg.get_help().is_some(), "{} has no help", info.id);
             assert!(info.key.ends_with(&info.id), "{}", info.key);
         }
@@ -633,7 +669,14 @@ mod tests {
             "max_batch_events": 5,
             "limits": {"max_goals_per_experiment": 3, "max_variants_per_experiment": 4}
         }));
-        let flags = given(&["--listen", "127.0.0.1:1", "--max-goals", "7", "--max-batch-events", "9"]);
+        let flags = given(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--max-goals",
+            "7",
+            "--max-batch-events",
+            "9",
+        ]);
         let (settings, unknown) = resolve(&flags, &file).unwrap();
         assert!(unknown.is_empty());
         // Flags.
@@ -646,7 +689,10 @@ mod tests {
         assert_eq!(settings.limits.max_variants_per_experiment, 4);
         // Defaults.
         assert!(!settings.fsync);
-        assert_eq!(settings.limits.max_namespaces, Caps::default().max_namespaces);
+        assert_eq!(
+            settings.limits.max_namespaces,
+            Caps::default().max_namespaces
+        );
         assert_eq!(settings.api_key, None);
     }
 
@@ -683,11 +729,17 @@ mod tests {
     /// unknown top-level keys are returned.
     #[test]
     fn file_errors_name_the_key() {
-        let err = resolve(&Given::default(), &file(json!({"uuid_expiry_seconds": "soon"})))
-            .unwrap_err();
+        let err = resolve(
+            &Given::default(),
+            &file(json!({"uuid_expiry_seconds": "soon"})),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "uuid_expiry_seconds");
-        let err = resolve(&Given::default(), &file(json!({"limits": {"max_variantz": 3}})))
-            .unwrap_err();
+        let err = resolve(
+            &Given::default(),
+            &file(json!({"limits": {"max_variantz": 3}})),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("max_variantz"), "{err}");
         let (_, unknown) = resolve(&Given::default(), &file(json!({"colour": 1}))).unwrap();
         assert_eq!(unknown, ["colour"]);
@@ -696,11 +748,22 @@ mod tests {
     /// The hidden values never reach Debug output.
     #[test]
     fn debug_hides_secrets() {
-        let given = given(&["--api-key", "secret-secret-secret", "--redis", "redis://:pw@h:1/0"]);
+        let given = given(&[
+            "--api-key",
+            "secret-secret-secret",
+            "--redis",
+            "redis://:pw@h:1/0",
+        ]);
         let (settings, _) = resolve(&given, &Map::new()).unwrap();
         let text = format!("{settings:?} {given:?}");
-        assert!(!text.contains("secret-secret") && !text.contains("pw"), "{text}");
-        assert!(text.contains("redis://h:1/0") || text.contains("h:1"), "{text}");
+        assert!(
+            !text.contains("secret-secret") && !text.contains("pw"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis://h:1/0") || text.contains("h:1"),
+            "{text}"
+        );
     }
 
     /// The README table is the one rendered from the definition. Run with

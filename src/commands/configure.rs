@@ -34,7 +34,11 @@ pub fn template() -> String {
         if info.id == "redis" {
             continue;
         }
-        let help = info.arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let help = info
+            .arg
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         comment.push(format!(
             "{}: {help} (flag --{}, variable {}).",
             info.key,
@@ -57,8 +61,8 @@ pub fn template() -> String {
         json!({"host": "localhost", "port": 6379, "db": 0}),
     );
     values.insert("extra_wiring".into(), json!([]));
-    let mut text = serde_json::to_string_pretty(&Value::Object(values))
-        .expect("the template serializes");
+    let mut text =
+        serde_json::to_string_pretty(&Value::Object(values)).expect("the template serializes");
     text.push('\n');
     text
 }
@@ -206,6 +210,9 @@ mod tests {
                 || text.contains(&format!("\"{}:", info.id));
             assert_eq!(mentioned, info.on_lambda, "{}", info.key);
         }
-        assert!(text.contains("\"max_experiments_per_namespace\": 200"), "{text}");
+        assert!(
+            text.contains("\"max_experiments_per_namespace\": 200"),
+            "{text}"
+        );
     }
 }
