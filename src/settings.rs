@@ -696,17 +696,26 @@ mod tests {
         assert_eq!(settings.api_key, None);
     }
 
-    /// A variable wins over the file and loses to a flag. The test reads
-    /// `uuid_expiry_seconds` from a variable of its own (no other test
-    /// reads it), so setting it races with nothing.
+    /// A variable wins over the file and loses to a flag, for one setting
+    /// of each heading. The settings read variables of this test's own
+    /// (no other test reads them), so setting them races with nothing.
     #[test]
     fn variable_between_flag_and_file() {
-        const VAR: &str = "LAMED_TEST_SETTINGS_PRECEDENCE_UUID";
-        std::env::set_var(VAR, "6");
+        let vars = [
+            ("listen", "LAMED_TEST_PRECEDENCE_LISTEN", "127.0.0.1:6"),
+            ("uuid_expiry_seconds", "LAMED_TEST_PRECEDENCE_UUID", "6"),
+            ("max_namespaces", "LAMED_TEST_PRECEDENCE_NAMESPACES", "6"),
+        ];
+        for (_, var, value) in vars {
+            std::env::set_var(var, value);
+        }
         let parse = |args: &[&str]| {
             let matches = definition()
                 .mut_args(|arg| {
-                    let var = (arg.get_id() == "uuid_expiry_seconds").then_some(VAR);
+                    let var = vars
+                        .iter()
+                        .find(|(id, _, _)| arg.get_id() == *id)
+                        .map(|(_, var, _)| *var);
                     arg.env(var)
                 })
                 .no_binary_name(true)
@@ -714,15 +723,31 @@ mod tests {
                 .unwrap();
             Given::from_arg_matches(&matches).unwrap()
         };
-        let file = file(json!({"uuid_expiry_seconds": 1, "fsync": true}));
+        let file = file(json!({
+            "listen": "127.0.0.1:1", "uuid_expiry_seconds": 1, "fsync": true,
+            "limits": {"max_namespaces": 1}
+        }));
         let (settings, _) = resolve(&parse(&[]), &file).unwrap();
+        assert_eq!(settings.listen.port(), 6);
         assert_eq!(settings.uuid_expiry_seconds, 6);
+        assert_eq!(settings.limits.max_namespaces, 6);
         assert!(settings.fsync);
-        let (settings, _) = resolve(&parse(&["--uuid-expiry-seconds", "8"]), &file).unwrap();
+        let flags = [
+            "--listen=127.0.0.1:8",
+            "--uuid-expiry-seconds=8",
+            "--max-namespaces=8",
+        ];
+        let (settings, _) = resolve(&parse(&flags), &file).unwrap();
+        assert_eq!(settings.listen.port(), 8);
         assert_eq!(settings.uuid_expiry_seconds, 8);
-        std::env::remove_var(VAR);
+        assert_eq!(settings.limits.max_namespaces, 8);
+        for (_, var, _) in vars {
+            std::env::remove_var(var);
+        }
         let (settings, _) = resolve(&parse(&[]), &file).unwrap();
+        assert_eq!(settings.listen.port(), 1);
         assert_eq!(settings.uuid_expiry_seconds, 1);
+        assert_eq!(settings.limits.max_namespaces, 1);
     }
 
     /// Wrong types in the file and unknown limits are refused by name;
