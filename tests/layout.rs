@@ -17,14 +17,21 @@ fn layout_section() -> String {
     rest[..end].to_owned()
 }
 
-/// Every backticked token that looks like a repository path.
-fn named_paths(section: &str) -> BTreeSet<String> {
+/// Every backticked token of the section.
+fn backticked(section: &str) -> BTreeSet<String> {
     section
         .split('`')
         .skip(1)
         .step_by(2)
-        .filter(|token| token.contains('/') && !token.contains(' '))
         .map(|token| token.trim_end_matches('/').to_owned())
+        .collect()
+}
+
+/// The backticked tokens that look like repository paths.
+fn named_paths(section: &str) -> BTreeSet<String> {
+    backticked(section)
+        .into_iter()
+        .filter(|token| token.contains('/') && !token.starts_with('/') && !token.contains(' '))
         .collect()
 }
 
@@ -41,24 +48,26 @@ fn named_paths_exist() {
     );
 }
 
-/// Every module of `src/` and of `src/store/` (file or folder) is named.
+/// Every file and folder below `src/` is named, by its path from the
+/// repository root or, inside a folder's entry, by its own name.
 #[test]
 fn every_module_is_named() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let named = named_paths(&layout_section());
+    let tokens = backticked(&layout_section());
     let mut unnamed = Vec::new();
-    for dir in ["src", "src/store", "src/server"] {
-        for entry in std::fs::read_dir(root.join(dir)).expect("source folder readable") {
-            let name = entry
-                .expect("entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8 name");
-            let path = format!("{dir}/{}", name);
-            if name == "mod.rs" || name == "lib.rs" || named.contains(&path) {
-                continue;
+    let mut folders = vec!["src".to_owned()];
+    while let Some(dir) = folders.pop() {
+        for entry in std::fs::read_dir(root.join(&dir)).expect("source folder readable") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().into_string().expect("utf-8 name");
+            let path = format!("{dir}/{name}");
+            if entry.file_type().expect("file type").is_dir() {
+                folders.push(path.clone());
             }
-            unnamed.push(path);
+            let named = tokens.contains(&path) || tokens.contains(&name);
+            if !(named || ["mod.rs", "lib.rs", "main.rs"].contains(&name.as_str())) {
+                unnamed.push(path);
+            }
         }
     }
     assert!(
