@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DynStore, Store};
+use crate::clock::Clock;
 use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 
 /// Generates one `#[tokio::test]` per check of this suite for a backend.
@@ -79,16 +80,20 @@ macro_rules! conformance_tests {
             $crate::store::conformance::caps_are_enforced(&store).await;
         }
 
-        /// Conformance: the 2-second window.
+        /// Conformance: the 2-second window, on a manual clock.
         #[tokio::test]
         async fn window_expires() {
-            let (_guard, store) = $fresh(
-                2,
-                $crate::model::Caps::default(),
-                $crate::clock::Clock::default(),
-            )
-            .await;
-            $crate::store::conformance::window_expires(&store).await;
+            let clock = $crate::clock::Clock::manual_at_now();
+            let (_guard, store) = $fresh(2, $crate::model::Caps::default(), clock.clone()).await;
+            $crate::store::conformance::window_expires(&store, &clock).await;
+        }
+
+        /// Conformance: window 0 remembers forever, on a manual clock.
+        #[tokio::test]
+        async fn no_window_remembers_forever() {
+            let clock = $crate::clock::Clock::manual_at_now();
+            let (_guard, store) = $fresh(0, $crate::model::Caps::default(), clock.clone()).await;
+            $crate::store::conformance::no_window_remembers_forever(&store, &clock).await;
         }
 
         /// Conformance: imports set a base once, idempotently.
@@ -334,30 +339,45 @@ pub async fn caps_are_enforced(store: &dyn Store) {
     assert_eq!(outcomes, vec![TrackOutcome::Counted]);
 }
 
-/// Within the window a uuid is a duplicate; after it, it counts again.
-/// Open the store with a 2-second window.
-pub async fn window_expires(store: &dyn Store) {
+/// Tracks one event, returning its outcome.
+async fn track_one(store: &dyn Store, event: &Event) -> TrackOutcome {
+    let mut outcomes = store.track(vec![event.clone()]).await.expect("track");
+    assert_eq!(outcomes.len(), 1, "one outcome per event");
+    outcomes.remove(0)
+}
+
+/// Within the window a uuid is a duplicate; after it, it counts again. The
+/// window runs from the first sighting (a duplicate does not extend it),
+/// and an event first seen exactly one window ago is outside it. Open the
+/// store with a 2-second window and `clock`, a manual clock this check
+/// steps.
+pub async fn window_expires(store: &dyn Store, clock: &Clock) {
+    use TrackOutcome::*;
     let e = event("w", "e", PARTICIPATE, "a", "u");
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Counted]
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Duplicate]
-    );
-    // A duplicate does not extend the window: it runs from the first sighting.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Counted]
-    );
-    assert_eq!(
-        store.track(vec![e]).await.expect("track"),
-        vec![TrackOutcome::Duplicate]
-    );
-    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 2);
+    let ms = Duration::from_millis;
+    assert_eq!(track_one(store, &e).await, Counted);
+    clock.advance(ms(1000));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(999));
+    assert_eq!(track_one(store, &e).await, Duplicate, "1999 ms old");
+    clock.advance(ms(1));
+    assert_eq!(track_one(store, &e).await, Counted, "2000 ms old");
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(1999));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(2001));
+    assert_eq!(track_one(store, &e).await, Counted, "4000 ms old");
+    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 3);
+}
+
+/// With window 0, a uuid stays a duplicate however much time passes. Open
+/// the store with window 0 and `clock`, a manual clock this check steps.
+pub async fn no_window_remembers_forever(store: &dyn Store, clock: &Clock) {
+    let e = event("f", "e", PARTICIPATE, "a", "u");
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Counted);
+    clock.advance(Duration::from_secs(365 * 86_400));
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Duplicate);
+    assert_eq!(counts(store, "f").await[&key("e", PARTICIPATE, "a")], 1);
 }
 
 /// The store proves it is writable, and refuses work once closed.
