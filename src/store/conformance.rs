@@ -80,6 +80,19 @@ macro_rules! conformance_tests {
             $crate::store::conformance::caps_are_enforced(&store).await;
         }
 
+        /// Conformance: a duplicate of a deleted experiment's event takes
+        /// no place under the caps.
+        #[tokio::test]
+        async fn duplicates_create_nothing() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::store::conformance::TEST_CAPS,
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::duplicates_create_nothing(&store).await;
+        }
+
         /// Conformance: the 2-second window, on a manual clock.
         #[tokio::test]
         async fn window_expires() {
@@ -337,6 +350,39 @@ pub async fn caps_are_enforced(store: &dyn Store) {
         .await
         .expect("track");
     assert_eq!(outcomes, vec![TrackOutcome::Counted]);
+}
+
+/// The dedupe memory outlives a delete, so an event re-sent after its
+/// experiment was deleted is a duplicate; being one, it creates nothing:
+/// neither its experiment nor its namespace is listed, or takes a place
+/// under the caps. Open the store with [`TEST_CAPS`].
+pub async fn duplicates_create_nothing(store: &dyn Store) {
+    use TrackOutcome::*;
+    let gone = event("g", "e", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &gone).await, Counted);
+    assert!(store.delete_experiment("g", "e").await.expect("delete"));
+    assert_eq!(track_one(store, &gone).await, Duplicate);
+    assert!(store.experiments("g").await.expect("list").is_empty());
+    // Namespace "g" holds nothing: two others fit under the cap of two.
+    let outcomes = store
+        .track(vec![
+            event("h", "e1", PARTICIPATE, "a", "1"),
+            event("h", "e2", PARTICIPATE, "a", "1"),
+            event("i", "e1", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(outcomes, vec![Counted, Counted, Counted]);
+    // Experiment "h"/"e1" deleted then re-sent holds nothing either.
+    assert!(store.delete_experiment("h", "e1").await.expect("delete"));
+    let again = event("h", "e1", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &again).await, Duplicate);
+    let third = event("h", "e3", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &third).await, Counted);
+    assert_eq!(
+        store.experiments("h").await.expect("list"),
+        vec!["e2", "e3"]
+    );
 }
 
 /// Tracks one event, returning its outcome.
