@@ -14,7 +14,8 @@ use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 ///
 /// `$fresh` is an async function `(window_seconds, caps, clock) -> (guard, store)`
 /// that opens a fresh, empty store; the guard (a temp dir, a redis-server)
-/// lives as long as the test.
+/// lives as long as the test. Only for this crate's own tests.
+#[cfg(test)]
 macro_rules! conformance_tests {
     ($fresh:path) => {
         /// Conformance: identity and duplicates.
@@ -134,6 +135,7 @@ macro_rules! conformance_tests {
         }
     };
 }
+#[cfg(test)]
 pub(crate) use conformance_tests;
 
 /// Caps the [`caps_are_enforced`] check expects the store to be opened with.
