@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DynStore, Store};
+use crate::clock::Clock;
 use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 
 /// Generates one `#[tokio::test]` per check of this suite for a backend.
 ///
 /// `$fresh` is an async function `(window_seconds, caps, clock) -> (guard, store)`
 /// that opens a fresh, empty store; the guard (a temp dir, a redis-server)
-/// lives as long as the test.
+/// lives as long as the test. Only for this crate's own tests.
+#[cfg(test)]
 macro_rules! conformance_tests {
     ($fresh:path) => {
         /// Conformance: identity and duplicates.
@@ -79,16 +81,33 @@ macro_rules! conformance_tests {
             $crate::store::conformance::caps_are_enforced(&store).await;
         }
 
-        /// Conformance: the 2-second window.
+        /// Conformance: a duplicate of a deleted experiment's event takes
+        /// no place under the caps.
         #[tokio::test]
-        async fn window_expires() {
+        async fn duplicates_create_nothing() {
             let (_guard, store) = $fresh(
-                2,
-                $crate::model::Caps::default(),
+                86_400,
+                $crate::store::conformance::TEST_CAPS,
                 $crate::clock::Clock::default(),
             )
             .await;
-            $crate::store::conformance::window_expires(&store).await;
+            $crate::store::conformance::duplicates_create_nothing(&store).await;
+        }
+
+        /// Conformance: the 2-second window, on a manual clock.
+        #[tokio::test]
+        async fn window_expires() {
+            let clock = $crate::clock::Clock::manual_at_now();
+            let (_guard, store) = $fresh(2, $crate::model::Caps::default(), clock.clone()).await;
+            $crate::store::conformance::window_expires(&store, &clock).await;
+        }
+
+        /// Conformance: window 0 remembers forever, on a manual clock.
+        #[tokio::test]
+        async fn no_window_remembers_forever() {
+            let clock = $crate::clock::Clock::manual_at_now();
+            let (_guard, store) = $fresh(0, $crate::model::Caps::default(), clock.clone()).await;
+            $crate::store::conformance::no_window_remembers_forever(&store, &clock).await;
         }
 
         /// Conformance: imports set a base once, idempotently.
@@ -116,6 +135,7 @@ macro_rules! conformance_tests {
         }
     };
 }
+#[cfg(test)]
 pub(crate) use conformance_tests;
 
 /// Caps the [`caps_are_enforced`] check expects the store to be opened with.
@@ -334,30 +354,78 @@ pub async fn caps_are_enforced(store: &dyn Store) {
     assert_eq!(outcomes, vec![TrackOutcome::Counted]);
 }
 
-/// Within the window a uuid is a duplicate; after it, it counts again.
-/// Open the store with a 2-second window.
-pub async fn window_expires(store: &dyn Store) {
+/// The dedupe memory outlives a delete, so an event re-sent after its
+/// experiment was deleted is a duplicate; being one, it creates nothing:
+/// neither its experiment nor its namespace is listed, or takes a place
+/// under the caps. Open the store with [`TEST_CAPS`].
+pub async fn duplicates_create_nothing(store: &dyn Store) {
+    use TrackOutcome::*;
+    let gone = event("g", "e", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &gone).await, Counted);
+    assert!(store.delete_experiment("g", "e").await.expect("delete"));
+    assert_eq!(track_one(store, &gone).await, Duplicate);
+    assert!(store.experiments("g").await.expect("list").is_empty());
+    // Namespace "g" holds nothing: two others fit under the cap of two.
+    let outcomes = store
+        .track(vec![
+            event("h", "e1", PARTICIPATE, "a", "1"),
+            event("h", "e2", PARTICIPATE, "a", "1"),
+            event("i", "e1", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(outcomes, vec![Counted, Counted, Counted]);
+    // Experiment "h"/"e1" deleted then re-sent holds nothing either.
+    assert!(store.delete_experiment("h", "e1").await.expect("delete"));
+    let again = event("h", "e1", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &again).await, Duplicate);
+    let third = event("h", "e3", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &third).await, Counted);
+    assert_eq!(
+        store.experiments("h").await.expect("list"),
+        vec!["e2", "e3"]
+    );
+}
+
+/// Tracks one event, returning its outcome.
+async fn track_one(store: &dyn Store, event: &Event) -> TrackOutcome {
+    let mut outcomes = store.track(vec![event.clone()]).await.expect("track");
+    assert_eq!(outcomes.len(), 1, "one outcome per event");
+    outcomes.remove(0)
+}
+
+/// Within the window a uuid is a duplicate; after it, it counts again. The
+/// window runs from the first sighting (a duplicate does not extend it),
+/// and an event first seen exactly one window ago is outside it. Open the
+/// store with a 2-second window and `clock`, a manual clock this check
+/// steps.
+pub async fn window_expires(store: &dyn Store, clock: &Clock) {
+    use TrackOutcome::*;
     let e = event("w", "e", PARTICIPATE, "a", "u");
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Counted]
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Duplicate]
-    );
-    // A duplicate does not extend the window: it runs from the first sighting.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        store.track(vec![e.clone()]).await.expect("track"),
-        vec![TrackOutcome::Counted]
-    );
-    assert_eq!(
-        store.track(vec![e]).await.expect("track"),
-        vec![TrackOutcome::Duplicate]
-    );
-    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 2);
+    let ms = Duration::from_millis;
+    assert_eq!(track_one(store, &e).await, Counted);
+    clock.advance(ms(1000));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(999));
+    assert_eq!(track_one(store, &e).await, Duplicate, "1999 ms old");
+    clock.advance(ms(1));
+    assert_eq!(track_one(store, &e).await, Counted, "2000 ms old");
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(1999));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(2001));
+    assert_eq!(track_one(store, &e).await, Counted, "4000 ms old");
+    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 3);
+}
+
+/// With window 0, a uuid stays a duplicate however much time passes. Open
+/// the store with window 0 and `clock`, a manual clock this check steps.
+pub async fn no_window_remembers_forever(store: &dyn Store, clock: &Clock) {
+    let e = event("f", "e", PARTICIPATE, "a", "u");
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Counted);
+    clock.advance(Duration::from_secs(365 * 86_400));
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Duplicate);
+    assert_eq!(counts(store, "f").await[&key("e", PARTICIPATE, "a")], 1);
 }
 
 /// The store proves it is writable, and refuses work once closed.

@@ -15,6 +15,10 @@ pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(test)]
+mod property_tests;
+#[cfg(any(test, feature = "conformance"))]
+pub mod reference;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 

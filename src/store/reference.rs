@@ -1,0 +1,318 @@
+//! The reference store: the [`Store`] contract written as plainly as
+//! possible, in memory, for tests to compare the real backends with.
+//!
+//! # What a store means
+//!
+//! - **Identity.** An event's identity is `(namespace, experiment, event,
+//!   variant, uuid)`, compared exactly (no hash).
+//! - **Order.** A batch is handled event by event, in order: an event sees
+//!   what the events before it in the batch did.
+//! - **Caps first.** An event that would create a name beyond a cap is
+//!   `Rejected`, checked in this order: namespaces, experiments in the
+//!   namespace, variants in the experiment, goals (events other than
+//!   `participate`) in the experiment. A name exists while a counter
+//!   (tracked or imported) carries it; names that exist never hit a cap. A
+//!   rejected event is not remembered.
+//! - **Then dedupe.** An event whose identity was first seen less than
+//!   `window` ms ago is a `Duplicate` (an event seen exactly `window` ms ago
+//!   is outside); with window 0 it is a duplicate forever. A duplicate
+//!   does not refresh the first sighting, and creates no name.
+//! - **Else counted**: remembered as first seen now, and added to its
+//!   counter and to its counter for the UTC day of now (the clock's time).
+//! - **Reads.** A counter reads as tracked plus imported; it exists while
+//!   either does. Daily counters hold tracked events only, for the last
+//!   [`DAILY_RETENTION_DAYS`] days. An experiment is listed while one of
+//!   its counters exists.
+//! - **Delete** removes an experiment's counters, daily counters and
+//!   imported bases (its names then stop counting towards caps); the
+//!   dedupe memory stays, so a re-sent event is still a duplicate.
+//!   Returns whether anything was removed.
+//! - **Import** sets a counter's imported base, ignoring caps (but the
+//!   names then exist), and returns the previous base.
+//! - **Close**: every later call fails with [`StoreError::Closed`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::embedded::DAILY_RETENTION_DAYS;
+use super::{Store, StoreError};
+use crate::clock::Clock;
+use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome, PARTICIPATE};
+
+/// `(namespace, experiment, event, variant)`: one counter.
+type CounterKey = (String, String, String, String);
+
+/// `(namespace, experiment, event, variant, uuid)`: one event's identity.
+type Identity = (String, String, String, String, String);
+
+/// An in-memory [`Store`] that states the contract in code (see the module
+/// documentation). Slow and simple on purpose.
+#[derive(Debug)]
+pub struct ReferenceStore {
+    window_ms: i64,
+    caps: Caps,
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    closed: bool,
+    /// Identity → millisecond of its first sighting in the current window.
+    first_seen: BTreeMap<Identity, i64>,
+    /// Tracked counts per counter and UTC day.
+    tracked: BTreeMap<CounterKey, BTreeMap<i64, u64>>,
+    /// Imported bases.
+    imported: BTreeMap<CounterKey, u64>,
+}
+
+impl ReferenceStore {
+    /// An empty store with a dedupe window in seconds (0 = forever).
+    pub fn new(window_seconds: u64, caps: Caps, clock: Clock) -> Self {
+        ReferenceStore {
+            window_ms: i64::try_from(window_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+            caps,
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The state, unless the store is closed.
+    fn open_state(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        let state = self.state.lock().expect("reference store lock poisoned");
+        if state.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(state)
+    }
+}
+
+impl State {
+    /// Every counter that exists, tracked or imported.
+    fn counter_keys(&self) -> impl Iterator<Item = &CounterKey> {
+        self.tracked.keys().chain(self.imported.keys())
+    }
+
+    /// Which cap, if any, counting `event` would break.
+    fn cap_exceeded(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
+        let keys: Vec<&CounterKey> = self.counter_keys().collect();
+        let namespaces: BTreeSet<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let experiments: BTreeSet<&str> = keys
+            .iter()
+            .filter(|k| k.0 == event.namespace)
+            .map(|k| k.1.as_str())
+            .collect();
+        let same_experiment = |k: &&&CounterKey| k.0 == event.namespace && k.1 == event.experiment;
+        let variants: BTreeSet<&str> = keys
+            .iter()
+            .filter(same_experiment)
+            .map(|k| k.3.as_str())
+            .collect();
+        let goals: BTreeSet<&str> = keys
+            .iter()
+            .filter(same_experiment)
+            .map(|k| k.2.as_str())
+            .filter(|name| *name != PARTICIPATE)
+            .collect();
+        if !namespaces.contains(event.namespace.as_str()) {
+            return (namespaces.len() >= caps.max_namespaces).then(|| CapExceeded::Namespaces {
+                namespace: event.namespace.clone(),
+                limit: caps.max_namespaces,
+            });
+        }
+        if !experiments.contains(event.experiment.as_str()) {
+            return (experiments.len() >= caps.max_experiments_per_namespace).then(|| {
+                CapExceeded::Experiments {
+                    namespace: event.namespace.clone(),
+                    experiment: event.experiment.clone(),
+                    limit: caps.max_experiments_per_namespace,
+                }
+            });
+        }
+        if !variants.contains(event.variant.as_str())
+            && variants.len() >= caps.max_variants_per_experiment
+        {
+            return Some(CapExceeded::Variants {
+                experiment: event.experiment.clone(),
+                variant: event.variant.clone(),
+                limit: caps.max_variants_per_experiment,
+            });
+        }
+        if !event.is_participation()
+            && !goals.contains(event.event.as_str())
+            && goals.len() >= caps.max_goals_per_experiment
+        {
+            return Some(CapExceeded::Goals {
+                experiment: event.experiment.clone(),
+                goal: event.event.clone(),
+                limit: caps.max_goals_per_experiment,
+            });
+        }
+        None
+    }
+}
+
+fn counter_key(event: &Event) -> CounterKey {
+    (
+        event.namespace.clone(),
+        event.experiment.clone(),
+        event.event.clone(),
+        event.variant.clone(),
+    )
+}
+
+#[async_trait]
+impl Store for ReferenceStore {
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
+        let mut state = self.open_state()?;
+        let now = self.clock.now_ms();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(cap) = state.cap_exceeded(&event, &self.caps) {
+                outcomes.push(TrackOutcome::Rejected(cap));
+                continue;
+            }
+            let identity = (
+                event.namespace.clone(),
+                event.experiment.clone(),
+                event.event.clone(),
+                event.variant.clone(),
+                event.uuid.clone(),
+            );
+            let inside_window = |first: i64| self.window_ms == 0 || now - first < self.window_ms;
+            if state
+                .first_seen
+                .get(&identity)
+                .is_some_and(|&first| inside_window(first))
+            {
+                outcomes.push(TrackOutcome::Duplicate);
+                continue;
+            }
+            state.first_seen.insert(identity, now);
+            let day = now.div_euclid(86_400_000);
+            *state
+                .tracked
+                .entry(counter_key(&event))
+                .or_default()
+                .entry(day)
+                .or_default() += 1;
+            outcomes.push(TrackOutcome::Counted);
+        }
+        Ok(outcomes)
+    }
+
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
+        let state = self.open_state()?;
+        let mut sums: BTreeMap<&CounterKey, u64> = BTreeMap::new();
+        for (key, days) in &state.tracked {
+            *sums.entry(key).or_default() += days.values().sum::<u64>();
+        }
+        for (key, base) in &state.imported {
+            *sums.entry(key).or_default() += base;
+        }
+        Ok(sums
+            .into_iter()
+            .filter(|(key, _)| key.0 == namespace)
+            .map(|((_, experiment, event, variant), count)| Counter {
+                experiment: experiment.clone(),
+                event: event.clone(),
+                variant: variant.clone(),
+                count,
+            })
+            .collect())
+    }
+
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError> {
+        let state = self.open_state()?;
+        let oldest_day = self.clock.now_ms().div_euclid(86_400_000) - DAILY_RETENTION_DAYS;
+        let mut daily: Vec<DailyCounter> = state
+            .tracked
+            .iter()
+            .filter(|(key, _)| key.0 == namespace && key.1 == experiment)
+            .flat_map(|((_, _, event, variant), days)| {
+                days.iter().map(|(&day, &count)| DailyCounter {
+                    event: event.clone(),
+                    variant: variant.clone(),
+                    day,
+                    count,
+                })
+            })
+            .filter(|d| d.day >= oldest_day)
+            .collect();
+        daily.sort_by(|a, b| (a.day, &a.event, &a.variant).cmp(&(b.day, &b.event, &b.variant)));
+        Ok(daily)
+    }
+
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        let state = self.open_state()?;
+        let mut names: Vec<String> = state
+            .counter_keys()
+            .filter(|key| key.0 == namespace)
+            .map(|key| key.1.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.open_state()?;
+        let doomed = |key: &CounterKey| key.0 == namespace && key.1 == experiment;
+        let before = state.tracked.len() + state.imported.len();
+        state.tracked.retain(|key, _| !doomed(key));
+        state.imported.retain(|key, _| !doomed(key));
+        Ok(state.tracked.len() + state.imported.len() < before)
+    }
+
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut state = self.open_state()?;
+        let key = (
+            namespace.to_owned(),
+            experiment.to_owned(),
+            event.to_owned(),
+            variant.to_owned(),
+        );
+        Ok(state.imported.insert(key, count))
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.open_state().map(drop)
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .expect("reference store lock poisoned")
+            .closed = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    async fn fresh(window: u64, caps: Caps, clock: Clock) -> ((), ReferenceStore) {
+        ((), ReferenceStore::new(window, caps, clock))
+    }
+
+    conformance::conformance_tests!(fresh);
+}
