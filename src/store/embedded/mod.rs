@@ -316,7 +316,7 @@ impl Store for EmbeddedStore {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
                 .map_err(|err| StoreError::unavailable(format!("close failed: {err}")))?
-                .map_err(|_| StoreError::unavailable("writer thread panicked".into()))?;
+                .map_err(|_| StoreError::unavailable("writer thread panicked"))?;
         }
         Ok(())
     }

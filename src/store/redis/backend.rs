@@ -605,7 +605,7 @@ impl RedisStore {
             match receiver.await {
                 Ok(Ok((code, created))) => answers.push((i, code, created)),
                 Ok(Err(message)) => return Err(StoreError::unavailable(message)),
-                Err(_) => return Err(StoreError::unavailable("event left unanswered".into())),
+                Err(_) => return Err(StoreError::unavailable("event left unanswered")),
             }
         }
         Ok(answers)
@@ -704,7 +704,7 @@ impl RedisStore {
                     created.insert(prepared[i].base.as_str());
                 }
                 outcomes[i] = Some(self.outcome(&prepared[i].event, code)?.ok_or_else(|| {
-                    StoreError::unavailable("experiment vanished while being created".into())
+                    StoreError::unavailable("experiment vanished while being created")
                 })?);
                 self.set_known(&prepared[i].base, true);
             }
@@ -720,7 +720,7 @@ impl RedisStore {
         }
         outcomes
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered".into())))
+            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered")))
             .collect()
     }
 
@@ -1090,7 +1090,7 @@ mod tests {
     /// (NOSCRIPT: the script is sent again).
     #[tokio::test]
     async fn batches_survive_script_flush() {
-        let (server, store) = fresh(86_400, Caps::default()).await;
+        let (server, store) = fresh(86_400, Caps::default(), Clock::System).await;
         let event = |exp: &str, uuid: &str| Event {
             namespace: "b".into(),
             experiment: exp.into(),
@@ -1172,7 +1172,7 @@ mod tests {
     /// listpack encoding and expires.
     #[tokio::test]
     async fn window_is_exact_across_buckets_and_splits() {
-        let (_server, store) = fresh(1, Caps::default()).await;
+        let (_server, store) = fresh(1, Caps::default(), Clock::System).await;
         let round_uuids = |round: usize| {
             (0..200)
                 .map(move |i| format!("{round}-{i}"))
@@ -1237,7 +1237,7 @@ mod tests {
     /// 20,000 unique events (Lamed: a 40-hex key with a TTL each).
     #[tokio::test]
     async fn dedupe_memory_is_under_half_of_lamed() {
-        let (server, store) = fresh(86_400, Caps::default()).await;
+        let (server, store) = fresh(86_400, Caps::default(), Clock::System).await;
         let used = || -> i64 {
             let info = server.cmd("INFO memory");
             info.lines()
