@@ -31,7 +31,7 @@ pub async fn track_one(
         Some(TrackOutcome::Rejected(cap)) => Err(cap.into()),
         Some(_) => Ok(empty_ok()),
         None => Err(ApiError::Unavailable(
-            crate::store::StoreError::unavailable("store returned no outcome".into()),
+            crate::store::StoreError::unavailable("store returned no outcome"),
         )),
     }
 }
