@@ -24,8 +24,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::cli::{DeployArgs, DestroyArgs};
 use crate::model::DEFAULT_NAMESPACE;
-use crate::snippet;
 use crate::server::routes::Function;
+use crate::snippet;
 use plan::STAGE;
 
 /// One progress line on stderr.

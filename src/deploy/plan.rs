@@ -222,7 +222,10 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
         let row = routes::route_of(handler);
         let part = &wiring.api_gateway.path_part;
         let Some(function) = function_of(handler) else {
-            anyhow::bail!("extra_wiring '{part}': {} is not deployed", handler.lamed_name());
+            anyhow::bail!(
+                "extra_wiring '{part}': {} is not deployed",
+                handler.lamed_name()
+            );
         };
         let path = format!("/{part}");
         // Every path lamed serves counts, deployed or not: the function's
@@ -403,7 +406,10 @@ mod tests {
                     }
                     (Deploy::ServeOnly(why), None) => assert!(!why.is_empty()),
                     (deploy, deployed) => {
-                        panic!("{method} {}: {deploy:?} but deployed {deployed:?}", row.path)
+                        panic!(
+                            "{method} {}: {deploy:?} but deployed {deployed:?}",
+                            row.path
+                        )
                     }
                 }
             }
@@ -444,6 +450,43 @@ mod tests {
             ));
             assert!(plan_err(&clash).contains("already serves"), "{taken}");
         }
+    }
+
+    /// Without httpMethod or apiKeyRequired, an extra path takes its
+    /// handler's row: lamed.all is GET behind the key, lamed.delete is
+    /// DELETE behind the key, each on its function.
+    #[test]
+    fn extra_wiring_defaults_follow_the_handler_row() {
+        let plan = plan(
+            &config(
+                r#"{"extra_wiring": [
+                     {"lambda": {"Handler": "lamed.all"}, "api_gateway": {"pathPart": "all"}},
+                     {"lambda": {"Handler": "lamed.delete"}, "api_gateway": {"pathPart": "del"}}]}"#,
+            ),
+            Arch::X86_64,
+        )
+        .unwrap();
+        let only = |path: &str| {
+            let routes: Vec<_> = plan.routes_of(path).collect();
+            assert_eq!(routes.len(), 1, "{path}");
+            let r = routes[0];
+            (r.method.clone(), r.function.clone(), r.api_key_required)
+        };
+        assert_eq!(
+            only("/all"),
+            ("GET".into(), "lamed-all-experiments".into(), true)
+        );
+        assert_eq!(
+            only("/del"),
+            ("DELETE".into(), "lamed-delete-experiment".into(), true)
+        );
+        assert_eq!(
+            plan.extra_routes,
+            [
+                ("all".to_owned(), Handler::Experiments),
+                ("del".to_owned(), Handler::Delete)
+            ]
+        );
     }
 
     fn plan_err(config: &Config) -> String {

@@ -46,7 +46,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         router = router.route(route.path, route.method_router(&state));
     }
     for (path, handler) in &options.extra_routes {
-        router = router.route(&format!("/{path}"), route_of(*handler).method_router(&state));
+        router = router.route(
+            &format!("/{path}"),
+            route_of(*handler).method_router(&state),
+        );
     }
     if options.bench_routes {
         router = router.route(BENCH_PATH, get(|| async { track::empty_ok() }));
@@ -112,7 +115,12 @@ mod tests {
         (router(state.clone(), &options), state)
     }
 
-    async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    async fn send(
+        app: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
         let mut request = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -129,7 +137,8 @@ mod tests {
 
     /// A row's path with its parameters filled in.
     fn concrete(path: &str) -> String {
-        path.replace("{experiment}", "e").replace("{asset}", "app.js")
+        path.replace("{experiment}", "e")
+            .replace("{asset}", "app.js")
     }
 
     /// Every private row of the table, and an extra path borrowing one,
@@ -152,7 +161,10 @@ mod tests {
                 let method = endpoint.method().as_str();
                 let (status, body) = send(&app, method, &path, &[]).await;
                 let with_key = send(&app, method, &path, &[("x-api-key", KEY)]).await.0;
-                assert!(with_key != 401 && with_key != 403, "{method} {path}: {with_key}");
+                assert!(
+                    with_key != 401 && with_key != 403,
+                    "{method} {path}: {with_key}"
+                );
                 if row.access == Access::Public {
                     assert!(status != 401 && status != 403, "{method} {path}: {status}");
                     continue;
@@ -162,7 +174,9 @@ mod tests {
                 assert!(body.contains("X-Api-Key"), "{body}");
                 let wrong = send(&app, method, &path, &[("x-api-key", "not-the-key-000000")]);
                 assert_eq!(wrong.await.0, 403, "{method} {path}");
-                let bearer = send(&app, method, &path, &[("authorization", &bearer)]).await.0;
+                let bearer = send(&app, method, &path, &[("authorization", &bearer)])
+                    .await
+                    .0;
                 assert!(bearer != 401 && bearer != 403, "{method} {path}: {bearer}");
             }
         }

@@ -196,7 +196,11 @@ impl Function {
             .iter()
             .filter(|route| route.deploy == Deploy::Lambda(self))
             .map(|route| {
-                let methods: Vec<_> = route.endpoints.iter().map(|e| e.method().as_str()).collect();
+                let methods: Vec<_> = route
+                    .endpoints
+                    .iter()
+                    .map(|e| e.method().as_str())
+                    .collect();
                 format!("{} {}", methods.join("/"), route.path)
             })
             .collect::<Vec<_>>()
@@ -331,7 +335,11 @@ mod tests {
     #[test]
     fn paths_and_methods_are_unique() {
         for (i, route) in ROUTES.iter().enumerate() {
-            assert!(!route.endpoints.is_empty(), "{} answers nothing", route.path);
+            assert!(
+                !route.endpoints.is_empty(),
+                "{} answers nothing",
+                route.path
+            );
             assert!(
                 ROUTES[i + 1..].iter().all(|other| other.path != route.path),
                 "{} listed twice",
