@@ -153,7 +153,7 @@ pub async fn open(config: &Config) -> Result<DynStore, StoreError> {
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => Err(StoreError::unavailable(
-            "redis is configured but this lamed was built without the redis feature".into(),
+            "redis is configured but this lamed was built without the redis feature",
         )),
         None => Ok(Arc::new(EmbeddedStore::open(EmbeddedOptions {
             data_dir: config.data_dir.clone(),
