@@ -10,7 +10,7 @@
 #
 # Usage: bench/compare.sh [VENV]   (VENV has lamed==0.4.3; default
 #        /work/lamed-venv). Needs target/release/{lamed,lamed-load}:
-#        cargo build --release
+#        cargo build --release --workspace
 # Env: CONCURRENCY (default "4 64"), ROUNDS (3; medians are printed),
 #      EVENTS (100000), LAMED_EVENTS (20000), MEMORY_EVENTS (200000).
 set -euo pipefail

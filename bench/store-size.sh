@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 target/release/lamed serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >/dev/null 2>"$dir/log.txt" &

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 requests=${2:-200000}
 connections=${3:-64}
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpStream;
 
 /// A connection ready to send requests.
@@ -84,4 +85,23 @@ pub async fn request(
         headers,
         body,
     })
+}
+
+/// What `encodeURIComponent` leaves alone; everything else is escaped.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Encodes a value as AlephBet does: `encodeURIComponent`, then `%20` → `+`.
+pub fn alephbet_encode(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT)
+        .to_string()
+        .replace("%20", "+")
 }

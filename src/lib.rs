@@ -17,8 +17,9 @@
 //! - `deploy` (feature `aws`): `lamed deploy`, `preflight` and `destroy`.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
 //! - [`stats`]: pure statistics for deciding which variant wins.
-//! - [`client`]: a minimal HTTP client for the CLI, load generator and tests.
-//! - [`loadgen`]: the HTTP load generator behind `lamed-load` and the tests.
+//! - [`client`]: a minimal HTTP client for the CLI, the load generator and
+//!   the tests. The load generator itself is the `lamed-load` workspace
+//!   member, outside what `lamed` users build.
 
 pub mod cli;
 pub mod client;
@@ -30,7 +31,6 @@ pub mod deploy;
 #[cfg(feature = "redis")]
 pub mod import;
 pub mod lambda;
-pub mod loadgen;
 pub mod model;
 pub mod report;
 pub mod results;

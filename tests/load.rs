@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lamed::loadgen::{self, CounterId, Workload, WorkloadSpec};
+use lamed_load::{self as loadgen, CounterId, Workload, WorkloadSpec};
 use util::Server;
 
 /// Per counter, the identities of the events the server answered 200.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lamed::loadgen::{self, CounterId, Workload, WorkloadSpec};
+use lamed_load::{self as loadgen, CounterId, Workload, WorkloadSpec};
 use util::redis_server::{free_port, RedisServer};
 use util::{run_lamed, Server};
 

@@ -10,8 +10,8 @@ use axum::http::Uri;
 
 use crate::cli::ReportArgs;
 use crate::client;
+use crate::client::alephbet_encode;
 use crate::config::Config;
-use crate::loadgen::alephbet_encode;
 use crate::report::{self, Report, ReportRequest};
 use crate::stats::GoalAnalysis;
 use crate::store::EmbeddedStore;

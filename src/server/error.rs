@@ -70,9 +70,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Unavailable(cause) = &self {
             // The details go to the log, not to the public.
-            // `{:#}` prints the whole chain of sources.
-            let cause = anyhow::Error::new(cause.clone());
-            tracing::error!(cause = format!("{cause:#}"), "answering 503");
+            tracing::error!(cause = cause.chain(), "answering 503");
         }
         let mut response =
             (self.status(), Json(json!({ "error": self.to_string() }))).into_response();

@@ -107,6 +107,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The error with its whole chain of causes on one line, for logs and
+    /// for `/health` ("store unavailable: sqlite failed: database is locked").
+    pub fn chain(&self) -> String {
+        format!("{:#}", anyhow::Error::new(self.clone()))
+    }
+
     /// A failure with no underlying error (a refused configuration, a
     /// script's own message).
     pub fn unavailable(context: impl Into<String>) -> Self {

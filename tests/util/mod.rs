@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub use lamed::loadgen::{self, Answer};
+pub use lamed_load::{self as loadgen, Answer};
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -12,16 +12,14 @@ use crate::server::state::AppState;
 pub async fn health(State(state): State<AppState>) -> Response {
     match state.store.check_writable().await {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(err) => {
-            // The whole chain: the cause (e.g. "database is locked") is
-            // what a monitor's reader needs.
-            let error = format!("{:#}", anyhow::Error::new(err));
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "error": error})),
-            )
-                .into_response()
-        }
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            // `{:#}` gives the cause chain ("store unavailable: sqlite failed: database is locked").
+            Json(
+                json!({"status": "unavailable", "error": format!("{:#}", anyhow::Error::new(err))}),
+            ),
+        )
+            .into_response(),
     }
 }
 

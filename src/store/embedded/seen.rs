@@ -144,6 +144,65 @@ impl SeenIndex {
     }
 }
 
+/// Events first seen at or before the returned millisecond are outside
+/// the window; with no window (0) nothing is.
+pub(super) fn cutoff(now_ms: i64, window_ms: u64) -> i64 {
+    if window_ms == 0 {
+        i64::MIN
+    } else {
+        now_ms - window_ms as i64
+    }
+}
+
 fn key_from_bytes(bytes: &[u8]) -> Option<u128> {
     <[u8; 16]>::try_from(bytes).ok().map(u128::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::schema::open_writer_connection;
+
+    /// Expired rows leave the log and the map; live ones and keys seen
+    /// again after expiring stay; the map is rebuilt from the log on load.
+    #[test]
+    fn pruning_removes_only_expired_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_writer_connection(&dir.path().join("p.db"), false).unwrap();
+        let mut seen = SeenIndex::default();
+        let (old, now) = (1_000, 10_000);
+        let tx = conn.transaction().unwrap();
+        for i in 0..100u8 {
+            assert!(seen.remember([i; 16], old, i64::MIN));
+        }
+        // Key 0 expired and was seen again: a second, live row.
+        assert!(seen.remember([0; 16], now, old));
+        assert!(!seen.remember([1; 16], now, old - 1));
+        seen.write_pending(&tx).unwrap();
+        tx.commit().unwrap();
+        seen.commit();
+        assert_eq!(seen.prune(&conn, old).unwrap(), 100);
+        assert_eq!(seen.prune(&conn, old).unwrap(), 0);
+        assert_eq!(seen.len(), 1);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM seen", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        let reloaded = SeenIndex::load(&conn, old).unwrap();
+        assert_eq!(reloaded.len(), 1);
+    }
+
+    /// A rolled-back transaction forgets what it remembered.
+    #[test]
+    fn rollback_forgets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_writer_connection(&dir.path().join("r.db"), false).unwrap();
+        let mut seen = SeenIndex::default();
+        let tx = conn.transaction().unwrap();
+        assert!(seen.remember([7; 16], 5, i64::MIN));
+        seen.write_pending(&tx).unwrap();
+        drop(tx);
+        seen.rollback();
+        assert!(seen.remember([7; 16], 6, i64::MIN));
+    }
 }

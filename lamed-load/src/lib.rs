@@ -1,7 +1,8 @@
 //! An HTTP/1.1 load generator for `GET /track`: builds a workload with a
 //! known truth (unique events plus re-sent duplicates), sends it over
 //! keep-alive connections, and checks the server's counts against the truth.
-//! Used by the `lamed-load` binary and by the tests.
+//! Used by the `lamed-load` binary and by lamed's tests; a workspace member
+//! of its own, so that what `lamed` users build holds only the product.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,32 +13,12 @@ use std::time::{Duration, Instant};
 use std::io::Write as _;
 
 use anyhow::{bail, Context};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use crate::client::{request, Answer};
+pub use lamed::client::{alephbet_encode, request, Answer};
 
-use crate::model::{Event, PARTICIPATE};
-
-/// What `encodeURIComponent` leaves alone; everything else is escaped.
-const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')');
-
-/// Encodes a value as AlephBet does: `encodeURIComponent`, then `%20` → `+`.
-pub fn alephbet_encode(value: &str) -> String {
-    utf8_percent_encode(value, URI_COMPONENT)
-        .to_string()
-        .replace("%20", "+")
-}
+use lamed::model::{Event, PARTICIPATE};
 
 /// The `GET /track` path and query AlephBet would send for `event`.
 pub fn track_path(path: &str, event: &Event) -> String {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use clap::Parser;
-use lamed::loadgen::{self, Workload, WorkloadSpec};
+use lamed_load::{self as loadgen, Workload, WorkloadSpec};
 
 /// Load generator for lamed's GET /track (loopback only).
 #[derive(Debug, Parser)]

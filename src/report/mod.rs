@@ -1,6 +1,7 @@
 //! The report of one experiment: per goal, the statistics of [`crate::stats`]
-//! against a control variant, a plain-language verdict, and the daily series
-//! behind the charts. Pure: it works on counters already read from a store.
+//! against a control variant, a plain-language [`verdict`], and the daily
+//! series behind the charts. Pure: it works on counters already read from a
+//! store.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Counter, DailyCounter, PARTICIPATE};
 use crate::stats::{self, GoalAnalysis, Interval, Options, SrmCheck, VariantCounts};
+
+pub mod verdict;
 
 /// Variant names taken as the control when the request names none, in
 /// this order of preference; otherwise the first variant by name.
@@ -195,7 +198,7 @@ pub fn build(
                 goal,
                 &counts,
                 control_index,
-                weights.as_deref(),
+                srm.as_ref(),
                 &options,
                 &daily_series,
             )
@@ -218,11 +221,13 @@ pub fn build(
     })
 }
 
+/// One goal's analysis; `srm` is the experiment's sample-ratio check,
+/// which is the same for every goal because it reads only participants.
 fn goal_report(
     goal: &str,
     counts: &[VariantCounts],
     control: usize,
-    weights: Option<&[f64]>,
+    srm: Option<&SrmCheck>,
     options: &Options,
     daily: &DailySeries,
 ) -> GoalReport {
@@ -230,7 +235,7 @@ fn goal_report(
     if let Some(over) = counts.iter().find(|c| c.successes > c.trials) {
         return GoalReport {
             goal: goal.to_owned(),
-            verdict: format!("{goal}: counted as events, not conversions"),
+            verdict: verdict::events_not_conversions(goal),
             analysis: None,
             note: Some(format!(
                 "variant '{}' has {} completions for {} participants, so this goal is \
@@ -241,17 +246,17 @@ fn goal_report(
             cumulative,
         };
     }
-    match stats::analyze(counts, control, weights, options) {
+    match stats::analyze_with_srm(counts, control, srm.cloned(), options) {
         Ok(analysis) => GoalReport {
             goal: goal.to_owned(),
-            verdict: stats::verdict(goal, &analysis),
+            verdict: verdict::for_analysis(goal, &analysis),
             analysis: Some(analysis),
             note: None,
             cumulative,
         },
         Err(err) => GoalReport {
             goal: goal.to_owned(),
-            verdict: format!("{goal}: cannot be analysed"),
+            verdict: verdict::cannot_be_analysed(goal),
             analysis: None,
             note: Some(err.to_string()),
             cumulative,
@@ -474,6 +479,8 @@ mod tests {
         assert_eq!(buy.goal, "buy");
         let analysis = buy.analysis.as_ref().unwrap();
         assert_eq!(analysis.variants[analysis.control].label, "red");
+        assert!(report.srm.is_some());
+        assert_eq!(analysis.srm, report.srm, "one sample-ratio check for all");
         assert!(buy.verdict.contains("blue"), "{}", buy.verdict);
         let views = &report.goals[1];
         assert!(views.analysis.is_none());

@@ -1,0 +1,107 @@
+//! The database file: its tables, and how the writer's and the readers'
+//! connections to it are opened and tuned.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::store::StoreError;
+
+/// Milliseconds in a day: `daily` rows are keyed by UTC day number.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Tables: `daily` holds one row per (namespace, experiment, event, variant,
+/// UTC day): what tracking writes, and what trend charts read; `counters`
+/// the totals of days older than the retention, folded out of `daily`
+/// (a counter's total is its `counters` row plus its days plus its
+/// `imported` base); `seen` is the
+/// append-only log of remembered events (see [`super::seen`]): a 16-byte hash of
+/// the event's identity and the millisecond it was first seen; `imported`
+/// the base each counter was given by `lamed import` (reads add it to
+/// `counters`, so re-importing replaces it instead of adding twice).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS counters (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    id INTEGER PRIMARY KEY, key BLOB NOT NULL, first_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS imported (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+";
+
+/// The UTC day number (days since the Unix epoch) of a Unix millisecond:
+/// the `day` of a `daily` row.
+pub(super) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(MS_PER_DAY)
+}
+
+/// Opens a read-only connection for queries; it never blocks the writer.
+pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| cannot_open(path, err))?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    Ok(reader)
+}
+
+/// Opens the one connection that writes, creating the tables when missing.
+pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|err| cannot_open(path, err))?;
+    // Only this writer writes, so waiting on a lock means something outside
+    // lamed holds the database: fail within a second (503, the client
+    // retries) rather than hold every request.
+    conn.busy_timeout(Duration::from_secs(1))?;
+    // WAL: a commit is one append to the log, and readers never block the
+    // writer. NORMAL syncs only at checkpoints: a commit survives a crash
+    // of this process (the OS has the bytes) but not a power loss; FULL
+    // fsyncs the log on every commit.
+    // Small pages: each commit appends a few hundred bytes to the dedupe
+    // log and bumps a few counters, and the WAL writes whole pages, so
+    // 1 KiB pages write a quarter of the bytes of the default 4 KiB.
+    // (Only takes effect when the database is created.)
+    conn.pragma_update(None, "page_size", 1024)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // Checkpoint every 16 MiB of log rather than every 1,000 pages: the hot
+    // pages (counters, the log's tail) are rewritten in every commit, and a
+    // checkpoint copies each only once however often it changed.
+    conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
+    conn.execute_batch(SCHEMA)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
+    StoreError::caused_by(format!("cannot open database {}", path.display()), err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Days are UTC days, and the millisecond before the epoch is the day
+    /// before it (not day 0, as truncating division would say).
+    #[test]
+    fn days_start_at_utc_midnight() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(MS_PER_DAY - 1), 0);
+        assert_eq!(day_of(MS_PER_DAY), 1);
+        assert_eq!(day_of(-1), -1);
+    }
+}

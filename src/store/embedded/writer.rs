@@ -1,0 +1,294 @@
+//! The writer thread: the only connection that writes, committing
+//! concurrent commands together (group commit).
+//!
+//! It waits for a command, drains whatever else is already queued (up to
+//! [`MAX_EVENTS_PER_COMMIT`] events) into the same transaction, commits
+//! once, then answers every caller. When anything in the transaction
+//! fails, it rolls back and every caller gets the error, and the in-memory
+//! dedupe index and catalog are put back to what is really stored.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::catalog::Catalog;
+use super::command::{Answer, Command, NotApplied};
+use super::prune::Pruner;
+use super::schema::day_of;
+use super::seen::{cutoff, SeenIndex};
+use crate::clock::Clock;
+use crate::model::{Caps, Event};
+use crate::store::StoreError;
+
+/// Most events the writer puts in one transaction; bounds commit latency.
+const MAX_EVENTS_PER_COMMIT: usize = 8192;
+
+/// How long the writer waits for a command before pruning anyway.
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    /// The only connection that writes.
+    pub(super) conn: Connection,
+    /// The names that exist, to enforce the caps.
+    pub(super) catalog: Catalog,
+    /// Caps on what tracking may create.
+    pub(super) caps: Caps,
+    /// Which events were seen within the window.
+    pub(super) seen: SeenIndex,
+    /// Dedupe window in milliseconds, 0 = forever.
+    pub(super) window_ms: u64,
+    /// Where "now" comes from.
+    pub(super) clock: Clock,
+    /// When dedupe rows and old days were last pruned.
+    pub(super) pruner: Pruner,
+}
+
+/// A write transaction as commands see it: the transaction itself, the
+/// in-memory state it changes, and its "now".
+pub(super) struct Batch<'conn> {
+    /// The open transaction.
+    pub(super) tx: Transaction<'conn>,
+    /// The names that exist, including those this transaction added.
+    pub(super) catalog: &'conn mut Catalog,
+    /// Caps on what tracking may create.
+    pub(super) caps: &'conn Caps,
+    /// Which events were seen, including in this transaction.
+    pub(super) seen: &'conn mut SeenIndex,
+    /// The transaction's time, in Unix milliseconds.
+    pub(super) now_ms: i64,
+    /// Events first seen at or before this are outside the dedupe window.
+    pub(super) cutoff: i64,
+    /// Counted events per counter, written to today's rows on commit.
+    counts: HashMap<CounterKey, i64>,
+}
+
+/// A counter's names: namespace, experiment, event, variant.
+type CounterKey = (String, String, String, String);
+
+/// A transaction that rolled back, and the callers it owes its error.
+struct Failed {
+    error: StoreError,
+    applied: Vec<Box<dyn Answer>>,
+    unapplied: Vec<Box<dyn Command>>,
+}
+
+impl Writer {
+    /// Runs until every sender is dropped, then checkpoints the log.
+    pub(super) fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+        loop {
+            let first = match receiver.recv_timeout(IDLE_WAIT) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.prune_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut events = first.weight();
+            let mut commands = vec![first];
+            while events < MAX_EVENTS_PER_COMMIT {
+                match receiver.try_recv() {
+                    Ok(command) => {
+                        events += command.weight();
+                        commands.push(command);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(commands);
+            self.prune_if_due();
+        }
+        // Fold the log into the database file so a clean stop leaves one file.
+        if let Err(err) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(cause = %err, "wal checkpoint on close failed");
+        }
+    }
+
+    fn prune_if_due(&mut self) {
+        self.pruner
+            .prune_if_due(&mut self.conn, &mut self.seen, self.window_ms, &self.clock);
+    }
+
+    /// Applies the commands in one transaction, then answers them: every
+    /// one with its result after the commit, or every one with the error
+    /// when anything failed (the transaction then rolled back).
+    fn commit(&mut self, commands: Vec<Box<dyn Command>>) {
+        match self.apply(commands) {
+            Ok(applied) => {
+                self.seen.commit();
+                for answer in applied {
+                    answer.send();
+                }
+            }
+            Err(failed) => {
+                self.seen.rollback();
+                tracing::error!(
+                    cause = failed.error.chain(),
+                    "store write failed; answering 503"
+                );
+                for answer in failed.applied {
+                    answer.fail(&failed.error);
+                }
+                for command in failed.unapplied {
+                    command.fail(&failed.error);
+                }
+                // Rebuild what the rolled-back work may have added to the
+                // catalog from what is really stored.
+                match Catalog::load(&self.conn) {
+                    Ok(catalog) => self.catalog = catalog,
+                    Err(err) => tracing::error!(cause = %err, "catalog reload failed"),
+                }
+            }
+        }
+    }
+
+    /// Applies the commands in order in one transaction and commits it;
+    /// stops at the first failure (dropping the transaction rolls it back).
+    fn apply(&mut self, commands: Vec<Box<dyn Command>>) -> Result<Vec<Box<dyn Answer>>, Failed> {
+        let now_ms = self.clock.now_ms();
+        let mut applied = Vec::with_capacity(commands.len());
+        let mut commands = commands.into_iter();
+        let tx = match self.conn.transaction() {
+            Ok(tx) => tx,
+            Err(err) => {
+                return Err(Failed {
+                    error: err.into(),
+                    applied,
+                    unapplied: commands.collect(),
+                })
+            }
+        };
+        let mut batch = Batch {
+            tx,
+            catalog: &mut self.catalog,
+            caps: &self.caps,
+            seen: &mut self.seen,
+            now_ms,
+            cutoff: cutoff(now_ms, self.window_ms),
+            counts: HashMap::new(),
+        };
+        while let Some(command) = commands.next() {
+            match command.apply(&mut batch) {
+                Ok(answer) => applied.push(answer),
+                Err(NotApplied { error, command }) => {
+                    return Err(Failed {
+                        error,
+                        applied,
+                        unapplied: std::iter::once(command).chain(commands).collect(),
+                    })
+                }
+            }
+        }
+        match batch.commit() {
+            Ok(()) => Ok(applied),
+            Err(error) => Err(Failed {
+                error,
+                applied,
+                unapplied: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl Batch<'_> {
+    /// Adds one to today's row of the event's counter.
+    pub(super) fn count(&mut self, event: Event) {
+        *self
+            .counts
+            .entry((
+                event.namespace,
+                event.experiment,
+                event.event,
+                event.variant,
+            ))
+            .or_default() += 1;
+    }
+
+    /// Drops the counts of one experiment queued in this transaction.
+    pub(super) fn forget_counts(&mut self, namespace: &str, experiment: &str) {
+        self.counts
+            .retain(|(ns, exp, _, _), _| !(ns == namespace && exp == experiment));
+    }
+
+    /// Writes what the commands left in memory (dedupe log rows, counts),
+    /// then commits.
+    fn commit(self) -> Result<(), StoreError> {
+        self.seen.write_pending(&self.tx)?;
+        {
+            // Only today's row changes: totals are the sum of the days (plus
+            // what was folded out of the retention, plus imports), so each
+            // commit touches one row per counter instead of two.
+            let mut add_daily = self.tx.prepare_cached(
+                "INSERT INTO daily (namespace, experiment, event, variant, day, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )?;
+            let day = day_of(self.now_ms);
+            for ((namespace, experiment, event, variant), count) in &self.counts {
+                add_daily.execute(params![namespace, experiment, event, variant, day, count])?;
+            }
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use crate::store::embedded::tests::open;
+    use crate::store::{Store, StoreError};
+
+    /// While something outside lamed holds the write lock, every command of
+    /// the failed transactions gets the error, and what they remembered and
+    /// named is forgotten: once the lock is gone, the same uuid counts and
+    /// the rolled-back variant no longer fills the cap.
+    #[tokio::test]
+    async fn failed_transaction_answers_every_command_and_forgets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let caps = Caps {
+            max_variants_per_experiment: 1,
+            ..Caps::default()
+        };
+        let store = open(dir.path(), 86_400, caps);
+        let event = |experiment: &str, variant: &str| Event {
+            namespace: "n".into(),
+            experiment: experiment.into(),
+            variant: variant.into(),
+            event: PARTICIPATE.into(),
+            uuid: "u".into(),
+        };
+        let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // Tracking is applied in memory, then the commit fails.
+        assert!(matches!(
+            store.track(vec![event("e", "a"), event("f", "a")]).await,
+            Err(StoreError::Unavailable { .. })
+        ));
+        // The heartbeat fails first; the commands after it in the same
+        // transaction are never applied, and get the same error.
+        let (heartbeat, tracked, imported) = tokio::join!(
+            store.check_writable(),
+            store.track(vec![event("g", "a")]),
+            store.import_counter("n", "h", PARTICIPATE, "a", 5),
+        );
+        for result in [heartbeat.err(), tracked.err(), imported.err()] {
+            assert!(matches!(result, Some(StoreError::Unavailable { .. })));
+        }
+
+        locker.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            store
+                .track(vec![event("e", "b"), event("f", "a")])
+                .await
+                .unwrap(),
+            vec![TrackOutcome::Counted, TrackOutcome::Counted]
+        );
+        assert_eq!(store.experiments("n").await.unwrap(), vec!["e", "f"]);
+        store.close().await.unwrap();
+    }
+}
