@@ -1,11 +1,13 @@
 //! The command line: one clap-derive enum of subcommands.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
+use crate::settings::{self, Given};
+use crate::store::redis::RedisSettings;
 
 /// Lamed: a self-hosted A/B-testing backend for the AlephBet client.
 ///
@@ -229,41 +231,82 @@ pub struct ImportArgs {
         long,
         env = "LAMED_REDIS_URL",
         value_name = "URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = settings::RedisUrls
     )]
-    pub to_redis: Option<String>,
+    pub to_redis: Option<RedisSettings>,
 }
 
 impl ImportArgs {
     /// The settings that choose the target store.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            redis: self.to_redis.clone(),
-            ..self.store.overrides()
+        let mut overrides = self.store.overrides();
+        if let Some(redis) = &self.to_redis {
+            overrides.settings = overrides
+                .settings
+                .with("redis", settings::redis_urls(redis));
         }
+        overrides
     }
 }
 
-/// Where a command finds the configuration and the local store.
-#[derive(Debug, Clone, Default, Args)]
+/// Where a command finds the configuration and the local store:
+/// `--config` and the `data_dir` setting, as `lamed serve` takes them.
+#[derive(Debug, Clone, Default)]
 pub struct StoreArgs {
     /// Config file to read instead of ./config.json or ~/.lamed/config.json
-    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-
-    /// Directory of the store and the generated API key [default: from the
-    /// config, else ./lamed-data]
-    #[arg(long, env = "LAMED_DATA_DIR", value_name = "DIR")]
+    /// The data directory, when given by flag or variable.
     pub data_dir: Option<PathBuf>,
+}
+
+impl Args for StoreArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let config = Overrides::command()
+            .get_arguments()
+            .find(|arg| arg.get_id() == "config")
+            .expect("Overrides has --config")
+            .clone();
+        cmd.arg(config)
+            .arg(settings::arg("data_dir").help_heading(None::<&'static str>))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for StoreArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = matches!(
+            matches.value_source("data_dir"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        Ok(StoreArgs {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            data_dir: matches
+                .get_one::<PathBuf>("data_dir")
+                .filter(|_| given)
+                .cloned(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl StoreArgs {
     /// The values that override the config file.
     pub fn overrides(&self) -> Overrides {
+        let mut settings = Given::default();
+        if let Some(dir) = &self.data_dir {
+            settings = settings.with("data_dir", serde_json::json!(dir));
+        }
         Overrides {
             config: self.config.clone(),
-            data_dir: self.data_dir.clone(),
-            ..Overrides::default()
+            settings,
         }
     }
 }
@@ -329,110 +372,34 @@ pub struct DashboardArgs {
     pub store: StoreArgs,
 }
 
-/// Options of `lamed serve`; each overrides the config file.
+/// Options of `lamed serve`: every setting (see [`crate::settings`]),
+/// each overriding the config file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// Where the configuration and the data directory are
-    #[command(flatten)]
-    pub store: StoreArgs,
-
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, env = "LAMED_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-
-    /// API key for the private endpoints [default: generated once, kept in DIR/api_key]
-    ///
-    /// At least 16 characters. Prefer the LAMED_API_KEY variable or the config
-    /// file: command lines are visible to other local users.
-    #[arg(
-        long,
-        env = "LAMED_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub api_key: Option<String>,
-
-    /// Dedupe window in seconds; 0 never forgets [default: 86400]
-    ///
-    /// The same (namespace, experiment, event, variant, uuid) is counted once
-    /// within this window from its first sighting, as in Lamed.
-    #[arg(long, env = "LAMED_UUID_EXPIRY_SECONDS", value_name = "SECONDS")]
-    pub uuid_expiry_seconds: Option<u64>,
-
-    /// fsync every commit, so a 200 also survives power loss (slower)
-    ///
-    /// Without it a 200 survives a crash or kill -9 of lamed, but the last
-    /// commits may be lost if the whole machine loses power.
-    #[arg(long, env = "LAMED_FSYNC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub fsync: Option<bool>,
-
-    /// Base URL the world reaches this server at, for the printed snippet
-    #[arg(long, env = "LAMED_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-
-    /// Most events in one POST /track batch [default: 1000]
-    #[arg(long, env = "LAMED_MAX_BATCH_EVENTS", value_name = "N")]
-    pub max_batch_events: Option<usize>,
-
-    /// Most namespaces tracking may create [default: 100]
-    #[arg(long, env = "LAMED_MAX_NAMESPACES", value_name = "N")]
-    pub max_namespaces: Option<usize>,
-
-    /// Most experiments per namespace [default: 200]
-    #[arg(long, env = "LAMED_MAX_EXPERIMENTS", value_name = "N")]
-    pub max_experiments: Option<usize>,
-
-    /// Most variants per experiment [default: 20]
-    #[arg(long, env = "LAMED_MAX_VARIANTS", value_name = "N")]
-    pub max_variants: Option<usize>,
-
-    /// Most goals per experiment [default: 50]
-    #[arg(long, env = "LAMED_MAX_GOALS", value_name = "N")]
-    pub max_goals: Option<usize>,
-
-    /// Count on Redis at this URL (or comma-separated cluster nodes)
-    ///
-    /// redis://[user[:password]@]host[:port][/db], or rediss:// for TLS.
-    /// Replaces the config file's "redis" setting. A single node that is
-    /// part of a Redis Cluster is detected and used as a cluster. Prefer
-    /// the variable when the URL holds a password.
-    #[arg(
-        long,
-        env = "LAMED_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub redis: Option<String>,
-
     /// Also serve GET /_bench/empty, a no-op baseline for benchmarks
     #[arg(long, env = "LAMED_BENCH_ROUTES")]
     pub bench_routes: bool,
+
+    /// The config file and every setting
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 impl ServeArgs {
     /// The values that override the config file.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            api_key: self.api_key.clone(),
-            uuid_expiry_seconds: self.uuid_expiry_seconds,
-            fsync: self.fsync,
-            public_url: self.public_url.clone(),
-            max_batch_events: self.max_batch_events,
-            max_namespaces: self.max_namespaces,
-            max_experiments: self.max_experiments,
-            max_variants: self.max_variants,
-            max_goals: self.max_goals,
-            redis: self.redis.clone(),
-            ..self.store.overrides()
-        }
+        self.overrides.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use crate::config::{Config, FileConfig};
+
+    fn resolved(args: &ServeArgs) -> Config {
+        Config::resolve(None, FileConfig::default(), args.overrides()).unwrap()
+    }
 
     fn serve(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from([&["lamed", "serve"], args].concat()).unwrap();
@@ -452,7 +419,12 @@ mod tests {
     #[test]
     fn serve_defaults() {
         let args = serve(&[]);
-        assert!(args.listen.is_none() && args.fsync.is_none() && !args.bench_routes);
+        assert!(!args.bench_routes);
+        let given: Vec<&str> = args.overrides.settings.ids().collect();
+        assert!(
+            !given.contains(&"listen") && !given.contains(&"fsync"),
+            "{given:?}"
+        );
     }
 
     /// Deploy's flags parse; the architecture defaults to x86_64 and a
@@ -499,18 +471,17 @@ mod tests {
             "--uuid-expiry-seconds",
             "7",
         ]);
-        assert_eq!(args.listen.unwrap().port(), 1);
-        assert_eq!(args.fsync, Some(true));
-        assert_eq!(args.uuid_expiry_seconds, Some(7));
-        assert_eq!(serve(&["--fsync=false"]).fsync, Some(false));
+        let config = resolved(&args);
+        assert_eq!(config.listen.port(), 1);
+        assert!(config.fsync);
+        assert_eq!(config.uuid_expiry_seconds, 7);
+        assert!(!resolved(&serve(&["--fsync=false"])).fsync);
         assert!(Cli::try_parse_from(["lamed", "serve", "--listen", "nope"]).is_err());
-        assert_eq!(
-            serve(&["--redis", "redis://a", "--redis", "redis://b"])
-                .overrides()
-                .redis
-                .as_deref(),
-            Some("redis://b")
-        );
+        let config = resolved(&serve(&["--redis", "redis://a", "--redis", "redis://b"]));
+        assert_eq!(config.redis.as_ref().unwrap().nodes[0].host, "b");
+        let store = serve(&["--data-dir", "d", "--max-experiments", "3"]);
+        assert_eq!(resolved(&store).data_dir, PathBuf::from("d"));
+        assert_eq!(resolved(&store).caps.max_experiments_per_namespace, 3);
     }
 
     /// `import` needs --redis; --dry-run and --namespace are optional.
@@ -532,6 +503,35 @@ mod tests {
         };
         assert!(args.dry_run);
         assert_eq!(args.namespace.as_deref(), Some("ns"));
-        assert_eq!(args.overrides().redis, args.to_redis);
+        assert_eq!(
+            args.overrides().settings.contains("redis"),
+            args.to_redis.is_some()
+        );
+        let cli = Cli::try_parse_from([
+            "lamed",
+            "import",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--to-redis",
+            "redis://127.0.0.1:2",
+            "--data-dir",
+            "d",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import")
+        };
+        let config = Config::resolve(None, FileConfig::default(), args.overrides()).unwrap();
+        assert_eq!(config.redis.as_ref().unwrap().nodes[0].port, 2);
+        assert_eq!(config.data_dir, PathBuf::from("d"));
+        assert!(Cli::try_parse_from([
+            "lamed",
+            "import",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--to-redis",
+            "http://x"
+        ])
+        .is_err());
     }
 }

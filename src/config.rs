@@ -1,26 +1,20 @@
 //! Configuration: Lamed's `config.json` (every key it has, plus ours),
-//! overridden by command-line flags and `LAMED_*` environment variables.
+//! overridden by `LAMED_*` environment variables and command-line flags.
+//! The settings themselves are declared once, in [`crate::settings`].
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::model::Caps;
+use crate::settings::{Given, Settings};
 use crate::store::redis::RedisSettings;
-
-/// Default address: loopback, so nothing is exposed until asked for.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default data directory, relative to the working directory.
-pub const DEFAULT_DATA_DIR: &str = "lamed-data";
-/// Lamed's default dedupe window: one day.
-pub const DEFAULT_UUID_EXPIRY_SECONDS: u64 = 86_400;
-/// Default largest batch accepted by `POST /track`.
-pub const DEFAULT_MAX_BATCH_EVENTS: usize = 1000;
 
 /// The file name of the generated API key inside the data directory.
 const API_KEY_FILE: &str = "api_key";
@@ -44,6 +38,14 @@ pub enum ConfigError {
         /// What serde found wrong, with line and column.
         source: serde_json::Error,
     },
+    /// A setting of the config file has the wrong type.
+    #[error("invalid config file {file}: {problem}")]
+    Setting {
+        /// The file, as shown.
+        file: String,
+        /// The key and what is wrong with it.
+        problem: crate::settings::SettingError,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -59,34 +61,17 @@ pub enum ConfigError {
 
 /// The contents of a `config.json`: Lamed's keys and ours, all optional.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
 pub struct FileConfig {
-    /// Lamed's Redis settings: keyword arguments of redis-py, a URL, or a
-    /// list of cluster nodes.
-    pub redis: Option<Value>,
-    /// Dedupe window in seconds.
-    pub uuid_expiry_seconds: Option<u64>,
     /// Extra paths wired to one of the handlers (`lamed.track`, `lamed.all`,
-    /// `lamed.delete`); `lamed serve` serves them too.
+    /// `lamed.delete`); `lamed serve` serves them too. Only in the file.
+    #[serde(default)]
     pub extra_wiring: Vec<ExtraWiring>,
-    /// Address to listen on.
-    pub listen: Option<SocketAddr>,
-    /// Directory of the embedded store and the generated API key.
-    pub data_dir: Option<PathBuf>,
-    /// API key for the private endpoints.
-    pub api_key: Option<String>,
-    /// fsync every commit.
-    pub fsync: Option<bool>,
-    /// Base URL the world reaches this server at (for the printed snippet).
-    pub public_url: Option<String>,
-    /// Largest batch accepted by `POST /track`.
-    pub max_batch_events: Option<usize>,
-    /// Caps on what the public tracking endpoint may create.
-    pub limits: Option<Caps>,
-    /// Keys we do not know: reported as warnings, not errors, so that
-    /// config files written for other Lamed versions keep working.
+    /// Every other key: the settings (typed when resolved, see
+    /// [`crate::settings`]), comments (`_`-prefixed) and unknown keys,
+    /// which are reported as warnings, not errors, so that config files
+    /// written for other Lamed versions keep working.
     #[serde(flatten)]
-    pub unknown: BTreeMap<String, Value>,
+    pub settings: Map<String, Value>,
 }
 
 /// One `extra_wiring` entry, as Lamed writes it.
@@ -176,81 +161,97 @@ impl Handler {
 #[error("handler '{0}' is unknown; use lamed.track, lamed.all or lamed.delete")]
 pub struct UnknownHandler(pub String);
 
-/// Values given on the command line or in `LAMED_*` variables; they win over
-/// the file.
-#[derive(Debug, Default, Clone)]
+/// What the command line and the `LAMED_*` variables say: the config file
+/// to read and the settings given explicitly, which win over the file.
+#[derive(Debug, Default, Clone, clap::Parser)]
 pub struct Overrides {
-    /// `--config`
+    /// Config file to read instead of ./config.json or ~/.lamed/config.json
+    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// `--listen`
-    pub listen: Option<SocketAddr>,
-    /// `--data-dir`
-    pub data_dir: Option<PathBuf>,
-    /// `--api-key`
-    pub api_key: Option<String>,
-    /// `--uuid-expiry-seconds`
-    pub uuid_expiry_seconds: Option<u64>,
-    /// `--fsync`
-    pub fsync: Option<bool>,
-    /// `--public-url`
-    pub public_url: Option<String>,
-    /// `--max-batch-events`
-    pub max_batch_events: Option<usize>,
-    /// `--max-namespaces`
-    pub max_namespaces: Option<usize>,
-    /// `--max-experiments`
-    pub max_experiments: Option<usize>,
-    /// `--max-variants`
-    pub max_variants: Option<usize>,
-    /// `--max-goals`
-    pub max_goals: Option<usize>,
-    /// `--redis`: URL(s), replacing the file's `redis` setting.
-    pub redis: Option<String>,
+    /// The settings given by flag or variable.
+    #[command(flatten)]
+    pub settings: Given,
 }
 
-/// The resolved configuration the server runs with.
+impl Overrides {
+    /// The overrides of the environment alone (`LAMED_CONFIG` and every
+    /// setting's variable), as the AWS Lambda entry reads them.
+    ///
+    /// # Errors
+    ///
+    /// When a variable holds a value its setting does not take; the
+    /// message names the variable.
+    pub fn from_env() -> Result<Overrides, ConfigError> {
+        use clap::error::{ContextKind, ContextValue};
+        use clap::CommandFactory;
+        <Overrides as clap::Parser>::try_parse_from(["lamed"]).map_err(|err| {
+            let context = |kind| match err.get(kind) {
+                Some(ContextValue::String(text)) => Some(text.clone()),
+                _ => None,
+            };
+            // clap names the flag (`--max-goals <N>`); say the variable.
+            let Some(flag) = context(ContextKind::InvalidArg) else {
+                let text = err.to_string();
+                return ConfigError::Invalid(text.trim_start_matches("error: ").trim().to_owned());
+            };
+            let arg = Overrides::command()
+                .get_arguments()
+                .find(|arg| {
+                    arg.get_long()
+                        .is_some_and(|long| flag.starts_with(&format!("--{long} ")))
+                })
+                .cloned();
+            let variable = arg
+                .as_ref()
+                .and_then(|arg| arg.get_env())
+                .map_or(flag, |env| env.to_string_lossy().into_owned());
+            // A secret's value is never repeated.
+            let value = match arg.filter(|arg| !arg.is_hide_env_values_set()) {
+                Some(_) => format!(
+                    " '{}'",
+                    context(ContextKind::InvalidValue).unwrap_or_default()
+                ),
+                None => String::new(),
+            };
+            let why = std::error::Error::source(&err)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            ConfigError::Invalid(format!("{variable} has an invalid value{value}{why}"))
+        })
+    }
+}
+
+/// The resolved configuration the server runs with. Every setting is read
+/// through it (`config.listen`, `config.redis`...: it dereferences to
+/// [`Settings`]).
 #[derive(Clone)]
 pub struct Config {
     /// Where the configuration file was found, if anywhere.
     pub source: Option<PathBuf>,
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Directory of the embedded store and the generated key.
-    pub data_dir: PathBuf,
-    /// API key given by configuration; `None` means generate or reuse one.
-    pub api_key: Option<String>,
-    /// Dedupe window in seconds; 0 = forever.
-    pub uuid_expiry_seconds: u64,
-    /// fsync every commit.
-    pub fsync: bool,
-    /// Base URL for the printed snippet; defaults to the listen address.
-    pub public_url: Option<String>,
-    /// Largest batch accepted by `POST /track`.
-    pub max_batch_events: usize,
-    /// Caps on what tracking may create.
+    /// Every setting, resolved.
+    pub settings: Settings,
+    /// Caps on what tracking may create (from `settings.limits`).
     pub caps: Caps,
-    /// Where Redis is, when it is the store.
-    pub redis: Option<RedisSettings>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
     /// Unknown keys found in the file, for a warning.
     pub unknown_keys: Vec<String>,
 }
 
+impl Deref for Config {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The API key and Redis password never reach logs.
+        // Settings' Debug keeps the API key and Redis password out.
         f.debug_struct("Config")
             .field("source", &self.source)
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("uuid_expiry_seconds", &self.uuid_expiry_seconds)
-            .field("fsync", &self.fsync)
-            .field("public_url", &self.public_url)
-            .field("max_batch_events", &self.max_batch_events)
-            .field("caps", &self.caps)
-            .field("redis", &self.redis)
+            .field("settings", &self.settings)
             .field("extra_wiring", &self.extra_wiring.len())
             .finish()
     }
@@ -278,62 +279,66 @@ impl Config {
         Self::resolve(source, file, overrides)
     }
 
+    /// The configuration of a process configured by its environment (AWS
+    /// Lambda): a config file is read only when `--config` or
+    /// `LAMED_CONFIG` names one; no `./config.json` or `~/.lamed` lookup.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_named_only(overrides: Overrides) -> Result<Config, ConfigError> {
+        if overrides.config.is_some() {
+            Self::load(overrides)
+        } else {
+            Self::resolve(None, FileConfig::default(), overrides)
+        }
+    }
+
     /// Layers overrides over a parsed file and defaults, then validates.
+    ///
+    /// # Errors
+    ///
+    /// When a value of the file has the wrong type, or a value is out of
+    /// range.
     pub fn resolve(
         source: Option<PathBuf>,
         file: FileConfig,
         o: Overrides,
     ) -> Result<Config, ConfigError> {
-        let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("valid default address");
-        let mut caps = file.limits.unwrap_or_default();
-        caps.max_namespaces = o.max_namespaces.unwrap_or(caps.max_namespaces);
-        caps.max_experiments_per_namespace = o
-            .max_experiments
-            .unwrap_or(caps.max_experiments_per_namespace);
-        caps.max_variants_per_experiment =
-            o.max_variants.unwrap_or(caps.max_variants_per_experiment);
-        caps.max_goals_per_experiment = o.max_goals.unwrap_or(caps.max_goals_per_experiment);
+        let (mut settings, unknown) = crate::settings::resolve(&o.settings, &file.settings)
+            .map_err(|problem| ConfigError::Setting {
+                file: source
+                    .as_deref()
+                    .unwrap_or(Path::new("config.json"))
+                    .display()
+                    .to_string(),
+                problem,
+            })?;
         // Top-level keys starting with `_` are comments (JSON has none).
-        let mut unknown_keys: Vec<String> = file
-            .unknown
-            .into_keys()
+        let mut unknown_keys: Vec<String> = unknown
+            .into_iter()
             .filter(|key| !key.starts_with('_'))
             .collect();
-        let redis = match (o.redis.as_deref(), &file.redis) {
-            (Some(urls), _) => Some(RedisSettings::from_urls(urls)),
-            (None, Some(value)) if !value.is_null() => {
-                Some(RedisSettings::from_json(value).map(|(settings, ignored)| {
+        // redis-py keyword arguments we do not use: warned about, as Lamed's
+        // configs carry them.
+        if !o.settings.contains("redis") {
+            if let Some(value) = file
+                .settings
+                .get("redis")
+                .filter(|v| v.is_object() || v.is_array())
+            {
+                if let Ok((_, ignored)) = RedisSettings::from_json(value) {
                     unknown_keys.extend(ignored.into_iter().map(|key| format!("redis.{key}")));
-                    settings
-                }))
+                }
             }
-            (None, _) => None,
         }
-        .transpose()
-        .map_err(|err| ConfigError::Invalid(err.to_string()))?;
+        settings.public_url = settings
+            .public_url
+            .map(|url| url.trim_end_matches('/').to_owned());
         let config = Config {
             source,
-            listen: o.listen.or(file.listen).unwrap_or(default_listen),
-            data_dir: o
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            api_key: o.api_key.or(file.api_key),
-            uuid_expiry_seconds: o
-                .uuid_expiry_seconds
-                .or(file.uuid_expiry_seconds)
-                .unwrap_or(DEFAULT_UUID_EXPIRY_SECONDS),
-            fsync: o.fsync.or(file.fsync).unwrap_or(false),
-            public_url: o
-                .public_url
-                .or(file.public_url)
-                .map(|url| url.trim_end_matches('/').to_owned()),
-            max_batch_events: o
-                .max_batch_events
-                .or(file.max_batch_events)
-                .unwrap_or(DEFAULT_MAX_BATCH_EVENTS),
-            caps,
-            redis,
+            caps: settings.caps(),
+            settings,
             extra_wiring: file.extra_wiring,
             unknown_keys,
         };
@@ -483,6 +488,17 @@ mod tests {
         serde_json::from_str(json).expect("valid test config")
     }
 
+    /// Overrides from these flags alone: the environment is not read.
+    fn flags(args: &[&str]) -> Overrides {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Overrides::command()
+            .mut_args(|arg| arg.env(None::<&'static str>))
+            .no_binary_name(true)
+            .try_get_matches_from(args)
+            .unwrap();
+        Overrides::from_arg_matches(&matches).unwrap()
+    }
+
     /// A Lamed config.json is accepted as is, and its values are used.
     #[test]
     fn reads_lamed_config() {
@@ -509,17 +525,13 @@ mod tests {
         let file = parse(
             r#"{"uuid_expiry_seconds": 60, "fsync": true, "limits": {"max_variants_per_experiment": 3}}"#,
         );
-        let overrides = Overrides {
-            uuid_expiry_seconds: Some(5),
-            max_goals: Some(7),
-            ..Overrides::default()
-        };
+        let overrides = flags(&["--uuid-expiry-seconds", "5", "--max-goals", "7"]);
         let config = Config::resolve(None, file, overrides).unwrap();
         assert_eq!(config.uuid_expiry_seconds, 5);
         assert!(config.fsync);
         assert_eq!(config.caps.max_variants_per_experiment, 3);
         assert_eq!(config.caps.max_goals_per_experiment, 7);
-        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.redis.is_none());
     }
 
@@ -531,12 +543,10 @@ mod tests {
         let config = Config::resolve(None, file, Overrides::default()).unwrap();
         assert_eq!(config.unknown_keys, vec!["redis.socket_timeout".to_owned()]);
         let file = parse(r#"{"redis": {"host": "h"}}"#);
-        let overrides = Overrides {
-            redis: Some("redis://127.0.0.1:7000/1".into()),
-            ..Overrides::default()
-        };
+        let overrides = flags(&["--redis", "redis://127.0.0.1:7000/1"]);
         let config = Config::resolve(None, file, overrides).unwrap();
-        assert_eq!(config.redis.unwrap().nodes[0].port, 7000);
+        assert_eq!(config.redis.as_ref().unwrap().nodes[0].port, 7000);
+        assert!(config.unknown_keys.is_empty());
         let err = Config::resolve(
             None,
             parse(r#"{"redis": {"port": "x"}}"#),
@@ -559,9 +569,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("x.y"), "{err}");
-        let err =
-            serde_json::from_str::<FileConfig>(r#"{"limits": {"max_variantz": 3}}"#).unwrap_err();
+        let err = Config::resolve(
+            None,
+            parse(r#"{"limits": {"max_variantz": 3}}"#),
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("max_variantz"), "{err}");
+        let err = Config::resolve(
+            Some("c.json".into()),
+            parse(r#"{"uuid_expiry_seconds": "soon"}"#),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid config file c.json: uuid_expiry_seconds:"),
+            "{text}"
+        );
     }
 
     /// Unknown top-level keys are kept for a warning, not refused; keys
@@ -581,10 +606,7 @@ mod tests {
     #[test]
     fn api_key_is_generated_once() {
         let dir = tempfile::tempdir().unwrap();
-        let overrides = Overrides {
-            data_dir: Some(dir.path().to_owned()),
-            ..Overrides::default()
-        };
+        let overrides = flags(&["--data-dir", dir.path().to_str().unwrap()]);
         let config = Config::resolve(None, FileConfig::default(), overrides).unwrap();
         let (first, source) = config.api_key_or_generate().unwrap();
         assert!(matches!(source, ApiKeySource::Generated(_)));

@@ -38,40 +38,11 @@ pub fn is_lambda_runtime() -> bool {
 /// When a variable holds a bad value, or the API key is missing: the
 /// function cannot generate and keep one (its disk is not kept).
 pub fn config_from_env() -> anyhow::Result<(Config, String)> {
-    let number = |name: &str| -> anyhow::Result<Option<u64>> {
-        match env::var(name) {
-            Ok(text) if !text.trim().is_empty() => text
-                .trim()
-                .parse()
-                .map(Some)
-                .with_context(|| format!("{name} must be a whole number, not '{text}'")),
-            _ => Ok(None),
-        }
-    };
-    let size = |name: &str| -> anyhow::Result<Option<usize>> {
-        Ok(number(name)?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
-    };
-    let overrides = Overrides {
-        config: env::var_os("LAMED_CONFIG").map(Into::into),
-        api_key: env::var("LAMED_API_KEY").ok().filter(|k| !k.is_empty()),
-        uuid_expiry_seconds: number("LAMED_UUID_EXPIRY_SECONDS")?,
-        max_batch_events: size("LAMED_MAX_BATCH_EVENTS")?,
-        max_namespaces: size("LAMED_MAX_NAMESPACES")?,
-        max_experiments: size("LAMED_MAX_EXPERIMENTS")?,
-        max_variants: size("LAMED_MAX_VARIANTS")?,
-        max_goals: size("LAMED_MAX_GOALS")?,
-        redis: env::var(REDIS_URL_VAR)
-            .ok()
-            .filter(|url| !url.trim().is_empty()),
-        ..Overrides::default()
-    };
-    let config = if overrides.config.is_some() {
-        Config::load(overrides)?
-    } else {
-        // No ./config.json or ~/.lamed lookup: the function is configured
-        // by its environment only.
-        Config::resolve(None, Default::default(), overrides)?
-    };
+    // Every setting's variable (the definition in crate::settings); no
+    // ./config.json or ~/.lamed lookup: the function is configured by its
+    // environment only.
+    let overrides = Overrides::from_env()?;
+    let config = Config::load_named_only(overrides)?;
     let api_key = config.api_key.clone().context(
         "LAMED_API_KEY is not set; on AWS Lambda the API key must be configured \
          (lamed deploy sets it)",

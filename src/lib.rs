@@ -11,6 +11,7 @@
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
 //! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
+//! - [`settings`]: every setting, declared once (flag, variable, key, default).
 //! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
 //! - [`cli`], [`serve`] and [`commands`]: the `lamed` command line.
 //! - [`lambda`]: the AWS Lambda entry (the binary as an API Gateway function).
@@ -36,6 +37,7 @@ pub mod report;
 pub mod results;
 pub mod serve;
 pub mod server;
+pub mod settings;
 pub mod snippet;
 pub mod stats;
 pub mod store;

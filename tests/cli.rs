@@ -142,3 +142,51 @@ fn json_logs() {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
     assert_eq!(log["fields"]["message"], "serving");
 }
+
+/// The first line `lamed serve` prints ("lamed is listening on URL"), run
+/// in `dir` with these extra arguments and variables; the server is then
+/// stopped by its PID.
+fn listening_line(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> String {
+    let mut child = Command::new(util::lamed_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"])
+        .args(args)
+        .env_remove("LAMED_API_KEY")
+        .env_remove("LAMED_PUBLIC_URL")
+        .envs(vars.iter().copied())
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start lamed");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    line.trim().to_owned()
+}
+
+/// A setting comes from the flag, else its LAMED_ variable, else
+/// config.json, else its default: `public_url`, as the banner shows it.
+#[test]
+fn flag_then_variable_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = listening_line(dir.path(), &[], &[]);
+    assert!(
+        default.starts_with("lamed is listening on http://127.0.0.1:"),
+        "{default}"
+    );
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"public_url": "http://file.example/"}"#,
+    )
+    .unwrap();
+    let file = listening_line(dir.path(), &[], &[]);
+    assert_eq!(file, "lamed is listening on http://file.example");
+    let env = [("LAMED_PUBLIC_URL", "http://variable.example")];
+    let variable = listening_line(dir.path(), &[], &env);
+    assert_eq!(variable, "lamed is listening on http://variable.example");
+    let flag = listening_line(dir.path(), &["--public-url", "http://flag.example"], &env);
+    assert_eq!(flag, "lamed is listening on http://flag.example");
+}

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use http_body_util::BodyExt;
 use lambda_http::request::from_str;
 use lamed::config::{Config, FileConfig, Overrides};
+use lamed::settings::Given;
 use util::redis_server::RedisServer;
 use util::Server;
 
@@ -35,12 +36,12 @@ fn event(name: &str) -> String {
 
 /// A private redis-server and the function's configuration pointing at
 /// it, as `lamed deploy` sets it: `LAMED_REDIS_URL` and `LAMED_API_KEY`
-/// become `Overrides`, then the store comes from the same
+/// become `Overrides`' given settings, then the store comes from the same
 /// `lamed::lambda::open_store` that `lamed::lambda::run` calls.
 async fn lambda_app(redis: &RedisServer) -> axum::Router {
     let file: FileConfig = serde_json::from_str(CONFIG).unwrap();
     let overrides = Overrides {
-        redis: Some(redis.url()),
+        settings: Given::default().with("redis", serde_json::Value::String(redis.url())),
         ..Overrides::default()
     };
     let config = Config::resolve(None, file, overrides).unwrap();

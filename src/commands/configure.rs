@@ -10,32 +10,62 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
+use serde_json::{json, Value};
 
 use crate::cli::ConfigureArgs;
 use crate::config::{Config, Overrides};
+use crate::settings;
 
-/// The file `lamed configure` writes when none exists.
-pub const TEMPLATE: &str = r#"{
-  "_comment": [
-    "lamed configuration. JSON has no comments: keys starting with _ are ignored.",
-    "redis: where lamed counts on AWS Lambda. redis-py settings (host, port, password, db, ssl, username) or a URL string redis://[user:password@]host:port/db (rediss:// for TLS). It must be reachable from AWS Lambda.",
-    "api_key: the key of /experiments, /delete, the report API and the dashboard, 16+ characters without spaces. lamed deploy generates one when absent and keeps it as the API Gateway key 'lamed'.",
-    "uuid_expiry_seconds: the dedupe window: the same event and uuid count once within it (0 = forever).",
-    "limits: caps on what the public tracking endpoint may create.",
-    "extra_wiring: extra API paths, e.g. {\"lambda\": {\"FunctionName\": \"lamed-track\", \"Handler\": \"lamed.track\", \"MemorySize\": 128, \"Timeout\": 3}, \"api_gateway\": {\"pathPart\": \"my_tracking_endpoint\", \"method\": {\"httpMethod\": \"GET\", \"apiKeyRequired\": false}}}. Handlers: lamed.track, lamed.all (experiments), lamed.delete. MemorySize and Timeout set that function's memory (MB) and timeout (s); the defaults are 128 and 3.",
-    "Then: lamed preflight, lamed deploy."
-  ],
-  "redis": {"host": "localhost", "port": 6379, "db": 0},
-  "uuid_expiry_seconds": 86400,
-  "limits": {
-    "max_namespaces": 100,
-    "max_experiments_per_namespace": 200,
-    "max_variants_per_experiment": 20,
-    "max_goals_per_experiment": 50
-  },
-  "extra_wiring": []
+/// The file `lamed configure` writes when none exists: every setting that
+/// applies on AWS Lambda at its default, each explained in `_comment` from
+/// its definition ([`crate::settings`]), plus a sample `redis` and an empty
+/// `extra_wiring`.
+pub fn template() -> String {
+    let mut values = settings::defaults();
+    let mut comment = vec![
+        "lamed configuration. JSON has no comments: keys starting with _ are ignored.".to_owned(),
+        "redis: where lamed counts on AWS Lambda. redis-py settings (host, port, password, db, ssl, username), a URL string redis://[user:password@]host:port/db (rediss:// for TLS) or a list of cluster nodes. It must be reachable from AWS Lambda.".to_owned(),
+    ];
+    for info in settings::infos() {
+        if !info.on_lambda {
+            values.remove(&info.key);
+            continue;
+        }
+        if info.id == "redis" {
+            continue;
+        }
+        let help = info
+            .arg
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        comment.push(format!(
+            "{}: {help} (flag --{}, variable {}).",
+            info.key,
+            info.arg.get_long().unwrap_or_default(),
+            info.env
+        ));
+    }
+    values.retain(|_, value| !value.is_null());
+    comment.extend(
+        [
+            "lamed deploy generates an api_key when absent and keeps it as the API Gateway key 'lamed'.",
+            "extra_wiring: extra API paths, e.g. {\"lambda\": {\"FunctionName\": \"lamed-track\", \"Handler\": \"lamed.track\", \"MemorySize\": 128, \"Timeout\": 3}, \"api_gateway\": {\"pathPart\": \"my_tracking_endpoint\", \"method\": {\"httpMethod\": \"GET\", \"apiKeyRequired\": false}}}. Handlers: lamed.track, lamed.all (experiments), lamed.delete. MemorySize and Timeout set that function's memory (MB) and timeout (s); the defaults are 128 and 3.",
+            "Then: lamed preflight, lamed deploy.",
+        ]
+        .map(str::to_owned),
+    );
+    values.insert("_comment".into(), json!(comment));
+    values.insert(
+        "redis".into(),
+        json!({"host": "localhost", "port": 6379, "db": 0}),
+    );
+    values.insert("extra_wiring".into(), json!([]));
+    let mut text =
+        serde_json::to_string_pretty(&Value::Object(values)).expect("the template serializes");
+    text.push('\n');
+    text
 }
-"#;
 
 /// `~/.lamed/config.json`.
 ///
@@ -101,7 +131,7 @@ pub fn create_from_template(path: &Path) -> anyhow::Result<bool> {
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot create config file {}", path.display()))?;
-    file.write_all(TEMPLATE.as_bytes())
+    file.write_all(template().as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write config file {}", path.display()))?;
     Ok(true)
@@ -159,4 +189,30 @@ pub fn validate(path: &Path) -> anyhow::Result<Config> {
         );
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+
+    /// The template is a valid configuration without warnings, explains
+    /// every setting that applies on Lambda and holds its default.
+    #[test]
+    fn template_covers_the_lambda_settings() {
+        let text = template();
+        let file: FileConfig = serde_json::from_str(&text).unwrap();
+        let config = Config::resolve(None, file, Overrides::default()).unwrap();
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+        assert!(config.redis.is_some());
+        for info in settings::infos() {
+            let mentioned = text.contains(&format!("\"{}: ", info.key))
+                || text.contains(&format!("\"{}:", info.id));
+            assert_eq!(mentioned, info.on_lambda, "{}", info.key);
+        }
+        assert!(
+            text.contains("\"max_experiments_per_namespace\": 200"),
+            "{text}"
+        );
+    }
 }

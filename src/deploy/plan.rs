@@ -109,45 +109,17 @@ impl Plan {
         config: &Config,
         api_key: &str,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let redis = config
+        config
             .redis
             .as_ref()
             .context("no redis in the config: lamed on AWS Lambda counts on Redis")?;
-        let redis_url = redis
-            .nodes
-            .iter()
-            .map(|node| node.url())
-            .collect::<Vec<_>>()
-            .join(",");
-        let caps = &config.caps;
-        let mut env = BTreeMap::from([
-            ("LAMED_API_KEY".to_owned(), api_key.to_owned()),
-            (crate::lambda::REDIS_URL_VAR.to_owned(), redis_url),
-            (
-                "LAMED_UUID_EXPIRY_SECONDS".to_owned(),
-                config.uuid_expiry_seconds.to_string(),
-            ),
-            (
-                "LAMED_MAX_BATCH_EVENTS".to_owned(),
-                config.max_batch_events.to_string(),
-            ),
-            (
-                "LAMED_MAX_NAMESPACES".to_owned(),
-                caps.max_namespaces.to_string(),
-            ),
-            (
-                "LAMED_MAX_EXPERIMENTS".to_owned(),
-                caps.max_experiments_per_namespace.to_string(),
-            ),
-            (
-                "LAMED_MAX_VARIANTS".to_owned(),
-                caps.max_variants_per_experiment.to_string(),
-            ),
-            (
-                "LAMED_MAX_GOALS".to_owned(),
-                caps.max_goals_per_experiment.to_string(),
-            ),
-        ]);
+        // Every setting that applies on Lambda, from its definition
+        // (crate::settings), with the key deploy keeps in API Gateway.
+        let settings = crate::settings::Settings {
+            api_key: Some(api_key.to_owned()),
+            ..config.settings.clone()
+        };
+        let mut env = settings.lambda_environment();
         if !self.extra_routes.is_empty() {
             let routes = self
                 .extra_routes
@@ -310,6 +282,7 @@ fn ranged(value: &Value, low: i32, high: i32) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
     use crate::config::{FileConfig, Overrides};
+    use crate::settings::infos;
 
     fn config(json: &str) -> Config {
         let file: FileConfig = serde_json::from_str(json).unwrap();
@@ -487,6 +460,54 @@ mod tests {
                 ("del".to_owned(), Handler::Delete)
             ]
         );
+    }
+
+    /// Every setting that applies on Lambda reaches it: the environment
+    /// deploy writes, read back as the function reads its variables, gives
+    /// the same settings (those that stay local keep their defaults).
+    #[test]
+    fn environment_round_trip() {
+        let config = config(
+            r#"{"redis": {"host": "r", "port": 7000, "password": "p w", "db": 2},
+                "uuid_expiry_seconds": 60, "max_batch_events": 7,
+                "limits": {"max_namespaces": 3, "max_experiments_per_namespace": 4,
+                           "max_variants_per_experiment": 5, "max_goals_per_experiment": 6}}"#,
+        );
+        let key = "k".repeat(20);
+        let env = plan(&config, Arch::X86_64)
+            .unwrap()
+            .environment(&config, &key)
+            .unwrap();
+        let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
+        for info in &on_lambda {
+            assert!(env.contains_key(&info.env), "{} is not sent", info.env);
+        }
+        assert!(!env.contains_key("LAMED_LISTEN"));
+        // The function's reader, with these variables given as flags (the
+        // same parsers) instead of mutating this process's environment.
+        let args: Vec<String> = env
+            .iter()
+            .filter_map(|(name, value)| {
+                let info = on_lambda.iter().find(|i| &i.env == name)?;
+                Some(format!("--{}={value}", info.arg.get_long()?))
+            })
+            .collect();
+        let overrides = {
+            use clap::{CommandFactory, FromArgMatches};
+            let matches = Overrides::command()
+                .mut_args(|arg| arg.env(None::<&'static str>))
+                .no_binary_name(true)
+                .try_get_matches_from(&args)
+                .unwrap();
+            Overrides::from_arg_matches(&matches).unwrap()
+        };
+        let read = Config::load_named_only(overrides).unwrap();
+        let expected = crate::settings::Settings {
+            api_key: Some(key),
+            ..config.settings.clone()
+        };
+        assert_eq!(read.settings, expected);
+        assert_eq!(read.caps, config.caps);
     }
 
     fn plan_err(config: &Config) -> String {

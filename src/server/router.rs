@@ -95,14 +95,16 @@ mod tests {
     use super::*;
     use crate::config::{Config, FileConfig, Overrides};
     use crate::server::routes::Access;
+    use crate::settings::Given;
 
     const KEY: &str = "router-test-key-0123456789";
 
     /// The router over an embedded store in `dir`, with one `extra_wiring`
     /// path to the (private) experiments handler.
     async fn app(dir: &std::path::Path) -> (Router, AppState) {
+        let data_dir = serde_json::Value::String(dir.display().to_string());
         let overrides = Overrides {
-            data_dir: Some(dir.to_owned()),
+            settings: Given::default().with("data_dir", data_dir),
             ..Overrides::default()
         };
         let config = Config::resolve(None, FileConfig::default(), overrides).unwrap();

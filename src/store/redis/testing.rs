@@ -11,6 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A directory removed when dropped.
@@ -221,6 +222,27 @@ impl RedisCluster {
             assert!(Instant::now() < deadline, "cluster did not become ok");
             std::thread::sleep(Duration::from_millis(50));
         }
+        cluster
+    }
+
+    /// One cluster shared by the tests of this process that run at the
+    /// same time (so a suite does not start three servers per test): the
+    /// first caller starts it, every caller holds it through the `Arc`, and
+    /// when the last holder drops it the nodes are stopped by PID like any
+    /// [`RedisServer`]. A static only keeps a `Weak`, which never keeps the
+    /// cluster alive, so it is stopped even though statics never drop;
+    /// when tests run one at a time, each starts its own. Tests sharing it
+    /// use distinct key prefixes.
+    pub fn shared() -> Arc<RedisCluster> {
+        static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+        // Held while starting, so concurrent first callers share one
+        // cluster; a start that panicked poisons nothing worth keeping.
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cluster) = shared.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(RedisCluster::start());
+        *shared = Arc::downgrade(&cluster);
         cluster
     }
 

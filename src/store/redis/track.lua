@@ -5,9 +5,10 @@
 -- share one hash slot and the script runs unchanged on a Redis Cluster.
 --
 -- ARGV: 1 window in ms (0 = forever), 2 max variants, 3 max goals,
---       4 daily retention in days; then 5 per event: may_create (0/1),
---       event, variant, is_goal (0/1), digest (8 binary bytes of the
---       dedupe key).
+--       4 daily retention in days, 5 now in Unix ms from a manual clock
+--       (tests), or empty to read the server's TIME; then 5 per event:
+--       may_create (0/1), event, variant, is_goal (0/1), digest (8 binary
+--       bytes of the dedupe key).
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
@@ -21,14 +22,21 @@
 local base = KEYS[1]
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+local manual_now = tonumber(ARGV[5])
+local FIRST_EVENT = 6
 
 local call = redis.call
 local floor = math.floor
 local vkey, gkey, fkey, mkey = base .. ':v', base .. ':g', base .. ':f', base .. ':m'
 
--- Server time: every instance sharing this Redis uses the same clock.
-local t = call('TIME')
-local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+-- Server time, so every instance sharing this Redis uses the same clock;
+-- or the manual clock's time in tests. Everything below (window buckets,
+-- the day) follows `now`.
+local now = manual_now
+if not now then
+  local t = call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+end
 local day = floor(now / 86400000)
 
 -- Dedupe memory. Time is cut into buckets one window long: a sighting in
@@ -54,7 +62,15 @@ if prev then
 end
 local n_cur_before = n_cur
 local cur_prefix = base .. ':s:' .. cur .. ':'
-local expire_at = window > 0 and (cur + 2) * window + 1000 or nil
+-- Expiry only reclaims memory: a lookup reads the current and previous
+-- buckets only and compares stored times with `now`, so the window never
+-- depends on a key expiring. With a manual clock the dedupe memory gets no
+-- expiry, since Redis expires keys on its own clock, which could remove a
+-- bucket the manual clock still reads (test servers are thrown away).
+local expire_at = nil
+if window > 0 and not manual_now then
+  expire_at = (cur + 2) * window + 1000
+end
 
 local function shard_count(n)
   if n <= PER_SHARD then
@@ -159,7 +175,7 @@ end
 -- `:d:<day>` (per UTC day). A field with a slot has been counted, so its
 -- variant and goal are known.
 local fields, slot_of = {}, {}
-for i = 5, #ARGV, 5 do
+for i = FIRST_EVENT, #ARGV, 5 do
   local field = ARGV[i + 1] .. '\31' .. ARGV[i + 2]
   if slot_of[field] == nil then
     slot_of[field] = false
@@ -197,7 +213,7 @@ end
 
 local answer = {0}
 local increments, counted = {}, {}
-for i = 5, #ARGV, 5 do
+for i = FIRST_EVENT, #ARGV, 5 do
   local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
@@ -235,7 +251,7 @@ end
 
 if n_cur ~= n_cur_before then
   call('HSET', mkey, cur, n_cur)
-  if n_cur_before == 0 and expire_at then
+  if n_cur_before == 0 and prev then
     -- A new bucket: forget the buckets before the previous one.
     for _, bucket in ipairs(call('HKEYS', mkey)) do
       local b = tonumber(bucket)
@@ -243,7 +259,9 @@ if n_cur ~= n_cur_before then
         call('HDEL', mkey, bucket)
       end
     end
-    call('PEXPIREAT', mkey, expire_at)
+    if expire_at then
+      call('PEXPIREAT', mkey, expire_at)
+    end
   end
 end
 
@@ -259,9 +277,11 @@ if #counted > 0 then
   local day_key = base .. ':d:' .. day
   call('BITFIELD', day_key, unpack(add))
   -- Daily counters are listed in a sorted set and forgotten after the
-  -- retention; that bookkeeping runs once per day.
+  -- retention; that bookkeeping runs once per day. The expiry is relative
+  -- (the same as an absolute one on server time), so a manual clock far
+  -- from Redis's does not expire the day at once.
   if tonumber(meta[3]) ~= day then
-    call('PEXPIREAT', day_key, (day + 1 + retention) * 86400000)
+    call('PEXPIRE', day_key, (day + 1 + retention) * 86400000 - now)
     call('ZADD', base .. ':days', day, day)
     call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
     call('HSET', mkey, 'day', day)

@@ -1,0 +1,141 @@
+//! Registration: an experiment is listed in its namespace's set, and the
+//! namespace in the set of namespaces, each under its cap (`register.lua`
+//! adds atomically, so racing instances cannot exceed a cap together).
+//! The lists live in other hash slots than the experiment's own keys, so
+//! this is a step of its own before counting; a per-process cache of known
+//! experiments makes it rare.
+
+use super::store::RedisStore;
+use crate::model::{CapExceeded, Caps};
+use crate::store::StoreError;
+
+impl RedisStore {
+    /// True when this process has seen the experiment (its key base)
+    /// registered.
+    pub(super) fn is_known(&self, base: &str) -> bool {
+        self.inner
+            .known
+            .lock()
+            .expect("known lock poisoned")
+            .contains(base)
+    }
+
+    /// Records that the experiment is (or is no longer) registered.
+    pub(super) fn set_known(&self, base: &str, known: bool) {
+        let mut set = self.inner.known.lock().expect("known lock poisoned");
+        if known {
+            if !set.contains(base) {
+                set.insert(base.to_owned());
+            }
+        } else {
+            set.remove(base);
+        }
+    }
+
+    /// Adds the namespace and the experiment to their lists, checking the
+    /// namespaces and experiments caps (`None` = no cap, for imports).
+    pub(super) async fn register(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        caps: Option<&Caps>,
+    ) -> Result<Option<CapExceeded>, StoreError> {
+        let limit = |n: usize| if caps.is_some() { n } else { 0 };
+        let caps = caps.copied().unwrap_or_default();
+        let namespaces = self.namespaces_key();
+        if !self
+            .add_capped(&namespaces, namespace, limit(caps.max_namespaces))
+            .await?
+        {
+            return Ok(Some(CapExceeded::Namespaces {
+                namespace: namespace.to_owned(),
+                limit: caps.max_namespaces,
+            }));
+        }
+        let experiments = self.namespace_key(namespace);
+        if !self
+            .add_capped(
+                &experiments,
+                experiment,
+                limit(caps.max_experiments_per_namespace),
+            )
+            .await?
+        {
+            return Ok(Some(CapExceeded::Experiments {
+                namespace: namespace.to_owned(),
+                experiment: experiment.to_owned(),
+                limit: caps.max_experiments_per_namespace,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Adds `member` to a capped set (`cap` 0 = no cap) atomically; false
+    /// when the cap refused it.
+    async fn add_capped(&self, set: &str, member: &str, cap: usize) -> Result<bool, StoreError> {
+        let added: i64 = self
+            .inner
+            .scripts
+            .register
+            .key(set)
+            .arg(member)
+            .arg(cap)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(added == 1)
+    }
+
+    /// Puts a newly created experiment in its lists again: a delete on
+    /// another instance may have removed it between registering and
+    /// counting (the lists live in other hash slots than the experiment).
+    pub(super) async fn relist(&self, namespace: &str, experiment: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        redis::cmd("SADD")
+            .arg(self.namespaces_key())
+            .arg(namespace)
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        redis::cmd("SADD")
+            .arg(self.namespace_key(namespace))
+            .arg(experiment)
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::Clock;
+    use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use crate::store::redis::testing::RedisServer;
+    use crate::store::redis::tests::open;
+    use crate::store::Store;
+
+    /// An experiment deleted through another instance is registered again
+    /// (listed, and counted) by an instance that had it cached.
+    #[tokio::test]
+    async fn delete_by_another_instance_is_noticed() {
+        let server = RedisServer::start();
+        let a = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let b = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let event = |uuid: &str| Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+        };
+        a.track(vec![event("1")]).await.unwrap();
+        assert!(b.delete_experiment("n", "e").await.unwrap());
+        assert!(a.experiments("n").await.unwrap().is_empty());
+        assert_eq!(
+            a.track(vec![event("2")]).await.unwrap(),
+            vec![TrackOutcome::Counted]
+        );
+        assert_eq!(b.experiments("n").await.unwrap(), vec!["e"]);
+        assert_eq!(b.counters("n").await.unwrap()[0].count, 1);
+    }
+}

@@ -1,0 +1,515 @@
+//! Tracking: events are registered (`register.rs`), then counted by
+//! `track.lua`, one script call per batch of one experiment's events.
+//! Concurrent requests' events of one experiment share a call through the
+//! [`Coalescer`](super::coalesce::Coalescer).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio::sync::oneshot;
+
+use super::store::RedisStore;
+use crate::model::{CapExceeded, Event, TrackOutcome};
+use crate::store::StoreError;
+
+/// Most events in one script call: Redis runs nothing else meanwhile, so
+/// a call stays around a millisecond.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// One event ready for the script.
+struct Prepared {
+    event: Event,
+    base: String,
+    digest: [u8; 8],
+}
+
+/// One event waiting in the coalescer, with where its answer goes: the
+/// script code and whether counting it created the experiment, or why the
+/// batch failed.
+#[derive(Debug)]
+pub(super) struct Job {
+    may_create: bool,
+    is_goal: bool,
+    event: String,
+    variant: String,
+    digest: [u8; 8],
+    reply: oneshot::Sender<Result<(i64, bool), StoreError>>,
+}
+
+/// What the tracking script answered for a batch.
+struct BatchAnswer {
+    created: bool,
+    codes: Vec<i64>,
+}
+
+impl RedisStore {
+    /// Counts a batch of events: one outcome per event, in order.
+    pub(super) async fn track_events(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<TrackOutcome>, StoreError> {
+        let prepared: Vec<Prepared> = events
+            .into_iter()
+            .map(|event| {
+                let key = event.dedupe_key();
+                let mut digest = [0u8; 8];
+                digest.copy_from_slice(&key[..8]);
+                Prepared {
+                    base: self.experiment_base(&event.namespace, &event.experiment),
+                    event,
+                    digest,
+                }
+            })
+            .collect();
+        let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; prepared.len()];
+        let mut created = HashSet::new();
+
+        let (fresh, refused) = self.register_new(&prepared, 0..prepared.len()).await?;
+        let mut selected = Vec::with_capacity(prepared.len());
+        for (i, p) in prepared.iter().enumerate() {
+            match refused.get(p.base.as_str()) {
+                Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
+                None => selected.push((i, fresh.contains(p.base.as_str()))),
+            }
+        }
+        let mut unknown = Vec::new();
+        for (i, code, was_created) in self.count(&prepared, &selected).await? {
+            if was_created {
+                created.insert(prepared[i].base.as_str());
+            }
+            match self.outcome(&prepared[i].event, code)? {
+                Some(outcome) => outcomes[i] = Some(outcome),
+                None => unknown.push(i),
+            }
+        }
+        for (i, _) in &selected {
+            self.set_known(&prepared[*i].base, true);
+        }
+
+        // Experiments deleted by another instance since we last saw them:
+        // register again, then count (rare).
+        if !unknown.is_empty() {
+            for &i in &unknown {
+                self.set_known(&prepared[i].base, false);
+            }
+            let (_, refused) = self
+                .register_new(&prepared, unknown.iter().copied())
+                .await?;
+            let mut again = Vec::new();
+            for i in unknown {
+                match refused.get(prepared[i].base.as_str()) {
+                    Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
+                    None => again.push((i, true)),
+                }
+            }
+            for (i, code, was_created) in self.count(&prepared, &again).await? {
+                if was_created {
+                    created.insert(prepared[i].base.as_str());
+                }
+                outcomes[i] = Some(self.outcome(&prepared[i].event, code)?.ok_or_else(|| {
+                    StoreError::unavailable("experiment vanished while being created")
+                })?);
+                self.set_known(&prepared[i].base, true);
+            }
+        }
+
+        // A delete on another instance may have unlisted an experiment
+        // between registering and counting (the lists live in other hash
+        // slots): what this call created is listed again.
+        for base in created {
+            if let Some(p) = prepared.iter().find(|p| p.base == base) {
+                self.relist(&p.event.namespace, &p.event.experiment).await?;
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered")))
+            .collect()
+    }
+
+    /// Registers in their namespace's list the experiments of `candidates`
+    /// that are not known here, in order of appearance, so that caps refuse
+    /// the same events as the embedded store would. Returns the experiments
+    /// registered now and those a cap refused.
+    async fn register_new<'a>(
+        &self,
+        prepared: &'a [Prepared],
+        candidates: impl Iterator<Item = usize>,
+    ) -> Result<(HashSet<&'a str>, HashMap<&'a str, CapExceeded>), StoreError> {
+        let mut fresh = HashSet::new();
+        let mut refused = HashMap::new();
+        for i in candidates {
+            let p = &prepared[i];
+            let base = p.base.as_str();
+            if refused.contains_key(base) || fresh.contains(base) || self.is_known(base) {
+                continue;
+            }
+            let caps = Some(&self.inner.options.caps);
+            match self
+                .register(&p.event.namespace, &p.event.experiment, caps)
+                .await?
+            {
+                Some(cap) => {
+                    refused.insert(base, cap);
+                }
+                None => {
+                    fresh.insert(base);
+                }
+            }
+        }
+        Ok((fresh, refused))
+    }
+
+    /// Counts events through the coalescer: `(index, may_create)` per
+    /// event. Returns `(index, script code, created)` per event.
+    async fn count(
+        &self,
+        prepared: &[Prepared],
+        selected: &[(usize, bool)],
+    ) -> Result<Vec<(usize, i64, bool)>, StoreError> {
+        let mut groups: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
+        let mut receivers = Vec::with_capacity(selected.len());
+        for &(i, may_create) in selected {
+            let p = &prepared[i];
+            let (reply, receiver) = oneshot::channel();
+            groups.entry(p.base.as_str()).or_default().push(Job {
+                may_create,
+                is_goal: !p.event.is_participation(),
+                event: p.event.event.clone(),
+                variant: p.event.variant.clone(),
+                digest: p.digest,
+                reply,
+            });
+            receivers.push((i, receiver));
+        }
+        for (base, jobs) in groups {
+            self.send(base, jobs);
+        }
+        let mut answers = Vec::with_capacity(receivers.len());
+        for (i, receiver) in receivers {
+            match receiver.await {
+                Ok(Ok((code, created))) => answers.push((i, code, created)),
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(StoreError::unavailable("event left unanswered")),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Hands jobs for one experiment to the coalescer; when no batch of
+    /// that experiment is in flight, a task starts sending batches.
+    fn send(&self, base: &str, jobs: Vec<Job>) {
+        if let Some(batch) = self.inner.coalescer.push(base, jobs) {
+            let store = self.clone();
+            let base = base.to_owned();
+            tokio::spawn(async move { store.drain(base, batch).await });
+        }
+    }
+
+    /// Sends batches for one experiment until none waits. Never panics: a
+    /// key left busy would stall its experiment.
+    async fn drain(self, base: String, mut batch: Vec<Job>) {
+        loop {
+            // Let the requests that are ready to run add their events first:
+            // under load this makes batches larger at the cost of one turn
+            // of the scheduler.
+            tokio::task::yield_now().await;
+            self.inner.coalescer.top_up(&base, &mut batch);
+            // A job whose request gave up (deadline passed) is not sent.
+            batch.retain(|job| !job.reply.is_closed());
+            if !batch.is_empty() {
+                match self.within_deadline(self.run_batch(&base, &batch)).await {
+                    Ok(answer) => {
+                        for (job, code) in batch.drain(..).zip(answer.codes) {
+                            let created = answer.created && code == 0;
+                            let _ = job.reply.send(Ok((code, created)));
+                        }
+                    }
+                    Err(err) => {
+                        for job in batch.drain(..) {
+                            let _ = job.reply.send(Err(err.clone()));
+                        }
+                    }
+                }
+            }
+            match self.inner.coalescer.next(&base) {
+                Some(next) => batch = next,
+                None => return,
+            }
+        }
+    }
+
+    /// One call of the tracking script for a batch of one experiment. A
+    /// NOSCRIPT (Redis restarted without persistence, or SCRIPT FLUSH) did
+    /// nothing; the invocation then loads the script and calls again.
+    async fn run_batch(&self, base: &str, batch: &[Job]) -> Result<BatchAnswer, StoreError> {
+        let options = &self.inner.options;
+        let mut invocation = self.inner.scripts.track.key(base);
+        invocation
+            .arg(options.uuid_expiry_seconds.saturating_mul(1000))
+            .arg(options.caps.max_variants_per_experiment)
+            .arg(options.caps.max_goals_per_experiment)
+            .arg(options.daily_retention_days)
+            .arg(script_now(&options.clock));
+        for job in batch {
+            invocation
+                .arg(u8::from(job.may_create))
+                .arg(&job.event)
+                .arg(&job.variant)
+                .arg(u8::from(job.is_goal))
+                .arg(&job.digest[..]);
+        }
+        let mut conn = self.conn();
+        let answer: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        match answer.split_first() {
+            Some((&created, codes)) if codes.len() == batch.len() => Ok(BatchAnswer {
+                created: created == 1,
+                codes: codes.to_vec(),
+            }),
+            _ => Err(StoreError::unavailable(format!(
+                "unexpected script answer of {} values for {} events",
+                answer.len(),
+                batch.len()
+            ))),
+        }
+    }
+
+    /// Turns one script code into an outcome; `None` for "unknown here".
+    fn outcome(&self, event: &Event, code: i64) -> Result<Option<TrackOutcome>, StoreError> {
+        let caps = &self.inner.options.caps;
+        Ok(Some(match code {
+            0 => TrackOutcome::Counted,
+            1 => TrackOutcome::Duplicate,
+            2 => TrackOutcome::Rejected(CapExceeded::Variants {
+                experiment: event.experiment.clone(),
+                variant: event.variant.clone(),
+                limit: caps.max_variants_per_experiment,
+            }),
+            3 => TrackOutcome::Rejected(CapExceeded::Goals {
+                experiment: event.experiment.clone(),
+                goal: event.event.clone(),
+                limit: caps.max_goals_per_experiment,
+            }),
+            4 => return Ok(None),
+            other => {
+                return Err(StoreError::unavailable(format!(
+                    "unexpected script answer code {other}"
+                )))
+            }
+        }))
+    }
+}
+
+/// The script's "now" argument: a manual clock's time in Unix ms, or empty
+/// for the system clock, which makes the script read Redis's `TIME` so
+/// that every instance sharing one Redis agrees on the window.
+fn script_now(clock: &crate::clock::Clock) -> String {
+    clock
+        .manual_ms()
+        .map_or_else(String::new, |ms| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::clock::Clock;
+    use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use crate::store::redis::tests::fresh;
+    use crate::store::Store;
+
+    fn event(experiment: &str, uuid: &str) -> Event {
+        Event {
+            namespace: "b".into(),
+            experiment: experiment.into(),
+            variant: "v".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+        }
+    }
+
+    /// A batch spanning experiments (so hash slots) is counted with the
+    /// right outcome per event, also after the scripts were flushed
+    /// (NOSCRIPT: the script is sent again).
+    #[tokio::test]
+    async fn batches_survive_script_flush() {
+        let (server, store) = fresh(86_400, Caps::default(), Clock::System).await;
+        let batch = vec![event("x", "1"), event("y", "1"), event("x", "1")];
+        use TrackOutcome::*;
+        assert_eq!(
+            store.track(batch.clone()).await.unwrap(),
+            vec![Counted, Counted, Duplicate]
+        );
+        assert!(server.cmd("SCRIPT FLUSH").starts_with("+OK"));
+        let mut more = batch;
+        more.push(event("x", "2"));
+        assert_eq!(
+            store.track(more).await.unwrap(),
+            vec![Duplicate, Duplicate, Duplicate, Counted]
+        );
+    }
+
+    /// With a manual clock, the script takes "now" from the clock, not from
+    /// Redis: the window follows the clock's steps (no sleeping), even for
+    /// a clock set years in the past, and the events land on the clock's
+    /// day, which the daily counters keep (not expired at once).
+    #[tokio::test]
+    async fn a_manual_clock_drives_window_and_days() {
+        // 2001-09-09T01:46:40Z: day 11574, at the start of a window bucket.
+        let clock = Clock::manual(1_000_000_000_000);
+        let (_server, store) = fresh(2, Caps::default(), clock.clone()).await;
+        use TrackOutcome::*;
+        assert_eq!(store.track(vec![event("x", "1")]).await.unwrap(), [Counted]);
+        clock.advance(Duration::from_millis(1_900));
+        assert_eq!(
+            store.track(vec![event("x", "1")]).await.unwrap(),
+            [Duplicate],
+            "1.9 s later, inside the 2 s window"
+        );
+        clock.advance(Duration::from_millis(200));
+        assert_eq!(
+            store.track(vec![event("x", "1")]).await.unwrap(),
+            [Counted],
+            "2.1 s after the first sighting, outside the window"
+        );
+        clock.advance(Duration::from_secs(86_400));
+        assert_eq!(store.track(vec![event("x", "2")]).await.unwrap(), [Counted]);
+        let days: Vec<(i64, u64)> = store
+            .daily_counters("b", "x")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.day, d.count))
+            .collect();
+        assert_eq!(days, [(11_574, 2), (11_575, 1)]);
+    }
+
+    /// The dedupe window stays exact across bucket boundaries and shard
+    /// splits: over three seconds with a one-second window, every 100 ms a
+    /// round sends 200 new uuids (counted), re-sends those of 5 rounds ago
+    /// (0.5 s old: duplicates) and those of 15 rounds ago (1.5 s old:
+    /// counted again). Afterwards every dedupe hash is still in the compact
+    /// listpack encoding and expires (Redis's own clock: a system clock).
+    #[tokio::test]
+    async fn window_is_exact_across_buckets_and_splits() {
+        let (_server, store) = fresh(1, Caps::default(), Clock::System).await;
+        let round_uuids = |round: usize| {
+            (0..200)
+                .map(move |i| format!("{round}-{i}"))
+                .collect::<Vec<_>>()
+        };
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        for round in 0..30 {
+            ticker.tick().await;
+            let mut events = Vec::new();
+            let mut expected = Vec::new();
+            let mut add = |uuids: Vec<String>, outcome: TrackOutcome| {
+                for uuid in uuids {
+                    events.push(Event {
+                        namespace: "w".into(),
+                        experiment: "e".into(),
+                        variant: "v".into(),
+                        event: PARTICIPATE.into(),
+                        uuid,
+                    });
+                    expected.push(outcome.clone());
+                }
+            };
+            add(round_uuids(round), TrackOutcome::Counted);
+            if round >= 5 {
+                add(round_uuids(round - 5), TrackOutcome::Duplicate);
+            }
+            if round >= 15 {
+                add(round_uuids(round - 15), TrackOutcome::Counted);
+            }
+            assert_eq!(
+                store.track(events).await.unwrap(),
+                expected,
+                "round {round}"
+            );
+        }
+        let mut conn = store.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("lmd:*:s:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(keys.len() > 50, "splits made many shards: {}", keys.len());
+        for key in keys {
+            // Read together, atomically: the oldest bucket may expire
+            // between KEYS and now, which is the expiry at work.
+            let (encoding, ttl): (Option<String>, i64) = redis::pipe()
+                .atomic()
+                .cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&key)
+                .cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let Some(encoding) = encoding else { continue };
+            assert_eq!(encoding, "listpack", "{key}");
+            assert!(ttl > 0 && ttl <= 3_000, "{key} expires in {ttl} ms");
+        }
+    }
+
+    /// The dedupe memory costs at most half of Lamed's one key per event:
+    /// INFO used_memory grows by less than half as much for the same
+    /// 20,000 unique events (Lamed: a 40-hex key with a TTL each).
+    #[tokio::test]
+    async fn dedupe_memory_is_under_half_of_lamed() {
+        let (server, store) = fresh(86_400, Caps::default(), Clock::System).await;
+        let used = || -> i64 {
+            let info = server.cmd("INFO memory");
+            info.lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("used_memory in INFO")
+        };
+        let n = 20_000;
+        let before = used();
+        let mut conn = store.conn();
+        for chunk in (0..n).collect::<Vec<u32>>().chunks(1000) {
+            let mut pipe = redis::pipe();
+            for i in chunk {
+                let key: String = blake3::hash(&i.to_le_bytes()).as_bytes()[..20]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("EX")
+                    .arg(86_400)
+                    .ignore();
+            }
+            pipe.exec_async(&mut conn).await.unwrap();
+        }
+        let lamed = used() - before;
+        let before = used();
+        for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {
+            let events = chunk
+                .iter()
+                .map(|i| Event {
+                    namespace: "m".into(),
+                    experiment: "e".into(),
+                    variant: format!("v{}", i % 3),
+                    event: PARTICIPATE.into(),
+                    uuid: format!("{i:08x}-uuid"),
+                })
+                .collect();
+            store.track(events).await.unwrap();
+        }
+        let ours = used() - before;
+        let ratio = ours as f64 / lamed as f64;
+        eprintln!(
+            "bytes per event: lamed {:.1}, ours {:.1}, ratio {ratio:.3}",
+            lamed as f64 / n as f64,
+            ours as f64 / n as f64
+        );
+        assert!(ratio <= 0.5, "ratio {ratio}");
+    }
+}
