@@ -111,18 +111,14 @@ pub struct WiringGateway {
 impl ExtraWiring {
     /// The handler this path serves, checked.
     pub fn handler(&self) -> Result<Handler, ConfigError> {
-        match self.lambda.handler.as_str() {
-            "lamed.track" => Ok(Handler::Track),
-            "lamed.all" => Ok(Handler::Experiments),
-            "lamed.delete" => Ok(Handler::Delete),
-            other => Err(ConfigError::Invalid(format!(
-                "extra_wiring handler '{other}' is unknown; use lamed.track, lamed.all or lamed.delete"
-            ))),
-        }
+        Handler::from_lamed_name(&self.lambda.handler)
+            .map_err(|err| ConfigError::Invalid(format!("extra_wiring {err}")))
     }
 }
 
-/// The three handlers of Lamed that `extra_wiring` can point at.
+/// The three handlers of Lamed that `extra_wiring` can point at. What each
+/// serves (methods, API key, Lambda function) is the row of
+/// `server::routes::route_of`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     /// `lamed.track`
@@ -132,6 +128,38 @@ pub enum Handler {
     /// `lamed.delete`
     Delete,
 }
+
+impl Handler {
+    /// Every handler.
+    pub const ALL: [Handler; 3] = [Handler::Track, Handler::Experiments, Handler::Delete];
+
+    /// The name Lamed gives it: in `extra_wiring`'s `Handler` and in
+    /// `LAMED_EXTRA_ROUTES`.
+    pub const fn lamed_name(self) -> &'static str {
+        match self {
+            Handler::Track => "lamed.track",
+            Handler::Experiments => "lamed.all",
+            Handler::Delete => "lamed.delete",
+        }
+    }
+
+    /// The handler Lamed calls `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownHandler`] for any other name.
+    pub fn from_lamed_name(name: &str) -> Result<Handler, UnknownHandler> {
+        Handler::ALL
+            .into_iter()
+            .find(|handler| handler.lamed_name() == name)
+            .ok_or_else(|| UnknownHandler(name.to_owned()))
+    }
+}
+
+/// A handler name Lamed does not have.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("handler '{0}' is unknown; use lamed.track, lamed.all or lamed.delete")]
+pub struct UnknownHandler(pub String);
 
 /// What the command line and the `LAMED_*` variables say: the config file
 /// to read and the settings given explicitly, which win over the file.

@@ -64,7 +64,7 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
                 let (path, handler) = entry.split_once('=').with_context(|| {
                     format!("{EXTRA_ROUTES_VAR} entry '{entry}' is not path=handler")
                 })?;
-                extra_routes.push((path.to_owned(), parse_handler(handler)?));
+                extra_routes.push((path.to_owned(), Handler::from_lamed_name(handler.trim())?));
             }
         }
         _ => {
@@ -77,27 +77,6 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
         extra_routes,
         bench_routes: false,
     })
-}
-
-/// `lamed.track`, `lamed.all` or `lamed.delete`.
-pub fn parse_handler(name: &str) -> anyhow::Result<Handler> {
-    match name.trim() {
-        "lamed.track" => Ok(Handler::Track),
-        "lamed.all" => Ok(Handler::Experiments),
-        "lamed.delete" => Ok(Handler::Delete),
-        other => anyhow::bail!(
-            "handler '{other}' is unknown; use lamed.track, lamed.all or lamed.delete"
-        ),
-    }
-}
-
-/// The name `lamed deploy` writes for a handler.
-pub fn handler_name(handler: Handler) -> &'static str {
-    match handler {
-        Handler::Track => "lamed.track",
-        Handler::Experiments => "lamed.all",
-        Handler::Delete => "lamed.delete",
-    }
 }
 
 #[cfg(feature = "aws")]

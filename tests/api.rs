@@ -147,6 +147,7 @@ async fn api_key_is_required() {
         ("GET", "/experiments"),
         ("DELETE", "/delete?experiment=x"),
         ("GET", "/metrics"),
+        ("GET", "/api/experiments/x/report"),
     ] {
         let none = server.request(method, path, &[], b"").await;
         assert_eq!(none.status, 401, "{path}");

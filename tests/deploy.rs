@@ -20,9 +20,11 @@ const FUNCTIONS: [&str; 5] = [
 ];
 
 /// Every path deploy creates for the standard config plus one extra path.
-const PATHS: [&str; 11] = [
+const PATHS: [&str; 13] = [
     "/",
     "/track",
+    "/event",
+    "/health",
     "/experiments",
     "/delete",
     "/api",
@@ -360,6 +362,9 @@ async fn first_deploy_creates_everything() {
     let expect: &[(&str, &str, &str, bool)] = &[
         ("/track", "GET", "lamed-track", false),
         ("/track", "POST", "lamed-track", false),
+        ("/event", "GET", "lamed-track", false),
+        ("/event", "POST", "lamed-track", false),
+        ("/health", "GET", "lamed-track", false),
         ("/experiments", "GET", "lamed-all-experiments", true),
         ("/delete", "DELETE", "lamed-delete-experiment", true),
         (

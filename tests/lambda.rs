@@ -114,9 +114,9 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
     (lambda, served)
 }
 
-/// Every committed event (track, duplicate, goal, Unicode, batch, extra
-/// path, experiments with/without/wrong key, CORS preflight, report,
-/// delete, dashboard, bad input, unknown path) gets the same status, body
+/// Every committed event (track, duplicate, goal, Unicode, `/event`,
+/// batch, extra path, experiments with/without/wrong key, CORS preflight,
+/// report, delete, dashboard, health, bad input, unknown path) gets the same status, body
 /// and CORS/cache headers from the Lambda handler as from `lamed serve`;
 /// the stage prefix `/prod` is stripped before routing.
 #[tokio::test]
@@ -136,6 +136,7 @@ async fn events_answer_like_lamed_serve() {
         ("track-participate", 200), // a duplicate: 200, counted once
         ("track-goal", 200),
         ("track-hebrew", 200),
+        ("event-participate", 200), // alephbet-rails' path, deployed too
         ("extra-path-track", 200),
         ("track-batch", 422), // the third event has no uuid
         ("track-bad-input", 400),
@@ -146,6 +147,7 @@ async fn events_answer_like_lamed_serve() {
         ("report-with-key", 200),
         ("delete-with-key", 200),
         ("dashboard", 200),
+        ("health", 200),
         ("unknown-path", 404),
     ];
     for (name, status) in expectations {
@@ -161,7 +163,8 @@ async fn events_answer_like_lamed_serve() {
         }
         assert_eq!(lambda.cors.as_deref(), Some("*"), "{name}");
     }
-    // The counts themselves: the duplicate counted once, names intact.
+    // The counts themselves: the duplicate counted once, the `/event`
+    // participant counted, names intact.
     let (lambda, _) = both(&app, &server, "experiments-with-key").await;
     let results: serde_json::Value = serde_json::from_str(&lambda.body).unwrap();
     assert_eq!(
@@ -171,7 +174,7 @@ async fn events_answer_like_lamed_serve() {
             {"experiment": "button color", "goals": [
                 {"goal": "buy now!", "results": [
                     {"label": "blue", "successes": 0, "trials": 1},
-                    {"label": "red", "successes": 1, "trials": 1},
+                    {"label": "red", "successes": 1, "trials": 2},
                     {"label": "כחול", "successes": 0, "trials": 1}]}]}
         ])
     );

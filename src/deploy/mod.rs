@@ -24,8 +24,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::cli::{DeployArgs, DestroyArgs};
 use crate::model::DEFAULT_NAMESPACE;
+use crate::server::routes::Function;
 use crate::snippet;
-use plan::{FUNCTION_NAMES, STAGE};
+use plan::STAGE;
 
 /// One progress line on stderr.
 pub(crate) fn progress(step: &str) {
@@ -150,7 +151,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     for (path, handler) in &plan.extra_routes {
         out.push_str(&format!(
             "  extra path:      {base}/{path} ({})\n",
-            crate::lambda::handler_name(*handler)
+            handler.lamed_name()
         ));
     }
     out.push_str(&format!(
@@ -203,7 +204,7 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     for what in apigateway::destroy(&clients.apigateway).await? {
         progress(&format!("{what}: removed"));
     }
-    for name in FUNCTION_NAMES {
+    for name in Function::ALL.map(Function::name) {
         if functions::delete_function(&clients.lambda, name).await? {
             progress(&format!("function {name}: removed with its versions"));
         }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::cli::Arch;
 use crate::config::{Config, Handler};
+use crate::server::routes::{self, Access, Deploy, Endpoint, Function, ROUTES};
 
 /// IAM role and inline policy name.
 pub const ROLE_NAME: &str = "lamed";
@@ -34,26 +35,6 @@ pub const HANDLER: &str = "bootstrap";
 pub const DEFAULT_MEMORY_MB: i32 = 128;
 /// The original's timeout (seconds).
 pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
-
-/// The tracking function.
-pub const TRACK_FUNCTION: &str = "lamed-track";
-/// The experiments (results) function.
-pub const EXPERIMENTS_FUNCTION: &str = "lamed-all-experiments";
-/// The delete function.
-pub const DELETE_FUNCTION: &str = "lamed-delete-experiment";
-/// The report API function.
-pub const REPORT_FUNCTION: &str = "lamed-report";
-/// The dashboard function.
-pub const DASHBOARD_FUNCTION: &str = "lamed-dashboard";
-
-/// Every function `lamed deploy` creates (and `lamed destroy` removes).
-pub const FUNCTION_NAMES: [&str; 5] = [
-    TRACK_FUNCTION,
-    EXPERIMENTS_FUNCTION,
-    DELETE_FUNCTION,
-    REPORT_FUNCTION,
-    DASHBOARD_FUNCTION,
-];
 
 /// One Lambda function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +124,7 @@ impl Plan {
             let routes = self
                 .extra_routes
                 .iter()
-                .map(|(path, handler)| format!("{path}={}", crate::lambda::handler_name(*handler)))
+                .map(|(path, handler)| format!("{path}={}", handler.lamed_name()))
                 .collect::<Vec<_>>()
                 .join(",");
             env.insert(crate::lambda::EXTRA_ROUTES_VAR.to_owned(), routes);
@@ -152,20 +133,41 @@ impl Plan {
     }
 }
 
-/// The function serving a handler of `extra_wiring`.
-pub fn function_of(handler: Handler) -> &'static str {
-    match handler {
-        Handler::Track => TRACK_FUNCTION,
-        Handler::Experiments => EXPERIMENTS_FUNCTION,
-        Handler::Delete => DELETE_FUNCTION,
+/// The function serving a handler of `extra_wiring`: its row's.
+pub fn function_of(handler: Handler) -> Option<Function> {
+    match routes::route_of(handler).deploy {
+        Deploy::Lambda(function) => Some(function),
+        Deploy::ServeOnly(_) => None,
     }
 }
 
-/// The tracking parameters the original declares on its methods.
-fn track_parameters() -> BTreeMap<String, bool> {
-    ["namespace", "experiment", "variant", "event", "uuid"]
-        .into_iter()
+/// `method.request.querystring.x` → false for each declared parameter.
+fn declared_parameters(endpoint: Endpoint) -> BTreeMap<String, bool> {
+    endpoint
+        .declared_query()
+        .iter()
         .map(|p| (format!("method.request.querystring.{p}"), false))
+        .collect()
+}
+
+/// The gateway methods of the route table: one per method of every row
+/// that is deployed.
+fn table_routes() -> Vec<Route> {
+    ROUTES
+        .iter()
+        .filter_map(|row| match row.deploy {
+            Deploy::Lambda(function) => Some((row, function)),
+            Deploy::ServeOnly(_) => None,
+        })
+        .flat_map(|(row, function)| {
+            row.endpoints.iter().map(move |endpoint| Route {
+                path: row.path.to_owned(),
+                method: endpoint.method().as_str().to_owned(),
+                function: function.name().to_owned(),
+                api_key_required: row.access == Access::ApiKey,
+                request_parameters: declared_parameters(*endpoint),
+            })
+        })
         .collect()
 }
 
@@ -176,68 +178,38 @@ fn track_parameters() -> BTreeMap<String, bool> {
 /// When an `extra_wiring` entry is invalid: an unknown handler, a path
 /// lamed already uses, a bad method, or memory/timeout out of Lambda's range.
 pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
-    let mut functions: Vec<FunctionSpec> = [
-        (
-            TRACK_FUNCTION,
-            "lamed: count AlephBet events (GET/POST /track)",
-        ),
-        (EXPERIMENTS_FUNCTION, "lamed: results (GET /experiments)"),
-        (
-            DELETE_FUNCTION,
-            "lamed: delete an experiment (DELETE /delete)",
-        ),
-        (REPORT_FUNCTION, "lamed: report API"),
-        (DASHBOARD_FUNCTION, "lamed: built-in dashboard"),
-    ]
-    .into_iter()
-    .map(|(name, description)| FunctionSpec {
-        name: name.to_owned(),
-        description: description.to_owned(),
-        memory_mb: DEFAULT_MEMORY_MB,
-        timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
-    })
-    .collect();
-    let route = |path: &str, method: &str, function: &str, key: bool| Route {
-        path: path.to_owned(),
-        method: method.to_owned(),
-        function: function.to_owned(),
-        api_key_required: key,
-        request_parameters: BTreeMap::new(),
-    };
-    let mut routes = vec![
-        Route {
-            request_parameters: track_parameters(),
-            ..route("/track", "GET", TRACK_FUNCTION, false)
-        },
-        route("/track", "POST", TRACK_FUNCTION, false),
-        route("/experiments", "GET", EXPERIMENTS_FUNCTION, true),
-        route("/delete", "DELETE", DELETE_FUNCTION, true),
-        route(
-            "/api/experiments/{experiment}/report",
-            "GET",
-            REPORT_FUNCTION,
-            true,
-        ),
-        route("/dashboard", "GET", DASHBOARD_FUNCTION, false),
-        route("/dashboard/{asset}", "GET", DASHBOARD_FUNCTION, false),
-    ];
+    let mut functions: Vec<FunctionSpec> = Function::ALL
+        .into_iter()
+        .map(|function| FunctionSpec {
+            name: function.name().to_owned(),
+            description: function.description(),
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        })
+        .collect();
+    let mut routes = table_routes();
     let mut extra_routes = Vec::new();
     for wiring in &config.extra_wiring {
         let handler = wiring.handler()?;
-        let function = function_of(handler);
+        let row = routes::route_of(handler);
         let part = &wiring.api_gateway.path_part;
+        let Some(function) = function_of(handler) else {
+            anyhow::bail!(
+                "extra_wiring '{part}': {} is not deployed",
+                handler.lamed_name()
+            );
+        };
         let path = format!("/{part}");
-        if routes
+        // Every path lamed serves counts, deployed or not: the function's
+        // router answers them all.
+        if ROUTES
             .iter()
             .any(|r| r.path == path || r.path.starts_with(&format!("{path}/")))
         {
             anyhow::bail!("extra_wiring pathPart '{part}' is a path lamed already serves");
         }
         let method = &wiring.api_gateway.method;
-        let default_method = match handler {
-            Handler::Delete => "DELETE",
-            Handler::Track | Handler::Experiments => "GET",
-        };
+        let default_method = row.endpoints.first().map_or("GET", |e| e.method().as_str());
         let http_method = match method.get("httpMethod") {
             None | Some(Value::Null) => default_method.to_owned(),
             Some(Value::String(m)) => m.to_ascii_uppercase(),
@@ -249,7 +221,7 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
             );
         }
         let key_required = match method.get("apiKeyRequired") {
-            None | Some(Value::Null) => handler != Handler::Track,
+            None | Some(Value::Null) => row.access == Access::ApiKey,
             Some(Value::Bool(b)) => *b,
             Some(_) => anyhow::bail!("extra_wiring '{part}': apiKeyRequired must be true or false"),
         };
@@ -268,13 +240,17 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
         routes.push(Route {
             path,
             method: http_method,
-            function: function.to_owned(),
+            function: function.name().to_owned(),
             api_key_required: key_required,
             request_parameters,
         });
         extra_routes.push((part.clone(), handler));
         // The original sets MemorySize and Timeout per function here.
-        let named = wiring.lambda.function_name.as_deref().unwrap_or(function);
+        let named = wiring
+            .lambda
+            .function_name
+            .as_deref()
+            .unwrap_or(function.name());
         if let Some(spec) = functions.iter_mut().find(|f| f.name == named) {
             if let Some(memory) = wiring.lambda.other.get("MemorySize") {
                 spec.memory_mb = ranged(memory, 128, 10_240)
@@ -342,6 +318,76 @@ mod tests {
         assert!(
             pos("/api") < pos("/api/experiments") && pos("/dashboard") < pos("/dashboard/{asset}")
         );
+        // GET /track keeps the tracking parameters the original declares.
+        let get_track = plan
+            .routes
+            .iter()
+            .find(|r| r.path == "/track" && r.method == "GET")
+            .unwrap();
+        assert_eq!(
+            get_track.request_parameters.keys().collect::<Vec<_>>(),
+            [
+                "method.request.querystring.event",
+                "method.request.querystring.experiment",
+                "method.request.querystring.namespace",
+                "method.request.querystring.uuid",
+                "method.request.querystring.variant",
+            ]
+        );
+    }
+
+    /// `/event` (alephbet-rails' path) and `/health` are deployed on the
+    /// tracking function, public.
+    #[test]
+    fn event_and_health_are_deployed() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        let on = |path: &'static str| -> Vec<(String, String, bool)> {
+            plan.routes_of(path)
+                .map(|r| (r.method.clone(), r.function.clone(), r.api_key_required))
+                .collect()
+        };
+        let track = |method: &str| (method.to_owned(), "lamed-track".to_owned(), false);
+        assert_eq!(on("/event"), [track("GET"), track("POST")]);
+        assert_eq!(on("/health"), [track("GET")]);
+        assert!(plan.functions[0].description.contains("/event"));
+    }
+
+    /// Every method `lamed serve` answers from the route table is on API
+    /// Gateway with the same key requirement, unless its row says why it
+    /// is serve-only; and nothing else is deployed.
+    #[test]
+    fn every_served_route_is_deployed() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        let mut served = 0;
+        for row in &ROUTES {
+            for endpoint in row.endpoints {
+                let method = endpoint.method().as_str();
+                let deployed = plan
+                    .routes
+                    .iter()
+                    .find(|r| r.path == row.path && r.method == method);
+                match (row.deploy, deployed) {
+                    (Deploy::Lambda(function), Some(route)) => {
+                        served += 1;
+                        assert_eq!(route.function, function.name(), "{method} {}", row.path);
+                        assert_eq!(
+                            route.api_key_required,
+                            row.access == Access::ApiKey,
+                            "{method} {}",
+                            row.path
+                        );
+                    }
+                    (Deploy::ServeOnly(why), None) => assert!(!why.is_empty()),
+                    (deploy, deployed) => {
+                        panic!(
+                            "{method} {}: {deploy:?} but deployed {deployed:?}",
+                            row.path
+                        )
+                    }
+                }
+            }
+        }
+        assert_eq!(plan.routes.len(), served);
     }
 
     /// An extra_wiring entry becomes a path on its handler's function and
@@ -359,7 +405,7 @@ mod tests {
         )
         .unwrap();
         let route = plan.routes.iter().find(|r| r.path == "/t").unwrap();
-        assert_eq!(route.function, TRACK_FUNCTION);
+        assert_eq!(route.function, "lamed-track");
         assert!(!route.api_key_required);
         let track = &plan.functions[0];
         assert_eq!((track.memory_mb, track.timeout_seconds), (256, 5));
@@ -371,10 +417,49 @@ mod tests {
             .unwrap();
         assert_eq!(env["LAMED_EXTRA_ROUTES"], "t=lamed.track");
         assert_eq!(env["LAMED_REDIS_URL"], "redis://:pw@r:6379/0");
-        let clash = config(
-            r#"{"extra_wiring": [{"lambda": {"Handler": "lamed.all"}, "api_gateway": {"pathPart": "track"}}]}"#,
+        for taken in ["track", "event", "health", "metrics", "api"] {
+            let clash = config(&format!(
+                r#"{{"extra_wiring": [{{"lambda": {{"Handler": "lamed.all"}}, "api_gateway": {{"pathPart": "{taken}"}}}}]}}"#
+            ));
+            assert!(plan_err(&clash).contains("already serves"), "{taken}");
+        }
+    }
+
+    /// Without httpMethod or apiKeyRequired, an extra path takes its
+    /// handler's row: lamed.all is GET behind the key, lamed.delete is
+    /// DELETE behind the key, each on its function.
+    #[test]
+    fn extra_wiring_defaults_follow_the_handler_row() {
+        let plan = plan(
+            &config(
+                r#"{"extra_wiring": [
+                     {"lambda": {"Handler": "lamed.all"}, "api_gateway": {"pathPart": "all"}},
+                     {"lambda": {"Handler": "lamed.delete"}, "api_gateway": {"pathPart": "del"}}]}"#,
+            ),
+            Arch::X86_64,
+        )
+        .unwrap();
+        let only = |path: &str| {
+            let routes: Vec<_> = plan.routes_of(path).collect();
+            assert_eq!(routes.len(), 1, "{path}");
+            let r = routes[0];
+            (r.method.clone(), r.function.clone(), r.api_key_required)
+        };
+        assert_eq!(
+            only("/all"),
+            ("GET".into(), "lamed-all-experiments".into(), true)
         );
-        assert!(plan_err(&clash).contains("already serves"));
+        assert_eq!(
+            only("/del"),
+            ("DELETE".into(), "lamed-delete-experiment".into(), true)
+        );
+        assert_eq!(
+            plan.extra_routes,
+            [
+                ("all".to_owned(), Handler::Experiments),
+                ("del".to_owned(), Handler::Delete)
+            ]
+        );
     }
 
     /// Every setting that applies on Lambda reaches it: the environment

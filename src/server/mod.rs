@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod router;
+pub mod routes;
 pub mod state;
 
 use std::future::Future;

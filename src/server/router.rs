@@ -1,10 +1,11 @@
-//! Every route in one place, with the layers every response passes through.
+//! The axum router: the route table's rows (see [`crate::server::routes`])
+//! with the layers every response passes through.
 
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{delete, get, MethodRouter};
+use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -13,7 +14,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Handler;
 use crate::server::error::ApiError;
-use crate::server::handlers::{dashboard, experiments, health, report, track};
+use crate::server::handlers::track;
+use crate::server::routes::{route_of, ROUTES};
 use crate::server::state::AppState;
 
 /// Largest request body: a full batch of long events fits.
@@ -28,31 +30,29 @@ pub struct RouterOptions {
     /// `extra_wiring` paths from the config, each serving one handler.
     pub extra_routes: Vec<(String, Handler)>,
     /// Serve `GET /_bench/empty` (200 `{}`, no store), the baseline for
-    /// throughput measurements.
+    /// throughput measurements. Never deployed, hence not in the table.
     pub bench_routes: bool,
 }
 
-/// The whole HTTP API.
+/// The path of the opt-in benchmark route.
+const BENCH_PATH: &str = "/_bench/empty";
+
+/// The whole HTTP API: the rows of the route table, the `extra_wiring`
+/// paths (each taking its handler's row), and the layers every response
+/// passes through.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
-    let mut router = Router::new()
-        // Public, used by the AlephBet client (and alephbet-rails' path).
-        .route("/track", handler_routes(Handler::Track))
-        .route("/event", handler_routes(Handler::Track))
-        // Private (API key), used by dashboards and the CLI.
-        .route("/experiments", handler_routes(Handler::Experiments))
-        .route("/delete", handler_routes(Handler::Delete))
-        .route("/metrics", get(health::metrics))
-        .route("/api/experiments/{experiment}/report", get(report::report))
-        // The built-in dashboard (public assets; it asks for the key).
-        .route("/dashboard", get(dashboard::index))
-        .route("/dashboard/{asset}", get(dashboard::asset))
-        // Public, for load balancers and monitors.
-        .route("/health", get(health::health));
+    let mut router = Router::new();
+    for route in &ROUTES {
+        router = router.route(route.path, route.method_router(&state));
+    }
     for (path, handler) in &options.extra_routes {
-        router = router.route(&format!("/{path}"), handler_routes(*handler));
+        router = router.route(
+            &format!("/{path}"),
+            route_of(*handler).method_router(&state),
+        );
     }
     if options.bench_routes {
-        router = router.route("/_bench/empty", get(|| async { track::empty_ok() }));
+        router = router.route(BENCH_PATH, get(|| async { track::empty_ok() }));
     }
     router
         .fallback(|| async { ApiError::NotFound("no such path".into()) })
@@ -71,15 +71,6 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .with_state(state)
 }
 
-/// The methods each of Lamed's handlers answers.
-fn handler_routes(handler: Handler) -> MethodRouter<AppState> {
-    match handler {
-        Handler::Track => get(track::track_one).post(track::track_batch),
-        Handler::Experiments => get(experiments::list),
-        Handler::Delete => delete(experiments::delete),
-    }
-}
-
 /// Any origin may call us (sites track from their own origin; hosted
 /// dashboards send `X-Api-Key` from theirs).
 fn cors() -> CorsLayer {
@@ -92,4 +83,117 @@ fn cors() -> CorsLayer {
             header::AUTHORIZATION,
         ])
         .max_age(Duration::from_secs(86_400))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{Config, FileConfig, Overrides};
+    use crate::server::routes::Access;
+    use crate::settings::Given;
+
+    const KEY: &str = "router-test-key-0123456789";
+
+    /// The router over an embedded store in `dir`, with one `extra_wiring`
+    /// path to the (private) experiments handler.
+    async fn app(dir: &std::path::Path) -> (Router, AppState) {
+        let data_dir = serde_json::Value::String(dir.display().to_string());
+        let overrides = Overrides {
+            settings: Given::default().with("data_dir", data_dir),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(None, FileConfig::default(), overrides).unwrap();
+        let store = crate::store::open(&config).await.unwrap();
+        let state = AppState::new(store, KEY, 100);
+        let options = RouterOptions {
+            extra_routes: vec![("mine".to_owned(), Handler::Experiments)],
+            bench_routes: false,
+        };
+        (router(state.clone(), &options), state)
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A row's path with its parameters filled in.
+    fn concrete(path: &str) -> String {
+        path.replace("{experiment}", "e")
+            .replace("{asset}", "app.js")
+    }
+
+    /// Every private row of the table, and an extra path borrowing one,
+    /// answers 401 without a key and 403 with a wrong one (counted as
+    /// rejects) before its handler runs; the right key, in either header,
+    /// gets through. Public rows need no key; a wrong method stays 405 and
+    /// CORS preflight needs no key.
+    #[tokio::test]
+    async fn private_rows_need_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, state) = app(dir.path()).await;
+        let bearer = format!("Bearer {KEY}");
+        let mut private = 0;
+        let rows = ROUTES
+            .iter()
+            .map(|row| (concrete(row.path), row))
+            .chain([("/mine".to_owned(), route_of(Handler::Experiments))]);
+        for (path, row) in rows {
+            for endpoint in row.endpoints {
+                let method = endpoint.method().as_str();
+                let (status, body) = send(&app, method, &path, &[]).await;
+                let with_key = send(&app, method, &path, &[("x-api-key", KEY)]).await.0;
+                assert!(
+                    with_key != 401 && with_key != 403,
+                    "{method} {path}: {with_key}"
+                );
+                if row.access == Access::Public {
+                    assert!(status != 401 && status != 403, "{method} {path}: {status}");
+                    continue;
+                }
+                private += 1;
+                assert_eq!(status, 401, "{method} {path}: {body}");
+                assert!(body.contains("X-Api-Key"), "{body}");
+                let wrong = send(&app, method, &path, &[("x-api-key", "not-the-key-000000")]);
+                assert_eq!(wrong.await.0, 403, "{method} {path}");
+                let bearer = send(&app, method, &path, &[("authorization", &bearer)])
+                    .await
+                    .0;
+                assert!(bearer != 401 && bearer != 403, "{method} {path}: {bearer}");
+            }
+        }
+        assert!(private >= 5, "{private} private methods");
+        let metrics = state.metrics.encode();
+        for reason in ["missing_api_key", "wrong_api_key"] {
+            let line = format!("lamed_rejected_total{{reason=\"{reason}\"}} {private}");
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
+        assert_eq!(send(&app, "PUT", "/experiments", &[]).await.0, 405);
+        let preflight = [
+            ("origin", "https://site.example"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-api-key"),
+        ];
+        assert_eq!(send(&app, "OPTIONS", "/metrics", &preflight).await.0, 200);
+    }
 }

@@ -35,11 +35,13 @@ impl AppState {
     }
 
     /// Checks the API key given in `X-Api-Key` or `Authorization: Bearer`.
+    /// Handlers never call it: the route table puts it in front of every
+    /// private route.
     ///
     /// # Errors
     ///
     /// [`ApiError::MissingKey`] (401) or [`ApiError::WrongKey`] (403).
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let given = headers.get("x-api-key").map(|v| v.as_bytes()).or_else(|| {
             headers
                 .get(axum::http::header::AUTHORIZATION)

@@ -3,7 +3,6 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::Json;
 
 use super::namespace_param;
@@ -16,11 +15,9 @@ use crate::server::state::AppState;
 /// Analyse one experiment against a control.
 pub async fn report(
     State(state): State<AppState>,
-    headers: HeaderMap,
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Report>, ApiError> {
-    state.authorize(&headers)?;
     let Path(experiment) = experiment.map_err(|rejection| {
         ApiError::BadRequest(format!(
             "experiment name in the path: {}",

@@ -1,0 +1,387 @@
+//! The route table: every path Lamed answers, listed once. The axum router
+//! (`lamed serve` and the Lambda entry) and the API Gateway plan of
+//! `lamed deploy` are both built from [`ROUTES`], and so is access: the
+//! router puts the API-key check in front of every [`Access::ApiKey`] row,
+//! so no handler has to remember it.
+//!
+//! A new route is one new row here (and its handler in `handlers/`).
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{on, MethodFilter, MethodRouter};
+
+use crate::config::Handler;
+use crate::server::error::ApiError;
+use crate::server::handlers::{dashboard, experiments, health, report, track};
+use crate::server::state::AppState;
+
+/// One path, what answers it, who may call it and where it runs on AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The path, in the `{name}` syntax axum and API Gateway share.
+    pub path: &'static str,
+    /// Each method with its handler.
+    pub endpoints: &'static [Endpoint],
+    /// Whether the API key is needed.
+    pub access: Access,
+    /// The Lambda function serving it, or why `lamed deploy` leaves it out.
+    pub deploy: Deploy,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: sites track from visitors' browsers; monitors probe health.
+    Public,
+    /// Only with the API key, in `X-Api-Key` or `Authorization: Bearer`:
+    /// 401 without one, 403 with a wrong one (API Gateway checks it too).
+    ApiKey,
+}
+
+/// Where a route runs under `lamed deploy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deploy {
+    /// On API Gateway, invoking this function.
+    Lambda(Function),
+    /// Answered by `lamed serve` only; the text says why.
+    ServeOnly(&'static str),
+}
+
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// DELETE
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method's name, as API Gateway spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            HttpMethod::Get => MethodFilter::GET,
+            HttpMethod::Post => MethodFilter::POST,
+            HttpMethod::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One handler with the one method it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET`: one event in the query, as AlephBet sends it.
+    TrackOne,
+    /// `POST`: a JSON array of events.
+    TrackBatch,
+    /// `GET`: the counts in Lamed's results shape.
+    ListExperiments,
+    /// `DELETE`: remove an experiment's counters.
+    DeleteExperiment,
+    /// `GET`: one experiment's statistics.
+    Report,
+    /// `GET`: the dashboard page.
+    Dashboard,
+    /// `GET`: a dashboard script or stylesheet.
+    DashboardAsset,
+    /// `GET`: can the store take a write?
+    Health,
+    /// `GET`: Prometheus metrics.
+    Metrics,
+}
+
+impl Endpoint {
+    /// The method it answers.
+    pub const fn method(self) -> HttpMethod {
+        match self {
+            Endpoint::TrackBatch => HttpMethod::Post,
+            Endpoint::DeleteExperiment => HttpMethod::Delete,
+            Endpoint::TrackOne
+            | Endpoint::ListExperiments
+            | Endpoint::Report
+            | Endpoint::Dashboard
+            | Endpoint::DashboardAsset
+            | Endpoint::Health
+            | Endpoint::Metrics => HttpMethod::Get,
+        }
+    }
+
+    /// The query parameters API Gateway declares on the method (all
+    /// optional), as the original declares them for tracking.
+    pub const fn declared_query(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::TrackOne => &["namespace", "experiment", "variant", "event", "uuid"],
+            _ => &[],
+        }
+    }
+
+    fn method_router(self) -> MethodRouter<AppState> {
+        let filter = self.method().filter();
+        match self {
+            Endpoint::TrackOne => on(filter, track::track_one),
+            Endpoint::TrackBatch => on(filter, track::track_batch),
+            Endpoint::ListExperiments => on(filter, experiments::list),
+            Endpoint::DeleteExperiment => on(filter, experiments::delete),
+            Endpoint::Report => on(filter, report::report),
+            Endpoint::Dashboard => on(filter, dashboard::index),
+            Endpoint::DashboardAsset => on(filter, dashboard::asset),
+            Endpoint::Health => on(filter, health::health),
+            Endpoint::Metrics => on(filter, health::metrics),
+        }
+    }
+}
+
+/// The Lambda functions `lamed deploy` creates (and `lamed destroy`
+/// removes); each serves the rows that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// Tracking, and the health probe.
+    Track,
+    /// The results.
+    Experiments,
+    /// Deleting an experiment.
+    Delete,
+    /// The report API.
+    Report,
+    /// The built-in dashboard.
+    Dashboard,
+}
+
+impl Function {
+    /// Every function, in creation order.
+    pub const ALL: [Function; 5] = [
+        Function::Track,
+        Function::Experiments,
+        Function::Delete,
+        Function::Report,
+        Function::Dashboard,
+    ];
+
+    /// The function's name on AWS (Lamed's names).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Function::Track => "lamed-track",
+            Function::Experiments => "lamed-all-experiments",
+            Function::Delete => "lamed-delete-experiment",
+            Function::Report => "lamed-report",
+            Function::Dashboard => "lamed-dashboard",
+        }
+    }
+
+    const fn purpose(self) -> &'static str {
+        match self {
+            Function::Track => "count AlephBet events",
+            Function::Experiments => "results",
+            Function::Delete => "delete an experiment",
+            Function::Report => "report API",
+            Function::Dashboard => "built-in dashboard",
+        }
+    }
+
+    /// The function's description: what it is for and the routes it
+    /// serves, e.g. `lamed: results (GET /experiments)`.
+    pub fn description(self) -> String {
+        let served = ROUTES
+            .iter()
+            .filter(|route| route.deploy == Deploy::Lambda(self))
+            .map(|route| {
+                let methods: Vec<_> = route
+                    .endpoints
+                    .iter()
+                    .map(|e| e.method().as_str())
+                    .collect();
+                format!("{} {}", methods.join("/"), route.path)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("lamed: {} ({served})", self.purpose())
+    }
+}
+
+/// AlephBet's tracking path; `extra_wiring`'s `lamed.track` borrows it.
+const TRACK: Route = Route {
+    path: "/track",
+    endpoints: &[Endpoint::TrackOne, Endpoint::TrackBatch],
+    access: Access::Public,
+    deploy: Deploy::Lambda(Function::Track),
+};
+
+/// The results; `extra_wiring`'s `lamed.all` borrows it.
+const EXPERIMENTS: Route = Route {
+    path: "/experiments",
+    endpoints: &[Endpoint::ListExperiments],
+    access: Access::ApiKey,
+    deploy: Deploy::Lambda(Function::Experiments),
+};
+
+/// Deleting; `extra_wiring`'s `lamed.delete` borrows it.
+const DELETE: Route = Route {
+    path: "/delete",
+    endpoints: &[Endpoint::DeleteExperiment],
+    access: Access::ApiKey,
+    deploy: Deploy::Lambda(Function::Delete),
+};
+
+/// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
+/// opt-in `/_bench/empty`.
+pub const ROUTES: [Route; 9] = [
+    // Public, used by the AlephBet client.
+    TRACK,
+    // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
+    Route {
+        path: "/event",
+        ..TRACK
+    },
+    // Private, used by dashboards and the CLI.
+    EXPERIMENTS,
+    DELETE,
+    Route {
+        path: "/api/experiments/{experiment}/report",
+        endpoints: &[Endpoint::Report],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    // The built-in dashboard: public files; the page asks for the key.
+    Route {
+        path: "/dashboard",
+        endpoints: &[Endpoint::Dashboard],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Dashboard),
+    },
+    Route {
+        path: "/dashboard/{asset}",
+        endpoints: &[Endpoint::DashboardAsset],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Dashboard),
+    },
+    // Public, for load balancers and monitors; on AWS it checks Redis
+    // from the tracking function, the one whose health matters most.
+    Route {
+        path: "/health",
+        endpoints: &[Endpoint::Health],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/metrics",
+        endpoints: &[Endpoint::Metrics],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(
+            "the metrics live in one process's memory: behind Lambda every instance \
+             counts apart and is recycled, so a scrape would see a random fraction",
+        ),
+    },
+];
+
+/// The row whose methods, access and function an `extra_wiring` path of
+/// `handler` takes.
+pub const fn route_of(handler: Handler) -> &'static Route {
+    match handler {
+        Handler::Track => &TRACK,
+        Handler::Experiments => &EXPERIMENTS,
+        Handler::Delete => &DELETE,
+    }
+}
+
+impl Route {
+    /// The row's methods for the router, behind the API-key check when the
+    /// row is private. The check wraps the row's methods only: a wrong
+    /// method still answers 405, and CORS preflight (answered by the CORS
+    /// layer outside the router) needs no key.
+    pub fn method_router(&self, state: &AppState) -> MethodRouter<AppState> {
+        let methods = self
+            .endpoints
+            .iter()
+            .fold(MethodRouter::new(), |methods, endpoint| {
+                methods.merge(endpoint.method_router())
+            });
+        match self.access {
+            Access::Public => methods,
+            Access::ApiKey => methods.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_api_key,
+            )),
+        }
+    }
+}
+
+/// Lets the request through only with the right API key.
+async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.authorize(request.headers())?;
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No path is listed twice, every row answers some method, and none
+    /// answers a method twice (axum would panic at start).
+    #[test]
+    fn paths_and_methods_are_unique() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(
+                !route.endpoints.is_empty(),
+                "{} answers nothing",
+                route.path
+            );
+            assert!(
+                ROUTES[i + 1..].iter().all(|other| other.path != route.path),
+                "{} listed twice",
+                route.path
+            );
+            for (j, endpoint) in route.endpoints.iter().enumerate() {
+                assert!(
+                    route.endpoints[j + 1..]
+                        .iter()
+                        .all(|other| other.method() != endpoint.method()),
+                    "{} answers {} twice",
+                    route.path,
+                    endpoint.method().as_str()
+                );
+            }
+        }
+    }
+
+    /// Each `extra_wiring` handler borrows a row of the table.
+    #[test]
+    fn handlers_borrow_table_rows() {
+        for handler in Handler::ALL {
+            assert!(ROUTES.contains(route_of(handler)), "{handler:?}");
+        }
+        assert_eq!(route_of(Handler::Track).access, Access::Public);
+        assert_eq!(route_of(Handler::Experiments).access, Access::ApiKey);
+        assert_eq!(route_of(Handler::Delete).access, Access::ApiKey);
+    }
+
+    /// Every function serves something, and says what.
+    #[test]
+    fn every_function_serves_a_route() {
+        for function in Function::ALL {
+            let description = function.description();
+            assert!(description.contains(" /"), "{description}");
+        }
+        assert_eq!(
+            Function::Experiments.description(),
+            "lamed: results (GET /experiments)"
+        );
+        assert!(Function::Track
+            .description()
+            .contains("GET/POST /event, GET /health"));
+    }
+}
