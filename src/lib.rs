@@ -6,16 +6,19 @@
 //! - [`clock`]: the time stores read (system, or manual in tests).
 //! - [`model`]: events, names and their limits, caps, outcomes.
 //! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
-//!   Redis / Redis Cluster backend (feature `redis`, on by default).
+//!   Redis / Redis Cluster backend (feature `redis`, on by default), the
+//!   conformance suite and, in tests, an in-memory reference store.
 //! - `import`: `lamed import`, migration from Lamed's and Gimel's Redis.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
-//! - [`server`]: the axum router, handlers, errors, metrics and shutdown.
+//! - [`server`]: the route table (every path once, with its access and its
+//!   Lambda function), the axum router, handlers, errors, metrics, shutdown.
 //! - [`settings`]: every setting, declared once (flag, variable, key, default).
 //! - [`config`]: `config.json` plus flags and `LAMED_*` variables.
 //! - [`cli`], [`serve`] and [`commands`]: the `lamed` command line.
 //! - [`lambda`]: the AWS Lambda entry (the binary as an API Gateway function).
-//! - `deploy` (feature `aws`): `lamed deploy`, `preflight` and `destroy`.
+//! - `deploy` (feature `aws`, off by default): `lamed deploy`, `preflight`
+//!   and `destroy`.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
 //! - [`stats`]: pure statistics for deciding which variant wins.
 //! - [`client`]: a minimal HTTP client for the CLI, the load generator and
