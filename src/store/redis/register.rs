@@ -202,11 +202,89 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use super::Registration;
     use crate::clock::Clock;
     use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::redis::testing::RedisServer;
     use crate::store::redis::tests::open;
+    use crate::store::redis::RedisStore;
     use crate::store::Store;
+
+    /// Taking back a registration while another instance creates the
+    /// experiment leaves it listed, in both orders of the race: the creator
+    /// counts before the unlisting instance checks (the check sees it), or
+    /// after it unlisted (the creator lists it again).
+    #[tokio::test]
+    async fn unregistering_never_unlists_a_created_experiment() {
+        let server = RedisServer::start();
+        let a = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let b = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let event = |uuid: &str| Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+        };
+        let listed = |store: RedisStore| async move {
+            let mut conn = store.conn();
+            let namespaces: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(store.namespaces_key())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let experiments: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(store.namespace_key("n"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (namespaces, experiments)
+        };
+        let caps = Some(&Caps::default());
+
+        // b creates "e" between a's registration and a's take-back.
+        assert!(matches!(
+            a.register("n", "e", caps).await.unwrap(),
+            Registration::Added
+        ));
+        assert_eq!(
+            b.track(vec![event("1")]).await.unwrap(),
+            [TrackOutcome::Counted]
+        );
+        assert!(a.unregister("n", "e").await.unwrap(), "it exists");
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()])
+        );
+
+        // b creates "e" after a unlisted it, before a checks.
+        assert!(b.delete_experiment("n", "e").await.unwrap());
+        assert!(matches!(
+            a.register("n", "e", caps).await.unwrap(),
+            Registration::Added
+        ));
+        a.unlist("n", "e").await.unwrap();
+        assert_eq!(
+            b.track(vec![event("2")]).await.unwrap(),
+            [TrackOutcome::Counted]
+        );
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()]),
+            "the creator listed it"
+        );
+        assert!(a.unregister("n", "e").await.unwrap(), "it exists");
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()])
+        );
+
+        // Nobody creates it: nothing stays listed.
+        assert!(b.delete_experiment("n", "e").await.unwrap());
+        a.register("n", "e", caps).await.unwrap();
+        assert!(!a.unregister("n", "e").await.unwrap());
+        assert_eq!(listed(a).await, (vec![], vec![]));
+    }
 
     /// An experiment deleted through another instance is registered again
     /// (listed, and counted) by an instance that had it cached.

@@ -330,8 +330,9 @@ mod tests {
     use std::time::Duration;
 
     use crate::clock::Clock;
-    use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::redis::tests::fresh;
+    use crate::store::reference::ReferenceStore;
     use crate::store::Store;
 
     fn event(experiment: &str, uuid: &str) -> Event {
@@ -363,6 +364,62 @@ mod tests {
             store.track(more).await.unwrap(),
             vec![Duplicate, Duplicate, Duplicate, Counted]
         );
+    }
+
+    /// A duplicate of a deleted experiment takes no place under the
+    /// experiments cap, not even within its batch: the cap is checked where
+    /// the experiment's first counted event stands, as in the reference
+    /// store, which the batch is also run against.
+    #[tokio::test]
+    async fn duplicates_take_no_cap_place_within_a_batch() {
+        let caps = Caps {
+            max_experiments_per_namespace: 2,
+            ..Caps::default()
+        };
+        let (_server, store) = fresh(86_400, caps, Clock::System).await;
+        let reference = ReferenceStore::new(86_400, caps, Clock::System);
+        for s in [&store as &dyn Store, &reference] {
+            s.track(vec![event("gone", "1"), event("kept", "1")])
+                .await
+                .unwrap();
+            assert!(s.delete_experiment("b", "gone").await.unwrap());
+        }
+        // "gone"/1 is a duplicate, so "new" fits beside "kept"; then "gone"
+        // would be a third experiment, and a fourth event of "new" counts.
+        let batch = vec![
+            event("gone", "1"),
+            event("new", "1"),
+            event("gone", "2"),
+            event("new", "2"),
+        ];
+        let expected = reference.track(batch.clone()).await.unwrap();
+        use TrackOutcome::*;
+        assert_eq!(
+            expected,
+            [
+                Duplicate,
+                Counted,
+                Rejected(CapExceeded::Experiments {
+                    namespace: "b".into(),
+                    experiment: "gone".into(),
+                    limit: 2,
+                }),
+                Counted
+            ]
+        );
+        assert_eq!(store.track(batch).await.unwrap(), expected);
+        assert_eq!(store.experiments("b").await.unwrap(), ["kept", "new"]);
+        // A duplicate followed by a new event of the same experiment, with
+        // nothing between them: both in one script call, the second creates.
+        assert!(store.delete_experiment("b", "new").await.unwrap());
+        assert_eq!(
+            store
+                .track(vec![event("new", "1"), event("new", "3")])
+                .await
+                .unwrap(),
+            [Duplicate, Counted]
+        );
+        assert_eq!(store.experiments("b").await.unwrap(), ["kept", "new"]);
     }
 
     /// With a manual clock, the script takes "now" from the clock, not from
