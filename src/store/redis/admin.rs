@@ -25,29 +25,7 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
-        let list = self.namespace_key(namespace);
-        redis::cmd("SREM")
-            .arg(&list)
-            .arg(experiment)
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        // The namespace stops counting towards its cap with its last
-        // experiment, as in the embedded store. Not atomic with a
-        // concurrent creation in it (other slot); see the README.
-        let left: i64 = redis::cmd("SCARD")
-            .arg(&list)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        if left == 0 {
-            redis::cmd("SREM")
-                .arg(self.namespaces_key())
-                .arg(namespace)
-                .exec_async(&mut conn)
-                .await
-                .map_err(|e| self.error(e))?;
-        }
+        self.unlist(namespace, experiment).await?;
         Ok(existed == 1)
     }
 

@@ -11,7 +11,7 @@
 //! | `store.rs` | [`RedisStore`] and its [`Store`](crate::store::Store) impl, which delegates to the modules below |
 //! | `connection.rs` | opening (TLS, cluster detection), deadlines, errors |
 //! | `keys.rs` | the key layout |
-//! | `register.rs`, `register.lua` | namespace and experiment lists under their caps |
+//! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: dedupe, caps, counters |
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |

@@ -3,7 +3,9 @@
 -- create names can never exceed the cap together.
 --
 -- KEYS[1]: the set. ARGV: 1 member, 2 cap (0 = no cap: imports).
--- Returns 1 when the member is (now) in the set, 0 when the cap refused it.
+-- Returns 1 when the member was in the set already, 2 when this call added
+-- it (the caller takes it back if it then creates nothing), 0 when the cap
+-- refused it.
 
 local set, member, cap = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if redis.call('SISMEMBER', set, member) == 1 then
@@ -13,4 +15,4 @@ if cap > 0 and redis.call('SCARD', set) >= cap then
   return 0
 end
 redis.call('SADD', set, member)
-return 1
+return 2

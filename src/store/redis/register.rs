@@ -4,10 +4,43 @@
 //! The lists live in other hash slots than the experiment's own keys, so
 //! this is a step of its own before counting; a per-process cache of known
 //! experiments makes it rare.
+//!
+//! Only experiments that exist may stay listed, or they would count
+//! against the caps: a registration whose events are then not counted
+//! (duplicates of an event sent before a delete) is taken back
+//! ([`RedisStore::unregister`]).
+//!
+//! Why the lists stay right although they cannot change atomically with
+//! the experiment's keys (other slots): whoever creates an experiment lists
+//! it again afterwards ([`RedisStore::relist`]), and whoever unlists one
+//! without deleting it checks afterwards whether it exists and then lists
+//! it again. Either the creator's relist comes after the unlisting, or the
+//! unlisting instance's check comes after the creation and sees it.
 
 use super::store::RedisStore;
 use crate::model::{CapExceeded, Caps};
 use crate::store::StoreError;
+
+/// What registering an experiment did.
+#[derive(Debug)]
+pub(super) enum Registration {
+    /// It was listed already (it exists, or another request is creating
+    /// it).
+    Listed,
+    /// This call listed it: the caller takes it back
+    /// ([`RedisStore::unregister`]) unless one of its events gets counted.
+    Added,
+    /// A cap refused the namespace or the experiment.
+    Refused(CapExceeded),
+}
+
+/// What [`RedisStore::add_capped`] did (`register.lua`'s answer).
+#[derive(Debug, PartialEq, Eq)]
+enum Added {
+    Already,
+    Now,
+    Refused,
+}
 
 impl RedisStore {
     /// True when this process has seen the experiment (its key base)
@@ -39,41 +72,44 @@ impl RedisStore {
         namespace: &str,
         experiment: &str,
         caps: Option<&Caps>,
-    ) -> Result<Option<CapExceeded>, StoreError> {
+    ) -> Result<Registration, StoreError> {
         let limit = |n: usize| if caps.is_some() { n } else { 0 };
         let caps = caps.copied().unwrap_or_default();
         let namespaces = self.namespaces_key();
-        if !self
+        if self
             .add_capped(&namespaces, namespace, limit(caps.max_namespaces))
             .await?
+            == Added::Refused
         {
-            return Ok(Some(CapExceeded::Namespaces {
+            return Ok(Registration::Refused(CapExceeded::Namespaces {
                 namespace: namespace.to_owned(),
                 limit: caps.max_namespaces,
             }));
         }
         let experiments = self.namespace_key(namespace);
-        if !self
-            .add_capped(
-                &experiments,
-                experiment,
-                limit(caps.max_experiments_per_namespace),
-            )
-            .await?
-        {
-            return Ok(Some(CapExceeded::Experiments {
-                namespace: namespace.to_owned(),
-                experiment: experiment.to_owned(),
-                limit: caps.max_experiments_per_namespace,
-            }));
-        }
-        Ok(None)
+        Ok(
+            match self
+                .add_capped(
+                    &experiments,
+                    experiment,
+                    limit(caps.max_experiments_per_namespace),
+                )
+                .await?
+            {
+                Added::Already => Registration::Listed,
+                Added::Now => Registration::Added,
+                Added::Refused => Registration::Refused(CapExceeded::Experiments {
+                    namespace: namespace.to_owned(),
+                    experiment: experiment.to_owned(),
+                    limit: caps.max_experiments_per_namespace,
+                }),
+            },
+        )
     }
 
-    /// Adds `member` to a capped set (`cap` 0 = no cap) atomically; false
-    /// when the cap refused it.
-    async fn add_capped(&self, set: &str, member: &str, cap: usize) -> Result<bool, StoreError> {
-        let added: i64 = self
+    /// Adds `member` to a capped set (`cap` 0 = no cap) atomically.
+    async fn add_capped(&self, set: &str, member: &str, cap: usize) -> Result<Added, StoreError> {
+        let answer: i64 = self
             .inner
             .scripts
             .register
@@ -83,7 +119,65 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
-        Ok(added == 1)
+        match answer {
+            0 => Ok(Added::Refused),
+            1 => Ok(Added::Already),
+            2 => Ok(Added::Now),
+            other => Err(StoreError::unavailable(format!(
+                "unexpected register script answer {other}"
+            ))),
+        }
+    }
+
+    /// Takes back a registration that led to no counted event: unlists the
+    /// experiment, then lists it again if it exists after all (another
+    /// request created it meanwhile; see the module documentation for why
+    /// this order is race-safe). Returns whether it exists.
+    pub(super) async fn unregister(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
+        self.unlist(namespace, experiment).await?;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(format!("{}:v", self.experiment_base(namespace, experiment)))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        if exists {
+            self.relist(namespace, experiment).await?;
+        }
+        Ok(exists)
+    }
+
+    /// Removes the experiment from its namespace's list, and the namespace
+    /// from the list of namespaces when that was its last experiment, so
+    /// that neither counts towards its cap any more (as in the embedded
+    /// store). Not atomic with a concurrent creation in the namespace
+    /// (other slots): the creator's [`relist`](Self::relist) repairs it.
+    pub(super) async fn unlist(&self, namespace: &str, experiment: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let list = self.namespace_key(namespace);
+        redis::cmd("SREM")
+            .arg(&list)
+            .arg(experiment)
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let left: i64 = redis::cmd("SCARD")
+            .arg(&list)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        if left == 0 {
+            redis::cmd("SREM")
+                .arg(self.namespaces_key())
+                .arg(namespace)
+                .exec_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Puts a newly created experiment in its lists again: a delete on
@@ -108,11 +202,89 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use super::Registration;
     use crate::clock::Clock;
     use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::redis::testing::RedisServer;
     use crate::store::redis::tests::open;
+    use crate::store::redis::RedisStore;
     use crate::store::Store;
+
+    /// Taking back a registration while another instance creates the
+    /// experiment leaves it listed, in both orders of the race: the creator
+    /// counts before the unlisting instance checks (the check sees it), or
+    /// after it unlisted (the creator lists it again).
+    #[tokio::test]
+    async fn unregistering_never_unlists_a_created_experiment() {
+        let server = RedisServer::start();
+        let a = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let b = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
+        let event = |uuid: &str| Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+        };
+        let listed = |store: RedisStore| async move {
+            let mut conn = store.conn();
+            let namespaces: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(store.namespaces_key())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let experiments: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(store.namespace_key("n"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (namespaces, experiments)
+        };
+        let caps = Some(&Caps::default());
+
+        // b creates "e" between a's registration and a's take-back.
+        assert!(matches!(
+            a.register("n", "e", caps).await.unwrap(),
+            Registration::Added
+        ));
+        assert_eq!(
+            b.track(vec![event("1")]).await.unwrap(),
+            [TrackOutcome::Counted]
+        );
+        assert!(a.unregister("n", "e").await.unwrap(), "it exists");
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()])
+        );
+
+        // b creates "e" after a unlisted it, before a checks.
+        assert!(b.delete_experiment("n", "e").await.unwrap());
+        assert!(matches!(
+            a.register("n", "e", caps).await.unwrap(),
+            Registration::Added
+        ));
+        a.unlist("n", "e").await.unwrap();
+        assert_eq!(
+            b.track(vec![event("2")]).await.unwrap(),
+            [TrackOutcome::Counted]
+        );
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()]),
+            "the creator listed it"
+        );
+        assert!(a.unregister("n", "e").await.unwrap(), "it exists");
+        assert_eq!(
+            listed(a.clone()).await,
+            (vec!["n".into()], vec!["e".into()])
+        );
+
+        // Nobody creates it: nothing stays listed.
+        assert!(b.delete_experiment("n", "e").await.unwrap());
+        a.register("n", "e", caps).await.unwrap();
+        assert!(!a.unregister("n", "e").await.unwrap());
+        assert_eq!(listed(a).await, (vec![], vec![]));
+    }
 
     /// An experiment deleted through another instance is registered again
     /// (listed, and counted) by an instance that had it cached.

@@ -1,12 +1,14 @@
-//! Tracking: events are registered (`register.rs`), then counted by
-//! `track.lua`, one script call per batch of one experiment's events.
+//! Tracking: events of experiments not known here are registered
+//! (`register.rs`), then all are counted by `track.lua`, one script call
+//! per batch of one experiment's events.
 //! Concurrent requests' events of one experiment share a call through the
 //! [`Coalescer`](super::coalesce::Coalescer).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tokio::sync::oneshot;
 
+use super::register::Registration;
 use super::store::RedisStore;
 use crate::model::{CapExceeded, Event, TrackOutcome};
 use crate::store::StoreError;
@@ -61,56 +63,26 @@ impl RedisStore {
             })
             .collect();
         let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; prepared.len()];
-        let mut created = HashSet::new();
 
-        let (fresh, refused) = self.register_new(&prepared, 0..prepared.len()).await?;
-        let mut selected = Vec::with_capacity(prepared.len());
-        for (i, p) in prepared.iter().enumerate() {
-            match refused.get(p.base.as_str()) {
-                Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
-                None => selected.push((i, fresh.contains(p.base.as_str()))),
-            }
-        }
-        let mut unknown = Vec::new();
-        for (i, code, was_created) in self.count(&prepared, &selected).await? {
-            if was_created {
-                created.insert(prepared[i].base.as_str());
-            }
+        // Experiments known here: counted in one round, creating nothing.
+        // Their events leave every cap as it is, so they need not wait for
+        // the new experiments' events before them.
+        let (known, new): (Vec<usize>, Vec<usize>) =
+            (0..prepared.len()).partition(|&i| self.is_known(&prepared[i].base));
+        let mut new: BTreeSet<usize> = new.into_iter().collect();
+        let selected: Vec<(usize, bool)> = known.into_iter().map(|i| (i, false)).collect();
+        for (i, code, _) in self.count(&prepared, &selected).await? {
             match self.outcome(&prepared[i].event, code)? {
                 Some(outcome) => outcomes[i] = Some(outcome),
-                None => unknown.push(i),
+                // Deleted by another instance since we last saw it.
+                None => {
+                    self.set_known(&prepared[i].base, false);
+                    new.insert(i);
+                }
             }
-        }
-        for (i, _) in &selected {
-            self.set_known(&prepared[*i].base, true);
         }
 
-        // Experiments deleted by another instance since we last saw them:
-        // register again, then count (rare).
-        if !unknown.is_empty() {
-            for &i in &unknown {
-                self.set_known(&prepared[i].base, false);
-            }
-            let (_, refused) = self
-                .register_new(&prepared, unknown.iter().copied())
-                .await?;
-            let mut again = Vec::new();
-            for i in unknown {
-                match refused.get(prepared[i].base.as_str()) {
-                    Some(cap) => outcomes[i] = Some(TrackOutcome::Rejected(cap.clone())),
-                    None => again.push((i, true)),
-                }
-            }
-            for (i, code, was_created) in self.count(&prepared, &again).await? {
-                if was_created {
-                    created.insert(prepared[i].base.as_str());
-                }
-                outcomes[i] = Some(self.outcome(&prepared[i].event, code)?.ok_or_else(|| {
-                    StoreError::unavailable("experiment vanished while being created")
-                })?);
-                self.set_known(&prepared[i].base, true);
-            }
-        }
+        let created = self.track_new(&prepared, new, &mut outcomes).await?;
 
         // A delete on another instance may have unlisted an experiment
         // between registering and counting (the lists live in other hash
@@ -126,37 +98,79 @@ impl RedisStore {
             .collect()
     }
 
-    /// Registers in their namespace's list the experiments of `candidates`
-    /// that are not known here, in order of appearance, so that caps refuse
-    /// the same events as the embedded store would. Returns the experiments
-    /// registered now and those a cap refused.
-    async fn register_new<'a>(
+    /// Counts the events (indices into `prepared`) of experiments that may
+    /// not exist yet, in order, as the embedded store would: an experiment
+    /// is registered under the caps where its first event is, and counted;
+    /// if none of its events is counted there (a duplicate creates
+    /// nothing), the registration is taken back, and its next event is
+    /// registered again where it stands. Experiments are done one after
+    /// the other (a cap decision depends on the ones before); new
+    /// experiments are rare. Returns the experiments this created.
+    async fn track_new<'a>(
         &self,
         prepared: &'a [Prepared],
-        candidates: impl Iterator<Item = usize>,
-    ) -> Result<(HashSet<&'a str>, HashMap<&'a str, CapExceeded>), StoreError> {
-        let mut fresh = HashSet::new();
-        let mut refused = HashMap::new();
-        for i in candidates {
-            let p = &prepared[i];
-            let base = p.base.as_str();
-            if refused.contains_key(base) || fresh.contains(base) || self.is_known(base) {
-                continue;
+        mut pending: BTreeSet<usize>,
+        outcomes: &mut [Option<TrackOutcome>],
+    ) -> Result<HashSet<&'a str>, StoreError> {
+        let mut created = HashSet::new();
+        while let Some(first) = pending.pop_first() {
+            let p = &prepared[first];
+            let later: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| prepared[i].base == p.base)
+                .collect();
+            for i in &later {
+                pending.remove(i);
             }
             let caps = Some(&self.inner.options.caps);
-            match self
+            let added = match self
                 .register(&p.event.namespace, &p.event.experiment, caps)
                 .await?
             {
-                Some(cap) => {
-                    refused.insert(base, cap);
+                Registration::Listed => false,
+                Registration::Added => true,
+                // Lists only grow during this walk (what it takes back it
+                // added itself), so the cap refuses the later events too.
+                Registration::Refused(cap) => {
+                    for i in std::iter::once(first).chain(later) {
+                        outcomes[i] = Some(TrackOutcome::Rejected(cap.clone()));
+                    }
+                    continue;
                 }
-                None => {
-                    fresh.insert(base);
+            };
+            // This registration's cap check holds for the experiment's
+            // events up to another experiment's pending event; the events
+            // after that may not create it (the script answers "unknown",
+            // and they wait for their turn again).
+            let barrier = pending.first().copied().unwrap_or(usize::MAX);
+            let selected: Vec<(usize, bool)> = std::iter::once(first)
+                .chain(later)
+                .map(|i| (i, i < barrier))
+                .collect();
+            let mut counted = false;
+            for (i, code, was_created) in self.count(prepared, &selected).await? {
+                if was_created {
+                    created.insert(p.base.as_str());
+                }
+                match self.outcome(&prepared[i].event, code)? {
+                    Some(outcome) => {
+                        counted |= outcome == TrackOutcome::Counted;
+                        outcomes[i] = Some(outcome);
+                    }
+                    None => {
+                        pending.insert(i);
+                    }
                 }
             }
+            let exists = counted
+                || !added
+                || self
+                    .unregister(&p.event.namespace, &p.event.experiment)
+                    .await?;
+            self.set_known(&p.base, exists);
         }
-        Ok((fresh, refused))
+        Ok(created)
     }
 
     /// Counts events through the coalescer: `(index, may_create)` per
@@ -316,8 +330,9 @@ mod tests {
     use std::time::Duration;
 
     use crate::clock::Clock;
-    use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::redis::tests::fresh;
+    use crate::store::reference::ReferenceStore;
     use crate::store::Store;
 
     fn event(experiment: &str, uuid: &str) -> Event {
@@ -349,6 +364,62 @@ mod tests {
             store.track(more).await.unwrap(),
             vec![Duplicate, Duplicate, Duplicate, Counted]
         );
+    }
+
+    /// A duplicate of a deleted experiment takes no place under the
+    /// experiments cap, not even within its batch: the cap is checked where
+    /// the experiment's first counted event stands, as in the reference
+    /// store, which the batch is also run against.
+    #[tokio::test]
+    async fn duplicates_take_no_cap_place_within_a_batch() {
+        let caps = Caps {
+            max_experiments_per_namespace: 2,
+            ..Caps::default()
+        };
+        let (_server, store) = fresh(86_400, caps, Clock::System).await;
+        let reference = ReferenceStore::new(86_400, caps, Clock::System);
+        for s in [&store as &dyn Store, &reference] {
+            s.track(vec![event("gone", "1"), event("kept", "1")])
+                .await
+                .unwrap();
+            assert!(s.delete_experiment("b", "gone").await.unwrap());
+        }
+        // "gone"/1 is a duplicate, so "new" fits beside "kept"; then "gone"
+        // would be a third experiment, and a fourth event of "new" counts.
+        let batch = vec![
+            event("gone", "1"),
+            event("new", "1"),
+            event("gone", "2"),
+            event("new", "2"),
+        ];
+        let expected = reference.track(batch.clone()).await.unwrap();
+        use TrackOutcome::*;
+        assert_eq!(
+            expected,
+            [
+                Duplicate,
+                Counted,
+                Rejected(CapExceeded::Experiments {
+                    namespace: "b".into(),
+                    experiment: "gone".into(),
+                    limit: 2,
+                }),
+                Counted
+            ]
+        );
+        assert_eq!(store.track(batch).await.unwrap(), expected);
+        assert_eq!(store.experiments("b").await.unwrap(), ["kept", "new"]);
+        // A duplicate followed by a new event of the same experiment, with
+        // nothing between them: both in one script call, the second creates.
+        assert!(store.delete_experiment("b", "new").await.unwrap());
+        assert_eq!(
+            store
+                .track(vec![event("new", "1"), event("new", "3")])
+                .await
+                .unwrap(),
+            [Duplicate, Counted]
+        );
+        assert_eq!(store.experiments("b").await.unwrap(), ["kept", "new"]);
     }
 
     /// With a manual clock, the script takes "now" from the clock, not from
