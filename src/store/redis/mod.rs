@@ -15,6 +15,7 @@
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: dedupe, caps, counters |
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |
+//! | `eviction.rs` | refusing a Redis whose `maxmemory-policy` may evict lamed's keys |
 //! | `testing.rs` | private `redis-server`s and clusters for tests |
 
 pub mod settings;
@@ -25,6 +26,8 @@ mod admin;
 mod coalesce;
 #[cfg(feature = "redis")]
 mod connection;
+#[cfg(feature = "redis")]
+mod eviction;
 #[cfg(feature = "redis")]
 mod keys;
 #[cfg(feature = "redis")]
@@ -40,6 +43,8 @@ mod tests;
 #[cfg(feature = "redis")]
 mod track;
 
+#[cfg(feature = "redis")]
+pub(crate) use eviction::eviction_refusal;
 #[cfg(feature = "redis")]
 pub use options::{RedisOptions, DEFAULT_DAILY_RETENTION_DAYS, DEFAULT_KEY_PREFIX};
 #[cfg(feature = "redis")]

@@ -73,14 +73,16 @@ impl Scripts {
 }
 
 impl RedisStore {
-    /// Connects, detects a cluster, loads the scripts and proves Redis
-    /// takes writes, so that a wrong host, password or TLS setting is
-    /// reported at start rather than on the first event.
+    /// Connects, detects a cluster, loads the scripts and runs the health
+    /// check (eviction policy, a write), so that a wrong host, password or
+    /// TLS setting, or a Redis that may evict lamed's keys, is reported at
+    /// start rather than on the first event.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] naming the node (without password), with
-    /// the Redis error as its source.
+    /// the Redis error as its source; or naming the eviction policy found
+    /// and its fix.
     pub async fn open(options: RedisOptions) -> Result<Self, StoreError> {
         let target = options.settings.redacted();
         let (conn, cluster) = connect(&options.settings, &target).await?;
@@ -149,8 +151,14 @@ impl Store for RedisStore {
         self.run(self.delete(namespace, experiment)).await
     }
 
+    /// Also refuses a Redis that may evict lamed's keys, so `/health`
+    /// reports a policy changed while serving.
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.run(self.write_heartbeat()).await
+        self.run(async {
+            self.check_eviction_policy().await?;
+            self.write_heartbeat().await
+        })
+        .await
     }
 
     async fn import_counter(

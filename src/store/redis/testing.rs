@@ -78,6 +78,19 @@ impl RedisServer {
         Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
     }
 
+    /// A server without persistence whose memory is capped (100 MB) under
+    /// the eviction `policy` (`maxmemory-policy`), as managed Redis runs.
+    pub fn start_with_policy(policy: &str) -> RedisServer {
+        Self::start_with(&[
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            "100mb",
+            "--maxmemory-policy",
+            policy,
+        ])
+    }
+
     /// A server with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
         let mut server = RedisServer {
