@@ -1,5 +1,5 @@
 //! `lamed preflight`, also run by `lamed deploy` before any change: the
-//! config, Redis (PING), the AWS region, credentials and identity, and a
+//! config, Redis (PING and its eviction policy), the AWS region, credentials and identity, and a
 //! Linux executable for the target architecture. Every failure says how to
 //! fix it.
 
@@ -9,19 +9,19 @@ use std::time::Duration;
 use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_sdk_sts::config::ProvideCredentials;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::{package, plan, sdk_config, sdk_error};
 use crate::cli::AwsArgs;
 use crate::config::{Config, Overrides};
-use crate::store::redis::RedisNode;
+use crate::store::redis::{eviction_refusal, RedisNode};
 
 /// The fix for a missing region.
 pub const NO_REGION: &str =
     "no AWS region: pass --region, set AWS_REGION, or set `region` in ~/.aws/config";
 
-/// How long a Redis node may take to answer PING.
+/// How long a Redis node may take to answer PING and INFO.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the credential chain may take (instance metadata can be slow).
@@ -216,12 +216,18 @@ async fn identity(sdk: &SdkConfig) -> Result<String, String> {
     }
 }
 
-/// PINGs every node. Returns notes for the ok line.
+/// PINGs every node and refuses one whose eviction policy the Redis store
+/// would refuse. Returns notes for the ok line.
 async fn ping_all(nodes: &[RedisNode]) -> Result<String, String> {
     let mut notes = String::new();
     for node in nodes {
         match tokio::time::timeout(REDIS_TIMEOUT, ping(node)).await {
-            Ok(Ok(note)) => notes.push_str(&note),
+            Ok(Ok(probe)) => {
+                if let Some(refusal) = probe.info.as_deref().and_then(eviction_refusal) {
+                    return Err(format!("{}:{}: {refusal}", node.host, node.port));
+                }
+                notes.push_str(&probe.note);
+            }
             Ok(Err(err)) => {
                 return Err(format!(
                     "{}:{}: {err:#}\n  fix: start Redis or correct \"redis\" (lamed configure); \
@@ -241,14 +247,26 @@ async fn ping_all(nodes: &[RedisNode]) -> Result<String, String> {
     Ok(notes)
 }
 
-/// Connects, logs in when a password is set, and sends PING (raw RESP).
-/// TLS nodes are only connected to: speaking TLS needs the Redis client.
-async fn ping(node: &RedisNode) -> anyhow::Result<String> {
+/// What one node answered.
+struct Probe {
+    /// A note for the ok line.
+    note: String,
+    /// Its `INFO memory` answer; none for TLS nodes.
+    info: Option<String>,
+}
+
+/// Connects, logs in when a password is set, sends PING and reads
+/// `INFO memory` (raw RESP). TLS nodes are only connected to: speaking TLS
+/// needs the Redis client.
+async fn ping(node: &RedisNode) -> anyhow::Result<Probe> {
     let stream = TcpStream::connect((node.host.as_str(), node.port))
         .await
         .context("cannot connect")?;
     if node.tls {
-        return Ok(" (TLS: connection checked, not PING)".to_owned());
+        return Ok(Probe {
+            note: " (TLS: connection checked, not PING nor eviction policy)".to_owned(),
+            info: None,
+        });
     }
     let mut stream = BufReader::new(stream);
     if let Some(password) = &node.password {
@@ -264,7 +282,11 @@ async fn ping(node: &RedisNode) -> anyhow::Result<String> {
     }
     let answer = command(&mut stream, &["PING"]).await?;
     if answer.starts_with("+PONG") {
-        Ok(String::new())
+        let info = bulk(&mut stream, &["INFO", "memory"]).await?;
+        Ok(Probe {
+            note: String::new(),
+            info: Some(info),
+        })
     } else if answer.starts_with("-NOAUTH") {
         anyhow::bail!("redis wants a password: set redis.password")
     } else {
@@ -272,6 +294,24 @@ async fn ping(node: &RedisNode) -> anyhow::Result<String> {
     }
 }
 
+/// Sends a command whose answer is a bulk string, and reads that string.
+async fn bulk(stream: &mut BufReader<TcpStream>, args: &[&str]) -> anyhow::Result<String> {
+    let header = command(stream, args).await?;
+    let len: usize = header
+        .strip_prefix('$')
+        .and_then(|len| len.parse().ok())
+        .with_context(|| format!("unexpected answer to {}: {header}", args.join(" ")))?;
+    // The string and its trailing CRLF.
+    let mut body = vec![0; len + 2];
+    stream
+        .read_exact(&mut body)
+        .await
+        .context("cannot read from redis")?;
+    body.truncate(len);
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends a command and reads the first line of its answer.
 async fn command(stream: &mut BufReader<TcpStream>, args: &[&str]) -> anyhow::Result<String> {
     let mut request = format!("*{}\r\n", args.len());
     for arg in args {
@@ -291,4 +331,30 @@ async fn command(stream: &mut BufReader<TcpStream>, args: &[&str]) -> anyhow::Re
         anyhow::bail!("redis closed the connection");
     }
     Ok(line.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ping_all;
+    use crate::store::redis::testing::RedisServer;
+    use crate::store::redis::RedisSettings;
+
+    /// The Redis check refuses the eviction policies the store refuses,
+    /// with the same message, and passes `noeviction`.
+    #[tokio::test]
+    async fn redis_check_refuses_an_evicting_policy() {
+        for (policy, refused) in [("volatile-lru", true), ("noeviction", false)] {
+            let server = RedisServer::start_with_policy(policy);
+            let nodes = RedisSettings::from_urls(&server.url()).unwrap().nodes;
+            let outcome = ping_all(&nodes).await;
+            if refused {
+                let err = outcome.unwrap_err();
+                assert!(err.contains(&format!("127.0.0.1:{}", server.port)), "{err}");
+                assert!(err.contains("maxmemory-policy is volatile-lru"), "{err}");
+                assert!(err.contains("CONFIG SET maxmemory-policy noeviction"), "{err}");
+            } else {
+                outcome.unwrap();
+            }
+        }
+    }
 }
