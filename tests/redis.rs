@@ -282,6 +282,36 @@ async fn import_from_lamed_and_gimel_is_idempotent() {
     }
 }
 
+/// A Redis that may evict lamed's keys (the managed-Redis default
+/// `volatile-lru`) stops `lamed serve` with exit code 1 before it binds or
+/// prints its banner, the message naming the policy and the fix.
+#[test]
+fn an_evicting_redis_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_with_policy("volatile-lru");
+    let (code, stdout, stderr) = run_lamed(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+        ],
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("listening"), "{stdout}");
+    for needle in [
+        "lamed: cannot open the redis store at",
+        "maxmemory-policy is volatile-lru",
+        "CONFIG SET maxmemory-policy noeviction",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+}
+
 /// Bad Redis settings stop `lamed serve` at start with exit code 1 and a
 /// message naming the problem (no panic, no hang, no password echoed):
 /// nothing listening, a wrong password, TLS to a plain port, a malformed
