@@ -351,7 +351,10 @@ mod tests {
                 let err = outcome.unwrap_err();
                 assert!(err.contains(&format!("127.0.0.1:{}", server.port)), "{err}");
                 assert!(err.contains("maxmemory-policy is volatile-lru"), "{err}");
-                assert!(err.contains("CONFIG SET maxmemory-policy noeviction"), "{err}");
+                assert!(
+                    err.contains("CONFIG SET maxmemory-policy noeviction"),
+                    "{err}"
+                );
             } else {
                 outcome.unwrap();
             }

@@ -109,10 +109,16 @@ mod tests {
 
     #[test]
     fn only_noeviction_or_no_policy_is_accepted() {
-        let info = |policy: &str| format!("# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:{policy}\r\n");
+        let info =
+            |policy: &str| format!("# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:{policy}\r\n");
         assert_eq!(eviction_refusal(&info("noeviction")), None);
         assert_eq!(eviction_refusal("# Memory\r\nused_memory:1\r\n"), None);
-        for policy in ["allkeys-lru", "allkeys-lfu", "volatile-lfu", "volatile-random"] {
+        for policy in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "volatile-lfu",
+            "volatile-random",
+        ] {
             let refusal = eviction_refusal(&info(policy)).expect(policy);
             assert!(refusal.contains(policy), "{refusal}");
         }
@@ -127,7 +133,12 @@ mod tests {
 
     #[tokio::test]
     async fn evicting_policies_are_refused_at_open() {
-        for policy in ["allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"] {
+        for policy in [
+            "allkeys-lru",
+            "volatile-lru",
+            "allkeys-random",
+            "volatile-ttl",
+        ] {
             let server = RedisServer::start_with_policy(policy);
             let err = try_open(&server.url()).await.unwrap_err();
             assert_refusal(&err, &server.url(), policy);
