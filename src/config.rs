@@ -19,6 +19,10 @@ use crate::store::redis::RedisSettings;
 /// The file name of the generated API key inside the data directory.
 const API_KEY_FILE: &str = "api_key";
 
+/// Longest dedupe window: 10 years. Longer windows are surely mistakes,
+/// and expiry times computed from them must stay far from overflow.
+pub const MAX_UUID_EXPIRY_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -354,6 +358,17 @@ impl Config {
                 ));
             }
         }
+        if self.uuid_expiry_seconds > MAX_UUID_EXPIRY_SECONDS {
+            return Err(ConfigError::Invalid(format!(
+                "uuid_expiry_seconds must be at most {MAX_UUID_EXPIRY_SECONDS} (10 years; 0 never forgets), not {}",
+                self.uuid_expiry_seconds
+            )));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "request_timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.max_batch_events == 0 {
             return Err(ConfigError::Invalid(
                 "max_batch_events must be at least 1".into(),
@@ -533,6 +548,39 @@ mod tests {
         assert_eq!(config.caps.max_goals_per_experiment, 7);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.redis.is_none());
+    }
+
+    /// The dedupe window is bounded by 10 years: the bound itself is
+    /// accepted, one second more is refused naming the setting and the
+    /// bound, from the file as from a flag.
+    #[test]
+    fn uuid_expiry_is_bounded() {
+        let at_bound = MAX_UUID_EXPIRY_SECONDS.to_string();
+        let config = Config::resolve(
+            None,
+            FileConfig::default(),
+            flags(&["--uuid-expiry-seconds", &at_bound]),
+        )
+        .unwrap();
+        assert_eq!(config.uuid_expiry_seconds, 315_360_000);
+        let over = (MAX_UUID_EXPIRY_SECONDS + 1).to_string();
+        let from_flag = Config::resolve(
+            None,
+            FileConfig::default(),
+            flags(&["--uuid-expiry-seconds", &over]),
+        );
+        let from_file = Config::resolve(
+            None,
+            parse(&format!(r#"{{"uuid_expiry_seconds": {over}}}"#)),
+            Overrides::default(),
+        );
+        for result in [from_flag, from_file] {
+            let text = result.unwrap_err().to_string();
+            assert!(
+                text.contains("uuid_expiry_seconds") && text.contains("at most 315360000"),
+                "{text}"
+            );
+        }
     }
 
     /// `--redis` replaces the file's redis object; a bad value is a

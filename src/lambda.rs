@@ -75,7 +75,7 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
     }
     Ok(RouterOptions {
         extra_routes,
-        bench_routes: false,
+        ..RouterOptions::default()
     })
 }
 

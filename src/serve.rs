@@ -65,6 +65,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map(|w| Ok((w.api_gateway.path_part.clone(), w.handler()?)))
             .collect::<Result<_, crate::config::ConfigError>>()?,
         bench_routes: args.bench_routes,
+        request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
     };
     let state = AppState::new(store, &api_key, config.max_batch_events);
     server::run(listener, state, &options, server::shutdown_signal()).await?;

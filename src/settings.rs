@@ -33,6 +33,10 @@ pub const COUNTING_HEADING: &str = "Counting";
 /// The help heading of the caps, `config.json`'s `limits` object.
 pub const LIMITS_HEADING: &str = "Limits (config.json \"limits\")";
 
+/// The default of `request_timeout_ms`, also the timeout of the AWS
+/// Lambda entry (which has no such setting).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
 /// Every setting: what `lamed serve` runs with once resolved.
 ///
 /// To add a setting, add a field here (or to [`LimitSettings`]): doc
@@ -87,6 +91,20 @@ pub struct Settings {
     )]
     pub public_url: Option<String>,
 
+    /// Longest a request may take, in milliseconds, before it is answered
+    /// 503 with Retry-After (the client sends it again)
+    ///
+    /// Keeps a stuck store from holding connections, and shutdown from
+    /// waiting on them.
+    #[arg(
+        long,
+        env = "LAMED_REQUEST_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
+        help_heading = LOCAL_HEADING
+    )]
+    pub request_timeout_ms: u64,
+
     /// API key for the private endpoints, at least 16 characters
     /// [default: generated once, kept in DIR/api_key]
     ///
@@ -104,7 +122,8 @@ pub struct Settings {
     /// Dedupe window in seconds; 0 never forgets
     ///
     /// The same (namespace, experiment, event, variant, uuid) is counted once
-    /// within this window from its first sighting, as in Lamed.
+    /// within this window from its first sighting, as in Lamed. At most
+    /// 315360000 (10 years).
     #[arg(
         long,
         env = "LAMED_UUID_EXPIRY_SECONDS",

@@ -35,18 +35,24 @@ pub fn alephbet_snippet(track_url: &str, namespace: &str) -> String {
     )
 }
 
-/// The start banner.
+/// The start banner. The API key is printed only when it was generated
+/// just now (its owner has no other way to learn it); a configured or
+/// stored key is named by where it is, so logs of stdout never hold it.
 pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKeySource) -> String {
-    let key_note = match key_source {
-        ApiKeySource::Configured => "from configuration".to_owned(),
+    let key_line = match key_source {
+        ApiKeySource::Configured => {
+            "from the configuration (--api-key, LAMED_API_KEY or config.json)".to_owned()
+        }
         ApiKeySource::Stored(path) => format!("stored in {}", path.display()),
-        ApiKeySource::Generated(path) => format!("generated now, stored in {}", path.display()),
+        ApiKeySource::Generated(path) => {
+            format!("{api_key} (generated now, stored in {})", path.display())
+        }
     };
     format!(
         "lamed is listening on {base_url}\n\
          \x20 tracking URL:    {base_url}/track\n\
          \x20 experiments URL: {base_url}/experiments (header X-Api-Key)\n\
-         \x20 API key:         {api_key} ({key_note})\n\
+         \x20 API key:         {key_line}\n\
          \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
         alephbet_snippet(&format!("{base_url}/track"), namespace)
     )
@@ -67,5 +73,27 @@ mod tests {
         let snippet = alephbet_snippet("http://h:1/track", "shop");
         assert!(snippet.contains(r#"new AlephBet.LamedAdapter("http://h:1/track", "shop")"#));
         assert!(snippet.starts_with("<script src="));
+    }
+
+    /// Only a key generated just now is printed; otherwise the banner says
+    /// where the key is.
+    #[test]
+    fn banner_prints_only_a_generated_key() {
+        let key = "secret-key-0123456789";
+        let path = std::path::PathBuf::from("/d/api_key");
+        let configured = banner("http://h:1", "n", key, &ApiKeySource::Configured);
+        let stored = banner("http://h:1", "n", key, &ApiKeySource::Stored(path.clone()));
+        let generated = banner("http://h:1", "n", key, &ApiKeySource::Generated(path));
+        assert!(!configured.contains(key), "{configured}");
+        assert!(configured.contains("LAMED_API_KEY"), "{configured}");
+        assert!(!stored.contains(key), "{stored}");
+        assert!(
+            stored.contains("API key:         stored in /d/api_key"),
+            "{stored}"
+        );
+        assert!(
+            generated.contains(&format!("API key:         {key} (generated now")),
+            "{generated}"
+        );
     }
 }

@@ -655,9 +655,16 @@ async fn restart_keeps_counts_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &[]);
-    assert!(server.banner.contains("generated now"));
     let first_key = server.api_key.clone();
     assert_eq!(first_key.len(), 40);
+    // Generated just now: the only time the banner prints the key.
+    assert!(
+        server
+            .banner
+            .contains(&format!("API key:         {first_key} (generated now")),
+        "{}",
+        server.banner
+    );
     send_all(
         &server,
         &[
@@ -671,7 +678,12 @@ async fn restart_keeps_counts_and_key() {
 
     let server = Server::start(&data, &[]);
     assert_eq!(server.api_key, first_key);
-    assert!(server.banner.contains("stored in"));
+    let stored_at = format!(
+        "API key:         stored in {}",
+        data.join("api_key").display()
+    );
+    assert!(server.banner.contains(&stored_at), "{}", server.banner);
+    assert!(!server.banner.contains(&first_key), "{}", server.banner);
     send_all(&server, &[track("r", "e", "v", "participate", "1")]).await;
     let counts = server.counts("r").await;
     assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
@@ -682,7 +694,8 @@ async fn restart_keeps_counts_and_key() {
     );
 }
 
-/// The printed snippet holds the tracking URL and a LamedAdapter.
+/// The printed snippet holds the tracking URL and a LamedAdapter; a
+/// configured key is referred to, never printed.
 #[tokio::test]
 async fn banner_prints_urls_key_and_snippet() {
     let dir = tempfile::tempdir().unwrap();
@@ -698,6 +711,18 @@ async fn banner_prints_urls_key_and_snippet() {
         .banner
         .contains(&format!("experiments URL: {base}/experiments")));
     assert_eq!(server.api_key, "0123456789abcdef-key");
+    assert!(
+        !server.banner.contains("0123456789abcdef-key"),
+        "{}",
+        server.banner
+    );
+    assert!(
+        server
+            .banner
+            .contains("API key:         from the configuration"),
+        "{}",
+        server.banner
+    );
     assert!(server.banner.contains(&format!(
         "new AlephBet.LamedAdapter(\"{base}/track\", \"alephbet\")"
     )));
@@ -770,4 +795,73 @@ async fn expired_dedupe_entries_are_pruned() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(server.counts("p").await.values().sum::<u64>(), 200);
+}
+
+/// A request that outlasts `request_timeout_ms` (here: the store waits on
+/// another process's write lock) answers 503 with the JSON body,
+/// Retry-After and CORS, like any 503; nothing was promised, and once the
+/// lock is gone the retry counts once.
+#[tokio::test]
+async fn timed_out_request_answers_503_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Well below the store's own wait for the lock (1 s), so the timeout
+    // answers first.
+    let server = Server::start(&data, &["--request-timeout-ms", "200"]);
+    let event = track("t", "e", "v", "buy", "1");
+    let blocker = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answer = server
+        .request("GET", &event, &[("origin", "https://site.example")], b"")
+        .await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        answer.json().unwrap(),
+        json!({"error": "request timed out, retry later"})
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    send_all(&server, &[event.clone(), event]).await;
+    assert_eq!(server.counts("t").await.values().sum::<u64>(), 1);
+}
+
+/// Request headers over 32 KiB answer 431 and request targets over 60 KiB
+/// answer 414, each with a JSON body naming the limit and with CORS; just
+/// under the limits (a 16 KiB `scope`, fully percent-encoded) is served.
+#[tokio::test]
+async fn oversized_heads_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let origin = ("origin", "https://site.example");
+    let event = track("h", "e", "v", "buy", "1");
+    let refused = |answer: &util::Answer, status: u16, names: &str| {
+        assert_eq!(answer.status, status, "{:?}", answer.body);
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        let error = answer.json().unwrap()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(names), "{error}");
+    };
+
+    let big = "c".repeat(40 * 1024);
+    let answer = server
+        .request("GET", &event, &[origin, ("cookie", &big)], b"")
+        .await;
+    refused(&answer, 431, "headers of");
+    let fits = "c".repeat(16 * 1024);
+    let answer = server
+        .request("GET", &event, &[origin, ("cookie", &fits)], b"")
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    let long = format!("{event}&pad={}", "p".repeat(62 * 1024));
+    let answer = server.request("GET", &long, &[origin], b"").await;
+    refused(&answer, 414, "target of");
+    let scope = format!("/experiments?namespace=h&scope={}", "%41".repeat(16 * 1024));
+    let key = server.api_key.clone();
+    let answer = server
+        .request("GET", &scope, &[origin, ("x-api-key", &key)], b"")
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    // The refused requests were not counted; the one that fit was.
+    assert_eq!(server.counts("h").await.values().sum::<u64>(), 1);
 }

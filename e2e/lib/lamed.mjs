@@ -6,7 +6,7 @@
 // Node process exits.
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,7 +54,8 @@ export async function makeWorkDir() {
  * Start `lamed serve`.
  * opts.port: 0 (default) lets the OS pick; the real port is read from stdout.
  * opts.apiKey: undefined => a random key is passed; null => let lamed generate one
- *              (read back from the banner).
+ *              (read back from the banner, or from DIR/api_key on a restart: the
+ *              banner prints a key only when it was generated just now).
  * opts.work: reuse a work dir (same data dir) from a previous server.
  */
 export async function startLamed(opts = {}) {
@@ -114,7 +115,7 @@ export async function startLamed(opts = {}) {
     base,
     trackUrl: `${base}/track`,
     work,
-    apiKey: apiKey || bannerApiKey(stdout),
+    apiKey: apiKey || await generatedApiKey(stdout, work),
     get stdout() { return stdout; },
     get stderr() { return stderr; },
     snippet: extractSnippet(stdout),
@@ -143,10 +144,11 @@ export async function startLamed(opts = {}) {
   return server;
 }
 
-function bannerApiKey(stdout) {
-  const m = /^\s*API key:\s+(\S+)/m.exec(stdout);
-  if (!m) throw new Error(`no API key in the banner:\n${stdout}`);
-  return m[1];
+/** The key lamed generated: printed in the banner on the start that generated it, else kept in DIR/api_key. */
+async function generatedApiKey(stdout, work) {
+  const m = /^\s*API key:\s+(\S+) \(generated now/m.exec(stdout);
+  if (m) return m[1];
+  return (await readFile(path.join(work.dataDir, 'api_key'), 'utf8')).trim();
 }
 
 export function extractSnippet(stdout) {

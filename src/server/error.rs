@@ -30,12 +30,22 @@ pub enum ApiError {
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The request target is longer than we read (414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request headers are larger than we read (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Well-formed but refused, e.g. a cap would be exceeded (422).
     #[error("{0}")]
     Unprocessable(String),
     /// The store cannot take the request now; the client should retry (503).
     #[error("store unavailable, retry later")]
     Unavailable(#[from] StoreError),
+    /// The request took longer than the request timeout; like any 503 the
+    /// client should retry (503).
+    #[error("request timed out, retry later")]
+    TimedOut,
 }
 
 impl ApiError {
@@ -48,8 +58,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -68,13 +80,16 @@ impl From<CapExceeded> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Unavailable(cause) = &self {
+        match &self {
             // The details go to the log, not to the public.
-            tracing::error!(cause = cause.chain(), "answering 503");
+            ApiError::Unavailable(cause) => tracing::error!(cause = cause.chain(), "answering 503"),
+            ApiError::TimedOut => tracing::error!("request timed out; answering 503"),
+            _ => {}
         }
-        let mut response =
-            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
-        if matches!(self, ApiError::Unavailable(_)) {
+        let status = self.status();
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        // Every 503 tells the client when to retry.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("1"));

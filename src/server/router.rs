@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Handler;
@@ -17,21 +18,41 @@ use crate::server::error::ApiError;
 use crate::server::handlers::track;
 use crate::server::routes::{route_of, ROUTES};
 use crate::server::state::AppState;
+use crate::settings::DEFAULT_REQUEST_TIMEOUT_MS;
 
 /// Largest request body: a full batch of long events fits.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// A request that takes longer is answered 408 so shutdown is never stuck.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest request target (path and query): room for a `scope` of 16 KiB
+/// even fully percent-encoded, below hyper's own bound (64 KiB), which
+/// answers without our JSON body.
+pub const MAX_URI_BYTES: usize = 60 * 1024;
 
-/// Routes beyond the standard ones.
-#[derive(Debug, Clone, Default)]
+/// Most bytes of request headers (names and values, as on the wire): far
+/// more than any browser sends, far less than hyper's own buffer bound.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Routes beyond the standard ones, and the request timeout.
+#[derive(Debug, Clone)]
 pub struct RouterOptions {
     /// `extra_wiring` paths from the config, each serving one handler.
     pub extra_routes: Vec<(String, Handler)>,
     /// Serve `GET /_bench/empty` (200 `{}`, no store), the baseline for
     /// throughput measurements. Never deployed, hence not in the table.
     pub bench_routes: bool,
+    /// A request that takes longer is answered 503 (the client retries),
+    /// so a stuck store holds no connection and shutdown is never stuck.
+    pub request_timeout: Duration,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            extra_routes: Vec::new(),
+            bench_routes: false,
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+        }
+    }
 }
 
 /// The path of the opt-in benchmark route.
@@ -58,10 +79,11 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .fallback(|| async { ApiError::NotFound("no such path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+        .layer(middleware::from_fn_with_state(
+            options.request_timeout,
+            answer_in_time,
         ))
+        .layer(middleware::from_fn(refuse_oversized_head))
         .layer(TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -69,6 +91,44 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         ))
         .layer(cors())
         .with_state(state)
+}
+
+/// Runs the request within the timeout, else answers 503 with Retry-After
+/// like any other 503: nothing was promised, the client sends it again.
+async fn answer_in_time(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => ApiError::TimedOut.into_response(),
+    }
+}
+
+/// Answers 414 for a request target over [`MAX_URI_BYTES`] and 431 for
+/// headers over [`MAX_HEADER_BYTES`], with our JSON body (hyper's own
+/// bounds are far higher and answer with an empty one).
+async fn refuse_oversized_head(request: Request, next: Next) -> Response {
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return ApiError::UriTooLong(format!(
+            "request target of {uri_bytes} bytes exceeds the limit of {MAX_URI_BYTES}"
+        ))
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        // "name: value\r\n"
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(format!(
+            "request headers of {header_bytes} bytes exceed the limit of {MAX_HEADER_BYTES}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Any origin may call us (sites track from their own origin; hosted
@@ -112,7 +172,7 @@ mod tests {
         let state = AppState::new(store, KEY, 100);
         let options = RouterOptions {
             extra_routes: vec![("mine".to_owned(), Handler::Experiments)],
-            bench_routes: false,
+            ..RouterOptions::default()
         };
         (router(state.clone(), &options), state)
     }

@@ -20,7 +20,9 @@ pub struct Server {
     child: Option<Child>,
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// The API key it printed.
+    /// The API key it uses: the one passed with `--api-key`, else the one it
+    /// generated or found in its data directory (the banner prints a key
+    /// only when generated just now).
     pub api_key: String,
     /// Everything it printed on stdout before serving.
     pub banner: String,
@@ -86,13 +88,11 @@ impl Server {
             if let Some(url) = line.strip_prefix("lamed is listening on http://") {
                 server.addr = url.trim().parse().expect("address in banner");
             }
-            if let Some(rest) = line.trim().strip_prefix("API key:") {
-                server.api_key = rest.split_whitespace().next().unwrap_or("").to_owned();
-            }
             if line == lamed::snippet::SNIPPET_END {
                 break;
             }
         }
+        server.api_key = api_key_in_use(data_dir, args);
         server
     }
 
@@ -154,6 +154,30 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The key a server started with `args` uses: from `--api-key`, else from
+/// the `--config` file, else the one it generated in `data_dir`.
+fn api_key_in_use(data_dir: &Path, args: &[&str]) -> String {
+    let flag_value = |flag: &str| {
+        args.iter()
+            .position(|arg| *arg == flag)
+            .map(|at| args[at + 1])
+    };
+    if let Some(key) = flag_value("--api-key") {
+        return key.to_owned();
+    }
+    let from_file = flag_value("--config").and_then(|config| {
+        let text = std::fs::read_to_string(config).expect("config file readable");
+        let config: serde_json::Value = serde_json::from_str(&text).expect("config file is JSON");
+        config["api_key"].as_str().map(str::to_owned)
+    });
+    from_file.unwrap_or_else(|| {
+        std::fs::read_to_string(data_dir.join("api_key"))
+            .expect("lamed keeps its generated key in the data directory")
+            .trim()
+            .to_owned()
+    })
 }
 
 /// A GET /track path for one event in namespace `ns`.
