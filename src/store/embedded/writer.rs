@@ -6,9 +6,16 @@
 //! once, then answers every caller. When anything in the transaction
 //! fails, it rolls back and every caller gets the error, and the in-memory
 //! dedupe index and catalog are put back to what is really stored.
+//!
+//! The writer ends when the store is closed (every sender dropped). Should
+//! it die any other way (a panic), nothing could be counted any more, so it
+//! ends the whole process with [`WRITER_DIED_EXIT_CODE`]: a supervisor
+//! restarts Lamed instead of it answering 503 forever.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, Transaction};
@@ -28,6 +35,10 @@ const MAX_EVENTS_PER_COMMIT: usize = 8192;
 /// How long the writer waits for a command before pruning anyway.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
+/// The process's exit code when the writer thread dies (`EX_SOFTWARE`,
+/// an internal error, in `sysexits.h`).
+pub(super) const WRITER_DIED_EXIT_CODE: i32 = 70;
+
 /// The writer thread's state.
 pub(super) struct Writer {
     /// The only connection that writes.
@@ -44,6 +55,8 @@ pub(super) struct Writer {
     pub(super) clock: Clock,
     /// When dedupe rows and old days were last pruned.
     pub(super) pruner: Pruner,
+    /// Where the store's handle reads how many uuids `seen` holds.
+    pub(super) remembered: Arc<AtomicUsize>,
 }
 
 /// A write transaction as commands see it: the transaction itself, the
@@ -76,8 +89,21 @@ struct Failed {
 }
 
 impl Writer {
+    /// Runs the writer; ends the process when it panics (see the module
+    /// documentation). The panic message was already logged by the hook.
+    pub(super) fn run_or_end_process(self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+        // Unwind safety: nothing of the writer is used after a panic.
+        if panic::catch_unwind(AssertUnwindSafe(|| self.run(receiver))).is_err() {
+            tracing::error!(
+                exit_code = WRITER_DIED_EXIT_CODE,
+                "the store's writer thread died; exiting so that a supervisor restarts lamed"
+            );
+            std::process::exit(WRITER_DIED_EXIT_CODE);
+        }
+    }
+
     /// Runs until every sender is dropped, then checkpoints the log.
-    pub(super) fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+    fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
         loop {
             let first = match receiver.recv_timeout(IDLE_WAIT) {
                 Ok(command) => command,
@@ -107,9 +133,12 @@ impl Writer {
         }
     }
 
+    /// Prunes when due, then publishes how many uuids are remembered
+    /// (which commits and prunes change).
     fn prune_if_due(&mut self) {
         self.pruner
             .prune_if_due(&mut self.conn, &mut self.seen, self.window_ms, &self.clock);
+        self.remembered.store(self.seen.len(), Ordering::Relaxed);
     }
 
     /// Applies the commands in one transaction, then answers them: every

@@ -153,6 +153,10 @@ impl Store for RedisStore {
         self.run(self.write_heartbeat()).await
     }
 
+    fn dedupe_entries(&self) -> Option<u64> {
+        None
+    }
+
     async fn import_counter(
         &self,
         namespace: &str,
