@@ -267,6 +267,11 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::command::Write;
+    use super::Batch;
+    use super::WRITER_DIED_EXIT_CODE;
     use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::embedded::tests::open;
     use crate::store::{Store, StoreError};
@@ -319,5 +324,63 @@ mod tests {
         );
         assert_eq!(store.experiments("n").await.unwrap(), vec!["e", "f"]);
         store.close().await.unwrap();
+    }
+
+    /// A write that panics inside the writer: a real fault in the writer
+    /// thread, sent the way every write is.
+    struct Explode;
+
+    impl Write for Explode {
+        type Output = ();
+
+        fn apply(&mut self, _batch: &mut Batch<'_>) -> Result<(), StoreError> {
+            panic!("a write blew up in the writer");
+        }
+    }
+
+    /// Set in the child process that [`dead_writer_ends_the_process`] runs.
+    const CHILD: &str = "LAMED_TEST_WRITER_DIES";
+
+    /// A writer that dies ends the process with its exit code, so that a
+    /// supervisor restarts Lamed. The test runs itself in a child process
+    /// (this test only, with [`CHILD`] set), which kills its writer.
+    #[tokio::test]
+    async fn dead_writer_ends_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = open(dir.path(), 86_400, Caps::default());
+            assert!(store.ask(Explode).await.is_err());
+            // The process ends from the writer thread; a normal end of this
+            // test would exit 0 and fail the parent.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        let name = concat!(module_path!(), "::dead_writer_ends_the_process");
+        let name = name.split_once("::").expect("crate name").1;
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child test");
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(
+            child.status.code(),
+            Some(WRITER_DIED_EXIT_CODE),
+            "{stderr}"
+        );
+        assert!(stderr.contains("a write blew up"), "{stderr}");
+    }
+
+    /// A normal close ends the writer without ending the process.
+    #[tokio::test]
+    async fn close_ends_the_writer_cleanly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.check_writable().await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.check_writable().await,
+            Err(StoreError::Closed)
+        ));
     }
 }
