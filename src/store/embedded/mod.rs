@@ -499,7 +499,10 @@ mod tests {
         }
         // Everything once more: all duplicates now.
         for uuid in 0..=SENT {
-            assert_eq!(track_until_taken(&store, uuid).await, TrackOutcome::Duplicate);
+            assert_eq!(
+                track_until_taken(&store, uuid).await,
+                TrackOutcome::Duplicate
+            );
         }
         assert_eq!(store.counters("n").await.unwrap()[0].count, SENT as u64 + 1);
         assert_eq!(store.dedupe_entries(), Some(SENT as u64 + 1));

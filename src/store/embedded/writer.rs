@@ -133,11 +133,15 @@ impl Writer {
         }
     }
 
-    /// Prunes when due, then publishes how many uuids are remembered
-    /// (which commits and prunes change).
     fn prune_if_due(&mut self) {
         self.pruner
             .prune_if_due(&mut self.conn, &mut self.seen, self.window_ms, &self.clock);
+        self.publish_remembered();
+    }
+
+    /// Tells the store's handle how many uuids are remembered, which
+    /// commits, rollbacks and prunes change.
+    fn publish_remembered(&self) {
         self.remembered.store(self.seen.len(), Ordering::Relaxed);
     }
 
@@ -148,12 +152,14 @@ impl Writer {
         match self.apply(commands) {
             Ok(applied) => {
                 self.seen.commit();
+                self.publish_remembered();
                 for answer in applied {
                     answer.send();
                 }
             }
             Err(failed) => {
                 self.seen.rollback();
+                self.publish_remembered();
                 tracing::error!(
                     cause = failed.error.chain(),
                     "store write failed; answering 503"
@@ -363,11 +369,7 @@ mod tests {
             .output()
             .expect("run the child test");
         let stderr = String::from_utf8_lossy(&child.stderr);
-        assert_eq!(
-            child.status.code(),
-            Some(WRITER_DIED_EXIT_CODE),
-            "{stderr}"
-        );
+        assert_eq!(child.status.code(), Some(WRITER_DIED_EXIT_CODE), "{stderr}");
         assert!(stderr.contains("a write blew up"), "{stderr}");
     }
 
