@@ -733,7 +733,8 @@ async fn banner_prints_urls_key_and_snippet() {
 
 /// When the store cannot take a write (here: another process holds the
 /// database's write lock), tracking answers 503 with Retry-After, /health
-/// says why, nothing is counted; once the lock is gone the retry counts once.
+/// says unavailable (why: only on /metrics), nothing is counted; once the
+/// lock is gone the retry counts once.
 #[tokio::test]
 async fn store_failure_answers_503_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -751,13 +752,13 @@ async fn store_failure_answers_503_and_loses_nothing() {
         .contains("retry"));
     let health = server.get("/health").await;
     assert_eq!(health.status, 503);
+    assert_eq!(health.json().unwrap(), json!({"status": "unavailable"}));
+    let metrics = server.get_with_key("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("\nlamed_store_healthy 0\n"), "{text}");
     assert!(
-        health.json().unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .contains("locked"),
-        "{:?}",
-        health.body
+        text.contains("lamed_store_health_checks_total{result=\"failed\"}"),
+        "{text}"
     );
     blocker.execute_batch("ROLLBACK").unwrap();
     send_all(&server, &[event.clone(), event]).await;
@@ -864,4 +865,45 @@ async fn oversized_heads_are_refused_with_a_message() {
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     // The refused requests were not counted; the one that fit was.
     assert_eq!(server.counts("h").await.values().sum::<u64>(), 1);
+}
+
+/// `/health` answers from the last write check: 50 rapid calls cost at
+/// most one write check per second, and `/metrics` shows the check's
+/// result and the dedupe memory's size.
+#[tokio::test]
+async fn health_checks_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    send_all(
+        &server,
+        &[
+            track("h", "e", "v", "participate", "1"),
+            track("h", "e", "v", "participate", "2"),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let health = server.get("/health").await;
+        assert_eq!(
+            (health.status, health.json().unwrap()),
+            (200, json!({"status": "ok"}))
+        );
+    }
+    let metrics = server.get_with_key("/metrics").await;
+    let seconds = started.elapsed().as_secs();
+    let text = String::from_utf8_lossy(&metrics.body);
+    let checks: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("lamed_store_health_checks_total{result=\"ok\"} "))
+        .unwrap_or_else(|| panic!("no check counted: {text}"))
+        .parse()
+        .unwrap();
+    // One check per started second (the /metrics read may add one).
+    assert!(
+        (1..=seconds + 1).contains(&checks),
+        "{checks} checks in {seconds}s"
+    );
+    assert!(text.contains("\nlamed_store_healthy 1\n"), "{text}");
+    assert!(text.contains("\nlamed_dedupe_entries 2\n"), "{text}");
 }

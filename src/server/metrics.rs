@@ -1,11 +1,13 @@
 //! Prometheus metrics: what was accepted, what was refused and why, how long
-//! the store took and how large batches are.
+//! the store took and how large batches are, whether the store takes
+//! writes, and how many uuids the dedupe memory holds.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -14,6 +16,11 @@ use crate::model::TrackOutcome;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 /// The server's metrics; shared through `AppState`.
@@ -30,6 +37,13 @@ pub struct Metrics {
     store_latency: Histogram,
     /// Events per `POST /track` batch.
     batch_size: Histogram,
+    /// 1 when the last write check passed, else 0.
+    store_healthy: Gauge,
+    /// Write checks done for `/health`, by result (`ok`, `failed`).
+    health_checks: Family<ResultLabel, Counter>,
+    /// Uuids the dedupe memory holds; registered only for stores that
+    /// know it (see [`Metrics::show_dedupe_entries`]).
+    dedupe_entries: Gauge,
 }
 
 impl Default for Metrics {
@@ -40,6 +54,8 @@ impl Default for Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let store_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let store_healthy = Gauge::default();
+        let health_checks = Family::<ResultLabel, Counter>::default();
         registry.register(
             "events_counted",
             "Events counted as new within the dedupe window",
@@ -65,6 +81,16 @@ impl Default for Metrics {
             "Events per POST /track batch",
             batch_size.clone(),
         );
+        registry.register(
+            "store_healthy",
+            "1 when the store took the last write check, else 0",
+            store_healthy.clone(),
+        );
+        registry.register(
+            "store_health_checks",
+            "Write checks done for /health (at most one a second), by result",
+            health_checks.clone(),
+        );
         Metrics {
             registry,
             counted,
@@ -72,6 +98,9 @@ impl Default for Metrics {
             rejected,
             store_latency,
             batch_size,
+            store_healthy,
+            health_checks,
+            dedupe_entries: Gauge::default(),
         }
     }
 }
@@ -109,6 +138,30 @@ impl Metrics {
     /// Records a batch size.
     pub fn batch_size(&self, events: usize) {
         self.batch_size.observe(events as f64);
+    }
+
+    /// Records the result of one write check.
+    pub fn health_check(&self, healthy: bool) {
+        self.store_healthy.set(i64::from(healthy));
+        let result = if healthy { "ok" } else { "failed" };
+        self.health_checks
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Adds the dedupe memory gauge, for a store that knows its size.
+    pub fn show_dedupe_entries(&mut self) {
+        self.registry.register(
+            "dedupe_entries",
+            "Uuids the dedupe memory holds now",
+            self.dedupe_entries.clone(),
+        );
+    }
+
+    /// Records how many uuids the dedupe memory holds.
+    pub fn dedupe_entries(&self, entries: u64) {
+        self.dedupe_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// The metrics in the Prometheus text format.

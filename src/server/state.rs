@@ -1,4 +1,5 @@
-//! What every handler can reach: the store, the configuration, the metrics.
+//! What every handler can reach: the store, the configuration, the metrics,
+//! the last health check.
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::server::error::ApiError;
+use crate::server::handlers::health::HealthCheck;
 use crate::server::metrics::Metrics;
 use crate::store::DynStore;
 
@@ -21,16 +23,23 @@ pub struct AppState {
     pub max_batch_events: usize,
     /// Request counters and latencies.
     pub metrics: Arc<Metrics>,
+    /// The last write check, which `/health` answers from.
+    pub health: Arc<HealthCheck>,
 }
 
 impl AppState {
     /// State over a store, with the API key that guards private endpoints.
     pub fn new(store: DynStore, api_key: &str, max_batch_events: usize) -> Self {
+        let mut metrics = Metrics::default();
+        if store.dedupe_entries().is_some() {
+            metrics.show_dedupe_entries();
+        }
         AppState {
             store,
             api_key_hash: Arc::new(*blake3::hash(api_key.as_bytes()).as_bytes()),
             max_batch_events,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
+            health: Arc::new(HealthCheck::default()),
         }
     }
 

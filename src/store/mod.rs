@@ -80,6 +80,10 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Proves the store can take a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;
 
+    /// How many uuids the dedupe memory holds now, for `/metrics`; `None`
+    /// when the backend does not know it cheaply.
+    fn dedupe_entries(&self) -> Option<u64>;
+
     /// Finishes pending writes and releases the store; later calls fail
     /// with [`StoreError::Closed`].
     async fn close(&self) -> Result<(), StoreError>;
@@ -111,8 +115,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The error with its whole chain of causes on one line, for logs and
-    /// for `/health` ("store unavailable: sqlite failed: database is locked").
+    /// The error with its whole chain of causes on one line, for logs
+    /// ("store unavailable: sqlite failed: database is locked").
     pub fn chain(&self) -> String {
         format!("{:#}", anyhow::Error::new(self.clone()))
     }

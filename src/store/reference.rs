@@ -296,6 +296,10 @@ impl Store for ReferenceStore {
         self.open_state().map(drop)
     }
 
+    fn dedupe_entries(&self) -> Option<u64> {
+        None
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         self.state
             .lock()

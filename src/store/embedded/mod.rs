@@ -11,6 +11,12 @@
 //! [`writer`] (the writer thread, group commit), [`prune`] (expiring dedupe
 //! rows, folding old days), [`catalog`] (names, for the caps) and [`seen`]
 //! (the dedupe memory).
+//!
+//! The queue to the writer is bounded ([`WRITER_QUEUE_COMMANDS`]): when the
+//! writer falls behind (a slow or locked disk), callers get a
+//! [`StoreError`] at once (503 + `Retry-After`, the client re-sends later)
+//! instead of the queue growing without limit. A writer thread that dies
+//! ends the process (see [`writer`]), so a supervisor restarts it.
 
 mod catalog;
 mod command;
@@ -20,7 +26,8 @@ mod seen;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -37,6 +44,12 @@ pub use prune::DAILY_RETENTION_DAYS;
 use schema::{open_reader_connection, open_writer_connection};
 use seen::{cutoff, SeenIndex};
 use writer::Writer;
+
+/// Most commands waiting for the writer. One command is one request (a
+/// `POST /track` batch, a heartbeat...), so this holds a few seconds of a
+/// busy server's writes; beyond it, requests are refused with a
+/// [`StoreError`] rather than queued without limit.
+pub const WRITER_QUEUE_COMMANDS: usize = 4096;
 
 /// How the embedded store is set up.
 #[derive(Debug, Clone)]
@@ -61,13 +74,16 @@ pub struct EmbeddedStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// Requests to the writer thread; `None` once closed.
-    writer: Mutex<Option<mpsc::Sender<Box<dyn Command>>>>,
+    /// Requests to the writer thread (a bounded queue); `None` once closed.
+    writer: Mutex<Option<mpsc::SyncSender<Box<dyn Command>>>>,
     /// Joined on close so that the last commit has happened when it returns.
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// Read-only connection for queries; std Mutex: only used inside
     /// `spawn_blocking`, never held across `.await`.
     reader: Arc<Mutex<Connection>>,
+    /// How many uuids the dedupe memory holds, as the writer last saw it;
+    /// `None` when read-only (no writer, no dedupe memory).
+    remembered: Option<Arc<AtomicUsize>>,
 }
 
 impl EmbeddedStore {
@@ -77,6 +93,14 @@ impl EmbeddedStore {
     ///
     /// When the directory or database cannot be created or opened.
     pub fn open(options: EmbeddedOptions) -> Result<Self, StoreError> {
+        Self::open_with_queue(options, WRITER_QUEUE_COMMANDS)
+    }
+
+    /// [`EmbeddedStore::open`] with a writer queue of `queue_commands`.
+    fn open_with_queue(
+        options: EmbeddedOptions,
+        queue_commands: usize,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&options.data_dir).map_err(|err| {
             StoreError::caused_by(
                 format!(
@@ -94,7 +118,8 @@ impl EmbeddedStore {
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
         let reader = open_reader_connection(&path)?;
 
-        let (sender, receiver) = mpsc::channel();
+        let remembered = Arc::new(AtomicUsize::new(seen.len()));
+        let (sender, receiver) = mpsc::sync_channel(queue_commands);
         let writer = Writer {
             conn,
             catalog,
@@ -103,16 +128,18 @@ impl EmbeddedStore {
             window_ms,
             clock: options.clock,
             pruner: Pruner::new(),
+            remembered: Arc::clone(&remembered),
         };
         let writer_thread = thread::Builder::new()
             .name("lamed-writer".into())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || writer.run_or_end_process(receiver))
             .map_err(|err| StoreError::caused_by("cannot start writer", err))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(sender)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 reader: Arc::new(Mutex::new(reader)),
+                remembered: Some(remembered),
             }),
         })
     }
@@ -136,19 +163,26 @@ impl EmbeddedStore {
                 writer: Mutex::new(None),
                 writer_thread: Mutex::new(None),
                 reader: Arc::new(Mutex::new(open_reader_connection(&path)?)),
+                remembered: None,
             }),
         })
     }
 
-    /// Sends a write to the writer and waits for its answer.
+    /// Sends a write to the writer and waits for its answer; refuses at
+    /// once when the writer's queue is full.
     async fn ask<W: Write>(&self, write: W) -> Result<W::Output, StoreError> {
         let (request, answer) = Request::new(write);
         {
             let writer = self.inner.writer.lock().expect("writer lock poisoned");
             let sender = writer.as_ref().ok_or(StoreError::Closed)?;
             sender
-                .send(Box::new(request))
-                .map_err(|_| StoreError::Closed)?;
+                .try_send(Box::new(request))
+                .map_err(|err| match err {
+                    TrySendError::Full(_) => {
+                        StoreError::unavailable("the writer's queue is full (the disk is behind)")
+                    }
+                    TrySendError::Disconnected(_) => StoreError::Closed,
+                })?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -254,6 +288,11 @@ impl Store for EmbeddedStore {
         self.ask(Heartbeat).await
     }
 
+    fn dedupe_entries(&self) -> Option<u64> {
+        let remembered = self.inner.remembered.as_ref()?;
+        Some(remembered.load(Ordering::Relaxed) as u64)
+    }
+
     async fn import_counter(
         &self,
         namespace: &str,
@@ -310,14 +349,17 @@ mod tests {
     }
 
     fn open_with_clock(dir: &Path, window: u64, caps: Caps, clock: Clock) -> EmbeddedStore {
-        EmbeddedStore::open(EmbeddedOptions {
+        EmbeddedStore::open(options(dir, window, caps, clock)).expect("open store")
+    }
+
+    fn options(dir: &Path, window: u64, caps: Caps, clock: Clock) -> EmbeddedOptions {
+        EmbeddedOptions {
             data_dir: dir.to_owned(),
             uuid_expiry_seconds: window,
             fsync: false,
             caps,
             clock,
-        })
-        .expect("open store")
+        }
     }
 
     async fn fresh(window: u64, caps: Caps, clock: Clock) -> (tempfile::TempDir, EmbeddedStore) {
@@ -370,5 +412,100 @@ mod tests {
             TrackOutcome::Rejected(_)
         ));
         assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
+    }
+
+    fn event(uuid: usize) -> Event {
+        Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "a".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.to_string(),
+        }
+    }
+
+    /// Tracks one event until the store takes it (as a client re-sends
+    /// after a 503).
+    async fn track_until_taken(store: &EmbeddedStore, uuid: usize) -> TrackOutcome {
+        loop {
+            if let Ok(outcomes) = store.track(vec![event(uuid)]).await {
+                return outcomes[0].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// While the writer is stuck (another connection holds the write
+    /// lock), requests beyond the queue's bound are refused at once; once
+    /// it is free, everything taken is counted, and re-sending the refused
+    /// events counts each exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queue_refuses_at_once_and_loses_nothing() {
+        const QUEUE: usize = 4;
+        const SENT: usize = 20;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = options(dir.path(), 86_400, Caps::default(), Clock::System);
+        let store = EmbeddedStore::open_with_queue(options, QUEUE).expect("open store");
+        let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // The first request takes the writer, which then waits on the lock.
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.track(vec![event(0)]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let sent: Vec<_> = (1..=SENT)
+            .map(|uuid| {
+                let store = store.clone();
+                tokio::spawn(async move { store.track(vec![event(uuid)]).await })
+            })
+            .collect();
+        // Still locked: the requests beyond the queue (and the batch the
+        // writer may have taken) are refused without waiting for it.
+        let refusals = SENT - 2 * QUEUE;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sent.iter().filter(|task| task.is_finished()).count() < refusals {
+            assert!(std::time::Instant::now() < deadline, "refusals wait");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let answered: Vec<bool> = sent.iter().map(|task| task.is_finished()).collect();
+        locker.execute_batch("ROLLBACK").unwrap();
+
+        let mut refused = Vec::new();
+        let mut queue_full = 0;
+        for (uuid, (task, answered_while_locked)) in (1..).zip(sent.into_iter().zip(answered)) {
+            match task.await.unwrap() {
+                Ok(outcomes) => {
+                    assert!(!answered_while_locked, "{uuid} answered Ok while locked");
+                    assert_eq!(outcomes, vec![TrackOutcome::Counted]);
+                }
+                Err(err) => {
+                    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+                    queue_full += usize::from(err.chain().contains("queue is full"));
+                    refused.push(uuid);
+                }
+            }
+        }
+        assert!(queue_full >= refusals, "{refused:?}");
+        if first.await.unwrap().is_err() {
+            refused.push(0);
+        }
+        let taken = SENT + 1 - refused.len();
+        assert_eq!(store.counters("n").await.unwrap()[0].count, taken as u64);
+
+        for &uuid in &refused {
+            assert_eq!(track_until_taken(&store, uuid).await, TrackOutcome::Counted);
+        }
+        // Everything once more: all duplicates now.
+        for uuid in 0..=SENT {
+            assert_eq!(
+                track_until_taken(&store, uuid).await,
+                TrackOutcome::Duplicate
+            );
+        }
+        assert_eq!(store.counters("n").await.unwrap()[0].count, SENT as u64 + 1);
+        assert_eq!(store.dedupe_entries(), Some(SENT as u64 + 1));
+        store.close().await.unwrap();
     }
 }

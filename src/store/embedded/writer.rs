@@ -6,9 +6,16 @@
 //! once, then answers every caller. When anything in the transaction
 //! fails, it rolls back and every caller gets the error, and the in-memory
 //! dedupe index and catalog are put back to what is really stored.
+//!
+//! The writer ends when the store is closed (every sender dropped). Should
+//! it die any other way (a panic), nothing could be counted any more, so it
+//! ends the whole process with [`WRITER_DIED_EXIT_CODE`]: a supervisor
+//! restarts Lamed instead of it answering 503 forever.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, Transaction};
@@ -28,6 +35,10 @@ const MAX_EVENTS_PER_COMMIT: usize = 8192;
 /// How long the writer waits for a command before pruning anyway.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
+/// The process's exit code when the writer thread dies (`EX_SOFTWARE`,
+/// an internal error, in `sysexits.h`).
+pub(super) const WRITER_DIED_EXIT_CODE: i32 = 70;
+
 /// The writer thread's state.
 pub(super) struct Writer {
     /// The only connection that writes.
@@ -44,6 +55,8 @@ pub(super) struct Writer {
     pub(super) clock: Clock,
     /// When dedupe rows and old days were last pruned.
     pub(super) pruner: Pruner,
+    /// Where the store's handle reads how many uuids `seen` holds.
+    pub(super) remembered: Arc<AtomicUsize>,
 }
 
 /// A write transaction as commands see it: the transaction itself, the
@@ -76,8 +89,21 @@ struct Failed {
 }
 
 impl Writer {
+    /// Runs the writer; ends the process when it panics (see the module
+    /// documentation). The panic message was already logged by the hook.
+    pub(super) fn run_or_end_process(self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+        // Unwind safety: nothing of the writer is used after a panic.
+        if panic::catch_unwind(AssertUnwindSafe(|| self.run(receiver))).is_err() {
+            tracing::error!(
+                exit_code = WRITER_DIED_EXIT_CODE,
+                "the store's writer thread died; exiting so that a supervisor restarts lamed"
+            );
+            std::process::exit(WRITER_DIED_EXIT_CODE);
+        }
+    }
+
     /// Runs until every sender is dropped, then checkpoints the log.
-    pub(super) fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+    fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
         loop {
             let first = match receiver.recv_timeout(IDLE_WAIT) {
                 Ok(command) => command,
@@ -110,6 +136,13 @@ impl Writer {
     fn prune_if_due(&mut self) {
         self.pruner
             .prune_if_due(&mut self.conn, &mut self.seen, self.window_ms, &self.clock);
+        self.publish_remembered();
+    }
+
+    /// Tells the store's handle how many uuids are remembered, which
+    /// commits, rollbacks and prunes change.
+    fn publish_remembered(&self) {
+        self.remembered.store(self.seen.len(), Ordering::Relaxed);
     }
 
     /// Applies the commands in one transaction, then answers them: every
@@ -119,12 +152,14 @@ impl Writer {
         match self.apply(commands) {
             Ok(applied) => {
                 self.seen.commit();
+                self.publish_remembered();
                 for answer in applied {
                     answer.send();
                 }
             }
             Err(failed) => {
                 self.seen.rollback();
+                self.publish_remembered();
                 tracing::error!(
                     cause = failed.error.chain(),
                     "store write failed; answering 503"
@@ -238,6 +273,11 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::command::Write;
+    use super::Batch;
+    use super::WRITER_DIED_EXIT_CODE;
     use crate::model::{Caps, Event, TrackOutcome, PARTICIPATE};
     use crate::store::embedded::tests::open;
     use crate::store::{Store, StoreError};
@@ -290,5 +330,59 @@ mod tests {
         );
         assert_eq!(store.experiments("n").await.unwrap(), vec!["e", "f"]);
         store.close().await.unwrap();
+    }
+
+    /// A write that panics inside the writer: a real fault in the writer
+    /// thread, sent the way every write is.
+    struct Explode;
+
+    impl Write for Explode {
+        type Output = ();
+
+        fn apply(&mut self, _batch: &mut Batch<'_>) -> Result<(), StoreError> {
+            panic!("a write blew up in the writer");
+        }
+    }
+
+    /// Set in the child process that [`dead_writer_ends_the_process`] runs.
+    const CHILD: &str = "LAMED_TEST_WRITER_DIES";
+
+    /// A writer that dies ends the process with its exit code, so that a
+    /// supervisor restarts Lamed. The test runs itself in a child process
+    /// (this test only, with [`CHILD`] set), which kills its writer.
+    #[tokio::test]
+    async fn dead_writer_ends_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = open(dir.path(), 86_400, Caps::default());
+            assert!(store.ask(Explode).await.is_err());
+            // The process ends from the writer thread; a normal end of this
+            // test would exit 0 and fail the parent.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        let name = concat!(module_path!(), "::dead_writer_ends_the_process");
+        let name = name.split_once("::").expect("crate name").1;
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child test");
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(child.status.code(), Some(WRITER_DIED_EXIT_CODE), "{stderr}");
+        assert!(stderr.contains("a write blew up"), "{stderr}");
+    }
+
+    /// A normal close ends the writer without ending the process.
+    #[tokio::test]
+    async fn close_ends_the_writer_cleanly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.check_writable().await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.check_writable().await,
+            Err(StoreError::Closed)
+        ));
     }
 }

@@ -161,6 +161,10 @@ impl Store for RedisStore {
         .await
     }
 
+    fn dedupe_entries(&self) -> Option<u64> {
+        None
+    }
+
     async fn import_counter(
         &self,
         namespace: &str,
