@@ -170,6 +170,27 @@ impl Drop for RedisServer {
     }
 }
 
+/// SIGSTOP or SIGCONT (or any signal `kill` knows) for a server's process.
+/// A stopped server keeps its sockets open but answers nothing, like a
+/// Redis stuck in a long fork or a frozen VM; dropping it still kills it.
+impl RedisServer {
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (e.g. `"STOP"`, `"CONT"`) to its process by PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("redis-server running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+}
+
 /// Sends one inline command (no quoting: arguments without spaces) and
 /// reads what arrives within a moment.
 pub fn command(port: u16, line: &str) -> std::io::Result<String> {
