@@ -9,12 +9,13 @@
 
 mod util;
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lamed_load::{self as loadgen, LoadReport, Workload, WorkloadSpec};
+use lamed_load::{self as loadgen, CounterId, LoadReport, Workload, WorkloadSpec};
 use util::Server;
 
 const API_KEY: &str = "faults-test-key-0123456789";
@@ -84,7 +85,43 @@ async fn resend_until_stored(
     );
 }
 
-/// Re-sends what was not stored, then requires the exact truth.
+/// The namespace's counts; a read answered 503 (the overload test's short
+/// request timeout) is tried again, as any client would.
+async fn counts(server: &Server, namespace: &str) -> BTreeMap<CounterId, u64> {
+    let mut last_error = None;
+    for _ in 0..50 {
+        match loadgen::fetch_counts(server.addr, namespace, API_KEY).await {
+            Ok(counts) => return counts,
+            Err(err) => last_error = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("counts unreadable: {last_error:?}");
+}
+
+/// Per counter, the unique events the server answered 200.
+fn acknowledged_by_counter(
+    workload: &Workload,
+    statuses: &[u16],
+) -> BTreeMap<CounterId, HashSet<[u8; 16]>> {
+    let mut acknowledged: BTreeMap<CounterId, HashSet<[u8; 16]>> = BTreeMap::new();
+    for (event, status) in workload.events.iter().zip(statuses) {
+        if *status == 200 {
+            acknowledged
+                .entry((
+                    event.experiment.clone(),
+                    event.event.clone(),
+                    event.variant.clone(),
+                ))
+                .or_default()
+                .insert(event.dedupe_key());
+        }
+    }
+    acknowledged
+}
+
+/// Checks that every counter holds at least the events answered 200, then
+/// re-sends what was not, then requires the exact truth.
 async fn assert_exact_after_resend(
     server: &Server,
     workload: &Workload,
@@ -92,8 +129,27 @@ async fn assert_exact_after_resend(
     report: &LoadReport,
     fault: &str,
 ) {
+    let before = counts(server, &workload.namespace).await;
+    let acknowledged = acknowledged_by_counter(workload, &report.statuses);
+    for (id, uuids) in &acknowledged {
+        let stored = before.get(id).copied().unwrap_or(0);
+        assert!(
+            stored >= uuids.len() as u64,
+            "{fault}: {id:?} holds {stored} but {} of its events were answered 200",
+            uuids.len()
+        );
+    }
+    let acknowledged_total: usize = acknowledged.values().map(HashSet::len).sum();
+    let stored_total: u64 = before.values().sum();
     let rounds = resend_until_stored(server, paths, &report.statuses, 16).await;
-    let mismatches = workload.mismatches(&server.counts(&workload.namespace).await);
+    eprintln!(
+        "{fault}: {} answers 200, {} answers 503; {} unique events stored though \
+         not answered 200; {rounds} re-send rounds",
+        report.count(200),
+        report.count(503),
+        stored_total - acknowledged_total as u64,
+    );
+    let mismatches = workload.mismatches(&counts(server, &workload.namespace).await);
     assert!(
         mismatches.is_empty(),
         "{fault}: after {} answers 200 and {} 503, and {rounds} re-send rounds: {mismatches:#?}",
@@ -258,18 +314,21 @@ async fn embedded_disk_full() {
         "the full disk refused nothing ({} answers 200)",
         report.count(200)
     );
-    assert!(report.count(200) > 0, "nothing answered before the disk filled");
+    assert!(
+        report.count(200) > 0,
+        "nothing answered before the disk filled"
+    );
     assert_exact_after_resend(&server, &workload, &paths, &report, "disk full").await;
 }
 
 /// 256 connections at once against the embedded store, with a request
-/// timeout of 20 ms, so that many requests are answered 503 while their
+/// timeout of 5 ms, so that many requests are answered 503 while their
 /// events still sit in the writer's queue and are committed afterwards:
 /// no status but 200 or 503, and the re-send counts none of them twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_overload() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), &["--request-timeout-ms", "20"]);
+    let server = serve(&dir.path().join("data"), &["--request-timeout-ms", "5"]);
     let workload = workload("overload", 20_000, 24);
     let paths = Arc::new(workload.paths("/track"));
 
@@ -277,5 +336,6 @@ async fn embedded_overload() {
 
     assert_only_200_or_503(&report, "overload");
     assert!(report.count(200) > 0, "nothing was answered 200");
+    assert!(report.count(503) > 0, "the overload timed nothing out");
     assert_exact_after_resend(&server, &workload, &paths, &report, "overload").await;
 }
