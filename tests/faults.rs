@@ -161,10 +161,56 @@ async fn assert_exact_after_resend(
 #[cfg(feature = "redis")]
 mod redis_faults {
     use super::*;
-    use util::redis_server::RedisServer;
+    use util::redis_server::{RedisCluster, RedisServer};
 
     fn serve_on(redis: &RedisServer, dir: &Path) -> Server {
         serve(&dir.join("data"), &["--redis", &redis.url()])
+    }
+
+    /// Freezes `frozen` (SIGSTOP) for 1.5 s during a load of `namespace`
+    /// on `server`, thaws it (SIGCONT), then checks the answers and, after
+    /// the re-send, the counts. With `probe`, an event tracked during the
+    /// freeze must be answered 503 (it is not when its slot lives on a
+    /// cluster node that is not frozen).
+    async fn freeze_during_load(
+        server: &Server,
+        frozen: &RedisServer,
+        namespace: &str,
+        seed: u64,
+        probe: bool,
+    ) {
+        let workload = workload(namespace, 12_000, seed);
+        let paths = Arc::new(workload.paths("/track"));
+        let fault = format!("SIGSTOP ({namespace})");
+
+        let load = tokio::spawn(loadgen::run(server.addr, Arc::clone(&paths), 32));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        frozen.signal("STOP");
+        if probe {
+            let probe = util::track(namespace, "probe", "a", "participate", "frozen-probe");
+            let answer = server.get(&probe).await;
+            assert_eq!(
+                answer.status, 503,
+                "{fault}: tracking while Redis is frozen"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        frozen.signal("CONT");
+        let report = tokio::time::timeout(Duration::from_secs(30), load)
+            .await
+            .expect("the load ends once Redis thaws")
+            .unwrap();
+
+        assert_only_200_or_503(&report, &fault);
+        assert!(
+            report.count(503) > 0,
+            "{fault}: the freeze came after the load"
+        );
+        assert!(
+            report.count(200) > 0,
+            "{fault}: nothing answered before the freeze"
+        );
+        assert_exact_after_resend(server, &workload, &paths, &report, &fault).await;
     }
 
     /// Redis freezes (SIGSTOP) for 1.5 s during a load: its sockets stay
@@ -178,26 +224,17 @@ mod redis_faults {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         let server = serve_on(&redis, dir.path());
-        let workload = workload("frozen", 12_000, 21);
-        let paths = Arc::new(workload.paths("/track"));
+        freeze_during_load(&server, &redis, "frozen", 21, true).await;
+    }
 
-        let load = tokio::spawn(loadgen::run(server.addr, Arc::clone(&paths), 32));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        redis.signal("STOP");
-        let probe = util::track("frozen", "probe", "a", "participate", "frozen-probe");
-        let answer = server.get(&probe).await;
-        assert_eq!(answer.status, 503, "tracking while Redis is frozen");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        redis.signal("CONT");
-        let report = tokio::time::timeout(Duration::from_secs(30), load)
-            .await
-            .expect("the load ends once Redis thaws")
-            .unwrap();
-
-        assert_only_200_or_503(&report, "SIGSTOP");
-        assert!(report.count(503) > 0, "the freeze came after the load");
-        assert!(report.count(200) > 0, "nothing answered before the freeze");
-        assert_exact_after_resend(&server, &workload, &paths, &report, "SIGSTOP").await;
+    /// The same freeze on one master of a three-master Redis Cluster (its
+    /// own cluster: a frozen node must not disturb other tests).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_cluster_master_frozen_with_sigstop() {
+        let cluster = tokio::task::block_in_place(RedisCluster::start);
+        let dir = tempfile::tempdir().unwrap();
+        let server = serve(&dir.path().join("data"), &["--redis", &cluster.urls()]);
+        freeze_during_load(&server, &cluster.nodes[0], "frozen-cluster", 25, false).await;
     }
 
     /// Redis is killed with SIGKILL during a load and restarted from its
