@@ -359,13 +359,13 @@ async fn embedded_disk_full() {
 }
 
 /// 256 connections at once against the embedded store, with a request
-/// timeout of 5 ms, so that many requests are answered 503 while their
+/// timeout of 3 ms, so that many requests are answered 503 while their
 /// events still sit in the writer's queue and are committed afterwards:
 /// no status but 200 or 503, and the re-send counts none of them twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_overload() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), &["--request-timeout-ms", "5"]);
+    let server = serve(&dir.path().join("data"), &["--request-timeout-ms", "3"]);
     let workload = workload("overload", 20_000, 24);
     let paths = Arc::new(workload.paths("/track"));
 
