@@ -66,6 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<Result<_, crate::config::ConfigError>>()?,
         bench_routes: args.bench_routes,
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
+        max_in_flight_requests: config.max_in_flight_requests,
     };
     let state = AppState::new(store, &api_key, config.max_batch_events);
     server::run(listener, state, &options, server::shutdown_signal()).await?;

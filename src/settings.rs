@@ -105,6 +105,20 @@ pub struct Settings {
     )]
     pub request_timeout_ms: u64,
 
+    /// Most requests served at once; more are answered 503 with
+    /// Retry-After at once, not queued; 0 for no limit
+    ///
+    /// Bounds memory and open store work under overload; the client sends
+    /// a refused event again later. /health is not limited.
+    #[arg(
+        long,
+        env = "LAMED_MAX_IN_FLIGHT_REQUESTS",
+        value_name = "N",
+        default_value_t = 1024,
+        help_heading = LOCAL_HEADING
+    )]
+    pub max_in_flight_requests: usize,
+
     /// API key for the private endpoints, at least 16 characters
     /// [default: generated once, kept in DIR/api_key]
     ///

@@ -907,3 +907,108 @@ async fn health_checks_at_most_once_a_second() {
     assert!(text.contains("\nlamed_store_healthy 1\n"), "{text}");
     assert!(text.contains("\nlamed_dedupe_entries 2\n"), "{text}");
 }
+
+/// A batch is refused by count while it is parsed: one event over the
+/// limit answers 413, and so does a batch whose elements after the limit
+/// are not even JSON (the count comes first).
+#[tokio::test]
+async fn batches_over_the_limit_are_refused_while_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--max-batch-events", "3"]);
+    let event = |uuid: usize| {
+        json!({"namespace": "o", "experiment": "e", "variant": "v", "event": "buy", "uuid": uuid.to_string()})
+            .to_string()
+    };
+    let events: Vec<String> = (0..4).map(event).collect();
+    let over = format!("[{}]", events.join(","));
+    let broken_after = format!("[{}, {{\"uuid\": oops", events.join(","));
+    for body in [over, broken_after] {
+        let answer = server.request("POST", "/track", &[], body.as_bytes()).await;
+        assert_eq!(answer.status, 413, "{body}: {:?}", answer.body);
+        let error = answer.json().unwrap()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("the limit is 3"), "{error}");
+    }
+    // At the limit the batch is counted; nothing refused was.
+    let full = format!("[{}]", events[..3].join(","));
+    let answer = server.request("POST", "/track", &[], full.as_bytes()).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(server.counts("o").await.values().sum::<u64>(), 3);
+}
+
+/// With `--max-in-flight-requests 2` and both requests waiting on the
+/// store (another process holds its write lock), a third is answered 503
+/// with Retry-After at once, well before the store's own lock wait (1 s);
+/// once the lock is gone every 200 is counted and re-sends count once.
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_answer_503_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--max-in-flight-requests", "2"]);
+    let events: Vec<String> = (0..3)
+        .map(|i| track("l", "e", "v", "buy", &i.to_string()))
+        .collect();
+    let blocker = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let third = async {
+        // Let the first two reach the store.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let answer = server
+            .request(
+                "GET",
+                &events[2],
+                &[("origin", "https://site.example")],
+                b"",
+            )
+            .await;
+        let took = started.elapsed();
+        blocker.execute_batch("ROLLBACK").unwrap();
+        (answer, took)
+    };
+    let (first, second, (third, took)) =
+        tokio::join!(server.get(&events[0]), server.get(&events[1]), third);
+    assert_eq!(third.status, 503, "{:?}", third.body);
+    assert!(took < std::time::Duration::from_millis(300), "{took:?}");
+    assert_eq!(third.headers["retry-after"], "1");
+    assert_eq!(third.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        third.json().unwrap(),
+        json!({"error": "server busy, retry later"})
+    );
+    let acknowledged = [&first, &second]
+        .iter()
+        .filter(|answer| answer.status == 200)
+        .count() as u64;
+    assert_eq!(server.counts("l").await.values().sum::<u64>(), acknowledged);
+    // AlephBet re-sends everything not answered 200; each counts once.
+    send_all(&server, &events).await;
+    send_all(&server, &events).await;
+    assert_eq!(server.counts("l").await.values().sum::<u64>(), 3);
+}
+
+/// The dashboard's page and files carry a strict Content-Security-Policy
+/// (its own scripts, styles and API only; no framing) and nosniff.
+#[tokio::test]
+async fn dashboard_is_served_with_a_strict_csp() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for path in ["/dashboard", "/dashboard/app.js", "/dashboard/style.css"] {
+        let answer = server.get(path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(
+            answer.headers["x-content-type-options"], "nosniff",
+            "{path}"
+        );
+        let policy = answer.headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{path}: {policy}");
+    }
+}

@@ -46,6 +46,10 @@ pub enum ApiError {
     /// client should retry (503).
     #[error("request timed out, retry later")]
     TimedOut,
+    /// More requests are in flight than `max_in_flight_requests`; refused
+    /// at once rather than queued, the client should retry (503).
+    #[error("server busy, retry later")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -61,7 +65,9 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TimedOut | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -84,6 +90,7 @@ impl IntoResponse for ApiError {
             // The details go to the log, not to the public.
             ApiError::Unavailable(cause) => tracing::error!(cause = cause.chain(), "answering 503"),
             ApiError::TimedOut => tracing::error!("request timed out; answering 503"),
+            ApiError::Overloaded => tracing::warn!("too many requests in flight; answering 503"),
             _ => {}
         }
         let status = self.status();

@@ -1,6 +1,7 @@
 //! The axum router: the route table's rows (see [`crate::server::routes`])
 //! with the layers every response passes through.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -9,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -32,7 +34,8 @@ pub const MAX_URI_BYTES: usize = 60 * 1024;
 /// more than any browser sends, far less than hyper's own buffer bound.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Routes beyond the standard ones, and the request timeout.
+/// Routes beyond the standard ones, the request timeout and the in-flight
+/// limit.
 #[derive(Debug, Clone)]
 pub struct RouterOptions {
     /// `extra_wiring` paths from the config, each serving one handler.
@@ -43,6 +46,9 @@ pub struct RouterOptions {
     /// A request that takes longer is answered 503 (the client retries),
     /// so a stuck store holds no connection and shutdown is never stuck.
     pub request_timeout: Duration,
+    /// Most requests served at once (0: no limit); more are answered 503
+    /// at once, so overload costs memory for no queue.
+    pub max_in_flight_requests: usize,
 }
 
 impl Default for RouterOptions {
@@ -51,8 +57,16 @@ impl Default for RouterOptions {
             extra_routes: Vec::new(),
             bench_routes: false,
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            // AWS Lambda (the user of the default) runs one request per
+            // instance and limits concurrency itself.
+            max_in_flight_requests: 0,
         }
     }
+}
+
+/// The slots for `max` requests in flight; 0 means no limit.
+fn in_flight_slots(max: usize) -> InFlight {
+    (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))))
 }
 
 /// The path of the opt-in benchmark route.
@@ -83,6 +97,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             options.request_timeout,
             answer_in_time,
         ))
+        .layer(middleware::from_fn_with_state(
+            in_flight_slots(options.max_in_flight_requests),
+            shed_load,
+        ))
         .layer(middleware::from_fn(refuse_oversized_head))
         .layer(TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::overriding(
@@ -99,6 +117,32 @@ async fn answer_in_time(State(timeout): State<Duration>, request: Request, next:
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_elapsed) => ApiError::TimedOut.into_response(),
+    }
+}
+
+/// The slots of requests in flight, or `None` for no limit.
+type InFlight = Option<Arc<Semaphore>>;
+
+/// Paths never refused for load: `/health` answers from the last write
+/// check without touching the store, and a busy server answering its
+/// probe 503 would be restarted or taken out of rotation, moving its load
+/// onto the others.
+const UNLIMITED_PATHS: [&str; 1] = ["/health"];
+
+/// Serves the request when a slot is free, else answers 503 with
+/// Retry-After at once (never queues: a queue would only grow under
+/// overload, and the client re-sends anything not answered 200).
+async fn shed_load(State(slots): State<InFlight>, request: Request, next: Next) -> Response {
+    let Some(slots) = slots else {
+        return next.run(request).await;
+    };
+    if UNLIMITED_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    match slots.try_acquire_owned() {
+        // Held until the response is produced.
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Overloaded.into_response(),
     }
 }
 

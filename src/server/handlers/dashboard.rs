@@ -7,12 +7,24 @@ use axum::response::{IntoResponse, Response};
 
 use crate::server::error::ApiError;
 
+/// What the dashboard may load: its own scripts, styles and API (all
+/// relative URLs, so also below a path prefix), the `data:` favicon, and
+/// nothing inline; no page may frame it (its buttons delete experiments).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'none'";
+
 /// (name, content type, contents) of every dashboard file.
-const ASSETS: [(&str, &str, &str); 2] = [
+const ASSETS: [(&str, &str, &str); 3] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../assets/dashboard/app.js"),
+    ),
+    (
+        "csv.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../assets/dashboard/csv.js"),
     ),
     (
         "style.css",
@@ -23,11 +35,10 @@ const ASSETS: [(&str, &str, &str); 2] = [
 
 /// The dashboard page.
 pub async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+    dashboard_file(
+        "text/html; charset=utf-8",
         include_str!("../../../assets/dashboard/index.html"),
     )
-        .into_response()
 }
 
 /// One of the dashboard's scripts or stylesheets.
@@ -36,5 +47,18 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
         .iter()
         .find(|(asset, _, _)| *asset == name)
         .ok_or_else(|| ApiError::NotFound(format!("no dashboard file '{name}'")))?;
-    Ok(([(header::CONTENT_TYPE, *content_type)], *body).into_response())
+    Ok(dashboard_file(content_type, body))
+}
+
+/// One dashboard file with its type (never sniffed) and the policy.
+fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }

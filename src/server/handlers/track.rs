@@ -1,6 +1,7 @@
 //! `GET /track` (one event in the query, as AlephBet sends it) and
 //! `POST /track` (a JSON array of events, for server-side senders).
 
+use std::fmt;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -9,8 +10,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use super::namespace_param;
 use crate::model::{Event, InvalidField, TrackOutcome};
@@ -59,29 +60,30 @@ pub async fn track_batch(
             _ => ApiError::BadRequest(rejection.body_text()),
         }
     })?;
-    let items: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
-        state.metrics.reject("malformed_json");
-        ApiError::BadRequest(format!("body must be a JSON array of events: {err}"))
+    let items = parse_batch(&body, state.max_batch_events).map_err(|err| match err {
+        BatchError::TooMany => {
+            state.metrics.reject("batch_too_large");
+            ApiError::TooLarge(format!(
+                "batch holds more than {limit} events; the limit is {limit}",
+                limit = state.max_batch_events
+            ))
+        }
+        BatchError::Malformed(err) => {
+            state.metrics.reject("malformed_json");
+            ApiError::BadRequest(format!("body must be a JSON array of events: {err}"))
+        }
     })?;
     if items.is_empty() {
         state.metrics.reject("empty_batch");
         return Err(ApiError::BadRequest("batch holds no events".into()));
-    }
-    if items.len() > state.max_batch_events {
-        state.metrics.reject("batch_too_large");
-        return Err(ApiError::TooLarge(format!(
-            "batch holds {} events; the limit is {}",
-            items.len(),
-            state.max_batch_events
-        )));
     }
     state.metrics.batch_size(items.len());
 
     let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     let mut valid_positions = Vec::with_capacity(items.len());
-    for (position, item) in items.iter().enumerate() {
-        match event_from_json(item) {
+    for (position, item) in items.into_iter().enumerate() {
+        match item {
             Ok(event) => {
                 valid.push(event);
                 valid_positions.push(position);
@@ -132,22 +134,229 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
     Ok(event)
 }
 
-fn event_from_json(item: &Value) -> Result<Event, InvalidField> {
-    let object = item.as_object().ok_or(InvalidField::NotAnObject)?;
-    let field = |name: &'static str| -> Result<Option<String>, InvalidField> {
-        match object.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(InvalidField::NotAString(name)),
+/// Why a `POST /track` body is refused as a whole.
+#[derive(Debug)]
+enum BatchError {
+    /// More events than the limit: counted while parsing, so a huge batch
+    /// is refused after `limit + 1` elements, without reading the rest.
+    TooMany,
+    /// Not a JSON array (or not JSON at all).
+    Malformed(serde_json::Error),
+}
+
+/// One checked event per element of the JSON array in `body`, each parsed
+/// straight into an [`Event`] (no intermediate JSON tree), refusing the
+/// batch as soon as it holds more than `limit` elements.
+///
+/// An element that is not a valid event (not an object, a field missing or
+/// not a string, a bad name) does not spoil the others: it is its own
+/// [`InvalidField`].
+fn parse_batch(body: &[u8], limit: usize) -> Result<Vec<Result<Event, InvalidField>>, BatchError> {
+    let mut too_many = false;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = BatchSeed {
+        limit,
+        too_many: &mut too_many,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|items| deserializer.end().map(|()| items));
+    match parsed {
+        Ok(items) => Ok(items),
+        Err(_) if too_many => Err(BatchError::TooMany),
+        Err(err) => Err(BatchError::Malformed(err)),
+    }
+}
+
+/// Deserializes the batch array, counting elements as they come; flags
+/// `too_many` (and stops with an error) at element `limit + 1`.
+struct BatchSeed<'a> {
+    limit: usize,
+    too_many: &'a mut bool,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, InvalidField>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, InvalidField>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
+        loop {
+            if items.len() == self.limit {
+                // One more element (read without keeping it) is one too many.
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    *self.too_many = true;
+                    return Err(de::Error::custom("too many events"));
+                }
+                return Ok(items);
+            }
+            match seq.next_element::<BatchItem>()? {
+                Some(BatchItem(item)) => items.push(item),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+/// Visitor methods for JSON types the visitor has no use for: each reads
+/// the value (nested ones without keeping anything) and yields `$other`.
+macro_rules! accept_other_types {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($other)
         }
     };
-    let required = |name: &'static str| field(name)?.ok_or(InvalidField::Missing(name));
+}
+
+/// One element of a batch: an [`Event`], or why it is not one.
+struct BatchItem(Result<Event, InvalidField>);
+
+impl<'de> Deserialize<'de> for BatchItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchItemVisitor)
+    }
+}
+
+struct BatchItemVisitor;
+
+impl<'de> Visitor<'de> for BatchItemVisitor {
+    type Value = BatchItem;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an event")
+    }
+
+    accept_other_types!(BatchItem(Err(InvalidField::NotAnObject)));
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(BatchItem(Err(InvalidField::NotAnObject)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BatchItem(Err(InvalidField::NotAnObject)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // As in a JSON object read whole: a repeated key's last value wins,
+        // unknown keys are ignored.
+        let mut fields: [Option<FieldValue>; EventField::COUNT] = Default::default();
+        while let Some(key) = map.next_key::<EventField>()? {
+            match key {
+                EventField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                known => fields[known as usize] = Some(map.next_value()?),
+            }
+        }
+        Ok(BatchItem(event_from_fields(fields)))
+    }
+}
+
+/// The keys of an event object; the discriminant indexes the fields array.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum EventField {
+    Namespace,
+    Experiment,
+    Variant,
+    Event,
+    Uuid,
+    #[serde(other)]
+    Other,
+}
+
+impl EventField {
+    /// How many known keys there are.
+    const COUNT: usize = EventField::Other as usize;
+}
+
+/// The value of one known key: a string, null, or anything else.
+#[derive(Debug)]
+enum FieldValue {
+    String(String),
+    Null,
+    NotAString,
+}
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldValueVisitor)
+    }
+}
+
+struct FieldValueVisitor;
+
+impl<'de> Visitor<'de> for FieldValueVisitor {
+    type Value = FieldValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    accept_other_types!(FieldValue::NotAString);
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(FieldValue::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(FieldValue::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(FieldValue::Null)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::NotAString)
+    }
+}
+
+/// The event an object's known keys make, checked in the order of its
+/// fields (the first problem is the one reported).
+fn event_from_fields(
+    mut fields: [Option<FieldValue>; EventField::COUNT],
+) -> Result<Event, InvalidField> {
+    let mut field = |key: EventField, name: &'static str| -> Result<Option<String>, InvalidField> {
+        match fields[key as usize].take() {
+            None | Some(FieldValue::Null) => Ok(None),
+            Some(FieldValue::String(value)) => Ok(Some(value)),
+            Some(FieldValue::NotAString) => Err(InvalidField::NotAString(name)),
+        }
+    };
+    let namespace = field(EventField::Namespace, "namespace")?
+        .unwrap_or_else(|| crate::model::DEFAULT_NAMESPACE.into());
+    let mut required = |key, name| field(key, name)?.ok_or(InvalidField::Missing(name));
     let event = Event {
-        namespace: field("namespace")?.unwrap_or_else(|| crate::model::DEFAULT_NAMESPACE.into()),
-        experiment: required("experiment")?,
-        variant: required("variant")?,
-        event: required("event")?,
-        uuid: required("uuid")?,
+        namespace,
+        experiment: required(EventField::Experiment, "experiment")?,
+        variant: required(EventField::Variant, "variant")?,
+        event: required(EventField::Event, "event")?,
+        uuid: required(EventField::Uuid, "uuid")?,
     };
     event.validate()?;
     Ok(event)
@@ -222,5 +431,96 @@ impl From<TrackOutcome> for EventResult {
             },
             TrackOutcome::Rejected(cap) => EventResult::refused(cap.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(uuid: &str) -> Event {
+        Event {
+            namespace: crate::model::DEFAULT_NAMESPACE.into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: "participate".into(),
+            uuid: uuid.into(),
+        }
+    }
+
+    /// Up to the limit every element becomes its own result; one more is
+    /// refused as too many, even when a later element is not JSON at all.
+    #[test]
+    fn counts_elements_while_parsing() {
+        let one = r#"{"experiment":"e","variant":"v","event":"participate","uuid":"1"}"#;
+        let body = format!("[{one},{one}]");
+        let items = parse_batch(body.as_bytes(), 2).unwrap();
+        assert_eq!(items, vec![Ok(event("1")), Ok(event("1"))]);
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 1),
+            Err(BatchError::TooMany)
+        ));
+        let body = format!("[{one},{one},{one}, this is not JSON");
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 2),
+            Err(BatchError::TooMany)
+        ));
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 3),
+            Err(BatchError::Malformed(_))
+        ));
+        assert_eq!(parse_batch(b" [ ] ", 2).unwrap(), vec![]);
+    }
+
+    /// A body that is not one JSON array is malformed.
+    #[test]
+    fn refuses_what_is_not_an_array() {
+        for body in [
+            &b"{\"experiment\": \"e\"}"[..],
+            b"",
+            b"[",
+            b"[1,]",
+            b"[] []",
+            b"\"x\"",
+        ] {
+            assert!(
+                matches!(parse_batch(body, 10), Err(BatchError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Each bad element is its own problem, named as for a single event;
+    /// the first bad field in field order is the one reported; unknown keys
+    /// are ignored and a repeated key's last value wins.
+    #[test]
+    fn each_element_is_checked_on_its_own() {
+        let body = br#"[
+            5, "s", null, [1, {"a": 2}], true,
+            {"experiment": "e", "variant": "v", "event": "participate", "uuid": 1},
+            {"experiment": {"x": [1]}, "variant": "v", "event": "participate"},
+            {"namespace": 3, "experiment": "e", "variant": "v", "event": "participate", "uuid": "1"},
+            {"experiment": "e", "variant": "v", "event": "participate"},
+            {"experiment": "e", "variant": "", "event": "participate", "uuid": "1"},
+            {"experiment": "e", "variant": "v", "event": "participate", "uuid": "x", "uuid": "2", "extra": {"deep": [null]}},
+            {"namespace": null, "experiment": "e", "variant": "v", "event": "participate", "uuid": "3", "uuid": null}
+        ]"#;
+        let items = parse_batch(body, 100).unwrap();
+        let expected = vec![
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAString("uuid")),
+            Err(InvalidField::NotAString("experiment")),
+            Err(InvalidField::NotAString("namespace")),
+            Err(InvalidField::Missing("uuid")),
+            Err(InvalidField::Empty("variant")),
+            Ok(event("2")),
+            Err(InvalidField::Missing("uuid")),
+        ];
+        assert_eq!(items, expected);
     }
 }
