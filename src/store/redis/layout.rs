@@ -109,8 +109,8 @@ impl RedisStore {
                 "{at}: the instances on this Redis deduplicate with uuid_expiry_seconds = {}, \
                  this one is configured with {}; instances sharing a Redis must use one window, \
                  or they miscount each other's duplicates; fix: set uuid_expiry_seconds = {} \
-                 here (or change it everywhere and delete {key}), or use another Redis, \
-                 database (db) or key prefix",
+                 here (or change it everywhere and delete {key}), or use another Redis or \
+                 database (db)",
                 describe(theirs.window_seconds),
                 describe(mine.window_seconds),
                 theirs.window_seconds,
