@@ -130,10 +130,11 @@ impl RedisStore {
         }
     }
 
-    /// Takes back a registration that led to no counted event: unlists the
-    /// experiment, then lists it again if it exists after all (another
-    /// request created it meanwhile; see the module documentation for why
-    /// this order is race-safe). Returns whether it exists.
+    /// Unlists the experiment unless it exists: takes back a registration
+    /// that led to no counted event, and ends a delete. Unlists it, then
+    /// lists it again if it exists after all (another request created it
+    /// meanwhile; see the module documentation for why this order is
+    /// race-safe). Returns whether it exists.
     pub(super) async fn unregister(
         &self,
         namespace: &str,
