@@ -378,3 +378,62 @@ fn bad_redis_settings_fail_at_start() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("redis port must be an integer"), "{stderr}");
 }
+
+/// Instances sharing a Redis must share the dedupe window: with one
+/// `lamed serve` running at the default window, a second with
+/// `--uuid-expiry-seconds 60` exits 1 before printing its banner, and
+/// `lamed import` into that Redis with a config of 60 s fails too, each
+/// naming both windows and the fix. The first instance keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_window_on_the_same_redis_fails_at_start() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve_on(&redis, dir.path(), "first");
+    let config = dir.path().join("sixty.json");
+    std::fs::write(&config, r#"{"uuid_expiry_seconds": 60}"#).unwrap();
+    let data = dir.path().join("second");
+    let (data, config) = (data.to_str().unwrap(), config.to_str().unwrap());
+    let url = redis.url();
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--redis",
+        &url,
+        "--uuid-expiry-seconds",
+        "60",
+    ];
+    let import = [
+        "import",
+        "--redis",
+        &url,
+        "--to-redis",
+        &url,
+        "--config",
+        config,
+        "--data-dir",
+        data,
+    ];
+    for (args, context) in [
+        (&serve[..], "lamed: cannot open the redis store at"),
+        (&import[..], "cannot open the target store"),
+    ] {
+        let (code, stdout, stderr) = run_lamed(args, Duration::from_secs(15));
+        assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
+        assert!(!stdout.contains("listening"), "{stdout}");
+        for needle in [
+            context,
+            "uuid_expiry_seconds = 86400,",
+            "configured with 60;",
+            "fix: set uuid_expiry_seconds = 86400",
+        ] {
+            assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
+        }
+    }
+    let answer = first
+        .get(&util::track("n", "e", "a", "participate", "u1"))
+        .await;
+    assert_eq!(answer.status, 200);
+}

@@ -17,6 +17,7 @@
 //! | `P:{T}:m` | hash | per live dedupe bucket, insertions tried; the last day counted |
 //! | `P:{T}:s:<bucket>:<shard>` | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
 //! | `P:heartbeat` | string | the last health check's write |
+//! | `P:layout` | string | layout version and dedupe window, written once, never expires (`layout.rs`) |
 //!
 //! The scripts derive the `P:{T}:...` keys from the base `P:{T}`; see
 //! `track.lua` for the dedupe memory's buckets and shards.
@@ -54,6 +55,12 @@ impl RedisStore {
     /// `P:namespaces`: every namespace.
     pub(super) fn namespaces_key(&self) -> String {
         format!("{}:namespaces", self.prefix())
+    }
+
+    /// `P:layout`: the key layout version and dedupe window of every
+    /// instance on this Redis (see `layout.rs`).
+    pub(super) fn layout_key(&self) -> String {
+        format!("{}:layout", self.prefix())
     }
 
     /// `P:heartbeat`: written by the health check.

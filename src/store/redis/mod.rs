@@ -11,6 +11,7 @@
 //! | `store.rs` | [`RedisStore`] and its [`Store`](crate::store::Store) impl, which delegates to the modules below |
 //! | `connection.rs` | opening (TLS, cluster detection), deadlines, errors |
 //! | `keys.rs` | the key layout |
+//! | `layout.rs` | one dedupe window and layout version per Redis and key prefix, refused at open on a difference |
 //! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: dedupe, caps, counters |
 //! | `reads.rs` | counters, daily counters, experiment lists |
@@ -30,6 +31,8 @@ mod connection;
 mod eviction;
 #[cfg(feature = "redis")]
 mod keys;
+#[cfg(feature = "redis")]
+mod layout;
 #[cfg(feature = "redis")]
 mod options;
 #[cfg(feature = "redis")]

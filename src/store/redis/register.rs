@@ -13,9 +13,10 @@
 //! Why the lists stay right although they cannot change atomically with
 //! the experiment's keys (other slots): whoever creates an experiment lists
 //! it again afterwards ([`RedisStore::relist`]), and whoever unlists one
-//! without deleting it checks afterwards whether it exists and then lists
-//! it again. Either the creator's relist comes after the unlisting, or the
-//! unlisting instance's check comes after the creation and sees it.
+//! (taking back a registration, or deleting) checks afterwards whether it
+//! exists and then lists it again ([`RedisStore::unregister`]). Either the
+//! creator's relist comes after the unlisting, or the unlisting instance's
+//! check comes after the creation and sees it.
 
 use super::store::RedisStore;
 use crate::model::{CapExceeded, Caps};
@@ -129,10 +130,11 @@ impl RedisStore {
         }
     }
 
-    /// Takes back a registration that led to no counted event: unlists the
-    /// experiment, then lists it again if it exists after all (another
-    /// request created it meanwhile; see the module documentation for why
-    /// this order is race-safe). Returns whether it exists.
+    /// Unlists the experiment unless it exists: takes back a registration
+    /// that led to no counted event, and ends a delete. Unlists it, then
+    /// lists it again if it exists after all (another request created it
+    /// meanwhile; see the module documentation for why this order is
+    /// race-safe). Returns whether it exists.
     pub(super) async fn unregister(
         &self,
         namespace: &str,
@@ -176,6 +178,17 @@ impl RedisStore {
                 .exec_async(&mut conn)
                 .await
                 .map_err(|e| self.error(e))?;
+            // An experiment listed since the count keeps its namespace: a
+            // relist after this check adds the namespace itself (it lists
+            // the experiment first).
+            let left: i64 = redis::cmd("SCARD")
+                .arg(&list)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            if left > 0 {
+                self.add_namespace(namespace).await?;
+            }
         }
         Ok(())
     }
@@ -183,18 +196,25 @@ impl RedisStore {
     /// Puts a newly created experiment in its lists again: a delete on
     /// another instance may have removed it between registering and
     /// counting (the lists live in other hash slots than the experiment).
+    /// The experiment first, then its namespace, so that an
+    /// [`unlist`](Self::unlist) emptying the namespace meanwhile either
+    /// sees the experiment or is followed by the namespace's addition.
     pub(super) async fn relist(&self, namespace: &str, experiment: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        redis::cmd("SADD")
-            .arg(self.namespaces_key())
-            .arg(namespace)
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
         redis::cmd("SADD")
             .arg(self.namespace_key(namespace))
             .arg(experiment)
-            .exec_async(&mut conn)
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        self.add_namespace(namespace).await
+    }
+
+    /// Adds the namespace to the list of namespaces (no cap).
+    async fn add_namespace(&self, namespace: &str) -> Result<(), StoreError> {
+        redis::cmd("SADD")
+            .arg(self.namespaces_key())
+            .arg(namespace)
+            .exec_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))
     }

@@ -74,15 +74,18 @@ impl Scripts {
 
 impl RedisStore {
     /// Connects, detects a cluster, loads the scripts and runs the health
-    /// check (eviction policy, a write), so that a wrong host, password or
-    /// TLS setting, or a Redis that may evict lamed's keys, is reported at
-    /// start rather than on the first event.
+    /// check (eviction policy, a write), and compares the dedupe window and
+    /// key layout with those stored by the instances before (`layout.rs`),
+    /// so that a wrong host, password or TLS setting, a Redis that may
+    /// evict lamed's keys, or another window on the same keys, is reported
+    /// at start rather than on the first event.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] naming the node (without password), with
     /// the Redis error as its source; or naming the eviction policy found
-    /// and its fix.
+    /// and its fix; or naming the stored and configured windows (or layout
+    /// versions) and the fix.
     pub async fn open(options: RedisOptions) -> Result<Self, StoreError> {
         let target = options.settings.redacted();
         let (conn, cluster) = connect(&options.settings, &target).await?;
@@ -110,6 +113,7 @@ impl RedisStore {
             })
             .await?;
         store.check_writable().await?;
+        store.run(store.check_layout()).await?;
         Ok(store)
     }
 

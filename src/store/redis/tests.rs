@@ -7,7 +7,7 @@ use super::store::RedisStore;
 use super::testing::RedisServer;
 use crate::clock::Clock;
 use crate::model::Caps;
-use crate::store::conformance;
+use crate::store::{conformance, StoreError};
 
 /// A store on `urls` with its own key prefix and clock.
 pub(super) async fn open(
@@ -17,6 +17,19 @@ pub(super) async fn open(
     caps: Caps,
     clock: Clock,
 ) -> RedisStore {
+    try_open(urls, prefix, window, caps, clock)
+        .await
+        .expect("open redis store")
+}
+
+/// [`open`], returning the error.
+pub(super) async fn try_open(
+    urls: &str,
+    prefix: &str,
+    window: u64,
+    caps: Caps,
+    clock: Clock,
+) -> Result<RedisStore, StoreError> {
     let settings = RedisSettings::from_urls(urls).expect("valid url");
     RedisStore::open(RedisOptions {
         key_prefix: prefix.to_owned(),
@@ -24,7 +37,6 @@ pub(super) async fn open(
         ..RedisOptions::new(settings, window, caps)
     })
     .await
-    .expect("open redis store")
 }
 
 /// A store on a private standalone server of its own.
