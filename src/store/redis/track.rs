@@ -13,8 +13,11 @@ use super::store::RedisStore;
 use crate::model::{CapExceeded, Event, TrackOutcome};
 use crate::store::StoreError;
 
-/// Most events in one script call: Redis runs nothing else meanwhile, so
-/// a call stays around a millisecond.
+/// Most events in one script call (the coalescer splits larger batches):
+/// Redis runs nothing else meanwhile, so a call stays around a millisecond,
+/// and a call touches at most this many distinct counters, variants, goals
+/// and digests, far under any Lua limit (`unpack` fails past ~8,000 values;
+/// the script also sends variadic commands in chunks of 1,000).
 pub(super) const MAX_BATCH: usize = 256;
 
 /// One event ready for the script.
