@@ -24,10 +24,12 @@
 -- ~8,000 values; track.rs also caps a call at 256 events). An error in
 -- phase 1 (WRONGTYPE, a Lua error) leaves Redis as it was.
 --
--- Out of memory (`maxmemory` reached under `noeviction`): Redis runs a
--- script without flags (this one) and refuses its first write that may
--- grow memory with OOM, which ends the script; once a script has written,
--- its later writes are allowed (Redis never stops one midway). Phase 2
+-- Out of memory (`maxmemory` reached under `noeviction`): Redis 6 and 7
+-- run a script without flags (this one: a `#!lua` line would need Redis 7)
+-- even when over the limit, and refuse its first write that may grow
+-- memory with OOM, which ends the script; once a script has written, its
+-- later writes are allowed (Redis never stops one midway). Only a script
+-- with flags is refused before it runs. Phase 2
 -- starts with such a write (an HSET of a dedupe shard), so under OOM a call
 -- changes nothing and answers the error (503): checked by the test
 -- `out_of_memory_changes_nothing` in track.rs. A batch of duplicates only
@@ -88,8 +90,8 @@ local day = floor(now / 86400000)
 -- bucket. The shards grow by linear hashing as the bucket fills, ~40
 -- entries each, so each stays in Redis's compact listpack encoding and a
 -- lookup reads exactly one shard per bucket. The meta hash `:m` holds, per
--- live bucket, how many digests it holds (its shard count follows), and
--- the last day counted.
+-- live bucket, how many digests were added (its shard count follows),
+-- and the last day counted.
 local PER_SHARD = 40
 local cur, prev = 0, nil
 if window > 0 then

@@ -727,7 +727,12 @@ mod tests {
         let store = open(&server.url(), "lmd", 86_400, Caps::default(), Clock::System).await;
         use TrackOutcome::*;
         let old: Vec<Event> = (0..10).map(|i| event("x", &format!("old{i}"))).collect();
-        assert!(store.track(old.clone()).await.unwrap().iter().all(|o| *o == Counted));
+        assert!(store
+            .track(old.clone())
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Counted));
         let before = counts(&store).await;
 
         // One big unrelated key takes Redis over its maxmemory (a write is
