@@ -20,8 +20,8 @@ pub struct Coalescer<J> {
 }
 
 impl<J> Coalescer<J> {
-    /// A coalescer whose follow-up batches hold at most `max_batch` jobs
-    /// (a first batch is whatever was pushed at once).
+    /// A coalescer whose batches hold at most `max_batch` jobs, the first
+    /// one included (a larger push leaves in several batches).
     pub fn new(max_batch: usize) -> Self {
         Coalescer {
             queues: Mutex::new(HashMap::new()),
@@ -40,7 +40,9 @@ impl<J> Coalescer<J> {
                 None
             }
             None => {
-                queues.insert(key.to_owned(), Vec::new());
+                let mut jobs = jobs;
+                let rest = jobs.split_off(jobs.len().min(self.max_batch));
+                queues.insert(key.to_owned(), rest);
                 Some(jobs)
             }
         }
@@ -114,5 +116,14 @@ mod tests {
         assert_eq!(c.next("k"), Some(vec![5]));
         assert_eq!(c.next("k"), None);
         assert_eq!(c.next("k"), None, "an idle key has nothing");
+    }
+
+    #[test]
+    fn a_large_first_push_leaves_in_capped_batches() {
+        let c = Coalescer::new(2);
+        assert_eq!(c.push("k", vec![1, 2, 3, 4, 5]), Some(vec![1, 2]));
+        assert_eq!(c.next("k"), Some(vec![3, 4]));
+        assert_eq!(c.next("k"), Some(vec![5]));
+        assert_eq!(c.next("k"), None);
     }
 }

@@ -91,6 +91,20 @@ impl RedisServer {
         ])
     }
 
+    /// A server without persistence under `noeviction` whose memory is
+    /// capped at `maxmemory` (e.g. `"4mb"`): small enough for a test to
+    /// fill it with one big key, so that Redis refuses writes with OOM.
+    pub fn start_noeviction(maxmemory: &str) -> RedisServer {
+        Self::start_with(&[
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            maxmemory,
+            "--maxmemory-policy",
+            "noeviction",
+        ])
+    }
+
     /// A server with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
         let mut server = RedisServer {

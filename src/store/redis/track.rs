@@ -13,8 +13,11 @@ use super::store::RedisStore;
 use crate::model::{CapExceeded, Event, TrackOutcome};
 use crate::store::StoreError;
 
-/// Most events in one script call: Redis runs nothing else meanwhile, so
-/// a call stays around a millisecond.
+/// Most events in one script call (the coalescer splits larger batches):
+/// Redis runs nothing else meanwhile, so a call stays around a millisecond,
+/// and a call touches at most this many distinct counters, variants, goals
+/// and digests, far under any Lua limit (`unpack` fails past ~8,000 values;
+/// the script also sends variadic commands in chunks of 1,000).
 pub(super) const MAX_BATCH: usize = 256;
 
 /// One event ready for the script.
@@ -331,9 +334,11 @@ mod tests {
 
     use crate::clock::Clock;
     use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
-    use crate::store::redis::tests::fresh;
+    use crate::store::redis::testing::RedisServer;
+    use crate::store::redis::tests::{fresh, open};
+    use crate::store::redis::RedisStore;
     use crate::store::reference::ReferenceStore;
-    use crate::store::Store;
+    use crate::store::{Counter, Store};
 
     fn event(experiment: &str, uuid: &str) -> Event {
         Event {
@@ -582,5 +587,197 @@ mod tests {
             ours as f64 / n as f64
         );
         assert!(ratio <= 0.5, "ratio {ratio}");
+    }
+
+    /// Counters of namespace "b" as `(experiment, event, variant, count)`.
+    async fn counts(store: &RedisStore) -> Vec<(String, String, String, u64)> {
+        let mut counts: Vec<_> = store
+            .counters("b")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c: Counter| (c.experiment, c.event, c.variant, c.count))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    /// `n` events of experiment `experiment`, each its own variant and uuid
+    /// (so each its own counter).
+    fn distinct_counters(experiment: &str, n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event {
+                variant: format!("v{i}"),
+                ..event(experiment, &format!("u{i}"))
+            })
+            .collect()
+    }
+
+    /// A batch touching 5,000 distinct counters (over Lua's `unpack`
+    /// limit at four values per counter) is counted exactly, and a re-send
+    /// counts nothing more. Through the store the batch leaves in calls of
+    /// at most `MAX_BATCH` events; one direct script call of 3,000 counters
+    /// checks the script alone copes too (its commands go in chunks).
+    #[tokio::test]
+    async fn thousands_of_counters_count_exactly_once() {
+        let caps = Caps {
+            max_variants_per_experiment: 5_000,
+            ..Caps::default()
+        };
+        let (_server, store) = fresh(86_400, caps, Clock::System).await;
+        let batch = distinct_counters("big", 5_000);
+        use TrackOutcome::*;
+        assert!(store
+            .track(batch.clone())
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Counted));
+        let after_first = counts(&store).await;
+        assert_eq!(after_first.len(), 5_000);
+        assert!(after_first.iter().all(|c| c.3 == 1), "each counted once");
+        assert!(store
+            .track(batch)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Duplicate));
+        assert_eq!(counts(&store).await, after_first, "a re-send adds nothing");
+
+        let base = store.experiment_base("b", "huge");
+        let jobs = || -> Vec<super::Job> {
+            (0..3_000u32)
+                .map(|i| {
+                    let mut digest = [0u8; 8];
+                    digest[..4].copy_from_slice(&i.to_be_bytes());
+                    super::Job {
+                        may_create: true,
+                        is_goal: false,
+                        event: PARTICIPATE.into(),
+                        variant: format!("v{i}"),
+                        digest,
+                        reply: tokio::sync::oneshot::channel().0,
+                    }
+                })
+                .collect()
+        };
+        let first = store.run_batch(&base, &jobs()).await.unwrap();
+        assert!(first.created);
+        assert!(first.codes.iter().all(|&c| c == 0), "all counted");
+        let again = store.run_batch(&base, &jobs()).await.unwrap();
+        assert!(again.codes.iter().all(|&c| c == 1), "all duplicates");
+        let mut conn = store.conn();
+        let slots: usize = redis::cmd("HLEN")
+            .arg(format!("{base}:f"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(slots, 3_000);
+    }
+
+    /// A call that fails midway changes nothing: with a key of the wrong
+    /// type planted where the goals set of experiment "x" belongs, the
+    /// third event (a new goal) fails the call; its first two events (new
+    /// uuids) were not remembered, so once the key is gone the same batch
+    /// counts all three.
+    #[tokio::test]
+    async fn a_failing_call_changes_nothing() {
+        let (_server, store) = fresh(86_400, Caps::default(), Clock::System).await;
+        use TrackOutcome::*;
+        assert_eq!(store.track(vec![event("x", "0")]).await.unwrap(), [Counted]);
+        let before = counts(&store).await;
+        let goals = format!("{}:g", store.experiment_base("b", "x"));
+        let mut conn = store.conn();
+        let _: () = redis::cmd("SET")
+            .arg(&goals)
+            .arg("planted")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let batch = vec![
+            event("x", "1"),
+            event("x", "2"),
+            Event {
+                event: "buy".into(),
+                ..event("x", "3")
+            },
+        ];
+        let err = store.track(batch.clone()).await.unwrap_err();
+        assert!(err.chain().contains("WRONGTYPE"), "{}", err.chain());
+        assert_eq!(counts(&store).await, before, "nothing counted");
+        let _: () = redis::cmd("DEL")
+            .arg(&goals)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.track(batch).await.unwrap(),
+            [Counted, Counted, Counted],
+            "nothing of the failed call was remembered"
+        );
+    }
+
+    /// Redis out of memory under `noeviction`: a call is refused whole (an
+    /// error, so 503 over HTTP) and changes nothing. Once memory is freed,
+    /// re-sending everything counts each event exactly once.
+    #[tokio::test]
+    async fn out_of_memory_changes_nothing() {
+        let server = RedisServer::start_noeviction("4mb");
+        let store = open(&server.url(), "lmd", 86_400, Caps::default(), Clock::System).await;
+        use TrackOutcome::*;
+        let old: Vec<Event> = (0..10).map(|i| event("x", &format!("old{i}"))).collect();
+        assert!(store
+            .track(old.clone())
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Counted));
+        let before = counts(&store).await;
+
+        // One big unrelated key takes Redis over its maxmemory (a write is
+        // refused only when memory is already over the limit): SETRANGE far
+        // into a new string allocates 5 MB from a small request.
+        let mut conn = store.conn();
+        let _: i64 = redis::cmd("SETRANGE")
+            .arg("filler")
+            .arg(5 << 20)
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut batch: Vec<Event> = (0..20).map(|i| event("x", &format!("new{i}"))).collect();
+        batch.extend(distinct_counters("x", 3));
+        batch.push(event("y", "new"));
+        batch.extend(old.iter().take(3).cloned());
+        for _ in 0..3 {
+            let err = store.track(batch.clone()).await.unwrap_err();
+            assert!(err.chain().contains("OOM"), "{}", err.chain());
+        }
+        assert_eq!(counts(&store).await, before, "nothing counted");
+
+        let _: () = redis::cmd("DEL")
+            .arg("filler")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let outcomes = store.track(batch.clone()).await.unwrap();
+        let expected: Vec<TrackOutcome> = (0..batch.len())
+            .map(|i| if i < 24 { Counted } else { Duplicate })
+            .collect();
+        assert_eq!(outcomes, expected);
+        assert_eq!(
+            store.track(batch.clone()).await.unwrap(),
+            vec![Duplicate; batch.len()]
+        );
+        let total = |counts: &[(String, String, String, u64)], experiment: &str| -> u64 {
+            counts
+                .iter()
+                .filter(|c| c.0 == experiment)
+                .map(|c| c.3)
+                .sum()
+        };
+        let after = counts(&store).await;
+        assert_eq!(total(&after, "x"), 10 + 20 + 3);
+        assert_eq!(total(&after, "y"), 1);
     }
 }
