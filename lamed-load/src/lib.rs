@@ -194,6 +194,9 @@ pub struct LoadReport {
     pub statuses: Vec<u16>,
     /// Latency of every answered request.
     pub latencies: Vec<Duration>,
+    /// Latency of every request answered 200: under overload, what an
+    /// accepted event waited, apart from the quick 503s.
+    pub accepted_latencies: Vec<Duration>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -206,19 +209,29 @@ impl LoadReport {
 
     /// The latency at quantile `q` (0..=1) of answered requests.
     pub fn latency_quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[index]
+        quantile(&self.latencies, q)
+    }
+
+    /// The latency at quantile `q` (0..=1) of requests answered 200.
+    pub fn accepted_latency_quantile(&self, q: f64) -> Duration {
+        quantile(&self.accepted_latencies, q)
     }
 
     /// Requests answered with `status`.
     pub fn count(&self, status: u16) -> usize {
         self.statuses.iter().filter(|s| **s == status).count()
     }
+}
+
+/// The value at quantile `q` (0..=1) of `latencies`; zero when empty.
+fn quantile(latencies: &[Duration], q: f64) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index]
 }
 
 /// Refuses any address that is not loopback: load never leaves the machine.
@@ -265,6 +278,7 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
     }
     let mut statuses = vec![0u16; paths.len()];
     let mut latencies = Vec::with_capacity(paths.len());
+    let mut accepted_latencies = Vec::with_capacity(paths.len());
     for worker in workers {
         // A worker only ends by running out of paths; a panic is a bug here.
         for (index, status, latency) in worker.await.expect("load worker panicked") {
@@ -272,11 +286,15 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
             if status != 0 {
                 latencies.push(latency);
             }
+            if status == 200 {
+                accepted_latencies.push(latency);
+            }
         }
     }
     LoadReport {
         statuses,
         latencies,
+        accepted_latencies,
         elapsed: started.elapsed(),
     }
 }

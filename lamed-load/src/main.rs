@@ -88,6 +88,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 "connections": args.connections, "seconds": report.elapsed.as_secs_f64(),
                 "requests_per_second": report.throughput(),
                 "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3,
+                "answered_503": report.count(503),
+                "p99_accepted_ms": report.accepted_latency_quantile(0.99).as_secs_f64() * 1e3,
                 "counts_exact": mismatches.as_ref().map(Vec::is_empty),
             })
         );
