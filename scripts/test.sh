@@ -28,6 +28,8 @@ cargo fmt --all -- --check
 all=(--workspace --features lamed/aws)
 echo "== cargo clippy"
 cargo clippy "${all[@]}" --all-targets -- -D warnings
+echo "== cargo clippy with the default features (what the README's run command builds)"
+cargo clippy --all-targets -- -D warnings
 echo "== cargo clippy without default features (redis): it must keep building"
 cargo clippy --no-default-features --all-targets -- -D warnings
 echo "== cargo test"

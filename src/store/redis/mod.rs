@@ -46,7 +46,8 @@ mod tests;
 #[cfg(feature = "redis")]
 mod track;
 
-#[cfg(feature = "redis")]
+/// `lamed preflight` applies the same rule as the store.
+#[cfg(feature = "aws")]
 pub(crate) use eviction::eviction_refusal;
 #[cfg(feature = "redis")]
 pub use options::{RedisOptions, DEFAULT_DAILY_RETENTION_DAYS, DEFAULT_KEY_PREFIX};
