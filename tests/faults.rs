@@ -99,27 +99,6 @@ async fn counts(server: &Server, namespace: &str) -> BTreeMap<CounterId, u64> {
     panic!("counts unreadable: {last_error:?}");
 }
 
-/// Per counter, the unique events the server answered 200.
-fn acknowledged_by_counter(
-    workload: &Workload,
-    statuses: &[u16],
-) -> BTreeMap<CounterId, HashSet<[u8; 16]>> {
-    let mut acknowledged: BTreeMap<CounterId, HashSet<[u8; 16]>> = BTreeMap::new();
-    for (event, status) in workload.events.iter().zip(statuses) {
-        if *status == 200 {
-            acknowledged
-                .entry((
-                    event.experiment.clone(),
-                    event.event.clone(),
-                    event.variant.clone(),
-                ))
-                .or_default()
-                .insert(event.dedupe_key());
-        }
-    }
-    acknowledged
-}
-
 /// Checks that every counter holds at least the events answered 200, then
 /// re-sends what was not, then requires the exact truth.
 async fn assert_exact_after_resend(
@@ -130,7 +109,7 @@ async fn assert_exact_after_resend(
     fault: &str,
 ) {
     let before = counts(server, &workload.namespace).await;
-    let acknowledged = acknowledged_by_counter(workload, &report.statuses);
+    let acknowledged = workload.acknowledged(&report.statuses);
     for (id, uuids) in &acknowledged {
         let stored = before.get(id).copied().unwrap_or(0);
         assert!(

@@ -5,11 +5,10 @@
 
 mod util;
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lamed_load::{self as loadgen, CounterId, Workload, WorkloadSpec};
+use lamed_load::{self as loadgen, Workload, WorkloadSpec};
 use util::redis_server::{free_port, RedisServer};
 use util::{run_lamed, Server};
 
@@ -106,19 +105,7 @@ async fn redis_outage_answers_503_and_loses_nothing() {
         assert!(Instant::now() < deadline, "lamed did not reconnect");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut acknowledged: BTreeMap<CounterId, HashSet<[u8; 16]>> = BTreeMap::new();
-    for (event, status) in workload.events.iter().zip(&report.statuses) {
-        if *status == 200 {
-            acknowledged
-                .entry((
-                    event.experiment.clone(),
-                    event.event.clone(),
-                    event.variant.clone(),
-                ))
-                .or_default()
-                .insert(event.dedupe_key());
-        }
-    }
+    let acknowledged = workload.acknowledged(&report.statuses);
     let counts = server.counts("outage").await;
     for (id, uuids) in &acknowledged {
         let got = counts.get(id).copied().unwrap_or(0);

@@ -4,7 +4,7 @@
 //! Used by the `lamed-load` binary and by lamed's tests; a workspace member
 //! of its own, so that what `lamed` users build holds only the product.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -130,6 +130,26 @@ impl Workload {
     /// The request paths for these events.
     pub fn paths(&self, path: &str) -> Vec<String> {
         self.events.iter().map(|e| track_path(path, e)).collect()
+    }
+
+    /// Per counter, the distinct events the server answered 200 (given the
+    /// status of each request, in workload order): after a fault, each
+    /// counter must hold at least these, since a 200 means stored.
+    pub fn acknowledged(&self, statuses: &[u16]) -> BTreeMap<CounterId, HashSet<[u8; 16]>> {
+        let mut acknowledged: BTreeMap<CounterId, HashSet<[u8; 16]>> = BTreeMap::new();
+        for (event, status) in self.events.iter().zip(statuses) {
+            if *status == 200 {
+                acknowledged
+                    .entry((
+                        event.experiment.clone(),
+                        event.event.clone(),
+                        event.variant.clone(),
+                    ))
+                    .or_default()
+                    .insert(event.dedupe_key());
+            }
+        }
+        acknowledged
     }
 
     /// Differences between the server's counts and the truth, as readable

@@ -230,6 +230,24 @@ mod tests {
     use crate::store::redis::RedisStore;
     use crate::store::Store;
 
+    /// Two instances on one Redis, with the same prefix and window.
+    async fn two_instances(server: &RedisServer) -> (RedisStore, RedisStore) {
+        let url = server.url();
+        let open_one = || open(&url, "p", 86_400, Caps::default(), Clock::System);
+        (open_one().await, open_one().await)
+    }
+
+    /// A participation in experiment `n`/`e`, variant `v`.
+    fn event(uuid: &str) -> Event {
+        Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+        }
+    }
+
     /// Taking back a registration while another instance creates the
     /// experiment leaves it listed, in both orders of the race: the creator
     /// counts before the unlisting instance checks (the check sees it), or
@@ -237,15 +255,7 @@ mod tests {
     #[tokio::test]
     async fn unregistering_never_unlists_a_created_experiment() {
         let server = RedisServer::start();
-        let a = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
-        let b = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
-        let event = |uuid: &str| Event {
-            namespace: "n".into(),
-            experiment: "e".into(),
-            variant: "v".into(),
-            event: PARTICIPATE.into(),
-            uuid: uuid.into(),
-        };
+        let (a, b) = two_instances(&server).await;
         let listed = |store: RedisStore| async move {
             let mut conn = store.conn();
             let namespaces: Vec<String> = redis::cmd("SMEMBERS")
@@ -311,15 +321,7 @@ mod tests {
     #[tokio::test]
     async fn delete_by_another_instance_is_noticed() {
         let server = RedisServer::start();
-        let a = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
-        let b = open(&server.url(), "p", 86_400, Caps::default(), Clock::System).await;
-        let event = |uuid: &str| Event {
-            namespace: "n".into(),
-            experiment: "e".into(),
-            variant: "v".into(),
-            event: PARTICIPATE.into(),
-            uuid: uuid.into(),
-        };
+        let (a, b) = two_instances(&server).await;
         a.track(vec![event("1")]).await.unwrap();
         assert!(b.delete_experiment("n", "e").await.unwrap());
         assert!(a.experiments("n").await.unwrap().is_empty());
