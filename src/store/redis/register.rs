@@ -152,6 +152,15 @@ impl RedisStore {
         Ok(exists)
     }
 
+    /// How many experiments the namespace list `list` holds now.
+    async fn listed_in(&self, list: &str) -> Result<i64, StoreError> {
+        redis::cmd("SCARD")
+            .arg(list)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// Removes the experiment from its namespace's list, and the namespace
     /// from the list of namespaces when that was its last experiment, so
     /// that neither counts towards its cap any more (as in the embedded
@@ -166,12 +175,7 @@ impl RedisStore {
             .exec_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
-        let left: i64 = redis::cmd("SCARD")
-            .arg(&list)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        if left == 0 {
+        if self.listed_in(&list).await? == 0 {
             redis::cmd("SREM")
                 .arg(self.namespaces_key())
                 .arg(namespace)
@@ -181,12 +185,7 @@ impl RedisStore {
             // An experiment listed since the count keeps its namespace: a
             // relist after this check adds the namespace itself (it lists
             // the experiment first).
-            let left: i64 = redis::cmd("SCARD")
-                .arg(&list)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            if left > 0 {
+            if self.listed_in(&list).await? > 0 {
                 self.add_namespace(namespace).await?;
             }
         }
