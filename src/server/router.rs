@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Handler;
 use crate::server::error::ApiError;
 use crate::server::handlers::track;
-use crate::server::routes::{route_of, ROUTES};
+use crate::server::routes::{route_of, HEALTH_PATH, ROUTES};
 use crate::server::state::AppState;
 use crate::settings::DEFAULT_REQUEST_TIMEOUT_MS;
 
@@ -127,7 +127,7 @@ type InFlight = Option<Arc<Semaphore>>;
 /// check without touching the store, and a busy server answering its
 /// probe 503 would be restarted or taken out of rotation, moving its load
 /// onto the others.
-const UNLIMITED_PATHS: [&str; 1] = ["/health"];
+const UNLIMITED_PATHS: [&str; 1] = [HEALTH_PATH];
 
 /// Serves the request when a slot is free, else answers 503 with
 /// Retry-After at once (never queues: a queue would only grow under

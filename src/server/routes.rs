@@ -210,6 +210,9 @@ impl Function {
 }
 
 /// AlephBet's tracking path; `extra_wiring`'s `lamed.track` borrows it.
+/// The health probe's path: also exempt from the in-flight limit.
+pub const HEALTH_PATH: &str = "/health";
+
 const TRACK: Route = Route {
     path: "/track",
     endpoints: &[Endpoint::TrackOne, Endpoint::TrackBatch],
@@ -268,7 +271,7 @@ pub const ROUTES: [Route; 9] = [
     // Public, for load balancers and monitors; on AWS it checks Redis
     // from the tracking function, the one whose health matters most.
     Route {
-        path: "/health",
+        path: HEALTH_PATH,
         endpoints: &[Endpoint::Health],
         access: Access::Public,
         deploy: Deploy::Lambda(Function::Track),
