@@ -5,6 +5,8 @@
 //!
 //! - [`clock`]: the time stores read (system, or manual in tests).
 //! - [`model`]: events, names and their limits, caps, outcomes.
+//! - [`registry`]: experiments as objects: records, lifecycle, registration
+//!   mode.
 //! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
 //!   Redis / Redis Cluster backend (feature `redis`, on by default), the
 //!   conformance suite and, in tests, an in-memory reference store.
@@ -36,6 +38,7 @@ pub mod deploy;
 pub mod import;
 pub mod lambda;
 pub mod model;
+pub mod registry;
 pub mod report;
 pub mod results;
 pub mod serve;

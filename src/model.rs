@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::{RegistrationMode, Status};
+
 /// The namespace AlephBet uses when the client names none.
 pub const DEFAULT_NAMESPACE: &str = "alephbet";
 
@@ -147,11 +149,15 @@ pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), I
     Ok(())
 }
 
-/// How many distinct things the public tracking endpoint may create, so that
-/// nobody can grow the store without bound.
+/// What the public tracking endpoint may create: whether it may register
+/// experiments at all, and how many distinct names, so that nobody can grow
+/// the store without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Caps {
+    /// Whether tracking registers unknown experiments (open) or ignores
+    /// them (required).
+    pub registration: RegistrationMode,
     /// Distinct namespaces in the whole store.
     pub max_namespaces: usize,
     /// Distinct experiments in one namespace.
@@ -162,14 +168,20 @@ pub struct Caps {
     pub max_goals_per_experiment: usize,
 }
 
+impl Caps {
+    /// The defaults, usable in constants.
+    pub const DEFAULT: Caps = Caps {
+        registration: RegistrationMode::Open,
+        max_namespaces: 100,
+        max_experiments_per_namespace: 200,
+        max_variants_per_experiment: 20,
+        max_goals_per_experiment: 50,
+    };
+}
+
 impl Default for Caps {
     fn default() -> Self {
-        Caps {
-            max_namespaces: 100,
-            max_experiments_per_namespace: 200,
-            max_variants_per_experiment: 20,
-            max_goals_per_experiment: 50,
-        }
+        Caps::DEFAULT
     }
 }
 
@@ -235,8 +247,45 @@ pub enum TrackOutcome {
     Counted,
     /// Seen within the window: not counted again.
     Duplicate,
-    /// Refused because it would create more than a cap allows.
-    Rejected(CapExceeded),
+    /// Well-formed but deliberately not counted. The client is answered
+    /// 200 and told why, so that it drops the event instead of re-sending it
+    /// forever.
+    Ignored(Ignored),
+}
+
+/// Why a well-formed event is not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    /// The experiment, variant or goal is not registered, in required mode.
+    Unregistered,
+    /// Counting it would create more names than a cap allows.
+    Cap(CapExceeded),
+    /// The experiment is paused, stopped or archived.
+    Inactive(Status),
+    /// The visitor is a crawler or comes from an ignored network.
+    Bot,
+}
+
+impl Ignored {
+    /// The reason as clients and metrics see it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Ignored::Unregistered => "unregistered",
+            Ignored::Cap(_) => "cap",
+            Ignored::Inactive(status) => status.as_str(),
+            Ignored::Bot => "bot",
+        }
+    }
+
+    /// Every reason, for metrics that start at zero.
+    pub const REASONS: [&'static str; 6] = [
+        "unregistered",
+        "cap",
+        "paused",
+        "stopped",
+        "archived",
+        "bot",
+    ];
 }
 
 /// One counter: how many unique events of one kind a variant received.

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::Caps;
+use crate::registry::RegistrationMode;
 use crate::store::redis::RedisSettings;
 
 /// The help heading of the settings that only `lamed serve` on a machine
@@ -147,6 +148,19 @@ pub struct Settings {
     )]
     pub uuid_expiry_seconds: u64,
 
+    /// Who may create experiments: "open" (the first event of an unknown
+    /// experiment registers it) or "required" (only registered experiments,
+    /// variants and goals count; the rest is ignored)
+    #[arg(
+        long,
+        env = "LAMED_REGISTRATION",
+        value_name = "MODE",
+        value_enum,
+        default_value_t = RegistrationMode::Open,
+        help_heading = COUNTING_HEADING
+    )]
+    pub registration: RegistrationMode,
+
     /// Most events in one POST /track batch
     #[arg(
         long,
@@ -211,6 +225,7 @@ pub struct LimitSettings {
 impl From<&LimitSettings> for Caps {
     fn from(limits: &LimitSettings) -> Caps {
         Caps {
+            registration: RegistrationMode::default(),
             max_namespaces: limits.max_namespaces,
             max_experiments_per_namespace: limits.max_experiments_per_namespace,
             max_variants_per_experiment: limits.max_variants_per_experiment,
@@ -525,7 +540,10 @@ impl Settings {
 
     /// The caps, as the stores take them.
     pub fn caps(&self) -> Caps {
-        Caps::from(&self.limits)
+        Caps {
+            registration: self.registration,
+            ..Caps::from(&self.limits)
+        }
     }
 }
 

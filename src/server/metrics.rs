@@ -1,6 +1,6 @@
-//! Prometheus metrics: what was accepted, what was refused and why, how long
-//! the store took and how large batches are, whether the store takes
-//! writes, and how many uuids the dedupe memory holds.
+//! Prometheus metrics: what was accepted, what was refused or ignored and
+//! why, how long the store took and how large batches are, whether the
+//! store takes writes, and how many uuids the dedupe memory holds.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::model::TrackOutcome;
+use crate::model::{Ignored, TrackOutcome};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -33,6 +33,8 @@ pub struct Metrics {
     duplicates: Counter,
     /// Requests or events refused, by reason.
     rejected: Family<ReasonLabel, Counter>,
+    /// Well-formed events answered 200 but not counted, by reason.
+    ignored: Family<ReasonLabel, Counter>,
     /// Time the store took to take a tracking call.
     store_latency: Histogram,
     /// Events per `POST /track` batch.
@@ -52,6 +54,13 @@ impl Default for Metrics {
         let counted = Counter::default();
         let duplicates = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
+        let ignored = Family::<ReasonLabel, Counter>::default();
+        // Every reason shows from the start, at zero.
+        for reason in Ignored::REASONS {
+            drop(ignored.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            }));
+        }
         let store_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let store_healthy = Gauge::default();
@@ -70,6 +79,11 @@ impl Default for Metrics {
             "rejected",
             "Requests or events refused, by reason",
             rejected.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Well-formed events answered 200 but not counted, by reason",
+            ignored.clone(),
         );
         registry.register(
             "store_latency_seconds",
@@ -96,6 +110,7 @@ impl Default for Metrics {
             counted,
             duplicates,
             rejected,
+            ignored,
             store_latency,
             batch_size,
             store_healthy,
@@ -116,9 +131,18 @@ impl Metrics {
                 TrackOutcome::Duplicate => {
                     self.duplicates.inc();
                 }
-                TrackOutcome::Rejected(cap) => self.reject(cap.kind()),
+                TrackOutcome::Ignored(why) => self.ignore(why),
             }
         }
+    }
+
+    /// Records one ignored event.
+    pub fn ignore(&self, why: &Ignored) {
+        self.ignored
+            .get_or_create(&ReasonLabel {
+                reason: why.reason().to_owned(),
+            })
+            .inc();
     }
 
     /// Records one refusal.

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::server::error::ApiError;
 use crate::server::handlers::health::HealthCheck;
+use crate::server::ignored::IgnoredNames;
 use crate::server::metrics::Metrics;
 use crate::store::DynStore;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The last write check, which `/health` answers from.
     pub health: Arc<HealthCheck>,
+    /// The names whose events were most often ignored.
+    pub ignored: Arc<IgnoredNames>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             max_batch_events,
             metrics: Arc::new(metrics),
             health: Arc::new(HealthCheck::default()),
+            ignored: Arc::new(IgnoredNames::default()),
         }
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{DynStore, Store};
 use crate::clock::Clock;
-use crate::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
+use crate::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
+use crate::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};
 
 /// Generates one `#[tokio::test]` per check of this suite for a backend.
 ///
@@ -122,6 +123,30 @@ macro_rules! conformance_tests {
             $crate::store::conformance::import_is_idempotent(&store).await;
         }
 
+        /// Conformance: the registry's records and lifecycle.
+        #[tokio::test]
+        async fn registry_lifecycle() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::registry_lifecycle(&store).await;
+        }
+
+        /// Conformance: required registration.
+        #[tokio::test]
+        async fn required_registration() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::store::conformance::REQUIRED,
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::required_registration(&store).await;
+        }
+
         /// Conformance: health and close.
         #[tokio::test]
         async fn health_and_close() {
@@ -140,6 +165,7 @@ pub(crate) use conformance_tests;
 
 /// Caps the [`caps_are_enforced`] check expects the store to be opened with.
 pub const TEST_CAPS: Caps = Caps {
+    registration: RegistrationMode::Open,
     max_namespaces: 2,
     max_experiments_per_namespace: 2,
     max_variants_per_experiment: 2,
@@ -321,7 +347,7 @@ pub async fn caps_are_enforced(store: &dyn Store) {
     let refused: Vec<_> = outcomes
         .iter()
         .map(|o| match o {
-            TrackOutcome::Rejected(cap) => Some(cap.kind()),
+            TrackOutcome::Ignored(Ignored::Cap(cap)) => Some(cap.kind()),
             _ => None,
         })
         .collect();
@@ -342,7 +368,7 @@ pub async fn caps_are_enforced(store: &dyn Store) {
     );
     assert!(matches!(
         &outcomes[2],
-        TrackOutcome::Rejected(CapExceeded::Namespaces { limit: 2, .. })
+        TrackOutcome::Ignored(Ignored::Cap(CapExceeded::Namespaces { limit: 2, .. }))
     ));
     assert!(store.experiments("n3").await.expect("list").is_empty());
     // A refused event was not remembered: once room is made, it counts.
@@ -475,4 +501,161 @@ pub async fn import_is_idempotent(store: &dyn Store) {
         .expect("delete"));
     assert!(counts(store, "imp").await.is_empty());
     assert!(store.experiments("imp").await.expect("list").is_empty());
+}
+
+/// Default caps in required mode, for [`required_registration`].
+pub const REQUIRED: Caps = Caps {
+    registration: RegistrationMode::Required,
+    ..Caps::DEFAULT
+};
+
+/// A record as its owner registers it: variants `a` and `b`, goal `buy`.
+fn registered(namespace: &str, name: &str) -> ExperimentRecord {
+    let mut record = ExperimentRecord::automatic(namespace, name, 1_000);
+    let definition: Definition =
+        serde_json::from_str(r#"{"variants": ["a", "b"], "goals": ["buy"], "description": "d"}"#)
+            .expect("definition");
+    record.redefine(definition.validated().expect("valid"));
+    record
+}
+
+/// Moves a stored record through `change` and writes it back.
+async fn change(store: &dyn Store, namespace: &str, name: &str, change: Change) {
+    let mut record = store
+        .record(namespace, name)
+        .await
+        .expect("read")
+        .expect("has a record");
+    record.apply(change, 2_000).expect("allowed");
+    store.put_record(record).await.expect("write");
+}
+
+/// Records round-trip; tracking registers what it creates (open mode);
+/// only a running experiment counts, and an ignored event is not
+/// remembered; delete removes the record. Default caps.
+pub async fn registry_lifecycle(store: &dyn Store) {
+    use TrackOutcome::{Counted, Ignored as Skipped};
+    let auto = event("ns", "auto", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &auto).await, Counted);
+    let record = store
+        .record("ns", "auto")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert!(record.automatic && record.counts() && record.created_ms > 0);
+    assert_eq!(
+        (record.namespace.as_str(), record.name.as_str()),
+        ("ns", "auto")
+    );
+
+    let planned = registered("ns", "planned");
+    store.put_record(planned.clone()).await.expect("put");
+    assert_eq!(
+        store.record("ns", "planned").await.expect("read"),
+        Some(planned)
+    );
+    assert_eq!(
+        store.experiments("ns").await.expect("list"),
+        vec!["auto".to_owned(), "planned".to_owned()],
+        "a registered experiment is listed before any event"
+    );
+    let names: Vec<String> = store
+        .records("ns")
+        .await
+        .expect("records")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, vec!["auto", "planned"]);
+
+    let visit = event("ns", "planned", PARTICIPATE, "b", "v1");
+    change(store, "ns", "planned", Change::Pause).await;
+    assert_eq!(
+        track_one(store, &visit).await,
+        Skipped(Ignored::Inactive(Status::Paused))
+    );
+    assert!(counts(store, "ns")
+        .await
+        .get(&key("planned", PARTICIPATE, "b"))
+        .is_none());
+    change(store, "ns", "planned", Change::Resume).await;
+    assert_eq!(
+        track_one(store, &visit).await,
+        Counted,
+        "an ignored event was not remembered"
+    );
+    let stop = Change::Stop {
+        winner: Some("b".into()),
+        note: "won".into(),
+    };
+    change(store, "ns", "planned", stop).await;
+    let late = event("ns", "planned", "buy", "b", "v1");
+    assert_eq!(
+        track_one(store, &late).await,
+        Skipped(Ignored::Inactive(Status::Stopped))
+    );
+    change(store, "ns", "planned", Change::Archive).await;
+    assert_eq!(
+        track_one(store, &late).await,
+        Skipped(Ignored::Inactive(Status::Archived))
+    );
+    assert_eq!(
+        counts(store, "ns")
+            .await
+            .get(&key("planned", PARTICIPATE, "b")),
+        Some(&1)
+    );
+
+    assert!(store
+        .delete_experiment("ns", "planned")
+        .await
+        .expect("delete"));
+    assert_eq!(store.record("ns", "planned").await.expect("read"), None);
+    assert_eq!(
+        store.experiments("ns").await.expect("list"),
+        vec!["auto".to_owned()]
+    );
+}
+
+/// In required mode only registered experiments, variants and goals count:
+/// the rest is ignored and creates nothing. Open with [`REQUIRED`].
+pub async fn required_registration(store: &dyn Store) {
+    use TrackOutcome::{Counted, Ignored as Skipped};
+    let unknown = event("ns", "typo", PARTICIPATE, "a", "1");
+    assert_eq!(
+        track_one(store, &unknown).await,
+        Skipped(Ignored::Unregistered)
+    );
+    assert!(store.experiments("ns").await.expect("list").is_empty());
+    assert_eq!(store.record("ns", "typo").await.expect("read"), None);
+
+    store
+        .put_record(registered("ns", "reg"))
+        .await
+        .expect("put");
+    let outcomes = store
+        .track(vec![
+            event("ns", "reg", PARTICIPATE, "a", "1"),
+            event("ns", "reg", PARTICIPATE, "c", "2"),
+            event("ns", "reg", "other goal", "a", "3"),
+            event("ns", "reg", "buy", "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(
+        outcomes,
+        vec![
+            Counted,
+            Skipped(Ignored::Unregistered),
+            Skipped(Ignored::Unregistered),
+            Counted
+        ]
+    );
+    assert_eq!(counts(store, "ns").await.len(), 2);
+    change(store, "ns", "reg", Change::Pause).await;
+    let paused = event("ns", "reg", PARTICIPATE, "b", "4");
+    assert_eq!(
+        track_one(store, &paused).await,
+        Skipped(Ignored::Inactive(Status::Paused))
+    );
 }

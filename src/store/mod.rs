@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{Counter, DailyCounter, Event, TrackOutcome};
+use crate::registry::ExperimentRecord;
 
 pub mod embedded;
 pub mod redis;
@@ -35,6 +36,12 @@ pub use embedded::{EmbeddedOptions, EmbeddedStore};
 /// - A clone of a store (or of its `Arc`) shares its state.
 /// - Errors mean "nothing can be promised": the caller answers 503 so the
 ///   client retries, which is safe because counting is idempotent.
+/// - The registry: an experiment's record decides, atomically with each
+///   count, whether it counts. Only a running experiment counts. In open
+///   mode the first counted event of an unknown experiment writes its
+///   record ([`ExperimentRecord::automatic`]); in required mode an event
+///   counts only when its experiment has a record and its variant and goal
+///   are known to the experiment (registered, or counted before).
 #[async_trait]
 pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Counts a batch of already validated events, returning one outcome per
@@ -55,7 +62,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// The experiment names of a namespace, sorted.
     async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Removes an experiment's counters; `Ok(false)` when it did not exist.
+    /// Removes an experiment's counters and its record; `Ok(false)` when it
+    /// had neither.
     async fn delete_experiment(
         &self,
         namespace: &str,
@@ -76,6 +84,21 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         variant: &str,
         count: u64,
     ) -> Result<Option<u64>, StoreError>;
+
+    /// An experiment's registry record; `None` when it has none.
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError>;
+
+    /// Every registry record of a namespace, sorted by experiment name.
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError>;
+
+    /// Writes an experiment's record (creating or replacing it). The
+    /// experiment then exists, with its registered variants and goals known.
+    /// Caps do not apply, as for imports: registering is an owner's act.
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError>;
 
     /// Proves the store can take a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -36,6 +36,7 @@ const UUIDS: usize = 4;
 
 /// One fewer than the universe holds of each name, so every cap is hit.
 const CAPS: Caps = Caps {
+    registration: crate::registry::RegistrationMode::Open,
     max_namespaces: 2,
     max_experiments_per_namespace: 2,
     max_variants_per_experiment: 2,

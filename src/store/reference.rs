@@ -7,24 +7,35 @@
 //!   variant, uuid)`, compared exactly (no hash).
 //! - **Order.** A batch is handled event by event, in order: an event sees
 //!   what the events before it in the batch did.
-//! - **Caps first.** An event that would create a name beyond a cap is
-//!   `Rejected`, checked in this order: namespaces, experiments in the
+//! - **Registry first.** An experiment with a record counts only while it
+//!   is running; otherwise its events are `Ignored(Inactive)`. In required
+//!   mode an event is `Ignored(Unregistered)` unless its experiment has a
+//!   record and its variant and goal are known to it: named by a record
+//!   written for it (names stay known once registered) or carried by one of
+//!   its counters. Ignored events are not remembered.
+//! - **Then caps.** An event that would create a name beyond a cap is
+//!   `Ignored(Cap)`, checked in this order: namespaces, experiments in the
 //!   namespace, variants in the experiment, goals (events other than
 //!   `participate`) in the experiment. A name exists while a counter
-//!   (tracked or imported) carries it; names that exist never hit a cap. A
-//!   rejected event is not remembered.
+//!   (tracked or imported) carries it, or a record registered it; names
+//!   that exist never hit a cap. An event over a cap is
+//!   `Ignored(Cap)` and not remembered.
 //! - **Then dedupe.** An event whose identity was first seen less than
 //!   `window` ms ago is a `Duplicate` (an event seen exactly `window` ms ago
 //!   is outside); with window 0 it is a duplicate forever. A duplicate
 //!   does not refresh the first sighting, and creates no name.
 //! - **Else counted**: remembered as first seen now, and added to its
 //!   counter and to its counter for the UTC day of now (the clock's time).
+//!   An experiment without a record gets [`ExperimentRecord::automatic`]
+//!   with now as its creation time.
 //! - **Reads.** A counter reads as tracked plus imported; it exists while
 //!   either does. Daily counters hold tracked events only, for the last
 //!   [`DAILY_RETENTION_DAYS`] days. An experiment is listed while one of
-//!   its counters exists.
-//! - **Delete** removes an experiment's counters, daily counters and
-//!   imported bases (its names then stop counting towards caps); the
+//!   its counters or its record exists.
+//! - **Records** are written whole and read back as written; writing one
+//!   makes its variants and goals known, without caps.
+//! - **Delete** removes an experiment's counters, daily counters, imported
+//!   bases and record (its names then stop counting towards caps); the
 //!   dedupe memory stays, so a re-sent event is still a duplicate.
 //!   Returns whether anything was removed.
 //! - **Import** sets a counter's imported base, ignoring caps (but the
@@ -39,7 +50,13 @@ use async_trait::async_trait;
 use super::embedded::DAILY_RETENTION_DAYS;
 use super::{Store, StoreError};
 use crate::clock::Clock;
-use crate::model::{CapExceeded, Caps, Counter, DailyCounter, Event, TrackOutcome, PARTICIPATE};
+use crate::model::{
+    CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
+};
+use crate::registry::{ExperimentRecord, RegistrationMode};
+
+/// `(namespace, experiment)`: one experiment.
+type ExperimentKey = (String, String);
 
 /// `(namespace, experiment, event, variant)`: one counter.
 type CounterKey = (String, String, String, String);
@@ -66,6 +83,17 @@ struct State {
     tracked: BTreeMap<CounterKey, BTreeMap<i64, u64>>,
     /// Imported bases.
     imported: BTreeMap<CounterKey, u64>,
+    /// Registry records.
+    records: BTreeMap<ExperimentKey, ExperimentRecord>,
+    /// Variants and goals records have registered, per experiment.
+    registered: BTreeMap<ExperimentKey, BTreeSet<(Kind, String)>>,
+}
+
+/// Whether a registered name is a variant or a goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Variant,
+    Goal,
 }
 
 impl ReferenceStore {
@@ -95,27 +123,75 @@ impl State {
         self.tracked.keys().chain(self.imported.keys())
     }
 
+    /// Every experiment that exists: with a counter or a record.
+    fn experiment_keys(&self) -> BTreeSet<ExperimentKey> {
+        self.counter_keys()
+            .map(|k| (k.0.clone(), k.1.clone()))
+            .chain(self.records.keys().cloned())
+            .collect()
+    }
+
+    /// The variants and goals an experiment knows: carried by its counters
+    /// or registered.
+    fn known_names(&self, namespace: &str, experiment: &str) -> BTreeSet<(Kind, String)> {
+        let counted = self
+            .counter_keys()
+            .filter(|k| k.0 == namespace && k.1 == experiment)
+            .flat_map(|k| {
+                let goal = (k.2 != PARTICIPATE).then(|| (Kind::Goal, k.2.clone()));
+                [Some((Kind::Variant, k.3.clone())), goal]
+            })
+            .flatten();
+        let registered = self
+            .registered
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .into_iter()
+            .flatten()
+            .cloned();
+        counted.chain(registered).collect()
+    }
+
+    /// Why the registry ignores `event`, if it does.
+    fn ignored_by_registry(&self, event: &Event, caps: &Caps) -> Option<Ignored> {
+        let key = (event.namespace.clone(), event.experiment.clone());
+        let record = self.records.get(&key);
+        if let Some(record) = record {
+            if !record.counts() {
+                return Some(Ignored::Inactive(record.status));
+            }
+        }
+        if caps.registration == RegistrationMode::Required {
+            let known = self.known_names(&event.namespace, &event.experiment);
+            let goal_known =
+                event.is_participation() || known.contains(&(Kind::Goal, event.event.clone()));
+            if record.is_none()
+                || !known.contains(&(Kind::Variant, event.variant.clone()))
+                || !goal_known
+            {
+                return Some(Ignored::Unregistered);
+            }
+        }
+        None
+    }
+
     /// Which cap, if any, counting `event` would break.
     fn cap_exceeded(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
-        let keys: Vec<&CounterKey> = self.counter_keys().collect();
-        let namespaces: BTreeSet<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let experiments: BTreeSet<&str> = keys
+        let experiment_keys = self.experiment_keys();
+        let namespaces: BTreeSet<&str> = experiment_keys.iter().map(|k| k.0.as_str()).collect();
+        let experiments: BTreeSet<&str> = experiment_keys
             .iter()
             .filter(|k| k.0 == event.namespace)
             .map(|k| k.1.as_str())
             .collect();
-        let same_experiment = |k: &&&CounterKey| k.0 == event.namespace && k.1 == event.experiment;
-        let variants: BTreeSet<&str> = keys
-            .iter()
-            .filter(same_experiment)
-            .map(|k| k.3.as_str())
-            .collect();
-        let goals: BTreeSet<&str> = keys
-            .iter()
-            .filter(same_experiment)
-            .map(|k| k.2.as_str())
-            .filter(|name| *name != PARTICIPATE)
-            .collect();
+        let known = self.known_names(&event.namespace, &event.experiment);
+        let names = |kind: Kind| -> BTreeSet<&str> {
+            known
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, name)| name.as_str())
+                .collect()
+        };
+        let (variants, goals) = (names(Kind::Variant), names(Kind::Goal));
         if !namespaces.contains(event.namespace.as_str()) {
             return (namespaces.len() >= caps.max_namespaces).then(|| CapExceeded::Namespaces {
                 namespace: event.namespace.clone(),
@@ -170,8 +246,12 @@ impl Store for ReferenceStore {
         let now = self.clock.now_ms();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
+            if let Some(ignored) = state.ignored_by_registry(&event, &self.caps) {
+                outcomes.push(TrackOutcome::Ignored(ignored));
+                continue;
+            }
             if let Some(cap) = state.cap_exceeded(&event, &self.caps) {
-                outcomes.push(TrackOutcome::Rejected(cap));
+                outcomes.push(TrackOutcome::Ignored(Ignored::Cap(cap)));
                 continue;
             }
             let identity = (
@@ -191,6 +271,12 @@ impl Store for ReferenceStore {
                 continue;
             }
             state.first_seen.insert(identity, now);
+            state
+                .records
+                .entry((event.namespace.clone(), event.experiment.clone()))
+                .or_insert_with(|| {
+                    ExperimentRecord::automatic(&event.namespace, &event.experiment, now)
+                });
             let day = now.div_euclid(86_400_000);
             *state
                 .tracked
@@ -251,14 +337,12 @@ impl Store for ReferenceStore {
 
     async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
         let state = self.open_state()?;
-        let mut names: Vec<String> = state
-            .counter_keys()
+        Ok(state
+            .experiment_keys()
+            .into_iter()
             .filter(|key| key.0 == namespace)
-            .map(|key| key.1.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+            .map(|key| key.1)
+            .collect())
     }
 
     async fn delete_experiment(
@@ -271,7 +355,47 @@ impl Store for ReferenceStore {
         let before = state.tracked.len() + state.imported.len();
         state.tracked.retain(|key, _| !doomed(key));
         state.imported.retain(|key, _| !doomed(key));
-        Ok(state.tracked.len() + state.imported.len() < before)
+        let key = (namespace.to_owned(), experiment.to_owned());
+        state.registered.remove(&key);
+        let had_record = state.records.remove(&key).is_some();
+        Ok(state.tracked.len() + state.imported.len() < before || had_record)
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .records
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .cloned())
+    }
+
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .records
+            .iter()
+            .filter(|(key, _)| key.0 == namespace)
+            .map(|(_, record)| record.clone())
+            .collect())
+    }
+
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+        let mut state = self.open_state()?;
+        let key = (record.namespace.clone(), record.name.clone());
+        let names = state.registered.entry(key.clone()).or_default();
+        names.extend(
+            record
+                .variants
+                .iter()
+                .map(|v| (Kind::Variant, v.name.clone())),
+        );
+        names.extend(record.goals.iter().map(|g| (Kind::Goal, g.name.clone())));
+        state.records.insert(key, record);
+        Ok(())
     }
 
     async fn import_counter(

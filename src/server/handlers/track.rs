@@ -14,12 +14,14 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 
 use super::namespace_param;
-use crate::model::{Event, InvalidField, TrackOutcome};
+use crate::model::{Event, Ignored, InvalidField, TrackOutcome};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
 use crate::server::state::AppState;
 
-/// Count one event; 200 `{}` for a new event and a duplicate alike.
+/// Count one event; 200 `{}` for a new event and a duplicate alike, 200
+/// `{"ignored": "<reason>"}` for one deliberately not counted (so that the
+/// client drops it instead of re-sending it forever).
 pub async fn track_one(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -27,9 +29,14 @@ pub async fn track_one(
     let event = event_from_query(query.as_deref()).inspect_err(|err| {
         state.metrics.reject(err.kind());
     })?;
+    // Kept only to name an ignored experiment: a copy of two short names.
+    let names = (event.namespace.clone(), event.experiment.clone());
     let outcome = store_events(&state, vec![event]).await?.pop();
     match outcome {
-        Some(TrackOutcome::Rejected(cap)) => Err(cap.into()),
+        Some(TrackOutcome::Ignored(why)) => {
+            state.ignored.note(&names.0, &names.1, &why);
+            Ok(ignored_ok(&why))
+        }
         Some(_) => Ok(empty_ok()),
         None => Err(ApiError::Unavailable(
             crate::store::StoreError::unavailable("store returned no outcome"),
@@ -42,10 +49,17 @@ pub fn empty_ok() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
+/// 200 with body `{"ignored": "<reason>"}`: well-formed, deliberately not
+/// counted, and not to be re-sent.
+pub fn ignored_ok(why: &Ignored) -> Response {
+    Json(serde_json::json!({ "ignored": why.reason() })).into_response()
+}
+
 /// Count a JSON array of events, answering one result per event.
 ///
-/// 200 when every event was counted or was a duplicate; 422 when some were
-/// refused (the others are stored, so re-sending the whole batch is safe).
+/// 200 when every event was counted, a duplicate or ignored; 422 when some
+/// were malformed (the others are stored, so re-sending the whole batch is
+/// safe).
 pub async fn track_batch(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -96,8 +110,17 @@ pub async fn track_batch(
         }
     }
     if !valid.is_empty() {
+        let names: Vec<(String, String)> = valid
+            .iter()
+            .map(|e| (e.namespace.clone(), e.experiment.clone()))
+            .collect();
         let outcomes = store_events(&state, valid).await?;
-        for (position, outcome) in valid_positions.into_iter().zip(outcomes) {
+        for ((position, outcome), (namespace, experiment)) in
+            valid_positions.into_iter().zip(outcomes).zip(names)
+        {
+            if let TrackOutcome::Ignored(why) = &outcome {
+                state.ignored.note(&namespace, &experiment, why);
+            }
             results[position] = EventResult::from(outcome);
         }
     }
@@ -369,7 +392,9 @@ struct BatchResponse {
     counted: usize,
     /// Events already seen within the window.
     duplicates: usize,
-    /// Events refused (invalid or over a cap); see `results`.
+    /// Well-formed events deliberately not counted; see `results`.
+    ignored: usize,
+    /// Malformed events; see `results`.
     refused: usize,
     /// Present when something was refused, as for every 4xx.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,8 +406,7 @@ struct BatchResponse {
 impl BatchResponse {
     fn new(results: Vec<EventResult>) -> Self {
         let count = |status| results.iter().filter(|r| r.status == status).count();
-        let (counted, duplicates, refused) =
-            (count("counted"), count("duplicate"), count("refused"));
+        let refused = count("refused");
         let error = results.iter().find_map(|r| r.error.as_ref()).map(|first| {
             format!(
                 "{refused} of {} events were refused (first: {first}); see results",
@@ -390,8 +414,9 @@ impl BatchResponse {
             )
         });
         BatchResponse {
-            counted,
-            duplicates,
+            counted: count("counted"),
+            duplicates: count("duplicate"),
+            ignored: count("ignored"),
             refused,
             error,
             results,
@@ -402,8 +427,11 @@ impl BatchResponse {
 /// What happened to one event of a batch.
 #[derive(Debug, Serialize)]
 struct EventResult {
-    /// `counted`, `duplicate` or `refused`.
+    /// `counted`, `duplicate`, `ignored` or `refused`.
     status: &'static str,
+    /// Why it was ignored (see [`Ignored::reason`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -413,6 +441,7 @@ impl EventResult {
     fn refused(error: String) -> Self {
         EventResult {
             status: "refused",
+            reason: None,
             error: Some(error),
         }
     }
@@ -420,16 +449,15 @@ impl EventResult {
 
 impl From<TrackOutcome> for EventResult {
     fn from(outcome: TrackOutcome) -> Self {
-        match outcome {
-            TrackOutcome::Counted => EventResult {
-                status: "counted",
-                error: None,
-            },
-            TrackOutcome::Duplicate => EventResult {
-                status: "duplicate",
-                error: None,
-            },
-            TrackOutcome::Rejected(cap) => EventResult::refused(cap.to_string()),
+        let (status, reason) = match outcome {
+            TrackOutcome::Counted => ("counted", None),
+            TrackOutcome::Duplicate => ("duplicate", None),
+            TrackOutcome::Ignored(why) => ("ignored", Some(why.reason())),
+        };
+        EventResult {
+            status,
+            reason,
+            error: None,
         }
     }
 }

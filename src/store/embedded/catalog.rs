@@ -1,15 +1,17 @@
-//! The distinct names that exist in the store, kept in memory so that caps
-//! are enforced without a query per event.
+//! The distinct names that exist in the store and each experiment's
+//! registry status, kept in memory so that the registry and the caps are
+//! applied without a query per event.
 
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
-use crate::model::{CapExceeded, Caps, Event, PARTICIPATE};
+use crate::model::{CapExceeded, Caps, Event, Ignored, PARTICIPATE};
+use crate::registry::{ExperimentRecord, RegistrationMode, Status};
 use crate::store::StoreError;
 
-/// The distinct names that exist, kept in memory to enforce [`Caps`]
-/// without a query per event.
+/// The distinct names that exist and the registry's statuses, kept in
+/// memory to apply the registry and [`Caps`] without a query per event.
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
     namespaces: HashMap<String, HashMap<String, ExperimentNames>>,
@@ -17,6 +19,8 @@ pub(super) struct Catalog {
 
 #[derive(Debug, Default)]
 struct ExperimentNames {
+    /// The record's status; `None` when the experiment has no record.
+    status: Option<Status>,
     variants: HashSet<String>,
     goals: HashSet<String>,
 }
@@ -40,11 +44,67 @@ impl Catalog {
             };
             catalog.insert(&event);
         }
+        let mut stmt = conn.prepare("SELECT record FROM registry")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            catalog.put_record(&parse_record(&row.get::<_, String>(0)?)?);
+        }
         Ok(catalog)
     }
 
+    /// Why `event` is not counted, if it is not: the registry (status,
+    /// registration mode), then the caps.
+    pub(super) fn check(&self, event: &Event, caps: &Caps) -> Option<Ignored> {
+        let names = self
+            .namespaces
+            .get(&event.namespace)
+            .and_then(|experiments| experiments.get(&event.experiment));
+        if let Some(status) = names.and_then(|n| n.status) {
+            if status != Status::Running {
+                return Some(Ignored::Inactive(status));
+            }
+        }
+        if caps.registration == RegistrationMode::Required {
+            let registered = names.is_some_and(|n| {
+                n.status.is_some()
+                    && n.variants.contains(&event.variant)
+                    && (event.is_participation() || n.goals.contains(&event.event))
+            });
+            if !registered {
+                return Some(Ignored::Unregistered);
+            }
+        }
+        self.cap_exceeded(event, caps).map(Ignored::Cap)
+    }
+
+    /// True when `event`'s experiment has no record yet: counting it
+    /// registers it.
+    pub(super) fn lacks_record(&self, event: &Event) -> bool {
+        self.namespaces
+            .get(&event.namespace)
+            .and_then(|experiments| experiments.get(&event.experiment))
+            .is_none_or(|names| names.status.is_none())
+    }
+
+    /// Takes in a record: its status, and its names as known.
+    pub(super) fn put_record(&mut self, record: &ExperimentRecord) {
+        let names = self
+            .namespaces
+            .entry(record.namespace.clone())
+            .or_default()
+            .entry(record.name.clone())
+            .or_default();
+        names.status = Some(record.status);
+        names
+            .variants
+            .extend(record.variants.iter().map(|v| v.name.clone()));
+        names
+            .goals
+            .extend(record.goals.iter().map(|g| g.name.clone()));
+    }
+
     /// Which cap, if any, counting `event` would break.
-    pub(super) fn check(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
+    fn cap_exceeded(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
         let Some(experiments) = self.namespaces.get(&event.namespace) else {
             return (self.namespaces.len() >= caps.max_namespaces).then(|| {
                 CapExceeded::Namespaces {
@@ -97,6 +157,7 @@ impl Catalog {
         }
     }
 
+    /// Forgets an experiment: its names and its status.
     pub(super) fn remove_experiment(&mut self, namespace: &str, experiment: &str) {
         if let Some(experiments) = self.namespaces.get_mut(namespace) {
             experiments.remove(experiment);
@@ -105,4 +166,10 @@ impl Catalog {
             }
         }
     }
+}
+
+/// A stored record, read back.
+pub(super) fn parse_record(json: &str) -> Result<ExperimentRecord, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|err| StoreError::caused_by("a stored record is corrupt", err))
 }

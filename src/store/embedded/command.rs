@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::writer::Batch;
 use crate::model::{Event, TrackOutcome};
+use crate::registry::ExperimentRecord;
 use crate::store::StoreError;
 
 /// One kind of write the writer does for a caller.
@@ -124,7 +125,7 @@ fn answer<T>(reply: Reply<T>, result: Result<T, StoreError>) {
 }
 
 /// Counts events: each is counted, a duplicate within the dedupe window,
-/// or refused by a cap.
+/// or ignored (by the registry or a cap).
 pub(super) struct Track {
     /// Already validated events, answered in this order.
     pub(super) events: Vec<Event>,
@@ -138,30 +139,60 @@ impl Write for Track {
     }
 
     fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Vec<TrackOutcome>, StoreError> {
-        Ok(self
-            .events
+        self.events
             .drain(..)
             .map(|event| track_one(batch, event))
-            .collect())
+            .collect()
     }
 }
 
-fn track_one(batch: &mut Batch<'_>, event: Event) -> TrackOutcome {
-    if let Some(exceeded) = batch.catalog.check(&event, batch.caps) {
-        return TrackOutcome::Rejected(exceeded);
+fn track_one(batch: &mut Batch<'_>, event: Event) -> Result<TrackOutcome, StoreError> {
+    if let Some(ignored) = batch.catalog.check(&event, batch.caps) {
+        return Ok(TrackOutcome::Ignored(ignored));
     }
     if !batch
         .seen
         .remember(event.dedupe_key(), batch.now_ms, batch.cutoff)
     {
-        return TrackOutcome::Duplicate;
+        return Ok(TrackOutcome::Duplicate);
+    }
+    if batch.catalog.lacks_record(&event) {
+        let record = ExperimentRecord::automatic(&event.namespace, &event.experiment, batch.now_ms);
+        write_record(batch, &record)?;
     }
     batch.catalog.insert(&event);
     batch.count(event);
-    TrackOutcome::Counted
+    Ok(TrackOutcome::Counted)
 }
 
-/// Removes an experiment's counters; answers whether it had any.
+/// Writes an experiment's record and takes it into the catalog.
+fn write_record(batch: &mut Batch<'_>, record: &ExperimentRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|err| StoreError::caused_by("cannot encode a record", err))?;
+    batch.tx.execute(
+        "INSERT INTO registry (namespace, experiment, record) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET record = excluded.record",
+        params![record.namespace, record.name, json],
+    )?;
+    batch.catalog.put_record(record);
+    Ok(())
+}
+
+/// Creates or replaces an experiment's registry record.
+pub(super) struct PutRecord {
+    pub(super) record: ExperimentRecord,
+}
+
+impl Write for PutRecord {
+    type Output = ();
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        write_record(batch, &self.record)
+    }
+}
+
+/// Removes an experiment's counters and record; answers whether it had
+/// any.
 pub(super) struct DeleteExperiment {
     pub(super) namespace: String,
     pub(super) experiment: String,
@@ -176,7 +207,7 @@ impl Write for DeleteExperiment {
         // experiment being deleted: drop them too.
         batch.forget_counts(namespace, experiment);
         let mut removed = 0;
-        for table in ["counters", "daily", "imported"] {
+        for table in ["counters", "daily", "imported", "registry"] {
             removed += batch.tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
                 params![namespace, experiment],

@@ -32,13 +32,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use async_trait::async_trait;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::{Store, StoreError};
 use crate::clock::Clock;
 use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
-use catalog::Catalog;
-use command::{Command, DeleteExperiment, Heartbeat, ImportCounter, Request, Track, Write};
+use crate::registry::ExperimentRecord;
+use catalog::{parse_record, Catalog};
+use command::{
+    Command, DeleteExperiment, Heartbeat, ImportCounter, PutRecord, Request, Track, Write,
+};
 use prune::Pruner;
 pub use prune::DAILY_RETENTION_DAYS;
 use schema::{open_reader_connection, open_writer_connection};
@@ -263,7 +266,8 @@ impl Store for EmbeddedStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT experiment FROM counters WHERE namespace = ?1
                  UNION SELECT experiment FROM daily WHERE namespace = ?1
-                 UNION SELECT experiment FROM imported WHERE namespace = ?1 ORDER BY experiment",
+                 UNION SELECT experiment FROM imported WHERE namespace = ?1
+                 UNION SELECT experiment FROM registry WHERE namespace = ?1 ORDER BY experiment",
             )?;
             let rows = stmt.query_map([namespace], |row| row.get(0))?;
             rows.collect()
@@ -282,6 +286,42 @@ impl Store for EmbeddedStore {
             experiment,
         })
         .await
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        let json: Option<String> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT record FROM registry WHERE namespace = ?1 AND experiment = ?2",
+                )?
+                .query_row([namespace, experiment], |row| row.get(0))
+                .optional()
+            })
+            .await?;
+        json.as_deref().map(parse_record).transpose()
+    }
+
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let namespace = namespace.to_owned();
+        let rows: Vec<String> = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT record FROM registry WHERE namespace = ?1 ORDER BY experiment",
+                )?;
+                let rows = stmt.query_map([namespace], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        rows.iter().map(|json| parse_record(json)).collect()
+    }
+
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+        self.ask(PutRecord { record }).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
@@ -409,7 +449,7 @@ mod tests {
         };
         assert!(matches!(
             store.track(vec![other]).await.unwrap()[0],
-            TrackOutcome::Rejected(_)
+            TrackOutcome::Ignored(crate::model::Ignored::Cap(_))
         ));
         assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
     }

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS imported (
     variant TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (namespace, experiment, event, variant)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registry (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";
 

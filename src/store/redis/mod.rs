@@ -13,7 +13,8 @@
 //! | `keys.rs` | the key layout |
 //! | `layout.rs` | one dedupe window and layout version per Redis and key prefix, refused at open on a difference |
 //! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
-//! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: dedupe, caps, counters |
+//! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
+//! | `registry.rs` | experiments' registry records |
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |
 //! | `eviction.rs` | refusing a Redis whose `maxmemory-policy` may evict lamed's keys |
@@ -39,6 +40,8 @@ mod options;
 mod reads;
 #[cfg(feature = "redis")]
 mod register;
+#[cfg(feature = "redis")]
+mod registry;
 #[cfg(feature = "redis")]
 mod store;
 #[cfg(all(feature = "redis", test))]

@@ -19,6 +19,7 @@ use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
 use crate::model::{Counter, DailyCounter, Event, TrackOutcome};
+use crate::registry::ExperimentRecord;
 use crate::store::{Store, StoreError};
 
 /// [`Store`] on Redis; cheap to clone, clones share the connection.
@@ -153,6 +154,22 @@ impl Store for RedisStore {
         experiment: &str,
     ) -> Result<bool, StoreError> {
         self.run(self.delete(namespace, experiment)).await
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        self.run(self.read_record(namespace, experiment)).await
+    }
+
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        self.run(self.read_records(namespace)).await
+    }
+
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+        self.run(self.write_record(&record)).await
     }
 
     /// Also refuses a Redis that may evict lamed's keys, so `/health`

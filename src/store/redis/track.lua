@@ -6,19 +6,28 @@
 --
 -- ARGV: 1 window in ms (0 = forever), 2 max variants, 3 max goals,
 --       4 daily retention in days, 5 now in Unix ms from a manual clock
---       (tests), or empty to read the server's TIME; then 5 per event:
---       may_create (0/1), event, variant, is_goal (0/1), digest (8 binary
---       bytes of the dedupe key).
+--       (tests), or empty to read the server's TIME, 6 registration mode
+--       (1 = required); then 5 per event: may_create (0/1), event,
+--       variant, is_goal (0/1), digest (8 binary bytes of the dedupe key).
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
--- again with may_create = 1).
+-- again with may_create = 1), 5 paused, 6 stopped, 7 archived,
+-- 8 unregistered (required mode).
+--
+-- The registry: the hash `:r` holds the experiment's status (and its
+-- record, which only `registry.rs` reads). Only a running experiment
+-- counts; one without a status counts in open mode, and its first counted
+-- event writes the status `running` with the time, atomically with the
+-- count. In required mode an event counts only when its experiment has a
+-- status and its variant and goal are known (in `:v`, `:g`, which a
+-- registration fills).
 --
 -- All or nothing: Redis does not roll a script back when it fails midway
 -- (what it wrote before the error stays), so the script runs in two
 -- phases. Phase 1 reads every key whose content decides a code without
--- being written by the dedupe step (the meta hash, the counter slots, the
--- variants and goals sets, with their types checked); an error there
+-- being written by the dedupe step (the meta hash, the registry status,
+-- the counter slots, the variants and goals sets, with their types checked); an error there
 -- (WRONGTYPE, a Lua error) leaves Redis as it was. Phase 2 decides the
 -- codes in order and writes, with commands that no input can make fail:
 -- every variadic command goes through `chunked` (Lua's `unpack` fails past
@@ -49,11 +58,15 @@ local base = KEYS[1]
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
-local FIRST_EVENT = 6
+local required = ARGV[6] == '1'
+local FIRST_EVENT = 7
+local INACTIVE = {paused = 5, stopped = 6, archived = 7}
+local UNREGISTERED = 8
 
 local call = redis.call
 local floor = math.floor
 local vkey, gkey, fkey, mkey = base .. ':v', base .. ':g', base .. ':f', base .. ':m'
+local rkey = base .. ':r'
 
 -- Calls `cmd key list...` with at most CHUNK values of `list` per call (a
 -- multiple of `unit`, for field/value pairs), so `unpack` stays far under
@@ -84,6 +97,10 @@ if not now then
   now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 end
 local day = floor(now / 86400000)
+
+-- The registry status: false when the experiment has none.
+local status = call('HGET', rkey, 'status')
+local inactive = status and status ~= 'running' and (INACTIVE[status] or INACTIVE.paused)
 
 -- Dedupe memory. Time is cut into buckets one window long: a sighting in
 -- the current bucket is always inside the window, one in the previous
@@ -303,7 +320,12 @@ for i = FIRST_EVENT, #ARGV, 5 do
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
   local code, creates = 0, false
-  if not slot_of[field] then
+  if inactive then
+    code = inactive
+  elseif required and (not status or (not slot_of[field]
+      and (not is_variant[variant] or (is_goal and not is_goal_name[event])))) then
+    code = UNREGISTERED
+  elseif not slot_of[field] then
     code, creates = check_caps(may_create, event, variant, is_goal)
   end
   if code == 0 and seen_before(digest) then
@@ -338,6 +360,11 @@ for i = FIRST_EVENT, #ARGV, 5 do
     increments[slot] = increments[slot] + 1
   end
   answer[#answer + 1] = code
+end
+
+-- The first counted event of an experiment without a status registers it.
+if not status and #counted > 0 then
+  call('HSET', rkey, 'status', 'running', 'created', now)
 end
 
 chunked('SADD', vkey, new_variants, 1)

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 use super::register::Registration;
 use super::store::RedisStore;
-use crate::model::{CapExceeded, Event, TrackOutcome};
+use crate::model::{CapExceeded, Event, Ignored, TrackOutcome};
+use crate::registry::{RegistrationMode, Status};
 use crate::store::StoreError;
 
 /// Most events in one script call (the coalescer splits larger batches):
@@ -70,8 +71,12 @@ impl RedisStore {
         // Experiments known here: counted in one round, creating nothing.
         // Their events leave every cap as it is, so they need not wait for
         // the new experiments' events before them.
+        // In required mode tracking creates nothing: every event is
+        // counted as if its experiment were known, and the script ignores
+        // what is not registered.
+        let required = self.inner.options.caps.registration == RegistrationMode::Required;
         let (known, new): (Vec<usize>, Vec<usize>) =
-            (0..prepared.len()).partition(|&i| self.is_known(&prepared[i].base));
+            (0..prepared.len()).partition(|&i| required || self.is_known(&prepared[i].base));
         let mut new: BTreeSet<usize> = new.into_iter().collect();
         let selected: Vec<(usize, bool)> = known.into_iter().map(|i| (i, false)).collect();
         for (i, code, _) in self.count(&prepared, &selected).await? {
@@ -137,7 +142,7 @@ impl RedisStore {
                 // added itself), so the cap refuses the later events too.
                 Registration::Refused(cap) => {
                     for i in std::iter::once(first).chain(later) {
-                        outcomes[i] = Some(TrackOutcome::Rejected(cap.clone()));
+                        outcomes[i] = Some(TrackOutcome::Ignored(Ignored::Cap(cap.clone())));
                     }
                     continue;
                 }
@@ -266,7 +271,10 @@ impl RedisStore {
             .arg(options.caps.max_variants_per_experiment)
             .arg(options.caps.max_goals_per_experiment)
             .arg(options.daily_retention_days)
-            .arg(script_now(&options.clock));
+            .arg(script_now(&options.clock))
+            .arg(u8::from(
+                options.caps.registration == RegistrationMode::Required,
+            ));
         for job in batch {
             invocation
                 .arg(u8::from(job.may_create))
@@ -293,29 +301,34 @@ impl RedisStore {
         }
     }
 
-    /// Turns one script code into an outcome; `None` for "unknown here".
+    /// Turns one script code into an outcome; `None` for "unknown here"
+    /// (in open mode: register it first).
     fn outcome(&self, event: &Event, code: i64) -> Result<Option<TrackOutcome>, StoreError> {
         let caps = &self.inner.options.caps;
-        Ok(Some(match code {
-            0 => TrackOutcome::Counted,
-            1 => TrackOutcome::Duplicate,
-            2 => TrackOutcome::Rejected(CapExceeded::Variants {
+        let ignored = |why| Ok(Some(TrackOutcome::Ignored(why)));
+        match code {
+            0 => Ok(Some(TrackOutcome::Counted)),
+            1 => Ok(Some(TrackOutcome::Duplicate)),
+            2 => ignored(Ignored::Cap(CapExceeded::Variants {
                 experiment: event.experiment.clone(),
                 variant: event.variant.clone(),
                 limit: caps.max_variants_per_experiment,
-            }),
-            3 => TrackOutcome::Rejected(CapExceeded::Goals {
+            })),
+            3 => ignored(Ignored::Cap(CapExceeded::Goals {
                 experiment: event.experiment.clone(),
                 goal: event.event.clone(),
                 limit: caps.max_goals_per_experiment,
-            }),
-            4 => return Ok(None),
-            other => {
-                return Err(StoreError::unavailable(format!(
-                    "unexpected script answer code {other}"
-                )))
-            }
-        }))
+            })),
+            4 if caps.registration == RegistrationMode::Required => ignored(Ignored::Unregistered),
+            4 => Ok(None),
+            5 => ignored(Ignored::Inactive(Status::Paused)),
+            6 => ignored(Ignored::Inactive(Status::Stopped)),
+            7 => ignored(Ignored::Inactive(Status::Archived)),
+            8 => ignored(Ignored::Unregistered),
+            other => Err(StoreError::unavailable(format!(
+                "unexpected script answer code {other}"
+            ))),
+        }
     }
 }
 
@@ -404,11 +417,11 @@ mod tests {
             [
                 Duplicate,
                 Counted,
-                Rejected(CapExceeded::Experiments {
+                Ignored(crate::model::Ignored::Cap(CapExceeded::Experiments {
                     namespace: "b".into(),
                     experiment: "gone".into(),
                     limit: 2,
-                }),
+                })),
                 Counted
             ]
         );
