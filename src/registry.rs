@@ -9,6 +9,8 @@
 //! ([`crate::store::Store::put_record`]) and apply the status while
 //! counting, atomically with the count.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
@@ -178,12 +180,42 @@ impl ExperimentRecord {
 
     /// Replaces what the owner defines (description, variants, control,
     /// goals), keeping the status, its times and the decision.
-    pub fn redefine(&mut self, definition: Definition) {
+    ///
+    /// # Errors
+    ///
+    /// When a variant or goal of the record is missing from the new
+    /// definition: counts carry it, so it can be added, never removed.
+    pub fn redefine(&mut self, definition: Definition) -> Result<(), RegistryError> {
+        let missing = self
+            .variants
+            .iter()
+            .map(|v| &v.name)
+            .find(|name| !definition.variants.iter().any(|v| &v.name == *name))
+            .or_else(|| {
+                self.goals
+                    .iter()
+                    .map(|g| &g.name)
+                    .find(|name| !definition.goals.iter().any(|g| &g.name == *name))
+            });
+        if let Some(name) = missing {
+            return Err(RegistryError::Removed(name.clone()));
+        }
         self.description = definition.description;
         self.variants = definition.variants;
         self.control = definition.control;
         self.goals = definition.goals;
         self.automatic = false;
+        Ok(())
+    }
+
+    /// What the owner defined, to change one part of it.
+    pub fn definition(&self) -> Definition {
+        Definition {
+            description: self.description.clone(),
+            variants: self.variants.clone(),
+            control: self.control.clone(),
+            goals: self.goals.clone(),
+        }
     }
 
     /// Moves the experiment to `change`'s status.
@@ -245,7 +277,7 @@ impl ExperimentRecord {
 
     /// The intended weight of each registered variant, when the owner gave
     /// any: for the sample-ratio check.
-    pub fn weights(&self) -> Option<Vec<(String, f64)>> {
+    pub fn weights(&self) -> Option<BTreeMap<String, f64>> {
         (!self.variants.is_empty()).then(|| {
             self.variants
                 .iter()
@@ -373,6 +405,9 @@ pub enum RegistryError {
     /// The definition or change is inconsistent.
     #[error("{0}")]
     Invalid(String),
+    /// A new definition leaves out a registered variant or goal.
+    #[error("'{0}' is registered and cannot be removed (counts carry it); delete the experiment to start over")]
+    Removed(String),
 }
 
 /// Variants and goals may be written as bare names or as objects.
@@ -415,17 +450,36 @@ mod named {
 mod tests {
     use super::*;
 
-    fn record() -> ExperimentRecord {
-        let mut record = ExperimentRecord::automatic("ns", "button", 1_000);
-        record.redefine(
-            serde_json::from_str::<Definition>(
-                r#"{"variants": ["red", {"name": "blue", "weight": 3}], "goals": ["buy"]}"#,
-            )
+    fn definition(json: &str) -> Definition {
+        serde_json::from_str::<Definition>(json)
             .unwrap()
             .validated()
-            .unwrap(),
-        );
+            .unwrap()
+    }
+
+    fn record() -> ExperimentRecord {
+        let mut record = ExperimentRecord::automatic("ns", "button", 1_000);
         record
+            .redefine(definition(
+                r#"{"variants": ["red", {"name": "blue", "weight": 3}], "goals": ["buy"]}"#,
+            ))
+            .unwrap();
+        record
+    }
+
+    /// Variants and goals can be added, not removed.
+    #[test]
+    fn redefinitions_only_add() {
+        let mut r = record();
+        r.redefine(definition(
+            r#"{"variants": ["red", "blue", "green"], "goals": ["buy", "share"]}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.variants.len(), 3);
+        let err = r
+            .redefine(definition(r#"{"variants": ["red", "blue", "green"]}"#))
+            .unwrap_err();
+        assert!(err.to_string().contains("'buy'"), "{err}");
     }
 
     /// Bare names and objects mean the same; the control defaults to the
@@ -439,7 +493,7 @@ mod tests {
         assert!(!r.automatic);
         assert_eq!(
             r.weights().unwrap(),
-            vec![("red".into(), 1.0), ("blue".into(), 3.0)]
+            BTreeMap::from([("red".into(), 1.0), ("blue".into(), 3.0)])
         );
     }
 

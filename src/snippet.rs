@@ -19,7 +19,11 @@ pub fn alephbet_snippet(track_url: &str, namespace: &str) -> String {
     format!(
         r#"<script src="{ALEPHBET_SCRIPT_URL}"></script>
 <script>
-  var tracking = new AlephBet.LamedAdapter({track_url}, {namespace});
+  // AlephbetAdapter sends what LamedAdapter sends, and re-sends the events
+  // queued while the server was unreachable on the next page load.
+  // (alephbet 0.27.0's LamedAdapter reads its queue under the wrong name,
+  // so its queued events wait until the same page tracks again.)
+  var tracking = new AlephBet.AlephbetAdapter({track_url}, {namespace});
   var experiment = new AlephBet.Experiment({{
     name: "my first experiment",
     tracking_adapter: tracking,
@@ -71,7 +75,7 @@ mod tests {
     #[test]
     fn snippet_points_at_track_url() {
         let snippet = alephbet_snippet("http://h:1/track", "shop");
-        assert!(snippet.contains(r#"new AlephBet.LamedAdapter("http://h:1/track", "shop")"#));
+        assert!(snippet.contains(r#"new AlephBet.AlephbetAdapter("http://h:1/track", "shop")"#));
         assert!(snippet.starts_with("<script src="));
     }
 

@@ -26,7 +26,7 @@ test('the printed snippet, pasted into a page, counts participants and the check
   const { snippet } = lamed;
   assert.ok(snippet, `a snippet in the banner:\n${lamed.stdout}`);
   assert.ok(snippet.includes(`<script src="${ALEPHBET_CDN_URL}"></script>`), snippet);
-  assert.ok(snippet.includes(`new AlephBet.LamedAdapter("${lamed.trackUrl}", "alephbet")`), snippet);
+  assert.ok(snippet.includes(`new AlephBet.AlephbetAdapter("${lamed.trackUrl}", "alephbet")`), snippet);
   const page = site.add(`<!doctype html>
 <html><head><meta charset="utf-8"><title>My shop</title></head>
 <body>

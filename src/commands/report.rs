@@ -64,15 +64,13 @@ async fn from_store(args: &ReportArgs, request: &ReportRequest) -> anyhow::Resul
         None => std::sync::Arc::new(EmbeddedStore::open_read_only(&config.data_dir)?),
     };
     let ns = &args.namespace;
-    let counters = store.counters(ns).await?;
     let experiments = match &args.experiment {
         Some(name) => vec![name.clone()],
-        None => store.experiments(ns).await?,
+        None => report::listed(store.as_ref(), ns).await?,
     };
     let mut reports = Vec::new();
     for experiment in experiments {
-        let daily = store.daily_counters(ns, &experiment).await?;
-        reports.push(report::build(ns, &experiment, &counters, &daily, request)?);
+        reports.push(report::load(store.as_ref(), ns, &experiment, request).await?);
     }
     Ok(reports)
 }
@@ -118,18 +116,35 @@ async fn from_server(
             Ok(body)
         }
     };
-    let experiments: Vec<String> = match &args.experiment {
-        Some(name) => vec![name.clone()],
-        None => get(format!("{base}/experiments?namespace={ns}"))
-            .await?
+    let names = |answer: serde_json::Value, field: &str| -> Vec<String> {
+        answer
             .as_array()
             .map(|entries| {
                 entries
                     .iter()
-                    .filter_map(|e| e["experiment"].as_str().map(str::to_owned))
+                    .filter_map(|e| e[field].as_str().map(str::to_owned))
                     .collect()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    };
+    let experiments: Vec<String> = match &args.experiment {
+        Some(name) => vec![name.clone()],
+        None => {
+            // As from the store: every experiment but the archived ones.
+            let archived = names(
+                get(format!(
+                    "{base}/api/experiments?namespace={ns}&status=archived"
+                ))
+                .await?,
+                "name",
+            );
+            let mut all = names(
+                get(format!("{base}/experiments?namespace={ns}")).await?,
+                "experiment",
+            );
+            all.retain(|name| !archived.contains(name));
+            all
+        }
     };
     let mut query = format!("namespace={ns}");
     for (name, value) in [

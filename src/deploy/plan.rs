@@ -310,6 +310,11 @@ mod tests {
             [
                 "/experiments",
                 "/delete",
+                "/api/experiments",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
                 "/api/experiments/{experiment}/report"
             ]
         );

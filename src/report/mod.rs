@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Counter, DailyCounter, PARTICIPATE};
+use crate::registry::{ExperimentRecord, Status};
 use crate::stats::{self, GoalAnalysis, Interval, Options, SrmCheck, VariantCounts};
+use crate::store::{Store, StoreError};
 
 pub mod verdict;
 
@@ -72,6 +74,9 @@ pub struct Report {
     pub goals: Vec<GoalReport>,
     /// Counts per UTC day, for charts.
     pub daily: DailySeries,
+    /// The experiment's registry record: status and decision.
+    #[serde(default)]
+    pub record: Option<ExperimentRecord>,
 }
 
 /// One variant's participants.
@@ -218,7 +223,77 @@ pub fn build(
         srm,
         goals: goal_reports,
         daily: daily_series,
+        record: None,
     })
+}
+
+/// Why [`load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The report cannot be made.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl ReportRequest {
+    /// The owner's registered control and weights, for what the request
+    /// leaves out.
+    pub fn with_record(mut self, record: Option<&ExperimentRecord>) -> Self {
+        if let Some(record) = record {
+            self.control = self.control.or_else(|| record.control.clone());
+            self.weights = self.weights.or_else(|| record.weights());
+        }
+        self
+    }
+}
+
+/// One experiment's report from a store: its counters, days and registry
+/// record. The statistics take milliseconds of CPU, so they run off the
+/// async workers that serve tracking.
+///
+/// # Errors
+///
+/// A store failure, or what [`build`] refuses.
+pub async fn load(
+    store: &dyn Store,
+    namespace: &str,
+    experiment: &str,
+    request: &ReportRequest,
+) -> Result<Report, LoadError> {
+    let counters = store.counters(namespace).await?;
+    let daily = store.daily_counters(namespace, experiment).await?;
+    let record = store.record(namespace, experiment).await?;
+    let request = request.clone().with_record(record.as_ref());
+    let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+    let mut report = tokio::task::spawn_blocking(move || {
+        build(&namespace, &experiment, &counters, &daily, &request)
+    })
+    .await
+    .map_err(|err| StoreError::unavailable(format!("report task failed: {err}")))??;
+    report.record = record;
+    Ok(report)
+}
+
+/// The experiments a namespace's reports cover by default: all but the
+/// archived ones.
+///
+/// # Errors
+///
+/// A store failure.
+pub async fn listed(store: &dyn Store, namespace: &str) -> Result<Vec<String>, StoreError> {
+    let archived: Vec<String> = store
+        .records(namespace)
+        .await?
+        .into_iter()
+        .filter(|r| r.status == Status::Archived)
+        .map(|r| r.name)
+        .collect();
+    let mut names = store.experiments(namespace).await?;
+    names.retain(|name| !archived.contains(name));
+    Ok(names)
 }
 
 /// One goal's analysis; `srm` is the experiment's sample-ratio check,

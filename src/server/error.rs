@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::model::{CapExceeded, InvalidField};
+use crate::model::InvalidField;
 use crate::store::StoreError;
 
 /// A request that could not be served.
@@ -27,6 +27,10 @@ pub enum ApiError {
     /// Known path, wrong method (405).
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    /// The request contradicts the current state, e.g. resuming a stopped
+    /// experiment (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
@@ -36,9 +40,6 @@ pub enum ApiError {
     /// The request headers are larger than we read (431).
     #[error("{0}")]
     HeadersTooLarge(String),
-    /// Well-formed but refused, e.g. a cap would be exceeded (422).
-    #[error("{0}")]
-    Unprocessable(String),
     /// The store cannot take the request now; the client should retry (503).
     #[error("store unavailable, retry later")]
     Unavailable(#[from] StoreError),
@@ -61,10 +62,10 @@ impl ApiError {
             ApiError::WrongKey => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::TimedOut | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -75,12 +76,6 @@ impl ApiError {
 impl From<InvalidField> for ApiError {
     fn from(err: InvalidField) -> Self {
         ApiError::BadRequest(err.to_string())
-    }
-}
-
-impl From<CapExceeded> for ApiError {
-    fn from(err: CapExceeded) -> Self {
-        ApiError::Unprocessable(err.to_string())
     }
 }
 

@@ -13,7 +13,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::config::Handler;
 use crate::server::error::ApiError;
-use crate::server::handlers::{dashboard, experiments, health, report, track};
+use crate::server::handlers::{dashboard, experiments, health, registry, report, track};
 use crate::server::state::AppState;
 
 /// One path, what answers it, who may call it and where it runs on AWS.
@@ -55,6 +55,10 @@ pub enum HttpMethod {
     Get,
     /// POST
     Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
     /// DELETE
     Delete,
 }
@@ -65,6 +69,8 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => "GET",
             HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
             HttpMethod::Delete => "DELETE",
         }
     }
@@ -73,6 +79,8 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => MethodFilter::GET,
             HttpMethod::Post => MethodFilter::POST,
+            HttpMethod::Put => MethodFilter::PUT,
+            HttpMethod::Patch => MethodFilter::PATCH,
             HttpMethod::Delete => MethodFilter::DELETE,
         }
     }
@@ -91,6 +99,18 @@ pub enum Endpoint {
     DeleteExperiment,
     /// `GET`: one experiment's statistics.
     Report,
+    /// `GET`: a namespace's registry records.
+    ListRecords,
+    /// `GET`: one registry record.
+    ShowRecord,
+    /// `PUT`: register or redefine an experiment.
+    PutRecord,
+    /// `PATCH`: pause, resume, stop, archive, describe.
+    PatchRecord,
+    /// `DELETE`: an experiment's counts and record.
+    DeleteRecord,
+    /// `GET`: the names most often ignored.
+    IgnoredNames,
     /// `GET`: the dashboard page.
     Dashboard,
     /// `GET`: a dashboard script or stylesheet.
@@ -106,10 +126,15 @@ impl Endpoint {
     pub const fn method(self) -> HttpMethod {
         match self {
             Endpoint::TrackBatch => HttpMethod::Post,
-            Endpoint::DeleteExperiment => HttpMethod::Delete,
+            Endpoint::PutRecord => HttpMethod::Put,
+            Endpoint::PatchRecord => HttpMethod::Patch,
+            Endpoint::DeleteExperiment | Endpoint::DeleteRecord => HttpMethod::Delete,
             Endpoint::TrackOne
             | Endpoint::ListExperiments
             | Endpoint::Report
+            | Endpoint::ListRecords
+            | Endpoint::ShowRecord
+            | Endpoint::IgnoredNames
             | Endpoint::Dashboard
             | Endpoint::DashboardAsset
             | Endpoint::Health
@@ -134,6 +159,12 @@ impl Endpoint {
             Endpoint::ListExperiments => on(filter, experiments::list),
             Endpoint::DeleteExperiment => on(filter, experiments::delete),
             Endpoint::Report => on(filter, report::report),
+            Endpoint::ListRecords => on(filter, registry::list),
+            Endpoint::ShowRecord => on(filter, registry::show),
+            Endpoint::PutRecord => on(filter, registry::put),
+            Endpoint::PatchRecord => on(filter, registry::patch),
+            Endpoint::DeleteRecord => on(filter, registry::delete),
+            Endpoint::IgnoredNames => on(filter, registry::ignored),
             Endpoint::Dashboard => on(filter, dashboard::index),
             Endpoint::DashboardAsset => on(filter, dashboard::asset),
             Endpoint::Health => on(filter, health::health),
@@ -152,7 +183,7 @@ pub enum Function {
     Experiments,
     /// Deleting an experiment.
     Delete,
-    /// The report API.
+    /// The experiments API: registry and report.
     Report,
     /// The built-in dashboard.
     Dashboard,
@@ -184,7 +215,7 @@ impl Function {
             Function::Track => "count AlephBet events",
             Function::Experiments => "results",
             Function::Delete => "delete an experiment",
-            Function::Report => "report API",
+            Function::Report => "experiments API (registry, report)",
             Function::Dashboard => "built-in dashboard",
         }
     }
@@ -236,9 +267,13 @@ const DELETE: Route = Route {
     deploy: Deploy::Lambda(Function::Delete),
 };
 
+/// Why per-process counters are not deployed on AWS Lambda.
+const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda every instance \
+     counts apart and is recycled, so a request would see a random fraction";
+
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 9] = [
+pub const ROUTES: [Route; 12] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -249,6 +284,29 @@ pub const ROUTES: [Route; 9] = [
     // Private, used by dashboards and the CLI.
     EXPERIMENTS,
     DELETE,
+    Route {
+        path: "/api/experiments",
+        endpoints: &[Endpoint::ListRecords],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/experiments/{experiment}",
+        endpoints: &[
+            Endpoint::ShowRecord,
+            Endpoint::PutRecord,
+            Endpoint::PatchRecord,
+            Endpoint::DeleteRecord,
+        ],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/ignored",
+        endpoints: &[Endpoint::IgnoredNames],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(PROCESS_MEMORY),
+    },
     Route {
         path: "/api/experiments/{experiment}/report",
         endpoints: &[Endpoint::Report],
@@ -280,10 +338,7 @@ pub const ROUTES: [Route; 9] = [
         path: "/metrics",
         endpoints: &[Endpoint::Metrics],
         access: Access::ApiKey,
-        deploy: Deploy::ServeOnly(
-            "the metrics live in one process's memory: behind Lambda every instance \
-             counts apart and is recycled, so a scrape would see a random fraction",
-        ),
+        deploy: Deploy::ServeOnly(PROCESS_MEMORY),
     },
 ];
 

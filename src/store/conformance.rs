@@ -515,7 +515,9 @@ fn registered(namespace: &str, name: &str) -> ExperimentRecord {
     let definition: Definition =
         serde_json::from_str(r#"{"variants": ["a", "b"], "goals": ["buy"], "description": "d"}"#)
             .expect("definition");
-    record.redefine(definition.validated().expect("valid"));
+    record
+        .redefine(definition.validated().expect("valid"))
+        .expect("adds only");
     record
 }
 

@@ -1,5 +1,6 @@
 //! `GET /api/experiments/{name}/report`: one experiment's statistics,
-//! verdicts and daily series (API key).
+//! verdicts and daily series (API key), against the registered control and
+//! weights unless the request names others.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -7,7 +8,7 @@ use axum::Json;
 
 use super::namespace_param;
 use crate::model::{check_field, MAX_NAME_BYTES};
-use crate::report::{self, Report, ReportError, ReportRequest};
+use crate::report::{self, LoadError, Report, ReportError, ReportRequest};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
 use crate::server::state::AppState;
@@ -36,26 +37,14 @@ pub async fn report(
             .transpose()
             .map_err(|err| ApiError::BadRequest(err.to_string()))?,
     };
-    let counters = state.store.counters(&namespace).await?;
-    let daily = state.store.daily_counters(&namespace, &experiment).await?;
-    // The statistics take milliseconds of CPU: keep them off the async
-    // workers that serve tracking.
-    let built = {
-        let namespace = namespace.clone();
-        tokio::task::spawn_blocking(move || {
-            report::build(&namespace, &experiment, &counters, &daily, &request)
-        })
+    report::load(state.store.as_ref(), &namespace, &experiment, &request)
         .await
-        .map_err(|err| {
-            ApiError::Unavailable(crate::store::StoreError::unavailable(format!(
-                "report task failed: {err}"
-            )))
-        })?
-    };
-    built.map(Json).map_err(|err| match err {
-        ReportError::UnknownExperiment(_) => {
-            ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
-        }
-        _ => ApiError::BadRequest(err.to_string()),
-    })
+        .map(Json)
+        .map_err(|err| match err {
+            LoadError::Store(err) => ApiError::Unavailable(err),
+            LoadError::Report(err @ ReportError::UnknownExperiment(_)) => {
+                ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
+            }
+            LoadError::Report(err) => ApiError::BadRequest(err.to_string()),
+        })
 }
