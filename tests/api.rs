@@ -724,7 +724,7 @@ async fn banner_prints_urls_key_and_snippet() {
         server.banner
     );
     assert!(server.banner.contains(&format!(
-        "new AlephBet.LamedAdapter(\"{base}/track\", \"alephbet\")"
+        "new AlephBet.AlephbetAdapter(\"{base}/track\", \"alephbet\")"
     )));
     assert!(server
         .banner

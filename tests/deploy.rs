@@ -373,6 +373,21 @@ async fn first_deploy_creates_everything() {
             "lamed-report",
             true,
         ),
+        ("/api/experiments", "GET", "lamed-report", true),
+        ("/api/experiments/{experiment}", "GET", "lamed-report", true),
+        ("/api/experiments/{experiment}", "PUT", "lamed-report", true),
+        (
+            "/api/experiments/{experiment}",
+            "PATCH",
+            "lamed-report",
+            true,
+        ),
+        (
+            "/api/experiments/{experiment}",
+            "DELETE",
+            "lamed-report",
+            true,
+        ),
         ("/dashboard", "GET", "lamed-dashboard", false),
         ("/dashboard/{asset}", "GET", "lamed-dashboard", false),
         ("/my_tracking_endpoint", "GET", "lamed-track", false),
@@ -477,7 +492,7 @@ async fn first_deploy_creates_everything() {
         format!("{base}/dashboard")
     );
     assert!(stdout.contains(&format!(
-        r#"new AlephBet.LamedAdapter("{base}/track", "alephbet")"#
+        r#"new AlephBet.AlephbetAdapter("{base}/track", "alephbet")"#
     )));
 }
 

@@ -60,6 +60,33 @@ struct Answered {
     cache: Option<String>,
 }
 
+/// A body with the times of registry records (`*_ms`) zeroed: the two
+/// sides register an experiment at slightly different moments.
+fn without_times(body: String) -> String {
+    fn zero(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, field) in map.iter_mut() {
+                    if key.ends_with("_ms") && field.is_number() {
+                        *field = 0.into();
+                    } else {
+                        zero(field);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(zero),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(mut json) => {
+            zero(&mut json);
+            json.to_string()
+        }
+        Err(_) => body,
+    }
+}
+
 /// Sends one event through the Lambda handler, and the same request to
 /// `lamed serve`; returns both answers.
 async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Answered) {
@@ -87,16 +114,18 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
         status: response.status().as_u16(),
         cors: header(response.headers(), "access-control-allow-origin"),
         cache: header(response.headers(), "cache-control"),
-        body: String::from_utf8(
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap(),
+        body: without_times(
+            String::from_utf8(
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec(),
+            )
+            .unwrap(),
+        ),
     };
     let header_refs: Vec<(&str, &str)> = headers
         .iter()
@@ -109,7 +138,7 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
         status: answer.status,
         cors: header(&answer.headers, "access-control-allow-origin"),
         cache: header(&answer.headers, "cache-control"),
-        body: String::from_utf8(answer.body.to_vec()).unwrap(),
+        body: without_times(String::from_utf8(answer.body.to_vec()).unwrap()),
     };
     (lambda, served)
 }
@@ -193,6 +222,96 @@ async fn stage_prefix_is_stripped_exactly() {
     let odd = event("unknown-path").replace("\"/nope\"", "\"/production\"");
     let response = lamed::lambda::handle(app, from_str(&odd).unwrap()).await;
     assert_eq!(response.status(), 404);
+}
+
+/// A private API request as API Gateway sends it, made from a committed
+/// event with another method, path, query and body.
+fn api_event(method: &str, path: &str, query: &[(&str, &str)], body: Option<&str>) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(&event("delete-with-key")).unwrap();
+    let query: serde_json::Map<String, serde_json::Value> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+        .collect();
+    let multi: serde_json::Map<String, serde_json::Value> = query
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!([v])))
+        .collect();
+    event["httpMethod"] = method.into();
+    event["path"] = path.into();
+    event["resource"] = path.into();
+    event["requestContext"]["httpMethod"] = method.into();
+    event["requestContext"]["path"] = format!("/prod{path}").into();
+    event["queryStringParameters"] = query.into();
+    event["multiValueQueryStringParameters"] = multi.into();
+    event["body"] = body.into();
+    event.to_string()
+}
+
+/// The registry works behind Lambda as under `lamed serve`: an experiment
+/// registered and paused through the API, then its events answered 200
+/// `{"ignored":"paused"}` and not counted.
+#[tokio::test]
+async fn registry_works_on_lambda() {
+    let redis = RedisServer::start();
+    let app = lambda_app(&redis).await;
+    let call = |event: String| {
+        let app = app.clone();
+        async move {
+            let response = lamed::lambda::handle(app, from_str(&event).unwrap()).await;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let ns = [("namespace", "shop")];
+    let (status, body) = call(api_event(
+        "PUT",
+        "/api/experiments/hero",
+        &ns,
+        Some(r#"{"variants": ["a", "b"], "goals": ["buy"]}"#),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let track = |uuid: &'static str| {
+        api_event(
+            "GET",
+            "/track",
+            &[
+                ("namespace", "shop"),
+                ("experiment", "hero"),
+                ("variant", "a"),
+                ("event", "participate"),
+                ("uuid", uuid),
+            ],
+            None,
+        )
+    };
+    assert_eq!(call(track("u1")).await, (200, "{}".to_owned()));
+    let (status, body) = call(api_event(
+        "PATCH",
+        "/api/experiments/hero",
+        &ns,
+        Some(r#"{"status": "paused"}"#),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        call(track("u2")).await,
+        (200, r#"{"ignored":"paused"}"#.to_owned())
+    );
+    let (status, body) = call(api_event("GET", "/api/experiments", &ns, None)).await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["name"], "hero");
+    assert_eq!(list[0]["status"], "paused");
+    // The report reads the registered control; the paused event is not counted.
+    let (_, body) = call(api_event("GET", "/api/experiments/hero/report", &ns, None)).await;
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        report["variants"],
+        serde_json::json!([{"label": "a", "participants": 1}]),
+        "{body}"
+    );
 }
 
 /// Started as a Lambda function (AWS_LAMBDA_RUNTIME_API set) without a

@@ -266,7 +266,19 @@ pub async fn load(
     let counters = store.counters(namespace).await?;
     let daily = store.daily_counters(namespace, experiment).await?;
     let record = store.record(namespace, experiment).await?;
-    let request = request.clone().with_record(record.as_ref());
+    let mut request = request.clone().with_record(record.as_ref());
+    if request.weights.is_some() && request.weights == record.as_ref().and_then(|r| r.weights()) {
+        // Registered weights cover only variants that had participants: the
+        // statistics read counted variants.
+        let seen: BTreeSet<&str> = counters
+            .iter()
+            .filter(|c| c.experiment == experiment && c.event == PARTICIPATE)
+            .map(|c| c.variant.as_str())
+            .collect();
+        if let Some(weights) = request.weights.as_mut() {
+            weights.retain(|variant, _| seen.contains(variant.as_str()));
+        }
+    }
     let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
     let mut report = tokio::task::spawn_blocking(move || {
         build(&namespace, &experiment, &counters, &daily, &request)
