@@ -371,38 +371,6 @@ async fn bad_requests_are_refused_with_a_message() {
             "'uuid' is given more than once",
         ),
         (
-            "GET",
-            "/track?experiment=e3&variant=a&event=participate&uuid=u&namespace=caps".into(),
-            vec![],
-            vec![],
-            422,
-            "limit of 2 experiments",
-        ),
-        (
-            "GET",
-            "/track?experiment=e1&variant=c&event=participate&uuid=u&namespace=caps".into(),
-            vec![],
-            vec![],
-            422,
-            "limit of 2 variants",
-        ),
-        (
-            "GET",
-            "/track?experiment=e1&variant=a&event=g2&uuid=u&namespace=caps".into(),
-            vec![],
-            vec![],
-            422,
-            "limit of 1 goals",
-        ),
-        (
-            "GET",
-            "/track?experiment=e&variant=a&event=participate&uuid=u&namespace=ns4".into(),
-            vec![],
-            vec![],
-            422,
-            "limit of 2 namespaces",
-        ),
-        (
             "POST",
             "/track".into(),
             vec![],
@@ -541,6 +509,28 @@ async fn bad_requests_are_refused_with_a_message() {
             .to_owned();
         assert!(error.contains(message), "{shown}: expected {message:?}");
     }
+    // Over a cap: well-formed, so 200 and ignored (a refusal would be
+    // re-sent by AlephBet forever), counted nowhere.
+    for path in [
+        track("caps", "e3", "a", "participate", "u"),
+        track("caps", "e1", "c", "participate", "u"),
+        track("caps", "e1", "a", "g2", "u"),
+        track("ns4", "e", "a", "participate", "u"),
+    ] {
+        let answer = server.get(&path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.json().unwrap(), json!({"ignored": "cap"}), "{path}");
+    }
+    let ignored = server.get_with_key("/api/ignored?namespace=caps").await;
+    let top = &ignored.json().unwrap()["top"];
+    assert_eq!(top.as_array().unwrap().len(), 2, "{top}");
+    assert_eq!(
+        top,
+        &json!([
+            {"experiment": "e1", "reason": "cap", "events": 2},
+            {"experiment": "e3", "reason": "cap", "events": 1}
+        ])
+    );
     // Still serving, and nothing refused was counted.
     send_all(&server, &[track("caps", "e1", "b", "g1", "2")]).await;
     let counts = server.counts("caps").await;
@@ -553,6 +543,10 @@ async fn bad_requests_are_refused_with_a_message() {
         "{text}"
     );
     assert!(text.contains("lamed_events_counted_total 6"), "{text}");
+    assert!(
+        text.contains("lamed_events_ignored_total{reason=\"cap\"} 4"),
+        "{text}"
+    );
 }
 
 /// A batch answers one result per event; duplicates and invalid events
@@ -577,7 +571,7 @@ async fn batch_reports_each_event() {
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.json().unwrap(),
-        json!({"counted": 2, "duplicates": 1, "refused": 0, "results": [
+        json!({"counted": 2, "duplicates": 1, "ignored": 0, "refused": 0, "results": [
             {"status": "counted"}, {"status": "duplicate"}, {"status": "counted"}]})
     );
     let batch = json!([
@@ -1011,4 +1005,167 @@ async fn dashboard_is_served_with_a_strict_csp() {
         }
         assert!(!policy.contains("unsafe"), "{path}: {policy}");
     }
+}
+
+/// Sends `body` with the API key.
+async fn with_key(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let answer = server
+        .request(
+            method,
+            path,
+            &[("x-api-key", &server.api_key)],
+            body.to_string().as_bytes(),
+        )
+        .await;
+    let json = if answer.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        answer.json().unwrap()
+    };
+    (answer.status, json)
+}
+
+/// The registry over HTTP in required mode: unregistered names are
+/// ignored with 200; registering, pausing, stopping with a winner and
+/// archiving through the API; forbidden moves answer 409, malformed ones
+/// 400, unknown ones 404; every ignored event is counted by reason.
+#[tokio::test]
+async fn registry_api_and_required_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--registration", "required"]);
+    let ignored = |reason: &str| json!({ "ignored": reason });
+    let get = |path: String| {
+        let server = &server;
+        async move { server.get(&path).await.json().unwrap() }
+    };
+    assert_eq!(
+        get(track("shop", "hero", "a", "participate", "1")).await,
+        ignored("unregistered")
+    );
+    let nothing = server.get_with_key("/experiments?namespace=shop").await;
+    assert_eq!(nothing.status, 404, "nothing was created");
+
+    let url = "/api/experiments/hero?namespace=shop";
+    let definition = json!({"variants": ["a", {"name": "b", "weight": 3}], "goals": ["buy"]});
+    let (status, record) = with_key(&server, "PUT", url, definition.clone()).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(
+        (record["status"].as_str(), record["control"].as_str()),
+        (Some("running"), Some("a"))
+    );
+    assert_eq!(with_key(&server, "PUT", url, definition).await.0, 200);
+    let (status, body) = with_key(
+        &server,
+        "PUT",
+        url,
+        json!({"variants": ["a", "c"], "goals": ["buy"]}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("'b'"), "{body}");
+    let (status, body) = with_key(&server, "PUT", url, json!({"variants": ["a"]})).await;
+    assert_eq!(
+        (
+            status,
+            body["error"].as_str().unwrap().contains("two variants")
+        ),
+        (400, true)
+    );
+    let no_key = server.request("PUT", url, &[], b"{}").await;
+    assert_eq!(no_key.status, 401);
+
+    assert_eq!(
+        get(track("shop", "hero", "a", "participate", "1")).await,
+        json!({})
+    );
+    assert_eq!(
+        get(track("shop", "hero", "c", "participate", "2")).await,
+        ignored("unregistered")
+    );
+    let batch = json!([
+        {"namespace": "shop", "experiment": "hero", "variant": "b", "event": "buy", "uuid": "3"},
+        {"namespace": "shop", "experiment": "hero", "variant": "b", "event": "share", "uuid": "3"},
+    ]);
+    let answer = server
+        .request("POST", "/track", &[], batch.to_string().as_bytes())
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json().unwrap(),
+        json!({"counted": 1, "duplicates": 0, "ignored": 1, "refused": 0, "results": [
+            {"status": "counted"}, {"status": "ignored", "reason": "unregistered"}]})
+    );
+
+    let (status, record) = with_key(&server, "PATCH", url, json!({"status": "paused"})).await;
+    assert_eq!((status, record["status"].as_str()), (200, Some("paused")));
+    assert_eq!(
+        get(track("shop", "hero", "b", "participate", "4")).await,
+        ignored("paused")
+    );
+    let (status, _) = with_key(
+        &server,
+        "PATCH",
+        url,
+        json!({"status": "paused", "winner": "b"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let stop = json!({"status": "stopped", "winner": "b", "note": "clear"});
+    let (status, record) = with_key(&server, "PATCH", url, stop).await;
+    assert_eq!(
+        (status, record["decision"]["winner"].as_str()),
+        (200, Some("b"))
+    );
+    let (status, body) = with_key(&server, "PATCH", url, json!({"status": "running"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        get(track("shop", "hero", "b", "participate", "5")).await,
+        ignored("stopped")
+    );
+    let report = server
+        .get_with_key("/api/experiments/hero/report?namespace=shop")
+        .await;
+    let report = report.json().unwrap();
+    assert_eq!(report["record"]["status"], "stopped", "{report}");
+    // b's buyer had no participation counted: b shows, with none.
+    assert_eq!(
+        report["variants"],
+        json!([{"label": "a", "participants": 1}, {"label": "b", "participants": 0}])
+    );
+
+    assert_eq!(
+        with_key(&server, "PATCH", url, json!({"status": "archived"}))
+            .await
+            .0,
+        200
+    );
+    let listed = |query: &'static str| {
+        let server = &server;
+        async move {
+            let answer = server
+                .get_with_key(&format!("/api/experiments?namespace=shop{query}"))
+                .await;
+            answer.json().unwrap().as_array().unwrap().len()
+        }
+    };
+    assert_eq!((listed("").await, listed("&status=all").await), (0, 1));
+    let bad = server
+        .get_with_key("/api/experiments?namespace=shop&status=done")
+        .await;
+    assert_eq!(bad.status, 400);
+
+    let metrics = server.get_with_key("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for (reason, n) in [("unregistered", 3), ("paused", 1), ("stopped", 1)] {
+        let line = format!("lamed_events_ignored_total{{reason=\"{reason}\"}} {n}");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    assert_eq!(with_key(&server, "DELETE", url, json!(null)).await.0, 204);
+    let gone = server.get_with_key(url).await;
+    assert_eq!(gone.status, 404);
 }

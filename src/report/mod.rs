@@ -268,11 +268,11 @@ pub async fn load(
     let record = store.record(namespace, experiment).await?;
     let mut request = request.clone().with_record(record.as_ref());
     if request.weights.is_some() && request.weights == record.as_ref().and_then(|r| r.weights()) {
-        // Registered weights cover only variants that had participants: the
+        // Registered weights cover only the variants that have counts: the
         // statistics read counted variants.
         let seen: BTreeSet<&str> = counters
             .iter()
-            .filter(|c| c.experiment == experiment && c.event == PARTICIPATE)
+            .filter(|c| c.experiment == experiment)
             .map(|c| c.variant.as_str())
             .collect();
         if let Some(weights) = request.weights.as_mut() {
