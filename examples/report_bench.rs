@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lamed::bots::BotFilter;
 use lamed::model::Caps;
 use lamed::report::{self, ReportRequest};
 use lamed::server::{self, AppState, RouterOptions};
@@ -48,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let key = "benchmark-key-0123456789";
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(store, key, 1000);
+    let state = AppState::new(store, key, 1000, Arc::new(BotFilter::disabled()));
     tokio::spawn(async move {
         server::run(
             listener,

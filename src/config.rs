@@ -8,10 +8,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::bots::BotFilter;
 use crate::model::Caps;
 use crate::settings::{Given, Settings};
 use crate::store::redis::RedisSettings;
@@ -236,6 +238,9 @@ pub struct Config {
     pub settings: Settings,
     /// Caps on what tracking may create (from `settings.limits`).
     pub caps: Caps,
+    /// The bot rules (from the `bot_*` settings), built here so that a bad
+    /// pattern or network is a configuration error for every command.
+    pub bots: Arc<BotFilter>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
     /// Unknown keys found in the file, for a warning.
@@ -342,6 +347,7 @@ impl Config {
         let config = Config {
             source,
             caps: settings.caps(),
+            bots: Arc::new(BotFilter::new(&settings)?),
             settings,
             extra_wiring: file.extra_wiring,
             unknown_keys,

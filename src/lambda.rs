@@ -80,7 +80,7 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
 }
 
 #[cfg(feature = "aws")]
-pub use runtime::{app, handle, open_store, run};
+pub use runtime::{app, handle, open_store, run, source_ip};
 
 #[cfg(feature = "aws")]
 mod runtime {
@@ -146,8 +146,25 @@ mod runtime {
     /// When an extra route is malformed.
     pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
         let options = router_options(config).context("invalid extra routes")?;
-        let state = AppState::new(Arc::clone(&store), api_key, config.max_batch_events);
+        let state = AppState::new(
+            Arc::clone(&store),
+            api_key,
+            config.max_batch_events,
+            Arc::clone(&config.bots),
+        );
         Ok(router(state, &options))
+    }
+
+    /// The client address API Gateway saw (`requestContext.identity.sourceIp`),
+    /// which lambda_http keeps in the request's extensions: the peer of
+    /// a request on AWS Lambda (`crate::bots`).
+    pub fn source_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+        match extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => {
+                context.identity.source_ip.as_deref()?.parse().ok()
+            }
+            _ => None,
+        }
     }
 
     /// Answers one API Gateway request: the stage prefix that lambda_http
@@ -186,6 +203,61 @@ mod runtime {
         match app.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
+        }
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use crate::bots::{BotFilter, Visitor};
+    use crate::config::{Config, FileConfig, Overrides};
+
+    /// The client address the `Visitor` extractor finds, and its rule.
+    async fn echo(State(bots): State<Arc<BotFilter>>, visitor: Visitor) -> String {
+        let client = visitor
+            .client_ip
+            .map_or("-".to_owned(), |ip| ip.to_string());
+        let rule = bots.check(&visitor).map_or("person", |m| m.kind());
+        format!("{client} {rule}")
+    }
+
+    /// A recorded API Gateway event, through lambda_http and `handle`:
+    /// the peer is the event's `sourceIp` (here changed to differ from
+    /// its `X-Forwarded-For`), and a trusted proxy takes the header's.
+    #[tokio::test]
+    async fn the_visitor_is_api_gateways_source_ip() {
+        let event = include_str!("../tests/data/lambda/health.json").replace(
+            r#""sourceIp": "203.0.113.7""#,
+            r#""sourceIp": "192.0.2.55""#,
+        );
+        for (trusted_proxies, expected) in
+            [(0, "192.0.2.55 ignored_network"), (1, "203.0.113.7 person")]
+        {
+            let file = FileConfig {
+                settings: json!({
+                    "trusted_proxies": trusted_proxies,
+                    "ignored_networks": ["192.0.2.0/24"]
+                })
+                .as_object()
+                .unwrap()
+                .clone(),
+                ..FileConfig::default()
+            };
+            let config = Config::resolve(None, file, Overrides::default()).unwrap();
+            let app = Router::new()
+                .fallback(echo)
+                .with_state(Arc::clone(&config.bots));
+            let request = lambda_http::request::from_str(&event).unwrap();
+            let response = super::handle(app, request).await;
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, expected.as_bytes(), "{trusted_proxies} proxies");
         }
     }
 }

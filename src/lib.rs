@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`clock`]: the time stores read (system, or manual in tests).
+//! - [`bots`]: bot filtering: the rules, npm isbot's crawler list, the
+//!   visitor (user agent, client address) of a request.
 //! - [`model`]: events, names and their limits, caps, outcomes.
 //! - [`registry`]: experiments as objects: records, lifecycle, registration
 //!   mode.
@@ -27,6 +29,7 @@
 //!   the tests. The load generator itself is the `lamed-load` workspace
 //!   member, outside what `lamed` users build.
 
+pub mod bots;
 pub mod cli;
 pub mod client;
 pub mod clock;

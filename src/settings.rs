@@ -191,6 +191,67 @@ pub struct Settings {
     #[serde(default, with = "redis_value")]
     pub redis: Option<RedisSettings>,
 
+    /// Ignore tracking from bots: crawler user agents, a missing user
+    /// agent, bot_user_agents and ignored_networks
+    ///
+    /// The crawler list is npm isbot's (README: "Bot filtering"). false
+    /// counts every request.
+    #[arg(
+        long,
+        env = "LAMED_BOT_FILTER",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = ArgAction::Set,
+        help_heading = COUNTING_HEADING
+    )]
+    pub bot_filter: bool,
+
+    /// More user agents to ignore as bots: regexes, case-insensitive,
+    /// comma-separated
+    ///
+    /// A pattern that holds a comma needs a JSON array here
+    /// (["a{1,2}","b"]) or in config.json.
+    #[arg(
+        long,
+        env = "LAMED_BOT_USER_AGENTS",
+        value_name = "REGEXES",
+        value_parser = List,
+        default_value = "[]",
+        help_heading = COUNTING_HEADING
+    )]
+    // `std::vec::Vec`: one value parsed whole by `List`, not one per flag.
+    pub bot_user_agents: std::vec::Vec<String>,
+
+    /// Client networks to ignore as bots (monitors, your office): CIDRs
+    /// such as 10.0.0.0/8 or 2001:db8::/32, comma-separated
+    #[arg(
+        long,
+        env = "LAMED_IGNORED_NETWORKS",
+        value_name = "CIDRS",
+        value_parser = List,
+        default_value = "[]",
+        help_heading = COUNTING_HEADING
+    )]
+    pub ignored_networks: std::vec::Vec<String>,
+
+    /// Reverse proxies in front of lamed that add to X-Forwarded-For; 0
+    /// takes the client address from the connection
+    ///
+    /// With N, the client is the Nth address from the right of
+    /// X-Forwarded-For (the furthest one when it has fewer). Set it only
+    /// when every request passes through those proxies: anyone can send
+    /// the header.
+    #[arg(
+        long,
+        env = "LAMED_TRUSTED_PROXIES",
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = COUNTING_HEADING
+    )]
+    pub trusted_proxies: usize,
+
     /// Caps on what the public tracking endpoint may create.
     #[command(flatten)]
     pub limits: LimitSettings,
@@ -285,6 +346,46 @@ impl clap::builder::TypedValueParser for RedisUrls {
         let text = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
         RedisSettings::from_urls(text).map_err(|err| invalid(err.to_string()))
     }
+}
+
+/// The clap parser of list settings (`--ignored-networks`): comma-separated
+/// items, or a JSON array of strings (what `config.json` holds, and what
+/// `lamed deploy` writes to AWS Lambda), whose items may hold commas.
+#[derive(Debug, Clone, Copy)]
+pub struct List;
+
+impl clap::builder::TypedValueParser for List {
+    type Value = Vec<String>;
+
+    fn parse_ref(
+        &self,
+        _cmd: &Command,
+        arg: Option<&Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Vec<String>, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            let name = arg.map(ToString::to_string).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                format!("invalid value for '{name}': not UTF-8\n"),
+            )
+        })?;
+        Ok(parse_list(text))
+    }
+}
+
+/// A list as a flag or variable holds it: a JSON array of strings, else
+/// comma-separated items (blank ones dropped), so `[a-z]bot,x` is two
+/// patterns.
+pub fn parse_list(text: &str) -> Vec<String> {
+    if let Ok(items) = serde_json::from_str::<Vec<String>>(text) {
+        return items;
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A Redis setting as `config.json` and [`Given`] hold it: its URLs,
@@ -531,6 +632,7 @@ impl Settings {
                 let text = match leaf_mut(&mut values, &info.id)?.take() {
                     Value::Null => return None,
                     Value::String(text) => text,
+                    // Numbers, booleans; lists as JSON arrays (see `List`).
                     other => other.to_string(),
                 };
                 Some((info.env, text))
@@ -799,6 +901,66 @@ mod tests {
         assert_eq!(settings.listen.port(), 1);
         assert_eq!(settings.uuid_expiry_seconds, 1);
         assert_eq!(settings.limits.max_namespaces, 1);
+    }
+
+    /// The bot settings: on by default; `--bot-filter false` (a space,
+    /// not only `=`), a variable and the file turn it off; lists come
+    /// comma-separated or as JSON arrays from flags and variables, as
+    /// arrays from the file.
+    #[test]
+    fn bot_settings() {
+        let (settings, _) = resolve(&Given::default(), &Map::new()).unwrap();
+        assert!(settings.bot_filter);
+        assert!(settings.bot_user_agents.is_empty() && settings.ignored_networks.is_empty());
+        assert_eq!(settings.trusted_proxies, 0);
+        let flags = given(&[
+            "--bot-filter",
+            "false",
+            "--bot-user-agents",
+            "^acme/, [a-c]bot ,",
+            "--ignored-networks",
+            r#"["10.0.0.0/8", "::1"]"#,
+            "--trusted-proxies",
+            "2",
+        ]);
+        let (settings, _) = resolve(&flags, &Map::new()).unwrap();
+        assert!(!settings.bot_filter);
+        assert_eq!(settings.bot_user_agents, ["^acme/", "[a-c]bot"]);
+        assert_eq!(settings.ignored_networks, ["10.0.0.0/8", "::1"]);
+        assert_eq!(settings.trusted_proxies, 2);
+        for (args, expected) in [
+            (&["--bot-filter"][..], true),
+            (&["--bot-filter=false"], false),
+        ] {
+            let (settings, _) = resolve(&given(args), &Map::new()).unwrap();
+            assert_eq!(settings.bot_filter, expected, "{args:?}");
+        }
+        let from_file = file(json!({
+            "bot_filter": false, "bot_user_agents": ["x{1,2}"], "trusted_proxies": 1
+        }));
+        let (settings, _) = resolve(&Given::default(), &from_file).unwrap();
+        assert!(!settings.bot_filter);
+        assert_eq!(settings.bot_user_agents, ["x{1,2}"]);
+        assert_eq!(settings.trusted_proxies, 1);
+        let err = resolve(
+            &Given::default(),
+            &file(json!({"ignored_networks": "10.0.0.0/8"})),
+        );
+        assert_eq!(err.unwrap_err().key, "ignored_networks");
+        // A variable of this test's own (no other test reads it).
+        std::env::set_var("LAMED_TEST_BOT_FILTER", "false");
+        let matches = definition()
+            .mut_args(|arg| {
+                let var = (arg.get_id() == "bot_filter").then_some("LAMED_TEST_BOT_FILTER");
+                arg.env(var)
+            })
+            .no_binary_name(true)
+            .try_get_matches_from(std::iter::empty::<String>())
+            .unwrap();
+        std::env::remove_var("LAMED_TEST_BOT_FILTER");
+        let (settings, _) =
+            resolve(&Given::from_arg_matches(&matches).unwrap(), &Map::new()).unwrap();
+        assert!(!settings.bot_filter);
     }
 
     /// Wrong types in the file and unknown limits are refused by name;

@@ -475,6 +475,8 @@ mod tests {
         let config = config(
             r#"{"redis": {"host": "r", "port": 7000, "password": "p w", "db": 2},
                 "uuid_expiry_seconds": 60, "max_batch_events": 7,
+                "bot_filter": false, "bot_user_agents": ["^acme/", "x{1,2}"],
+                "ignored_networks": ["10.0.0.0/8", "2001:db8::/32"], "trusted_proxies": 2,
                 "limits": {"max_namespaces": 3, "max_experiments_per_namespace": 4,
                            "max_variants_per_experiment": 5, "max_goals_per_experiment": 6}}"#,
         );

@@ -220,7 +220,7 @@ mod tests {
         };
         let config = Config::resolve(None, FileConfig::default(), overrides).unwrap();
         let store = crate::store::open(&config).await.unwrap();
-        let state = AppState::new(store, KEY, 100);
+        let state = AppState::new(store, KEY, 100, Arc::clone(&config.bots));
         let options = RouterOptions {
             extra_routes: vec![("mine".to_owned(), Handler::Experiments)],
             ..RouterOptions::default()

@@ -1,11 +1,13 @@
-//! What every handler can reach: the store, the configuration, the metrics,
-//! the last health check.
+//! What every handler can reach: the store, the configuration, the bot
+//! rules, the metrics, the last health check.
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use crate::bots::BotFilter;
 use crate::server::error::ApiError;
 use crate::server::handlers::health::HealthCheck;
 use crate::server::ignored::IgnoredNames;
@@ -22,6 +24,8 @@ pub struct AppState {
     api_key_hash: Arc<[u8; 32]>,
     /// Largest batch accepted by `POST /track`.
     pub max_batch_events: usize,
+    /// Which requests are bots' (`bots::Visitor` reads it too).
+    pub bots: Arc<BotFilter>,
     /// Request counters and latencies.
     pub metrics: Arc<Metrics>,
     /// The last write check, which `/health` answers from.
@@ -31,8 +35,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a store, with the API key that guards private endpoints.
-    pub fn new(store: DynStore, api_key: &str, max_batch_events: usize) -> Self {
+    /// State over a store, with the API key that guards private endpoints
+    /// and the bot rules.
+    pub fn new(
+        store: DynStore,
+        api_key: &str,
+        max_batch_events: usize,
+        bots: Arc<BotFilter>,
+    ) -> Self {
         let mut metrics = Metrics::default();
         if store.dedupe_entries().is_some() {
             metrics.show_dedupe_entries();
@@ -41,6 +51,7 @@ impl AppState {
             store,
             api_key_hash: Arc::new(*blake3::hash(api_key.as_bytes()).as_bytes()),
             max_batch_events,
+            bots,
             metrics: Arc::new(metrics),
             health: Arc::new(HealthCheck::default()),
             ignored: Arc::new(IgnoredNames::default()),
@@ -72,5 +83,11 @@ impl AppState {
             self.metrics.reject("wrong_api_key");
             Err(ApiError::WrongKey)
         }
+    }
+}
+
+impl FromRef<AppState> for Arc<BotFilter> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.bots)
     }
 }
