@@ -13,6 +13,12 @@ use hyper_util::rt::TokioIo;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpStream;
 
+/// The User-Agent of every request this client (and the load generator)
+/// sends: browser-style, because what they send stands for visitors'
+/// browsers, and the bot filter ignores bare `name/version` agents. It
+/// still names lamed, for logs.
+pub const USER_AGENT: &str = concat!("Mozilla/5.0 (X11; Linux x86_64) lamed/", env!("CARGO_PKG_VERSION"));
+
 /// A connection ready to send requests.
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -71,6 +77,12 @@ pub async fn request(
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, addr.to_string());
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+    {
+        builder = builder.header(hyper::header::USER_AGENT, USER_AGENT);
+    }
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }

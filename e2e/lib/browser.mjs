@@ -121,12 +121,24 @@ export function experimentPage(cfg) {
 export const QUEUE = { LamedAdapter: '_lamed_queue', GimelAdapter: '_gimel_queue', AlephbetAdapter: '_alephbet_queue' };
 
 /**
+ * The User-Agent of the suite's visitors: desktop Chrome's. Headless
+ * Chromium says "HeadlessChrome", which lamed's bot filter (on by default)
+ * rightly ignores; the suite's visitors stand for people.
+ */
+export const PERSON_USER_AGENT =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+
+/** Googlebot's User-Agent (desktop), for the bot filter's test. */
+export const GOOGLEBOT_USER_AGENT =
+  'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)';
+
+/**
  * One visitor = one browser context with one page. Records every request the
  * page sends to `lamedBase` and which are still in flight.
  */
 export class Visitor {
   static async open(browser, lamedBase, contextOptions = {}) {
-    const context = await browser.newContext(contextOptions);
+    const context = await browser.newContext({ userAgent: PERSON_USER_AGENT, ...contextOptions });
     const page = await context.newPage();
     return new Visitor(context, page, lamedBase);
   }

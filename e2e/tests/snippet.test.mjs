@@ -3,17 +3,17 @@
 // no internet here, the browser is answered with the very file the CDN serves
 // (alephbet@0.27.0's dist/alephbet.min.js from node_modules).
 
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { expectCounts } from '../lib/lamed.mjs';
-import { ALEPHBET_DIST, ALEPHBET_CDN_URL } from '../lib/browser.mjs';
+import { expectCounts, startLamed, removeWorkDir } from '../lib/lamed.mjs';
+import { ALEPHBET_DIST, ALEPHBET_CDN_URL, QUEUE } from '../lib/browser.mjs';
 import { useSuite, lamed, site, visitor as openVisitor } from '../lib/suite.mjs';
 
 useSuite({ lamed: { apiKey: null } }); // let lamed generate its key; read it from the banner
 
 /** A visitor whose browser gets AlephBet from node_modules for the CDN URL. */
-async function visitor() {
-  const v = await openVisitor();
+async function visitor(server = lamed) {
+  const v = await openVisitor(undefined, server);
   await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
     status: 200,
     path: ALEPHBET_DIST,
@@ -59,4 +59,53 @@ ${snippet}
   const cell = expected[name].checkout[other] ?? [0, 0];
   expected[name].checkout[other] = [cell[0], cell[1] + 1];
   await expectCounts(lamed, 'alephbet', expected);
+});
+
+/** The snippet pasted into a shop page. */
+const shopPage = (snippet, name) => site.add(`<!doctype html>
+<html><head><meta charset="utf-8"><title>My shop</title></head>
+<body>
+<h1>Welcome</h1>
+${snippet}
+</body></html>
+`, name);
+
+let restarted; // the second test's own server, restarted on one port and data dir
+after(async () => {
+  await restarted?.stop();
+  await removeWorkDir(restarted?.work);
+}, { timeout: 60_000 });
+
+test('with the printed snippet, events queued while lamed is down arrive on the next page load, once', { timeout: 60_000 }, async () => {
+  restarted = await startLamed();
+  const { port, apiKey, work } = restarted;
+  const page = shopPage(restarted.snippet, 'snippet-down');
+  const name = 'my first experiment';
+  await restarted.stop('SIGTERM');
+
+  // Down: the participation and the goal wait in AlephBet's queue.
+  const buyer = await visitor(restarted);
+  await buyer.goto(page);
+  await buyer.page.evaluate('goal.complete()');
+  let queue = await buyer.settle({ queue: QUEUE.AlephbetAdapter, queueEmpty: false });
+  assert.deepEqual(queue.map((e) => e.properties.event).sort(), ['checkout', 'participate']);
+  const variant = await buyer.storedVariant(name);
+
+  // Back on the same port: the next page load, which tracks its own
+  // participation too, delivers the queue; each event counts once.
+  restarted = await startLamed({ port, work, apiKey });
+  const sentBefore = buyer.requests.length;
+  await buyer.reload();
+  queue = await buyer.settle({ queue: QUEUE.AlephbetAdapter });
+  assert.deepEqual(queue, []);
+  const resent = buyer.sentEvents().slice(sentBefore);
+  assert.ok(resent.some((e) => e.event === 'checkout' && e.status === 200), JSON.stringify(resent));
+  await expectCounts(restarted, 'alephbet', { [name]: { checkout: { [variant]: [1, 1] } } });
+
+  // Delivered: a further load sends the participation only (a duplicate).
+  const sentAfter = buyer.requests.length;
+  await buyer.reload();
+  await buyer.settle({ queue: QUEUE.AlephbetAdapter });
+  assert.ok(buyer.sentEvents().slice(sentAfter).every((e) => e.event === 'participate'));
+  await expectCounts(restarted, 'alephbet', { [name]: { checkout: { [variant]: [1, 1] } } });
 });

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use lamed::client::{alephbet_encode, request, Answer};
+pub use lamed::client::{alephbet_encode, request, Answer, USER_AGENT};
 
 use lamed::model::{Event, PARTICIPATE};
 
@@ -350,7 +350,7 @@ impl LoadConnection {
         self.request.clear();
         write!(
             self.request,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n\r\n",
             self.host
         )?;
         self.stream.write_all(&self.request).await?;

@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 
 use super::namespace_param;
+use crate::bots;
 use crate::model::{Event, Ignored, InvalidField, TrackOutcome};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
@@ -22,13 +23,26 @@ use crate::server::state::AppState;
 /// Count one event; 200 `{}` for a new event and a duplicate alike, 200
 /// `{"ignored": "<reason>"}` for one deliberately not counted (so that the
 /// client drops it instead of re-sending it forever).
+///
+/// Crawlers and ignored networks (see `crate::bots`) are answered
+/// `{"ignored": "bot"}` after the input is checked: only `GET` is filtered,
+/// since AlephBet's adapters send `GET` from the visitor's browser, while a
+/// `POST` batch comes from a site's own server, which filters its visitors
+/// itself.
 pub async fn track_one(
     State(state): State<AppState>,
+    visitor: bots::Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let event = event_from_query(query.as_deref()).inspect_err(|err| {
         state.metrics.reject(err.kind());
     })?;
+    if state.bots.check(&visitor).is_some() {
+        let why = Ignored::Bot;
+        state.metrics.ignore(&why);
+        state.ignored.note(&event.namespace, &event.experiment, &why);
+        return Ok(ignored_ok(&why));
+    }
     // Kept only to name an ignored experiment: a copy of two short names.
     let names = (event.namespace.clone(), event.experiment.clone());
     let outcome = store_events(&state, vec![event]).await?.pop();
