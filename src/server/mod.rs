@@ -128,7 +128,7 @@ mod tests {
             (2, &forwarded[..], "203.0.113.9 person"),
             (3, &forwarded[..], "203.0.113.9 person"),
             (1, &forwarded[1..], "127.0.0.1 person"),
-            (1, &[][..], "127.0.0.1 empty_user_agent"),
+            (1, &[("user-agent", "")][..], "127.0.0.1 empty_user_agent"),
         ] {
             let file = FileConfig {
                 settings: json!({
