@@ -63,6 +63,18 @@ pub enum Command {
     )]
     Report(ReportArgs),
 
+    /// Register experiments and move them through their life
+    ///
+    /// create, list, show, pause, resume, stop (with a winner or none) and
+    /// archive, on the local store (the data directory of the
+    /// configuration, or Redis when configured) or, with --server, through
+    /// a running lamed's API. While `lamed serve` runs on the local data
+    /// directory, use --server.
+    #[command(
+        after_help = "Examples:\n  lamed experiments create \"button color\" --variants red,blue --goals checkout\n  lamed experiments list --status all\n  lamed experiments pause \"button color\" --server http://127.0.0.1:8080"
+    )]
+    Experiments(ExperimentsArgs),
+
     /// Open the built-in dashboard in a browser (or print its URL)
     Dashboard(DashboardArgs),
 
@@ -338,7 +350,19 @@ pub struct ReportArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Read from a running server's API instead of the local store
+    /// A running server to read from instead of the local store
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    /// Where the local store is
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// A running lamed to talk to through its API, instead of the local store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteArgs {
+    /// Use a running server's API instead of the local store
     #[arg(long, env = "LAMED_SERVER", value_name = "URL")]
     pub server: Option<String>,
 
@@ -350,10 +374,176 @@ pub struct ReportArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+}
+
+/// Options of `lamed experiments`.
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentsArgs {
+    /// What to do with the experiments
+    #[command(subcommand)]
+    pub action: ExperimentsAction,
+}
+
+/// The subcommands of `lamed experiments`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ExperimentsAction {
+    /// Register an experiment, or redefine a registered one
+    ///
+    /// A redefinition keeps the status, times and decision; it may add
+    /// variants and goals, never remove one (counts carry them).
+    #[command(
+        after_help = "Examples:\n  lamed experiments create \"button color\" --variants red,blue:3 --goals checkout\n  lamed experiments create headline --variants long,short --control short --description \"shorter converts\""
+    )]
+    Create(CreateArgs),
+
+    /// List the experiments of a namespace
+    List(ListArgs),
+
+    /// Show one experiment's record
+    Show(ShowArgs),
+
+    /// Stop counting an experiment until it is resumed
+    Pause(NamedArgs),
+
+    /// Count a paused experiment again
+    Resume(NamedArgs),
+
+    /// End an experiment with a decision: a winner, or no winner
+    ///
+    /// A stopped experiment keeps its counts as they were and never runs
+    /// again.
+    #[command(
+        after_help = "Examples:\n  lamed experiments stop \"button color\" --winner blue --note \"+12% checkouts\"\n  lamed experiments stop headline --no-winner"
+    )]
+    Stop(StopArgs),
+
+    /// Put an experiment away: it counts nothing and leaves the default list
+    Archive(NamedArgs),
+}
+
+impl ExperimentsAction {
+    /// Where the subcommand acts.
+    pub fn target(&self) -> &Target {
+        match self {
+            ExperimentsAction::Create(args) => &args.target,
+            ExperimentsAction::List(args) => &args.target,
+            ExperimentsAction::Show(args) => &args.target,
+            ExperimentsAction::Stop(args) => &args.target,
+            ExperimentsAction::Pause(args)
+            | ExperimentsAction::Resume(args)
+            | ExperimentsAction::Archive(args) => &args.target,
+        }
+    }
+}
+
+/// Where the experiments are: a namespace of the local store or of a
+/// running server.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Namespace of the experiments
+    #[arg(long, short, default_value = "alephbet")]
+    pub namespace: String,
+
+    /// A running server to use instead of the local store
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 
     /// Where the local store is
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// Options of `lamed experiments create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// The experiment's name, as the client sends it
+    pub name: String,
+
+    /// Variants in AlephBet's order, each with an optional weight: a,b:3
+    #[arg(long, value_name = "LIST")]
+    pub variants: String,
+
+    /// The variant the others are compared with [default: the first]
+    #[arg(long, value_name = "VARIANT")]
+    pub control: Option<String>,
+
+    /// Goals, comma-separated: buy,share
+    #[arg(long, value_name = "LIST")]
+    pub goals: Option<String>,
+
+    /// What it tests, or its hypothesis
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+
+    /// Where the experiment is
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Options of `lamed experiments list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Statuses to list, comma-separated, or all [default: all but archived]
+    #[arg(long, value_name = "LIST")]
+    pub status: Option<String>,
+
+    /// Print the records as JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where the experiments are
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Options of `lamed experiments show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The experiment's name
+    pub name: String,
+
+    /// Print the record as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where the experiment is
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Options of the lifecycle moves that need only a name.
+#[derive(Debug, Clone, Args)]
+pub struct NamedArgs {
+    /// The experiment's name
+    pub name: String,
+
+    /// Where the experiment is
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Options of `lamed experiments stop`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("decision").required(true).args(["winner", "no_winner"]))]
+pub struct StopArgs {
+    /// The experiment's name
+    pub name: String,
+
+    /// The winning variant
+    #[arg(long, value_name = "VARIANT")]
+    pub winner: Option<String>,
+
+    /// No variant won
+    #[arg(long)]
+    pub no_winner: bool,
+
+    /// Why, in your words
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub note: String,
+
+    /// Where the experiment is
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// Options of `lamed dashboard`.
@@ -482,6 +672,65 @@ mod tests {
         let store = serve(&["--data-dir", "d", "--max-experiments", "3"]);
         assert_eq!(resolved(&store).data_dir, PathBuf::from("d"));
         assert_eq!(resolved(&store).caps.max_experiments_per_namespace, 3);
+    }
+
+    /// `experiments` subcommands parse; the namespace defaults to
+    /// alephbet, a later flag wins, and stop needs exactly one decision.
+    #[test]
+    fn experiments_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["lamed", "experiments"], args].concat()).map(|cli| {
+                match cli.command {
+                    Command::Experiments(args) => args.action,
+                    other => panic!("parsed as {other:?}"),
+                }
+            })
+        };
+        let ExperimentsAction::Create(create) = parse(&[
+            "create",
+            "b",
+            "--variants",
+            "x,y:3",
+            "-n",
+            "a",
+            "--namespace",
+            "shop",
+        ])
+        .unwrap() else {
+            panic!("not create")
+        };
+        assert_eq!(
+            (create.name.as_str(), create.variants.as_str()),
+            ("b", "x,y:3")
+        );
+        assert_eq!(create.target.namespace, "shop");
+        assert!(parse(&["create", "b"]).is_err(), "--variants is required");
+        let ExperimentsAction::List(list) = parse(&["list"]).unwrap() else {
+            panic!("not list")
+        };
+        assert_eq!(
+            (list.target.namespace.as_str(), list.status, list.json),
+            ("alephbet", None, false)
+        );
+        let ExperimentsAction::Stop(stop) = parse(&["stop", "b", "--winner", "y"]).unwrap() else {
+            panic!("not stop")
+        };
+        assert_eq!((stop.winner.as_deref(), stop.no_winner), (Some("y"), false));
+        assert!(parse(&["stop", "b"]).is_err(), "a decision is required");
+        assert!(parse(&["stop", "b", "--winner", "y", "--no-winner"]).is_err());
+        assert!(matches!(
+            parse(&["pause", "b", "--server", "http://127.0.0.1:1"]).unwrap(),
+            ExperimentsAction::Pause(NamedArgs {
+                target: Target {
+                    remote: RemoteArgs {
+                        server: Some(_),
+                        ..
+                    },
+                    ..
+                },
+                ..
+            })
+        ));
     }
 
     /// `import` needs --redis; --dry-run and --namespace are optional.

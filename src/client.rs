@@ -1,11 +1,13 @@
-//! A minimal HTTP/1.1 client over hyper, for the CLI (`lamed report`), the
-//! load generator and the tests. Plain HTTP only: it talks to lamed on
-//! loopback or inside a trusted network.
+//! A minimal HTTP/1.1 client over hyper, for the CLI (`lamed report`,
+//! `lamed experiments` through [`Api`]), the load generator and the tests.
+//! Plain HTTP only: it talks to lamed on loopback or inside a trusted
+//! network.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use axum::http::Uri;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
@@ -99,6 +101,105 @@ pub async fn request(
     })
 }
 
+/// A running lamed's private API, as the CLI's `--server URL` and
+/// `--api-key` name it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The server's address, resolved once.
+    addr: SocketAddr,
+    /// The URL's path, without its trailing `/` (lamed behind a prefix).
+    base: String,
+    /// Sent as `X-Api-Key`.
+    key: String,
+}
+
+impl Api {
+    /// Resolves `server` (an `http://` URL) and checks a key is given.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not an `http://` URL, its host does not resolve, or
+    /// no key is given.
+    pub async fn new(server: &str, api_key: Option<&str>) -> anyhow::Result<Api> {
+        let uri: Uri = server
+            .parse()
+            .with_context(|| format!("--server '{server}' is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--server must be an http:// URL (put TLS in front of lamed, and run this from inside)");
+        }
+        let authority = uri.authority().context("--server has no host")?;
+        let host_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let addr = tokio::net::lookup_host(&host_port)
+            .await
+            .with_context(|| format!("cannot resolve {host_port}"))?
+            .next()
+            .with_context(|| format!("no address for {host_port}"))?;
+        let key = api_key
+            .context("--server needs the API key (--api-key or LAMED_API_KEY)")?
+            .to_owned();
+        Ok(Api {
+            addr,
+            base: uri.path().trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    /// `GET path` (with its query), answering the JSON body.
+    ///
+    /// # Errors
+    ///
+    /// As [`Api::send`].
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.send("GET", path, None).await?.1)
+    }
+
+    /// Sends `method path` with an optional JSON body; answers the status
+    /// and the JSON body (`null` when empty).
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached, or answers an error: the
+    /// server's own message.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let payload = body
+            .map(serde_json::to_vec)
+            .transpose()?
+            .unwrap_or_default();
+        let mut headers = vec![("x-api-key", self.key.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let path = format!("{}{path}", self.base);
+        let answer = request(self.addr, method, &path, &headers, &payload)
+            .await
+            .with_context(|| format!("cannot reach lamed at {}", self.addr))?;
+        let json = if answer.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            answer.json()?
+        };
+        if !(200..300).contains(&answer.status) {
+            bail!(
+                "{}",
+                json["error"].as_str().map_or_else(
+                    || format!("request failed with status {}", answer.status),
+                    str::to_owned
+                )
+            );
+        }
+        Ok((answer.status, json))
+    }
+}
+
 /// What `encodeURIComponent` leaves alone; everything else is escaped.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -116,4 +217,9 @@ pub fn alephbet_encode(value: &str) -> String {
     utf8_percent_encode(value, URI_COMPONENT)
         .to_string()
         .replace("%20", "+")
+}
+
+/// Encodes a value as one segment of a URL path (a space is `%20`, not `+`).
+pub fn path_segment(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT).to_string()
 }

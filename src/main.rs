@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => lamed::serve::serve(args).await,
             Command::Report(args) => commands::report::run(args).await,
+            Command::Experiments(args) => commands::experiments::run(args).await,
             Command::Dashboard(args) => commands::dashboard::run(args),
             #[cfg(feature = "redis")]
             Command::Import(args) => lamed::import::import(args).await,

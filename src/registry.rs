@@ -208,6 +208,31 @@ impl ExperimentRecord {
         Ok(())
     }
 
+    /// Registers `definition` as a new experiment, or redefines `previous`
+    /// (keeping its status, times and decision): what `PUT` and `lamed
+    /// experiments create` do.
+    ///
+    /// # Errors
+    ///
+    /// The definition breaks a rule ([`Definition::validated`]) or leaves
+    /// out a registered variant or goal.
+    pub fn register(
+        previous: Option<ExperimentRecord>,
+        namespace: &str,
+        name: &str,
+        definition: Definition,
+        now_ms: i64,
+    ) -> Result<ExperimentRecord, RegistryError> {
+        let definition = definition.validated()?;
+        let mut record = previous.unwrap_or_else(|| {
+            let mut fresh = ExperimentRecord::automatic(namespace, name, now_ms);
+            fresh.automatic = false;
+            fresh
+        });
+        record.redefine(definition)?;
+        Ok(record)
+    }
+
     /// What the owner defined, to change one part of it.
     pub fn definition(&self) -> Definition {
         Definition {
@@ -289,7 +314,7 @@ impl ExperimentRecord {
 
 /// What an owner defines about an experiment (`PUT`, `lamed experiments
 /// create`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Definition {
     /// What it tests.
@@ -388,6 +413,56 @@ pub enum Change {
     Archive,
 }
 
+impl Change {
+    /// The move that leads to `status`; `winner` and `note` are the
+    /// decision when `status` is stopped.
+    pub fn toward(status: Status, winner: Option<String>, note: String) -> Change {
+        match status {
+            Status::Running => Change::Resume,
+            Status::Paused => Change::Pause,
+            Status::Stopped => Change::Stop { winner, note },
+            Status::Archived => Change::Archive,
+        }
+    }
+
+    /// The status this move leads to.
+    pub fn target(&self) -> Status {
+        match self {
+            Change::Resume => Status::Running,
+            Change::Pause => Status::Paused,
+            Change::Stop { .. } => Status::Stopped,
+            Change::Archive => Status::Archived,
+        }
+    }
+}
+
+/// The statuses a filter asks for (`status=` of the list API, `lamed
+/// experiments list --status`): a comma-separated list of statuses, or
+/// `all`; by default (none or empty) every status but archived.
+///
+/// # Errors
+///
+/// A word that is no status, named.
+pub fn status_filter(given: Option<&str>) -> Result<Vec<Status>, RegistryError> {
+    match given.map(str::trim) {
+        None | Some("") => Ok(Status::ALL
+            .into_iter()
+            .filter(|s| *s != Status::Archived)
+            .collect()),
+        Some("all") => Ok(Status::ALL.to_vec()),
+        Some(list) => list
+            .split(',')
+            .map(|word| {
+                Status::parse(word.trim()).ok_or_else(|| {
+                    RegistryError::Invalid(format!(
+                        "status '{word}' is not one of running, paused, stopped, archived, all"
+                    ))
+                })
+            })
+            .collect(),
+    }
+}
+
 /// Why a registry request cannot be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -405,6 +480,14 @@ pub enum RegistryError {
     /// The definition or change is inconsistent.
     #[error("{0}")]
     Invalid(String),
+    /// No record of this experiment.
+    #[error("experiment '{name}' is not registered in namespace '{namespace}'")]
+    NotRegistered {
+        /// The namespace looked in.
+        namespace: String,
+        /// The experiment asked for.
+        name: String,
+    },
     /// A new definition leaves out a registered variant or goal.
     #[error("'{0}' is registered and cannot be removed (counts carry it); delete the experiment to start over")]
     Removed(String),
@@ -550,6 +633,63 @@ mod tests {
         r.apply(Change::Archive, 6_000).unwrap();
         assert_eq!(r.status, Status::Archived);
         assert!(r.apply(Change::Archive, 7_000).is_err());
+    }
+
+    /// The filter's default leaves archived out; `all` and lists say what
+    /// they name; an unknown word is named.
+    #[test]
+    fn status_filters() {
+        assert_eq!(status_filter(None).unwrap().len(), 3);
+        assert!(!status_filter(Some("")).unwrap().contains(&Status::Archived));
+        assert_eq!(status_filter(Some("all")).unwrap(), Status::ALL.to_vec());
+        assert_eq!(
+            status_filter(Some("paused, stopped")).unwrap(),
+            vec![Status::Paused, Status::Stopped]
+        );
+        assert!(status_filter(Some("running,draft"))
+            .unwrap_err()
+            .to_string()
+            .contains("'draft'"));
+    }
+
+    /// Each move leads where `toward` says it does.
+    #[test]
+    fn changes_and_statuses_correspond() {
+        for status in Status::ALL {
+            assert_eq!(Change::toward(status, None, String::new()).target(), status);
+        }
+    }
+
+    /// A registration starts running and owned; a redefinition keeps the
+    /// status and creation time.
+    #[test]
+    fn registering_and_redefining() {
+        let fresh = ExperimentRecord::register(
+            None,
+            "ns",
+            "b",
+            definition(r#"{"variants": ["x", "y"]}"#),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            (fresh.status, fresh.created_ms, fresh.automatic),
+            (Status::Running, 5, false)
+        );
+        let mut paused = fresh.clone();
+        paused.apply(Change::Pause, 6).unwrap();
+        let again = ExperimentRecord::register(
+            Some(paused),
+            "ns",
+            "b",
+            definition(r#"{"variants": ["x", "y", "z"], "description": "more"}"#),
+            7,
+        )
+        .unwrap();
+        assert_eq!((again.status, again.created_ms), (Status::Paused, 5));
+        assert_eq!(again.variants.len(), 3);
+        let unchecked: Definition = serde_json::from_str(r#"{"variants": ["x"]}"#).unwrap();
+        assert!(ExperimentRecord::register(None, "ns", "b", unchecked, 5).is_err());
     }
 
     #[test]

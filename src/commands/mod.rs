@@ -4,4 +4,5 @@
 pub mod aws;
 pub mod configure;
 pub mod dashboard;
+pub mod experiments;
 pub mod report;

@@ -3,10 +3,6 @@
 //! running server's API.
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
-
-use anyhow::{bail, Context};
-use axum::http::Uri;
 
 use crate::cli::ReportArgs;
 use crate::client;
@@ -32,7 +28,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
             .map(report::parse_weights)
             .transpose()?,
     };
-    let reports = match &args.server {
+    let reports = match &args.remote.server {
         Some(server) => from_server(server, &args, &request).await?,
         None => from_store(&args, &request).await?,
     };
@@ -80,42 +76,8 @@ async fn from_server(
     args: &ReportArgs,
     request: &ReportRequest,
 ) -> anyhow::Result<Vec<Report>> {
-    let uri: Uri = server
-        .parse()
-        .with_context(|| format!("--server '{server}' is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!(
-            "--server must be an http:// URL (put TLS in front of lamed, and report from inside)"
-        );
-    }
-    let authority = uri.authority().context("--server has no host")?;
-    let host_port = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
-    let addr: SocketAddr = tokio::net::lookup_host(&host_port)
-        .await
-        .with_context(|| format!("cannot resolve {host_port}"))?
-        .next()
-        .with_context(|| format!("no address for {host_port}"))?;
-    let base = uri.path().trim_end_matches('/').to_owned();
-    let key = args
-        .api_key
-        .clone()
-        .context("--server needs the API key (--api-key or LAMED_API_KEY)")?;
+    let api = client::Api::new(server, args.remote.api_key.as_deref()).await?;
     let ns = alephbet_encode(&args.namespace);
-    let get = |path: String| {
-        let key = key.clone();
-        async move {
-            let answer = client::request(addr, "GET", &path, &[("x-api-key", &key)], b"").await?;
-            let body = answer.json()?;
-            if answer.status != 200 {
-                bail!("{}", body["error"].as_str().unwrap_or("request failed"));
-            }
-            Ok(body)
-        }
-    };
     let names = |answer: serde_json::Value, field: &str| -> Vec<String> {
         answer
             .as_array()
@@ -132,14 +94,12 @@ async fn from_server(
         None => {
             // As from the store: every experiment but the archived ones.
             let archived = names(
-                get(format!(
-                    "{base}/api/experiments?namespace={ns}&status=archived"
-                ))
-                .await?,
+                api.get(&format!("/api/experiments?namespace={ns}&status=archived"))
+                    .await?,
                 "name",
             );
             let mut all = names(
-                get(format!("{base}/experiments?namespace={ns}")).await?,
+                api.get(&format!("/experiments?namespace={ns}")).await?,
                 "experiment",
             );
             all.retain(|name| !archived.contains(name));
@@ -159,10 +119,10 @@ async fn from_server(
     let mut reports = Vec::new();
     for experiment in experiments {
         let path = format!(
-            "{base}/api/experiments/{}/report?{query}",
-            alephbet_encode(&experiment).replace('+', "%20")
+            "/api/experiments/{}/report?{query}",
+            client::path_segment(&experiment)
         );
-        reports.push(serde_json::from_value(get(path).await?)?);
+        reports.push(serde_json::from_value(api.get(&path).await?)?);
     }
     Ok(reports)
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::namespace_param;
 use crate::clock::Clock;
 use crate::model::{check_field, MAX_NAME_BYTES};
-use crate::registry::{Change, Definition, ExperimentRecord, RegistryError, Status};
+use crate::registry::{status_filter, Change, Definition, ExperimentRecord, RegistryError, Status};
 use crate::server::error::ApiError;
 use crate::server::ignored::IgnoredSummary;
 use crate::server::params::QueryParams;
@@ -33,7 +33,7 @@ pub async fn list(
 ) -> Result<Json<Vec<ExperimentRecord>>, ApiError> {
     let params = QueryParams::parse(query.as_deref())?;
     let namespace = namespace_param(&params)?;
-    let wanted = status_filter(params.optional("status")?)?;
+    let wanted = status_filter(params.optional("status")?).map_err(registry_error)?;
     let records = state.store.records(&namespace).await?;
     Ok(Json(
         records
@@ -41,27 +41,6 @@ pub async fn list(
             .filter(|r| wanted.contains(&r.status))
             .collect(),
     ))
-}
-
-/// The statuses a `status` parameter asks for.
-fn status_filter(given: Option<&str>) -> Result<Vec<Status>, ApiError> {
-    match given {
-        None | Some("") => Ok(Status::ALL
-            .into_iter()
-            .filter(|s| *s != Status::Archived)
-            .collect()),
-        Some("all") => Ok(Status::ALL.to_vec()),
-        Some(list) => list
-            .split(',')
-            .map(|word| {
-                Status::parse(word.trim()).ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "status '{word}' is not one of running, paused, stopped, archived, all"
-                    ))
-                })
-            })
-            .collect(),
-    }
 }
 
 /// One experiment's record.
@@ -85,16 +64,16 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let (namespace, experiment) = names(experiment, query.as_deref())?;
     let definition: Definition = json_body(&body)?;
-    let definition = definition.validated().map_err(registry_error)?;
-    let now = Clock::System.now_ms();
     let previous = state.store.record(&namespace, &experiment).await?;
     let created = previous.is_none();
-    let mut record = previous.unwrap_or_else(|| {
-        let mut fresh = ExperimentRecord::automatic(&namespace, &experiment, now);
-        fresh.automatic = false;
-        fresh
-    });
-    record.redefine(definition).map_err(registry_error)?;
+    let record = ExperimentRecord::register(
+        previous,
+        &namespace,
+        &experiment,
+        definition,
+        Clock::System.now_ms(),
+    )
+    .map_err(registry_error)?;
     state.store.put_record(record.clone()).await?;
     tracing::info!(%namespace, %experiment, created, "experiment registered");
     let status = if created {
@@ -142,15 +121,7 @@ pub async fn patch(
             .map_err(registry_error)?;
     }
     if let Some(status) = patch.status {
-        let change = match status {
-            Status::Running => Change::Resume,
-            Status::Paused => Change::Pause,
-            Status::Stopped => Change::Stop {
-                winner: patch.winner,
-                note: patch.note.unwrap_or_default(),
-            },
-            Status::Archived => Change::Archive,
-        };
+        let change = Change::toward(status, patch.winner, patch.note.unwrap_or_default());
         record
             .apply(change, Clock::System.now_ms())
             .map_err(registry_error)?;
@@ -217,9 +188,10 @@ async fn existing(
 }
 
 fn not_found(namespace: &str, experiment: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "experiment '{experiment}' is not registered in namespace '{namespace}'"
-    ))
+    registry_error(RegistryError::NotRegistered {
+        namespace: namespace.to_owned(),
+        name: experiment.to_owned(),
+    })
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -234,6 +206,7 @@ fn registry_error(err: RegistryError) -> ApiError {
         RegistryError::Transition { .. } | RegistryError::Removed(_) => {
             ApiError::Conflict(err.to_string())
         }
+        RegistryError::NotRegistered { .. } => ApiError::NotFound(err.to_string()),
         _ => ApiError::BadRequest(err.to_string()),
     }
 }

@@ -69,6 +69,46 @@ pub struct EmbeddedOptions {
     pub clock: Clock,
 }
 
+/// The data directory's lock file: one writer per data directory.
+const LOCK_FILE: &str = "lamed.lock";
+
+/// Another process (a running `lamed serve`, say) writes to the data
+/// directory. Each writer keeps the registry and the caps in memory, so a
+/// second one would act on records the first never sees.
+#[derive(Debug, thiserror::Error)]
+#[error("another lamed process is writing to data directory {}", .0.display())]
+pub struct DataDirInUse(pub PathBuf);
+
+impl DataDirInUse {
+    /// True when `err` is this refusal.
+    pub fn is_cause_of(err: &StoreError) -> bool {
+        matches!(err, StoreError::Unavailable { source: Some(cause), .. } if cause.is::<DataDirInUse>())
+    }
+}
+
+/// Takes the data directory's write lock (an advisory lock the OS drops
+/// with the process, so a crash leaves nothing to clean up).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError::caused_by(format!("cannot open {}", path.display()), err))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::caused_by(
+            "cannot open the store",
+            DataDirInUse(data_dir.to_owned()),
+        )),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::caused_by(
+            format!("cannot lock {}", path.display()),
+            err,
+        )),
+    }
+}
+
 /// SQLite-backed [`Store`]; cheap to clone, clones share the writer.
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -113,6 +153,7 @@ impl EmbeddedStore {
                 err,
             )
         })?;
+        let lock = lock_data_dir(&options.data_dir)?;
         let path = options.data_dir.join("lamed.db");
         let conn = open_writer_connection(&path, options.fsync)?;
         let catalog = Catalog::load(&conn)?;
@@ -135,7 +176,12 @@ impl EmbeddedStore {
         };
         let writer_thread = thread::Builder::new()
             .name("lamed-writer".into())
-            .spawn(move || writer.run_or_end_process(receiver))
+            .spawn(move || {
+                // Held while the writer runs: released when it ends (close,
+                // or every handle dropped) or the process exits.
+                let _lock = lock;
+                writer.run_or_end_process(receiver);
+            })
             .map_err(|err| StoreError::caused_by("cannot start writer", err))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -409,6 +455,25 @@ mod tests {
     }
 
     conformance::conformance_tests!(fresh);
+
+    /// One writer per data directory: a second open is refused, named as
+    /// such, until the first is closed; readers are not affected.
+    #[tokio::test]
+    async fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = open(dir.path(), 60, Caps::default());
+        let err = EmbeddedStore::open(options(dir.path(), 60, Caps::default(), Clock::System))
+            .expect_err("second writer refused");
+        assert!(DataDirInUse::is_cause_of(&err), "{err:?}");
+        assert!(
+            err.chain().contains("another lamed process is writing"),
+            "{}",
+            err.chain()
+        );
+        EmbeddedStore::open_read_only(dir.path()).expect("readers still open");
+        first.close().await.unwrap();
+        open(dir.path(), 60, Caps::default()).close().await.unwrap();
+    }
 
     /// Counts, remembered uuids and caps survive a reopen.
     #[tokio::test]
