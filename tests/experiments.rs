@@ -316,6 +316,21 @@ async fn experiments_on_a_local_data_dir() {
         "{err}"
     );
     assert_eq!(cli.show("button color")["status"], "paused", "reads work");
+    let (code, _, stderr) = util::run_lamed(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "a second server on the data directory");
+    assert!(
+        stderr.contains("another lamed process is writing to data directory"),
+        "{stderr}"
+    );
     assert!(server.terminate().success());
 
     cli.run(&["resume", "button color"]).ok();
