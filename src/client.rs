@@ -19,7 +19,10 @@ use tokio::net::TcpStream;
 /// sends: browser-style, because what they send stands for visitors'
 /// browsers, and the bot filter ignores bare `name/version` agents. It
 /// still names lamed, for logs.
-pub const USER_AGENT: &str = concat!("Mozilla/5.0 (X11; Linux x86_64) lamed/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!(
+    "Mozilla/5.0 (X11; Linux x86_64) lamed/",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// A connection ready to send requests.
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;

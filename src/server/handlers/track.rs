@@ -40,7 +40,9 @@ pub async fn track_one(
     if state.bots.check(&visitor).is_some() {
         let why = Ignored::Bot;
         state.metrics.ignore(&why);
-        state.ignored.note(&event.namespace, &event.experiment, &why);
+        state
+            .ignored
+            .note(&event.namespace, &event.experiment, &why);
         return Ok(ignored_ok(&why));
     }
     // Kept only to name an ignored experiment: a copy of two short names.
