@@ -277,8 +277,8 @@ function renderReport(card, report) {
     }));
   const toolbar = el("div", { class: "toolbar" },
     el("label", {}, "Control ", controlSelect),
-    lifecycleButtons(report.experiment, record, report.variants.map((v) => v.label)),
     el("button", { type: "button", onclick: () => exportCsv(report) }, "Export CSV"),
+    lifecycleButtons(report.experiment, record, report.variants.map((v) => v.label)),
     el("button", { type: "button", class: "danger", onclick: () => deleteExperiment(report.experiment) }, "Delete"));
   const parts = [...cardHead(report.experiment, record), toolbar];
   if (report.srm && report.srm.mismatch) {

@@ -17,17 +17,22 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
 import { experimentPage, QUEUE } from '../lib/browser.mjs';
 import { useSuite, lamed, site, browser, visitor } from '../lib/suite.mjs';
 
 useSuite();
 
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SCREENSHOT = path.resolve(here, '../../target/dashboard-stop.png');
+
 const QUEUE_NAME = QUEUE.AlephbetAdapter;
 
 /** Calls lamed's API with the key; returns {status, body}. */
-async function call(server, method, path, body) {
-  const res = await fetch(`${server.base}${path}`, {
+async function call(server, method, route, body) {
+  const res = await fetch(`${server.base}${route}`, {
     method,
     headers: { 'X-Api-Key': server.apiKey, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -38,16 +43,16 @@ async function call(server, method, path, body) {
   return { status: res.status, body: parsed, text };
 }
 
-const path = (ns, name, suffix = '') => `/api/experiments/${encodeURIComponent(name)}${suffix}?namespace=${encodeURIComponent(ns)}`;
+const apiPath = (ns, name, suffix = '') => `/api/experiments/${encodeURIComponent(name)}${suffix}?namespace=${encodeURIComponent(ns)}`;
 
 async function record(server, ns, name) {
-  const { status, body, text } = await call(server, 'GET', path(ns, name));
+  const { status, body, text } = await call(server, 'GET', apiPath(ns, name));
   assert.equal(status, 200, text);
   return body;
 }
 
 async function report(server, ns, name) {
-  const { status, body, text } = await call(server, 'GET', path(ns, name, '/report'));
+  const { status, body, text } = await call(server, 'GET', apiPath(ns, name, '/report'));
   assert.equal(status, 200, text);
   return body;
 }
@@ -138,6 +143,8 @@ async function openDashboard(server, ns) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
+  // Console errors include Content-Security-Policy refusals.
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   await page.goto(`${server.base}/dashboard`);
   await page.fill('#namespace', ns);
   await page.fill('#api-key', server.apiKey);
@@ -219,7 +226,7 @@ test('pausing in the dashboard stops counting; AlephBet drops the ignored events
 test('stopping with a winner in the dashboard freezes the report', { timeout: 60_000 }, async () => {
   const ns = 'e2e-stop';
   const name = 'stop me';
-  const put = await call(lamed, 'PUT', path(ns, name), {
+  const put = await call(lamed, 'PUT', apiPath(ns, name), {
     description: 'Does a blue button sell more?', variants: ['red', 'blue'], control: 'red', goals: ['checkout'],
   });
   assert.equal(put.status, 201, put.text);
@@ -259,6 +266,7 @@ test('stopping with a winner in the dashboard freezes the report', { timeout: 60
   await dialog.waitFor({ state: 'visible' });
   await page.selectOption('#stop-winner', 'blue');
   await page.fill('#stop-note', 'blue sells more');
+  await page.screenshot({ path: SCREENSHOT });
   await page.click('#stop-form button[type=submit]');
   await exp.locator('.badge[data-status="stopped"]').waitFor();
   assert.equal(await exp.locator('.badge.winner').textContent(), 'winner: blue');
@@ -313,13 +321,13 @@ test('--registration required: an unregistered experiment counts only once regis
     // Nothing stored: no counts, no record, no report.
     assert.equal((await call(server, 'GET', `/experiments?namespace=${ns}`)).status, 404);
     assert.deepEqual((await call(server, 'GET', `/api/experiments?namespace=${ns}&status=all`)).body, []);
-    assert.equal((await call(server, 'GET', path(ns, name, '/report'))).status, 404);
+    assert.equal((await call(server, 'GET', apiPath(ns, name, '/report'))).status, 404);
     const ignored = await call(server, 'GET', `/api/ignored?namespace=${ns}`);
     const row = ignored.body.top.find((r) => r.experiment === name);
     assert.equal(row?.reason, 'unregistered', ignored.text);
     assert.ok(row.events >= 2, ignored.text);
 
-    const put = await call(server, 'PUT', path(ns, name), { variants: ['red', 'blue'], goals: ['checkout'] });
+    const put = await call(server, 'PUT', apiPath(ns, name), { variants: ['red', 'blue'], goals: ['checkout'] });
     assert.equal(put.status, 201, put.text);
     assert.equal(put.body.automatic, false);
 
