@@ -1,7 +1,9 @@
 // The Lamed dashboard: lists a namespace's experiments and shows, for each,
-// the report of GET /api/experiments/{name}/report as tables, verdicts and
-// SVG charts. Names come from public tracking, so every one of them is put
-// in the page as text (never as HTML).
+// its registry status (with pause, resume, stop and archive) and the report
+// of GET /api/experiments/{name}/report as tables, verdicts and SVG charts,
+// plus the names whose events were most often ignored. Names come from
+// public tracking, so every one of them is put in the page as text (never
+// as HTML).
 "use strict";
 
 const KEY_STORAGE = "lamed-api-key";
@@ -42,14 +44,20 @@ async function api(path, options = {}) {
   const key = sessionStorage.getItem(KEY_STORAGE);
   // Relative to the page, so the dashboard also works below a path prefix
   // (API Gateway serves it at /prod/dashboard).
-  const response = await fetch(path.replace(/^\//, ""), { ...options, headers: { "X-Api-Key": key || "" } });
+  const headers = { "X-Api-Key": key || "" };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path.replace(/^\//, ""), { ...options, headers });
   if (response.status === 401 || response.status === 403) {
     sessionStorage.removeItem(KEY_STORAGE);
     showKeyForm("That API key was refused; enter it again.");
     throw new Error("API key refused");
   }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const err = new Error(body.error || `HTTP ${response.status}`);
+    err.status = response.status;
+    throw err;
+  }
   return body;
 }
 
@@ -57,6 +65,7 @@ function showKeyForm(message) {
   $("key-form").hidden = false;
   $("forget-key").hidden = true;
   $("experiments").replaceChildren();
+  $("ignored").hidden = true;
   setStatus(message || "");
   $("api-key").focus();
 }
@@ -66,42 +75,201 @@ const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(x * 
 const num = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en-US"));
 const pValue = (p) => (p === null || p === undefined ? "–" : p < 0.0001 ? "<0.0001" : p.toFixed(4));
 
-/** Loads the namespace's experiment list, then each report. */
+/** Lifecycle moves: the PATCH body, which statuses allow it, and its confirmation. */
+const ACTIONS = [
+  { label: "Pause", from: ["running"], body: { status: "paused" },
+    confirm: (name) => `Pause experiment "${name}"? Its events will be ignored, not counted, until you resume it.` },
+  { label: "Resume", from: ["paused"], body: { status: "running" },
+    confirm: (name) => `Resume experiment "${name}"? Its events will be counted again.` },
+  { label: "Stop", from: ["running", "paused"], stop: true },
+  { label: "Archive", from: ["running", "paused", "stopped"], body: { status: "archived" },
+    confirm: (name) => `Archive experiment "${name}"? Its events will be ignored and it leaves the default list; its counts are kept. This cannot be undone.` },
+];
+
+/** What the status filter lets through; experiments without a record count as running. */
+function statusShown(status) {
+  const filter = $("status-filter").value;
+  if (filter === "all") return true;
+  if (filter === "") return status !== "archived";
+  return status === filter;
+}
+
+/** Keeps the namespace and status filter in the URL's fragment (never the key), so a reload or a bookmark shows the same view. */
+function rememberView() {
+  const view = new URLSearchParams({ namespace: namespace() });
+  if ($("status-filter").value) view.set("status", $("status-filter").value);
+  history.replaceState(null, "", `#${view}`);
+}
+
+/** Restores the view a fragment names. */
+function restoreView() {
+  const view = new URLSearchParams(location.hash.slice(1));
+  if (view.get("namespace")) $("namespace").value = view.get("namespace");
+  const status = view.get("status") || "";
+  if ([...$("status-filter").options].some((o) => o.value === status)) $("status-filter").value = status;
+}
+
+// Bumped by every load, so the answers of an earlier load are dropped.
+let generation = 0;
+
+/** Loads the namespace's experiments (counted and registered), then each report. */
 async function loadExperiments() {
   $("key-form").hidden = true;
   $("forget-key").hidden = false;
   setStatus("Loading…");
+  const mine = ++generation;
+  rememberView();
   const container = $("experiments");
   container.replaceChildren();
-  let list;
+  const ns = namespace();
+  const query = `namespace=${encodeURIComponent(ns)}`;
+  let counted, records;
   try {
-    list = await api(`/experiments?namespace=${encodeURIComponent(namespace())}`);
+    // A namespace with no counts answers 404 here; its records may still exist.
+    [counted, records] = await Promise.all([
+      api(`/experiments?${query}`).catch((err) => { if (err.status === 404) return [{}]; throw err; }),
+      api(`/api/experiments?${query}&status=all`),
+    ]);
   } catch (err) {
-    if (err.message !== "API key refused") setStatus(err.message, true);
+    if (mine === generation && err.message !== "API key refused") setStatus(err.message, true);
     return;
   }
-  const names = list.slice(1).map((entry) => entry.experiment);
-  setStatus(names.length ? `${names.length} experiment${names.length === 1 ? "" : "s"} in ${namespace()}` : `No experiments in ${namespace()} yet.`);
-  for (const name of names) {
-    const card = el("section", { class: "experiment", "data-experiment": name }, el("h2", {}, name), el("p", { class: "note" }, "Loading…"));
+  if (mine !== generation) return;
+  loadIgnored(query, mine);
+  const byName = new Map(records.map((r) => [r.name, r]));
+  const names = [...new Set([...counted.slice(1).map((entry) => entry.experiment), ...byName.keys()])];
+  const shown = names.filter((name) => statusShown(byName.has(name) ? byName.get(name).status : "running"));
+  const hidden = names.length - shown.length;
+  if (!names.length) setStatus(`No experiments in ${ns} yet.`);
+  else {
+    setStatus(`${shown.length} experiment${shown.length === 1 ? "" : "s"} in ${ns}` +
+      (hidden ? ` (${hidden} more hidden by the status filter)` : ""));
+  }
+  for (const name of shown) {
+    const record = byName.get(name) || null;
+    const card = el("section", { class: "experiment", "data-experiment": name }, cardHead(name, record), el("p", { class: "note" }, "Loading…"));
     container.append(card);
-    loadReport(card, name);
+    loadReport(card, name, record);
   }
 }
 
-async function loadReport(card, name, control) {
+async function loadReport(card, name, record, control) {
   const params = new URLSearchParams({ namespace: namespace() });
   if (control) params.set("control", control);
   try {
     const report = await api(`/api/experiments/${encodeURIComponent(name)}/report?${params}`);
     renderReport(card, report);
   } catch (err) {
-    card.replaceChildren(el("h2", {}, name), el("p", { class: "note" }, err.message));
+    // A registered experiment has no report before its first participant.
+    const message = err.status === 404 && record ? "No participant counted yet." : err.message;
+    card.replaceChildren(cardHead(name, record), el("div", { class: "toolbar" }, lifecycleButtons(name, record, [])),
+      el("p", { class: "note" }, message));
   }
 }
 
+/** The card's heading with its status badge, description and decision. */
+function cardHead(name, record) {
+  const badges = [];
+  if (record) {
+    badges.push(el("span", { class: `badge ${record.status}`, "data-status": record.status }, record.status));
+    if (record.status === "stopped" || (record.decision && record.status === "archived")) {
+      const winner = record.decision && record.decision.winner;
+      badges.push(el("span", { class: "badge winner", "data-winner": winner || "" }, winner ? `winner: ${winner}` : "no winner"));
+    }
+    if (record.automatic) badges.push(el("span", { class: "badge", title: "created by its first event, not registered by its owner" }, "automatic"));
+  } else {
+    badges.push(el("span", { class: "badge", title: "no registry record: counted as before the registry" }, "no record"));
+  }
+  const head = [el("h2", {}, name, " ", badges)];
+  if (record && record.description) head.push(el("p", { class: "description" }, record.description));
+  if (record && record.decision) {
+    const when = new Date(record.decision.decided_ms).toISOString().slice(0, 16).replace("T", " ");
+    head.push(el("p", { class: "note decision" }, `Decided ${when} UTC${record.decision.note ? `: ${record.decision.note}` : "."}`));
+  }
+  return head;
+}
+
+/** The buttons its status allows; `labels` are the variants seen in its report. */
+function lifecycleButtons(name, record, labels) {
+  if (!record) return [];
+  return ACTIONS.filter((a) => a.from.includes(record.status)).map((a) =>
+    el("button", { type: "button", class: a.stop || a.label === "Archive" ? "danger" : "", "data-action": a.label.toLowerCase(),
+      onclick: () => changeStatus(name, record, a, labels) }, a.label));
+}
+
+/** Asks for confirmation (Stop: for the winner and a note), then PATCHes the record. */
+async function changeStatus(name, record, action, labels) {
+  let body = action.body;
+  if (action.stop) {
+    const variants = record.variants.length ? record.variants.map((v) => v.name) : labels;
+    const decision = await askStop(name, variants);
+    if (!decision) return;
+    body = { status: "stopped", winner: decision.winner, note: decision.note };
+  } else if (!window.confirm(action.confirm(name))) {
+    return;
+  }
+  try {
+    const changed = await api(`/api/experiments/${encodeURIComponent(name)}?namespace=${encodeURIComponent(namespace())}`,
+      { method: "PATCH", body: JSON.stringify(body) });
+    await loadExperiments();
+    setStatus(`${name} is now ${changed.status}.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+// The pending answer of the stop dialog.
+let stopAnswer = null;
+
+/** Opens the stop dialog; resolves to {winner, note} or null when cancelled. */
+function askStop(name, variants) {
+  $("stop-title").textContent = `Stop experiment "${name}"`;
+  $("stop-winner").replaceChildren(el("option", { value: "" }, "no winner"), ...variants.map((v) => el("option", { value: v }, v)));
+  $("stop-winner").value = "";
+  $("stop-note").value = "";
+  $("stop-dialog").showModal();
+  return new Promise((resolve) => { stopAnswer = resolve; });
+}
+
+function closeStop(answer) {
+  const resolve = stopAnswer;
+  stopAnswer = null;
+  if ($("stop-dialog").open) $("stop-dialog").close();
+  if (resolve) resolve(answer);
+}
+
+/** The "Most ignored" panel: shown while some events were ignored. */
+async function loadIgnored(query, mine) {
+  let summary;
+  try {
+    summary = await api(`/api/ignored?${query}`);
+  } catch {
+    summary = { top: [], others: 0 };
+  }
+  if (mine !== generation) return;
+  const explain = {
+    unregistered: "not registered (a typo, or register it)",
+    cap: "over a cap",
+    paused: "paused",
+    stopped: "stopped",
+    archived: "archived",
+    bot: "from a bot",
+  };
+  const parts = [];
+  if (summary.top.length) {
+    const head = el("tr", {}, ["Experiment", "Reason", "Events"].map((h) => el("th", {}, h)));
+    const rows = summary.top.map((row) => el("tr", { "data-experiment": row.experiment, "data-reason": row.reason },
+      el("td", {}, row.experiment), el("td", {}, explain[row.reason] || row.reason), el("td", {}, num(row.events))));
+    parts.push(el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), el("tbody", {}, rows))));
+  }
+  if (summary.others) parts.push(el("p", { class: "note" }, `${num(summary.others)} more ignored events (all namespaces) not listed.`));
+  $("ignored-rows").replaceChildren(...parts);
+  $("ignored").hidden = parts.length === 0;
+}
+
 function renderReport(card, report) {
-  const controlSelect = el("select", { "aria-label": "control variant", onchange: (e) => loadReport(card, report.experiment, e.target.value) },
+  const record = report.record || null;
+  const controlSelect = el("select", { "aria-label": "control variant", onchange: (e) => loadReport(card, report.experiment, record, e.target.value) },
     report.variants.map((v) => {
       const option = el("option", { value: v.label }, v.label);
       option.selected = v.label === report.control;
@@ -110,8 +278,9 @@ function renderReport(card, report) {
   const toolbar = el("div", { class: "toolbar" },
     el("label", {}, "Control ", controlSelect),
     el("button", { type: "button", onclick: () => exportCsv(report) }, "Export CSV"),
+    lifecycleButtons(report.experiment, record, report.variants.map((v) => v.label)),
     el("button", { type: "button", class: "danger", onclick: () => deleteExperiment(report.experiment) }, "Delete"));
-  const parts = [el("h2", {}, report.experiment), toolbar];
+  const parts = [...cardHead(report.experiment, record), toolbar];
   if (report.srm && report.srm.mismatch) {
     parts.push(el("p", { class: "srm", role: "alert" },
       `Sample ratio mismatch: participants do not match the expected split (p = ${pValue(report.srm.test.p_value)}). ` +
@@ -249,9 +418,20 @@ $("namespace-form").addEventListener("submit", (event) => {
   event.preventDefault();
   if (sessionStorage.getItem(KEY_STORAGE)) loadExperiments();
 });
+$("status-filter").addEventListener("change", () => {
+  if (sessionStorage.getItem(KEY_STORAGE)) loadExperiments();
+});
+$("stop-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  closeStop({ winner: $("stop-winner").value || null, note: $("stop-note").value.trim() });
+});
+$("stop-cancel").addEventListener("click", () => closeStop(null));
+// Escape closes the dialog without an answer.
+$("stop-dialog").addEventListener("close", () => closeStop(null));
 $("forget-key").addEventListener("click", () => {
   sessionStorage.removeItem(KEY_STORAGE);
   showKeyForm("Key forgotten.");
 });
+restoreView();
 if (sessionStorage.getItem(KEY_STORAGE)) loadExperiments();
 else showKeyForm();

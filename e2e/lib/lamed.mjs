@@ -57,6 +57,7 @@ export async function makeWorkDir() {
  *              (read back from the banner, or from DIR/api_key on a restart: the
  *              banner prints a key only when it was generated just now).
  * opts.work: reuse a work dir (same data dir) from a previous server.
+ * opts.serveArgs: more `lamed serve` arguments, e.g. ['--registration', 'required'].
  */
 export async function startLamed(opts = {}) {
   const work = opts.work ?? await makeWorkDir();
@@ -69,6 +70,7 @@ export async function startLamed(opts = {}) {
   ];
   if (apiKey) args.push('--api-key', apiKey);
   if (opts.uuidExpirySeconds !== undefined) args.push('--uuid-expiry-seconds', String(opts.uuidExpirySeconds));
+  if (opts.serveArgs) args.push(...opts.serveArgs);
 
   // No LAMED_* settings from the caller's environment leak into the server.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LAMED_')));

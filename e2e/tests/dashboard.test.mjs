@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getExperiments } from '../lib/lamed.mjs';
+import { PERSON_USER_AGENT } from '../lib/browser.mjs';
 import { useSuite, lamed, browser } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -18,8 +19,11 @@ const NS = 'shop';
 /** Sends one event the way AlephBet does. */
 async function track(experiment, variant, event, uuid) {
   const q = new URLSearchParams({ namespace: NS, experiment, variant, event, uuid });
-  const res = await fetch(`${lamed.base}/track?${q}`);
-  assert.equal(res.status, 200, await res.text());
+  // A person's browser: the bot filter ignores Node's own User-Agent.
+  const res = await fetch(`${lamed.base}/track?${q}`, { headers: { 'User-Agent': PERSON_USER_AGENT } });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  assert.ok(!text.includes('ignored'), `counted, not ignored: ${text}`);
 }
 
 /** Seeds two experiments with known counts, through the tracking endpoint. */
