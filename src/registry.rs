@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
 
+/// Longest description and decision note, in bytes.
+pub const MAX_NOTE_BYTES: usize = 2_000;
+
 /// Who may create experiments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -281,6 +284,11 @@ impl ExperimentRecord {
                     }
                     check_field("winner", winner, MAX_NAME_BYTES)?;
                 }
+                if note.len() > MAX_NOTE_BYTES {
+                    return Err(RegistryError::Invalid(format!(
+                        "note is longer than {MAX_NOTE_BYTES} bytes"
+                    )));
+                }
                 self.status = Status::Stopped;
                 self.stopped_ms = Some(now_ms);
                 self.decision = Some(Decision {
@@ -338,7 +346,7 @@ impl Definition {
     ///
     /// The first rule broken, named.
     pub fn validated(mut self) -> Result<Definition, RegistryError> {
-        check_field("description", &self.description, 2_000).or_else(|err| match err {
+        check_field("description", &self.description, MAX_NOTE_BYTES).or_else(|err| match err {
             // Descriptions may be empty and span lines.
             InvalidField::Empty(_) | InvalidField::ControlCharacter(_) => Ok(()),
             other => Err(other),

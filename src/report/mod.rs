@@ -240,11 +240,28 @@ pub enum LoadError {
 
 impl ReportRequest {
     /// The owner's registered control and weights, for what the request
-    /// leaves out.
-    pub fn with_record(mut self, record: Option<&ExperimentRecord>) -> Self {
-        if let Some(record) = record {
-            self.control = self.control.or_else(|| record.control.clone());
-            self.weights = self.weights.or_else(|| record.weights());
+    /// leaves out; only for `counted` variants (those with counts), which
+    /// are the ones the statistics read: a registered variant nobody saw
+    /// yet cannot be the control or take a share.
+    pub fn with_record(
+        mut self,
+        record: Option<&ExperimentRecord>,
+        counted: &BTreeSet<&str>,
+    ) -> Self {
+        let Some(record) = record else {
+            return self;
+        };
+        if self.control.is_none() {
+            self.control = record
+                .control
+                .clone()
+                .filter(|control| counted.contains(control.as_str()));
+        }
+        if self.weights.is_none() {
+            self.weights = record.weights().map(|mut weights| {
+                weights.retain(|variant, _| counted.contains(variant.as_str()));
+                weights
+            });
         }
         self
     }
@@ -266,19 +283,12 @@ pub async fn load(
     let counters = store.counters(namespace).await?;
     let daily = store.daily_counters(namespace, experiment).await?;
     let record = store.record(namespace, experiment).await?;
-    let mut request = request.clone().with_record(record.as_ref());
-    if request.weights.is_some() && request.weights == record.as_ref().and_then(|r| r.weights()) {
-        // Registered weights cover only the variants that have counts: the
-        // statistics read counted variants.
-        let seen: BTreeSet<&str> = counters
-            .iter()
-            .filter(|c| c.experiment == experiment)
-            .map(|c| c.variant.as_str())
-            .collect();
-        if let Some(weights) = request.weights.as_mut() {
-            weights.retain(|variant, _| seen.contains(variant.as_str()));
-        }
-    }
+    let counted: BTreeSet<&str> = counters
+        .iter()
+        .filter(|c| c.experiment == experiment)
+        .map(|c| c.variant.as_str())
+        .collect();
+    let request = request.clone().with_record(record.as_ref(), &counted);
     let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
     let mut report = tokio::task::spawn_blocking(move || {
         build(&namespace, &experiment, &counters, &daily, &request)
@@ -510,6 +520,41 @@ fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registered control and weights fill in only for variants with
+    /// counts; what the request names wins.
+    #[test]
+    fn registered_control_and_weights_follow_counted_variants() {
+        let mut record = ExperimentRecord::automatic("n", "e", 0);
+        record
+            .redefine(
+                serde_json::from_str::<crate::registry::Definition>(
+                    r#"{"variants": ["red", {"name": "blue", "weight": 3}]}"#,
+                )
+                .unwrap()
+                .validated()
+                .unwrap(),
+            )
+            .unwrap();
+        let only_blue = BTreeSet::from(["blue"]);
+        let request = ReportRequest::default().with_record(Some(&record), &only_blue);
+        assert_eq!(request.control, None, "red has no counts yet");
+        assert_eq!(
+            request.weights,
+            Some(BTreeMap::from([("blue".into(), 3.0)]))
+        );
+        let both = BTreeSet::from(["blue", "red"]);
+        let request = ReportRequest::default().with_record(Some(&record), &both);
+        assert_eq!(request.control.as_deref(), Some("red"));
+        let asked = ReportRequest {
+            control: Some("blue".into()),
+            ..ReportRequest::default()
+        };
+        assert_eq!(
+            asked.with_record(Some(&record), &both).control.as_deref(),
+            Some("blue")
+        );
+    }
 
     fn counter(event: &str, variant: &str, count: u64) -> Counter {
         Counter {
