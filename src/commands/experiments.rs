@@ -415,14 +415,7 @@ fn table(records: &[ExperimentRecord]) -> String {
             ),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|col| {
-            rows.iter()
-                .map(|r| r[col].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = super::column_widths(&rows);
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row

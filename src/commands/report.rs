@@ -215,14 +215,7 @@ fn table(analysis: &GoalAnalysis) -> String {
             pct(Some(v.chance_to_be_best)),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|col| {
-            rows.iter()
-                .map(|r| r[col].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = super::column_widths(&rows);
     let mut out = String::new();
     for row in &rows {
         out.push_str("   ");

@@ -8,7 +8,13 @@ pub mod registry;
 pub mod report;
 pub mod track;
 
-use crate::model::{check_field, InvalidField, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES};
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
+
+use crate::model::{
+    check_field, InvalidField, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES,
+};
+use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
 
 /// The `namespace` parameter, defaulting to `alephbet` as AlephBet does.
@@ -20,4 +26,21 @@ fn namespace_param(params: &QueryParams) -> Result<String, InvalidField> {
         }
         None => Ok(DEFAULT_NAMESPACE.to_owned()),
     }
+}
+
+/// The namespace (query) and experiment (path) of a request on
+/// `/api/experiments/{experiment}...`, checked.
+fn experiment_and_namespace(
+    experiment: Result<Path<String>, PathRejection>,
+    query: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let Path(experiment) = experiment.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "experiment name in the path: {}",
+            rejection.body_text()
+        ))
+    })?;
+    check_field("experiment", &experiment, MAX_NAME_BYTES)?;
+    let params = QueryParams::parse(query)?;
+    Ok((namespace_param(&params)?, experiment))
 }

@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::namespace_param;
+use super::{experiment_and_namespace, namespace_param};
 use crate::clock::Clock;
-use crate::model::{check_field, MAX_NAME_BYTES};
 use crate::registry::{status_filter, Change, Definition, ExperimentRecord, RegistryError, Status};
 use crate::server::error::ApiError;
 use crate::server::ignored::IgnoredSummary;
@@ -49,7 +48,7 @@ pub async fn show(
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ExperimentRecord>, ApiError> {
-    let (namespace, experiment) = names(experiment, query.as_deref())?;
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     Ok(Json(existing(&state, &namespace, &experiment).await?))
 }
 
@@ -62,7 +61,7 @@ pub async fn put(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (namespace, experiment) = names(experiment, query.as_deref())?;
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let definition: Definition = json_body(&body)?;
     let previous = state.store.record(&namespace, &experiment).await?;
     let created = previous.is_none();
@@ -105,7 +104,7 @@ pub async fn patch(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Json<ExperimentRecord>, ApiError> {
-    let (namespace, experiment) = names(experiment, query.as_deref())?;
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let patch: Patch = json_body(&body)?;
     let mut record = existing(&state, &namespace, &experiment).await?;
     if patch.status != Some(Status::Stopped) && (patch.winner.is_some() || patch.note.is_some()) {
@@ -137,7 +136,7 @@ pub async fn delete(
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    let (namespace, experiment) = names(experiment, query.as_deref())?;
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     if !state
         .store
         .delete_experiment(&namespace, &experiment)
@@ -157,22 +156,6 @@ pub async fn ignored(
     let params = QueryParams::parse(query.as_deref())?;
     let namespace = namespace_param(&params)?;
     Ok(Json(state.ignored.top(&namespace, IGNORED_ROWS)))
-}
-
-/// The namespace (query) and experiment (path) of a request, checked.
-fn names(
-    experiment: Result<Path<String>, PathRejection>,
-    query: Option<&str>,
-) -> Result<(String, String), ApiError> {
-    let Path(experiment) = experiment.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "experiment name in the path: {}",
-            rejection.body_text()
-        ))
-    })?;
-    check_field("experiment", &experiment, MAX_NAME_BYTES)?;
-    let params = QueryParams::parse(query)?;
-    Ok((namespace_param(&params)?, experiment))
 }
 
 async fn existing(

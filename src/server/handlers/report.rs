@@ -6,8 +6,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 
-use super::namespace_param;
-use crate::model::{check_field, MAX_NAME_BYTES};
+use super::experiment_and_namespace;
 use crate::report::{self, LoadError, Report, ReportError, ReportRequest};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
@@ -19,15 +18,8 @@ pub async fn report(
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Report>, ApiError> {
-    let Path(experiment) = experiment.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "experiment name in the path: {}",
-            rejection.body_text()
-        ))
-    })?;
-    check_field("experiment", &experiment, MAX_NAME_BYTES)?;
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let params = QueryParams::parse(query.as_deref())?;
-    let namespace = namespace_param(&params)?;
     let request = ReportRequest {
         control: params.optional("control")?.map(str::to_owned),
         goal: params.optional("goal")?.map(str::to_owned),
