@@ -20,6 +20,7 @@
 
 mod catalog;
 mod command;
+mod dedupe_table;
 mod prune;
 mod schema;
 mod seen;

@@ -6,11 +6,12 @@
 //! only the last page of the table, where a keyed table would dirty one
 //! random page per event; and the log's order is the order of first
 //! sightings, so expired rows are always at its head and pruning is a
-//! range delete. The map is rebuilt from the log on start.
-
-use std::collections::HashMap;
+//! range delete. The map ([`DedupeTable`], 16 bytes a slot) is rebuilt
+//! from the log on start.
 
 use rusqlite::{Connection, Transaction};
+
+use super::dedupe_table::DedupeTable;
 
 /// Most rows written by one INSERT statement (a power of two).
 const INSERT_CHUNK_ROWS: usize = 32;
@@ -22,9 +23,10 @@ const PRUNE_STEP_ROWS: usize = 20_000;
 #[derive(Debug, Default)]
 pub(super) struct SeenIndex {
     /// Dedupe key → millisecond of first sighting.
-    first_seen: HashMap<u128, i64>,
-    /// What this transaction changed, to undo if it rolls back.
-    undo: Vec<(u128, Option<i64>)>,
+    first_seen: DedupeTable,
+    /// What this transaction changed (the slot each insert replaced), to
+    /// undo if it rolls back.
+    undo: Vec<(u128, Option<u128>)>,
     /// Log rows of this transaction not yet written.
     pending: Vec<([u8; 16], i64)>,
 }
@@ -50,12 +52,15 @@ impl SeenIndex {
     /// [`SeenIndex::write_pending`] in the same transaction.
     pub(super) fn remember(&mut self, key: [u8; 16], now: i64, cutoff: i64) -> bool {
         let id = u128::from_le_bytes(key);
-        let previous = self.first_seen.get(&id).copied();
-        if previous.is_some_and(|seen| seen > cutoff) {
+        if self
+            .first_seen
+            .first_seen(id, now)
+            .is_some_and(|seen| seen > cutoff)
+        {
             return false;
         }
-        self.first_seen.insert(id, now);
-        self.undo.push((id, previous));
+        let replaced = self.first_seen.insert(id, now);
+        self.undo.push((id, replaced));
         self.pending.push((key, now));
         true
     }
@@ -96,11 +101,8 @@ impl SeenIndex {
     /// The transaction rolled back: forget what it remembered.
     pub(super) fn rollback(&mut self) {
         self.pending.clear();
-        for (id, previous) in self.undo.drain(..).rev() {
-            match previous {
-                Some(seen) => self.first_seen.insert(id, seen),
-                None => self.first_seen.remove(&id),
-            };
+        for (id, replaced) in self.undo.drain(..).rev() {
+            self.first_seen.restore(id, replaced);
         }
     }
 
@@ -131,9 +133,7 @@ impl SeenIndex {
         };
         let removed = conn.execute("DELETE FROM seen WHERE id <= ?1", [last])?;
         for (key, first_seen) in expired {
-            if self.first_seen.get(&key) == Some(&first_seen) {
-                self.first_seen.remove(&key);
-            }
+            self.first_seen.forget(key, first_seen);
         }
         Ok(removed)
     }
