@@ -4,13 +4,15 @@
 # file), and divides the database size by N.
 #
 #   bash bench/store-size.sh [EVENTS]
+#   LAMED_BIN=/tmp/before/lamed bash bench/store-size.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 cargo build --release --quiet --workspace --bins
+lamed=${LAMED_BIN:-target/release/lamed}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/release/lamed serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >/dev/null 2>"$dir/log.txt" &
+"$lamed" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >/dev/null 2>"$dir/log.txt" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

@@ -15,9 +15,11 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// UTC day): what tracking writes, and what trend charts read; `counters`
 /// the totals of days older than the retention, folded out of `daily`
 /// (a counter's total is its `counters` row plus its days plus its
-/// `imported` base); `seen` is the
-/// append-only log of remembered events (see [`super::seen`]): a 16-byte hash of
-/// the event's identity and the millisecond it was first seen; `imported`
+/// `imported` base); `seen_log` is the append-only log of remembered events
+/// (see [`super::seen`]): per row, the millisecond of a commit and the
+/// 16-byte hashes of the identities it first saw then (a store written
+/// before this layout had one row per event in `seen`, which opening
+/// converts); `imported`
 /// the base each counter was given by `lamed import` (reads add it to
 /// `counters`, so re-importing replaces it instead of adding twice).
 const SCHEMA: &str = "
@@ -31,8 +33,8 @@ CREATE TABLE IF NOT EXISTS daily (
     variant TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (namespace, experiment, event, variant, day)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seen (
-    id INTEGER PRIMARY KEY, key BLOB NOT NULL, first_seen INTEGER NOT NULL
+CREATE TABLE IF NOT EXISTS seen_log (
+    id INTEGER PRIMARY KEY, first_seen INTEGER NOT NULL, keys BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS imported (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
