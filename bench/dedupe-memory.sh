@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # RAM per remembered event and rebuild time of the embedded store's dedupe
-# memory at scale: writes EVENTS (default 100,000,000) remembered events,
-# all inside the window, straight into a fresh store's log (Python's
-# sqlite3, one transaction), then starts `lamed serve` on it, which rebuilds
-# its in-memory index from the log, and reports the time until /health
-# answers and the server's RSS over the RSS of the same server on an empty
-# store. Each binary given runs on the same database (the baseline first),
-# ROUNDS times (default 3); medians are printed.
+# memory at scale: for each binary given, creates a store with it, writes
+# EVENTS (default 100,000,000) remembered events, all inside the window,
+# straight into its log in the layout that binary made (one row per event
+# in `seen`, or rows of 64 hashes sharing a millisecond in `seen_log`;
+# Python's sqlite3, one transaction), then starts `lamed serve` on it
+# ROUNDS times (default 3), which rebuilds the in-memory index from the
+# log, and reports the median time until /health answers and the server's
+# RSS over that of the same binary on an empty store.
 #
 #   bash bench/dedupe-memory.sh [EVENTS] [BINARY...]
 #   bash bench/dedupe-memory.sh 100000000 /tmp/before/lamed target/release/lamed
@@ -48,29 +49,40 @@ serve_once() {
     echo "$ready $rss"
 }
 
-# The schema, from the first binary; then the log rows.
-serve_once "${binaries[0]}" "$dir/data" >/dev/null
 mkdir -p "$dir/empty"
-python3 - "$dir/data/lamed.db" "$events" <<'PY'
+# Fills the log of the store in $1 with $2 events, in the layout it has.
+fill() {
+    python3 - "$1/lamed.db" "$2" <<'PY'
 import os, sqlite3, sys, time
 db, n = sys.argv[1], int(sys.argv[2])
 conn = sqlite3.connect(db)
 conn.execute("PRAGMA journal_mode=WAL")
 conn.execute("PRAGMA synchronous=OFF")
+grouped = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'seen_log'").fetchone()[0]
 now = int(time.time() * 1000)
 started = time.time()
 batch = 1_000_000
 for first in range(0, n, batch):
-    rows = os.urandom(16 * min(batch, n - first))
-    conn.executemany("INSERT INTO seen (key, first_seen) VALUES (?, ?)",
-                     ((rows[i:i + 16], now) for i in range(0, len(rows), 16)))
+    keys = os.urandom(16 * min(batch, n - first))
+    if grouped:
+        rows = ((now, keys[i:i + 16 * 64]) for i in range(0, len(keys), 16 * 64))
+        conn.executemany("INSERT INTO seen_log (first_seen, keys) VALUES (?, ?)", rows)
+    else:
+        rows = ((keys[i:i + 16], now) for i in range(0, len(keys), 16))
+        conn.executemany("INSERT INTO seen (key, first_seen) VALUES (?, ?)", rows)
 conn.commit()
 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 conn.close()
-print(f"wrote {n} log rows in {time.time() - started:.0f} s", file=sys.stderr)
+layout = "seen_log, 64 per row" if grouped else "seen, one per row"
+print(f"wrote {n} remembered events ({layout}) in {time.time() - started:.0f} s, "
+      f"{os.path.getsize(db) / n:.1f} bytes per event on disk", file=sys.stderr)
 PY
+}
 
 for binary in "${binaries[@]}"; do
+    rm -rf "$dir/data"
+    serve_once "$binary" "$dir/data" >/dev/null  # the schema this binary makes
+    fill "$dir/data" "$events"
     results=()
     for _ in $(seq "$rounds"); do
         read -r _ idle < <(serve_once "$binary" "$dir/empty")

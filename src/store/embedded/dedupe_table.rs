@@ -41,8 +41,33 @@ struct Segment {
 
 impl Default for DedupeTable {
     fn default() -> Self {
+        DedupeTable::with_capacity(0)
+    }
+}
+
+/// Segment `i`'s share of growth: capacities start at 1.25^(i/256) times
+/// the same size, so segments (which fill at the same pace) grow at evenly
+/// spread moments and the whole table's fill stays near 81% instead of
+/// swinging between 72% and 90% together.
+fn spread(segment: usize) -> f64 {
+    1.25f64.powf(segment as f64 / f64::from(1u32 << SEGMENT_BITS))
+}
+
+impl DedupeTable {
+    /// A table sized for `events` without growing (rebuilding from the log
+    /// knows its size).
+    pub(super) fn with_capacity(events: usize) -> Self {
+        let per_segment = events as f64 / f64::from(1u32 << SEGMENT_BITS) / 0.9;
         DedupeTable {
-            segments: (0..1 << SEGMENT_BITS).map(|_| Segment::default()).collect(),
+            segments: (0..1 << SEGMENT_BITS)
+                .map(|i| {
+                    let capacity = (per_segment.max(MIN_CAPACITY as f64) * spread(i)) as usize;
+                    Segment {
+                        slots: vec![EMPTY; capacity],
+                        len: 0,
+                    }
+                })
+                .collect(),
             len: 0,
         }
     }
@@ -220,7 +245,7 @@ impl Segment {
         }
     }
 
-    /// Grows by a quarter (at least to [`MIN_CAPACITY`]) and re-inserts.
+    /// Grows by a quarter and re-inserts.
     fn grow(&mut self) {
         let capacity = (self.slots.len() + self.slots.len() / 4).max(MIN_CAPACITY);
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; capacity]);

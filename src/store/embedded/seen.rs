@@ -41,7 +41,15 @@ impl SeenIndex {
     /// converting a log of the older one-row-per-event layout.
     pub(super) fn load(conn: &Connection, cutoff: i64) -> rusqlite::Result<Self> {
         convert_legacy_log(conn)?;
-        let mut index = SeenIndex::default();
+        let bytes: i64 = conn.query_row(
+            "SELECT coalesce(sum(length(keys)), 0) FROM seen_log WHERE first_seen > ?1",
+            [cutoff],
+            |row| row.get(0),
+        )?;
+        let mut index = SeenIndex {
+            first_seen: DedupeTable::with_capacity(bytes as usize / KEY_BYTES),
+            ..SeenIndex::default()
+        };
         let mut stmt = conn
             .prepare("SELECT first_seen, keys FROM seen_log WHERE first_seen > ?1 ORDER BY id")?;
         let mut rows = stmt.query([cutoff])?;
