@@ -5,16 +5,18 @@
 #
 #   bash bench/track-vs-empty.sh [ROUNDS] [REQUESTS] [CONNECTIONS]
 #   SERVE_ARGS="--fsync" bash bench/track-vs-empty.sh     # extra serve flags
+#   LAMED_BIN=/tmp/before/lamed bash bench/track-vs-empty.sh  # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 requests=${2:-200000}
 connections=${3:-64}
 cargo build --release --quiet --workspace --bins
+lamed=${LAMED_BIN:-target/release/lamed}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
-target/release/lamed serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --bench-routes ${SERVE_ARGS:-} \
+"$lamed" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --bench-routes ${SERVE_ARGS:-} \
     >"$dir/banner.txt" 2>"$dir/log.txt" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
