@@ -208,11 +208,24 @@ impl EmbeddedStore {
                 path.display()
             )));
         }
+        let reader = open_reader_connection(&path)?;
+        // A store last written by a lamed from before the registry has no
+        // `registry` table until its server restarts: read it as empty.
+        let has_registry: bool = reader.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'registry'",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_registry {
+            reader.execute_batch(
+                "CREATE TEMP TABLE registry (namespace TEXT, experiment TEXT, record TEXT)",
+            )?;
+        }
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(None),
                 writer_thread: Mutex::new(None),
-                reader: Arc::new(Mutex::new(open_reader_connection(&path)?)),
+                reader: Arc::new(Mutex::new(reader)),
                 remembered: None,
             }),
         })
@@ -518,6 +531,23 @@ mod tests {
             TrackOutcome::Ignored(crate::model::Ignored::Cap(_))
         ));
         assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
+    }
+
+    /// A store written before the registry existed reads as having no
+    /// records, read-only (as `lamed report` opens it beside a server).
+    #[tokio::test]
+    async fn read_only_reads_a_store_from_before_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.track(vec![event(1)]).await.unwrap();
+        store.close().await.unwrap();
+        let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
+        conn.execute_batch("DROP TABLE registry").unwrap();
+        drop(conn);
+        let reader = EmbeddedStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.records("n").await.unwrap(), vec![]);
+        assert_eq!(reader.record("n", "e").await.unwrap(), None);
+        assert_eq!(reader.experiments("n").await.unwrap(), vec!["e".to_owned()]);
     }
 
     fn event(uuid: usize) -> Event {
