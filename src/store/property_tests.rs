@@ -1,5 +1,6 @@
 //! Property test: random sequences of steps (track new and re-sent events,
-//! delete, import, step the clock around the dedupe window) applied side
+//! delete, import, pause or resume an experiment, step the clock around the
+//! dedupe window) applied side
 //! by side to a backend and to the [`ReferenceStore`], which must agree on
 //! every outcome and on what the store reads back.
 //!
@@ -26,6 +27,7 @@ use super::reference::ReferenceStore;
 use super::{DynStore, Store, StoreError};
 use crate::clock::Clock;
 use crate::model::{Caps, Counter, Event, PARTICIPATE};
+use crate::registry::{Change, Status};
 
 const NAMESPACES: [&str; 3] = ["n1", "n2", "n3"];
 const EXPERIMENTS: [&str; 3] = ["e1", "e2", "e3"];
@@ -131,6 +133,9 @@ enum Step {
     Delete { namespace: usize, experiment: usize },
     /// Sets an imported base (the event's uuid is unused).
     Import { counter: EventSpec, count: u64 },
+    /// Pauses the experiment if it is running, resumes it if paused
+    /// (nothing when it has no record yet).
+    Toggle { namespace: usize, experiment: usize },
     /// Steps the manual clock.
     Advance(Advance),
 }
@@ -167,6 +172,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..NAMESPACES.len(), 0..EXPERIMENTS.len())
             .prop_map(|(namespace, experiment)| Step::Delete { namespace, experiment }),
         1 => (event_spec(), 0..5u64).prop_map(|(counter, count)| Step::Import { counter, count }),
+        2 => (0..NAMESPACES.len(), 0..EXPERIMENTS.len())
+            .prop_map(|(namespace, experiment)| Step::Toggle { namespace, experiment }),
         4 => advance.prop_map(Step::Advance),
     ]
 }
@@ -212,8 +219,30 @@ async fn import(store: &dyn Store, counter: &Event, count: u64) -> Result<Option
         .await
 }
 
+/// Pauses a running experiment or resumes a paused one, as its owner
+/// would through the API.
+async fn toggle(
+    store: &dyn Store,
+    namespace: &str,
+    experiment: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some(mut record) = store.record(namespace, experiment).await? else {
+        return Ok(());
+    };
+    let change = if record.status == Status::Running {
+        Change::Pause
+    } else {
+        Change::Resume
+    };
+    record
+        .apply(change, now)
+        .map_err(|err| StoreError::unavailable(err.to_string()))?;
+    store.put_record(record).await
+}
+
 /// Everything the stores read back must be equal: counters (in any order),
-/// experiments, and each experiment's daily counters.
+/// experiments, registry records, and each experiment's daily counters.
 async fn same_reads(
     backend: &dyn Store,
     reference: &ReferenceStore,
@@ -229,6 +258,11 @@ async fn same_reads(
             || format!("experiments({namespace}) after {after}"),
             backend.experiments(namespace).await,
             reference.experiments(namespace).await,
+        )?;
+        same(
+            || format!("records({namespace}) after {after}"),
+            backend.records(namespace).await,
+            reference.records(namespace).await,
         )?;
         for experiment in EXPERIMENTS {
             same(
@@ -275,6 +309,18 @@ async fn replay(
                     import(backend, &e, *count).await,
                     import(reference, &e, *count).await,
                 )?;
+                None
+            }
+            Step::Toggle {
+                namespace,
+                experiment,
+            } => {
+                let (namespace, experiment) = (NAMESPACES[*namespace], EXPERIMENTS[*experiment]);
+                for store in [backend, reference as &dyn Store] {
+                    toggle(store, namespace, experiment, clock.now_ms())
+                        .await
+                        .map_err(|err| TestCaseError::fail(format!("{}: {err}", what())))?;
+                }
                 None
             }
             Step::Advance(by) => {
