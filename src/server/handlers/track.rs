@@ -40,18 +40,15 @@ pub async fn track_one(
     if state.bots.check(&visitor).is_some() {
         let why = Ignored::Bot;
         state.metrics.ignore(&why);
-        state
-            .ignored
-            .note(&event.namespace, &event.experiment, &why);
-        return Ok(ignored_ok(&why));
+        return Ok(answer_ignored(&state, &event, &why));
     }
-    // Kept only to name an ignored experiment: a copy of two short names.
-    let names = (event.namespace.clone(), event.experiment.clone());
     let outcome = store_events(&state, vec![event]).await?.pop();
     match outcome {
+        // Rare: the names are read again from the query rather than copied
+        // for every event.
         Some(TrackOutcome::Ignored(why)) => {
-            state.ignored.note(&names.0, &names.1, &why);
-            Ok(ignored_ok(&why))
+            let event = event_from_query(query.as_deref())?;
+            Ok(answer_ignored(&state, &event, &why))
         }
         Some(_) => Ok(empty_ok()),
         None => Err(ApiError::Unavailable(
@@ -66,8 +63,10 @@ pub fn empty_ok() -> Response {
 }
 
 /// 200 with body `{"ignored": "<reason>"}`: well-formed, deliberately not
-/// counted, and not to be re-sent.
-pub fn ignored_ok(why: &Ignored) -> Response {
+/// counted, and not to be re-sent. The experiment's name is noted for
+/// `GET /api/ignored`.
+fn answer_ignored(state: &AppState, event: &Event, why: &Ignored) -> Response {
+    state.ignored.note(&event.namespace, &event.experiment, why);
     Json(serde_json::json!({ "ignored": why.reason() })).into_response()
 }
 
@@ -126,18 +125,25 @@ pub async fn track_batch(
         }
     }
     if !valid.is_empty() {
-        let names: Vec<(String, String)> = valid
-            .iter()
-            .map(|e| (e.namespace.clone(), e.experiment.clone()))
-            .collect();
         let outcomes = store_events(&state, valid).await?;
-        for ((position, outcome), (namespace, experiment)) in
-            valid_positions.into_iter().zip(outcomes).zip(names)
-        {
+        let mut ignored = Vec::new();
+        for (position, outcome) in valid_positions.into_iter().zip(outcomes) {
             if let TrackOutcome::Ignored(why) = &outcome {
-                state.ignored.note(&namespace, &experiment, why);
+                ignored.push((position, why.clone()));
             }
             results[position] = EventResult::from(outcome);
+        }
+        // Rare: the ignored events' names are read again from the body
+        // rather than copied for every event.
+        if !ignored.is_empty() {
+            let items = parse_batch(&body, state.max_batch_events).unwrap_or_default();
+            for (position, why) in ignored {
+                if let Some(Ok(event)) = items.get(position) {
+                    state
+                        .ignored
+                        .note(&event.namespace, &event.experiment, &why);
+                }
+            }
         }
     }
     let summary = BatchResponse::new(results);

@@ -55,10 +55,8 @@ impl Catalog {
     /// Why `event` is not counted, if it is not: the registry (status,
     /// registration mode), then the caps.
     pub(super) fn check(&self, event: &Event, caps: &Caps) -> Option<Ignored> {
-        let names = self
-            .namespaces
-            .get(&event.namespace)
-            .and_then(|experiments| experiments.get(&event.experiment));
+        let experiments = self.namespaces.get(&event.namespace);
+        let names = experiments.and_then(|experiments| experiments.get(&event.experiment));
         if let Some(status) = names.and_then(|n| n.status) {
             if status != Status::Running {
                 return Some(Ignored::Inactive(status));
@@ -74,7 +72,8 @@ impl Catalog {
                 return Some(Ignored::Unregistered);
             }
         }
-        self.cap_exceeded(event, caps).map(Ignored::Cap)
+        self.cap_exceeded(event, caps, experiments, names)
+            .map(Ignored::Cap)
     }
 
     /// True when `event`'s experiment has no record yet: counting it
@@ -103,9 +102,17 @@ impl Catalog {
             .extend(record.goals.iter().map(|g| g.name.clone()));
     }
 
-    /// Which cap, if any, counting `event` would break.
-    fn cap_exceeded(&self, event: &Event, caps: &Caps) -> Option<CapExceeded> {
-        let Some(experiments) = self.namespaces.get(&event.namespace) else {
+    /// Which cap, if any, counting `event` would break; `experiments` and
+    /// `names` are its namespace's and experiment's entries, looked up once
+    /// by [`Catalog::check`].
+    fn cap_exceeded(
+        &self,
+        event: &Event,
+        caps: &Caps,
+        experiments: Option<&HashMap<String, ExperimentNames>>,
+        names: Option<&ExperimentNames>,
+    ) -> Option<CapExceeded> {
+        let Some(experiments) = experiments else {
             return (self.namespaces.len() >= caps.max_namespaces).then(|| {
                 CapExceeded::Namespaces {
                     namespace: event.namespace.clone(),
@@ -113,7 +120,7 @@ impl Catalog {
                 }
             });
         };
-        let Some(names) = experiments.get(&event.experiment) else {
+        let Some(names) = names else {
             return (experiments.len() >= caps.max_experiments_per_namespace).then(|| {
                 CapExceeded::Experiments {
                     namespace: event.namespace.clone(),
