@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 seconds=${2:-5}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet --bin lamed
+[ -n "${LAMED_BIN:-}" ] || cargo build --release --quiet --bin lamed
 lamed=${LAMED_BIN:-target/release/lamed}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -8,6 +8,12 @@ use clap::Parser;
 use lamed::cli::{Cli, Command, LogFormat};
 use lamed::commands;
 
+/// A request's buffers are allocated on one thread and freed on another
+/// (the async workers and the store's writer); glibc's malloc spent 14% of
+/// the server's CPU on that, mimalloc much less (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // On Lambda there is no command line: the runtime API decides.
     let lambda = lamed::lambda::is_lambda_runtime();

@@ -262,12 +262,29 @@ pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `GET` for every path over `connections` keep-alive connections.
-/// Failed connections are re-opened; requests that get no answer are
-/// recorded with status 0.
+/// Sends `GET` for every path over `connections` keep-alive connections,
+/// each as soon as a connection is free (a closed loop). Failed
+/// connections are re-opened; requests that get no answer are recorded
+/// with status 0.
 pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) -> LoadReport {
+    run_paced(addr, paths, connections, None).await
+}
+
+/// As [`run`], but with `rate` (requests per second) the `i`-th request is
+/// due `i / rate` seconds after the start (an open loop, as a site's
+/// visitors are), and its latency counts from when it was due: a server
+/// that falls behind shows it in the latencies instead of slowing the
+/// offered load down.
+pub async fn run_paced(
+    addr: SocketAddr,
+    paths: Arc<Vec<String>>,
+    connections: usize,
+    rate: Option<f64>,
+) -> LoadReport {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let due =
+        move |index: usize| rate.map(|rate| started + Duration::from_secs_f64(index as f64 / rate));
     let mut workers = Vec::with_capacity(connections);
     for _ in 0..connections.max(1) {
         let (paths, next) = (Arc::clone(&paths), Arc::clone(&next));
@@ -277,10 +294,16 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(index) else { break };
+                let sent = match due(index) {
+                    Some(due) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 if connection.is_none() {
                     connection = LoadConnection::open(addr).await.ok();
                 }
-                let sent = Instant::now();
                 let status = match connection.as_mut() {
                     Some(c) => match c.get(path).await {
                         Ok(status) => status,

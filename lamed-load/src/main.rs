@@ -39,6 +39,10 @@ struct Args {
     /// Seed of the workload generator
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Requests per second, paced (an open loop); latencies count from when
+    /// each request was due [default: as fast as the connections go]
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -58,6 +62,12 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     loadgen::require_loopback(args.addr)?;
+    if args
+        .rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        bail!("--rate must be a positive number of requests per second");
+    }
     if !(0.0..1.0).contains(&args.duplicates) {
         bail!("--duplicates must be in [0, 1)");
     }
@@ -70,7 +80,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.seed,
     ));
     let paths = Arc::new(workload.paths(&args.path));
-    let report = loadgen::run(args.addr, paths, args.connections).await;
+    let report = loadgen::run_paced(args.addr, paths, args.connections, args.rate).await;
     let ok = report.count(200);
     let mismatches = match &args.api_key {
         Some(key) if args.path != "/_bench/empty" => {
