@@ -127,15 +127,26 @@ impl BotFilter {
         }
     }
 
+    /// The network of `ignored_networks` holding `ip`, for a caller that
+    /// knows the address but not the user agent (Sixpack's `ip_address`
+    /// without `user_agent`).
+    pub fn check_address(&self, ip: IpAddr) -> Option<BotMatch<'_>> {
+        if !self.enabled {
+            return None;
+        }
+        self.ignored_networks
+            .iter()
+            .find(|n| n.contains(&ip))
+            .map(|network| BotMatch::IgnoredNetwork(*network))
+    }
+
     /// The rule that takes `visitor` for a bot, or `None` for a person.
     pub fn check(&self, visitor: &Visitor) -> Option<BotMatch<'_>> {
         if !self.enabled {
             return None;
         }
-        if let Some(ip) = visitor.client_ip {
-            if let Some(network) = self.ignored_networks.iter().find(|n| n.contains(&ip)) {
-                return Some(BotMatch::IgnoredNetwork(*network));
-            }
+        if let Some(found) = visitor.client_ip.and_then(|ip| self.check_address(ip)) {
+            return Some(found);
         }
         let Some(user_agent) = visitor
             .user_agent

@@ -380,6 +380,12 @@ impl Config {
                 "max_batch_events must be at least 1".into(),
             ));
         }
+        crate::model::check_field(
+            "sixpack_namespace",
+            &self.sixpack_namespace,
+            crate::model::MAX_NAMESPACE_BYTES,
+        )
+        .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         let caps = &self.caps;
         for (name, value) in [
             ("max_namespaces", caps.max_namespaces),

@@ -151,7 +151,8 @@ mod runtime {
             api_key,
             config.max_batch_events,
             Arc::clone(&config.bots),
-        );
+        )
+        .with_sixpack(crate::sixpack::SixpackConfig::from(config));
         Ok(router(state, &options))
     }
 

@@ -12,6 +12,8 @@
 //! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
 //!   Redis / Redis Cluster backend (feature `redis`, on by default), the
 //!   conformance suite and, in tests, an in-memory reference store.
+//! - [`sixpack`]: Sixpack's API rules: names, deterministic assignment and
+//!   traffic fraction, counting ids, JSON answers.
 //! - `import`: `lamed import`, migration from Lamed's and Gimel's Redis.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
@@ -47,6 +49,7 @@ pub mod results;
 pub mod serve;
 pub mod server;
 pub mod settings;
+pub mod sixpack;
 pub mod snippet;
 pub mod stats;
 pub mod store;

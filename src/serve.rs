@@ -74,7 +74,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &api_key,
         config.max_batch_events,
         Arc::clone(&config.bots),
-    );
+    )
+    .with_sixpack(crate::sixpack::SixpackConfig::from(&config));
     server::run(listener, state, &options, server::shutdown_signal()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -38,6 +38,9 @@ pub const LIMITS_HEADING: &str = "Limits (config.json \"limits\")";
 /// Lambda entry (which has no such setting).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// The default of `sixpack_namespace`.
+pub const DEFAULT_SIXPACK_NAMESPACE: &str = "sixpack";
+
 /// Every setting: what `lamed serve` runs with once resolved.
 ///
 /// To add a setting, add a field here (or to [`LimitSettings`]): doc
@@ -251,6 +254,20 @@ pub struct Settings {
         help_heading = COUNTING_HEADING
     )]
     pub trusted_proxies: usize,
+
+    /// Namespace of the experiments of the Sixpack API (/participate,
+    /// /convert)
+    ///
+    /// A Sixpack experiment is a Lamed experiment in this namespace: the
+    /// report, the dashboard and /experiments?namespace=... show it.
+    #[arg(
+        long,
+        env = "LAMED_SIXPACK_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = DEFAULT_SIXPACK_NAMESPACE,
+        help_heading = COUNTING_HEADING
+    )]
+    pub sixpack_namespace: String,
 
     /// Caps on what the public tracking endpoint may create.
     #[command(flatten)]

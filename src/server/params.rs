@@ -50,6 +50,24 @@ impl QueryParams {
             .map_err(|()| InvalidField::InvalidUtf8(name))
     }
 
+    /// Every value of a repeated parameter, in order (Sixpack's
+    /// `alternatives`).
+    ///
+    /// # Errors
+    ///
+    /// When a value is not valid UTF-8.
+    pub fn all(&self, name: &'static str) -> Result<Vec<&str>, InvalidField> {
+        self.pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| {
+                value
+                    .as_deref()
+                    .map_err(|()| InvalidField::InvalidUtf8(name))
+            })
+            .collect()
+    }
+
     /// Moves the value of `name` out (given once, valid UTF-8), sparing a
     /// copy on the tracking path.
     ///
@@ -111,6 +129,9 @@ mod tests {
         assert_eq!(q.required("uuid"), Err(InvalidField::InvalidUtf8("uuid")));
         assert_eq!(q.required("a"), Err(InvalidField::Repeated("a")));
         assert_eq!(q.required("b"), Err(InvalidField::Missing("b")));
+        assert_eq!(q.all("a"), Ok(vec!["1", "2"]));
+        assert_eq!(q.all("b"), Ok(vec![]));
+        assert_eq!(q.all("uuid"), Err(InvalidField::InvalidUtf8("uuid")));
         assert!(QueryParams::parse(Some("%FF=1")).is_err());
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::config::Handler;
 use crate::server::error::ApiError;
-use crate::server::handlers::{dashboard, experiments, health, registry, report, track};
+use crate::server::handlers::{dashboard, experiments, health, registry, report, sixpack, track};
 use crate::server::state::AppState;
 
 /// One path, what answers it, who may call it and where it runs on AWS.
@@ -119,6 +119,12 @@ pub enum Endpoint {
     Health,
     /// `GET`: Prometheus metrics.
     Metrics,
+    /// `GET`: Sixpack's participate.
+    SixpackParticipate,
+    /// `GET`: Sixpack's convert.
+    SixpackConvert,
+    /// `GET`: Sixpack's status.
+    SixpackStatus,
 }
 
 impl Endpoint {
@@ -138,7 +144,10 @@ impl Endpoint {
             | Endpoint::Dashboard
             | Endpoint::DashboardAsset
             | Endpoint::Health
-            | Endpoint::Metrics => HttpMethod::Get,
+            | Endpoint::Metrics
+            | Endpoint::SixpackParticipate
+            | Endpoint::SixpackConvert
+            | Endpoint::SixpackStatus => HttpMethod::Get,
         }
     }
 
@@ -169,6 +178,9 @@ impl Endpoint {
             Endpoint::DashboardAsset => on(filter, dashboard::asset),
             Endpoint::Health => on(filter, health::health),
             Endpoint::Metrics => on(filter, health::metrics),
+            Endpoint::SixpackParticipate => on(filter, sixpack::participate),
+            Endpoint::SixpackConvert => on(filter, sixpack::convert),
+            Endpoint::SixpackStatus => on(filter, sixpack::status),
         }
     }
 }
@@ -177,7 +189,7 @@ impl Endpoint {
 /// removes); each serves the rows that name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
-    /// Tracking, and the health probe.
+    /// Tracking (AlephBet's and Sixpack's), and the health probes.
     Track,
     /// The results.
     Experiments,
@@ -212,7 +224,7 @@ impl Function {
 
     const fn purpose(self) -> &'static str {
         match self {
-            Function::Track => "count AlephBet events",
+            Function::Track => "count AlephBet and Sixpack events",
             Function::Experiments => "results",
             Function::Delete => "delete an experiment",
             Function::Report => "experiments API (registry, report)",
@@ -273,7 +285,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 12] = [
+pub const ROUTES: [Route; 15] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -331,6 +343,25 @@ pub const ROUTES: [Route; 12] = [
     Route {
         path: HEALTH_PATH,
         endpoints: &[Endpoint::Health],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    // Public, Sixpack's API for its client libraries (handlers/sixpack.rs).
+    Route {
+        path: "/participate",
+        endpoints: &[Endpoint::SixpackParticipate],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/convert",
+        endpoints: &[Endpoint::SixpackConvert],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/_status",
+        endpoints: &[Endpoint::SixpackStatus],
         access: Access::Public,
         deploy: Deploy::Lambda(Function::Track),
     },

@@ -13,6 +13,7 @@ use crate::server::error::ApiError;
 use crate::server::handlers::health::HealthCheck;
 use crate::server::ignored::IgnoredNames;
 use crate::server::metrics::Metrics;
+use crate::sixpack::SixpackConfig;
 use crate::store::DynStore;
 
 /// Shared state. Every request clones it, so it is one reference count:
@@ -39,6 +40,8 @@ pub struct Shared {
     pub health: HealthCheck,
     /// The names whose events were most often ignored.
     pub ignored: IgnoredNames,
+    /// The Sixpack API's namespace and limit.
+    pub sixpack: SixpackConfig,
 }
 
 impl Deref for AppState {
@@ -70,7 +73,21 @@ impl AppState {
             metrics,
             health: HealthCheck::default(),
             ignored: IgnoredNames::default(),
+            sixpack: SixpackConfig::default(),
         }))
+    }
+
+    /// The same state, serving the Sixpack API as configured. Called
+    /// while building the state, before any request shares it.
+    ///
+    /// # Panics
+    ///
+    /// When the state has been cloned already (a programming error).
+    pub fn with_sixpack(mut self, sixpack: SixpackConfig) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("with_sixpack is called before the state is shared")
+            .sixpack = sixpack;
+        self
     }
 
     /// Checks the API key given in `X-Api-Key` or `Authorization: Bearer`.

@@ -147,6 +147,21 @@ macro_rules! conformance_tests {
             $crate::store::conformance::required_registration(&store).await;
         }
 
+        /// Conformance: memberships.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn memberships_keep_the_first_value() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::memberships_keep_the_first_value(std::sync::Arc::new(
+                store,
+            ))
+            .await;
+        }
+
         /// Conformance: health and close.
         #[tokio::test]
         async fn health_and_close() {
@@ -322,6 +337,57 @@ pub async fn delete_removes_one_experiment(store: &dyn Store) {
         .expect("delete"));
     assert_eq!(store.experiments("d").await.expect("list"), vec!["kept"]);
     assert_eq!(counts(store, "d").await.len(), 1);
+}
+
+/// A membership keeps the first value joined, also among concurrent joins,
+/// is separate per experiment, namespace and member,
+/// creates no experiment, and goes with its experiment's delete. Default
+/// settings.
+pub async fn memberships_keep_the_first_value(store: DynStore) {
+    let held = |ns: &'static str, exp: &'static str, member: &'static str| {
+        let store = Arc::clone(&store);
+        async move { store.membership(ns, exp, member).await.expect("read") }
+    };
+    assert_eq!(held("m", "e", "client").await, None);
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .join("m", "e", "client", &format!("v{i}"))
+                    .await
+                    .expect("join")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.expect("task"));
+    }
+    let first = held("m", "e", "client").await.expect("remembered");
+    assert!(
+        answers.iter().all(|a| *a == first),
+        "{answers:?} vs {first}"
+    );
+    assert_eq!(
+        store.join("m", "e", "client", "other").await.expect("join"),
+        first
+    );
+    assert_eq!(held("m", "other", "client").await, None);
+    assert_eq!(held("n", "e", "client").await, None);
+    assert_eq!(held("m", "e", "client\x1fkpi").await, None);
+    assert!(store.experiments("m").await.expect("list").is_empty());
+
+    store
+        .track(vec![event("m", "e", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("m", "e").await.expect("delete"));
+    assert_eq!(held("m", "e", "client").await, None);
+    assert_eq!(
+        store.join("m", "e", "client", "again").await.expect("join"),
+        "again"
+    );
 }
 
 /// Caps refuse what would create too many namespaces, experiments, variants

@@ -62,8 +62,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// The experiment names of a namespace, sorted.
     async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Removes an experiment's counters and its record; `Ok(false)` when it
-    /// had neither.
+    /// Removes an experiment's counters, its record and its memberships;
+    /// `Ok(false)` when it had neither counters nor a record.
     async fn delete_experiment(
         &self,
         namespace: &str,
@@ -99,6 +99,29 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// experiment then exists, with its registered variants and goals known.
     /// Caps do not apply, as for imports: registering is an owner's act.
     async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError>;
+
+    /// What an experiment remembers of one member (a Sixpack client, or a
+    /// client and a KPI): the value it joined with, `None` when it never
+    /// joined. Memberships last as long as the experiment (unlike the
+    /// dedupe window), so a client keeps its alternative and converts once.
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Remembers `member` with `value` unless it is already remembered;
+    /// answers the value now held (the earlier one wins). Durable when it
+    /// returns `Ok`; removed with the experiment. Creates no experiment and
+    /// counts nothing: callers count through [`Store::track`].
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError>;
 
     /// Proves the store can take a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;

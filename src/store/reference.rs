@@ -38,6 +38,9 @@
 //!   bases and record (its names then stop counting towards caps); the
 //!   dedupe memory stays, so a re-sent event is still a duplicate.
 //!   Returns whether anything was removed.
+//! - **Memberships** are set once per `(namespace, experiment, member)`:
+//!   the first value joined stays, whatever is joined later, until the
+//!   experiment is deleted. They create no experiment and count nothing.
 //! - **Import** sets a counter's imported base, ignoring caps (but the
 //!   names then exist), and returns the previous base.
 //! - **Close**: every later call fails with [`StoreError::Closed`].
@@ -87,6 +90,8 @@ struct State {
     records: BTreeMap<ExperimentKey, ExperimentRecord>,
     /// Variants and goals records have registered, per experiment.
     registered: BTreeMap<ExperimentKey, BTreeSet<(Kind, String)>>,
+    /// Memberships: member → value, per experiment.
+    members: BTreeMap<ExperimentKey, BTreeMap<String, String>>,
 }
 
 /// Whether a registered name is a variant or a goal.
@@ -357,6 +362,7 @@ impl Store for ReferenceStore {
         state.imported.retain(|key, _| !doomed(key));
         let key = (namespace.to_owned(), experiment.to_owned());
         state.registered.remove(&key);
+        state.members.remove(&key);
         let had_record = state.records.remove(&key).is_some();
         Ok(state.tracked.len() + state.imported.len() < before || had_record)
     }
@@ -414,6 +420,37 @@ impl Store for ReferenceStore {
             variant.to_owned(),
         );
         Ok(state.imported.insert(key, count))
+    }
+
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .members
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .and_then(|members| members.get(member))
+            .cloned())
+    }
+
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let mut state = self.open_state()?;
+        Ok(state
+            .members
+            .entry((namespace.to_owned(), experiment.to_owned()))
+            .or_default()
+            .entry(member.to_owned())
+            .or_insert_with(|| value.to_owned())
+            .clone())
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ pub mod experiments;
 pub mod health;
 pub mod registry;
 pub mod report;
+pub mod sixpack;
 pub mod track;
 
 use axum::extract::rejection::PathRejection;

@@ -156,7 +156,10 @@ pub async fn track_batch(
 }
 
 /// Hands validated events to the store, recording latency and outcomes.
-async fn store_events(state: &AppState, events: Vec<Event>) -> Result<Vec<TrackOutcome>, ApiError> {
+pub(super) async fn store_events(
+    state: &AppState,
+    events: Vec<Event>,
+) -> Result<Vec<TrackOutcome>, ApiError> {
     let started = Instant::now();
     let outcomes = state.store.track(events).await.inspect_err(|_| {
         state.metrics.reject("store_unavailable");

@@ -213,8 +213,35 @@ impl Write for DeleteExperiment {
                 params![namespace, experiment],
             )?;
         }
+        // Memberships alone do not make an experiment exist.
+        batch.tx.execute(
+            "DELETE FROM members WHERE namespace = ?1 AND experiment = ?2",
+            params![namespace, experiment],
+        )?;
         batch.catalog.remove_experiment(namespace, experiment);
         Ok(removed > 0)
+    }
+}
+
+/// Remembers a member unless it is remembered; answers the value held.
+pub(super) struct Join {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+    pub(super) member: String,
+    pub(super) value: String,
+}
+
+impl Write for Join {
+    type Output = String;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
+        let held: String = batch.tx.query_row(
+            "INSERT INTO members (namespace, experiment, member, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET value = value RETURNING value",
+            params![self.namespace, self.experiment, self.member, self.value],
+            |row| row.get(0),
+        )?;
+        Ok(held)
     }
 }
 

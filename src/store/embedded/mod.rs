@@ -41,7 +41,7 @@ use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use crate::registry::ExperimentRecord;
 use catalog::{parse_record, Catalog};
 use command::{
-    Command, DeleteExperiment, Heartbeat, ImportCounter, PutRecord, Request, Track, Write,
+    Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, Request, Track, Write,
 };
 use prune::Pruner;
 pub use prune::DAILY_RETENTION_DAYS;
@@ -209,17 +209,24 @@ impl EmbeddedStore {
             )));
         }
         let reader = open_reader_connection(&path)?;
-        // A store last written by a lamed from before the registry has no
-        // `registry` table until its server restarts: read it as empty.
-        let has_registry: bool = reader.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'registry'",
-            [],
-            |row| row.get(0),
-        )?;
-        if !has_registry {
-            reader.execute_batch(
-                "CREATE TEMP TABLE registry (namespace TEXT, experiment TEXT, record TEXT)",
+        // A store last written by a lamed from before the registry (or the
+        // memberships) lacks their tables until its server restarts: read
+        // them as empty.
+        for (table, columns) in [
+            ("registry", "namespace TEXT, experiment TEXT, record TEXT"),
+            (
+                "members",
+                "namespace TEXT, experiment TEXT, member TEXT, value TEXT",
+            ),
+        ] {
+            let exists: bool = reader.query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get(0),
             )?;
+            if !exists {
+                reader.execute_batch(&format!("CREATE TEMP TABLE {table} ({columns})"))?;
+            }
         }
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -382,6 +389,39 @@ impl Store for EmbeddedStore {
 
     async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
         self.ask(PutRecord { record }).await
+    }
+
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [namespace, experiment, member].map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT value FROM members WHERE namespace = ?1 AND experiment = ?2 AND member = ?3",
+            )?
+            .query_row(key, |row| row.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        self.ask(Join {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            member: member.to_owned(),
+            value: value.to_owned(),
+        })
+        .await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -19,7 +19,8 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// (see [`super::seen`]): per row, the millisecond of a commit and the
 /// 16-byte hashes of the identities it first saw then (a store written
 /// before this layout had one row per event in `seen`, which opening
-/// converts); `imported`
+/// converts); `members` the memberships (Sixpack's clients, kept as long
+/// as their experiment); `imported`
 /// the base each counter was given by `lamed import` (reads add it to
 /// `counters`, so re-importing replaces it instead of adding twice).
 const SCHEMA: &str = "
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS imported (
 CREATE TABLE IF NOT EXISTS registry (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (namespace, experiment)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, member TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment, member)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";

@@ -1,4 +1,5 @@
--- Removes one experiment's counters, names, daily counters and record.
+-- Removes one experiment's counters, names, daily counters, record and
+-- memberships.
 --
 -- KEYS[1] = "<prefix>:{<tag>}". The dedupe memory is kept, as in the
 -- embedded store: it expires on its own, and a re-sent event stays a
@@ -10,7 +11,7 @@ for _, day in ipairs(redis.call('ZRANGE', base .. ':days', 0, -1)) do
   redis.call('DEL', base .. ':d:' .. day)
 end
 redis.call('DEL', base .. ':v', base .. ':g', base .. ':f', base .. ':c', base .. ':i', base .. ':days',
-  base .. ':r')
+  base .. ':r', base .. ':x')
 -- The next event starts the day's bookkeeping afresh.
 redis.call('HDEL', base .. ':m', 'day')
 if existed > 0 then

@@ -15,6 +15,7 @@
 //! | `P:{T}:i` | hash | `event \x1f variant` → imported base (`lamed import`) |
 //! | `P:{T}:d:<day>`, `P:{T}:days` | string, zset | daily counters (slots as in `:c`), kept `daily_retention_days` |
 //! | `P:{T}:r` | hash | the registry: `status`, and `record` (JSON) or `created` (ms) for one tracking registered |
+//! | `P:{T}:x` | hash | memberships: member → value (`members.rs`), no expiry |
 //! | `P:{T}:m` | hash | per live dedupe bucket, insertions tried; the last day counted |
 //! | `P:{T}:s:<bucket>:<shard>` | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
 //! | `P:heartbeat` | string | the last health check's write |

@@ -15,6 +15,7 @@
 //! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
 //! | `registry.rs` | experiments' registry records |
+//! | `members.rs` | memberships (Sixpack's clients), kept as long as their experiment |
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |
 //! | `eviction.rs` | refusing a Redis whose `maxmemory-policy` may evict lamed's keys |
@@ -34,6 +35,8 @@ mod eviction;
 mod keys;
 #[cfg(feature = "redis")]
 mod layout;
+#[cfg(feature = "redis")]
+mod members;
 #[cfg(feature = "redis")]
 mod options;
 #[cfg(feature = "redis")]

@@ -172,6 +172,27 @@ impl Store for RedisStore {
         self.run(self.write_record(&record)).await
     }
 
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(self.read_membership(namespace, experiment, member))
+            .await
+    }
+
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        self.run(self.write_membership(namespace, experiment, member, value))
+            .await
+    }
+
     /// Also refuses a Redis that may evict lamed's keys, so `/health`
     /// reports a policy changed while serving.
     async fn check_writable(&self) -> Result<(), StoreError> {

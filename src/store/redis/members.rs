@@ -1,0 +1,49 @@
+//! Memberships on Redis: one hash `:x` per experiment (member → value), in
+//! the experiment's own hash slot, so `delete.lua` removes it with the rest.
+//! No expiry: a Sixpack client keeps its alternative for as long as the
+//! experiment lives.
+
+use super::store::RedisStore;
+use crate::store::StoreError;
+
+impl RedisStore {
+    /// `P:{T}:x`: an experiment's memberships.
+    fn members_key(&self, namespace: &str, experiment: &str) -> String {
+        format!("{}:x", self.experiment_base(namespace, experiment))
+    }
+
+    /// The value `member` joined with, `None` when it never joined.
+    pub(super) async fn read_membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        redis::cmd("HGET")
+            .arg(self.members_key(namespace, experiment))
+            .arg(member)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// `HSETNX` then `HGET` in one transaction: the value held afterwards.
+    pub(super) async fn write_membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let key = self.members_key(namespace, experiment);
+        let (held,): (String,) = redis::pipe()
+            .atomic()
+            .hset_nx(&key, member, value)
+            .ignore()
+            .hget(&key, member)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(held)
+    }
+}
