@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# The AWS emulator the deploy tests run against: moto_server in a venv at
-# target/venv (created once, reused afterwards). Prints the moto_server path.
+# The test venv at target/venv (created once, reused afterwards): moto_server,
+# the AWS emulator the deploy tests run against, and sixpack-client, the
+# Python Sixpack client the Sixpack API tests drive. Prints the moto_server
+# path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${LAMED_AWS_VENV:-$PWD/target/venv}"
+pip_install() {
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+}
 if [ ! -x "$venv/bin/moto_server" ]; then
     echo "aws-test-env: installing moto[server] into $venv" >&2
-    python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' >&2
+    pip_install 'moto[server]'
+fi
+if ! "$venv/bin/python" -c 'import sixpack.sixpack' 2>/dev/null; then
+    echo "aws-test-env: installing sixpack-client into $venv" >&2
+    pip_install 'sixpack-client==1.2.0'
 fi
 echo "$venv/bin/moto_server"

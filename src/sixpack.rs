@@ -137,12 +137,16 @@ pub fn to_bool(text: &str) -> bool {
 /// The uuid a client's participation is counted under: the same on every
 /// retry and every instance, so the dedupe window absorbs re-sends.
 pub fn participation_uuid(experiment: &str, client_id: &str) -> String {
-    Sha1::from(format!("sixpack.{experiment}.{client_id}")).digest().to_string()
+    Sha1::from(format!("sixpack.{experiment}.{client_id}"))
+        .digest()
+        .to_string()
 }
 
 /// The uuid a client's conversion on a goal is counted under.
 pub fn conversion_uuid(experiment: &str, goal: &str, client_id: &str) -> String {
-    Sha1::from(format!("sixpack.{experiment}.{goal}.{client_id}")).digest().to_string()
+    Sha1::from(format!("sixpack.{experiment}.{goal}.{client_id}"))
+        .digest()
+        .to_string()
 }
 
 /// The membership of a client's conversion on a goal. Names hold no
@@ -244,7 +248,8 @@ mod tests {
             format!("{:07x}", hash28("exp.client"))
         );
         let alternatives: Vec<String> = (0..7).map(|i| i.to_string()).collect();
-        let expected = u32::from_str_radix(&Sha1::from("exp.client").digest().to_string()[..7], 16).unwrap();
+        let expected =
+            u32::from_str_radix(&Sha1::from("exp.client").digest().to_string()[..7], 16).unwrap();
         assert_eq!(
             choose("exp", "client", &alternatives),
             alternatives[expected as usize % 7]

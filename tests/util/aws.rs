@@ -6,7 +6,6 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The test region.
@@ -34,20 +33,9 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on port {port} in 30 s");
 }
 
-/// The `moto_server` of `scripts/aws-test-env.sh` (installed into
-/// target/venv on first use).
-fn moto_server_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aws-test-env.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/aws-test-env.sh");
-        assert!(output.status.success(), "scripts/aws-test-env.sh failed");
-        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-    })
+/// The `moto_server` of the test venv.
+fn moto_server_path() -> PathBuf {
+    super::test_venv_bin().join("moto_server")
 }
 
 /// A running process killed by PID on drop.

@@ -194,6 +194,24 @@ pub fn track(ns: &str, experiment: &str, variant: &str, event: &str, uuid: &str)
     )
 }
 
+/// The `bin` directory of the test venv of `scripts/aws-test-env.sh`
+/// (moto_server, and a python with sixpack-client), installed into
+/// target/venv on first use.
+pub fn test_venv_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aws-test-env.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/aws-test-env.sh");
+        assert!(output.status.success(), "scripts/aws-test-env.sh failed");
+        let moto = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        moto.parent().expect("the venv's bin directory").to_owned()
+    })
+}
+
 /// Private `redis-server` processes and clusters (shared with the unit
 /// tests of the Redis store).
 #[cfg(feature = "redis")]

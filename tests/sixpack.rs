@@ -1,0 +1,293 @@
+//! The Sixpack API against the real binary: the PyPI `sixpack-client`
+//! (1.2.0) runs a scenario and the counts are read back exactly; Sixpack's
+//! wire shapes (JSONP, errors, statuses) over raw HTTP; on Redis, the same
+//! client, and 503 when Redis is down.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use util::{test_venv_bin, Server};
+
+const API_KEY: &str = "sixpack-test-key-0123456789";
+
+/// Runs `tests/sixpack/scenario.py` with the venv's python against
+/// `server`: the counts it says the server must hold, as
+/// (experiment, event, alternative) → count.
+fn run_scenario(
+    server: &Server,
+    clients: usize,
+    assignment_clients: usize,
+) -> BTreeMap<(String, String, String), u64> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sixpack/scenario.py");
+    let output = Command::new(test_venv_bin().join("python"))
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .arg(clients.to_string())
+        .arg(assignment_clients.to_string())
+        .output()
+        .expect("run the scenario");
+    assert!(
+        output.status.success(),
+        "scenario failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<(String, String, String, u64)> =
+        serde_json::from_slice(&output.stdout).expect("scenario prints its counts");
+    rows.into_iter()
+        .map(|(experiment, event, alternative, count)| ((experiment, event, alternative), count))
+        .collect()
+}
+
+/// The scenario's counts are the server's, exactly, and no others: goals
+/// from `/experiments` (Lamed's results), participants from each
+/// experiment's report (`/experiments` lists trials only under goals).
+async fn assert_counts(server: &Server, expected: &BTreeMap<(String, String, String), u64>) {
+    let mut counted = server.counts("sixpack").await;
+    counted.retain(|key, _| key.1 != "participate");
+    let experiments: std::collections::BTreeSet<&str> =
+        expected.keys().map(|key| key.0.as_str()).collect();
+    for experiment in experiments {
+        let report = server
+            .get_with_key(&format!("/api/experiments/{experiment}/report?namespace=sixpack"))
+            .await
+            .json()
+            .unwrap();
+        for variant in report["variants"].as_array().unwrap() {
+            let key = (
+                experiment.to_owned(),
+                "participate".to_owned(),
+                variant["label"].as_str().unwrap().to_owned(),
+            );
+            let n = variant["participants"].as_u64().unwrap();
+            if n > 0 {
+                counted.insert(key, n);
+            }
+        }
+    }
+    let mismatches: Vec<_> = expected
+        .iter()
+        .filter(|(key, n)| counted.get(*key) != Some(n))
+        .map(|(key, n)| format!("{key:?}: expected {n}, counted {:?}", counted.get(key)))
+        .chain(
+            counted
+                .iter()
+                .filter(|(key, _)| !expected.contains_key(*key))
+                .map(|(key, n)| format!("{key:?}: counted {n}, expected nothing")),
+        )
+        .collect();
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+/// 10,000 clients get Sixpack's own alternatives (checked in Python with
+/// hashlib), and 1,000 clients run participations, repeated participations,
+/// KPIs, repeated conversions, traffic_fraction, force, prefetch, bots and
+/// errors through the real client: the counts read back are exact, and the
+/// experiments are registered with their alternatives, control first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_scenario_counts_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--api-key", API_KEY]);
+    let expected = run_scenario(&server, 1_000, 10_000);
+    let assigned: u64 = expected
+        .iter()
+        .filter(|(key, _)| key.0 == "assignment")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(assigned, 10_000);
+    assert_counts(&server, &expected).await;
+
+    let record = server
+        .get_with_key("/api/experiments/button-color?namespace=sixpack")
+        .await;
+    assert_eq!(record.status, 200);
+    let record = record.json().unwrap();
+    let variants: Vec<&str> = record["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variants, ["red", "blue", "green"]);
+    assert_eq!(record["control"], "red");
+}
+
+/// GET `path` and the JSON body.
+async fn get_json(server: &Server, path: &str) -> (u16, Value) {
+    let answer = server.get(path).await;
+    let body = serde_json::from_slice(&answer.body)
+        .unwrap_or_else(|err| panic!("{path}: {err}: {:?}", answer.body));
+    (answer.status, body)
+}
+
+fn failed(message: &str) -> Value {
+    json!({"status": "failed", "message": message})
+}
+
+/// Sixpack's answers and errors, byte for byte where Sixpack fixes them.
+#[tokio::test]
+async fn wire_shapes_match_sixpack() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--api-key", API_KEY]);
+    let participate = "/participate?experiment=shape&alternatives=one&alternatives=two";
+
+    let (status, body) = get_json(&server, &format!("{participate}&client_id=c1")).await;
+    assert_eq!(status, 200);
+    let shown = body["alternative"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body,
+        json!({"status": "ok", "alternative": {"name": shown}, "experiment": {"name": "shape"}, "client_id": "c1"})
+    );
+    let (_, body) = get_json(&server, "/convert?experiment=shape&client_id=c1&kpi=buy").await;
+    assert_eq!(
+        body,
+        json!({"status": "ok", "alternative": {"name": shown}, "experiment": {"name": "shape"},
+               "conversion": {"value": null, "kpi": "buy"}, "client_id": "c1"})
+    );
+
+    // JSONP for sixpack-js's <script> tags, errors included.
+    let answer = server
+        .get(&format!("{participate}&client_id=c1&callback=sixpack.cb_1"))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "application/javascript");
+    let text = String::from_utf8(answer.body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("sixpack.cb_1({") && text.ends_with("})"),
+        "{text}"
+    );
+    let answer = server.get("/convert?experiment=shape&callback=cb").await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        String::from_utf8(answer.body.to_vec()).unwrap(),
+        r#"cb({"message":"missing arguments","status":"failed"})"#
+    );
+    // A callback off Sixpack's pattern is no callback.
+    let answer = server
+        .get(&format!("{participate}&client_id=c1&callback=alert(1)"))
+        .await;
+    assert_eq!(answer.headers["content-type"], "application/json");
+
+    let too_much = format!("{participate}&client_id=c&traffic_fraction=1.5");
+    let cases = [
+        (
+            "/participate?experiment=shape&alternatives=one&alternatives=two",
+            "missing arguments",
+        ),
+        (
+            "/participate?client_id=c&alternatives=one&alternatives=two",
+            "missing arguments",
+        ),
+        (
+            "/participate?experiment=shape&client_id=c&alternatives=one",
+            "experiments require at least two alternatives",
+        ),
+        (
+            "/participate?experiment=shape&client_id=c&alternatives=one&alternatives=tw%20o",
+            "invalid alternative name",
+        ),
+        (
+            "/participate?experiment=-shape&client_id=c&alternatives=one&alternatives=two",
+            "invalid experiment name",
+        ),
+        (
+            "/participate?experiment=shape&client_id=c&alternatives=one&alternatives=three",
+            "experiment alternatives have changed. please delete in the admin",
+        ),
+        (too_much.as_str(), "invalid traffic fraction range"),
+        (
+            "/convert?experiment=shape&client_id=stranger",
+            "this client was not participating",
+        ),
+        (
+            "/convert?experiment=nothing&client_id=c1",
+            "experiment does not exist",
+        ),
+        (
+            "/convert?experiment=shape&client_id=c1&kpi=bad%20kpi",
+            "invalid kpi name",
+        ),
+    ];
+    for (path, message) in cases {
+        assert_eq!(
+            get_json(&server, path).await,
+            (400, failed(message)),
+            "{path}"
+        );
+    }
+
+    // Bots: the control, nothing recorded; their conversions excluded.
+    let bot = "&user_agent=Googlebot%2F2.1";
+    let (_, body) = get_json(&server, &format!("{participate}&client_id=bot{bot}")).await;
+    assert_eq!(body["alternative"]["name"], "one");
+    let (_, body) = get_json(
+        &server,
+        &format!("/convert?experiment=shape&client_id=bot{bot}"),
+    )
+    .await;
+    assert_eq!(body, json!({"status": "ok", "excluded": "true"}));
+    let (status, body) = get_json(&server, "/_status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+
+    // Paused: the control, no conversions; stopped: the winner.
+    let change = |body: &'static str| {
+        let server = &server;
+        async move {
+            let answer = server
+                .request(
+                    "PATCH",
+                    "/api/experiments/shape?namespace=sixpack",
+                    &[("x-api-key", API_KEY)],
+                    body.as_bytes(),
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{body}");
+        }
+    };
+    change(r#"{"status": "paused"}"#).await;
+    let (_, body) = get_json(&server, &format!("{participate}&client_id=c1")).await;
+    assert_eq!(body["alternative"]["name"], "one");
+    assert_eq!(body["ignored"], "paused");
+    assert_eq!(
+        get_json(&server, "/convert?experiment=shape&client_id=c1").await,
+        (
+            400,
+            failed("this experiment is paused and can not receive updates.")
+        )
+    );
+    change(r#"{"status": "stopped", "winner": "two"}"#).await;
+    let (_, body) = get_json(&server, &format!("{participate}&client_id=new")).await;
+    assert_eq!(body["alternative"]["name"], "two");
+
+    // One participant and one conversion were counted, nothing else.
+    let counted = server.counts("sixpack").await;
+    let total: u64 = counted.values().sum();
+    assert_eq!(total, 2, "{counted:?}");
+}
+
+/// On Redis: the real client's scenario counts exactly, and with Redis
+/// down the Sixpack API answers 503 in Sixpack's shape.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_counts_exactly_and_refuses_when_down() {
+    let mut redis = util::redis_server::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--redis", &redis.url(), "--api-key", API_KEY],
+    );
+    let expected = run_scenario(&server, 200, 0);
+    assert_counts(&server, &expected).await;
+
+    redis.kill();
+    let answer = server
+        .get("/participate?experiment=x&client_id=c&alternatives=a&alternatives=b")
+        .await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.headers["retry-after"], "1");
+    let body: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body, failed("redis is not available"));
+}
