@@ -190,26 +190,26 @@ pub struct Participation {
 
 /// `{"value": null, "kpi": ..}`.
 #[derive(Debug, Serialize)]
-pub struct ConversionValue<'a> {
+pub struct ConversionValue {
     /// Sixpack never sends a value.
     pub value: Option<f64>,
     /// The KPI, `null` without one.
-    pub kpi: Option<&'a str>,
+    pub kpi: Option<String>,
 }
 
 /// The answer to `/convert`.
 #[derive(Debug, Serialize)]
-pub struct Conversion<'a> {
+pub struct Conversion {
     /// Always `ok`.
     pub status: &'static str,
     /// The client's alternative.
-    pub alternative: Named<&'a str>,
+    pub alternative: Named<String>,
     /// The experiment.
-    pub experiment: Named<&'a str>,
+    pub experiment: Named<String>,
     /// The conversion.
-    pub conversion: ConversionValue<'a>,
+    pub conversion: ConversionValue,
     /// The client, echoed.
-    pub client_id: &'a str,
+    pub client_id: String,
     /// Lamed's addition: why the conversion was not counted (a cap);
     /// absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -51,7 +51,9 @@ async fn assert_counts(server: &Server, expected: &BTreeMap<(String, String, Str
         expected.keys().map(|key| key.0.as_str()).collect();
     for experiment in experiments {
         let report = server
-            .get_with_key(&format!("/api/experiments/{experiment}/report?namespace=sixpack"))
+            .get_with_key(&format!(
+                "/api/experiments/{experiment}/report?namespace=sixpack"
+            ))
             .await
             .json()
             .unwrap();

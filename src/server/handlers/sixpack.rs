@@ -409,9 +409,11 @@ impl Participant<'_> {
     }
 }
 
-async fn convert_with(state: &AppState, params: QueryParams) -> Result<serde_json::Value, Failure> {
+async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAnswer, Failure> {
     if is_bot(state, &params)? {
-        return Ok(json!({"status": "ok", "excluded": "true"}));
+        return Ok(ConvertAnswer::Excluded(
+            json!({"status": "ok", "excluded": "true"}),
+        ));
     }
     let (experiment, client_id) = experiment_and_client(&params)?;
     let kpi = params.optional("kpi")?;
@@ -477,13 +479,23 @@ async fn convert_with(state: &AppState, params: QueryParams) -> Result<serde_jso
             }
         }
     }
-    let body = Conversion {
+    Ok(ConvertAnswer::Converted(Conversion {
         status: "ok",
-        alternative: Named { name: &alternative },
-        experiment: Named { name: &experiment },
-        conversion: ConversionValue { value: None, kpi },
-        client_id: &client_id,
+        alternative: Named { name: alternative },
+        experiment: Named { name: experiment },
+        conversion: ConversionValue {
+            value: None,
+            kpi: kpi.map(str::to_owned),
+        },
+        client_id,
         ignored,
-    };
-    serde_json::to_value(body).map_err(|err| Failure::BadRequest(err.to_string()))
+    }))
+}
+
+/// A conversion, or Sixpack's answer to a bot's.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ConvertAnswer {
+    Converted(Conversion),
+    Excluded(serde_json::Value),
 }
