@@ -216,6 +216,48 @@ pub struct Conversion {
     pub ignored: Option<&'static str>,
 }
 
+/// The answer to `GET /experiments/{name}`: Sixpack's slim experiment
+/// (`objectify_by_period('day', slim=True)`).
+#[derive(Debug, Serialize)]
+pub struct ExperimentDetails {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The experiment.
+    pub name: String,
+    /// Its alternatives, control first.
+    pub alternatives: Vec<String>,
+    /// When it was created, `YYYY-MM-DD HH:MM` (UTC).
+    pub created_at: String,
+    /// Not stored: each participation brings its own (always `null`).
+    pub traffic_fraction: Option<f64>,
+    /// Not counted (always `null`).
+    pub excluded_clients: Option<u64>,
+    /// Participants of every alternative.
+    pub total_participants: u64,
+    /// Conversions without KPI (Sixpack's default KPI).
+    pub total_conversions: u64,
+    /// Its description, `null` when empty.
+    pub description: Option<String>,
+    /// The winner of a stopped experiment, else empty.
+    pub winner: String,
+    /// Archived.
+    pub is_archived: bool,
+    /// Paused.
+    pub is_paused: bool,
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of a Unix millisecond, Sixpack's `created_at`.
+pub fn created_at(ms: i64) -> String {
+    let minutes = ms.div_euclid(60_000);
+    let (days, minute_of_day) = (minutes.div_euclid(1_440), minutes.rem_euclid(1_440));
+    format!(
+        "{} {:02}:{:02}",
+        crate::report::civil_date(days),
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +331,16 @@ mod tests {
         }
         assert!(to_bool("YES") && to_bool("y") && to_bool("true"));
         assert!(!to_bool("1") && !to_bool("false") && !to_bool(""));
+    }
+
+    /// Creation times read as Sixpack writes them, in UTC.
+    #[test]
+    fn creation_times() {
+        assert_eq!(created_at(0), "1970-01-01 00:00");
+        assert_eq!(
+            created_at(951_782_400_000 + 13 * 3_600_000 + 7 * 60_000 + 59_999),
+            "2000-02-29 13:07"
+        );
     }
 
     /// The counting ids are fixed per client, and differ per experiment

@@ -20,12 +20,16 @@ const FUNCTIONS: [&str; 5] = [
 ];
 
 /// Every path deploy creates for the standard config plus one extra path.
-const PATHS: [&str; 13] = [
+const PATHS: [&str; 17] = [
     "/",
     "/track",
     "/event",
     "/health",
+    "/participate",
+    "/convert",
+    "/_status",
     "/experiments",
+    "/experiments/{experiment}",
     "/delete",
     "/api",
     "/api/experiments",
@@ -365,7 +369,16 @@ async fn first_deploy_creates_everything() {
         ("/event", "GET", "lamed-track", false),
         ("/event", "POST", "lamed-track", false),
         ("/health", "GET", "lamed-track", false),
+        ("/participate", "GET", "lamed-track", false),
+        ("/convert", "GET", "lamed-track", false),
+        ("/_status", "GET", "lamed-track", false),
         ("/experiments", "GET", "lamed-all-experiments", true),
+        (
+            "/experiments/{experiment}",
+            "GET",
+            "lamed-all-experiments",
+            true,
+        ),
         ("/delete", "DELETE", "lamed-delete-experiment", true),
         (
             "/api/experiments/{experiment}/report",

@@ -264,6 +264,24 @@ async fn wire_shapes_match_sixpack() {
     let (_, body) = get_json(&server, &format!("{participate}&client_id=new")).await;
     assert_eq!(body["alternative"]["name"], "two");
 
+    // Sixpack's experiment view, behind the API key.
+    assert_eq!(server.get("/experiments/shape").await.status, 401);
+    let view = server.get_with_key("/experiments/shape").await;
+    assert_eq!(view.status, 200);
+    let view = view.json().unwrap();
+    let created = view["created_at"].as_str().unwrap().to_owned();
+    assert_eq!(created.len(), "2026-11-30 19:40".len(), "{created}");
+    assert_eq!(
+        view,
+        json!({"status": "ok", "name": "shape", "alternatives": ["one", "two"],
+               "created_at": created, "traffic_fraction": null, "excluded_clients": null,
+               "total_participants": 1, "total_conversions": 0, "description": null,
+               "winner": "two", "is_archived": false, "is_paused": false})
+    );
+    let missing = server.get_with_key("/experiments/nothing").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json().unwrap(), failed("experiment not found"));
+
     // One participant and one conversion were counted, nothing else.
     let counted = server.counts("sixpack").await;
     let total: u64 = counted.values().sum();

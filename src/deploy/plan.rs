@@ -309,6 +309,7 @@ mod tests {
             keyed,
             [
                 "/experiments",
+                "/experiments/{experiment}",
                 "/delete",
                 "/api/experiments",
                 "/api/experiments/{experiment}",

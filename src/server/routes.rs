@@ -125,6 +125,8 @@ pub enum Endpoint {
     SixpackConvert,
     /// `GET`: Sixpack's status.
     SixpackStatus,
+    /// `GET`: one Sixpack experiment in Sixpack's shape.
+    SixpackExperiment,
 }
 
 impl Endpoint {
@@ -147,7 +149,8 @@ impl Endpoint {
             | Endpoint::Metrics
             | Endpoint::SixpackParticipate
             | Endpoint::SixpackConvert
-            | Endpoint::SixpackStatus => HttpMethod::Get,
+            | Endpoint::SixpackStatus
+            | Endpoint::SixpackExperiment => HttpMethod::Get,
         }
     }
 
@@ -181,6 +184,7 @@ impl Endpoint {
             Endpoint::SixpackParticipate => on(filter, sixpack::participate),
             Endpoint::SixpackConvert => on(filter, sixpack::convert),
             Endpoint::SixpackStatus => on(filter, sixpack::status),
+            Endpoint::SixpackExperiment => on(filter, sixpack::experiment),
         }
     }
 }
@@ -285,7 +289,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 15] = [
+pub const ROUTES: [Route; 16] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -295,6 +299,15 @@ pub const ROUTES: [Route; 15] = [
     },
     // Private, used by dashboards and the CLI.
     EXPERIMENTS,
+    // Sixpack's experiment view, always in the Sixpack namespace: Lamed's
+    // `/experiments` answers every namespace's results, `/experiments/{name}`
+    // is Sixpack's path for one of its experiments (handlers/sixpack.rs).
+    Route {
+        path: "/experiments/{experiment}",
+        endpoints: &[Endpoint::SixpackExperiment],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Experiments),
+    },
     DELETE,
     Route {
         path: "/api/experiments",
@@ -467,7 +480,7 @@ mod tests {
         }
         assert_eq!(
             Function::Experiments.description(),
-            "lamed: results (GET /experiments)"
+            "lamed: results (GET /experiments, GET /experiments/{experiment})"
         );
         assert!(Function::Track
             .description()

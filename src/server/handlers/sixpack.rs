@@ -7,7 +7,8 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -22,7 +23,8 @@ use crate::server::params::QueryParams;
 use crate::server::state::AppState;
 use crate::sixpack::{
     self, choose, conversion_member, conversion_uuid, in_traffic, participation_uuid, valid_name,
-    Conversion, ConversionValue, NameKind, Named, Participation, DEFAULT_GOAL, EXCLUDED,
+    Conversion, ConversionValue, ExperimentDetails, NameKind, Named, Participation, DEFAULT_GOAL,
+    EXCLUDED,
 };
 use crate::store::StoreError;
 
@@ -31,6 +33,8 @@ use crate::store::StoreError;
 enum Failure {
     /// 400 with Sixpack's message.
     BadRequest(String),
+    /// 404 with Sixpack's message.
+    NotFound(&'static str),
     /// 503: the store cannot answer now (the client answers its control).
     Unavailable(StoreError),
 }
@@ -89,6 +93,45 @@ pub async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     .await
 }
 
+/// One experiment of the Sixpack namespace in Sixpack's shape (API key):
+/// what Sixpack's web dashboard reads.
+pub async fn experiment(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    answer(query.as_deref(), |_| async move {
+        let Path(name) = name.map_err(|rejection| Failure::BadRequest(rejection.body_text()))?;
+        let namespace = &state.sixpack.namespace;
+        let Some(record) = state.store.record(namespace, &name).await? else {
+            return Err(Failure::NotFound("experiment not found"));
+        };
+        let counters = state.store.counters(namespace).await?;
+        let total = |event: &str| -> u64 {
+            counters
+                .iter()
+                .filter(|c| c.experiment == name && c.event == event)
+                .map(|c| c.count)
+                .sum()
+        };
+        Ok(ExperimentDetails {
+            status: "ok",
+            alternatives: record.variants.iter().map(|v| v.name.clone()).collect(),
+            created_at: sixpack::created_at(record.created_ms),
+            traffic_fraction: None,
+            excluded_clients: None,
+            total_participants: total(PARTICIPATE),
+            total_conversions: total(DEFAULT_GOAL),
+            description: Some(record.description.clone()).filter(|d| !d.is_empty()),
+            winner: winner(Some(&record)).unwrap_or_default().to_owned(),
+            is_archived: record.status == Status::Archived,
+            is_paused: record.status == Status::Paused,
+            name,
+        })
+    })
+    .await
+}
+
 /// Runs `serve` on the parsed query and writes its answer or failure as
 /// JSON, or as JSONP when `callback` follows Sixpack's pattern (also for
 /// errors, as Sixpack does: a `<script>` tag cannot read a status).
@@ -115,6 +158,9 @@ where
             StatusCode::BAD_REQUEST,
             &failed(&message),
         ),
+        Err(Failure::NotFound(message)) => {
+            respond(callback.as_deref(), StatusCode::NOT_FOUND, &failed(message))
+        }
         Err(Failure::Unavailable(cause)) => {
             tracing::error!(cause = cause.chain(), "sixpack: answering 503");
             let mut response = respond(
@@ -193,17 +239,21 @@ fn is_bot(state: &AppState, params: &QueryParams) -> Result<bool, Failure> {
     Ok(found)
 }
 
+/// The winner of a stopped experiment.
+fn winner(record: Option<&ExperimentRecord>) -> Option<&str> {
+    record
+        .filter(|r| r.status == Status::Stopped)
+        .and_then(|r| r.decision.as_ref())
+        .and_then(|d| d.winner.as_deref())
+}
+
 /// The alternative a client gets when nothing is recorded for it: the
 /// winner of a stopped experiment, else the control.
 fn winner_or_control<'a>(
     record: Option<&'a ExperimentRecord>,
     alternatives: &'a [String],
 ) -> &'a str {
-    let decided = record
-        .filter(|r| r.status == Status::Stopped)
-        .and_then(|r| r.decision.as_ref())
-        .and_then(|d| d.winner.as_deref());
-    decided
+    winner(record)
         .or_else(|| record.and_then(|r| r.control.as_deref()))
         .unwrap_or(&alternatives[0])
 }
