@@ -145,7 +145,8 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
 
 /// Every committed event (track, duplicate, goal, Unicode, `/event`,
 /// batch, extra path, experiments with/without/wrong key, CORS preflight,
-/// report, delete, dashboard, health, bad input, unknown path) gets the same status, body
+/// report, delete, dashboard, health, bad input, unknown path, Sixpack's
+/// participate and convert) gets the same status, body
 /// and CORS/cache headers from the Lambda handler as from `lamed serve`;
 /// the stage prefix `/prod` is stripped before routing.
 #[tokio::test]
@@ -178,6 +179,9 @@ async fn events_answer_like_lamed_serve() {
         ("dashboard", 200),
         ("health", 200),
         ("unknown-path", 404),
+        // Sixpack: repeated `alternatives` arrive as multi-value parameters.
+        ("sixpack-participate", 200),
+        ("sixpack-convert", 200), // JSONP
     ];
     for (name, status) in expectations {
         let (lambda, served) = both(&app, &server, name).await;
