@@ -84,9 +84,12 @@ pub enum Command {
     /// (HyperLogLog counters, read with PFCOUNT and reported as approximate)
     /// keep in Redis, and sets each as the imported base of the same counter
     /// in the store `lamed serve` would use (embedded, or Redis). Running it
-    /// again changes nothing; events tracked since add on top.
+    /// again changes nothing; events tracked since add on top. With
+    /// --sixpack it reads a Sixpack server's Redis instead: experiments,
+    /// alternatives, participants and conversions per KPI, each client's
+    /// alternative, winners, paused and archived states.
     #[command(
-        after_help = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet"
+        after_help = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet\n  lamed import --redis redis://sixpack-host:6379/0 --sixpack"
     )]
     Import(ImportArgs),
 
@@ -227,8 +230,13 @@ pub struct ImportArgs {
     pub redis: String,
 
     /// Import only this namespace [default: every namespace found]
-    #[arg(long, value_name = "NS")]
+    #[arg(long, value_name = "NS", conflicts_with = "sixpack")]
     pub namespace: Option<String>,
+
+    /// Read a Sixpack server's keys (with this key prefix, Sixpack's
+    /// redis_prefix) into the sixpack_namespace [default prefix: sixpack]
+    #[arg(long, value_name = "PREFIX", num_args = 0..=1, default_missing_value = "sixpack")]
+    pub sixpack: Option<String>,
 
     /// Show what would be imported; write nothing
     #[arg(long)]

@@ -7,6 +7,7 @@
 //! (Lamed, exact) or a HyperLogLog (Gimel, approximate, read with PFCOUNT).
 //! Each count is set as the counter's imported base
 //! ([`Store::import_counter`]), so a second run changes nothing.
+//! `--sixpack` reads Sixpack's layout instead (`crate::import_sixpack`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -71,9 +72,32 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         let store = store::open(&config)
             .await
             .context("cannot open the target store")?;
-        Some(store)
+        Some((store, config))
     };
 
+    if let Some(prefix) = &args.sixpack {
+        let namespace = match &target {
+            Some((_, config)) => config.sixpack_namespace.clone(),
+            None => crate::settings::DEFAULT_SIXPACK_NAMESPACE.to_owned(),
+        };
+        let store = target.as_ref().map(|(store, _)| store);
+        crate::import_sixpack::import(
+            &mut conn,
+            prefix,
+            &namespace,
+            store,
+            &mut std::io::stdout().lock(),
+        )
+        .await?;
+        if let Some((store, _)) = target {
+            store
+                .close()
+                .await
+                .context("cannot close the target store")?;
+        }
+        return Ok(());
+    }
+    let target = target.map(|(store, _)| store);
     let namespaces = match &args.namespace {
         Some(ns) => vec![ns.clone()],
         None => discover_namespaces(&mut conn).await?,

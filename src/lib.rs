@@ -14,7 +14,8 @@
 //!   conformance suite and, in tests, an in-memory reference store.
 //! - [`sixpack`]: Sixpack's API rules: names, deterministic assignment and
 //!   traffic fraction, counting ids, JSON answers.
-//! - `import`: `lamed import`, migration from Lamed's and Gimel's Redis.
+//! - `import`: `lamed import`, migration from Lamed's and Gimel's Redis;
+//!   `import_sixpack`: from Sixpack's.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
 //! - [`server`]: the route table (every path once, with its access and its
@@ -41,6 +42,8 @@ pub mod config;
 pub mod deploy;
 #[cfg(feature = "redis")]
 pub mod import;
+#[cfg(feature = "redis")]
+pub mod import_sixpack;
 pub mod lambda;
 pub mod model;
 pub mod registry;

@@ -258,6 +258,32 @@ pub fn created_at(ms: i64) -> String {
     )
 }
 
+/// The Unix millisecond of Sixpack's `created_at` (`YYYY-MM-DD HH:MM`,
+/// anything after the minutes ignored), read as UTC; `None` when it is not
+/// a date.
+pub fn parse_created_at(text: &str) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute) = (number(11..13)?, number(14..16)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's days_from_civil, the
+    // inverse of `report::civil_date`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -311,3 +311,130 @@ async fn on_redis_counts_exactly_and_refuses_when_down() {
     let body: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(body, failed("redis is not available"));
 }
+
+/// `lamed import --sixpack` reads a Sixpack server's Redis (written here in
+/// Sixpack's layout, as its `models.py` writes it): the report shows the
+/// same participants and conversions per KPI, migrated clients keep their
+/// alternative and are neither counted again nor convert twice, a client
+/// the traffic fraction left out stays out, the winner and the creation
+/// time come along, and a second import changes nothing.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_sixpack_keeps_counts_and_clients() {
+    let source = util::redis_server::RedisServer::start();
+    let clients = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let mut seed = vec![
+        "SADD sixpack:e old-test done-test".to_owned(),
+        "RPUSH sixpack:e:old-test:alternatives red blue".to_owned(),
+        r#"HSET sixpack:e:old-test created_at "2024-05-01 10:30" traffic_fraction 1"#.to_owned(),
+        "SADD sixpack:e:old-test:kpis buy".to_owned(),
+        "RPUSH sixpack:e:done-test:alternatives a b".to_owned(),
+        r#"HSET sixpack:e:done-test created_at "2024-06-02 08:00""#.to_owned(),
+        "SET sixpack:e:done-test:winner b".to_owned(),
+        "ZADD sixpack:e:done-test:users 0 d0".to_owned(),
+        "SETBIT sixpack:p:done-test:a:all 0 1".to_owned(),
+    ];
+    for (seq, client) in clients.iter().enumerate() {
+        seed.push(format!("ZADD sixpack:e:old-test:users {seq} {client}"));
+    }
+    let bits = [
+        ("sixpack:p:old-test:red:all", &[0, 2, 4][..]),
+        ("sixpack:p:old-test:blue:all", &[1, 3]),
+        ("sixpack:e:old-test:excluded", &[5]),
+        ("sixpack:c:old-test:red:users:all", &[0]),
+        ("sixpack:c:old-test/buy:blue:users:all", &[1, 3]),
+    ];
+    for (key, offsets) in bits {
+        for offset in offsets {
+            seed.push(format!("SETBIT {key} {offset} 1"));
+        }
+    }
+    for line in &seed {
+        let reply = source.cmd(line);
+        assert!(!reply.starts_with('-'), "{line}: {reply}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "import",
+        "--redis",
+        &source.url(),
+        "--sixpack",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let mut dry_run = args.to_vec();
+    dry_run.push("--dry-run");
+    let (code, stdout, stderr) = util::run_lamed(&dry_run, std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("would import sixpack / old-test / red: 3 participants"),
+        "{stdout}"
+    );
+    assert!(!data.join("lamed.db").exists(), "a dry run wrote the store");
+    for _ in 0..2 {
+        let (code, stdout, stderr) = util::run_lamed(&args, std::time::Duration::from_secs(30));
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stdout.contains("sixpack: imported 2 experiments, 7 clients into namespace sixpack"),
+            "{stdout}"
+        );
+    }
+    let server = Server::start(&data, &["--api-key", API_KEY]);
+    let expected: BTreeMap<(String, String, String), u64> = [
+        ("old-test", "participate", "red", 3),
+        ("old-test", "participate", "blue", 2),
+        ("old-test", "(no kpi)", "red", 1),
+        ("old-test", "buy", "blue", 2),
+        ("done-test", "participate", "a", 1),
+    ]
+    .into_iter()
+    .map(|(e, ev, v, n)| ((e.into(), ev.into(), v.into()), n))
+    .collect();
+    assert_counts(&server, &expected).await;
+
+    // Migrated clients: the same alternative, nothing counted twice.
+    let participate = "/participate?experiment=old-test&alternatives=red&alternatives=blue";
+    for (client, alternative) in [("c0", "red"), ("c1", "blue"), ("c5", "red")] {
+        let (status, body) = get_json(&server, &format!("{participate}&client_id={client}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["alternative"]["name"], alternative, "{client}");
+    }
+    for path in [
+        "/convert?experiment=old-test&client_id=c0",
+        "/convert?experiment=old-test&client_id=c1&kpi=buy",
+    ] {
+        assert_eq!(get_json(&server, path).await.0, 200, "{path}");
+    }
+    assert_eq!(
+        get_json(&server, "/convert?experiment=old-test&client_id=c5").await,
+        (400, failed("this client was not participating"))
+    );
+    assert_counts(&server, &expected).await;
+    // A migrated client's first conversion on a KPI still counts.
+    assert_eq!(
+        get_json(&server, "/convert?experiment=old-test&client_id=c0&kpi=buy")
+            .await
+            .0,
+        200
+    );
+    let mut more = expected.clone();
+    more.insert(("old-test".into(), "buy".into(), "red".into()), 1);
+    assert_counts(&server, &more).await;
+
+    // Sixpack's winner: the experiment is stopped with it.
+    let (_, body) = get_json(
+        &server,
+        "/participate?experiment=done-test&alternatives=a&alternatives=b&client_id=new",
+    )
+    .await;
+    assert_eq!(body["alternative"]["name"], "b");
+    let view = server
+        .get_with_key("/experiments/old-test")
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(view["created_at"], "2024-05-01 10:30");
+    assert_eq!(view["alternatives"], json!(["red", "blue"]));
+}
