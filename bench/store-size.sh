@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
-cargo build --release --quiet --workspace --bins
+[ -n "${LAMED_BIN:-}" ] || cargo build --release --quiet --workspace --bins
 lamed=${LAMED_BIN:-target/release/lamed}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 requests=${2:-200000}
 connections=${3:-64}
-cargo build --release --quiet --workspace --bins
+[ -n "${LAMED_BIN:-}" ] || cargo build --release --quiet --workspace --bins
 lamed=${LAMED_BIN:-target/release/lamed}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
