@@ -15,39 +15,26 @@ rounds=${1:-5}
 seconds=${2:-5}
 connections=${3:-8}
 batch=${4:-1000}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 [ -n "${LAMED_BIN:-}" ] || cargo build --release --quiet --bin lamed
+source bench/wrk-lib.sh
 builds=("${LAMED_BIN:-target/release/lamed}")
 names=(after)
 if [ -n "${BASELINE_BIN:-}" ]; then builds=("$BASELINE_BIN" "${builds[0]}"); names=(before after); fi
-dir=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
 ports=()
 for i in "${!builds[@]}"; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
-    "${builds[$i]}" serve --listen "127.0.0.1:$port" --data-dir "$dir/data$i" \
-        --max-batch-events "$batch" ${SERVE_ARGS:-} >/dev/null 2>"$dir/log$i.txt" &
-    pids+=($!); ports+=("$port")
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+    start_lamed "${builds[$i]}" "$bench_dir/data$i" --max-batch-events "$batch" ${SERVE_ARGS:-}
+    ports+=("$port")
 done
 
 # Each request: BATCH events with uuids made of the round, the thread, the
 # request and the position, so that no two events are the same.
-cat >"$dir/batch.lua" <<'LUA'
+{ wrk_script_head; cat <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("id", threads)
-end
-function init(args)
-  round, size, counter = args[1], tonumber(args[2]), 0
-end
 function request()
   counter = counter + 1
+  local round, size = args[1], tonumber(args[2])
   local prefix = '{"namespace":"bench","experiment":"e","event":"buy","variant":"v'
   local parts = {}
   for i = 1, size do
@@ -56,26 +43,22 @@ function request()
   return wrk.format(nil, "/track", nil, "[" .. table.concat(parts, ",") .. "]")
 end
 LUA
+} >"$bench_dir/batch.lua"
 
-rate() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
-non2xx() { awk '/Non-2xx/ {print $5}' "$1"; }
-answered() { awk '/requests in/ {print $1}' "$1"; }
-declare -A results answered_total
+declare -A results answered
 for round in $(seq "$rounds"); do
     for i in "${!builds[@]}"; do
-        out="$dir/run$i.txt"
-        wrk -t1 -c"$connections" -d"${seconds}s" --timeout 30s -s "$dir/batch.lua" \
+        out="$bench_dir/run$i.txt"
+        wrk -t1 -c"$connections" -d"${seconds}s" --timeout 30s -s "$bench_dir/batch.lua" \
             "http://127.0.0.1:${ports[$i]}/track" -- "$round" "$batch" >"$out"
-        [ -z "$(non2xx "$out")" ] || { cat "$out"; echo "non-200 answers" >&2; exit 1; }
-        results[$i]="${results[$i]:-} $(rate "$out")"
-        answered_total[$i]=$(( ${answered_total[$i]:-0} + $(answered "$out") ))
+        [ -z "$(wrk_non2xx "$out")" ] || { cat "$out"; echo "non-200 answers" >&2; exit 1; }
+        results[$i]="${results[$i]:-} $(wrk_rate "$out")"
+        answered[$i]=$(( ${answered[$i]:-0} + $(wrk_answered "$out") ))
     done
 done
 for i in "${!builds[@]}"; do
-    key=$(cat "$dir/data$i/api_key")
-    counted=$(curl -fs -H "X-Api-Key: $key" "http://127.0.0.1:${ports[$i]}/experiments?namespace=bench" |
-        python3 -c 'import json,sys; print(sum(r["successes"] for e in json.load(sys.stdin)[1:] for g in e["goals"] for r in g["results"]))')
-    python3 - "${names[$i]}" "${builds[$i]}" "${results[$i]}" "${answered_total[$i]}" "$counted" \
+    counted=$(goal_completions "${ports[$i]}" "$(cat "$bench_dir/data$i/api_key")" bench)
+    python3 - "${names[$i]}" "${builds[$i]}" "${results[$i]}" "${answered[$i]}" "$counted" \
         "$batch" "$connections" "$rounds" <<'PY'
 import statistics, sys
 name, build, runs = sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3].split()]
