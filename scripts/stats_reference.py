@@ -197,7 +197,11 @@ def sequential(sv, nv, sc, nc, alpha, tuning_n):
     # Variance from the smoothed rates (s + 1) / (n + 2), never zero.
     tv, tc = (sv + 1) / (nv + 2), (sc + 1) / (nc + 2)
     var = tv * (1 - tv) / nv + tc * (1 - tc) / nc
-    diff = pv - pc
+    return mixture(pv - pc, var, nv, nc, alpha, tuning_n)
+
+
+def mixture(diff, var, nv, nc, alpha, tuning_n):
+    """The normal-mixture test of a difference with plug-in variance var."""
     log_alpha = math.log(alpha)
     u = -2.0 * log_alpha
     for _ in range(100):

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bayesian::bayesian;
 use super::hypothesis::{
-    chi_square_independence, holm_adjust, sample_ratio_mismatch, two_proportion_z_test,
+    chi_square_independence, holm_adjust_defined, sample_ratio_mismatch, two_proportion_z_test,
     ChiSquareTest, SrmCheck, ZTest,
 };
 use super::intervals::{relative_uplift, wilson_interval, Interval, Uplift};
@@ -162,16 +162,8 @@ fn figures(
                 .flatten()
         })
         .collect();
-    let tested: Vec<(usize, f64)> = z_tests
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.map(|t| (i, t.p_value)))
-        .collect();
-    let raw: Vec<f64> = tested.iter().map(|&(_, p)| p).collect();
-    let mut adjusted = vec![None; variants.len()];
-    for (&(i, _), p) in tested.iter().zip(holm_adjust(&raw)) {
-        adjusted[i] = Some(p);
-    }
+    let p_values: Vec<Option<f64>> = z_tests.iter().map(|t| t.map(|t| t.p_value)).collect();
+    let adjusted = holm_adjust_defined(&p_values);
 
     let sample_size = sample_size_plan(variants, base, options);
 

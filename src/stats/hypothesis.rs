@@ -134,6 +134,23 @@ pub fn holm_adjust(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
+/// [`holm_adjust`] over the defined p-values of a list of comparisons,
+/// in place: `None` (no test, e.g. the control) stays `None` and takes no
+/// part in the correction.
+pub(super) fn holm_adjust_defined(p_values: &[Option<f64>]) -> Vec<Option<f64>> {
+    let tested: Vec<(usize, f64)> = p_values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (i, p)))
+        .collect();
+    let raw: Vec<f64> = tested.iter().map(|&(_, p)| p).collect();
+    let mut adjusted = vec![None; p_values.len()];
+    for (&(i, _), p) in tested.iter().zip(holm_adjust(&raw)) {
+        adjusted[i] = Some(p);
+    }
+    adjusted
+}
+
 /// Sample-ratio-mismatch check: chi-square goodness of fit of participants
 /// against the configured split (scipy's `chisquare`). Flags at
 /// `srm_alpha`, conventionally 0.001 (Fabijan et al. 2019, "Diagnosing

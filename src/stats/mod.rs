@@ -1,5 +1,5 @@
-//! Conversion statistics for one goal of an experiment, as pure functions
-//! with no I/O, one concept per module:
+//! Statistics for one goal of an experiment, as pure functions with no
+//! I/O, one concept per module:
 //!
 //! - [`intervals`]: Wilson intervals of rates, the relative uplift;
 //! - [`hypothesis`]: the z-test against the control, the chi-square test
@@ -8,7 +8,10 @@
 //!   expected loss;
 //! - [`sequential`]: the always-valid sequential test;
 //! - [`power`]: the sample size for the planned effect;
-//! - [`analysis`]: [`analyze`], which puts all of them together.
+//! - [`analysis`]: [`analyze`], which puts all of them together;
+//! - [`means`]: mean-value (revenue) goals from exact sums: means per
+//!   participant and per conversion, the Welch test, the relative lift,
+//!   the sequential test ([`analyze_means`]).
 //!
 //! [`analyze`] takes the participants and conversions of every variant and
 //! returns everything the dashboard and the API show: rates with Wilson
@@ -21,8 +24,9 @@
 //! Undefined quantities (a rate with no participants, a test with no
 //! variation) are `None`, never NaN, so every result serialises to valid
 //! JSON. The figures are checked against scipy/statsmodels by the tests of
-//! [`analysis`], using `tests/data/stats_reference.json` made by
-//! `scripts/stats_reference.py`.
+//! [`analysis`] and [`means`], using `tests/data/stats_reference.json` and
+//! `tests/data/means_reference.json` made by `scripts/stats_reference.py`
+//! and `scripts/means_reference.py`.
 
 use std::fmt;
 
@@ -33,9 +37,11 @@ pub mod bayesian;
 mod gauss_legendre;
 pub mod hypothesis;
 pub mod intervals;
+pub mod means;
 mod normal;
 pub mod power;
 pub mod sequential;
+mod student_t;
 
 pub use analysis::{analyze, analyze_with_srm, Comparison, GoalAnalysis, VariantStats};
 pub use bayesian::{bayesian, Bayesian};
@@ -44,6 +50,11 @@ pub use hypothesis::{
     ChiSquareTest, SrmCheck, ZTest,
 };
 pub use intervals::{relative_uplift, wilson_interval, wilson_interval_z, Interval, Uplift};
+pub use means::{
+    analyze_means, mean_lift, mean_per_conversion, mean_per_participant, sequential_mean_test,
+    welch_t_test, MeanAnalysis, MeanComparison, MeanEstimate, MeanVariantStats, ValueSums,
+    WelchTest, MICROS_PER_UNIT,
+};
 pub use normal::z_critical;
 pub use power::{required_sample_size, SampleSizePlan};
 pub use sequential::{sequential_test, SequentialTest};
@@ -178,6 +189,13 @@ pub enum StatsError {
         /// The weight given.
         value: f64,
     },
+    /// A variant's sums of values are impossible for its conversions: a
+    /// sum without conversions, a negative sum of squares, or a sum of
+    /// squares smaller than the square of the sum allows.
+    InconsistentSums {
+        /// The variant's label.
+        label: String,
+    },
     /// An option is out of its range.
     InvalidOption {
         /// Name of the option.
@@ -212,6 +230,10 @@ impl fmt::Display for StatsError {
                     "split weight {index} must be positive and finite, got {value}"
                 )
             }
+            Self::InconsistentSums { label } => write!(
+                f,
+                "variant {label} has sums of values that its conversions cannot have"
+            ),
             Self::InvalidOption { name, value } => {
                 write!(f, "option {name} is out of range: {value}")
             }

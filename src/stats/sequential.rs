@@ -13,7 +13,8 @@ use super::VariantCounts;
 /// they are looked at. See [`sequential_test`] for the method.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SequentialTest {
-    /// Observed difference `rate_v - rate_c`.
+    /// Observed difference, variant minus control (of conversion rates, or
+    /// of mean values for [`super::means`]).
     pub difference: f64,
     /// Natural log of the mixture likelihood ratio against "no difference".
     pub log_likelihood_ratio: f64,
@@ -21,7 +22,7 @@ pub struct SequentialTest {
     /// of the whole experiment is the running minimum over all looks; a
     /// caller that stores past values may take that minimum.
     pub p_value: f64,
-    /// Confidence sequence for `rate_v - rate_c` at this look; the running
+    /// Confidence sequence for the difference at this look; the running
     /// intersection over looks is also valid.
     pub interval: Interval,
     /// True when `p_value <= alpha`, i.e. the interval excludes zero.
@@ -84,7 +85,27 @@ pub fn sequential_test(
     let smoothed = |c: &VariantCounts, n: f64| (c.successes as f64 + 1.0) / (n + 2.0);
     let (sv, sc) = (smoothed(variant, nv), smoothed(control, nc));
     let var = sv * (1.0 - sv) / nv + sc * (1.0 - sc) / nc;
-    if !(var > 0.0 && alpha > 0.0 && alpha < 1.0 && tuning_n > 0) {
+    mixture_test(pv - pc, var, (nv, nc), alpha, tuning_n)
+}
+
+/// The normal-mixture test and confidence sequence of [`sequential_test`]
+/// for any difference of two means: `difference` observed, `var` its
+/// plug-in variance, `(nv, nc)` the two sample sizes. Conversion rates
+/// ([`sequential_test`]) and mean values ([`super::means`]) both go
+/// through here, so the two share one mixture and one tuning.
+///
+/// # Returns
+///
+/// `None` when the variance is not positive or `alpha`, `tuning_n` or the
+/// sample sizes are out of range.
+pub(super) fn mixture_test(
+    difference: f64,
+    var: f64,
+    (nv, nc): (f64, f64),
+    alpha: f64,
+    tuning_n: u64,
+) -> Option<SequentialTest> {
+    if !(var > 0.0 && nv > 0.0 && nc > 0.0 && alpha > 0.0 && alpha < 1.0 && tuning_n > 0) {
         return None;
     }
     let log_inv_alpha = -alpha.ln();
@@ -96,7 +117,6 @@ pub fn sequential_test(
     }
     let rho2 = r_opt / (tuning_n as f64 / 2.0);
     let r = rho2 * nv * nc / (nv + nc);
-    let difference = pv - pc;
     let z2 = difference * difference / var;
     let log_likelihood_ratio = -0.5 * r.ln_1p() + r * z2 / (2.0 * (1.0 + r));
     let p_value = (-log_likelihood_ratio.max(0.0)).exp();
