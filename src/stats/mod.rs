@@ -11,7 +11,9 @@
 //! - [`analysis`]: [`analyze`], which puts all of them together;
 //! - [`means`]: mean-value (revenue) goals from exact sums: means per
 //!   participant and per conversion, the Welch test, the relative lift,
-//!   the sequential test ([`analyze_means`]).
+//!   the sequential test ([`analyze_means`]);
+//! - [`bandit`]: adaptive weights by top-two Thompson sampling
+//!   ([`thompson_weights`]).
 //!
 //! [`analyze`] takes the participants and conversions of every variant and
 //! returns everything the dashboard and the API show: rates with Wilson
@@ -33,6 +35,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod analysis;
+pub mod bandit;
 pub mod bayesian;
 mod gauss_legendre;
 pub mod hypothesis;
@@ -44,6 +47,7 @@ pub mod sequential;
 mod student_t;
 
 pub use analysis::{analyze, analyze_with_srm, Comparison, GoalAnalysis, VariantStats};
+pub use bandit::{thompson_weights, BanditOptions, BanditWeights};
 pub use bayesian::{bayesian, Bayesian};
 pub use hypothesis::{
     chi_square_independence, holm_adjust, sample_ratio_mismatch, two_proportion_z_test,
