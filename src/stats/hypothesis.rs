@@ -106,7 +106,9 @@ pub fn chi_square_independence(variants: &[VariantCounts]) -> Option<ChiSquareTe
     chi_square(statistic, rows.len() as u64 - 1)
 }
 
-fn chi_square(statistic: f64, df: u64) -> Option<ChiSquareTest> {
+/// The upper-tail chi-square test of `statistic` with `df` degrees of
+/// freedom; `None` when `df` is 0.
+pub(super) fn chi_square(statistic: f64, df: u64) -> Option<ChiSquareTest> {
     let p_value = ChiSquared::new(df as f64).ok()?.sf(statistic);
     Some(ChiSquareTest {
         statistic,

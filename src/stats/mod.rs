@@ -13,7 +13,9 @@
 //!   participant and per conversion, the Welch test, the relative lift,
 //!   the sequential test ([`analyze_means`]);
 //! - [`bandit`]: adaptive weights by top-two Thompson sampling
-//!   ([`thompson_weights`]).
+//!   ([`thompson_weights`]);
+//! - [`strata`]: estimates combined across weight periods, and the
+//!   sample-ratio check under changing weights.
 //!
 //! [`analyze`] takes the participants and conversions of every variant and
 //! returns everything the dashboard and the API show: rates with Wilson
@@ -44,6 +46,7 @@ pub mod means;
 mod normal;
 pub mod power;
 pub mod sequential;
+pub mod strata;
 mod student_t;
 
 pub use analysis::{analyze, analyze_with_srm, Comparison, GoalAnalysis, VariantStats};
@@ -62,6 +65,10 @@ pub use means::{
 pub use normal::z_critical;
 pub use power::{required_sample_size, SampleSizePlan};
 pub use sequential::{sequential_test, SequentialTest};
+pub use strata::{
+    period_sample_ratio_mismatch, stratified_means, stratified_rates, PeriodSplit,
+    StratifiedAnalysis, StratifiedComparison, StratifiedEstimate, StratifiedVariant,
+};
 
 /// Observed counts for one variant of one goal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +207,15 @@ pub enum StatsError {
         /// The variant's label.
         label: String,
     },
+    /// A weight period has a different number of variants than the first.
+    PeriodVariants {
+        /// Position of the period.
+        period: usize,
+        /// Variants in the first period.
+        expected: usize,
+        /// Variants in this one.
+        got: usize,
+    },
     /// An option is out of its range.
     InvalidOption {
         /// Name of the option.
@@ -237,6 +253,14 @@ impl fmt::Display for StatsError {
             Self::InconsistentSums { label } => write!(
                 f,
                 "variant {label} has sums of values that its conversions cannot have"
+            ),
+            Self::PeriodVariants {
+                period,
+                expected,
+                got,
+            } => write!(
+                f,
+                "weight period {period} has {got} variants, the first has {expected}"
             ),
             Self::InvalidOption { name, value } => {
                 write!(f, "option {name} is out of range: {value}")
