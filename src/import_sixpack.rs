@@ -25,9 +25,9 @@ use std::io::Write;
 use anyhow::Context;
 use redis::aio::MultiplexedConnection;
 
-use crate::registry::{Decision, Definition, ExperimentRecord, GoalSpec, Status, VariantSpec};
+use crate::registry::{Decision, ExperimentRecord, GoalSpec, Status};
 use crate::sixpack::{
-    conversion_member, parse_created_at, valid_name, NameKind, DEFAULT_GOAL, EXCLUDED,
+    self, conversion_member, parse_created_at, valid_name, NameKind, DEFAULT_GOAL, EXCLUDED,
 };
 use crate::store::DynStore;
 
@@ -226,18 +226,10 @@ async fn write(store: &DynStore, namespace: &str, source: &SourceExperiment) -> 
         .get("created_at")
         .and_then(|text| parse_created_at(text))
         .unwrap_or(now_ms);
-    let definition = Definition {
-        description: source.meta.get("description").cloned().unwrap_or_default(),
-        variants: source
-            .alternatives
-            .iter()
-            .map(|name| VariantSpec {
-                name: name.clone(),
-                weight: 1,
-            })
-            .collect(),
-        control: Some(source.alternatives[0].clone()),
-        goals: source
+    let definition = sixpack::definition(
+        &source.alternatives,
+        source.meta.get("description").cloned().unwrap_or_default(),
+        source
             .goals
             .iter()
             .map(|goal| GoalSpec {
@@ -245,7 +237,7 @@ async fn write(store: &DynStore, namespace: &str, source: &SourceExperiment) -> 
                 unique: true,
             })
             .collect(),
-    };
+    );
     let previous = store.record(namespace, name).await.with_context(fail)?;
     let mut record = ExperimentRecord::register(previous, namespace, name, definition, created_ms)
         .with_context(fail)?;

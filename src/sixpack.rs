@@ -11,6 +11,7 @@ use sha1_smol::Sha1;
 
 use crate::config::Config;
 use crate::model::MAX_NAME_BYTES;
+use crate::registry::{Definition, GoalSpec, VariantSpec};
 
 /// The goal a conversion without `kpi` counts as. KPI names cannot hold
 /// spaces or parentheses, so no KPI is counted as it.
@@ -103,6 +104,28 @@ fn hash28(text: &str) -> u32 {
 pub fn choose<'a>(experiment: &str, client_id: &str, alternatives: &'a [String]) -> &'a str {
     let hash = hash28(&format!("{experiment}.{client_id}")) as usize;
     &alternatives[hash % alternatives.len()]
+}
+
+/// A Sixpack experiment as a registry definition: its alternatives in the
+/// client's order with equal weights (Sixpack splits evenly), the first as
+/// the control (as Sixpack's is).
+pub fn definition(
+    alternatives: &[String],
+    description: String,
+    goals: Vec<GoalSpec>,
+) -> Definition {
+    Definition {
+        description,
+        variants: alternatives
+            .iter()
+            .map(|name| VariantSpec {
+                name: name.clone(),
+                weight: 1,
+            })
+            .collect(),
+        control: alternatives.first().cloned(),
+        goals,
+    }
 }
 
 /// Whether a client is inside the traffic fraction. Sixpack draws a random

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::track::store_events;
 use crate::bots::Visitor;
 use crate::model::{check_field, Event, Ignored, InvalidField, TrackOutcome, PARTICIPATE};
-use crate::registry::{Definition, ExperimentRecord, Status, VariantSpec};
+use crate::registry::{ExperimentRecord, Status};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
 use crate::server::state::AppState;
@@ -432,19 +432,11 @@ impl Participant<'_> {
         if !record.automatic {
             return Ok(());
         }
-        let definition = Definition {
-            description: record.description.clone(),
-            variants: self
-                .alternatives
-                .iter()
-                .map(|name| VariantSpec {
-                    name: name.clone(),
-                    weight: 1,
-                })
-                .collect(),
-            control: Some(self.alternatives[0].clone()),
-            goals: record.goals.clone(),
-        };
+        let definition = sixpack::definition(
+            self.alternatives,
+            record.description.clone(),
+            record.goals.clone(),
+        );
         let created_ms = record.created_ms;
         let record = ExperimentRecord::register(
             Some(record),
