@@ -9,7 +9,7 @@ use lamed::cli::{Cli, Command, LogFormat};
 use lamed::commands;
 
 /// A request's buffers are allocated on one thread and freed on another
-/// (the async workers and the store's writer); glibc's malloc spent 14% of
+/// (the async workers and the store's writer); glibc's malloc took 18% of
 /// the server's CPU on that, mimalloc much less (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
