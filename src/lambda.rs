@@ -146,13 +146,7 @@ mod runtime {
     /// When an extra route is malformed.
     pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
         let options = router_options(config).context("invalid extra routes")?;
-        let state = AppState::new(
-            Arc::clone(&store),
-            api_key,
-            config.max_batch_events,
-            Arc::clone(&config.bots),
-        )
-        .with_sixpack(crate::sixpack::SixpackConfig::from(config));
+        let state = AppState::from_config(Arc::clone(&store), api_key, config);
         Ok(router(state, &options))
     }
 

@@ -2,7 +2,6 @@
 //! the banner, and run until a shutdown signal.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -69,13 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
         max_in_flight_requests: config.max_in_flight_requests,
     };
-    let state = AppState::new(
-        store,
-        &api_key,
-        config.max_batch_events,
-        Arc::clone(&config.bots),
-    )
-    .with_sixpack(crate::sixpack::SixpackConfig::from(&config));
+    let state = AppState::from_config(store, &api_key, &config);
     server::run(listener, state, &options, server::shutdown_signal()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

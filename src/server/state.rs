@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::bots::BotFilter;
+use crate::config::Config;
 use crate::server::error::ApiError;
 use crate::server::handlers::health::HealthCheck;
 use crate::server::ignored::IgnoredNames;
@@ -53,13 +54,41 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The state `lamed serve` and the Lambda function run on: the batch
+    /// limit, the bot rules and the Sixpack API as `config` says.
+    pub fn from_config(store: DynStore, api_key: &str, config: &Config) -> Self {
+        Self::with_parts(
+            store,
+            api_key,
+            config.max_batch_events,
+            Arc::clone(&config.bots),
+            SixpackConfig::from(config),
+        )
+    }
+
     /// State over a store, with the API key that guards private endpoints
-    /// and the bot rules.
+    /// and the bot rules (the Sixpack API with its defaults).
     pub fn new(
         store: DynStore,
         api_key: &str,
         max_batch_events: usize,
         bots: Arc<BotFilter>,
+    ) -> Self {
+        Self::with_parts(
+            store,
+            api_key,
+            max_batch_events,
+            bots,
+            SixpackConfig::default(),
+        )
+    }
+
+    fn with_parts(
+        store: DynStore,
+        api_key: &str,
+        max_batch_events: usize,
+        bots: Arc<BotFilter>,
+        sixpack: SixpackConfig,
     ) -> Self {
         let mut metrics = Metrics::default();
         if store.dedupe_entries().is_some() {
@@ -73,21 +102,8 @@ impl AppState {
             metrics,
             health: HealthCheck::default(),
             ignored: IgnoredNames::default(),
-            sixpack: SixpackConfig::default(),
+            sixpack,
         }))
-    }
-
-    /// The same state, serving the Sixpack API as configured. Called
-    /// while building the state, before any request shares it.
-    ///
-    /// # Panics
-    ///
-    /// When the state has been cloned already (a programming error).
-    pub fn with_sixpack(mut self, sixpack: SixpackConfig) -> Self {
-        Arc::get_mut(&mut self.0)
-            .expect("with_sixpack is called before the state is shared")
-            .sixpack = sixpack;
-        self
     }
 
     /// Checks the API key given in `X-Api-Key` or `Authorization: Bearer`.
