@@ -123,7 +123,7 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut commands = vec![first];
-            let mut events = drain(&receiver, &mut commands);
+            let events = drain(&receiver, &mut commands);
             // Callers were concurrent last time: give the ones being
             // handled right now a moment to join this commit (see GATHER).
             if previous_group > 1
@@ -131,7 +131,7 @@ impl Writer {
                 && events < MAX_EVENTS_PER_COMMIT
             {
                 std::thread::sleep(GATHER);
-                events = drain(&receiver, &mut commands);
+                drain(&receiver, &mut commands);
             }
             previous_group = commands.len();
             self.commit(commands);
