@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test venv at target/venv (created once, reused afterwards): moto_server,
 # the AWS emulator the deploy tests run against, and sixpack-client, the
-# Python Sixpack client the Sixpack API tests drive. Prints the moto_server
-# path; the venv's python is beside it.
+# Python Sixpack client the Sixpack API tests drive, and scipy, which computes
+# the revenue test's reference figures (scripts/revenue_reference.py). Prints
+# the moto_server path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${LAMED_AWS_VENV:-$PWD/target/venv}"
@@ -17,5 +18,9 @@ fi
 if ! "$venv/bin/python" -c 'import sixpack.sixpack' 2>/dev/null; then
     echo "aws-test-env: installing sixpack-client into $venv" >&2
     pip_install 'sixpack-client==1.2.0'
+fi
+if ! "$venv/bin/python" -c 'import scipy' 2>/dev/null; then
+    echo "aws-test-env: installing scipy into $venv" >&2
+    pip_install 'scipy==1.17.1'
 fi
 echo "$venv/bin/moto_server"

@@ -483,6 +483,10 @@ pub struct CreateArgs {
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub description: String,
 
+    /// Adapt the weights toward the variant that wins this goal, hourly
+    #[arg(long, value_name = "GOAL")]
+    pub adaptive: Option<String>,
+
     /// Where the experiment is
     #[command(flatten)]
     pub target: Target,

@@ -7,8 +7,11 @@
 //! - [`bots`]: bot filtering: the rules, npm isbot's crawler list, the
 //!   visitor (user agent, client address) of a request.
 //! - [`model`]: events, names and their limits, caps, outcomes.
+//! - [`value`]: numeric goal values: exact micro-units, limits, limbs.
 //! - [`registry`]: experiments as objects: records, lifecycle, registration
 //!   mode.
+//! - [`adaptive`]: adaptive experiments: weights per period from Thompson
+//!   sampling, their stored history, and the report stratified by it.
 //! - [`store`]: the [`Store`] trait, its embedded SQLite backend and its
 //!   Redis / Redis Cluster backend (feature `redis`, on by default), the
 //!   conformance suite and, in tests, an in-memory reference store.
@@ -32,6 +35,7 @@
 //!   the tests. The load generator itself is the `lamed-load` workspace
 //!   member, outside what `lamed` users build.
 
+pub mod adaptive;
 pub mod bots;
 pub mod cli;
 pub mod client;
@@ -56,6 +60,7 @@ pub mod sixpack;
 pub mod snippet;
 pub mod stats;
 pub mod store;
+pub mod value;
 
 pub use config::Config;
 pub use model::{Event, TrackOutcome};

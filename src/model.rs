@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{RegistrationMode, Status};
+use crate::value::{InvalidValue, Value, ValueTotals};
 
 /// The namespace AlephBet uses when the client names none.
 pub const DEFAULT_NAMESPACE: &str = "alephbet";
@@ -36,6 +37,11 @@ pub struct Event {
     pub event: String,
     /// Deduplication id chosen by the client: the same uuid is counted once.
     pub uuid: String,
+    /// A goal's numeric value (revenue, items...), when the sender gives
+    /// one. Not part of the event's identity: a re-sent conversion adds its
+    /// first value only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
 }
 
 fn default_namespace() -> String {
@@ -58,7 +64,11 @@ impl Event {
         check_field("experiment", &self.experiment, MAX_NAME_BYTES)?;
         check_field("variant", &self.variant, MAX_NAME_BYTES)?;
         check_field("event", &self.event, MAX_NAME_BYTES)?;
-        check_field("uuid", &self.uuid, MAX_UUID_BYTES)
+        check_field("uuid", &self.uuid, MAX_UUID_BYTES)?;
+        if self.value.is_some() && self.is_participation() {
+            return Err(InvalidField::ValueOnParticipation);
+        }
+        Ok(())
     }
 
     /// The identity used for deduplication: a 128-bit hash of
@@ -116,6 +126,12 @@ pub enum InvalidField {
     /// A batch entry that is not a JSON object.
     #[error("each event must be a JSON object")]
     NotAnObject,
+    /// The `value` parameter is not a value that can be kept exactly.
+    #[error("parameter 'value' {0}")]
+    Value(InvalidValue),
+    /// A value sent with a participation, which has none.
+    #[error("parameter 'value' is only for goals, not for event 'participate'")]
+    ValueOnParticipation,
 }
 
 impl InvalidField {
@@ -130,6 +146,8 @@ impl InvalidField {
             InvalidField::Repeated(_) => "repeated_parameter",
             InvalidField::NotAString(_) => "not_a_string",
             InvalidField::NotAnObject => "not_an_object",
+            InvalidField::Value(_) => "invalid_value",
+            InvalidField::ValueOnParticipation => "value_on_participation",
         }
     }
 }
@@ -299,6 +317,10 @@ pub struct Counter {
     pub variant: String,
     /// Unique events counted.
     pub count: u64,
+    /// The sum and sum of squares of the counted events' values; `None`
+    /// when none of them carried a value.
+    #[serde(skip)]
+    pub values: Option<ValueTotals>,
 }
 
 /// One counter for one UTC day, for trend charts.
@@ -325,6 +347,7 @@ mod tests {
             variant: "red".into(),
             event: PARTICIPATE.into(),
             uuid: "u1".into(),
+            value: None,
         }
     }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::adaptive::Adaptive;
 use crate::model::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
 
 /// Longest description and decision note, in bytes.
@@ -153,6 +154,9 @@ pub struct ExperimentRecord {
     /// The winner or no winner, once stopped.
     #[serde(default)]
     pub decision: Option<Decision>,
+    /// Adaptive weights on one goal, when the owner asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Adaptive>,
 }
 
 impl ExperimentRecord {
@@ -173,6 +177,7 @@ impl ExperimentRecord {
             stopped_ms: None,
             archived_ms: None,
             decision: None,
+            adaptive: None,
         }
     }
 
@@ -207,6 +212,7 @@ impl ExperimentRecord {
         self.variants = definition.variants;
         self.control = definition.control;
         self.goals = definition.goals;
+        self.adaptive = definition.adaptive;
         self.automatic = false;
         Ok(())
     }
@@ -243,6 +249,7 @@ impl ExperimentRecord {
             variants: self.variants.clone(),
             control: self.control.clone(),
             goals: self.goals.clone(),
+            adaptive: self.adaptive.clone(),
         }
     }
 
@@ -337,6 +344,10 @@ pub struct Definition {
     /// Goals: names, or `{"name", "unique"}`.
     #[serde(default, deserialize_with = "named::goals")]
     pub goals: Vec<GoalSpec>,
+    /// Adaptive weights on one of the goals: `{"goal", "period_seconds",
+    /// "floor", "burn_in"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Adaptive>,
 }
 
 impl Definition {
@@ -393,6 +404,12 @@ impl Definition {
             )));
         }
         self.control = Some(control);
+        if let Some(adaptive) = &self.adaptive {
+            let goals: Vec<&str> = self.goals.iter().map(|g| g.name.as_str()).collect();
+            adaptive
+                .check(self.variants.len(), &goals)
+                .map_err(RegistryError::Invalid)?;
+        }
         Ok(self)
     }
 }

@@ -134,6 +134,7 @@ mod tests {
             event: event.into(),
             variant: variant.into(),
             count,
+            values: None,
         }
     }
 

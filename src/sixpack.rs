@@ -125,6 +125,7 @@ pub fn definition(
             .collect(),
         control: alternatives.first().cloned(),
         goals,
+        adaptive: None,
     }
 }
 

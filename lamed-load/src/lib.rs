@@ -118,6 +118,7 @@ impl Workload {
                 variant,
                 event,
                 uuid,
+                value: None,
             });
         }
         Workload {

@@ -8,6 +8,7 @@ use std::io::Write;
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::adaptive::Adaptive;
 use crate::cli::{ExperimentsAction, ExperimentsArgs, Target};
 use crate::client::{self, alephbet_encode, Api};
 use crate::clock::Clock;
@@ -53,6 +54,7 @@ async fn act(registry: &Registry, ns: &str, action: ExperimentsAction) -> anyhow
                     .map(parse_goals)
                     .transpose()?
                     .unwrap_or_default(),
+                adaptive: args.adaptive.map(Adaptive::on),
             };
             let (record, created) = registry.put(ns, &args.name, definition).await?;
             let done = if created { "registered" } else { "redefined" };

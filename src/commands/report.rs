@@ -27,6 +27,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(report::parse_weights)
             .transpose()?,
+        srm: None,
     };
     let reports = match &args.remote.server {
         Some(server) => from_server(server, &args, &request).await?,

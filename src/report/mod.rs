@@ -7,10 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::adaptive::{self, AdaptiveReport, WeightPeriod};
 use crate::model::{Counter, DailyCounter, PARTICIPATE};
 use crate::registry::{ExperimentRecord, Status};
-use crate::stats::{self, GoalAnalysis, Interval, Options, SrmCheck, VariantCounts};
+use crate::stats::{
+    self, GoalAnalysis, Interval, MeanAnalysis, Options, SrmCheck, ValueSums, VariantCounts,
+};
 use crate::store::{Store, StoreError};
+use crate::value::ValueTotals;
 
 pub mod verdict;
 
@@ -28,6 +32,10 @@ pub struct ReportRequest {
     /// Expected traffic split per variant for the sample-ratio check;
     /// equal when `None`.
     pub weights: Option<BTreeMap<String, f64>>,
+    /// A sample-ratio check made elsewhere, in the order of the counted
+    /// variants' names, used instead of one against `weights`: an adaptive
+    /// experiment's, against each period's own weights.
+    pub srm: Option<SrmCheck>,
 }
 
 /// Why a report cannot be made; each names what was wrong.
@@ -77,6 +85,10 @@ pub struct Report {
     /// The experiment's registry record: status and decision.
     #[serde(default)]
     pub record: Option<ExperimentRecord>,
+    /// An adaptive experiment's periods: its weights, the split checked
+    /// against them, and its goal's estimates stratified by period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveReport>,
 }
 
 /// One variant's participants.
@@ -103,6 +115,16 @@ pub struct GoalReport {
     pub note: Option<String>,
     /// Cumulative conversion rate per variant per day, with its interval.
     pub cumulative: Vec<CumulativeSeries>,
+    /// The goal's values (revenue...), when any of its conversions carried
+    /// one: means per participant and per conversion, and the tests of
+    /// the mean per participant against the control. A conversion without
+    /// a value counts as 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<MeanAnalysis>,
+    /// Why there is no analysis of the values, when they could not be
+    /// analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_note: Option<String>,
 }
 
 /// Days and, per (event, variant), the count of each day.
@@ -151,6 +173,7 @@ pub fn build(
 ) -> Result<Report, ReportError> {
     let mut participants: BTreeMap<&str, u64> = BTreeMap::new();
     let mut goals: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut goal_values: BTreeMap<&str, BTreeMap<&str, ValueTotals>> = BTreeMap::new();
     for counter in counters.iter().filter(|c| c.experiment == experiment) {
         participants.entry(&counter.variant).or_default();
         if counter.event == PARTICIPATE {
@@ -160,6 +183,12 @@ pub fn build(
                 .entry(&counter.event)
                 .or_default()
                 .insert(&counter.variant, counter.count);
+            if let Some(values) = counter.values {
+                goal_values
+                    .entry(&counter.event)
+                    .or_default()
+                    .insert(&counter.variant, values);
+            }
         }
     }
     if participants.is_empty() {
@@ -178,15 +207,18 @@ pub fn build(
         }
     }
     let options = Options::default();
-    let srm = stats::sample_ratio_mismatch(
-        &labels
-            .iter()
-            .map(|l| VariantCounts::new(*l, participants[l], 0))
-            .collect::<Vec<_>>(),
-        weights.as_deref(),
-        options.srm_alpha,
-    )
-    .map_err(|err| ReportError::BadWeights(err.to_string()))?;
+    let srm = match &request.srm {
+        Some(check) if check.expected.len() == labels.len() => Some(check.clone()),
+        _ => stats::sample_ratio_mismatch(
+            &labels
+                .iter()
+                .map(|l| VariantCounts::new(*l, participants[l], 0))
+                .collect::<Vec<_>>(),
+            weights.as_deref(),
+            options.srm_alpha,
+        )
+        .map_err(|err| ReportError::BadWeights(err.to_string()))?,
+    };
 
     let daily_series = daily_series(daily);
     let goal_reports = goals
@@ -199,14 +231,34 @@ pub fn build(
                     VariantCounts::new(*l, participants[l], successes.get(l).copied().unwrap_or(0))
                 })
                 .collect();
-            goal_report(
+            let mut report = goal_report(
                 goal,
                 &counts,
                 control_index,
                 srm.as_ref(),
                 &options,
                 &daily_series,
-            )
+            );
+            if let Some(values) = goal_values.get(goal) {
+                let sums: Vec<ValueSums> = counts
+                    .iter()
+                    .map(|c| {
+                        let totals = values.get(c.label.as_str()).copied().unwrap_or_default();
+                        ValueSums::new(
+                            c.label.clone(),
+                            c.trials,
+                            c.successes,
+                            totals.sum,
+                            totals.sum_of_squares,
+                        )
+                    })
+                    .collect();
+                match stats::analyze_means(&sums, control_index, &options) {
+                    Ok(analysis) => report.values = Some(analysis),
+                    Err(err) => report.values_note = Some(err.to_string()),
+                }
+            }
+            report
         })
         .collect();
     Ok(Report {
@@ -224,6 +276,7 @@ pub fn build(
         goals: goal_reports,
         daily: daily_series,
         record: None,
+        adaptive: None,
     })
 }
 
@@ -288,7 +341,28 @@ pub async fn load(
         .filter(|c| c.experiment == experiment)
         .map(|c| c.variant.as_str())
         .collect();
-    let request = request.clone().with_record(record.as_ref(), &counted);
+    let mut request = request.clone().with_record(record.as_ref(), &counted);
+    let adaptive = match record
+        .as_ref()
+        .and_then(|r| Some((r, r.adaptive.as_ref()?)))
+    {
+        Some((record, adaptive)) => {
+            let history: Vec<WeightPeriod> = store
+                .weight_history(namespace, experiment)
+                .await?
+                .iter()
+                .filter_map(|(_, stored)| adaptive::parse_period(stored).ok())
+                .collect();
+            let report =
+                adaptive::report(record, adaptive, &history, &counters, &Options::default());
+            if request.srm.is_none() {
+                let labels: Vec<&str> = counted.iter().copied().collect();
+                request.srm = report.srm_in_order(&labels);
+            }
+            Some(report)
+        }
+        None => None,
+    };
     let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
     let mut report = tokio::task::spawn_blocking(move || {
         build(&namespace, &experiment, &counters, &daily, &request)
@@ -296,6 +370,7 @@ pub async fn load(
     .await
     .map_err(|err| StoreError::unavailable(format!("report task failed: {err}")))??;
     report.record = record;
+    report.adaptive = adaptive;
     Ok(report)
 }
 
@@ -341,6 +416,8 @@ fn goal_report(
                 over.label, over.successes, over.trials
             )),
             cumulative,
+            values: None,
+            values_note: None,
         };
     }
     match stats::analyze_with_srm(counts, control, srm.cloned(), options) {
@@ -350,6 +427,8 @@ fn goal_report(
             analysis: Some(analysis),
             note: None,
             cumulative,
+            values: None,
+            values_note: None,
         },
         Err(err) => GoalReport {
             goal: goal.to_owned(),
@@ -357,6 +436,8 @@ fn goal_report(
             analysis: None,
             note: Some(err.to_string()),
             cumulative,
+            values: None,
+            values_note: None,
         },
     }
 }
@@ -562,6 +643,7 @@ mod tests {
             event: event.into(),
             variant: variant.into(),
             count,
+            values: None,
         }
     }
 

@@ -13,7 +13,9 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::config::Handler;
 use crate::server::error::ApiError;
-use crate::server::handlers::{dashboard, experiments, health, registry, report, sixpack, track};
+use crate::server::handlers::{
+    dashboard, experiments, health, registry, report, sixpack, track, weights,
+};
 use crate::server::state::AppState;
 
 /// One path, what answers it, who may call it and where it runs on AWS.
@@ -127,6 +129,8 @@ pub enum Endpoint {
     SixpackStatus,
     /// `GET`: one Sixpack experiment in Sixpack's shape.
     SixpackExperiment,
+    /// `GET`: the weights a page gives AlephBet's variants.
+    Weights,
 }
 
 impl Endpoint {
@@ -140,6 +144,7 @@ impl Endpoint {
             Endpoint::TrackOne
             | Endpoint::ListExperiments
             | Endpoint::Report
+            | Endpoint::Weights
             | Endpoint::ListRecords
             | Endpoint::ShowRecord
             | Endpoint::IgnoredNames
@@ -171,6 +176,7 @@ impl Endpoint {
             Endpoint::ListExperiments => on(filter, experiments::list),
             Endpoint::DeleteExperiment => on(filter, experiments::delete),
             Endpoint::Report => on(filter, report::report),
+            Endpoint::Weights => on(filter, weights::weights),
             Endpoint::ListRecords => on(filter, registry::list),
             Endpoint::ShowRecord => on(filter, registry::show),
             Endpoint::PutRecord => on(filter, registry::put),
@@ -289,7 +295,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 16] = [
+pub const ROUTES: [Route; 17] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -331,6 +337,13 @@ pub const ROUTES: [Route; 16] = [
         endpoints: &[Endpoint::IgnoredNames],
         access: Access::ApiKey,
         deploy: Deploy::ServeOnly(PROCESS_MEMORY),
+    },
+    // Public: pages read an experiment's weights before building it.
+    Route {
+        path: "/api/experiments/{experiment}/weights",
+        endpoints: &[Endpoint::Weights],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
     },
     Route {
         path: "/api/experiments/{experiment}/report",
@@ -482,8 +495,12 @@ mod tests {
             Function::Experiments.description(),
             "lamed: results (GET /experiments, GET /experiments/{experiment})"
         );
-        assert!(Function::Track
-            .description()
-            .contains("GET/POST /event, GET /health"));
+        let track = Function::Track.description();
+        assert!(track.contains("GET/POST /event"), "{track}");
+        assert!(track.contains("GET /health"), "{track}");
+        // Lambda refuses descriptions over 256 characters.
+        for function in Function::ALL {
+            assert!(function.description().len() <= 256, "{function:?}");
+        }
     }
 }

@@ -181,7 +181,7 @@ fn draw_ranks(
 
 /// Integers summing to 100 in proportion to `shares` (positive, any unit),
 /// by largest remainder; ties go to the earlier variant.
-fn apportion(shares: &[f64]) -> Vec<u32> {
+pub fn apportion(shares: &[f64]) -> Vec<u32> {
     let total: f64 = shares.iter().sum();
     let exact: Vec<f64> = shares.iter().map(|s| 100.0 * s / total).collect();
     let mut weights: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();

@@ -23,17 +23,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::value::MICROS_PER_UNIT;
+
 use super::hypothesis::holm_adjust_defined;
 use super::intervals::{Interval, Uplift};
 use super::sequential::{mixture_test, SequentialTest};
 use super::student_t::{t_critical, t_two_sided_p};
 use super::{validate_variants, Options, StatsError, VariantCounts};
 
-/// Micro-units per unit: values are stored as integers of 10⁻⁶ units.
-pub const MICROS_PER_UNIT: i128 = 1_000_000;
-
-/// `MICROS_PER_UNIT` as a float, for the one conversion of each figure.
-const MICROS: f64 = 1e6;
+/// [`MICROS_PER_UNIT`] as a float, for the one conversion of each figure.
+const MICROS: f64 = MICROS_PER_UNIT as f64;
 
 /// Exact sufficient statistics of one variant's values for one goal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

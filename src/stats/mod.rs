@@ -50,7 +50,7 @@ pub mod strata;
 mod student_t;
 
 pub use analysis::{analyze, analyze_with_srm, Comparison, GoalAnalysis, VariantStats};
-pub use bandit::{thompson_weights, BanditOptions, BanditWeights};
+pub use bandit::{apportion, thompson_weights, BanditOptions, BanditWeights};
 pub use bayesian::{bayesian, Bayesian};
 pub use hypothesis::{
     chi_square_independence, holm_adjust, sample_ratio_mismatch, two_proportion_z_test,
@@ -60,7 +60,7 @@ pub use intervals::{relative_uplift, wilson_interval, wilson_interval_z, Interva
 pub use means::{
     analyze_means, mean_lift, mean_per_conversion, mean_per_participant, sequential_mean_test,
     welch_t_test, MeanAnalysis, MeanComparison, MeanEstimate, MeanVariantStats, ValueSums,
-    WelchTest, MICROS_PER_UNIT,
+    WelchTest,
 };
 pub use normal::z_critical;
 pub use power::{required_sample_size, SampleSizePlan};

@@ -10,6 +10,7 @@ use super::{DynStore, Store};
 use crate::clock::Clock;
 use crate::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
 use crate::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};
+use crate::value::{Value, ValueTotals, MAX_UNITS};
 
 /// Generates one `#[tokio::test]` per check of this suite for a backend.
 ///
@@ -162,6 +163,31 @@ macro_rules! conformance_tests {
             .await;
         }
 
+        /// Conformance: values.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn values_add_once() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::values_add_once(std::sync::Arc::new(store)).await;
+        }
+
+        /// Conformance: the weight history.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn weight_history_keeps_the_first() {
+            let (_guard, store) = $fresh(
+                86_400,
+                $crate::model::Caps::default(),
+                $crate::clock::Clock::default(),
+            )
+            .await;
+            $crate::store::conformance::weight_history_keeps_the_first(std::sync::Arc::new(store))
+                .await;
+        }
+
         /// Conformance: health and close.
         #[tokio::test]
         async fn health_and_close() {
@@ -194,6 +220,7 @@ fn event(namespace: &str, experiment: &str, event: &str, variant: &str, uuid: &s
         variant: variant.into(),
         event: event.into(),
         uuid: uuid.into(),
+        value: None,
     }
 }
 
@@ -388,6 +415,137 @@ pub async fn memberships_keep_the_first_value(store: DynStore) {
         store.join("m", "e", "client", "again").await.expect("join"),
         "again"
     );
+}
+
+/// A goal with values, as a store must keep it: of every identity only the
+/// first value counts (in one batch, across batches and among concurrent
+/// re-sends), sums are exact up to the largest value, events without a
+/// value count but add none, and delete removes the sums. Default settings.
+pub async fn values_add_once(store: DynStore) {
+    let valued = |uuid: &str, variant: &str, micros: u64| Event {
+        value: Some(Value::from_micros(micros).expect("within limits")),
+        ..event("v", "shop", "buy", variant, uuid)
+    };
+    let max = MAX_UNITS * crate::value::MICROS_PER_UNIT;
+    let mut batch = vec![
+        valued("a", "red", 12_500_000),
+        valued("a", "red", 99_000_000),
+        valued("zero", "red", 0),
+        event("v", "shop", "buy", "red", "no value"),
+        event("v", "shop", PARTICIPATE, "red", "p"),
+    ];
+    batch.extend((0..300).map(|i| valued(&format!("max{i}"), "blue", max)));
+    store.track(batch).await.expect("track");
+    store
+        .track(vec![valued("a", "red", 7)])
+        .await
+        .expect("track");
+    let racers: Vec<_> = (1..=16u64)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let event = valued("raced", "red", i * 1_000_000);
+                store.track(vec![event]).await.expect("track")
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.expect("task");
+    }
+
+    let totals = |counters: &[crate::model::Counter], event: &str, variant: &str| {
+        counters
+            .iter()
+            .find(|c| c.experiment == "shop" && c.event == event && c.variant == variant)
+            .map(|c| (c.count, c.values))
+            .expect("counter exists")
+    };
+    let counters = store.counters("v").await.expect("counters");
+    let (count, red) = totals(&counters, "buy", "red");
+    assert_eq!(count, 4, "a, zero, no value, raced");
+    let red = red.expect("red has values");
+    assert_eq!(red.valued, 3);
+    let raced = red.sum - 12_500_000;
+    assert!(
+        (1..=16).any(|i| raced == i * 1_000_000),
+        "one racer's value: {raced}"
+    );
+    assert_eq!(red.sum_of_squares, 12_500_000i128.pow(2) + raced * raced);
+    let (count, blue) = totals(&counters, "buy", "blue");
+    assert_eq!(count, 300);
+    assert_eq!(
+        blue,
+        Some(ValueTotals {
+            valued: 300,
+            sum: 300 * max as i128,
+            sum_of_squares: 300 * (max as i128).pow(2),
+        })
+    );
+    assert_eq!(totals(&counters, PARTICIPATE, "red").1, None);
+
+    assert!(store.delete_experiment("v", "shop").await.expect("delete"));
+    store
+        .track(vec![event("v", "shop", "buy", "red", "after delete")])
+        .await
+        .expect("track");
+    let counters = store.counters("v").await.expect("counters");
+    assert_eq!(totals(&counters, "buy", "red"), (1, None));
+}
+
+/// A period's weights are set once, also among concurrent writers; the
+/// history lists periods in order, per experiment, creates no experiment,
+/// and goes with its experiment's delete. Default settings.
+pub async fn weight_history_keeps_the_first(store: DynStore) {
+    assert!(store
+        .weight_history("w", "e")
+        .await
+        .expect("read")
+        .is_empty());
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let weights = format!("[{i}]");
+                store.put_weights("w", "e", 5, &weights).await.expect("put")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.expect("task"));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(
+        store.put_weights("w", "e", 5, "[99]").await.expect("put"),
+        answers[0]
+    );
+    store.put_weights("w", "e", 3, "[3]").await.expect("put");
+    store.put_weights("w", "e", 40, "[40]").await.expect("put");
+    assert_eq!(
+        store.weight_history("w", "e").await.expect("read"),
+        vec![
+            (3, "[3]".to_owned()),
+            (5, answers[0].clone()),
+            (40, "[40]".to_owned())
+        ]
+    );
+    assert!(store
+        .weight_history("w", "other")
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.experiments("w").await.expect("list").is_empty());
+
+    store
+        .track(vec![event("w", "e", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("w", "e").await.expect("delete"));
+    assert!(store
+        .weight_history("w", "e")
+        .await
+        .expect("read")
+        .is_empty());
 }
 
 /// Caps refuse what would create too many namespaces, experiments, variants

@@ -36,6 +36,8 @@ pub use embedded::{DataDirInUse, EmbeddedOptions, EmbeddedStore};
 /// - A clone of a store (or of its `Arc`) shares its state.
 /// - Errors mean "nothing can be promised": the caller answers 503 so the
 ///   client retries, which is safe because counting is idempotent.
+/// - Values: a counted event's value adds to its counter's exact sum and
+///   sum of squares, atomically with the count; a duplicate adds nothing.
 /// - The registry: an experiment's record decides, atomically with each
 ///   count, whether it counts. Only a running experiment counts. In open
 ///   mode the first counted event of an unknown experiment writes its
@@ -122,6 +124,26 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         member: &str,
         value: &str,
     ) -> Result<String, StoreError>;
+
+    /// Stores an adaptive experiment's weights for one period (JSON, as
+    /// `crate::adaptive` writes them) unless that period has some;
+    /// answers the weights now held, so that every server sharing the store
+    /// answers the same weights for a period. Durable when it returns
+    /// `Ok`; removed with the experiment.
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Every period's stored weights, sorted by period.
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
 
     /// Proves the store can take a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;

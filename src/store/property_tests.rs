@@ -81,6 +81,7 @@ impl EventSpec {
             variant: VARIANTS[self.variant].into(),
             event: EVENTS[self.event].into(),
             uuid: format!("u{}", self.uuid),
+            value: None,
         }
     }
 }

@@ -41,6 +41,13 @@
 //! - **Memberships** are set once per `(namespace, experiment, member)`:
 //!   the first value joined stays, whatever is joined later, until the
 //!   experiment is deleted. They create no experiment and count nothing.
+//! - **Values**: a counted event's value (if any) is added to its
+//!   counter's exact sum and sum of squares; a duplicate adds nothing (the
+//!   first value wins). A counter reads its totals while it has a valued
+//!   event; delete removes them.
+//! - **Weight history**: one stored text per `(experiment, period)`, set
+//!   once: the first text stored for a period stays. Listed by period;
+//!   removed with the experiment.
 //! - **Import** sets a counter's imported base, ignoring caps (but the
 //!   names then exist), and returns the previous base.
 //! - **Close**: every later call fails with [`StoreError::Closed`].
@@ -57,6 +64,7 @@ use crate::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
 };
 use crate::registry::{ExperimentRecord, RegistrationMode};
+use crate::value::ValueTotals;
 
 /// `(namespace, experiment)`: one experiment.
 type ExperimentKey = (String, String);
@@ -92,6 +100,10 @@ struct State {
     registered: BTreeMap<ExperimentKey, BTreeSet<(Kind, String)>>,
     /// Memberships: member → value, per experiment.
     members: BTreeMap<ExperimentKey, BTreeMap<String, String>>,
+    /// Sums of the counted events' values, per counter with any.
+    values: BTreeMap<CounterKey, ValueTotals>,
+    /// Adaptive weights: period → weights, per experiment.
+    weights: BTreeMap<ExperimentKey, BTreeMap<i64, String>>,
 }
 
 /// Whether a registered name is a variant or a goal.
@@ -289,6 +301,13 @@ impl Store for ReferenceStore {
                 .or_default()
                 .entry(day)
                 .or_default() += 1;
+            if let Some(value) = event.value {
+                state
+                    .values
+                    .entry(counter_key(&event))
+                    .or_default()
+                    .add(value);
+            }
             outcomes.push(TrackOutcome::Counted);
         }
         Ok(outcomes)
@@ -306,11 +325,12 @@ impl Store for ReferenceStore {
         Ok(sums
             .into_iter()
             .filter(|(key, _)| key.0 == namespace)
-            .map(|((_, experiment, event, variant), count)| Counter {
-                experiment: experiment.clone(),
-                event: event.clone(),
-                variant: variant.clone(),
+            .map(|(key, count)| Counter {
+                experiment: key.1.clone(),
+                event: key.2.clone(),
+                variant: key.3.clone(),
                 count,
+                values: state.values.get(key).copied(),
             })
             .collect())
     }
@@ -360,9 +380,11 @@ impl Store for ReferenceStore {
         let before = state.tracked.len() + state.imported.len();
         state.tracked.retain(|key, _| !doomed(key));
         state.imported.retain(|key, _| !doomed(key));
+        state.values.retain(|key, _| !doomed(key));
         let key = (namespace.to_owned(), experiment.to_owned());
         state.registered.remove(&key);
         state.members.remove(&key);
+        state.weights.remove(&key);
         let had_record = state.records.remove(&key).is_some();
         Ok(state.tracked.len() + state.imported.len() < before || had_record)
     }
@@ -451,6 +473,36 @@ impl Store for ReferenceStore {
             .entry(member.to_owned())
             .or_insert_with(|| value.to_owned())
             .clone())
+    }
+
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        let mut state = self.open_state()?;
+        Ok(state
+            .weights
+            .entry((namespace.to_owned(), experiment.to_owned()))
+            .or_default()
+            .entry(period)
+            .or_insert_with(|| weights.to_owned())
+            .clone())
+    }
+
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .weights
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .map(|periods| periods.iter().map(|(&p, w)| (p, w.clone())).collect())
+            .unwrap_or_default())
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

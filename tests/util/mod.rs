@@ -190,6 +190,7 @@ pub fn track(ns: &str, experiment: &str, variant: &str, event: &str, uuid: &str)
             variant: variant.into(),
             event: event.into(),
             uuid: uuid.into(),
+            value: None,
         },
     )
 }

@@ -28,6 +28,7 @@ pub async fn report(
             .map(report::parse_weights)
             .transpose()
             .map_err(|err| ApiError::BadRequest(err.to_string()))?,
+        srm: None,
     };
     report::load(state.store.as_ref(), &namespace, &experiment, &request)
         .await

@@ -404,6 +404,7 @@ impl Participant<'_> {
             variant: alternative.to_owned(),
             event: PARTICIPATE.to_owned(),
             uuid: participation_uuid(self.experiment, self.client_id),
+            value: None,
         };
         if let Some(TrackOutcome::Ignored(why)) = store_events(self.state, vec![event]).await?.pop()
         {
@@ -506,6 +507,7 @@ async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAn
             experiment: experiment.clone(),
             variant: alternative.clone(),
             event: goal.to_owned(),
+            value: None,
             uuid: conversion_uuid(&experiment, goal, &client_id),
         };
         match store_events(state, vec![event]).await?.pop() {

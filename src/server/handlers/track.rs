@@ -19,6 +19,7 @@ use crate::model::{Event, Ignored, InvalidField, TrackOutcome};
 use crate::server::error::ApiError;
 use crate::server::params::QueryParams;
 use crate::server::state::AppState;
+use crate::value::Value;
 
 /// Count one event; 200 `{}` for a new event and a duplicate alike, 200
 /// `{"ignored": "<reason>"}` for one deliberately not counted (so that the
@@ -177,9 +178,15 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
         variant: params.take("variant")?,
         event: params.take("event")?,
         uuid: params.take("uuid")?,
+        value: params.optional("value")?.map(parse_value).transpose()?,
     };
     event.validate()?;
     Ok(event)
+}
+
+/// A goal's value as sent; the error names the parameter.
+fn parse_value(text: &str) -> Result<Value, InvalidField> {
+    Value::parse(text).map_err(InvalidField::Value)
 }
 
 /// Why a `POST /track` body is refused as a whole.
@@ -332,6 +339,7 @@ enum EventField {
     Variant,
     Event,
     Uuid,
+    Value,
     #[serde(other)]
     Other,
 }
@@ -341,10 +349,12 @@ impl EventField {
     const COUNT: usize = EventField::Other as usize;
 }
 
-/// The value of one known key: a string, null, or anything else.
+/// The value of one known key: a string, a number (kept as its shortest
+/// decimal text, for `value`), null, or anything else.
 #[derive(Debug)]
 enum FieldValue {
     String(String),
+    Number(String),
     Null,
     NotAString,
 }
@@ -364,7 +374,28 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
         formatter.write_str("a string")
     }
 
-    accept_other_types!(FieldValue::NotAString);
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(FieldValue::NotAString)
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        // Shortest round-trip digits, never an exponent: the sender's own
+        // digits for every value `Value` accepts.
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::NotAString)
+    }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
         Ok(FieldValue::String(value.to_owned()))
@@ -389,11 +420,21 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
 fn event_from_fields(
     mut fields: [Option<FieldValue>; EventField::COUNT],
 ) -> Result<Event, InvalidField> {
+    // A number or a decimal string.
+    let value = match fields[EventField::Value as usize].take() {
+        None | Some(FieldValue::Null) => None,
+        Some(FieldValue::String(text) | FieldValue::Number(text)) => Some(parse_value(&text)?),
+        Some(FieldValue::NotAString) => {
+            return Err(InvalidField::Value(crate::value::InvalidValue::NotANumber))
+        }
+    };
     let mut field = |key: EventField, name: &'static str| -> Result<Option<String>, InvalidField> {
         match fields[key as usize].take() {
             None | Some(FieldValue::Null) => Ok(None),
             Some(FieldValue::String(value)) => Ok(Some(value)),
-            Some(FieldValue::NotAString) => Err(InvalidField::NotAString(name)),
+            Some(FieldValue::Number(_) | FieldValue::NotAString) => {
+                Err(InvalidField::NotAString(name))
+            }
         }
     };
     let namespace = field(EventField::Namespace, "namespace")?
@@ -405,6 +446,7 @@ fn event_from_fields(
         variant: required(EventField::Variant, "variant")?,
         event: required(EventField::Event, "event")?,
         uuid: required(EventField::Uuid, "uuid")?,
+        value,
     };
     event.validate()?;
     Ok(event)
@@ -498,6 +540,7 @@ mod tests {
             variant: "v".into(),
             event: "participate".into(),
             uuid: uuid.into(),
+            value: None,
         }
     }
 

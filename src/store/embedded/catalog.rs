@@ -41,6 +41,7 @@ impl Catalog {
                 event: row.get(2)?,
                 variant: row.get(3)?,
                 uuid: String::new(),
+                value: None,
             };
             catalog.insert(&event);
         }

@@ -207,17 +207,19 @@ impl Write for DeleteExperiment {
         // experiment being deleted: drop them too.
         batch.forget_counts(namespace, experiment);
         let mut removed = 0;
-        for table in ["counters", "daily", "imported", "registry"] {
+        for table in ["counters", "daily", "imported", "registry", "value_sums"] {
             removed += batch.tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
                 params![namespace, experiment],
             )?;
         }
-        // Memberships alone do not make an experiment exist.
-        batch.tx.execute(
-            "DELETE FROM members WHERE namespace = ?1 AND experiment = ?2",
-            params![namespace, experiment],
-        )?;
+        // Memberships and weights alone do not make an experiment exist.
+        for table in ["members", "weights"] {
+            batch.tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
+                params![namespace, experiment],
+            )?;
+        }
         batch.catalog.remove_experiment(namespace, experiment);
         Ok(removed > 0)
     }
@@ -239,6 +241,28 @@ impl Write for Join {
             "INSERT INTO members (namespace, experiment, member, value) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET value = value RETURNING value",
             params![self.namespace, self.experiment, self.member, self.value],
+            |row| row.get(0),
+        )?;
+        Ok(held)
+    }
+}
+
+/// Stores a period's weights unless it has some; answers those held.
+pub(super) struct PutWeights {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+    pub(super) period: i64,
+    pub(super) weights: String,
+}
+
+impl Write for PutWeights {
+    type Output = String;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
+        let held: String = batch.tx.query_row(
+            "INSERT INTO weights (namespace, experiment, period, weights) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET weights = weights RETURNING weights",
+            params![self.namespace, self.experiment, self.period, self.weights],
             |row| row.get(0),
         )?;
         Ok(held)

@@ -39,9 +39,11 @@ use super::{Store, StoreError};
 use crate::clock::Clock;
 use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use crate::registry::ExperimentRecord;
+use crate::value::{ValueTotals, LIMBS};
 use catalog::{parse_record, Catalog};
 use command::{
-    Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, Request, Track, Write,
+    Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
+    Track, Write,
 };
 use prune::Pruner;
 pub use prune::DAILY_RETENTION_DAYS;
@@ -210,13 +212,22 @@ impl EmbeddedStore {
         }
         let reader = open_reader_connection(&path)?;
         // A store last written by a lamed from before the registry (or the
-        // memberships) lacks their tables until its server restarts: read
-        // them as empty.
+        // memberships, values, weights) lacks their tables until its server
+        // restarts: read them as empty.
         for (table, columns) in [
             ("registry", "namespace TEXT, experiment TEXT, record TEXT"),
             (
                 "members",
                 "namespace TEXT, experiment TEXT, member TEXT, value TEXT",
+            ),
+            (
+                "value_sums",
+                "namespace TEXT, experiment TEXT, event TEXT, variant TEXT, \
+                 n INTEGER, s0 INTEGER, s1 INTEGER, q0 INTEGER, q1 INTEGER, q2 INTEGER",
+            ),
+            (
+                "weights",
+                "namespace TEXT, experiment TEXT, period INTEGER, weights TEXT",
             ),
         ] {
             let exists: bool = reader.query_row(
@@ -290,15 +301,36 @@ impl Store for EmbeddedStore {
                      SELECT experiment, event, variant, count FROM imported WHERE namespace = ?1)
                  GROUP BY experiment, event, variant ORDER BY experiment, event, variant",
             )?;
-            let rows = stmt.query_map([namespace], |row| {
+            let rows = stmt.query_map([&namespace], |row| {
                 Ok(Counter {
                     experiment: row.get(0)?,
                     event: row.get(1)?,
                     variant: row.get(2)?,
                     count: row.get::<_, i64>(3)? as u64,
+                    values: None,
                 })
             })?;
-            rows.collect()
+            let mut counters: Vec<Counter> = rows.collect::<Result<_, _>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT experiment, event, variant, n, s0, s1, q0, q1, q2 FROM value_sums
+                 WHERE namespace = ?1",
+            )?;
+            let mut rows = stmt.query([&namespace])?;
+            while let Some(row) = rows.next()? {
+                let names: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let mut limbs = [0i64; LIMBS];
+                for (i, limb) in limbs.iter_mut().enumerate() {
+                    *limb = row.get(3 + i)?;
+                }
+                // Both are sorted by the same names, so a binary search
+                // finds the counter the sums belong to.
+                if let Ok(at) = counters.binary_search_by(|c| {
+                    (&c.experiment, &c.event, &c.variant).cmp(&(&names.0, &names.1, &names.2))
+                }) {
+                    counters[at].values = ValueTotals::from_limbs(limbs);
+                }
+            }
+            Ok(counters)
         })
         .await
     }
@@ -424,6 +456,41 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        self.ask(PutWeights {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            period,
+            weights: weights.to_owned(),
+        })
+        .await
+    }
+
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT period, weights FROM weights
+                 WHERE namespace = ?1 AND experiment = ?2 ORDER BY period",
+            )?;
+            let rows = stmt.query_map([namespace, experiment], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.ask(Heartbeat).await
     }
@@ -447,6 +514,7 @@ impl Store for EmbeddedStore {
             event: event.to_owned(),
             variant: variant.to_owned(),
             uuid: String::new(),
+            value: None,
         };
         self.ask(ImportCounter { counter, count }).await
     }
@@ -539,6 +607,7 @@ mod tests {
             variant: "a".into(),
             event: PARTICIPATE.into(),
             uuid: "u".into(),
+            value: None,
         };
         let store = open(
             dir.path(),
@@ -596,6 +665,7 @@ mod tests {
             experiment: "e".into(),
             variant: "a".into(),
             event: PARTICIPATE.into(),
+            value: None,
             uuid: uuid.to_string(),
         }
     }

@@ -110,6 +110,7 @@ mod tests {
             variant: "a".into(),
             event: PARTICIPATE.into(),
             uuid: uuid.into(),
+            value: None,
         };
         store.track(vec![event("1"), event("2")]).await.unwrap();
         store.close().await.unwrap();

@@ -20,7 +20,10 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// 16-byte hashes of the identities it first saw then (a store written
 /// before this layout had one row per event in `seen`, which opening
 /// converts); `members` the memberships (Sixpack's clients, kept as long
-/// as their experiment); `imported`
+/// as their experiment); `value_sums` the limbs of each counter's sum and
+/// sum of squares of values (see [`crate::value`]; a counter without
+/// valued events has no row); `weights` each period's adaptive weights
+/// (JSON, set once per period); `imported`
 /// the base each counter was given by `lamed import` (reads add it to
 /// `counters`, so re-importing replaces it instead of adding twice).
 const SCHEMA: &str = "
@@ -50,6 +53,17 @@ CREATE TABLE IF NOT EXISTS members (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, member TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (namespace, experiment, member)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS value_sums (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, n INTEGER NOT NULL, s0 INTEGER NOT NULL, s1 INTEGER NOT NULL,
+    q0 INTEGER NOT NULL, q1 INTEGER NOT NULL, q2 INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weights (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, period INTEGER NOT NULL,
+    weights TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment, period)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";

@@ -28,6 +28,7 @@ use super::seen::{cutoff, SeenIndex};
 use crate::clock::Clock;
 use crate::model::{Caps, Event};
 use crate::store::StoreError;
+use crate::value::{add_limbs, LIMBS};
 
 /// Most events the writer puts in one transaction; bounds commit latency.
 const MAX_EVENTS_PER_COMMIT: usize = 8192;
@@ -84,6 +85,9 @@ pub(super) struct Batch<'conn> {
     pub(super) cutoff: i64,
     /// Counted events per counter, written to today's rows on commit.
     counts: HashMap<CounterKey, i64>,
+    /// The limbs of the counted events' values per counter, added to
+    /// `value_sums` on commit.
+    values: HashMap<CounterKey, [i64; LIMBS]>,
 }
 
 /// A counter's names: namespace, experiment, event, variant.
@@ -214,6 +218,7 @@ impl Writer {
             now_ms,
             cutoff: cutoff(now_ms, self.window_ms),
             counts: HashMap::new(),
+            values: HashMap::new(),
         };
         while let Some(command) = commands.next() {
             match command.apply(&mut batch) {
@@ -258,23 +263,26 @@ fn drain(
 }
 
 impl Batch<'_> {
-    /// Adds one to today's row of the event's counter.
+    /// Adds one to today's row of the event's counter, and its value to
+    /// the counter's sums.
     pub(super) fn count(&mut self, event: Event) {
-        *self
-            .counts
-            .entry((
-                event.namespace,
-                event.experiment,
-                event.event,
-                event.variant,
-            ))
-            .or_default() += 1;
+        let key = (
+            event.namespace,
+            event.experiment,
+            event.event,
+            event.variant,
+        );
+        if let Some(value) = event.value {
+            add_limbs(self.values.entry(key.clone()).or_default(), value);
+        }
+        *self.counts.entry(key).or_default() += 1;
     }
 
     /// Drops the counts of one experiment queued in this transaction.
     pub(super) fn forget_counts(&mut self, namespace: &str, experiment: &str) {
-        self.counts
-            .retain(|(ns, exp, _, _), _| !(ns == namespace && exp == experiment));
+        let other = |(ns, exp, _, _): &CounterKey| !(ns == namespace && exp == experiment);
+        self.counts.retain(|key, _| other(key));
+        self.values.retain(|key, _| other(key));
     }
 
     /// Writes what the commands left in memory (dedupe log rows, counts),
@@ -293,6 +301,19 @@ impl Batch<'_> {
             let day = day_of(self.now_ms);
             for ((namespace, experiment, event, variant), count) in &self.counts {
                 add_daily.execute(params![namespace, experiment, event, variant, day, count])?;
+            }
+            let mut add_values = self.tx.prepare_cached(
+                "INSERT INTO value_sums
+                 (namespace, experiment, event, variant, n, s0, s1, q0, q1, q2)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT DO UPDATE SET n = n + excluded.n,
+                 s0 = s0 + excluded.s0, s1 = s1 + excluded.s1,
+                 q0 = q0 + excluded.q0, q1 = q1 + excluded.q1, q2 = q2 + excluded.q2",
+            )?;
+            for ((namespace, experiment, event, variant), [n, s0, s1, q0, q1, q2]) in &self.values {
+                add_values.execute(params![
+                    namespace, experiment, event, variant, n, s0, s1, q0, q1, q2
+                ])?;
             }
         }
         self.tx.commit()?;
@@ -329,6 +350,7 @@ mod tests {
             variant: variant.into(),
             event: PARTICIPATE.into(),
             uuid: "u".into(),
+            value: None,
         };
         let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
         locker.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -118,6 +118,7 @@ mod tests {
             variant: "v".into(),
             event: PARTICIPATE.into(),
             uuid,
+            value: None,
         }
     }
 

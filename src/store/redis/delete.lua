@@ -1,5 +1,5 @@
--- Removes one experiment's counters, names, daily counters, record and
--- memberships.
+-- Removes one experiment's counters, values, names, daily counters,
+-- record, memberships and weight history.
 --
 -- KEYS[1] = "<prefix>:{<tag>}". The dedupe memory is kept, as in the
 -- embedded store: it expires on its own, and a re-sent event stays a
@@ -11,7 +11,7 @@ for _, day in ipairs(redis.call('ZRANGE', base .. ':days', 0, -1)) do
   redis.call('DEL', base .. ':d:' .. day)
 end
 redis.call('DEL', base .. ':v', base .. ':g', base .. ':f', base .. ':c', base .. ':i', base .. ':days',
-  base .. ':r', base .. ':x')
+  base .. ':r', base .. ':x', base .. ':n', base .. ':w')
 -- The next event starts the day's bookkeeping afresh.
 redis.call('HDEL', base .. ':m', 'day')
 if existed > 0 then

@@ -12,6 +12,8 @@
 //! | `P:{T}:v`, `P:{T}:g` | set | variants, goals (their caps); `:v` exists iff the experiment does |
 //! | `P:{T}:f` | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
 //! | `P:{T}:c` | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
+//! | `P:{T}:n` | string | values: six 64-bit limbs per counter slot (BITFIELD `i64 #(slot*6+k)`, see `value.rs`) |
+//! | `P:{T}:w` | hash | adaptive weights: period → JSON, set once per period (`weights.rs`) |
 //! | `P:{T}:i` | hash | `event \x1f variant` → imported base (`lamed import`) |
 //! | `P:{T}:d:<day>`, `P:{T}:days` | string, zset | daily counters (slots as in `:c`), kept `daily_retention_days` |
 //! | `P:{T}:r` | hash | the registry: `status`, and `record` (JSON) or `created` (ms) for one tracking registered |

@@ -27,7 +27,7 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    /// `HSETNX` then `HGET` in one transaction: the value held afterwards.
+    /// Remembers `member` unless it is: the value held afterwards.
     pub(super) async fn write_membership(
         &self,
         namespace: &str,
@@ -36,11 +36,22 @@ impl RedisStore {
         value: &str,
     ) -> Result<String, StoreError> {
         let key = self.members_key(namespace, experiment);
+        self.set_once(&key, member, value).await
+    }
+
+    /// `HSETNX` then `HGET` in one transaction: sets a hash field unless it
+    /// is set, and answers the value it holds afterwards (the first wins).
+    pub(super) async fn set_once(
+        &self,
+        key: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
         let (held,): (String,) = redis::pipe()
             .atomic()
-            .hset_nx(&key, member, value)
+            .hset_nx(key, field, value)
             .ignore()
-            .hget(&key, member)
+            .hget(key, field)
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;

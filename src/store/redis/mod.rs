@@ -16,6 +16,7 @@
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
 //! | `registry.rs` | experiments' registry records |
 //! | `members.rs` | memberships (Sixpack's clients), kept as long as their experiment |
+//! | `weights.rs` | adaptive experiments' weight history, one entry per period |
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |
 //! | `eviction.rs` | refusing a Redis whose `maxmemory-policy` may evict lamed's keys |
@@ -51,6 +52,8 @@ mod store;
 mod tests;
 #[cfg(feature = "redis")]
 mod track;
+#[cfg(feature = "redis")]
+mod weights;
 
 /// `lamed preflight` applies the same rule as the store.
 #[cfg(feature = "aws")]

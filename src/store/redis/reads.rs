@@ -10,6 +10,7 @@ use super::keys::split_field;
 use super::store::RedisStore;
 use crate::model::{Counter, DailyCounter};
 use crate::store::StoreError;
+use crate::value::{ValueTotals, LIMBS};
 
 /// Counter slots: `event \x1f variant` → slot in the counter strings.
 type Slots = HashMap<String, usize>;
@@ -60,30 +61,46 @@ impl RedisStore {
                     .arg(format!("{base}:c"))
                     .cmd("HGETALL")
                     .arg(format!("{base}:i"))
-                    .query_async::<(Slots, Option<Vec<u8>>, HashMap<String, u64>)>(&mut conn)
+                    .cmd("GET")
+                    .arg(format!("{base}:n"))
+                    .query_async::<(
+                        Slots,
+                        Option<Vec<u8>>,
+                        HashMap<String, u64>,
+                        Option<Vec<u8>>,
+                    )>(&mut conn)
                     .await
             }
         }))
         .await
         .map_err(|e| self.error(e))?;
         let mut counters = Vec::new();
-        for (name, (slots, tracked, imported)) in names.iter().zip(per_experiment) {
-            let tracked = tracked.unwrap_or_default();
-            let tracked = slots
-                .into_iter()
-                .map(|(field, slot)| (field, slot_count(&tracked, slot)));
-            let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
-            for (field, count) in tracked.chain(imported) {
+        for (name, (slots, tracked, imported, values)) in names.iter().zip(per_experiment) {
+            let (tracked, values) = (tracked.unwrap_or_default(), values.unwrap_or_default());
+            let mut sums: BTreeMap<(String, String), (u64, Option<ValueTotals>)> = BTreeMap::new();
+            for (field, slot) in slots {
                 if let Some(id) = split_field(&field) {
-                    *sums.entry(id).or_default() += count;
+                    let limbs = std::array::from_fn(|k| slot_i64(&values, slot * LIMBS + k));
+                    let entry = sums.entry(id).or_default();
+                    entry.0 += slot_count(&tracked, slot);
+                    entry.1 = ValueTotals::from_limbs(limbs);
                 }
             }
-            counters.extend(sums.into_iter().map(|((event, variant), count)| Counter {
-                experiment: name.clone(),
-                event,
-                variant,
-                count,
-            }));
+            for (field, count) in imported {
+                if let Some(id) = split_field(&field) {
+                    sums.entry(id).or_default().0 += count;
+                }
+            }
+            counters.extend(
+                sums.into_iter()
+                    .map(|((event, variant), (count, values))| Counter {
+                        experiment: name.clone(),
+                        event,
+                        variant,
+                        count,
+                        values,
+                    }),
+            );
         }
         Ok(counters)
     }
@@ -148,16 +165,21 @@ impl RedisStore {
     }
 }
 
-/// The count at `slot` of a counter string (`:c` or `:d:<day>`): 64-bit
-/// big-endian integers, one per slot, as BITFIELD `i64 #slot` writes them;
-/// past the end of the string, 0.
+/// The count at `slot` of a counter string (`:c` or `:d:<day>`); a
+/// negative count reads as 0.
 fn slot_count(counts: &[u8], slot: usize) -> u64 {
+    u64::try_from(slot_i64(counts, slot)).unwrap_or(0)
+}
+
+/// The integer at `index` of a string of 64-bit big-endian integers, as
+/// BITFIELD `i64 #index` writes them; past the end of the string, 0.
+fn slot_i64(integers: &[u8], index: usize) -> i64 {
     let mut bytes = [0u8; 8];
-    if let Some(stored) = counts.get(slot * 8..) {
+    if let Some(stored) = integers.get(index * 8..) {
         let n = stored.len().min(8);
         bytes[..n].copy_from_slice(&stored[..n]);
     }
-    u64::try_from(i64::from_be_bytes(bytes)).unwrap_or(0)
+    i64::from_be_bytes(bytes)
 }
 
 #[cfg(test)]

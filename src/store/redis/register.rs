@@ -244,6 +244,7 @@ mod tests {
             variant: "v".into(),
             event: PARTICIPATE.into(),
             uuid: uuid.into(),
+            value: None,
         }
     }
 

@@ -193,6 +193,25 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        self.run(self.write_weights(namespace, experiment, period, weights))
+            .await
+    }
+
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.run(self.read_weights(namespace, experiment)).await
+    }
+
     /// Also refuses a Redis that may evict lamed's keys, so `/health`
     /// reports a policy changed while serving.
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -7,8 +7,10 @@
 -- ARGV: 1 window in ms (0 = forever), 2 max variants, 3 max goals,
 --       4 daily retention in days, 5 now in Unix ms from a manual clock
 --       (tests), or empty to read the server's TIME, 6 registration mode
---       (1 = required); then 5 per event: may_create (0/1), event,
---       variant, is_goal (0/1), digest (8 binary bytes of the dedupe key).
+--       (1 = required); then 6 per event: may_create (0/1), event,
+--       variant, is_goal (0/1), digest (8 binary bytes of the dedupe key),
+--       the value's limbs (six integers below 10^9 separated by spaces,
+--       see src/value.rs) or empty for an event without a value.
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
@@ -59,7 +61,7 @@ local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
 local required = ARGV[6] == '1'
-local FIRST_EVENT = 7
+local FIRST_EVENT, STRIDE = 7, 6
 local INACTIVE = {paused = 5, stopped = 6, archived = 7}
 local UNREGISTERED = 8
 
@@ -143,7 +145,7 @@ end
 -- `:d:<day>` (per UTC day). A field with a slot has been counted, so its
 -- variant and goal are known.
 local fields, slot_of = {}, {}
-for i = FIRST_EVENT, #ARGV, 5 do
+for i = FIRST_EVENT, #ARGV, STRIDE do
   local field = ARGV[i + 1] .. '\31' .. ARGV[i + 2]
   if slot_of[field] == nil then
     slot_of[field] = false
@@ -160,7 +162,7 @@ end
 -- are, and the next free counter slot.
 local is_variant, is_goal_name = {}, {}
 local variant_count, goal_count, next_slot = nil, nil, nil
-for i = FIRST_EVENT, #ARGV, 5 do
+for i = FIRST_EVENT, #ARGV, STRIDE do
   local event, variant = ARGV[i + 1], ARGV[i + 2]
   if not slot_of[event .. '\31' .. variant] then
     if is_variant[variant] == nil then
@@ -312,10 +314,29 @@ local function check_caps(may_create, event, variant, is_goal)
   return 0, creates
 end
 
+-- Values: each counted event's limbs are added, per limb, into the i64 at
+-- `#(slot * 6 + limb)` of the string `:n`. A batch adds at most 256 limbs
+-- below 10^9 to one place, which a double holds exactly.
+local LIMBS = 6
+local value_increments, valued = {}, {}
+local function add_value(slot, limbs)
+  local place = slot * LIMBS
+  local k = 0
+  for limb in string.gmatch(limbs, '%d+') do
+    local at = place + k
+    if not value_increments[at] then
+      value_increments[at] = 0
+      valued[#valued + 1] = at
+    end
+    value_increments[at] = value_increments[at] + tonumber(limb)
+    k = k + 1
+  end
+end
+
 local answer = {0}
 local increments, counted = {}, {}
 local new_variants, new_goals, new_fields = {}, {}, {}
-for i = FIRST_EVENT, #ARGV, 5 do
+for i = FIRST_EVENT, #ARGV, STRIDE do
   local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
@@ -358,6 +379,9 @@ for i = FIRST_EVENT, #ARGV, 5 do
       counted[#counted + 1] = slot
     end
     increments[slot] = increments[slot] + 1
+    if ARGV[i + 5] ~= '' then
+      add_value(slot, ARGV[i + 5])
+    end
   end
   answer[#answer + 1] = code
 end
@@ -402,6 +426,17 @@ if #counted > 0 then
     call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
     call('HSET', mkey, 'day', day)
   end
+end
+
+if #valued > 0 then
+  local add = {}
+  for _, at in ipairs(valued) do
+    add[#add + 1] = 'INCRBY'
+    add[#add + 1] = 'i64'
+    add[#add + 1] = '#' .. at
+    add[#add + 1] = string.format('%d', value_increments[at])
+  end
+  chunked('BITFIELD', base .. ':n', add, 4)
 end
 
 return answer

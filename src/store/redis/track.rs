@@ -13,6 +13,7 @@ use super::store::RedisStore;
 use crate::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use crate::registry::{RegistrationMode, Status};
 use crate::store::StoreError;
+use crate::value::Value;
 
 /// Most events in one script call (the coalescer splits larger batches):
 /// Redis runs nothing else meanwhile, so a call stays around a millisecond,
@@ -38,6 +39,8 @@ pub(super) struct Job {
     event: String,
     variant: String,
     digest: [u8; 8],
+    /// The value's limbs as the script reads them; empty without a value.
+    value_limbs: String,
     reply: oneshot::Sender<Result<(i64, bool), StoreError>>,
 }
 
@@ -199,6 +202,7 @@ impl RedisStore {
                 event: p.event.event.clone(),
                 variant: p.event.variant.clone(),
                 digest: p.digest,
+                value_limbs: p.event.value.map(script_limbs).unwrap_or_default(),
                 reply,
             });
             receivers.push((i, receiver));
@@ -281,7 +285,8 @@ impl RedisStore {
                 .arg(&job.event)
                 .arg(&job.variant)
                 .arg(u8::from(job.is_goal))
-                .arg(&job.digest[..]);
+                .arg(&job.digest[..])
+                .arg(&job.value_limbs);
         }
         let mut conn = self.conn();
         let answer: Vec<i64> = invocation
@@ -335,6 +340,12 @@ impl RedisStore {
 /// The script's "now" argument: a manual clock's time in Unix ms, or empty
 /// for the system clock, which makes the script read Redis's `TIME` so
 /// that every instance sharing one Redis agrees on the window.
+/// A value's limbs as `track.lua` reads them: integers separated by
+/// spaces.
+fn script_limbs(value: Value) -> String {
+    value.limbs().map(|limb| limb.to_string()).join(" ")
+}
+
 fn script_now(clock: &crate::clock::Clock) -> String {
     clock
         .manual_ms()
@@ -360,6 +371,7 @@ mod tests {
             variant: "v".into(),
             event: PARTICIPATE.into(),
             uuid: uuid.into(),
+            value: None,
         }
     }
 
@@ -501,6 +513,7 @@ mod tests {
                         experiment: "e".into(),
                         variant: "v".into(),
                         event: PARTICIPATE.into(),
+                        value: None,
                         uuid,
                     });
                     expected.push(outcome.clone());
@@ -586,6 +599,7 @@ mod tests {
                     namespace: "m".into(),
                     experiment: "e".into(),
                     variant: format!("v{}", i % 3),
+                    value: None,
                     event: PARTICIPATE.into(),
                     uuid: format!("{i:08x}-uuid"),
                 })
@@ -669,6 +683,7 @@ mod tests {
                         event: PARTICIPATE.into(),
                         variant: format!("v{i}"),
                         digest,
+                        value_limbs: String::new(),
                         reply: tokio::sync::oneshot::channel().0,
                     }
                 })

@@ -1,0 +1,492 @@
+//! Adaptive experiments: the integer weights AlephBet splits traffic by,
+//! moved each period toward the variant that converts best on one goal
+//! (top-two Thompson sampling), and what the report needs to stay honest
+//! while they move.
+//!
+//! # Periods and their snapshots
+//!
+//! Time is cut into periods (hourly by default). The first request for a
+//! period's weights computes them from the goal's counts and stores them
+//! with those counts (the "snapshot") through
+//! [`Store::put_weights`], which keeps the first weights stored for a
+//! period, so every server answers the same. Later requests in the period
+//! read them back. The counts between two snapshots are the events that
+//! arrived under the earlier period's weights, which is what the report
+//! stratifies by (see [`crate::stats::strata`]): no counter per period is
+//! kept on the tracking path. A conversion is counted in the period it
+//! arrives in; AlephBet's goals mostly arrive in the visit that assigned
+//! the variant, so with hourly periods few cross a boundary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Counter, PARTICIPATE};
+use crate::registry::ExperimentRecord;
+use crate::stats::{
+    period_sample_ratio_mismatch, stratified_means, stratified_rates, thompson_weights,
+    BanditOptions, Options, PeriodSplit, SrmCheck, StratifiedAnalysis, ValueSums, VariantCounts,
+};
+use crate::store::{Store, StoreError};
+use crate::value::ValueTotals;
+
+/// Seconds per period unless the experiment says otherwise.
+pub const DEFAULT_PERIOD_SECONDS: u64 = 3_600;
+
+/// Shortest and longest period accepted, in seconds.
+pub const PERIOD_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 60..=30 * 86_400;
+
+/// Posterior draws per update: a weight's Monte Carlo error is then at
+/// most half a percentage point.
+const DRAWS: u32 = 10_000;
+
+/// How an experiment adapts: part of its registry record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adaptive {
+    /// The goal whose conversion rate the weights follow.
+    pub goal: String,
+    /// Seconds between updates; weights change at most once per period.
+    #[serde(default = "default_period_seconds")]
+    pub period_seconds: u64,
+    /// Smallest weight of any variant, in percent, so that no variant
+    /// starves and an early lead that was luck can be undone.
+    #[serde(default = "default_floor")]
+    pub floor: u32,
+    /// Participants every variant needs before the weights leave equal
+    /// shares.
+    #[serde(default = "default_burn_in")]
+    pub burn_in: u64,
+}
+
+fn default_period_seconds() -> u64 {
+    DEFAULT_PERIOD_SECONDS
+}
+
+fn default_floor() -> u32 {
+    BanditOptions::default().floor
+}
+
+fn default_burn_in() -> u64 {
+    BanditOptions::default().burn_in
+}
+
+impl Adaptive {
+    /// Adaptive on `goal` with the default period, floor and burn-in.
+    pub fn on(goal: impl Into<String>) -> Adaptive {
+        Adaptive {
+            goal: goal.into(),
+            period_seconds: DEFAULT_PERIOD_SECONDS,
+            floor: default_floor(),
+            burn_in: default_burn_in(),
+        }
+    }
+
+    /// Checks the settings against the experiment's variants and goals.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as a sentence.
+    pub fn check(&self, variants: usize, goals: &[&str]) -> Result<(), String> {
+        if !goals.contains(&self.goal.as_str()) {
+            return Err(format!(
+                "adaptive goal '{}' is not one of the experiment's goals",
+                self.goal
+            ));
+        }
+        if !PERIOD_SECONDS_RANGE.contains(&self.period_seconds) {
+            return Err(format!(
+                "adaptive period_seconds must be between {} and {}",
+                PERIOD_SECONDS_RANGE.start(),
+                PERIOD_SECONDS_RANGE.end()
+            ));
+        }
+        if u64::from(self.floor) * variants as u64 > 100 {
+            return Err(format!(
+                "adaptive floor {}% for {variants} variants passes 100%",
+                self.floor
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of the period holding `now_ms`.
+    pub fn period_of(&self, now_ms: i64) -> i64 {
+        now_ms.div_euclid(self.period_millis())
+    }
+
+    /// When period `period` ends, in Unix milliseconds.
+    pub fn period_end_ms(&self, period: i64) -> i64 {
+        (period + 1) * self.period_millis()
+    }
+
+    fn period_millis(&self) -> i64 {
+        i64::try_from(self.period_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// The bandit's settings. Top-two sampling needs three variants: with
+    /// two, both are always in the top two, so it would answer 50/50
+    /// forever; two variants get plain Thompson sampling.
+    fn bandit_options(&self, variants: usize) -> BanditOptions {
+        BanditOptions {
+            floor: self.floor,
+            burn_in: self.burn_in,
+            draws: DRAWS,
+            top_two: variants >= 3,
+        }
+    }
+}
+
+/// One period's weights, as stored: what AlephBet gets, and the counts
+/// when they were computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightPeriod {
+    /// The period's number (see [`Adaptive::period_of`]).
+    pub period: i64,
+    /// When the weights were computed, in Unix milliseconds.
+    pub computed_ms: i64,
+    /// The registered variants, in AlephBet's order.
+    pub variants: Vec<String>,
+    /// Integer weights in percent, in that order, summing to 100.
+    pub weights: Vec<u32>,
+    /// True while some variant had fewer participants than the burn-in.
+    pub burn_in: bool,
+    /// Each variant's estimated chance to be best, outside the burn-in.
+    pub best_arm_probabilities: Option<Vec<f64>>,
+    /// The goal's counts per variant when the weights were computed.
+    pub snapshot: Vec<Tally>,
+}
+
+/// Cumulative counts of one variant on the adaptive goal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Participants.
+    pub participants: u64,
+    /// Conversions on the goal.
+    pub conversions: u64,
+    /// The conversions' values, when any had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<ValueTotals>,
+}
+
+impl Tally {
+    /// What arrived between `earlier` and `self`.
+    fn since(&self, earlier: &Tally) -> Tally {
+        let values = match (self.values, earlier.values) {
+            (Some(now), before) => {
+                let before = before.unwrap_or_default();
+                Some(ValueTotals {
+                    valued: now.valued.saturating_sub(before.valued),
+                    sum: now.sum - before.sum,
+                    sum_of_squares: now.sum_of_squares - before.sum_of_squares,
+                })
+            }
+            (None, _) => None,
+        };
+        Tally {
+            participants: self.participants.saturating_sub(earlier.participants),
+            conversions: self.conversions.saturating_sub(earlier.conversions),
+            values,
+        }
+    }
+}
+
+/// The goal's cumulative counts per registered variant, in order.
+pub fn tallies(record: &ExperimentRecord, goal: &str, counters: &[Counter]) -> Vec<Tally> {
+    record
+        .variants
+        .iter()
+        .map(|variant| {
+            let mut tally = Tally::default();
+            for c in counters
+                .iter()
+                .filter(|c| c.experiment == record.name && c.variant == variant.name)
+            {
+                if c.event == PARTICIPATE {
+                    tally.participants = c.count;
+                } else if c.event == goal {
+                    tally.conversions = c.count;
+                    tally.values = c.values;
+                }
+            }
+            tally
+        })
+        .collect()
+}
+
+/// Why the weights cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored period could not be read, or the statistics refused.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The weights of the period holding `now_ms`: those stored for it, or,
+/// for its first request, computed from the goal's counts and stored
+/// (another server's, if it stored first, win).
+///
+/// # Errors
+///
+/// A store failure, or stored weights that do not parse.
+pub async fn current_weights(
+    store: &dyn Store,
+    record: &ExperimentRecord,
+    adaptive: &Adaptive,
+    now_ms: i64,
+) -> Result<WeightPeriod, WeightsError> {
+    let (namespace, name) = (&record.namespace, &record.name);
+    let period = adaptive.period_of(now_ms);
+    let history = store.weight_history(namespace, name).await?;
+    if let Some((_, stored)) = history.iter().rev().find(|(p, _)| *p == period) {
+        return parse_period(stored);
+    }
+    let counters = store.counters(namespace).await?;
+    let snapshot = tallies(record, &adaptive.goal, &counters);
+    let counts: Vec<VariantCounts> = record
+        .variants
+        .iter()
+        .zip(&snapshot)
+        // Conversions above participants (a goal sent without its
+        // participation) are capped, so the posterior stays defined.
+        .map(|(v, t)| {
+            VariantCounts::new(&v.name, t.participants, t.conversions.min(t.participants))
+        })
+        .collect();
+    let options = adaptive.bandit_options(counts.len());
+    let bandit = thompson_weights(&counts, &options, seed(namespace, name, period))
+        .map_err(|err| WeightsError::Invalid(err.to_string()))?;
+    let computed = WeightPeriod {
+        period,
+        computed_ms: now_ms,
+        variants: record.variants.iter().map(|v| v.name.clone()).collect(),
+        weights: bandit.weights,
+        burn_in: bandit.burn_in,
+        best_arm_probabilities: bandit.best_arm_probabilities,
+        snapshot,
+    };
+    let json = serde_json::to_string(&computed)
+        .map_err(|err| WeightsError::Invalid(format!("cannot encode weights: {err}")))?;
+    let held = store.put_weights(namespace, name, period, &json).await?;
+    parse_period(&held)
+}
+
+/// Reads one stored period.
+///
+/// # Errors
+///
+/// When it is not a [`WeightPeriod`].
+pub fn parse_period(stored: &str) -> Result<WeightPeriod, WeightsError> {
+    serde_json::from_str(stored)
+        .map_err(|err| WeightsError::Invalid(format!("stored weights do not parse: {err}")))
+}
+
+/// The draws' seed: each period's update is reproducible from the
+/// experiment and the period.
+fn seed(namespace: &str, experiment: &str, period: i64) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    for part in [namespace.as_bytes(), experiment.as_bytes()] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&period.to_le_bytes());
+    u64::from_le_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
+/// The counts that arrived under one set of weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stratum {
+    /// The weights in force, in variant order.
+    pub weights: Vec<u32>,
+    /// What arrived under them, per variant.
+    pub tallies: Vec<Tally>,
+}
+
+/// The strata of an adaptive experiment: what arrived before the first
+/// stored period (under the registered weights), then under each stored
+/// period's weights until the next, the last until `now` (`current`,
+/// the cumulative counts). Consecutive periods with the same weights are
+/// one stratum: the split did not change between them, and larger strata
+/// estimate their variances better.
+pub fn strata(
+    record: &ExperimentRecord,
+    history: &[WeightPeriod],
+    current: &[Tally],
+) -> Vec<Stratum> {
+    let registered: Vec<u32> = record.variants.iter().map(|v| v.weight).collect();
+    let zero = vec![Tally::default(); current.len()];
+    let mut bounds: Vec<(Vec<u32>, &[Tally])> = vec![(registered, &zero)];
+    for period in history.iter().filter(|p| p.snapshot.len() == current.len()) {
+        bounds.push((period.weights.clone(), &period.snapshot));
+    }
+    let mut strata: Vec<Stratum> = Vec::new();
+    for (i, (weights, start)) in bounds.iter().enumerate() {
+        let end = bounds.get(i + 1).map_or(current, |(_, next)| next);
+        let arrived: Vec<Tally> = end
+            .iter()
+            .zip(start.iter())
+            .map(|(e, s)| e.since(s))
+            .collect();
+        match strata.last_mut() {
+            Some(last) if last.weights == *weights => {
+                for (total, more) in last.tallies.iter_mut().zip(&arrived) {
+                    *total = add(total, more);
+                }
+            }
+            _ => strata.push(Stratum {
+                weights: weights.clone(),
+                tallies: arrived,
+            }),
+        }
+    }
+    strata.retain(|s| s.tallies.iter().any(|t| t.participants > 0));
+    strata
+}
+
+fn add(a: &Tally, b: &Tally) -> Tally {
+    let values = match (a.values, b.values) {
+        (None, None) => None,
+        (x, y) => {
+            let (x, y) = (x.unwrap_or_default(), y.unwrap_or_default());
+            Some(ValueTotals {
+                valued: x.valued + y.valued,
+                sum: x.sum + y.sum,
+                sum_of_squares: x.sum_of_squares + y.sum_of_squares,
+            })
+        }
+    };
+    Tally {
+        participants: a.participants + b.participants,
+        conversions: a.conversions + b.conversions,
+        values,
+    }
+}
+
+/// The adaptive part of an experiment's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveReport {
+    /// The settings.
+    pub adaptive: Adaptive,
+    /// The variants, in the order of the weights and estimates.
+    pub variants: Vec<String>,
+    /// The weights of the latest stored period, if any.
+    pub latest: Option<WeightPeriod>,
+    /// Stored periods.
+    pub periods: usize,
+    /// Strata the estimates combine (runs of periods with equal weights).
+    pub strata: usize,
+    /// Participants against each stratum's own weights.
+    pub srm: Option<SrmCheck>,
+    /// The goal's conversion rates, stratified by period.
+    pub rates: Option<StratifiedAnalysis>,
+    /// The goal's mean value per participant, stratified, when the goal
+    /// has values.
+    pub means: Option<StratifiedAnalysis>,
+    /// Why a figure is missing, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The report of an adaptive experiment's periods: the sample-ratio check
+/// against each stratum's weights, and the goal's estimates combined
+/// across strata.
+pub fn report(
+    record: &ExperimentRecord,
+    adaptive: &Adaptive,
+    history: &[WeightPeriod],
+    counters: &[Counter],
+    options: &Options,
+) -> AdaptiveReport {
+    let current = tallies(record, &adaptive.goal, counters);
+    let strata = strata(record, history, &current);
+    let variants: Vec<String> = record.variants.iter().map(|v| v.name.clone()).collect();
+    let control = record
+        .control
+        .as_ref()
+        .and_then(|c| variants.iter().position(|v| v == c))
+        .unwrap_or(0);
+    let mut notes = Vec::new();
+    let splits: Vec<PeriodSplit> = strata
+        .iter()
+        .map(|s| PeriodSplit {
+            weights: s.weights.iter().map(|&w| f64::from(w)).collect(),
+            participants: s.tallies.iter().map(|t| t.participants).collect(),
+        })
+        .collect();
+    let srm = period_sample_ratio_mismatch(&splits, options.srm_alpha)
+        .map_err(|err| notes.push(format!("split check: {err}")))
+        .ok()
+        .flatten();
+    let rates_input: Vec<Vec<VariantCounts>> = strata
+        .iter()
+        .map(|s| {
+            variants
+                .iter()
+                .zip(&s.tallies)
+                .map(|(v, t)| VariantCounts::new(v, t.participants, t.conversions))
+                .collect()
+        })
+        .collect();
+    let rates = (!strata.is_empty())
+        .then(|| stratified_rates(&rates_input, control, options.confidence))
+        .and_then(|r| r.map_err(|err| notes.push(format!("rates: {err}"))).ok());
+    let has_values = current.iter().any(|t| t.values.is_some());
+    let means_input: Vec<Vec<ValueSums>> = strata
+        .iter()
+        .map(|s| {
+            variants
+                .iter()
+                .zip(&s.tallies)
+                .map(|(v, t)| {
+                    let values = t.values.unwrap_or_default();
+                    ValueSums::new(
+                        v,
+                        t.participants,
+                        t.conversions,
+                        values.sum,
+                        values.sum_of_squares,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let means = (has_values && !strata.is_empty())
+        .then(|| stratified_means(&means_input, control, options.confidence))
+        .and_then(|r| r.map_err(|err| notes.push(format!("means: {err}"))).ok());
+    AdaptiveReport {
+        adaptive: adaptive.clone(),
+        variants,
+        latest: history.last().cloned(),
+        periods: history.len(),
+        strata: strata.len(),
+        srm,
+        rates,
+        means,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+impl AdaptiveReport {
+    /// The split check with its expectations in `labels`' order (the
+    /// report's, by name), when `labels` are exactly the registered
+    /// variants.
+    pub fn srm_in_order(&self, labels: &[&str]) -> Option<SrmCheck> {
+        let check = self.srm.as_ref()?;
+        let expected = labels
+            .iter()
+            .map(|l| {
+                let i = self.variants.iter().position(|v| v == l)?;
+                check.expected.get(i).copied()
+            })
+            .collect::<Option<Vec<f64>>>()?;
+        (labels.len() == self.variants.len()).then(|| SrmCheck {
+            expected,
+            ..check.clone()
+        })
+    }
+}
