@@ -22,14 +22,18 @@ use lamed::model::{Event, PARTICIPATE};
 
 /// The `GET /track` path and query AlephBet would send for `event`.
 pub fn track_path(path: &str, event: &Event) -> String {
-    format!(
+    let mut query = format!(
         "{path}?experiment={}&uuid={}&variant={}&event={}&namespace={}",
         alephbet_encode(&event.experiment),
         alephbet_encode(&event.uuid),
         alephbet_encode(&event.variant),
         alephbet_encode(&event.event),
         alephbet_encode(&event.namespace),
-    )
+    );
+    if let Some(value) = event.value {
+        query.push_str(&format!("&value={value}"));
+    }
+    query
 }
 
 /// Counter identity within a namespace: (experiment, event, variant).

@@ -103,7 +103,8 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         ))
         .layer(middleware::from_fn(refuse_oversized_head))
         .layer(TraceLayer::new_for_http())
-        .layer(SetResponseHeaderLayer::overriding(
+        // Unless the handler says otherwise (the weights are cacheable).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, no-store, must-revalidate"),
         ))

@@ -28,6 +28,7 @@ use super::{DynStore, Store, StoreError};
 use crate::clock::Clock;
 use crate::model::{Caps, Counter, Event, PARTICIPATE};
 use crate::registry::{Change, Status};
+use crate::value::Value;
 
 const NAMESPACES: [&str; 3] = ["n1", "n2", "n3"];
 const EXPERIMENTS: [&str; 3] = ["e1", "e2", "e3"];
@@ -71,6 +72,9 @@ struct EventSpec {
     event: usize,
     variant: usize,
     uuid: usize,
+    /// 0: no value; else one of a few values (goals only), so that
+    /// re-sends with another value check that the first one stays.
+    value: u64,
 }
 
 impl EventSpec {
@@ -81,7 +85,8 @@ impl EventSpec {
             variant: VARIANTS[self.variant].into(),
             event: EVENTS[self.event].into(),
             uuid: format!("u{}", self.uuid),
-            value: None,
+            value: (self.event > 0 && self.value > 0)
+                .then(|| Value::from_micros(self.value * 7_654_321_123).expect("in range")),
         }
     }
 }
@@ -148,14 +153,18 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
         prop_oneof![3 => Just(0), 2 => 1..EVENTS.len()],
         0..VARIANTS.len(),
         0..UUIDS,
+        0..4u64,
     )
-        .prop_map(|(namespace, experiment, event, variant, uuid)| EventSpec {
-            namespace,
-            experiment,
-            event,
-            variant,
-            uuid,
-        })
+        .prop_map(
+            |(namespace, experiment, event, variant, uuid, value)| EventSpec {
+                namespace,
+                experiment,
+                event,
+                variant,
+                uuid,
+                value,
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
