@@ -3,6 +3,7 @@
 //! report's sums, a re-sent conversion that never adds its value twice
 //! (across `kill -9`, on the embedded store and on Redis), and the public
 //! weights endpoint.
+#![cfg(feature = "redis")]
 
 mod util;
 
@@ -119,6 +120,30 @@ async fn values_on_the_wire_and_their_refusals() {
             )
         ]
     );
+    // `lamed report` shows them.
+    let url = format!("http://{}", server.addr);
+    let (code, out, err) = util::run_lamed(
+        &[
+            "report",
+            "checkout",
+            "--server",
+            &url,
+            "--api-key",
+            KEY,
+            "--namespace",
+            "w",
+            "--control",
+            "red",
+        ],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("values of buy"), "{out}");
+    let red = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("red (control)") && l.contains("32.49"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(red.contains("16.25"), "mean per participant: {red}");
 }
 
 /// 300 conversions with values; the server is killed (SIGKILL) and

@@ -4,12 +4,13 @@
 
 use std::io::{IsTerminal, Write};
 
+use crate::adaptive::AdaptiveReport;
 use crate::cli::ReportArgs;
 use crate::client;
 use crate::client::alephbet_encode;
 use crate::config::Config;
 use crate::report::{self, Report, ReportRequest};
-use crate::stats::GoalAnalysis;
+use crate::stats::{GoalAnalysis, Interval, MeanAnalysis, StratifiedAnalysis};
 use crate::store::EmbeddedStore;
 
 /// Prints the report of one experiment, or of every experiment of the
@@ -169,13 +170,137 @@ pub fn render(report: &Report, colour: bool) -> String {
             Some(analysis) => out.push_str(&table(analysis)),
             None => out.push_str(&format!("  {}\n", goal.note.as_deref().unwrap_or(""))),
         }
+        if let Some(values) = &goal.values {
+            out.push_str(&format!(
+                "\n    values of {} (per participant: non-buyers count 0)\n",
+                goal.goal
+            ));
+            out.push_str(&values_table(values));
+        } else if let Some(note) = &goal.values_note {
+            out.push_str(&format!("    values: {note}\n"));
+        }
+    }
+    if let Some(adaptive) = &report.adaptive {
+        out.push_str(&adaptive_lines(adaptive));
     }
     out.push('\n');
     out
 }
 
+/// Percent with two decimals, or `-`.
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |x| format!("{:.2}%", x * 100.0))
+}
+
+/// An amount with two decimals, or `-`.
+fn amount(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |x| format!("{x:.2}"))
+}
+
+/// `lower .. upper` in `format`, or `-`.
+fn range(interval: Option<&Interval>, format: impl Fn(Option<f64>) -> String) -> String {
+    interval.map_or("-".into(), |i| {
+        format!("{} .. {}", format(Some(i.lower)), format(Some(i.upper)))
+    })
+}
+
+/// A goal's values: sums and means per variant, and the Welch test of the
+/// mean per participant against the control.
+fn values_table(analysis: &MeanAnalysis) -> String {
+    let mut rows = vec![[
+        "variant",
+        "sum",
+        "per participant",
+        "95% interval",
+        "per conversion",
+        "difference",
+        "95% interval",
+        "lift",
+        "p (Holm)",
+    ]
+    .map(str::to_owned)];
+    for v in &analysis.variants {
+        let c = v.comparison.as_ref();
+        rows.push([
+            if v.is_control {
+                format!("{} (control)", v.label)
+            } else {
+                v.label.clone()
+            },
+            amount(Some(v.sum)),
+            amount(v.per_participant.map(|m| m.mean)),
+            range(v.per_participant.and_then(|m| m.interval).as_ref(), amount),
+            amount(v.per_conversion.map(|m| m.mean)),
+            amount(c.and_then(|c| c.difference)),
+            range(c.and_then(|c| c.welch).map(|w| w.interval).as_ref(), amount),
+            pct(c.and_then(|c| c.lift).map(|l| l.estimate)),
+            c.and_then(|c| c.adjusted_p_value)
+                .map_or("-".into(), |p| format!("{p:.4}")),
+        ]);
+    }
+    aligned(&rows)
+}
+
+/// An adaptive experiment's weights and its goal stratified by period.
+fn adaptive_lines(adaptive: &AdaptiveReport) -> String {
+    let mut out = format!(
+        "\n  adaptive on {} ({} periods stored, {} strata)\n",
+        adaptive.adaptive.goal, adaptive.periods, adaptive.strata
+    );
+    if let Some(latest) = &adaptive.latest {
+        let weights: Vec<String> = latest
+            .variants
+            .iter()
+            .zip(&latest.weights)
+            .map(|(v, w)| format!("{v} {w}%"))
+            .collect();
+        let phase = if latest.burn_in { " (burn-in)" } else { "" };
+        out.push_str(&format!(
+            "    latest weights: {}{phase}\n",
+            weights.join(", ")
+        ));
+    }
+    if let Some(srm) = adaptive.srm.as_ref().filter(|s| s.mismatch) {
+        out.push_str(&format!(
+            "    SAMPLE RATIO MISMATCH against each period's weights (p = {:.2e})\n",
+            srm.test.p_value
+        ));
+    }
+    let stratified =
+        |label: &str, analysis: &StratifiedAnalysis, format: fn(Option<f64>) -> String| {
+            let mut rows = vec![[
+                label,
+                "estimate",
+                "95% interval",
+                "difference",
+                "95% interval",
+            ]
+            .map(str::to_owned)];
+            for v in &analysis.variants {
+                let c = v.comparison.as_ref();
+                rows.push([
+                    v.label.clone(),
+                    format(v.estimate.map(|e| e.estimate)),
+                    range(v.estimate.and_then(|e| e.interval).as_ref(), format),
+                    format(c.map(|c| c.difference)),
+                    range(c.and_then(|c| c.interval).as_ref(), format),
+                ]);
+            }
+            aligned(&rows)
+        };
+    if let Some(rates) = &adaptive.rates {
+        out.push_str(&stratified("rate, by period", rates, pct));
+    }
+    if let Some(means) = &adaptive.means {
+        out.push_str(&stratified("value, by period", means, amount));
+    }
+    if let Some(note) = &adaptive.note {
+        out.push_str(&format!("    {note}\n"));
+    }
+    out
+}
+
 fn table(analysis: &GoalAnalysis) -> String {
-    let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{:.2}%", x * 100.0));
     let mut rows = vec![[
         "variant",
         "participants",
@@ -201,24 +326,24 @@ fn table(analysis: &GoalAnalysis) -> String {
             v.trials.to_string(),
             v.successes.to_string(),
             pct(v.rate),
-            v.interval.as_ref().map_or("-".into(), |i| {
-                format!("{} .. {}", pct(Some(i.lower)), pct(Some(i.upper)))
-            }),
+            range(v.interval.as_ref(), pct),
             uplift.map_or("-".into(), |u| pct(Some(u.estimate))),
-            uplift
-                .and_then(|u| u.interval.as_ref())
-                .map_or("-".into(), |i| {
-                    format!("{} .. {}", pct(Some(i.lower)), pct(Some(i.upper)))
-                }),
+            range(uplift.and_then(|u| u.interval.as_ref()), pct),
             c.and_then(|c| c.adjusted_p_value)
                 .map_or("-".into(), |p| format!("{p:.4}")),
             c.map_or("-".into(), |c| pct(Some(c.chance_to_beat_control))),
             pct(Some(v.chance_to_be_best)),
         ]);
     }
-    let widths = super::column_widths(&rows);
+    aligned(&rows)
+}
+
+/// Rows as columns aligned under their headers: the first left-aligned,
+/// the others right-aligned.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths = super::column_widths(rows);
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         out.push_str("   ");
         for (col, cell) in row.iter().enumerate() {
             let pad = widths[col] - cell.chars().count();
