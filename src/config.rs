@@ -412,6 +412,11 @@ impl Config {
                 )));
             }
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)".into(),
+            ));
+        }
         for wiring in &self.extra_wiring {
             wiring.handler()?;
             let part = &wiring.api_gateway.path_part;
@@ -424,11 +429,24 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL clients reach us at.
+    /// The base URL clients reach us at: `https://` when serving TLS.
     pub fn base_url(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+            .unwrap_or_else(|| format!("{scheme}://{bound}"))
+    }
+
+    /// The certificate and key to serve HTTPS with, when configured.
+    pub fn tls_files(&self) -> Option<crate::server::tls::TlsFiles> {
+        Some(crate::server::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
     }
 
     /// The configured API key, or the one generated on a first start and

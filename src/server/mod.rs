@@ -9,6 +9,7 @@ pub mod params;
 pub mod router;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,18 +22,24 @@ pub use router::{router, RouterOptions};
 pub use state::AppState;
 
 /// Serves until `shutdown` completes: stops accepting, lets in-flight
-/// requests finish, then flushes and closes the store.
+/// requests finish, then flushes and closes the store. With `tls`, serves
+/// HTTPS on `listener`.
 ///
 /// # Errors
 ///
 /// When serving fails or the store cannot be closed cleanly.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<tls::Tls>,
     state: AppState,
     options: &RouterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve(listener, router(state.clone(), options), shutdown).await?;
+    let app = router(state.clone(), options);
+    match tls {
+        None => serve(listener, app, shutdown).await?,
+        Some(tls) => serve_tls(tls.listen(listener)?, app, shutdown).await?,
+    }
     tracing::info!("no more requests in flight; closing the store");
     state
         .store
@@ -56,6 +63,24 @@ async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("http server failed")
+}
+
+/// [`serve`] over TLS.
+async fn serve_tls(
+    listener: tls::TlsListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` is a no-op here: axum gives the peer address of a wrapped
+    // listener as `ConnectInfo<SocketAddr>` (not of a listener of ours).
+    axum::serve(
+        listener.tap_io(|_| ()),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("https server failed")
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
