@@ -21,11 +21,12 @@ struct Sent {
     status: u16,
 }
 
-/// The events of the load, each a participation with its own uuid.
+/// The events of the load, each a goal completion with its own uuid (a
+/// goal, so that `/experiments` shows its count).
 fn event(uuid: &str) -> serde_json::Value {
     serde_json::json!({
         "namespace": "backup", "experiment": "load", "variant": "a",
-        "event": "participate", "uuid": uuid
+        "event": "done", "uuid": uuid
     })
 }
 
@@ -64,7 +65,7 @@ async fn a_backup_under_load_restores_exact_counts_and_memory() {
                     }
                     let uuid = format!("s{sender}-{i}");
                     let started = Instant::now();
-                    let path = track("backup", "load", "a", "participate", &uuid);
+                    let path = track("backup", "load", "a", "done", &uuid);
                     let status = loadgen::request(addr, "GET", &path, &[], b"")
                         .await
                         .map_or(0, |answer| answer.status);
@@ -293,8 +294,8 @@ async fn a_redis_deployment_comes_back_from_its_rdb_file() {
             .await
             .unwrap();
             (
-                String::from_utf8(results.body).unwrap(),
-                String::from_utf8(records.body).unwrap(),
+                String::from_utf8(results.body.to_vec()).unwrap(),
+                String::from_utf8(records.body.to_vec()).unwrap(),
             )
         }
     };
