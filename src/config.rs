@@ -613,6 +613,40 @@ mod tests {
         }
     }
 
+    /// TLS takes a certificate and a key together, from flags or the file
+    /// alike (one of each is fine); with them the base URL is https://.
+    #[test]
+    fn tls_needs_both_files() {
+        let bound: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        for (file, args) in [
+            ("{}", &["--tls-cert", "c.pem"][..]),
+            ("{}", &["--tls-key", "k.pem"][..]),
+            (r#"{"tls_key": "k.pem"}"#, &[][..]),
+        ] {
+            let err = Config::resolve(None, parse(file), flags(args)).unwrap_err();
+            assert!(
+                err.to_string().contains("tls_cert and tls_key go together"),
+                "{err}"
+            );
+        }
+        let config = Config::resolve(
+            None,
+            parse(r#"{"tls_key": "k.pem"}"#),
+            flags(&["--tls-cert", "c.pem"]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls_files(),
+            Some(crate::server::tls::TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(config.base_url(bound), "https://127.0.0.1:8443");
+        let plain = Config::resolve(None, FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(plain.base_url(bound), "http://127.0.0.1:8443");
+    }
+
     /// `--redis` replaces the file's redis object; a bad value is a
     /// configuration error, and unknown redis-py keys become warnings.
     #[test]

@@ -320,3 +320,36 @@ async fn a_redis_deployment_comes_back_from_its_rdb_file() {
         "re-sent events counted again"
     );
 }
+
+/// Backing up a data directory without a store, or restoring a file that
+/// is no backup, fails with exit 1 and says which.
+#[test]
+fn backup_and_restore_name_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("b.db");
+    let (code, _, stderr) = run_lamed(
+        &[
+            "backup",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no store at"), "{stderr}");
+    assert!(!file.exists());
+    std::fs::write(&file, "not a database").unwrap();
+    let (code, _, stderr) = run_lamed(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("is not a lamed backup"), "{stderr}");
+}
