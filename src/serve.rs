@@ -78,7 +78,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight_requests: config.max_in_flight_requests,
     };
     let state = AppState::from_config(store, &api_key, &config);
-    server::run(listener, tls, state, &options, server::shutdown_signal()).await?;
+    match tls {
+        None => server::run(listener, state, &options, server::shutdown_signal()).await?,
+        Some(tls) => {
+            server::run_tls(listener, tls, state, &options, server::shutdown_signal()).await?;
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

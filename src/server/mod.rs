@@ -22,24 +22,43 @@ pub use router::{router, RouterOptions};
 pub use state::AppState;
 
 /// Serves until `shutdown` completes: stops accepting, lets in-flight
-/// requests finish, then flushes and closes the store. With `tls`, serves
-/// HTTPS on `listener`.
+/// requests finish, then flushes and closes the store.
 ///
 /// # Errors
 ///
 /// When serving fails or the store cannot be closed cleanly.
 pub async fn run(
     listener: TcpListener,
-    tls: Option<tls::Tls>,
     state: AppState,
     options: &RouterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(state.clone(), options);
-    match tls {
-        None => serve(listener, app, shutdown).await?,
-        Some(tls) => serve_tls(tls.listen(listener)?, app, shutdown).await?,
-    }
+    let served = serve(listener, router(state.clone(), options), shutdown).await;
+    close_after(served, state).await
+}
+
+/// [`run`] over HTTPS, with `tls`'s certificate (reloaded as it changes).
+///
+/// # Errors
+///
+/// When SIGHUP cannot be listened for, serving fails or the store cannot
+/// be closed cleanly.
+pub async fn run_tls(
+    listener: TcpListener,
+    tls: tls::Tls,
+    state: AppState,
+    options: &RouterOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tls.listen(listener)?;
+    let served = serve_tls(listener, router(state.clone(), options), shutdown).await;
+    close_after(served, state).await
+}
+
+/// Once serving has ended, closes the store, so that every accepted event
+/// is committed.
+async fn close_after(served: anyhow::Result<()>, state: AppState) -> anyhow::Result<()> {
+    served?;
     tracing::info!("no more requests in flight; closing the store");
     state
         .store
