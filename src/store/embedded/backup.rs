@@ -313,6 +313,7 @@ mod tests {
             variant: "a".into(),
             event: PARTICIPATE.into(),
             uuid: uuid.to_string(),
+            value: None,
         }
     }
 
