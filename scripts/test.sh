@@ -17,6 +17,8 @@ apt_install() {
 
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
 python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+# The HTTPS e2e test makes its certificates with openssl.
+command -v openssl >/dev/null || apt_install openssl
 echo "== moto_server for the AWS tests (a venv in target/venv)"
 bash scripts/aws-test-env.sh >/dev/null
 

@@ -93,6 +93,28 @@ pub enum Command {
     )]
     Import(ImportArgs),
 
+    /// Copy the embedded store to FILE, consistently, even while serving
+    ///
+    /// Uses SQLite's online backup API: one snapshot of the counts, the
+    /// dedupe memory, the registry and the memberships, taken without
+    /// stopping or slowing `lamed serve`. Prints what the copy holds. The
+    /// API key file (DATA_DIR/api_key) is not copied. With Redis, back up
+    /// Redis itself (README: "Backup and restore").
+    #[command(
+        after_help = "Examples:\n  lamed backup /var/backups/lamed-$(date +%F).db\n  lamed backup --data-dir /var/lib/lamed lamed.db"
+    )]
+    Backup(BackupArgs),
+
+    /// Put a backup made by `lamed backup` back into the data directory
+    ///
+    /// Refused while a lamed process (a server) uses the data directory:
+    /// stop it first, restore, start it again. Refused too when the store
+    /// there counts events, unless --force.
+    #[command(
+        after_help = "Examples:\n  lamed restore /var/backups/lamed-2026-11-30.db\n  lamed restore --force --data-dir /var/lib/lamed lamed.db"
+    )]
+    Restore(RestoreArgs),
+
     /// Create or edit the config file in $EDITOR, then validate it
     ///
     /// Creates ~/.lamed/config.json (or --config PATH) from a template when
@@ -220,6 +242,34 @@ pub struct DestroyArgs {
     /// Send AWS API calls to this URL (an emulator such as moto)
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub endpoint_url: Option<String>,
+}
+
+/// Options of `lamed backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (replaced whole when it exists)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Where the local store is
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Options of `lamed restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file to restore
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Replace a store that already counts events
+    #[arg(long)]
+    pub force: bool,
+
+    /// Where the local store is
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Options of `lamed import`.

@@ -412,6 +412,11 @@ impl Config {
                 )));
             }
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)".into(),
+            ));
+        }
         for wiring in &self.extra_wiring {
             wiring.handler()?;
             let part = &wiring.api_gateway.path_part;
@@ -424,11 +429,24 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL clients reach us at.
+    /// The base URL clients reach us at: `https://` when serving TLS.
     pub fn base_url(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+            .unwrap_or_else(|| format!("{scheme}://{bound}"))
+    }
+
+    /// The certificate and key to serve HTTPS with, when configured.
+    pub fn tls_files(&self) -> Option<crate::server::tls::TlsFiles> {
+        Some(crate::server::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
     }
 
     /// The configured API key, or the one generated on a first start and
@@ -593,6 +611,40 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// TLS takes a certificate and a key together, from flags or the file
+    /// alike (one of each is fine); with them the base URL is https://.
+    #[test]
+    fn tls_needs_both_files() {
+        let bound: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        for (file, args) in [
+            ("{}", &["--tls-cert", "c.pem"][..]),
+            ("{}", &["--tls-key", "k.pem"][..]),
+            (r#"{"tls_key": "k.pem"}"#, &[][..]),
+        ] {
+            let err = Config::resolve(None, parse(file), flags(args)).unwrap_err();
+            assert!(
+                err.to_string().contains("tls_cert and tls_key go together"),
+                "{err}"
+            );
+        }
+        let config = Config::resolve(
+            None,
+            parse(r#"{"tls_key": "k.pem"}"#),
+            flags(&["--tls-cert", "c.pem"]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls_files(),
+            Some(crate::server::tls::TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(config.base_url(bound), "https://127.0.0.1:8443");
+        let plain = Config::resolve(None, FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(plain.base_url(bound), "http://127.0.0.1:8443");
     }
 
     /// `--redis` replaces the file's redis object; a bad value is a

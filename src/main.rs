@@ -41,6 +41,8 @@ fn main() -> ExitCode {
             Command::Import(_) => Err(anyhow::anyhow!(
                 "import reads Redis, and this lamed was built without the redis feature"
             )),
+            Command::Backup(args) => commands::backup::backup(args),
+            Command::Restore(args) => commands::backup::restore(args),
             Command::Configure(args) => commands::configure::run(args),
             Command::Preflight(args) => commands::aws::preflight(args).await,
             Command::Deploy(args) => commands::aws::deploy(args).await,

@@ -25,6 +25,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !config.unknown_keys.is_empty() {
         tracing::warn!(keys = ?config.unknown_keys, "ignoring unknown keys in the config file");
     }
+    // A certificate that does not load stops the start before anything
+    // is opened or bound.
+    let tls = config
+        .tls_files()
+        .map(server::tls::Tls::load)
+        .transpose()
+        .context("cannot set up TLS")?;
     let (api_key, key_source) = config.api_key_or_generate()?;
     let store = store::open(&config)
         .await
@@ -52,9 +59,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
     match &config.redis {
-        Some(redis) => tracing::info!(address = %bound, redis = %redis.redacted(), "serving"),
+        Some(redis) => {
+            tracing::info!(address = %bound, tls = tls.is_some(), redis = %redis.redacted(), "serving")
+        }
         None => {
-            tracing::info!(address = %bound, data_dir = %config.data_dir.display(), fsync = config.fsync, "serving")
+            tracing::info!(address = %bound, tls = tls.is_some(), data_dir = %config.data_dir.display(), fsync = config.fsync, "serving")
         }
     }
 
@@ -69,7 +78,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight_requests: config.max_in_flight_requests,
     };
     let state = AppState::from_config(store, &api_key, &config);
-    server::run(listener, state, &options, server::shutdown_signal()).await?;
+    match tls {
+        None => server::run(listener, state, &options, server::shutdown_signal()).await?,
+        Some(tls) => {
+            server::run_tls(listener, tls, state, &options, server::shutdown_signal()).await?;
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -95,6 +95,29 @@ pub struct Settings {
     )]
     pub public_url: Option<String>,
 
+    /// Serve HTTPS with this certificate (PEM, with its chain), reloaded
+    /// when the file changes or on SIGHUP
+    ///
+    /// Needs tls_key. Certbot's fullchain.pem works as it is: a renewal is
+    /// picked up within seconds, without dropping connections; a new
+    /// certificate that does not load is logged and the old one kept.
+    #[arg(
+        long,
+        env = "LAMED_TLS_CERT",
+        value_name = "PATH",
+        help_heading = LOCAL_HEADING
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of tls_cert
+    #[arg(
+        long,
+        env = "LAMED_TLS_KEY",
+        value_name = "PATH",
+        help_heading = LOCAL_HEADING
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Longest a request may take, in milliseconds, before it is answered
     /// 503 with Retry-After (the client sends it again)
     ///

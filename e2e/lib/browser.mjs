@@ -3,6 +3,7 @@
 // "visitor" (one browser context) that knows when AlephBet's requests settled.
 
 import http from 'node:http';
+import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,11 +30,12 @@ export async function launchBrowser() {
 /**
  * The "customer site": a tiny HTTP server on its own 127.0.0.1 port (so a
  * different origin than lamed) serving registered pages and /alephbet.min.js.
+ * With `tls` ({key, cert}: PEM) it serves HTTPS.
  */
-export async function startSite() {
+export async function startSite({ tls } = {}) {
   const alephbet = await readFile(ALEPHBET_DIST);
   const pages = new Map();
-  const server = http.createServer((req, res) => {
+  const server = (tls ? https.createServer.bind(null, tls) : http.createServer)((req, res) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/alephbet.min.js') {
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
@@ -53,7 +55,7 @@ export async function startSite() {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
   });
-  const origin = `http://127.0.0.1:${server.address().port}`;
+  const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
   let n = 0;
   return {
     origin,

@@ -6,6 +6,7 @@
 // Node process exits.
 
 import { spawn } from 'node:child_process';
+import https from 'node:https';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,6 +59,8 @@ export async function makeWorkDir() {
  *              banner prints a key only when it was generated just now).
  * opts.work: reuse a work dir (same data dir) from a previous server.
  * opts.serveArgs: more `lamed serve` arguments, e.g. ['--registration', 'required'].
+ * opts.ca: for a server on HTTPS (--tls-cert), the certificates (PEM) its
+ *          certificate is checked against by this side's requests.
  */
 export async function startLamed(opts = {}) {
   const work = opts.work ?? await makeWorkDir();
@@ -105,7 +108,7 @@ export async function startLamed(opts = {}) {
     await sleep(20);
   }
   const first = stdout.split('\n')[0];
-  const m = /^lamed is listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/.exec(first);
+  const m = /^lamed is listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/.exec(first);
   if (!m) fail(`unexpected first stdout line: ${JSON.stringify(first)}`);
   const base = m[1];
   const port = Number(m[2]);
@@ -117,6 +120,7 @@ export async function startLamed(opts = {}) {
     base,
     trackUrl: `${base}/track`,
     work,
+    ca: opts.ca,
     apiKey: apiKey || await generatedApiKey(stdout, work),
     get stdout() { return stdout; },
     get stderr() { return stderr; },
@@ -137,13 +141,31 @@ export async function startLamed(opts = {}) {
     if (exitInfo) fail(`exited before /health answered (${JSON.stringify(exitInfo)})`);
     if (Date.now() > deadline) fail('/health did not answer 200 within 20 s');
     try {
-      const res = await fetch(`${base}/health`);
-      await res.arrayBuffer();
+      const res = await get(`${base}/health`, { ca: opts.ca });
       if (res.status === 200) break;
     } catch { /* not yet */ }
     await sleep(50);
   }
   return server;
+}
+
+/**
+ * GET `url`: with fetch, or for HTTPS with `ca` (PEM certificates to trust)
+ * through node's https module, which fetch cannot be given. Resolves to
+ * {status, text}.
+ */
+export async function get(url, { headers = {}, ca } = {}) {
+  if (!ca) {
+    const res = await fetch(url, { headers });
+    return { status: res.status, text: await res.text() };
+  }
+  return new Promise((resolve, reject) => {
+    https.get(url, { headers, ca, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    }).on('error', reject);
+  });
 }
 
 /** The key lamed generated: printed in the banner on the start that generated it, else kept in DIR/api_key. */
@@ -175,8 +197,8 @@ export async function getExperiments(server, { namespace, scope } = {}) {
   if (namespace !== undefined) qs.set('namespace', namespace);
   if (scope !== undefined) qs.set('scope', scope);
   const url = `${server.base}/experiments${qs.size ? `?${qs}` : ''}`;
-  const res = await fetch(url, { headers: { 'X-Api-Key': server.apiKey } });
-  const text = await res.text();
+  const res = await get(url, { headers: { 'X-Api-Key': server.apiKey }, ca: server.ca });
+  const text = res.text;
   assert.equal(res.status, 200, `GET ${url} answered ${res.status}: ${text}`);
   let body;
   try { body = JSON.parse(text); } catch { assert.fail(`GET ${url}: not JSON: ${text}`); }

@@ -2,6 +2,7 @@
 //! prints data on stdout, messages on stderr.
 
 pub mod aws;
+pub mod backup;
 pub mod configure;
 pub mod dashboard;
 pub mod experiments;

@@ -9,6 +9,7 @@ pub mod params;
 pub mod router;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,7 +33,32 @@ pub async fn run(
     options: &RouterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve(listener, router(state.clone(), options), shutdown).await?;
+    let served = serve(listener, router(state.clone(), options), shutdown).await;
+    close_after(served, state).await
+}
+
+/// [`run`] over HTTPS, with `tls`'s certificate (reloaded as it changes).
+///
+/// # Errors
+///
+/// When SIGHUP cannot be listened for, serving fails or the store cannot
+/// be closed cleanly.
+pub async fn run_tls(
+    listener: TcpListener,
+    tls: tls::Tls,
+    state: AppState,
+    options: &RouterOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tls.listen(listener)?;
+    let served = serve_tls(listener, router(state.clone(), options), shutdown).await;
+    close_after(served, state).await
+}
+
+/// Once serving has ended, closes the store, so that every accepted event
+/// is committed.
+async fn close_after(served: anyhow::Result<()>, state: AppState) -> anyhow::Result<()> {
+    served?;
     tracing::info!("no more requests in flight; closing the store");
     state
         .store
@@ -56,6 +82,24 @@ async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("http server failed")
+}
+
+/// [`serve`] over TLS.
+async fn serve_tls(
+    listener: tls::TlsListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` is a no-op here: axum gives the peer address of a wrapped
+    // listener as `ConnectInfo<SocketAddr>` (not of a listener of ours).
+    axum::serve(
+        listener.tap_io(|_| ()),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("https server failed")
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -18,6 +18,7 @@
 //! instead of the queue growing without limit. A writer thread that dies
 //! ends the process (see [`writer`]), so a supervisor restarts it.
 
+mod backup;
 mod catalog;
 mod command;
 mod dedupe_table;
@@ -40,6 +41,7 @@ use crate::clock::Clock;
 use crate::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use crate::registry::ExperimentRecord;
 use crate::value::{ValueTotals, LIMBS};
+pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
     Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
@@ -71,6 +73,9 @@ pub struct EmbeddedOptions {
     /// Where "now" comes from: the dedupe window and the day of a count.
     pub clock: Clock,
 }
+
+/// The database file in the data directory.
+const DB_FILE: &str = "lamed.db";
 
 /// The data directory's lock file: one writer per data directory.
 const LOCK_FILE: &str = "lamed.lock";
@@ -157,7 +162,7 @@ impl EmbeddedStore {
             )
         })?;
         let lock = lock_data_dir(&options.data_dir)?;
-        let path = options.data_dir.join("lamed.db");
+        let path = options.data_dir.join(DB_FILE);
         let conn = open_writer_connection(&path, options.fsync)?;
         let catalog = Catalog::load(&conn)?;
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
@@ -203,7 +208,7 @@ impl EmbeddedStore {
     ///
     /// When there is no store in `data_dir` or it cannot be opened.
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("lamed.db");
+        let path = data_dir.join(DB_FILE);
         if !path.is_file() {
             return Err(StoreError::unavailable(format!(
                 "no store at {} (has lamed serve run with this data directory?)",
