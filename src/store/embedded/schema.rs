@@ -82,10 +82,41 @@ pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreErr
     )
     .map_err(|err| cannot_open(path, err))?;
     reader.busy_timeout(Duration::from_secs(5))?;
+    check_version(&reader)?;
     Ok(reader)
 }
 
-/// Opens the one connection that writes, creating the tables when missing.
+/// The layout version this lamed writes, kept in `PRAGMA user_version`:
+/// 0 before versions (the tables up to `members`), 1 with `value_sums` and
+/// `weights`. A newer layout is refused rather than half understood: an
+/// older lamed would count events without their values.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// The data directory was written by a newer lamed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "data directory has store layout version {found}, newer than this lamed's {SCHEMA_VERSION}: \
+     run the newer lamed, or restore the backup taken before the upgrade"
+)]
+pub struct NewerLayout {
+    /// The version found.
+    pub found: i64,
+}
+
+/// Refuses a database of a newer layout.
+fn check_version(conn: &Connection) -> Result<i64, StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::caused_by(
+            "cannot open the store",
+            NewerLayout { found },
+        ));
+    }
+    Ok(found)
+}
+
+/// Opens the one connection that writes, creating the tables when missing
+/// and upgrading an older layout to [`SCHEMA_VERSION`].
 pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|err| cannot_open(path, err))?;
     // Only this writer writes, so waiting on a lock means something outside
@@ -108,7 +139,13 @@ pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connect
     // pages (counters, the log's tail) are rewritten in every commit, and a
     // checkpoint copies each only once however often it changed.
     conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
+    let found = check_version(&conn)?;
     conn.execute_batch(SCHEMA)?;
+    if found < SCHEMA_VERSION {
+        // Every change up to this version only adds tables, which the
+        // schema above just created.
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -129,5 +166,39 @@ mod tests {
         assert_eq!(day_of(MS_PER_DAY - 1), 0);
         assert_eq!(day_of(MS_PER_DAY), 1);
         assert_eq!(day_of(-1), -1);
+    }
+
+    /// A database of a newer layout is refused, for writing and reading,
+    /// naming both versions; an older one is upgraded to this version.
+    #[test]
+    fn newer_layouts_are_refused_older_ones_upgraded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lamed.db");
+        let old = Connection::open(&path).expect("create");
+        old.execute_batch("CREATE TABLE counters (x)")
+            .expect("old table");
+        drop(old);
+        let conn = open_writer_connection(&path, false).expect("upgrade");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("pretend a newer lamed wrote it");
+        drop(conn);
+        for refused in [
+            open_writer_connection(&path, false).map(drop),
+            open_reader_connection(&path).map(drop),
+        ] {
+            let err = refused.expect_err("newer layout refused");
+            let text = format!("{:#}", anyhow::Error::new(err));
+            assert!(
+                text.contains(&format!(
+                    "version {}, newer than this lamed's {SCHEMA_VERSION}",
+                    SCHEMA_VERSION + 1
+                )),
+                "{text}"
+            );
+        }
     }
 }
