@@ -2,6 +2,7 @@
 //! and an AlephBet snippet ready to paste into a page.
 
 use crate::config::ApiKeySource;
+use crate::registry::ExperimentRecord;
 
 /// The AlephBet build the snippet loads (the current release, from a CDN).
 pub const ALEPHBET_SCRIPT_URL: &str =
@@ -59,6 +60,68 @@ pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKe
          \x20 API key:         {key_line}\n\
          \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
         alephbet_snippet(&format!("{base_url}/track"), namespace)
+    )
+}
+
+/// A page fragment for an adaptive experiment: it reads the current
+/// period's weights from `base_url`, gives them to the variants, then
+/// builds the experiment. A failed read leaves AlephBet's equal weights,
+/// and a returning visitor keeps the variant AlephBet stored for them: the
+/// weights decide only new visitors' variants.
+pub fn adaptive_snippet(base_url: &str, record: &ExperimentRecord) -> String {
+    let weights_path = format!(
+        "/api/experiments/{}/weights?namespace={}",
+        crate::client::path_segment(&record.name),
+        crate::client::alephbet_encode(&record.namespace)
+    );
+    let variants: Vec<String> = record
+        .variants
+        .iter()
+        .map(|v| {
+            format!(
+                "    {}: {{ activate: function () {{ /* show this version */ }} }}",
+                js_string(&v.name)
+            )
+        })
+        .collect();
+    let goal = record
+        .adaptive
+        .as_ref()
+        .map_or("checkout", |a| a.goal.as_str());
+    format!(
+        r#"<script src="{ALEPHBET_SCRIPT_URL}"></script>
+<script>
+  var base = {base};
+  var tracking = new AlephBet.AlephbetAdapter(base + "/track", {namespace});
+  var variants = {{
+{variants}
+  }};
+  // This period's weights (cacheable until the period ends). A returning
+  // visitor keeps the variant AlephBet stored for them; the weights only
+  // decide which variant a new visitor sees.
+  fetch(base + {weights_path})
+    .then(function (r) {{ return r.ok ? r.json() : {{ weights: {{}} }}; }})
+    .catch(function () {{ return {{ weights: {{}} }}; }})
+    .then(function (answer) {{
+      Object.keys(variants).forEach(function (name) {{
+        if (name in answer.weights) variants[name].weight = answer.weights[name];
+      }});
+      var experiment = new AlephBet.Experiment({{
+        name: {name},
+        tracking_adapter: tracking,
+        variants: variants
+      }});
+      window.goal = new AlephBet.Goal({goal});
+      experiment.add_goal(window.goal);
+      // call window.goal.complete() when the visitor reaches the goal
+    }});
+</script>"#,
+        base = js_string(base_url.trim_end_matches('/')),
+        namespace = js_string(&record.namespace),
+        variants = variants.join(",\n"),
+        weights_path = js_string(&weights_path),
+        name = js_string(&record.name),
+        goal = js_string(goal),
     )
 }
 

@@ -288,6 +288,7 @@ function renderReport(card, report) {
   }
   if (report.goals.length === 0) parts.push(el("p", { class: "note" }, "No goal completed yet."));
   for (const goal of report.goals) parts.push(...renderGoal(goal, report));
+  if (report.adaptive) parts.push(...adaptiveSection(report.adaptive));
   parts.push(el("div", { class: "charts" },
     participantsChart(report),
     report.goals.filter((g) => g.analysis).map((g) => conversionChart(g, report))));
@@ -318,7 +319,63 @@ function renderGoal(goal, report) {
       el("td", {}, pct(v.chance_to_be_best)));
   });
   out.push(el("div", { class: "scroll" }, el("table", { "data-goal": goal.goal }, el("thead", {}, head), el("tbody", {}, rows))));
+  if (goal.values) out.push(valuesTable(goal));
+  else if (goal.values_note) out.push(el("p", { class: "note" }, `Values: ${goal.values_note}`));
   return out;
+}
+
+/** A goal's values: sums, means per participant and per conversion, and the
+ * Welch test of the mean per participant against the control. */
+function valuesTable(goal) {
+  const money = (x) => (x === null || x === undefined ? "–" : x.toFixed(2));
+  const ci = (i) => (i ? `${money(i.lower)} … ${money(i.upper)}` : "–");
+  const mean = (m) => (m ? `${money(m.mean)} (${ci(m.interval)})` : "–");
+  const head = el("tr", {}, ["Variant", "Sum", "Per participant (95% CI)", "Per conversion (95% CI)", "Difference (95% CI)", "Lift", "p (Holm)"].map((h) => el("th", {}, h)));
+  const rows = goal.values.variants.map((v) => {
+    const c = v.comparison;
+    const welch = c && c.welch;
+    const differenceClass = c && c.significant ? (c.difference > 0 ? "good" : "bad") : "";
+    return el("tr", { "data-variant": v.label },
+      el("td", {}, v.label + (v.is_control ? " (control)" : "")),
+      el("td", {}, money(v.sum)),
+      el("td", {}, mean(v.per_participant)),
+      el("td", {}, mean(v.per_conversion)),
+      el("td", { class: differenceClass }, c ? `${money(c.difference)} (${welch ? ci(welch.interval) : "–"})` : "control"),
+      el("td", {}, c && c.lift ? pct(c.lift.estimate) : "–"),
+      el("td", {}, c ? pValue(c.adjusted_p_value) : "–"));
+  });
+  return el("div", { class: "scroll" },
+    el("p", { class: "note" }, `Values of ${goal.goal} (participants who did not convert count as 0):`),
+    el("table", { "data-values": goal.goal }, el("thead", {}, head), el("tbody", {}, rows)));
+}
+
+/** An adaptive experiment: its latest weights, and its goal's estimates
+ * stratified by weight period. */
+function adaptiveSection(adaptive) {
+  const parts = [el("p", { class: "note" },
+    `Adaptive on ${adaptive.adaptive.goal}: ${num(adaptive.periods)} periods stored, ${num(adaptive.strata)} strata.`)];
+  if (adaptive.latest) {
+    const w = adaptive.latest.variants.map((v, i) => `${v} ${adaptive.latest.weights[i]}%`).join(", ");
+    parts.push(el("p", { "data-adaptive-weights": "" }, `Latest weights: ${w}${adaptive.latest.burn_in ? " (burn-in)" : ""}`));
+  }
+  if (adaptive.srm && adaptive.srm.mismatch) {
+    parts.push(el("p", { class: "srm", role: "alert" },
+      `Sample ratio mismatch against each period's weights (p = ${pValue(adaptive.srm.test.p_value)}).`));
+  }
+  if (adaptive.rates) {
+    const head = el("tr", {}, ["Variant", "Rate, by period (95% CI)", "Difference (95% CI)"].map((h) => el("th", {}, h)));
+    const rows = adaptive.rates.variants.map((v) => {
+      const c = v.comparison;
+      const e = v.estimate;
+      return el("tr", { "data-variant": v.label },
+        el("td", {}, v.label),
+        el("td", {}, e ? `${pct(e.estimate, 2)} (${e.interval ? `${pct(e.interval.lower, 2)} … ${pct(e.interval.upper, 2)}` : "–"})` : "–"),
+        el("td", {}, c ? `${pct(c.difference, 2)} (${c.interval ? `${pct(c.interval.lower, 2)} … ${pct(c.interval.upper, 2)}` : "–"})` : "control"));
+    });
+    parts.push(el("div", { class: "scroll" }, el("table", { "data-adaptive": "" }, el("thead", {}, head), el("tbody", {}, rows))));
+  }
+  if (adaptive.note) parts.push(el("p", { class: "note" }, adaptive.note));
+  return parts;
 }
 
 /** A line chart: x = day index, y from 0 to `max`; optional bands. */

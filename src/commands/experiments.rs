@@ -18,6 +18,7 @@ use crate::registry::{
     VariantSpec,
 };
 use crate::report::civil_date;
+use crate::snippet::{adaptive_snippet, SNIPPET_END, SNIPPET_START};
 use crate::store::{DataDirInUse, DynStore, EmbeddedStore};
 
 /// Runs one `lamed experiments` subcommand.
@@ -66,6 +67,20 @@ async fn act(registry: &Registry, ns: &str, action: ExperimentsAction) -> anyhow
                 variant_list(&record),
                 goal_list(&record),
             )?;
+            if record.adaptive.is_some() {
+                let base = match &args.target.remote.server {
+                    Some(server) => server.clone(),
+                    None => {
+                        let config = Config::load(args.target.store.overrides())?;
+                        config.base_url(config.listen)
+                    }
+                };
+                writeln!(
+                    out,
+                    "\n{SNIPPET_START}\n{}\n{SNIPPET_END}",
+                    adaptive_snippet(&base, &record)
+                )?;
+            }
         }
         ExperimentsAction::List(args) => {
             let records = registry.list(ns, args.status.as_deref()).await?;
