@@ -318,6 +318,87 @@ async fn registry_works_on_lambda() {
     );
 }
 
+/// Values and adaptive weights behind Lambda: a goal's value counts once
+/// (a re-send with another value adds nothing), a batch's values count,
+/// the report sums them, and an adaptive experiment's weights are answered
+/// public and cacheable.
+#[tokio::test]
+async fn values_and_weights_work_on_lambda() {
+    let redis = RedisServer::start();
+    let app = lambda_app(&redis).await;
+    let call = |event: String| {
+        let app = app.clone();
+        async move {
+            let response = lamed::lambda::handle(app, from_str(&event).unwrap()).await;
+            let status = response.status().as_u16();
+            let cache = response
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap(), cache)
+        }
+    };
+    let track = |variant: &'static str, event: &'static str, uuid: &'static str, value| {
+        let mut query = vec![
+            ("namespace", "shop"),
+            ("experiment", "cart"),
+            ("variant", variant),
+            ("event", event),
+            ("uuid", uuid),
+        ];
+        if let Some(value) = value {
+            query.push(("value", value));
+        }
+        api_event("GET", "/track", &query, None)
+    };
+    for (event, want) in [
+        (track("a", "participate", "u1", None), 200),
+        (track("a", "buy", "u1", Some("19.99")), 200),
+        (track("a", "buy", "u1", Some("500")), 200),
+        (track("a", "buy", "u2", Some("-3")), 400),
+    ] {
+        let (status, body, _) = call(event).await;
+        assert_eq!(status, want, "{body}");
+    }
+    let batch = r#"[{"namespace": "shop", "experiment": "cart", "variant": "a", "event": "participate", "uuid": "u3"},
+        {"namespace": "shop", "experiment": "cart", "variant": "a", "event": "buy", "uuid": "u3", "value": 5.01}]"#;
+    let (status, body, _) = call(api_event("POST", "/track", &[], Some(batch))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(api_event(
+        "GET",
+        "/api/experiments/cart/report",
+        &[("namespace", "shop")],
+        None,
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let values = &report["goals"][0]["values"]["variants"][0];
+    assert_eq!(values["sum"], 25.0, "{body}");
+    assert_eq!(values["successes"], 2, "{body}");
+
+    let (status, body, _) = call(api_event(
+        "PUT",
+        "/api/experiments/hero",
+        &[("namespace", "shop")],
+        Some(r#"{"variants": ["a", "b"], "goals": ["buy"], "adaptive": {"goal": "buy"}}"#),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, cache) = call(api_event(
+        "GET",
+        "/api/experiments/hero/weights",
+        &[("namespace", "shop")],
+        None,
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let weights: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(weights["weights"], serde_json::json!({"a": 50, "b": 50}));
+    assert!(cache.unwrap().starts_with("public, max-age="));
+}
+
 /// Started as a Lambda function (AWS_LAMBDA_RUNTIME_API set) without a
 /// Redis, without an API key, or with an unreachable Redis, the binary
 /// refuses with a clear message (never the Redis password) and a non-zero
