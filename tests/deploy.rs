@@ -20,7 +20,7 @@ const FUNCTIONS: [&str; 5] = [
 ];
 
 /// Every path deploy creates for the standard config plus one extra path.
-const PATHS: [&str; 17] = [
+const PATHS: [&str; 18] = [
     "/",
     "/track",
     "/event",
@@ -35,6 +35,7 @@ const PATHS: [&str; 17] = [
     "/api/experiments",
     "/api/experiments/{experiment}",
     "/api/experiments/{experiment}/report",
+    "/api/experiments/{experiment}/weights",
     "/dashboard",
     "/dashboard/{asset}",
     "/my_tracking_endpoint",
@@ -372,6 +373,12 @@ async fn first_deploy_creates_everything() {
         ("/participate", "GET", "lamed-track", false),
         ("/convert", "GET", "lamed-track", false),
         ("/_status", "GET", "lamed-track", false),
+        (
+            "/api/experiments/{experiment}/weights",
+            "GET",
+            "lamed-track",
+            false,
+        ),
         ("/experiments", "GET", "lamed-all-experiments", true),
         (
             "/experiments/{experiment}",
