@@ -4,7 +4,7 @@
 // participants and purchases in POST /track batches, with values as JSON
 // numbers and strings. The report's sums, means, intervals and Welch tests
 // equal scipy's, computed by scripts/revenue_reference.py from the same raw
-// events, to 1e-9 relative.
+// events, to 1e-9 relative, and the dashboard shows the same sums and means.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { experimentPage, PERSON_USER_AGENT } from '../lib/browser.mjs';
-import { useSuite, lamed, site, visitor } from '../lib/suite.mjs';
+import { useSuite, lamed, site, browser, visitor } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(here, '../..');
@@ -159,5 +159,25 @@ test('revenue from pages and a server batch: the report equals scipy on the raw 
     close(welch.p_value, w.p_value, `${v.label} p`);
     close(welch.interval.lower, w.interval[0], `${v.label} difference lower`);
     close(welch.interval.upper, w.interval[1], `${v.label} difference upper`);
+  }
+
+  // 4. The dashboard shows the same sums and means.
+  const context = await browser.newContext({ viewport: { width: 1300, height: 1000 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${lamed.base}/dashboard`);
+    await page.fill('#namespace', NS);
+    await page.fill('#api-key', lamed.apiKey);
+    await page.click('#key-form button[type=submit]');
+    const table = page.locator(`section[data-experiment="${NAME}"] table[data-values="purchase"]`);
+    await table.waitFor();
+    for (const v of goal.values.variants) {
+      const cells = await table.locator(`tr[data-variant="${v.label}"] td`).allTextContents();
+      assert.equal(cells[1], v.sum.toFixed(2), `${v.label} sum shown`);
+      assert.ok(cells[2].startsWith(v.per_participant.mean.toFixed(2)), `${v.label}: ${cells[2]}`);
+      assert.ok(cells[3].startsWith(v.per_conversion.mean.toFixed(2)), `${v.label}: ${cells[3]}`);
+    }
+  } finally {
+    await context.close();
   }
 });
