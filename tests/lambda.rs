@@ -251,6 +251,19 @@ fn api_event(method: &str, path: &str, query: &[(&str, &str)], body: Option<&str
     event.to_string()
 }
 
+/// One API Gateway event through the Lambda handler: its status, body and
+/// Cache-Control header.
+async fn call(app: &axum::Router, event: &str) -> (u16, String, Option<String>) {
+    let response = lamed::lambda::handle(app.clone(), from_str(event).unwrap()).await;
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap(), cache)
+}
+
 /// The registry works behind Lambda as under `lamed serve`: an experiment
 /// registered and paused through the API, then its events answered 200
 /// `{"ignored":"paused"}` and not counted.
@@ -261,10 +274,8 @@ async fn registry_works_on_lambda() {
     let call = |event: String| {
         let app = app.clone();
         async move {
-            let response = lamed::lambda::handle(app, from_str(&event).unwrap()).await;
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8(body.to_vec()).unwrap())
+            let (status, body, _) = call(&app, &event).await;
+            (status, body)
         }
     };
     let ns = [("namespace", "shop")];
@@ -328,16 +339,7 @@ async fn values_and_weights_work_on_lambda() {
     let app = lambda_app(&redis).await;
     let call = |event: String| {
         let app = app.clone();
-        async move {
-            let response = lamed::lambda::handle(app, from_str(&event).unwrap()).await;
-            let status = response.status().as_u16();
-            let cache = response
-                .headers()
-                .get("cache-control")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8(body.to_vec()).unwrap(), cache)
-        }
+        async move { call(&app, &event).await }
     };
     let track = |variant: &'static str, event: &'static str, uuid: &'static str, value| {
         let mut query = vec![

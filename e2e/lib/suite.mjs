@@ -7,7 +7,7 @@
 
 import { before, after } from 'node:test';
 import { startLamed, removeWorkDir } from './lamed.mjs';
-import { launchBrowser, startSite, Visitor } from './browser.mjs';
+import { ALEPHBET_CDN_URL, ALEPHBET_DIST, launchBrowser, startSite, Visitor } from './browser.mjs';
 
 export let lamed;
 export let site;
@@ -41,5 +41,19 @@ export function useSuite({ lamed: lamedOptions = {}, site: withSite = true, setu
 export async function visitor(contextOptions, server = lamed) {
   const v = await Visitor.open(browser, server.base, contextOptions);
   visitors.push(v);
+  return v;
+}
+
+/**
+ * A visitor whose browser gets AlephBet from node_modules when a page loads
+ * it from the CDN URL the printed snippets use (there is no internet here).
+ */
+export async function cdnVisitor(server = lamed) {
+  const v = await visitor(undefined, server);
+  await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
+    status: 200,
+    path: ALEPHBET_DIST,
+    headers: { 'Content-Type': 'application/javascript; charset=utf-8', 'Access-Control-Allow-Origin': '*' },
+  }));
   return v;
 }

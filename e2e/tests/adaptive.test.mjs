@@ -9,25 +9,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expectCounts, extractSnippet, LAMED_BIN } from '../lib/lamed.mjs';
-import { ALEPHBET_DIST, ALEPHBET_CDN_URL } from '../lib/browser.mjs';
-import { useSuite, lamed, site, visitor as openVisitor } from '../lib/suite.mjs';
+import { useSuite, lamed, site, cdnVisitor as visitor } from '../lib/suite.mjs';
 
 const NS = 'e2e-adaptive';
 const NAME = 'adaptive headline';
 const VARIANTS = ['short', 'long', 'bold'];
 
 useSuite();
-
-/** A visitor whose browser gets AlephBet from node_modules for the CDN URL. */
-async function visitor() {
-  const v = await openVisitor();
-  await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
-    status: 200,
-    path: ALEPHBET_DIST,
-    headers: { 'Content-Type': 'application/javascript; charset=utf-8', 'Access-Control-Allow-Origin': '*' },
-  }));
-  return v;
-}
 
 test('the adaptive snippet reads the weights, then counts like any experiment', { timeout: 90_000 }, async () => {
   const { stdout } = await promisify(execFile)(LAMED_BIN, [

@@ -6,21 +6,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { expectCounts, startLamed, removeWorkDir } from '../lib/lamed.mjs';
-import { ALEPHBET_DIST, ALEPHBET_CDN_URL, QUEUE } from '../lib/browser.mjs';
-import { useSuite, lamed, site, visitor as openVisitor } from '../lib/suite.mjs';
+import { ALEPHBET_CDN_URL, QUEUE } from '../lib/browser.mjs';
+import { useSuite, lamed, site, cdnVisitor as visitor } from '../lib/suite.mjs';
 
 useSuite({ lamed: { apiKey: null } }); // let lamed generate its key; read it from the banner
-
-/** A visitor whose browser gets AlephBet from node_modules for the CDN URL. */
-async function visitor(server = lamed) {
-  const v = await openVisitor(undefined, server);
-  await v.context.route(ALEPHBET_CDN_URL, (route) => route.fulfill({
-    status: 200,
-    path: ALEPHBET_DIST,
-    headers: { 'Content-Type': 'application/javascript; charset=utf-8', 'Access-Control-Allow-Origin': '*' },
-  }));
-  return v;
-}
 
 test('the printed snippet, pasted into a page, counts participants and the checkout goal', { timeout: 60_000 }, async () => {
   const { snippet } = lamed;

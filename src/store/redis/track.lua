@@ -405,14 +405,21 @@ if n_cur ~= n_cur_before then
   end
 end
 
-if #counted > 0 then
+-- The BITFIELD arguments that add `increments[place]` to the i64 at each
+-- of `places` (integers below 2^53, printed without an exponent).
+local function additions(places, increments)
   local add = {}
-  for _, slot in ipairs(counted) do
+  for _, place in ipairs(places) do
     add[#add + 1] = 'INCRBY'
     add[#add + 1] = 'i64'
-    add[#add + 1] = '#' .. slot
-    add[#add + 1] = increments[slot]
+    add[#add + 1] = '#' .. place
+    add[#add + 1] = string.format('%d', increments[place])
   end
+  return add
+end
+
+if #counted > 0 then
+  local add = additions(counted, increments)
   chunked('BITFIELD', base .. ':c', add, 4)
   local day_key = base .. ':d:' .. day
   chunked('BITFIELD', day_key, add, 4)
@@ -429,14 +436,7 @@ if #counted > 0 then
 end
 
 if #valued > 0 then
-  local add = {}
-  for _, at in ipairs(valued) do
-    add[#add + 1] = 'INCRBY'
-    add[#add + 1] = 'i64'
-    add[#add + 1] = '#' .. at
-    add[#add + 1] = string.format('%d', value_increments[at])
-  end
-  chunked('BITFIELD', base .. ':n', add, 4)
+  chunked('BITFIELD', base .. ':n', additions(valued, value_increments), 4)
 end
 
 return answer
