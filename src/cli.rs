@@ -147,6 +147,23 @@ pub enum Command {
     ///
     /// Asks for confirmation on the terminal unless --yes is given.
     Destroy(DestroyArgs),
+
+    /// Write the man pages: lamed.1 and one page per subcommand
+    ///
+    /// Generated from the same definitions as --help. Install them where
+    /// man looks, e.g. `lamed man /usr/local/share/man/man1`.
+    #[command(
+        after_help = "Examples:\n  lamed man\n  sudo lamed man /usr/local/share/man/man1 && man lamed-serve"
+    )]
+    Man(ManArgs),
+}
+
+/// Options of `lamed man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(default_value = "man")]
+    pub dir: PathBuf,
 }
 
 /// Options of `lamed configure`.

@@ -55,6 +55,14 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The API key file (`api_key_file`) cannot be read.
+    #[error("cannot read the API key file {path}: {source}")]
+    ApiKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The generated API key cannot be stored or read.
     #[error("cannot keep the API key in {path}: {source}")]
     ApiKey {
@@ -344,6 +352,14 @@ impl Config {
         settings.public_url = settings
             .public_url
             .map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(path) = &settings.api_key_file {
+            if settings.api_key.is_some() {
+                return Err(ConfigError::Invalid(
+                    "api_key and api_key_file are both set: give one".into(),
+                ));
+            }
+            settings.api_key = Some(read_api_key_file(path)?);
+        }
         let config = Config {
             source,
             caps: settings.caps(),
@@ -458,7 +474,11 @@ impl Config {
     /// When the key file cannot be read or written.
     pub fn api_key_or_generate(&self) -> Result<(String, ApiKeySource), ConfigError> {
         if let Some(key) = &self.api_key {
-            return Ok((key.clone(), ApiKeySource::Configured));
+            let source = match &self.api_key_file {
+                Some(path) => ApiKeySource::File(path.clone()),
+                None => ApiKeySource::Configured,
+            };
+            return Ok((key.clone(), source));
         }
         let path = self.data_dir.join(API_KEY_FILE);
         let io_err = |source| ConfigError::ApiKey {
@@ -488,10 +508,28 @@ impl Config {
 pub enum ApiKeySource {
     /// From config, flag or environment.
     Configured,
+    /// Read from the `api_key_file` at start.
+    File(PathBuf),
     /// Generated on an earlier start and read from this file.
     Stored(PathBuf),
     /// Generated now and written to this file.
     Generated(PathBuf),
+}
+
+/// The key in an `api_key_file`: its first line, trimmed (a file written
+/// by `echo` or an editor ends with a newline).
+fn read_api_key_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ApiKeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    match text.lines().next().map(str::trim) {
+        Some(key) if !key.is_empty() => Ok(key.to_owned()),
+        _ => Err(ConfigError::Invalid(format!(
+            "the API key file {} is empty",
+            path.display()
+        ))),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -734,5 +772,61 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// `api_key_file`: the key is the file's first line, named by its path
+    /// in the banner; a missing or empty file, or a key given twice, stops
+    /// the start with a message naming the problem.
+    #[test]
+    fn api_key_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "file-key-0123456789abcdef\n").unwrap();
+        let file = path.to_str().unwrap();
+        let config = Config::resolve(
+            None,
+            FileConfig::default(),
+            flags(&["--api-key-file", file]),
+        )
+        .unwrap();
+        let (key, source) = config.api_key_or_generate().unwrap();
+        assert_eq!(key, "file-key-0123456789abcdef");
+        assert_eq!(source, ApiKeySource::File(path.clone()));
+        let from_json = parse(&format!(
+            r#"{{"api_key_file": {}}}"#,
+            serde_json::json!(file)
+        ));
+        let config = Config::resolve(None, from_json, Overrides::default()).unwrap();
+        assert_eq!(config.api_key.as_deref(), Some("file-key-0123456789abcdef"));
+
+        let both = flags(&["--api-key-file", file, "--api-key", "other-key-0123456789"]);
+        let err = Config::resolve(None, FileConfig::default(), both).unwrap_err();
+        assert!(err.to_string().contains("both set"), "{err}");
+        let missing = dir.path().join("missing");
+        let overrides = flags(&["--api-key-file", missing.to_str().unwrap()]);
+        let err = Config::resolve(None, FileConfig::default(), overrides).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot read the API key file {}:",
+                missing.display()
+            )),
+            "{err}"
+        );
+        std::fs::write(&path, "\n").unwrap();
+        let err = Config::resolve(
+            None,
+            FileConfig::default(),
+            flags(&["--api-key-file", file]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        std::fs::write(&path, "short\n").unwrap();
+        let err = Config::resolve(
+            None,
+            FileConfig::default(),
+            flags(&["--api-key-file", file]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 16"), "{err}");
     }
 }

@@ -19,11 +19,15 @@ use redis::aio::MultiplexedConnection;
 use crate::cli::ImportArgs;
 use crate::config::Config;
 use crate::model::{check_field, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES};
+use crate::progress::Bar;
 use crate::store;
 use crate::store::redis::RedisSettings;
 
 /// Counters read per pipeline from the source.
 const CHUNK: usize = 500;
+
+/// Keys a SCAN call examines (its `COUNT`).
+const SCAN_COUNT: u64 = 1000;
 
 /// One counter found in the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +121,16 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         }
         let counters = read_namespace(&mut conn, namespace).await?;
         let mut tally = Tally::default();
-        for (done, counter) in counters.iter().enumerate() {
-            if done > 0 && done % CHUNK == 0 {
-                eprintln!(
-                    "lamed: import: {namespace}: {done}/{} counters",
-                    counters.len()
-                );
+        let mut bar = (!args.dry_run).then(|| {
+            Bar::new(
+                format!("import: {namespace}: counters written"),
+                counters.len() as u64,
+                "counters",
+            )
+        });
+        for counter in &counters {
+            if let Some(bar) = &mut bar {
+                bar.inc(1);
             }
             let valid = [
                 ("experiment", &counter.experiment),
@@ -174,6 +182,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        if let Some(bar) = bar {
+            bar.finish();
         }
         writeln!(stdout, "{}", summary(namespace, &tally, args.dry_run))?;
         total.counters += tally.counters;
@@ -227,8 +238,21 @@ async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
     Ok(conn)
 }
 
-/// Every key matching `pattern`, by SCAN (never KEYS: it blocks Redis).
-async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+/// Every key matching `pattern`, by SCAN (never KEYS: it blocks Redis),
+/// with progress through the keys of the database (`what` names the scan).
+///
+/// A SCAN call examines about `COUNT` keys whatever `MATCH` keeps, so the
+/// keys examined are estimated at `SCAN_COUNT` a call out of `DBSIZE`.
+async fn scan(
+    conn: &mut MultiplexedConnection,
+    pattern: &str,
+    what: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let total: u64 = redis::cmd("DBSIZE")
+        .query_async(conn)
+        .await
+        .context("DBSIZE failed")?;
+    let mut bar = Bar::new(format!("import: {what}: keys scanned"), total, "keys");
     let mut cursor = 0u64;
     let mut keys = Vec::new();
     loop {
@@ -237,14 +261,16 @@ async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> anyhow::Result
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(1000)
+            .arg(SCAN_COUNT)
             .query_async(conn)
             .await
             .context("SCAN failed")?;
         keys.extend(batch);
         if next == 0 {
+            bar.finish();
             return Ok(keys);
         }
+        bar.inc_estimated(SCAN_COUNT);
         cursor = next;
     }
 }
@@ -252,7 +278,7 @@ async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> anyhow::Result
 /// Namespaces: every `<ns>:experiments` key that is a set.
 async fn discover_namespaces(conn: &mut MultiplexedConnection) -> anyhow::Result<Vec<String>> {
     let mut namespaces = BTreeSet::new();
-    for key in scan(conn, "*:experiments").await? {
+    for key in scan(conn, "*:experiments", "namespaces").await? {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(conn).await?;
         if kind != "set" {
             continue;
@@ -294,11 +320,17 @@ async fn read_namespace(
     // The list and a scan, in case the list lost a key.
     let prefix = format!("{namespace}:counters:");
     let mut keys: BTreeSet<Vec<u8>> = listed.into_iter().collect();
-    keys.extend(scan(conn, &format!("{}*", glob_escape(&prefix))).await?);
+    keys.extend(scan(conn, &format!("{}*", glob_escape(&prefix)), namespace).await?);
     let keys: Vec<Vec<u8>> = keys.into_iter().collect();
 
     let mut counters = Vec::new();
+    let mut bar = Bar::new(
+        format!("import: {namespace}: counters read"),
+        keys.len() as u64,
+        "counters",
+    );
     for chunk in keys.chunks(CHUNK) {
+        bar.inc(chunk.len() as u64);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for key in chunk {
@@ -346,6 +378,7 @@ async fn read_namespace(
             });
         }
     }
+    bar.finish();
     // Sorted, so a dry run reads well and runs are comparable.
     let sorted: BTreeMap<_, _> = counters
         .into_iter()

@@ -25,6 +25,7 @@ use std::io::Write;
 use anyhow::Context;
 use redis::aio::MultiplexedConnection;
 
+use crate::progress::Bar;
 use crate::registry::{Decision, ExperimentRecord, GoalSpec, Status};
 use crate::sixpack::{
     self, conversion_member, parse_created_at, valid_name, NameKind, DEFAULT_GOAL, EXCLUDED,
@@ -92,7 +93,8 @@ pub async fn import(
         .context("cannot list Sixpack's experiments")?;
     names.sort();
     let (mut clients, mut counted) = (0usize, 0usize);
-    for name in names {
+    let listed = names.len();
+    for (index, name) in names.into_iter().enumerate() {
         if !valid_name(NameKind::Experiment, &name) {
             eprintln!(
                 "lamed: import: skipping Sixpack experiment {name:?}: invalid experiment name"
@@ -121,7 +123,10 @@ pub async fn import(
                     )?;
                 }
             }
-            Some(store) => write(store, namespace, &source).await?,
+            Some(store) => {
+                let what = format!("import: sixpack: {name} ({}/{listed})", index + 1);
+                write(store, namespace, &source, &what).await?;
+            }
         }
     }
     let action = if target.is_some() {
@@ -215,8 +220,14 @@ async fn bitmap(conn: &mut MultiplexedConnection, key: String) -> anyhow::Result
     Ok(bytes.unwrap_or_default())
 }
 
-/// Writes one experiment: record, imported counts, memberships.
-async fn write(store: &DynStore, namespace: &str, source: &SourceExperiment) -> anyhow::Result<()> {
+/// Writes one experiment: record, imported counts, memberships (with
+/// progress through its clients, `what` naming the experiment).
+async fn write(
+    store: &DynStore,
+    namespace: &str,
+    source: &SourceExperiment,
+    what: &str,
+) -> anyhow::Result<()> {
     let name = &source.name;
     let fail = || format!("cannot import Sixpack experiment {name} into namespace {namespace}");
     let goal_name = |goal: &Option<String>| goal.clone().unwrap_or_else(|| DEFAULT_GOAL.to_owned());
@@ -285,7 +296,13 @@ async fn write(store: &DynStore, namespace: &str, source: &SourceExperiment) -> 
                 .with_context(fail)?;
         }
     }
+    let mut bar = Bar::new(
+        format!("{what}: clients written"),
+        source.users.len() as u64,
+        "clients",
+    );
     for (client, seq) in &source.users {
+        bar.inc(1);
         let held = if bit(&source.excluded, *seq) {
             Some(EXCLUDED)
         } else {
@@ -316,6 +333,7 @@ async fn write(store: &DynStore, namespace: &str, source: &SourceExperiment) -> 
             }
         }
     }
+    bar.finish();
     Ok(())
 }
 

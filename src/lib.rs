@@ -30,6 +30,8 @@
 //! - `deploy` (feature `aws`, off by default): `lamed deploy`, `preflight`
 //!   and `destroy`.
 //! - [`snippet`]: the start banner and the AlephBet snippet.
+//! - [`progress`]: progress of long commands (`import`, `deploy`): bars on
+//!   a terminal, plain lines otherwise.
 //! - [`stats`]: pure statistics for deciding which variant wins.
 //! - [`client`]: a minimal HTTP client for the CLI, the load generator and
 //!   the tests. The load generator itself is the `lamed-load` workspace
@@ -50,6 +52,7 @@ pub mod import;
 pub mod import_sixpack;
 pub mod lambda;
 pub mod model;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod results;

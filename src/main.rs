@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Preflight(args) => commands::aws::preflight(args).await,
             Command::Deploy(args) => commands::aws::deploy(args).await,
             Command::Destroy(args) => commands::aws::destroy(args).await,
+            Command::Man(args) => commands::man::run(args),
         }
     });
     match result {

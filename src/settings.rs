@@ -160,6 +160,20 @@ pub struct Settings {
     )]
     pub api_key: Option<String>,
 
+    /// File whose first line is the API key, such as a systemd credential
+    /// ($CREDENTIALS_DIRECTORY/api_key); instead of api_key
+    ///
+    /// Keeps the key out of command lines, the environment and config.json,
+    /// readable only by the service. Read at start; lamed deploy sends the
+    /// key itself to AWS Lambda.
+    #[arg(
+        long,
+        env = "LAMED_API_KEY_FILE",
+        value_name = "PATH",
+        help_heading = LOCAL_HEADING
+    )]
+    pub api_key_file: Option<PathBuf>,
+
     /// Dedupe window in seconds; 0 never forgets
     ///
     /// The same (namespace, experiment, event, variant, uuid) is counted once

@@ -13,6 +13,12 @@ pub const SNIPPET_START: &str = "----- AlephBet snippet: paste into your page --
 /// Marks the line after the snippet.
 pub const SNIPPET_END: &str = "----- end of snippet -----";
 
+/// The built-in dashboard's URL under a server's base URL (the route
+/// table's `/dashboard`).
+pub fn dashboard_url(base_url: &str) -> String {
+    format!("{base_url}/dashboard")
+}
+
 /// A page fragment that runs one experiment against `track_url`.
 pub fn alephbet_snippet(track_url: &str, namespace: &str) -> String {
     let track_url = js_string(track_url);
@@ -49,6 +55,7 @@ pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKe
             "from the configuration (--api-key, LAMED_API_KEY or config.json)".to_owned()
         }
         ApiKeySource::Stored(path) => format!("stored in {}", path.display()),
+        ApiKeySource::File(path) => format!("read from {}", path.display()),
         ApiKeySource::Generated(path) => {
             format!("{api_key} (generated now, stored in {})", path.display())
         }
@@ -57,8 +64,10 @@ pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKe
         "lamed is listening on {base_url}\n\
          \x20 tracking URL:    {base_url}/track\n\
          \x20 experiments URL: {base_url}/experiments (header X-Api-Key)\n\
+         \x20 dashboard URL:   {} (asks for the API key)\n\
          \x20 API key:         {key_line}\n\
          \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
+        dashboard_url(base_url),
         alephbet_snippet(&format!("{base_url}/track"), namespace)
     )
 }
@@ -161,6 +170,21 @@ mod tests {
         assert!(
             generated.contains(&format!("API key:         {key} (generated now")),
             "{generated}"
+        );
+    }
+
+    /// The banner names the dashboard under the base URL.
+    #[test]
+    fn banner_shows_the_dashboard() {
+        let banner = banner(
+            "https://ab.example.com",
+            "n",
+            "k",
+            &ApiKeySource::Configured,
+        );
+        assert!(
+            banner.contains("\n  dashboard URL:   https://ab.example.com/dashboard "),
+            "{banner}"
         );
     }
 }

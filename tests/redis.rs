@@ -233,6 +233,19 @@ async fn import_from_lamed_and_gimel_is_idempotent() {
             "{stdout}"
         );
         assert!(stdout.contains("3 approximate"), "{stdout}");
+        // Progress without a terminal: plain lines, one as each pass ends
+        // (the scans through all 16 keys of the source, the counters read
+        // and written per namespace), with no bar drawn.
+        for line in [
+            "lamed: import: namespaces: keys scanned: 16 keys in ",
+            "lamed: import: alephbet: keys scanned: 16 keys in ",
+            "lamed: import: alephbet: counters read: 6 counters in ",
+            "lamed: import: alephbet: counters written: 6 counters in ",
+            "lamed: import: gimel: counters written: 3 counters in ",
+        ] {
+            assert!(stderr.contains(line), "{line}: {stderr}");
+        }
+        assert!(!stderr.contains('\r') && !stderr.contains("[="), "{stderr}");
         let (code, stdout, stderr) = run_lamed(&args, limit);
         assert_eq!(code, Some(0), "{stderr}");
         assert!(stdout.contains("0 changed, 9 unchanged"), "{stdout}");

@@ -380,6 +380,15 @@ async fn import_from_sixpack_keeps_counts_and_clients() {
             stdout.contains("sixpack: imported 2 experiments, 7 clients into namespace sixpack"),
             "{stdout}"
         );
+        // Progress without a terminal: a plain line per experiment's clients.
+        assert!(
+            stderr
+                .contains("lamed: import: sixpack: old-test (2/2): clients written: 6 clients in ")
+                && stderr.contains(
+                    "lamed: import: sixpack: done-test (1/2): clients written: 1 clients in "
+                ),
+            "{stderr}"
+        );
     }
     let server = Server::start(&data, &["--api-key", API_KEY]);
     let expected: BTreeMap<(String, String, String), u64> = [

@@ -378,24 +378,43 @@ function adaptiveSection(adaptive) {
   return parts;
 }
 
-/** A line chart: x = day index, y from 0 to `max`; optional bands. */
-function lineChart(title, days, lines, yFormat, max) {
+/**
+ * The y axis from 0: about four equal steps of 1, 2 or 5 times a power of
+ * ten, ending at or above `max`, each labelled so that no two labels read
+ * the same. Counts (`whole`) step by whole numbers (0, 1, 2, 3 for a
+ * maximum of 3, never "0, 1, 1, 2, 3"); rates are shown in percent with
+ * as many decimals as the step needs.
+ */
+function axisTicks(max, whole) {
+  const raw = Math.max(max, whole ? 1 : 1e-6) / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  let step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw * (1 - 1e-9));
+  if (whole) step = Math.max(1, Math.round(step));
+  const count = Math.max(1, Math.ceil(max / step - 1e-9));
+  const ticks = Array.from({ length: count + 1 }, (_, i) => i * step);
+  const digits = Math.max(0, -Math.floor(Math.log10(step * 100) + 1e-9));
+  const label = whole ? (v) => Math.round(v).toLocaleString("en-US") : (v) => pct(v, digits);
+  return { ticks, label };
+}
+
+/** A line chart: x = day index, y on `axis` (from `axisTicks`); optional bands. */
+function lineChart(title, days, lines, axis) {
   const width = 520, height = 200, left = 48, right = 10, top = 10, bottom = 28;
   const n = days.length;
+  const max = axis.ticks[axis.ticks.length - 1];
   // A single day sits in the middle; more days spread over the width.
   const x = (i) => (n < 2 ? (left + width - right) / 2 : left + (i * (width - left - right)) / (n - 1));
   const y = (v) => top + (height - top - bottom) * (1 - v / (max || 1));
   const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
-  for (let t = 0; t <= 4; t++) {
-    const v = (max * t) / 4;
+  for (const v of axis.ticks) {
     chart.append(svg("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), stroke: "#e3e6ec" }),
-      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, yFormat(v)));
+      svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "y-tick" }, axis.label(v)));
   }
   if (days.length === 1) {
-    chart.append(svg("text", { x: x(0), y: height - 8, "text-anchor": "middle" }, days[0]));
+    chart.append(svg("text", { x: x(0), y: height - 8, "text-anchor": "middle", class: "x-tick" }, days[0]));
   } else if (days.length > 1) {
-    chart.append(svg("text", { x: left, y: height - 8 }, days[0]),
-      svg("text", { x: width - right, y: height - 8, "text-anchor": "end" }, days[days.length - 1]));
+    chart.append(svg("text", { x: left, y: height - 8, class: "x-tick" }, days[0]),
+      svg("text", { x: width - right, y: height - 8, "text-anchor": "end", class: "x-tick" }, days[days.length - 1]));
   }
   lines.forEach((line, index) => {
     const colour = COLOURS[index % COLOURS.length];
@@ -425,13 +444,13 @@ function participantsChart(report) {
     return { label: v.label, values: series ? series.counts : report.daily.days.map(() => 0) };
   });
   const max = Math.max(1, ...lines.flatMap((l) => l.values));
-  return lineChart("Participants per day", report.daily.days, lines, (v) => Math.round(v).toLocaleString("en-US"), max);
+  return lineChart("Participants per day", report.daily.days, lines, axisTicks(max, true));
 }
 
 function conversionChart(goal, report) {
   const lines = goal.cumulative.map((c) => ({ label: c.variant, values: c.rate, band: c.interval }));
   const max = Math.min(1, Math.max(0.01, ...goal.cumulative.flatMap((c) => c.interval.map((i) => (i ? i.upper : 0)))));
-  return lineChart(`Cumulative conversion on ${goal.goal}, with 95% interval`, report.daily.days, lines, (v) => pct(v, 1), max);
+  return lineChart(`Cumulative conversion on ${goal.goal}, with 95% interval`, report.daily.days, lines, axisTicks(max, false));
 }
 
 /** Downloads the report's table rows as CSV (cells made by csv.js). */

@@ -16,7 +16,7 @@ pub fn run(args: DashboardArgs) -> anyhow::Result<()> {
         Some(url) => url,
         None => {
             let config = Config::load(args.store.overrides())?;
-            format!("{}/dashboard", config.base_url(config.listen))
+            crate::snippet::dashboard_url(&config.base_url(config.listen))
         }
     };
     println!("{url}");

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod configure;
 pub mod dashboard;
 pub mod experiments;
+pub mod man;
 pub mod report;
 
 /// The width, in characters, of each column of a text table.

@@ -24,13 +24,14 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::cli::{DeployArgs, DestroyArgs};
 use crate::model::DEFAULT_NAMESPACE;
+use crate::progress::Steps;
 use crate::server::routes::Function;
 use crate::snippet;
 use plan::STAGE;
 
-/// One progress line on stderr.
+/// One step done: a line on stderr, above the spinner on a terminal.
 pub(crate) fn progress(step: &str) {
-    eprintln!("lamed: {step}");
+    crate::progress::step(step);
 }
 
 /// An SDK error with its whole cause chain (the SDK's `Display` says only
@@ -88,6 +89,7 @@ pub fn stage_url(api: &str, region: &str) -> String {
 /// A failed check before anything changes, or the step that failed, naming
 /// the resource and the reason.
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let steps = Steps::start("deploying");
     let ready = preflight::prepare(&args.aws, !args.no_preflight).await?;
     let plan = plan::plan(&ready.config, args.aws.arch)?;
     let zip = package::zip_bootstrap(&ready.bootstrap)?;
@@ -141,12 +143,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     apigateway::deploy_stage(&clients.apigateway, &api).await?;
     apigateway::ensure_usage_plan(&clients.apigateway, &api, &key_id).await?;
 
+    drop(steps);
     let base = stage_url(&api, region);
     let mut out = format!(
         "lamed is deployed on AWS Lambda (region {region}, REST API {api}, stage {STAGE})\n\
          \x20 tracking URL:    {base}/track\n\
          \x20 experiments URL: {base}/experiments (header X-Api-Key)\n\
-         \x20 dashboard URL:   {base}/dashboard\n"
+         \x20 dashboard URL:   {}\n",
+        snippet::dashboard_url(&base)
     );
     for (path, handler) in &plan.extra_routes {
         out.push_str(&format!(
@@ -199,6 +203,7 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
         .region()
         .map(|r| r.to_string())
         .context(preflight::NO_REGION)?;
+    let _steps = Steps::start("removing");
     progress(&format!("removing lamed from region {region}"));
     let clients = Clients::new(&sdk);
     for what in apigateway::destroy(&clients.apigateway).await? {

@@ -154,10 +154,10 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
     let mut failed = 0;
     for check in &checks {
         match &check.outcome {
-            Ok(detail) => eprintln!("lamed: ok    {}: {detail}", check.name),
+            Ok(detail) => crate::progress::step(&format!("ok    {}: {detail}", check.name)),
             Err(problem) => {
                 failed += 1;
-                eprintln!("lamed: FAIL  {}: {problem}", check.name);
+                crate::progress::step(&format!("FAIL  {}: {problem}", check.name));
             }
         }
     }

@@ -156,8 +156,9 @@ impl Drop for Server {
     }
 }
 
-/// The key a server started with `args` uses: from `--api-key`, else from
-/// the `--config` file, else the one it generated in `data_dir`.
+/// The key a server started with `args` uses: from `--api-key` or
+/// `--api-key-file`, else from the `--config` file, else the one it
+/// generated in `data_dir`.
 fn api_key_in_use(data_dir: &Path, args: &[&str]) -> String {
     let flag_value = |flag: &str| {
         args.iter()
@@ -166,6 +167,10 @@ fn api_key_in_use(data_dir: &Path, args: &[&str]) -> String {
     };
     if let Some(key) = flag_value("--api-key") {
         return key.to_owned();
+    }
+    if let Some(path) = flag_value("--api-key-file") {
+        let text = std::fs::read_to_string(path).expect("API key file readable");
+        return text.lines().next().unwrap_or_default().trim().to_owned();
     }
     let from_file = flag_value("--config").and_then(|config| {
         let text = std::fs::read_to_string(config).expect("config file readable");
