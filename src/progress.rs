@@ -135,12 +135,13 @@ impl Drop for Bar {
     }
 }
 
-/// How a [`Bar`] is drawn: `lamed: import: shop: keys scanned [===>  ]
-/// 1,200/5,000 keys (3,000/s, 1s left)`.
+/// How a [`Bar`] is drawn: `lamed: import: shop: keys scanned ===>
+/// 1,200/5,000 keys (3,000/s, 1s left)`, the bar as wide as the terminal
+/// leaves room for.
 fn bar_style(unit: &str) -> Result<ProgressStyle, TemplateError> {
     Ok(ProgressStyle::with_template(&format!(
-        "lamed: {{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} \
-         ({{per_sec}}, {{eta}} left)"
+        "lamed: {{prefix}} [{{wide_bar}}] {{human_pos}}/{{human_len}} {unit} \
+         ({{per_sec:0}}, {{eta}} left)"
     ))?
     .progress_chars("=> "))
 }
