@@ -140,10 +140,14 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
             .into_iter()
             .try_for_each(|(field, value)| check_field(field, value, MAX_NAME_BYTES));
             if let Err(err) = valid {
-                eprintln!(
+                let line = format!(
                     "lamed: import: skipping {namespace}:{}:{}:{}: {err}",
                     counter.experiment, counter.event, counter.variant
                 );
+                match &bar {
+                    Some(bar) => bar.note(&line),
+                    None => eprintln!("{line}"),
+                }
                 tally.skipped += 1;
                 continue;
             }
@@ -330,7 +334,6 @@ async fn read_namespace(
         "counters",
     );
     for chunk in keys.chunks(CHUNK) {
-        bar.inc(chunk.len() as u64);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for key in chunk {
@@ -340,11 +343,15 @@ async fn read_namespace(
         for (key, value) in chunk.iter().zip(values) {
             let name = String::from_utf8_lossy(key).into_owned();
             let Some(rest) = name.strip_prefix(&prefix) else {
-                eprintln!("lamed: import: skipping {name}: not a counter of {namespace}");
+                bar.note(&format!(
+                    "lamed: import: skipping {name}: not a counter of {namespace}"
+                ));
                 continue;
             };
             let Some((experiment, event, variant)) = split_counter(rest, &experiments) else {
-                eprintln!("lamed: import: skipping {name}: not <experiment>:<event>:<variant>");
+                bar.note(&format!(
+                    "lamed: import: skipping {name}: not <experiment>:<event>:<variant>"
+                ));
                 continue;
             };
             let (count, approximate) = match value {
@@ -358,14 +365,14 @@ async fn read_namespace(
                 {
                     Some(count) => (count, false),
                     None => {
-                        eprintln!("lamed: import: skipping {name}: not a count");
+                        bar.note(&format!("lamed: import: skipping {name}: not a count"));
                         continue;
                     }
                 },
                 // Listed but gone (deleted), or not a string: nothing to import.
                 Ok(None) => continue,
                 Err(err) => {
-                    eprintln!("lamed: import: skipping {name}: {err}");
+                    bar.note(&format!("lamed: import: skipping {name}: {err}"));
                     continue;
                 }
             };
@@ -377,6 +384,7 @@ async fn read_namespace(
                 approximate,
             });
         }
+        bar.inc(chunk.len() as u64);
     }
     bar.finish();
     // Sorted, so a dry run reads well and runs are comparable.

@@ -76,6 +76,15 @@ impl Bar {
         self.show();
     }
 
+    /// A message line on stderr (a skipped key), above the bar on a
+    /// terminal so the two do not overwrite each other.
+    pub fn note(&self, line: &str) {
+        match &self.drawn {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Draws the bar, or writes a plain line when the last is old enough.
     fn show(&mut self) {
         match &self.drawn {
