@@ -45,6 +45,8 @@ impl Bar {
             // The template parses: the unit test builds it.
             bar.set_style(bar_style(unit).expect("a valid progress template"));
             bar.set_prefix(what.clone());
+            // Drawn now, so a pass shorter than a tick still shows.
+            bar.tick();
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
@@ -176,6 +178,7 @@ impl Steps {
             let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             // The template parses: the unit test builds it.
             spinner.set_style(spinner_style(what).expect("a valid spinner template"));
+            spinner.tick();
             spinner.enable_steady_tick(Duration::from_millis(120));
             *lock() = Some(spinner);
         }

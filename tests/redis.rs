@@ -282,6 +282,62 @@ async fn import_from_lamed_and_gimel_is_idempotent() {
     }
 }
 
+/// On a terminal (a pseudo-terminal made by util-linux's `script`),
+/// `lamed import` draws progress bars, each naming its pass with the count
+/// out of the total, the rate and the time left, and clears them when the
+/// pass ends, leaving its plain closing line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_draws_bars_on_a_terminal() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("SKIPPED: no /usr/bin/script (util-linux) to make a terminal");
+        return;
+    }
+    let source = RedisServer::start();
+    seed_lamed_and_gimel(&source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let command = format!(
+        "stty cols 120 rows 40; exec {} import --redis {} --data-dir {}",
+        util::lamed_bin(),
+        source.url(),
+        data.display()
+    );
+    let mut child = std::process::Command::new("/usr/bin/script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .env_remove("LAMED_REDIS_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lamed import on a terminal still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for drawn in [
+        "lamed: import: namespaces: keys scanned [",
+        "lamed: import: alephbet: counters written [",
+        "/6 counters (",
+        "/s, ",
+        " left)",
+        // Cleared when done: erase the line.
+        "\x1b[2K",
+        "lamed: import: alephbet: counters written: 6 counters in ",
+    ] {
+        assert!(screen.contains(drawn), "{drawn:?} not drawn: {screen:?}");
+    }
+    assert!(screen.contains("9 changed, 0 unchanged"), "{screen}");
+}
+
 /// A Redis that may evict lamed's keys (the managed-Redis default
 /// `volatile-lru`) stops `lamed serve` with exit code 1 before it binds or
 /// prints its banner, the message naming the policy and the fix.
