@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes tests/data/upgrade/: a data directory written by a released lamed
 # (its lamed.db), the events it was sent and the answers it gave, for
-# tests/upgrade.rs, which serves that directory with the binary under test.
+# tests/operations/upgrade.rs, which serves that directory with the binary under test.
 # Run it once per release whose store layout the next binaries must read:
 #   LAMED_BIN=path/to/released/lamed scripts/make-upgrade-fixture.sh
 # It writes into tests/data/upgrade/ (replacing what is there).

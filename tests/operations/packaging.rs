@@ -3,7 +3,7 @@
 //! security` allows for a network server, its variables are settings, and
 //! `lamed serve` runs with the key file the unit hands it.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! weights endpoint.
 #![cfg(feature = "redis")]
 
-mod util;
+use crate::util;
 
 use serde_json::{json, Value as Json};
 use util::redis_server::RedisServer;

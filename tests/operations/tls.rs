@@ -1,7 +1,7 @@
 //! `lamed serve --tls-cert --tls-key` refuses, before binding, what cannot
 //! serve HTTPS (the browser test of HTTPS is `e2e/tests/tls.test.mjs`).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! while a load is being counted restores to exact counts and a dedupe
 //! memory that agrees with them; restore refuses a served data directory.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! served by this binary with the same counts and records, and the events
 //! it had counted still count once.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 
