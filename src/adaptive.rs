@@ -189,20 +189,24 @@ pub struct Tally {
 impl Tally {
     /// What arrived between `earlier` and `self`.
     fn since(&self, earlier: &Tally) -> Tally {
-        let values = match (self.values, earlier.values) {
-            (Some(now), before) => {
-                let before = before.unwrap_or_default();
-                Some(ValueTotals {
-                    valued: now.valued.saturating_sub(before.valued),
-                    sum: now.sum - before.sum,
-                    sum_of_squares: now.sum_of_squares - before.sum_of_squares,
-                })
-            }
-            (None, _) => None,
-        };
         Tally {
             participants: self.participants.saturating_sub(earlier.participants),
             conversions: self.conversions.saturating_sub(earlier.conversions),
+            values: self
+                .values
+                .map(|now| now.minus(earlier.values.unwrap_or_default())),
+        }
+    }
+
+    /// What arrived in both spans.
+    fn plus(&self, other: &Tally) -> Tally {
+        let values = match (self.values, other.values) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or_default().plus(b.unwrap_or_default())),
+        };
+        Tally {
+            participants: self.participants + other.participants,
+            conversions: self.conversions + other.conversions,
             values,
         }
     }
@@ -354,7 +358,7 @@ pub fn strata(
         match strata.last_mut() {
             Some(last) if last.weights == *weights => {
                 for (total, more) in last.tallies.iter_mut().zip(&arrived) {
-                    *total = add(total, more);
+                    *total = total.plus(more);
                 }
             }
             _ => strata.push(Stratum {
@@ -365,25 +369,6 @@ pub fn strata(
     }
     strata.retain(|s| s.tallies.iter().any(|t| t.participants > 0));
     strata
-}
-
-fn add(a: &Tally, b: &Tally) -> Tally {
-    let values = match (a.values, b.values) {
-        (None, None) => None,
-        (x, y) => {
-            let (x, y) = (x.unwrap_or_default(), y.unwrap_or_default());
-            Some(ValueTotals {
-                valued: x.valued + y.valued,
-                sum: x.sum + y.sum,
-                sum_of_squares: x.sum_of_squares + y.sum_of_squares,
-            })
-        }
-    };
-    Tally {
-        participants: a.participants + b.participants,
-        conversions: a.conversions + b.conversions,
-        values,
-    }
 }
 
 /// The adaptive part of an experiment's report.

@@ -221,6 +221,24 @@ impl ValueTotals {
         })
     }
 
+    /// The totals of both sets of events.
+    pub fn plus(self, other: ValueTotals) -> ValueTotals {
+        ValueTotals {
+            valued: self.valued + other.valued,
+            sum: self.sum + other.sum,
+            sum_of_squares: self.sum_of_squares + other.sum_of_squares,
+        }
+    }
+
+    /// The totals of the events counted since `earlier` was read.
+    pub fn minus(self, earlier: ValueTotals) -> ValueTotals {
+        ValueTotals {
+            valued: self.valued.saturating_sub(earlier.valued),
+            sum: self.sum - earlier.sum,
+            sum_of_squares: self.sum_of_squares - earlier.sum_of_squares,
+        }
+    }
+
     /// Adds one value.
     pub fn add(&mut self, value: Value) {
         self.valued += 1;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::schema::has_table;
 use super::{lock_data_dir, DataDirInUse, DB_FILE};
 use crate::store::StoreError;
 
@@ -163,12 +164,7 @@ pub fn check_backup(file: &Path) -> Result<StoreSummary, StoreError> {
         return Err(not_a_store(format!("damaged ({check})")));
     }
     for table in REQUIRED_TABLES {
-        let exists: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |row| row.get(0),
-        )?;
-        if !exists {
+        if !has_table(&conn, table)? {
             return Err(not_a_store(format!("it has no table '{table}'")));
         }
     }

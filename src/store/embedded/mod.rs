@@ -49,7 +49,7 @@ use command::{
 };
 use prune::Pruner;
 pub use prune::DAILY_RETENTION_DAYS;
-use schema::{open_reader_connection, open_writer_connection};
+use schema::{has_table, open_reader_connection, open_writer_connection};
 use seen::{cutoff, SeenIndex};
 use writer::Writer;
 
@@ -235,12 +235,7 @@ impl EmbeddedStore {
                 "namespace TEXT, experiment TEXT, period INTEGER, weights TEXT",
             ),
         ] {
-            let exists: bool = reader.query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |row| row.get(0),
-            )?;
-            if !exists {
+            if !has_table(&reader, table)? {
                 reader.execute_batch(&format!("CREATE TEMP TABLE {table} ({columns})"))?;
             }
         }

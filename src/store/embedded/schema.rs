@@ -74,6 +74,15 @@ pub(super) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(MS_PER_DAY)
 }
 
+/// Whether the database has table `name`.
+pub(super) fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+}
+
 /// Opens a read-only connection for queries; it never blocks the writer.
 pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
     let reader = Connection::open_with_flags(
