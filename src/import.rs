@@ -73,7 +73,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         None
     } else {
         let config = Config::load(args.overrides())?;
-        let store = store::open(&config)
+        let store = store::open(&config.store_options())
             .await
             .context("cannot open the target store")?;
         Some((store, config))

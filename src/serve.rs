@@ -33,7 +33,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()
         .context("cannot set up TLS")?;
     let (api_key, key_source) = config.api_key_or_generate()?;
-    let store = store::open(&config)
+    let store = store::open(&config.store_options())
         .await
         .with_context(|| match &config.redis {
             Some(redis) => format!("cannot open the redis store at {}", redis.redacted()),

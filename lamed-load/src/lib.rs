@@ -16,9 +16,9 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use lamed::client::{alephbet_encode, request, Answer, USER_AGENT};
+pub use lamed_client::{alephbet_encode, request, Answer, USER_AGENT};
 
-use lamed::model::{Event, PARTICIPATE};
+use lamed_core::model::{Event, PARTICIPATE};
 
 /// The `GET /track` path and query AlephBet would send for `event`.
 pub fn track_path(path: &str, event: &Event) -> String {

@@ -168,7 +168,7 @@ impl Registry {
             let store = EmbeddedStore::open_read_only(&config.data_dir)?;
             return Ok(Registry::Local(std::sync::Arc::new(store)));
         }
-        match crate::store::open(&config).await {
+        match crate::store::open(&config.store_options()).await {
             Ok(store) => Ok(Registry::Local(store)),
             Err(err) if DataDirInUse::is_cause_of(&err) => bail!(
                 "a server is running on this data directory ({}): use --server URL",

@@ -58,7 +58,7 @@ async fn from_store(args: &ReportArgs, request: &ReportRequest) -> anyhow::Resul
     // A Redis store (configured in the file) is read where it is; the
     // embedded one read-only, so a running server is not disturbed.
     let store: crate::store::DynStore = match &config.redis {
-        Some(_) => crate::store::open(&config).await?,
+        Some(_) => crate::store::open(&config.store_options()).await?,
         None => std::sync::Arc::new(EmbeddedStore::open_read_only(&config.data_dir)?),
     };
     let ns = &args.namespace;

@@ -221,8 +221,8 @@ pub fn test_venv_bin() -> &'static Path {
 /// Private `redis-server` processes and clusters (shared with the unit
 /// tests of the Redis store).
 #[cfg(feature = "redis")]
-#[path = "../../src/store/redis/testing.rs"]
-pub mod redis_server;
+#[allow(unused_imports)]
+pub use lamed::store::redis::testing as redis_server;
 
 /// Runs `lamed` with `args` to completion (at most `limit`), returning its
 /// exit code, stdout and stderr; a run past the limit is killed and fails

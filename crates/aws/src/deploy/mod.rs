@@ -1,0 +1,216 @@
+//! `lamed deploy` and `lamed destroy`: the same `lamed` binary on AWS
+//! Lambda behind API Gateway, built idempotently through the AWS SDK.
+//!
+//! # Layout
+//!
+//! - [`plan`]: what is built, as plain data (names, functions, paths).
+//! - [`preflight`]: every check before a change, each with its fix.
+//! - [`package`]: the zip with `bootstrap`.
+//! - [`iam`], [`functions`], [`apigateway`]: one AWS service each, every
+//!   step looking up before it creates.
+
+pub mod apigateway;
+pub mod functions;
+pub mod iam;
+pub mod package;
+pub mod plan;
+pub mod preflight;
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::args::{DeployArgs, DestroyArgs};
+use lamed_config::config::Handler;
+use lamed_progress::Steps;
+use lamed_server::routes::Function;
+use plan::STAGE;
+
+/// One step done: a line on stderr, above the spinner on a terminal.
+pub(crate) fn progress(step: &str) {
+    lamed_progress::step(step);
+}
+
+/// An SDK error with its whole cause chain (the SDK's `Display` says only
+/// "service error").
+pub(crate) fn sdk_error<E>(err: E) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    anyhow::anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&err))
+}
+
+/// The AWS configuration from the standard chain (environment, profile,
+/// SSO, instance role...), with `--region` and `--endpoint-url` on top.
+pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// The clients of the services lamed uses.
+pub struct Clients {
+    /// IAM (the role).
+    pub iam: aws_sdk_iam::Client,
+    /// Lambda (the functions).
+    pub lambda: aws_sdk_lambda::Client,
+    /// API Gateway (the REST API, key and usage plan).
+    pub apigateway: aws_sdk_apigateway::Client,
+}
+
+impl Clients {
+    /// Clients sharing one configuration.
+    pub fn new(config: &SdkConfig) -> Self {
+        Clients {
+            iam: aws_sdk_iam::Client::new(config),
+            lambda: aws_sdk_lambda::Client::new(config),
+            apigateway: aws_sdk_apigateway::Client::new(config),
+        }
+    }
+}
+
+/// The base URL of the stage.
+pub fn stage_url(api: &str, region: &str) -> String {
+    format!("https://{api}.execute-api.{region}.amazonaws.com/{STAGE}")
+}
+
+/// What `lamed deploy` built: what the binary shows its user.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The region of the functions.
+    pub region: String,
+    /// The REST API's id.
+    pub api: String,
+    /// The stage's base URL.
+    pub base_url: String,
+    /// The `extra_wiring` paths, with the handler each serves.
+    pub extra_routes: Vec<(String, Handler)>,
+    /// The API key the management API requires.
+    pub api_key: String,
+}
+
+/// Runs `lamed deploy`.
+///
+/// # Errors
+///
+/// A failed check before anything changes, or the step that failed, naming
+/// the resource and the reason.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
+    let steps = Steps::start("deploying");
+    let ready = preflight::prepare(&args.aws, !args.no_preflight).await?;
+    let plan = plan::plan(&ready.config, args.aws.arch)?;
+    let zip = package::zip_bootstrap(&ready.bootstrap)?;
+    progress(&format!(
+        "packaged {} as bootstrap ({:.1} MB zipped)",
+        ready.bootstrap.display(),
+        zip.len() as f64 / 1_048_576.0
+    ));
+    let clients = Clients::new(&ready.sdk);
+    let region = ready.region.as_str();
+
+    let role_arn = iam::ensure_role(&clients.iam).await?;
+    let (key_id, api_key) =
+        apigateway::ensure_api_key(&clients.apigateway, ready.config.api_key.as_deref()).await?;
+    let environment = plan.environment(&ready.config, &api_key)?;
+    let mut alias_arns = HashMap::new();
+    for spec in &plan.functions {
+        let deployed = functions::ensure_function(
+            &clients.lambda,
+            functions::FunctionInput {
+                spec,
+                role_arn: &role_arn,
+                zip: &zip,
+                arch: plan.arch,
+                environment: &environment,
+            },
+        )
+        .await?;
+        alias_arns.insert(spec.name.clone(), deployed.alias_arn);
+    }
+
+    let api = apigateway::ensure_api(&clients.apigateway).await?;
+    apigateway::wire_routes(&clients.apigateway, &api, region, &plan, &alias_arns).await?;
+    // arn:aws:iam::<account>:role/lamed
+    let mut arn = role_arn.split(':');
+    let partition = arn.nth(1).unwrap_or("aws");
+    let account = arn.nth(1).unwrap_or("*");
+    let source_arn = format!("arn:{partition}:execute-api:{region}:{account}:{api}/*");
+    let statement_id = format!("lamed-apigateway-{api}");
+    for spec in &plan.functions {
+        if functions::ensure_permission(&clients.lambda, &spec.name, &source_arn, &statement_id)
+            .await?
+        {
+            progress(&format!(
+                "function {}: API Gateway may invoke {}",
+                spec.name,
+                plan::ALIAS
+            ));
+        }
+    }
+    apigateway::deploy_stage(&clients.apigateway, &api).await?;
+    apigateway::ensure_usage_plan(&clients.apigateway, &api, &key_id).await?;
+
+    drop(steps);
+    Ok(Deployed {
+        region: region.to_owned(),
+        base_url: stage_url(&api, region),
+        api,
+        extra_routes: plan.extra_routes,
+        api_key,
+    })
+}
+
+/// Runs `lamed destroy`.
+///
+/// # Errors
+///
+/// When not confirmed, when AWS cannot be reached, or a removal fails.
+pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "refusing to destroy without confirmation: standard input is not a terminal; pass --yes"
+            );
+        }
+        eprint!(
+            "lamed: this removes lamed's REST API, API key, usage plan, Lambda functions and IAM role \
+             (the Redis data stays). Type 'yes' to continue: "
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("cannot read the confirmation")?;
+        if answer.trim() != "yes" {
+            anyhow::bail!("not confirmed; nothing was removed");
+        }
+    }
+    let sdk = sdk_config(args.region.as_deref(), args.endpoint_url.as_deref()).await;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .context(preflight::NO_REGION)?;
+    let _steps = Steps::start("removing");
+    progress(&format!("removing lamed from region {region}"));
+    let clients = Clients::new(&sdk);
+    for what in apigateway::destroy(&clients.apigateway).await? {
+        progress(&format!("{what}: removed"));
+    }
+    for name in Function::ALL.map(Function::name) {
+        if functions::delete_function(&clients.lambda, name).await? {
+            progress(&format!("function {name}: removed with its versions"));
+        }
+    }
+    if iam::delete_role(&clients.iam).await? {
+        progress(&format!("IAM role {}: removed", plan::ROLE_NAME));
+    }
+    progress("done; CloudWatch log groups /aws/lambda/lamed-* are kept (delete them in the console if unwanted)");
+    Ok(())
+}

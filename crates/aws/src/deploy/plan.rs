@@ -1,0 +1,524 @@
+//! What `lamed deploy` builds, as plain data: the names, the functions, the
+//! paths and their methods, and the function environment. No AWS calls
+//! here, so the plan is tested without an emulator.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::args::Arch;
+use lamed_config::config::{Config, Handler};
+use lamed_server::routes::{self, Access, Deploy, Endpoint, Function, ROUTES};
+
+/// IAM role and inline policy name.
+pub const ROLE_NAME: &str = "lamed";
+/// The inline policy of the role.
+pub const POLICY_NAME: &str = "lamed";
+/// REST API name.
+pub const API_NAME: &str = "lamed";
+/// The API's only stage.
+pub const STAGE: &str = "prod";
+/// The alias every integration calls.
+pub const ALIAS: &str = "live";
+/// API key and usage plan name.
+pub const API_KEY_NAME: &str = "lamed";
+/// Usage plan name.
+pub const USAGE_PLAN_NAME: &str = "lamed";
+/// Published versions kept per function (older ones are deleted).
+pub const KEEP_VERSIONS: usize = 5;
+/// The Lambda runtime: a custom runtime whose `bootstrap` is `lamed`.
+pub const RUNTIME: &str = "provided.al2023";
+/// The handler name of a custom runtime (informational only).
+pub const HANDLER: &str = "bootstrap";
+/// The original's memory size (MB).
+pub const DEFAULT_MEMORY_MB: i32 = 128;
+/// The original's timeout (seconds).
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
+
+/// One Lambda function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// Function name.
+    pub name: String,
+    /// What it is for (the function description).
+    pub description: String,
+    /// Memory in MB.
+    pub memory_mb: i32,
+    /// Timeout in seconds.
+    pub timeout_seconds: i32,
+}
+
+/// One method on one API Gateway path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Full path, e.g. `/api/experiments/{experiment}/report`.
+    pub path: String,
+    /// HTTP method.
+    pub method: String,
+    /// The function it invokes (through its alias).
+    pub function: String,
+    /// Whether API Gateway demands the `lamed` API key.
+    pub api_key_required: bool,
+    /// `method.request.querystring.x` → required, as the original wires.
+    pub request_parameters: BTreeMap<String, bool>,
+}
+
+/// Everything deploy builds, decided from the configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The functions, in creation order.
+    pub functions: Vec<FunctionSpec>,
+    /// Every method of every path (OPTIONS is added per path).
+    pub routes: Vec<Route>,
+    /// Extra paths of the config: (path segment, handler) for the router.
+    pub extra_routes: Vec<(String, Handler)>,
+    /// The processor architecture of the functions.
+    pub arch: Arch,
+}
+
+impl Plan {
+    /// Every path, each once, parents before children.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = Vec::new();
+        for route in &self.routes {
+            let mut prefix = String::new();
+            for segment in route.path.trim_start_matches('/').split('/') {
+                prefix.push('/');
+                prefix.push_str(segment);
+                if !paths.contains(&prefix) {
+                    paths.push(prefix.clone());
+                }
+            }
+        }
+        paths
+    }
+
+    /// The routes of one path.
+    pub fn routes_of<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.iter().filter(move |r| r.path == path)
+    }
+
+    /// The function environment: how the configuration reaches the Lambda.
+    ///
+    /// # Errors
+    ///
+    /// When no Redis is configured.
+    pub fn environment(
+        &self,
+        config: &Config,
+        api_key: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        config
+            .redis
+            .as_ref()
+            .context("no redis in the config: lamed on AWS Lambda counts on Redis")?;
+        // Every setting that applies on Lambda, from its definition
+        // (lamed_config::settings), with the key deploy keeps in API Gateway.
+        let settings = lamed_config::settings::Settings {
+            api_key: Some(api_key.to_owned()),
+            ..config.settings.clone()
+        };
+        let mut env = settings.lambda_environment();
+        if !self.extra_routes.is_empty() {
+            let routes = self
+                .extra_routes
+                .iter()
+                .map(|(path, handler)| format!("{path}={}", handler.lamed_name()))
+                .collect::<Vec<_>>()
+                .join(",");
+            env.insert(crate::lambda::EXTRA_ROUTES_VAR.to_owned(), routes);
+        }
+        Ok(env)
+    }
+}
+
+/// The function serving a handler of `extra_wiring`: its row's.
+pub fn function_of(handler: Handler) -> Option<Function> {
+    match routes::route_of(handler).deploy {
+        Deploy::Lambda(function) => Some(function),
+        Deploy::ServeOnly(_) => None,
+    }
+}
+
+/// `method.request.querystring.x` → false for each declared parameter.
+fn declared_parameters(endpoint: Endpoint) -> BTreeMap<String, bool> {
+    endpoint
+        .declared_query()
+        .iter()
+        .map(|p| (format!("method.request.querystring.{p}"), false))
+        .collect()
+}
+
+/// The gateway methods of the route table: one per method of every row
+/// that is deployed.
+fn table_routes() -> Vec<Route> {
+    ROUTES
+        .iter()
+        .filter_map(|row| match row.deploy {
+            Deploy::Lambda(function) => Some((row, function)),
+            Deploy::ServeOnly(_) => None,
+        })
+        .flat_map(|(row, function)| {
+            row.endpoints.iter().map(move |endpoint| Route {
+                path: row.path.to_owned(),
+                method: endpoint.method().as_str().to_owned(),
+                function: function.name().to_owned(),
+                api_key_required: row.access == Access::ApiKey,
+                request_parameters: declared_parameters(*endpoint),
+            })
+        })
+        .collect()
+}
+
+/// Decides what to build from the configuration.
+///
+/// # Errors
+///
+/// When an `extra_wiring` entry is invalid: an unknown handler, a path
+/// lamed already uses, a bad method, or memory/timeout out of Lambda's range.
+pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
+    let mut functions: Vec<FunctionSpec> = Function::ALL
+        .into_iter()
+        .map(|function| FunctionSpec {
+            name: function.name().to_owned(),
+            description: function.description(),
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        })
+        .collect();
+    let mut routes = table_routes();
+    let mut extra_routes = Vec::new();
+    for wiring in &config.extra_wiring {
+        let handler = wiring.handler()?;
+        let row = routes::route_of(handler);
+        let part = &wiring.api_gateway.path_part;
+        let Some(function) = function_of(handler) else {
+            anyhow::bail!(
+                "extra_wiring '{part}': {} is not deployed",
+                handler.lamed_name()
+            );
+        };
+        let path = format!("/{part}");
+        // Every path lamed serves counts, deployed or not: the function's
+        // router answers them all.
+        if ROUTES
+            .iter()
+            .any(|r| r.path == path || r.path.starts_with(&format!("{path}/")))
+        {
+            anyhow::bail!("extra_wiring pathPart '{part}' is a path lamed already serves");
+        }
+        let method = &wiring.api_gateway.method;
+        let default_method = row.endpoints.first().map_or("GET", |e| e.method().as_str());
+        let http_method = match method.get("httpMethod") {
+            None | Some(Value::Null) => default_method.to_owned(),
+            Some(Value::String(m)) => m.to_ascii_uppercase(),
+            Some(_) => anyhow::bail!("extra_wiring '{part}': httpMethod must be a string"),
+        };
+        if !["GET", "POST", "DELETE"].contains(&http_method.as_str()) {
+            anyhow::bail!(
+                "extra_wiring '{part}': httpMethod {http_method} is not served; use GET, POST or DELETE"
+            );
+        }
+        let key_required = match method.get("apiKeyRequired") {
+            None | Some(Value::Null) => row.access == Access::ApiKey,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => anyhow::bail!("extra_wiring '{part}': apiKeyRequired must be true or false"),
+        };
+        let request_parameters = match method.get("requestParameters") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(value) => serde_json::from_value(value.clone()).with_context(|| {
+                format!("extra_wiring '{part}': requestParameters must map names to true/false")
+            })?,
+        };
+        if routes
+            .iter()
+            .any(|r| r.path == path && r.method == http_method)
+        {
+            anyhow::bail!("extra_wiring '{part}' {http_method} is given twice");
+        }
+        routes.push(Route {
+            path,
+            method: http_method,
+            function: function.name().to_owned(),
+            api_key_required: key_required,
+            request_parameters,
+        });
+        extra_routes.push((part.clone(), handler));
+        // The original sets MemorySize and Timeout per function here.
+        let named = wiring
+            .lambda
+            .function_name
+            .as_deref()
+            .unwrap_or(function.name());
+        if let Some(spec) = functions.iter_mut().find(|f| f.name == named) {
+            if let Some(memory) = wiring.lambda.other.get("MemorySize") {
+                spec.memory_mb = ranged(memory, 128, 10_240)
+                    .with_context(|| format!("extra_wiring '{part}': MemorySize"))?;
+            }
+            if let Some(timeout) = wiring.lambda.other.get("Timeout") {
+                spec.timeout_seconds = ranged(timeout, 1, 900)
+                    .with_context(|| format!("extra_wiring '{part}': Timeout"))?;
+            }
+        }
+    }
+    Ok(Plan {
+        functions,
+        routes,
+        extra_routes,
+        arch,
+    })
+}
+
+fn ranged(value: &Value, low: i32, high: i32) -> anyhow::Result<i32> {
+    value
+        .as_i64()
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| (low..=high).contains(n))
+        .with_context(|| format!("must be a whole number from {low} to {high}, not {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamed_config::config::{FileConfig, Overrides};
+    use lamed_config::settings::infos;
+
+    fn config(json: &str) -> Config {
+        let file: FileConfig = serde_json::from_str(json).unwrap();
+        Config::resolve(None, file, Overrides::default()).unwrap()
+    }
+
+    /// The standard plan: five functions at 128 MB / 3 s, the original's
+    /// paths with their keys, parents listed before children.
+    #[test]
+    fn standard_plan() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        assert_eq!(plan.functions.len(), 5);
+        assert!(plan
+            .functions
+            .iter()
+            .all(|f| f.memory_mb == 128 && f.timeout_seconds == 3));
+        let keyed: Vec<_> = plan
+            .routes
+            .iter()
+            .filter(|r| r.api_key_required)
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                "/experiments",
+                "/experiments/{experiment}",
+                "/delete",
+                "/api/experiments",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}",
+                "/api/experiments/{experiment}/report"
+            ]
+        );
+        let paths = plan.paths();
+        let pos = |p: &str| paths.iter().position(|x| x == p).unwrap();
+        assert!(
+            pos("/api") < pos("/api/experiments") && pos("/dashboard") < pos("/dashboard/{asset}")
+        );
+        // GET /track keeps the tracking parameters the original declares.
+        let get_track = plan
+            .routes
+            .iter()
+            .find(|r| r.path == "/track" && r.method == "GET")
+            .unwrap();
+        assert_eq!(
+            get_track.request_parameters.keys().collect::<Vec<_>>(),
+            [
+                "method.request.querystring.event",
+                "method.request.querystring.experiment",
+                "method.request.querystring.namespace",
+                "method.request.querystring.uuid",
+                "method.request.querystring.variant",
+            ]
+        );
+    }
+
+    /// `/event` (alephbet-rails' path) and `/health` are deployed on the
+    /// tracking function, public.
+    #[test]
+    fn event_and_health_are_deployed() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        let on = |path: &'static str| -> Vec<(String, String, bool)> {
+            plan.routes_of(path)
+                .map(|r| (r.method.clone(), r.function.clone(), r.api_key_required))
+                .collect()
+        };
+        let track = |method: &str| (method.to_owned(), "lamed-track".to_owned(), false);
+        assert_eq!(on("/event"), [track("GET"), track("POST")]);
+        assert_eq!(on("/health"), [track("GET")]);
+        assert!(plan.functions[0].description.contains("/event"));
+    }
+
+    /// Every method `lamed serve` answers from the route table is on API
+    /// Gateway with the same key requirement, unless its row says why it
+    /// is serve-only; and nothing else is deployed.
+    #[test]
+    fn every_served_route_is_deployed() {
+        let plan = plan(&config("{}"), Arch::X86_64).unwrap();
+        let mut served = 0;
+        for row in &ROUTES {
+            for endpoint in row.endpoints {
+                let method = endpoint.method().as_str();
+                let deployed = plan
+                    .routes
+                    .iter()
+                    .find(|r| r.path == row.path && r.method == method);
+                match (row.deploy, deployed) {
+                    (Deploy::Lambda(function), Some(route)) => {
+                        served += 1;
+                        assert_eq!(route.function, function.name(), "{method} {}", row.path);
+                        assert_eq!(
+                            route.api_key_required,
+                            row.access == Access::ApiKey,
+                            "{method} {}",
+                            row.path
+                        );
+                    }
+                    (Deploy::ServeOnly(why), None) => assert!(!why.is_empty()),
+                    (deploy, deployed) => {
+                        panic!(
+                            "{method} {}: {deploy:?} but deployed {deployed:?}",
+                            row.path
+                        )
+                    }
+                }
+            }
+        }
+        assert_eq!(plan.routes.len(), served);
+    }
+
+    /// An extra_wiring entry becomes a path on its handler's function and
+    /// sets that function's memory and timeout; clashes are refused.
+    #[test]
+    fn extra_wiring() {
+        let plan = plan(
+            &config(
+                r#"{"extra_wiring": [{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track",
+                     "MemorySize": 256, "Timeout": 5},
+                   "api_gateway": {"pathPart": "t", "method": {"httpMethod": "GET", "apiKeyRequired": false,
+                     "requestParameters": {"method.request.querystring.uuid": false}}}}]}"#,
+            ),
+            Arch::Arm64,
+        )
+        .unwrap();
+        let route = plan.routes.iter().find(|r| r.path == "/t").unwrap();
+        assert_eq!(route.function, "lamed-track");
+        assert!(!route.api_key_required);
+        let track = &plan.functions[0];
+        assert_eq!((track.memory_mb, track.timeout_seconds), (256, 5));
+        let env = plan
+            .environment(
+                &config(r#"{"redis": {"host": "r", "password": "pw"}}"#),
+                "k".repeat(20).as_str(),
+            )
+            .unwrap();
+        assert_eq!(env["LAMED_EXTRA_ROUTES"], "t=lamed.track");
+        assert_eq!(env["LAMED_REDIS_URL"], "redis://:pw@r:6379/0");
+        for taken in ["track", "event", "health", "metrics", "api"] {
+            let clash = config(&format!(
+                r#"{{"extra_wiring": [{{"lambda": {{"Handler": "lamed.all"}}, "api_gateway": {{"pathPart": "{taken}"}}}}]}}"#
+            ));
+            assert!(plan_err(&clash).contains("already serves"), "{taken}");
+        }
+    }
+
+    /// Without httpMethod or apiKeyRequired, an extra path takes its
+    /// handler's row: lamed.all is GET behind the key, lamed.delete is
+    /// DELETE behind the key, each on its function.
+    #[test]
+    fn extra_wiring_defaults_follow_the_handler_row() {
+        let plan = plan(
+            &config(
+                r#"{"extra_wiring": [
+                     {"lambda": {"Handler": "lamed.all"}, "api_gateway": {"pathPart": "all"}},
+                     {"lambda": {"Handler": "lamed.delete"}, "api_gateway": {"pathPart": "del"}}]}"#,
+            ),
+            Arch::X86_64,
+        )
+        .unwrap();
+        let only = |path: &str| {
+            let routes: Vec<_> = plan.routes_of(path).collect();
+            assert_eq!(routes.len(), 1, "{path}");
+            let r = routes[0];
+            (r.method.clone(), r.function.clone(), r.api_key_required)
+        };
+        assert_eq!(
+            only("/all"),
+            ("GET".into(), "lamed-all-experiments".into(), true)
+        );
+        assert_eq!(
+            only("/del"),
+            ("DELETE".into(), "lamed-delete-experiment".into(), true)
+        );
+        assert_eq!(
+            plan.extra_routes,
+            [
+                ("all".to_owned(), Handler::Experiments),
+                ("del".to_owned(), Handler::Delete)
+            ]
+        );
+    }
+
+    /// Every setting that applies on Lambda reaches it: the environment
+    /// deploy writes, read back as the function reads its variables, gives
+    /// the same settings (those that stay local keep their defaults).
+    #[test]
+    fn environment_round_trip() {
+        let config = config(
+            r#"{"redis": {"host": "r", "port": 7000, "password": "p w", "db": 2},
+                "uuid_expiry_seconds": 60, "max_batch_events": 7,
+                "bot_filter": false, "bot_user_agents": ["^acme/", "x{1,2}"],
+                "ignored_networks": ["10.0.0.0/8", "2001:db8::/32"], "trusted_proxies": 2,
+                "limits": {"max_namespaces": 3, "max_experiments_per_namespace": 4,
+                           "max_variants_per_experiment": 5, "max_goals_per_experiment": 6}}"#,
+        );
+        let key = "k".repeat(20);
+        let env = plan(&config, Arch::X86_64)
+            .unwrap()
+            .environment(&config, &key)
+            .unwrap();
+        let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
+        for info in &on_lambda {
+            assert!(env.contains_key(&info.env), "{} is not sent", info.env);
+        }
+        assert!(!env.contains_key("LAMED_LISTEN"));
+        // The function's reader, with these variables given as flags (the
+        // same parsers) instead of mutating this process's environment.
+        let args: Vec<String> = env
+            .iter()
+            .filter_map(|(name, value)| {
+                let info = on_lambda.iter().find(|i| &i.env == name)?;
+                Some(format!("--{}={value}", info.arg.get_long()?))
+            })
+            .collect();
+        let overrides = {
+            use clap::{CommandFactory, FromArgMatches};
+            let matches = Overrides::command()
+                .mut_args(|arg| arg.env(None::<&'static str>))
+                .no_binary_name(true)
+                .try_get_matches_from(&args)
+                .unwrap();
+            Overrides::from_arg_matches(&matches).unwrap()
+        };
+        let read = Config::load_named_only(overrides).unwrap();
+        let expected = lamed_config::settings::Settings {
+            api_key: Some(key),
+            ..config.settings.clone()
+        };
+        assert_eq!(read.settings, expected);
+        assert_eq!(read.caps, config.caps);
+    }
+
+    fn plan_err(config: &Config) -> String {
+        format!("{:#}", plan(config, Arch::X86_64).unwrap_err())
+    }
+}

@@ -1,0 +1,279 @@
+//! The AWS Lambda entry: when `AWS_LAMBDA_RUNTIME_API` is set, the `lamed`
+//! binary is a Lambda function that answers API Gateway REST (v1) proxy
+//! events through the same router as `lamed serve`.
+//!
+//! Configuration comes from the function's environment (`lamed deploy` sets
+//! it): `LAMED_API_KEY`, `LAMED_REDIS_URL`, `LAMED_UUID_EXPIRY_SECONDS`,
+//! `LAMED_MAX_*` and `LAMED_EXTRA_ROUTES` (`path=handler,...`). The store must
+//! be Redis: a Lambda's disk is neither shared nor kept, so the embedded
+//! store would count each instance apart and forget on every cold start.
+
+use std::env;
+
+use anyhow::Context;
+
+use lamed_config::config::{Config, Handler, Overrides};
+use lamed_server::RouterOptions;
+
+/// Set by the Lambda runtime (and by `cargo lambda watch`).
+pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+
+/// The Redis URL(s) of the function, set by `lamed deploy`.
+pub const REDIS_URL_VAR: &str = "LAMED_REDIS_URL";
+
+/// The `extra_wiring` paths of the function, set by `lamed deploy`:
+/// `path=lamed.track,other=lamed.all`.
+pub const EXTRA_ROUTES_VAR: &str = "LAMED_EXTRA_ROUTES";
+
+/// Whether this process was started by a Lambda runtime.
+pub fn is_lambda_runtime() -> bool {
+    env::var_os(RUNTIME_API_VAR).is_some_and(|value| !value.is_empty())
+}
+
+/// The configuration of the function, from `LAMED_*` variables (and a
+/// config file only when `LAMED_CONFIG` names one).
+///
+/// # Errors
+///
+/// When a variable holds a bad value, or the API key is missing: the
+/// function cannot generate and keep one (its disk is not kept).
+pub fn config_from_env() -> anyhow::Result<(Config, String)> {
+    // Every setting's variable (the definition in lamed_config::settings); no
+    // ./config.json or ~/.lamed lookup: the function is configured by its
+    // environment only.
+    let overrides = Overrides::from_env()?;
+    let config = Config::load_named_only(overrides)?;
+    let api_key = config.api_key.clone().context(
+        "LAMED_API_KEY is not set; on AWS Lambda the API key must be configured \
+         (lamed deploy sets it)",
+    )?;
+    Ok((config, api_key))
+}
+
+/// The routes beyond the standard ones: `LAMED_EXTRA_ROUTES`, else the
+/// config's `extra_wiring`.
+///
+/// # Errors
+///
+/// When an entry is malformed or names an unknown handler.
+pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
+    let mut extra_routes = Vec::new();
+    match env::var(EXTRA_ROUTES_VAR) {
+        Ok(text) if !text.trim().is_empty() => {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (path, handler) = entry.split_once('=').with_context(|| {
+                    format!("{EXTRA_ROUTES_VAR} entry '{entry}' is not path=handler")
+                })?;
+                extra_routes.push((path.to_owned(), Handler::from_lamed_name(handler.trim())?));
+            }
+        }
+        _ => {
+            for wiring in &config.extra_wiring {
+                extra_routes.push((wiring.api_gateway.path_part.clone(), wiring.handler()?));
+            }
+        }
+    }
+    Ok(RouterOptions {
+        extra_routes,
+        ..RouterOptions::default()
+    })
+}
+
+#[cfg(feature = "sdk")]
+pub use runtime::{app, handle, open_store, run, source_ip};
+
+#[cfg(feature = "sdk")]
+mod runtime {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use axum::response::Response;
+    use axum::Router;
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    use tower::ServiceExt;
+
+    use super::{config_from_env, router_options};
+    use lamed_config::config::Config;
+    use lamed_server::{router, AppState};
+    use lamed_store::DynStore;
+
+    /// Runs the Lambda runtime loop until the runtime stops the process.
+    ///
+    /// # Errors
+    ///
+    /// When the configuration is unusable or no Redis store is configured
+    /// (before the first event is taken), or the runtime API fails.
+    pub async fn run() -> anyhow::Result<()> {
+        let (config, api_key) = config_from_env()?;
+        let store = open_store(&config).await?;
+        let app = app(store, &config, &api_key)?;
+        tracing::info!("lamed is serving API Gateway events");
+        lambda_http::run(lambda_http::service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(app, request).await) }
+        }))
+        .await
+        .map_err(|err| anyhow::anyhow!("lambda runtime failed: {err}"))
+    }
+
+    /// The store the function counts on: the one seam between the Lambda
+    /// entry and the storage backends.
+    ///
+    /// # Errors
+    ///
+    /// When no Redis is configured (the embedded store makes no sense on
+    /// Lambda), or the Redis store cannot be opened.
+    pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+        let Some(redis) = &config.redis else {
+            anyhow::bail!(
+                "no redis configured: on AWS Lambda lamed counts on Redis; set {} \
+                 (lamed deploy sets it from the redis of config.json)",
+                super::REDIS_URL_VAR
+            );
+        };
+        lamed_store::open(&config.store_options())
+            .await
+            .with_context(|| format!("cannot open the redis store at {}", redis.redacted()))
+    }
+
+    /// The router of `lamed serve` over `store`, as the function serves it.
+    ///
+    /// # Errors
+    ///
+    /// When an extra route is malformed.
+    pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
+        let options = router_options(config).context("invalid extra routes")?;
+        let state = AppState::from_config(Arc::clone(&store), api_key, config);
+        Ok(router(state, &options))
+    }
+
+    /// The client address API Gateway saw (`requestContext.identity.sourceIp`),
+    /// which lambda_http keeps in the request's extensions: the peer of
+    /// a request on AWS Lambda, handed to the router as the TCP peer is
+    /// under `lamed serve`.
+    pub fn source_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+        match extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => {
+                context.identity.source_ip.as_deref()?.parse().ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers one API Gateway request: the stage prefix that lambda_http
+    /// puts in front of REST (v1) paths is removed, so `/prod/track` is
+    /// routed as `/track`.
+    pub async fn handle(app: Router, request: lambda_http::Request) -> Response {
+        let stage = match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+            _ => None,
+        };
+        let (mut parts, body) = request.into_parts();
+        if let Some(ip) = source_ip(&parts.extensions) {
+            parts
+                .extensions
+                .insert(ConnectInfo(std::net::SocketAddr::new(ip, 0)));
+        }
+        if let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") {
+            let path = parts.uri.path();
+            let prefix = format!("/{stage}");
+            let rest = match path.strip_prefix(&prefix) {
+                Some("") => Some("/".to_owned()),
+                Some(rest) if rest.starts_with('/') => Some(rest.to_owned()),
+                _ => None,
+            };
+            if let Some(rest) = rest {
+                let path_and_query = match parts.uri.query() {
+                    Some(query) => format!("{rest}?{query}"),
+                    None => rest,
+                };
+                match path_and_query.parse() {
+                    Ok(uri) => parts.uri = uri,
+                    Err(err) => {
+                        tracing::warn!(cause = %err, "cannot strip the stage from the path")
+                    }
+                }
+            }
+        }
+        let body = Body::from(body.to_vec());
+        let request = Request::from_parts(parts, body);
+        // The router's error type is Infallible.
+        match app.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+#[cfg(all(test, feature = "sdk"))]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use lamed_config::config::{Config, FileConfig, Overrides};
+    use lamed_core::bots::BotFilter;
+    use lamed_server::visitor::RequestVisitor;
+
+    /// The client address the `Visitor` extractor finds, and its rule.
+    async fn echo(
+        State(bots): State<Arc<BotFilter>>,
+        RequestVisitor(visitor): RequestVisitor,
+    ) -> String {
+        let client = visitor
+            .client_ip
+            .map_or("-".to_owned(), |ip| ip.to_string());
+        let rule = bots.check(&visitor).map_or("person", |m| m.kind());
+        format!("{client} {rule}")
+    }
+
+    /// A recorded API Gateway event, through lambda_http and `handle`:
+    /// the peer is the event's `sourceIp` (here changed to differ from
+    /// its `X-Forwarded-For`), and a trusted proxy takes the header's.
+    #[tokio::test]
+    async fn the_visitor_is_api_gateways_source_ip() {
+        let event = include_str!("../../../tests/data/lambda/health.json").replace(
+            r#""sourceIp": "203.0.113.7""#,
+            r#""sourceIp": "192.0.2.55""#,
+        );
+        for (trusted_proxies, expected) in
+            [(0, "192.0.2.55 ignored_network"), (1, "203.0.113.7 person")]
+        {
+            let file = FileConfig {
+                settings: json!({
+                    "trusted_proxies": trusted_proxies,
+                    "ignored_networks": ["192.0.2.0/24"]
+                })
+                .as_object()
+                .unwrap()
+                .clone(),
+                ..FileConfig::default()
+            };
+            let config = Config::resolve(None, file, Overrides::default()).unwrap();
+            let app = Router::new()
+                .fallback(echo)
+                .with_state(Arc::clone(&config.bots));
+            let request = lambda_http::request::from_str(&event).unwrap();
+            let response = super::handle(app, request).await;
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, expected.as_bytes(), "{trusted_proxies} proxies");
+        }
+    }
+}
+
+#[cfg(not(feature = "sdk"))]
+/// Without the `aws` feature there is no Lambda runtime in this binary.
+///
+/// # Errors
+///
+/// Always.
+pub async fn run() -> anyhow::Result<()> {
+    anyhow::bail!("this lamed was built without the aws feature; it cannot run on AWS Lambda")
+}

@@ -1,0 +1,228 @@
+//! A minimal HTTP/1.1 client over hyper, for the CLI (`lamed report`,
+//! `lamed experiments` through [`Api`]), the load generator and the tests.
+//! Plain HTTP only: it talks to lamed on loopback or inside a trusted
+//! network.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use http::Uri;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use tokio::net::TcpStream;
+
+/// The User-Agent of every request this client (and the load generator)
+/// sends: browser-style, because what they send stands for visitors'
+/// browsers, and the bot filter ignores bare `name/version` agents. It
+/// still names lamed, for logs.
+pub const USER_AGENT: &str = concat!(
+    "Mozilla/5.0 (X11; Linux x86_64) lamed/",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// A connection ready to send requests.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens a keep-alive HTTP/1.1 connection.
+///
+/// # Errors
+///
+/// When the server cannot be reached within two seconds.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .context("connect timed out")??;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// A complete HTTP answer, for checks.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: hyper::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body parsed as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the body is not JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("body is not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends one request on a fresh connection.
+///
+/// # Errors
+///
+/// When the server cannot be reached or the exchange breaks.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Answer> {
+    let mut sender = connect(addr).await?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string());
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+    {
+        builder = builder.header(hyper::header::USER_AGENT, USER_AGENT);
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(Bytes::copy_from_slice(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A running lamed's private API, as the CLI's `--server URL` and
+/// `--api-key` name it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The server's address, resolved once.
+    addr: SocketAddr,
+    /// The URL's path, without its trailing `/` (lamed behind a prefix).
+    base: String,
+    /// Sent as `X-Api-Key`.
+    key: String,
+}
+
+impl Api {
+    /// Resolves `server` (an `http://` URL) and checks a key is given.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not an `http://` URL, its host does not resolve, or
+    /// no key is given.
+    pub async fn new(server: &str, api_key: Option<&str>) -> anyhow::Result<Api> {
+        let uri: Uri = server
+            .parse()
+            .with_context(|| format!("--server '{server}' is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--server must be an http:// URL (put TLS in front of lamed, and run this from inside)");
+        }
+        let authority = uri.authority().context("--server has no host")?;
+        let host_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let addr = tokio::net::lookup_host(&host_port)
+            .await
+            .with_context(|| format!("cannot resolve {host_port}"))?
+            .next()
+            .with_context(|| format!("no address for {host_port}"))?;
+        let key = api_key
+            .context("--server needs the API key (--api-key or LAMED_API_KEY)")?
+            .to_owned();
+        Ok(Api {
+            addr,
+            base: uri.path().trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    /// `GET path` (with its query), answering the JSON body.
+    ///
+    /// # Errors
+    ///
+    /// As [`Api::send`].
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.send("GET", path, None).await?.1)
+    }
+
+    /// Sends `method path` with an optional JSON body; answers the status
+    /// and the JSON body (`null` when empty).
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached, or answers an error: the
+    /// server's own message.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let payload = body
+            .map(serde_json::to_vec)
+            .transpose()?
+            .unwrap_or_default();
+        let mut headers = vec![("x-api-key", self.key.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let path = format!("{}{path}", self.base);
+        let answer = request(self.addr, method, &path, &headers, &payload)
+            .await
+            .with_context(|| format!("cannot reach lamed at {}", self.addr))?;
+        let json = if answer.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            answer.json()?
+        };
+        if !(200..300).contains(&answer.status) {
+            bail!(
+                "{}",
+                json["error"].as_str().map_or_else(
+                    || format!("request failed with status {}", answer.status),
+                    str::to_owned
+                )
+            );
+        }
+        Ok((answer.status, json))
+    }
+}
+
+/// What `encodeURIComponent` leaves alone; everything else is escaped.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Encodes a value as AlephBet does: `encodeURIComponent`, then `%20` → `+`.
+pub fn alephbet_encode(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT)
+        .to_string()
+        .replace("%20", "+")
+}
+
+/// Encodes a value as one segment of a URL path (a space is `%20`, not `+`).
+pub fn path_segment(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT).to_string()
+}

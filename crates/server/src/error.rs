@@ -1,0 +1,101 @@
+//! The HTTP error type: every failure becomes a status and a JSON body
+//! `{"error": "..."}` that names the problem.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use lamed_core::model::InvalidField;
+use lamed_store::StoreError;
+
+/// A request that could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No API key (401).
+    #[error("missing API key: send it in the X-Api-Key header")]
+    MissingKey,
+    /// Wrong API key (403).
+    #[error("invalid API key")]
+    WrongKey,
+    /// Nothing here (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Known path, wrong method (405).
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// The request contradicts the current state, e.g. resuming a stopped
+    /// experiment (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Body or batch too large (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request target is longer than we read (414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request headers are larger than we read (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The store cannot take the request now; the client should retry (503).
+    #[error("store unavailable, retry later")]
+    Unavailable(#[from] StoreError),
+    /// The request took longer than the request timeout; like any 503 the
+    /// client should retry (503).
+    #[error("request timed out, retry later")]
+    TimedOut,
+    /// More requests are in flight than `max_in_flight_requests`; refused
+    /// at once rather than queued, the client should retry (503).
+    #[error("server busy, retry later")]
+    Overloaded,
+}
+
+impl ApiError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MissingKey => StatusCode::UNAUTHORIZED,
+            ApiError::WrongKey => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Unavailable(_) | ApiError::TimedOut | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(err: InvalidField) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            // The details go to the log, not to the public.
+            ApiError::Unavailable(cause) => tracing::error!(cause = cause.chain(), "answering 503"),
+            ApiError::TimedOut => tracing::error!("request timed out; answering 503"),
+            ApiError::Overloaded => tracing::warn!("too many requests in flight; answering 503"),
+            _ => {}
+        }
+        let status = self.status();
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        // Every 503 tells the client when to retry.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,64 @@
+//! The dashboard's files, embedded in the binary at compile time so it
+//! works offline and needs no CDN.
+
+use axum::extract::Path;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// What the dashboard may load: its own scripts, styles and API (all
+/// relative URLs, so also below a path prefix), the `data:` favicon, and
+/// nothing inline; no page may frame it (its buttons delete experiments).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'none'";
+
+/// (name, content type, contents) of every dashboard file.
+const ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../assets/dashboard/app.js"),
+    ),
+    (
+        "csv.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../assets/dashboard/csv.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../../assets/dashboard/style.css"),
+    ),
+];
+
+/// The dashboard page.
+pub async fn index() -> Response {
+    dashboard_file(
+        "text/html; charset=utf-8",
+        include_str!("../../../../assets/dashboard/index.html"),
+    )
+}
+
+/// One of the dashboard's scripts or stylesheets.
+pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(asset, _, _)| *asset == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no dashboard file '{name}'")))?;
+    Ok(dashboard_file(content_type, body))
+}
+
+/// One dashboard file with its type (never sniffed) and the policy.
+fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,624 @@
+//! `GET /track` (one event in the query, as AlephBet sends it) and
+//! `POST /track` (a JSON array of events, for server-side senders).
+
+use std::fmt;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::namespace_param;
+use crate::error::ApiError;
+use crate::params::QueryParams;
+use crate::state::AppState;
+use crate::visitor::RequestVisitor;
+use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome};
+use lamed_core::value::Value;
+
+/// Count one event; 200 `{}` for a new event and a duplicate alike, 200
+/// `{"ignored": "<reason>"}` for one deliberately not counted (so that the
+/// client drops it instead of re-sending it forever).
+///
+/// Crawlers and ignored networks (see `lamed_core::bots`) are answered
+/// `{"ignored": "bot"}` after the input is checked: only `GET` is filtered,
+/// since AlephBet's adapters send `GET` from the visitor's browser, while a
+/// `POST` batch comes from a site's own server, which filters its visitors
+/// itself.
+pub async fn track_one(
+    State(state): State<AppState>,
+    RequestVisitor(visitor): RequestVisitor,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let event = event_from_query(query.as_deref()).inspect_err(|err| {
+        state.metrics.reject(err.kind());
+    })?;
+    if state.bots.check(&visitor).is_some() {
+        let why = Ignored::Bot;
+        state.metrics.ignore(&why);
+        return Ok(answer_ignored(&state, &event, &why));
+    }
+    let outcome = store_events(&state, vec![event]).await?.pop();
+    match outcome {
+        // Rare: the names are read again from the query rather than copied
+        // for every event.
+        Some(TrackOutcome::Ignored(why)) => {
+            let event = event_from_query(query.as_deref())?;
+            Ok(answer_ignored(&state, &event, &why))
+        }
+        Some(_) => Ok(empty_ok()),
+        None => Err(ApiError::Unavailable(lamed_store::StoreError::unavailable(
+            "store returned no outcome",
+        ))),
+    }
+}
+
+/// 200 with body `{}`: all AlephBet needs to drop the event from its queue.
+pub fn empty_ok() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+}
+
+/// 200 with body `{"ignored": "<reason>"}`: well-formed, deliberately not
+/// counted, and not to be re-sent. The experiment's name is noted for
+/// `GET /api/ignored`.
+fn answer_ignored(state: &AppState, event: &Event, why: &Ignored) -> Response {
+    state.ignored.note(&event.namespace, &event.experiment, why);
+    Json(serde_json::json!({ "ignored": why.reason() })).into_response()
+}
+
+/// Count a JSON array of events, answering one result per event.
+///
+/// 200 when every event was counted, a duplicate or ignored; 422 when some
+/// were malformed (the others are stored, so re-sending the whole batch is
+/// safe).
+pub async fn track_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        state.metrics.reject("body_too_large");
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+                "request body is too large: {}",
+                rejection.body_text()
+            )),
+            _ => ApiError::BadRequest(rejection.body_text()),
+        }
+    })?;
+    let items = parse_batch(&body, state.max_batch_events).map_err(|err| match err {
+        BatchError::TooMany => {
+            state.metrics.reject("batch_too_large");
+            ApiError::TooLarge(format!(
+                "batch holds more than {limit} events; the limit is {limit}",
+                limit = state.max_batch_events
+            ))
+        }
+        BatchError::Malformed(err) => {
+            state.metrics.reject("malformed_json");
+            ApiError::BadRequest(format!("body must be a JSON array of events: {err}"))
+        }
+    })?;
+    if items.is_empty() {
+        state.metrics.reject("empty_batch");
+        return Err(ApiError::BadRequest("batch holds no events".into()));
+    }
+    state.metrics.batch_size(items.len());
+
+    let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    let mut valid_positions = Vec::with_capacity(items.len());
+    for (position, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(event) => {
+                valid.push(event);
+                valid_positions.push(position);
+                results.push(EventResult::refused(String::new()));
+            }
+            Err(err) => {
+                state.metrics.reject(err.kind());
+                results.push(EventResult::refused(format!("event {position}: {err}")));
+            }
+        }
+    }
+    if !valid.is_empty() {
+        let outcomes = store_events(&state, valid).await?;
+        let mut ignored = Vec::new();
+        for (position, outcome) in valid_positions.into_iter().zip(outcomes) {
+            if let TrackOutcome::Ignored(why) = &outcome {
+                ignored.push((position, why.clone()));
+            }
+            results[position] = EventResult::from(outcome);
+        }
+        // Rare: the ignored events' names are read again from the body
+        // rather than copied for every event.
+        if !ignored.is_empty() {
+            let items = parse_batch(&body, state.max_batch_events).unwrap_or_default();
+            for (position, why) in ignored {
+                if let Some(Ok(event)) = items.get(position) {
+                    state
+                        .ignored
+                        .note(&event.namespace, &event.experiment, &why);
+                }
+            }
+        }
+    }
+    let summary = BatchResponse::new(results);
+    let status = if summary.refused == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(summary)).into_response())
+}
+
+/// Hands validated events to the store, recording latency and outcomes.
+pub(super) async fn store_events(
+    state: &AppState,
+    events: Vec<Event>,
+) -> Result<Vec<TrackOutcome>, ApiError> {
+    let started = Instant::now();
+    let outcomes = state.store.track(events).await.inspect_err(|_| {
+        state.metrics.reject("store_unavailable");
+    })?;
+    state.metrics.store_latency(started.elapsed());
+    state.metrics.outcomes(&outcomes);
+    Ok(outcomes)
+}
+
+fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
+    let mut params = QueryParams::parse(query).map_err(|_| InvalidField::InvalidUtf8("query"))?;
+    let event = Event {
+        namespace: namespace_param(&params)?,
+        experiment: params.take("experiment")?,
+        variant: params.take("variant")?,
+        event: params.take("event")?,
+        uuid: params.take("uuid")?,
+        value: params.optional("value")?.map(parse_value).transpose()?,
+    };
+    event.validate()?;
+    Ok(event)
+}
+
+/// A goal's value as sent; the error names the parameter.
+fn parse_value(text: &str) -> Result<Value, InvalidField> {
+    Value::parse(text).map_err(InvalidField::Value)
+}
+
+/// Why a `POST /track` body is refused as a whole.
+#[derive(Debug)]
+enum BatchError {
+    /// More events than the limit: counted while parsing, so a huge batch
+    /// is refused after `limit + 1` elements, without reading the rest.
+    TooMany,
+    /// Not a JSON array (or not JSON at all).
+    Malformed(serde_json::Error),
+}
+
+/// One checked event per element of the JSON array in `body`, each parsed
+/// straight into an [`Event`] (no intermediate JSON tree), refusing the
+/// batch as soon as it holds more than `limit` elements.
+///
+/// An element that is not a valid event (not an object, a field missing or
+/// not a string, a bad name) does not spoil the others: it is its own
+/// [`InvalidField`].
+fn parse_batch(body: &[u8], limit: usize) -> Result<Vec<Result<Event, InvalidField>>, BatchError> {
+    let mut too_many = false;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = BatchSeed {
+        limit,
+        too_many: &mut too_many,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|items| deserializer.end().map(|()| items));
+    match parsed {
+        Ok(items) => Ok(items),
+        Err(_) if too_many => Err(BatchError::TooMany),
+        Err(err) => Err(BatchError::Malformed(err)),
+    }
+}
+
+/// Deserializes the batch array, counting elements as they come; flags
+/// `too_many` (and stops with an error) at element `limit + 1`.
+struct BatchSeed<'a> {
+    limit: usize,
+    too_many: &'a mut bool,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, InvalidField>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, InvalidField>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
+        loop {
+            if items.len() == self.limit {
+                // One more element (read without keeping it) is one too many.
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    *self.too_many = true;
+                    return Err(de::Error::custom("too many events"));
+                }
+                return Ok(items);
+            }
+            match seq.next_element::<BatchItem>()? {
+                Some(BatchItem(item)) => items.push(item),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+/// Visitor methods for JSON types the visitor has no use for: each reads
+/// the value (nested ones without keeping anything) and yields `$other`.
+macro_rules! accept_other_types {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($other)
+        }
+    };
+}
+
+/// One element of a batch: an [`Event`], or why it is not one.
+struct BatchItem(Result<Event, InvalidField>);
+
+impl<'de> Deserialize<'de> for BatchItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchItemVisitor)
+    }
+}
+
+struct BatchItemVisitor;
+
+impl<'de> Visitor<'de> for BatchItemVisitor {
+    type Value = BatchItem;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an event")
+    }
+
+    accept_other_types!(BatchItem(Err(InvalidField::NotAnObject)));
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(BatchItem(Err(InvalidField::NotAnObject)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BatchItem(Err(InvalidField::NotAnObject)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // As in a JSON object read whole: a repeated key's last value wins,
+        // unknown keys are ignored.
+        let mut fields: [Option<FieldValue>; EventField::COUNT] = Default::default();
+        while let Some(key) = map.next_key::<EventField>()? {
+            match key {
+                EventField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                known => fields[known as usize] = Some(map.next_value()?),
+            }
+        }
+        Ok(BatchItem(event_from_fields(fields)))
+    }
+}
+
+/// The keys of an event object; the discriminant indexes the fields array.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum EventField {
+    Namespace,
+    Experiment,
+    Variant,
+    Event,
+    Uuid,
+    Value,
+    #[serde(other)]
+    Other,
+}
+
+impl EventField {
+    /// How many known keys there are.
+    const COUNT: usize = EventField::Other as usize;
+}
+
+/// The value of one known key: a string, a number (kept as its shortest
+/// decimal text, for `value`), null, or anything else.
+#[derive(Debug)]
+enum FieldValue {
+    String(String),
+    Number(String),
+    Null,
+    NotAString,
+}
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldValueVisitor)
+    }
+}
+
+struct FieldValueVisitor;
+
+impl<'de> Visitor<'de> for FieldValueVisitor {
+    type Value = FieldValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(FieldValue::NotAString)
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        // Shortest round-trip digits, never an exponent: the sender's own
+        // digits for every value `Value` accepts.
+        Ok(FieldValue::Number(number.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::NotAString)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(FieldValue::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(FieldValue::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(FieldValue::Null)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::NotAString)
+    }
+}
+
+/// The event an object's known keys make, checked in the order of its
+/// fields (the first problem is the one reported).
+fn event_from_fields(
+    mut fields: [Option<FieldValue>; EventField::COUNT],
+) -> Result<Event, InvalidField> {
+    // A number or a decimal string.
+    let value = match fields[EventField::Value as usize].take() {
+        None | Some(FieldValue::Null) => None,
+        Some(FieldValue::String(text) | FieldValue::Number(text)) => Some(parse_value(&text)?),
+        Some(FieldValue::NotAString) => {
+            return Err(InvalidField::Value(
+                lamed_core::value::InvalidValue::NotANumber,
+            ))
+        }
+    };
+    let mut field = |key: EventField, name: &'static str| -> Result<Option<String>, InvalidField> {
+        match fields[key as usize].take() {
+            None | Some(FieldValue::Null) => Ok(None),
+            Some(FieldValue::String(value)) => Ok(Some(value)),
+            Some(FieldValue::Number(_) | FieldValue::NotAString) => {
+                Err(InvalidField::NotAString(name))
+            }
+        }
+    };
+    let namespace = field(EventField::Namespace, "namespace")?
+        .unwrap_or_else(|| lamed_core::model::DEFAULT_NAMESPACE.into());
+    let mut required = |key, name| field(key, name)?.ok_or(InvalidField::Missing(name));
+    let event = Event {
+        namespace,
+        experiment: required(EventField::Experiment, "experiment")?,
+        variant: required(EventField::Variant, "variant")?,
+        event: required(EventField::Event, "event")?,
+        uuid: required(EventField::Uuid, "uuid")?,
+        value,
+    };
+    event.validate()?;
+    Ok(event)
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize)]
+struct BatchResponse {
+    /// Events counted now.
+    counted: usize,
+    /// Events already seen within the window.
+    duplicates: usize,
+    /// Well-formed events deliberately not counted; see `results`.
+    ignored: usize,
+    /// Malformed events; see `results`.
+    refused: usize,
+    /// Present when something was refused, as for every 4xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// One result per event, in order.
+    results: Vec<EventResult>,
+}
+
+impl BatchResponse {
+    fn new(results: Vec<EventResult>) -> Self {
+        let count = |status| results.iter().filter(|r| r.status == status).count();
+        let refused = count("refused");
+        let error = results.iter().find_map(|r| r.error.as_ref()).map(|first| {
+            format!(
+                "{refused} of {} events were refused (first: {first}); see results",
+                results.len()
+            )
+        });
+        BatchResponse {
+            counted: count("counted"),
+            duplicates: count("duplicate"),
+            ignored: count("ignored"),
+            refused,
+            error,
+            results,
+        }
+    }
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug, Serialize)]
+struct EventResult {
+    /// `counted`, `duplicate`, `ignored` or `refused`.
+    status: &'static str,
+    /// Why it was ignored (see [`Ignored::reason`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl EventResult {
+    fn refused(error: String) -> Self {
+        EventResult {
+            status: "refused",
+            reason: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl From<TrackOutcome> for EventResult {
+    fn from(outcome: TrackOutcome) -> Self {
+        let (status, reason) = match outcome {
+            TrackOutcome::Counted => ("counted", None),
+            TrackOutcome::Duplicate => ("duplicate", None),
+            TrackOutcome::Ignored(why) => ("ignored", Some(why.reason())),
+        };
+        EventResult {
+            status,
+            reason,
+            error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(uuid: &str) -> Event {
+        Event {
+            namespace: lamed_core::model::DEFAULT_NAMESPACE.into(),
+            experiment: "e".into(),
+            variant: "v".into(),
+            event: "participate".into(),
+            uuid: uuid.into(),
+            value: None,
+        }
+    }
+
+    /// Up to the limit every element becomes its own result; one more is
+    /// refused as too many, even when a later element is not JSON at all.
+    #[test]
+    fn counts_elements_while_parsing() {
+        let one = r#"{"experiment":"e","variant":"v","event":"participate","uuid":"1"}"#;
+        let body = format!("[{one},{one}]");
+        let items = parse_batch(body.as_bytes(), 2).unwrap();
+        assert_eq!(items, vec![Ok(event("1")), Ok(event("1"))]);
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 1),
+            Err(BatchError::TooMany)
+        ));
+        let body = format!("[{one},{one},{one}, this is not JSON");
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 2),
+            Err(BatchError::TooMany)
+        ));
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 3),
+            Err(BatchError::Malformed(_))
+        ));
+        assert_eq!(parse_batch(b" [ ] ", 2).unwrap(), vec![]);
+    }
+
+    /// A body that is not one JSON array is malformed.
+    #[test]
+    fn refuses_what_is_not_an_array() {
+        for body in [
+            &b"{\"experiment\": \"e\"}"[..],
+            b"",
+            b"[",
+            b"[1,]",
+            b"[] []",
+            b"\"x\"",
+        ] {
+            assert!(
+                matches!(parse_batch(body, 10), Err(BatchError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Each bad element is its own problem, named as for a single event;
+    /// the first bad field in field order is the one reported; unknown keys
+    /// are ignored and a repeated key's last value wins.
+    #[test]
+    fn each_element_is_checked_on_its_own() {
+        let body = br#"[
+            5, "s", null, [1, {"a": 2}], true,
+            {"experiment": "e", "variant": "v", "event": "participate", "uuid": 1},
+            {"experiment": {"x": [1]}, "variant": "v", "event": "participate"},
+            {"namespace": 3, "experiment": "e", "variant": "v", "event": "participate", "uuid": "1"},
+            {"experiment": "e", "variant": "v", "event": "participate"},
+            {"experiment": "e", "variant": "", "event": "participate", "uuid": "1"},
+            {"experiment": "e", "variant": "v", "event": "participate", "uuid": "x", "uuid": "2", "extra": {"deep": [null]}},
+            {"namespace": null, "experiment": "e", "variant": "v", "event": "participate", "uuid": "3", "uuid": null}
+        ]"#;
+        let items = parse_batch(body, 100).unwrap();
+        let expected = vec![
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAnObject),
+            Err(InvalidField::NotAString("uuid")),
+            Err(InvalidField::NotAString("experiment")),
+            Err(InvalidField::NotAString("namespace")),
+            Err(InvalidField::Missing("uuid")),
+            Err(InvalidField::Empty("variant")),
+            Ok(event("2")),
+            Err(InvalidField::Missing("uuid")),
+        ];
+        assert_eq!(items, expected);
+    }
+}

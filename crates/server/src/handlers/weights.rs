@@ -1,0 +1,131 @@
+//! `GET /api/experiments/{experiment}/weights`: the weights a page gives
+//! AlephBet's variants before it builds the experiment. Public and
+//! cacheable until the period ends, like the tracking endpoint.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use super::experiment_and_namespace;
+use crate::error::ApiError;
+use crate::state::AppState;
+use lamed_core::clock::Clock;
+use lamed_service::adaptive::{current_weights, WeightsError};
+use lamed_stats::apportion;
+use lamed_store::StoreError;
+
+/// Seconds a registered (not adaptive) experiment's weights may be cached.
+const FIXED_WEIGHTS_MAX_AGE: i64 = 300;
+
+/// The answer: integer weights summing to 100, by variant in AlephBet's
+/// order.
+#[derive(Debug, Serialize)]
+struct WeightsAnswer {
+    namespace: String,
+    experiment: String,
+    /// False for an experiment whose weights are its registered ones.
+    adaptive: bool,
+    /// The period the weights hold for (adaptive only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<i64>,
+    /// When they stop holding, in Unix milliseconds (adaptive only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_ms: Option<i64>,
+    /// True while the weights wait for every variant's burn-in.
+    burn_in: bool,
+    /// Variant → weight, in the registered order.
+    weights: OrderedWeights,
+}
+
+/// Variant → weight as a JSON object whose keys keep the registered order.
+#[derive(Debug)]
+struct OrderedWeights(Vec<(String, u32)>);
+
+impl Serialize for OrderedWeights {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (variant, weight) in &self.0 {
+            map.serialize_entry(variant, weight)?;
+        }
+        map.end()
+    }
+}
+
+/// The experiment's weights for now: for an adaptive experiment those of
+/// the current period (computed by its first request), otherwise the
+/// registered weights scaled to 100. 404 for an experiment without
+/// registered variants.
+pub async fn weights(
+    State(state): State<AppState>,
+    experiment: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
+    let record = state
+        .store
+        .record(&namespace, &experiment)
+        .await?
+        .filter(|r| !r.variants.is_empty())
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "experiment '{experiment}' has no registered variants in namespace '{namespace}'"
+            ))
+        })?;
+    let now_ms = Clock::System.now_ms();
+    let (answer, max_age) = match &record.adaptive {
+        Some(adaptive) => {
+            let period = current_weights(state.store.as_ref(), &record, adaptive, now_ms)
+                .await
+                .map_err(|err| match err {
+                    WeightsError::Store(err) => ApiError::Unavailable(err),
+                    WeightsError::Invalid(why) => {
+                        ApiError::Unavailable(StoreError::unavailable(why))
+                    }
+                })?;
+            let expires_ms = adaptive.period_end_ms(period.period);
+            let answer = WeightsAnswer {
+                namespace,
+                experiment,
+                adaptive: true,
+                period: Some(period.period),
+                expires_ms: Some(expires_ms),
+                burn_in: period.burn_in,
+                weights: OrderedWeights(period.variants.into_iter().zip(period.weights).collect()),
+            };
+            (answer, ((expires_ms - now_ms + 999) / 1000).max(1))
+        }
+        None => {
+            let registered: Vec<f64> = record
+                .variants
+                .iter()
+                .map(|v| f64::from(v.weight))
+                .collect();
+            let answer = WeightsAnswer {
+                namespace,
+                experiment,
+                adaptive: false,
+                period: None,
+                expires_ms: None,
+                burn_in: false,
+                weights: OrderedWeights(
+                    record
+                        .variants
+                        .iter()
+                        .map(|v| v.name.clone())
+                        .zip(apportion(&registered))
+                        .collect(),
+                ),
+            };
+            (answer, FIXED_WEIGHTS_MAX_AGE)
+        }
+    };
+    Ok((
+        [(header::CACHE_CONTROL, format!("public, max-age={max_age}"))],
+        Json(answer),
+    )
+        .into_response())
+}

@@ -1,0 +1,199 @@
+//! Prometheus metrics: what was accepted, what was refused or ignored and
+//! why, how long the store took and how large batches are, whether the
+//! store takes writes, and how many uuids the dedupe memory holds.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use lamed_core::model::{Ignored, TrackOutcome};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// The server's metrics; shared through `AppState`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events counted (new within the window).
+    counted: Counter,
+    /// Events found to be duplicates.
+    duplicates: Counter,
+    /// Requests or events refused, by reason.
+    rejected: Family<ReasonLabel, Counter>,
+    /// Well-formed events answered 200 but not counted, by reason.
+    ignored: Family<ReasonLabel, Counter>,
+    /// Time the store took to take a tracking call.
+    store_latency: Histogram,
+    /// Events per `POST /track` batch.
+    batch_size: Histogram,
+    /// 1 when the last write check passed, else 0.
+    store_healthy: Gauge,
+    /// Write checks done for `/health`, by result (`ok`, `failed`).
+    health_checks: Family<ResultLabel, Counter>,
+    /// Uuids the dedupe memory holds; registered only for stores that
+    /// know it (see [`Metrics::show_dedupe_entries`]).
+    dedupe_entries: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lamed");
+        let counted = Counter::default();
+        let duplicates = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let ignored = Family::<ReasonLabel, Counter>::default();
+        // Every reason shows from the start, at zero.
+        for reason in Ignored::REASONS {
+            drop(ignored.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            }));
+        }
+        let store_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let store_healthy = Gauge::default();
+        let health_checks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "events_counted",
+            "Events counted as new within the dedupe window",
+            counted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events recognised as duplicates and not counted again",
+            duplicates.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Requests or events refused, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Well-formed events answered 200 but not counted, by reason",
+            ignored.clone(),
+        );
+        registry.register(
+            "store_latency_seconds",
+            "Time the store took to take a tracking call",
+            store_latency.clone(),
+        );
+        registry.register(
+            "batch_size_events",
+            "Events per POST /track batch",
+            batch_size.clone(),
+        );
+        registry.register(
+            "store_healthy",
+            "1 when the store took the last write check, else 0",
+            store_healthy.clone(),
+        );
+        registry.register(
+            "store_health_checks",
+            "Write checks done for /health (at most one a second), by result",
+            health_checks.clone(),
+        );
+        Metrics {
+            registry,
+            counted,
+            duplicates,
+            rejected,
+            ignored,
+            store_latency,
+            batch_size,
+            store_healthy,
+            health_checks,
+            dedupe_entries: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records what the store did with some events.
+    pub fn outcomes<'a>(&self, outcomes: impl IntoIterator<Item = &'a TrackOutcome>) {
+        for outcome in outcomes {
+            match outcome {
+                TrackOutcome::Counted => {
+                    self.counted.inc();
+                }
+                TrackOutcome::Duplicate => {
+                    self.duplicates.inc();
+                }
+                TrackOutcome::Ignored(why) => self.ignore(why),
+            }
+        }
+    }
+
+    /// Records one ignored event.
+    pub fn ignore(&self, why: &Ignored) {
+        self.ignored
+            .get_or_create(&ReasonLabel {
+                reason: why.reason().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records one refusal.
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records how long one store call took.
+    pub fn store_latency(&self, elapsed: Duration) {
+        self.store_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a batch size.
+    pub fn batch_size(&self, events: usize) {
+        self.batch_size.observe(events as f64);
+    }
+
+    /// Records the result of one write check.
+    pub fn health_check(&self, healthy: bool) {
+        self.store_healthy.set(i64::from(healthy));
+        let result = if healthy { "ok" } else { "failed" };
+        self.health_checks
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Adds the dedupe memory gauge, for a store that knows its size.
+    pub fn show_dedupe_entries(&mut self) {
+        self.registry.register(
+            "dedupe_entries",
+            "Uuids the dedupe memory holds now",
+            self.dedupe_entries.clone(),
+        );
+    }
+
+    /// Records how many uuids the dedupe memory holds.
+    pub fn dedupe_entries(&self, entries: u64) {
+        self.dedupe_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a string");
+        out
+    }
+}

@@ -1,0 +1,504 @@
+//! The route table: every path Lamed answers, listed once. The axum router
+//! (`lamed serve` and the Lambda entry) and the API Gateway plan of
+//! `lamed deploy` are both built from [`ROUTES`], and so is access: the
+//! router puts the API-key check in front of every [`Access::ApiKey`] row,
+//! so no handler has to remember it.
+//!
+//! A new route is one new row here (and its handler in `handlers/`).
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{on, MethodFilter, MethodRouter};
+
+use crate::error::ApiError;
+use crate::handlers::{dashboard, experiments, health, registry, report, sixpack, track, weights};
+use crate::state::AppState;
+use lamed_config::config::Handler;
+
+/// One path, what answers it, who may call it and where it runs on AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The path, in the `{name}` syntax axum and API Gateway share.
+    pub path: &'static str,
+    /// Each method with its handler.
+    pub endpoints: &'static [Endpoint],
+    /// Whether the API key is needed.
+    pub access: Access,
+    /// The Lambda function serving it, or why `lamed deploy` leaves it out.
+    pub deploy: Deploy,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: sites track from visitors' browsers; monitors probe health.
+    Public,
+    /// Only with the API key, in `X-Api-Key` or `Authorization: Bearer`:
+    /// 401 without one, 403 with a wrong one (API Gateway checks it too).
+    ApiKey,
+}
+
+/// Where a route runs under `lamed deploy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deploy {
+    /// On API Gateway, invoking this function.
+    Lambda(Function),
+    /// Answered by `lamed serve` only; the text says why.
+    ServeOnly(&'static str),
+}
+
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method's name, as API Gateway spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            HttpMethod::Get => MethodFilter::GET,
+            HttpMethod::Post => MethodFilter::POST,
+            HttpMethod::Put => MethodFilter::PUT,
+            HttpMethod::Patch => MethodFilter::PATCH,
+            HttpMethod::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One handler with the one method it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET`: one event in the query, as AlephBet sends it.
+    TrackOne,
+    /// `POST`: a JSON array of events.
+    TrackBatch,
+    /// `GET`: the counts in Lamed's results shape.
+    ListExperiments,
+    /// `DELETE`: remove an experiment's counters.
+    DeleteExperiment,
+    /// `GET`: one experiment's statistics.
+    Report,
+    /// `GET`: a namespace's registry records.
+    ListRecords,
+    /// `GET`: one registry record.
+    ShowRecord,
+    /// `PUT`: register or redefine an experiment.
+    PutRecord,
+    /// `PATCH`: pause, resume, stop, archive, describe.
+    PatchRecord,
+    /// `DELETE`: an experiment's counts and record.
+    DeleteRecord,
+    /// `GET`: the names most often ignored.
+    IgnoredNames,
+    /// `GET`: the dashboard page.
+    Dashboard,
+    /// `GET`: a dashboard script or stylesheet.
+    DashboardAsset,
+    /// `GET`: can the store take a write?
+    Health,
+    /// `GET`: Prometheus metrics.
+    Metrics,
+    /// `GET`: Sixpack's participate.
+    SixpackParticipate,
+    /// `GET`: Sixpack's convert.
+    SixpackConvert,
+    /// `GET`: Sixpack's status.
+    SixpackStatus,
+    /// `GET`: one Sixpack experiment in Sixpack's shape.
+    SixpackExperiment,
+    /// `GET`: the weights a page gives AlephBet's variants.
+    Weights,
+}
+
+impl Endpoint {
+    /// The method it answers.
+    pub const fn method(self) -> HttpMethod {
+        match self {
+            Endpoint::TrackBatch => HttpMethod::Post,
+            Endpoint::PutRecord => HttpMethod::Put,
+            Endpoint::PatchRecord => HttpMethod::Patch,
+            Endpoint::DeleteExperiment | Endpoint::DeleteRecord => HttpMethod::Delete,
+            Endpoint::TrackOne
+            | Endpoint::ListExperiments
+            | Endpoint::Report
+            | Endpoint::Weights
+            | Endpoint::ListRecords
+            | Endpoint::ShowRecord
+            | Endpoint::IgnoredNames
+            | Endpoint::Dashboard
+            | Endpoint::DashboardAsset
+            | Endpoint::Health
+            | Endpoint::Metrics
+            | Endpoint::SixpackParticipate
+            | Endpoint::SixpackConvert
+            | Endpoint::SixpackStatus
+            | Endpoint::SixpackExperiment => HttpMethod::Get,
+        }
+    }
+
+    /// The query parameters API Gateway declares on the method (all
+    /// optional), as the original declares them for tracking.
+    pub const fn declared_query(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::TrackOne => &["namespace", "experiment", "variant", "event", "uuid"],
+            _ => &[],
+        }
+    }
+
+    fn method_router(self) -> MethodRouter<AppState> {
+        let filter = self.method().filter();
+        match self {
+            Endpoint::TrackOne => on(filter, track::track_one),
+            Endpoint::TrackBatch => on(filter, track::track_batch),
+            Endpoint::ListExperiments => on(filter, experiments::list),
+            Endpoint::DeleteExperiment => on(filter, experiments::delete),
+            Endpoint::Report => on(filter, report::report),
+            Endpoint::Weights => on(filter, weights::weights),
+            Endpoint::ListRecords => on(filter, registry::list),
+            Endpoint::ShowRecord => on(filter, registry::show),
+            Endpoint::PutRecord => on(filter, registry::put),
+            Endpoint::PatchRecord => on(filter, registry::patch),
+            Endpoint::DeleteRecord => on(filter, registry::delete),
+            Endpoint::IgnoredNames => on(filter, registry::ignored),
+            Endpoint::Dashboard => on(filter, dashboard::index),
+            Endpoint::DashboardAsset => on(filter, dashboard::asset),
+            Endpoint::Health => on(filter, health::health),
+            Endpoint::Metrics => on(filter, health::metrics),
+            Endpoint::SixpackParticipate => on(filter, sixpack::participate),
+            Endpoint::SixpackConvert => on(filter, sixpack::convert),
+            Endpoint::SixpackStatus => on(filter, sixpack::status),
+            Endpoint::SixpackExperiment => on(filter, sixpack::experiment),
+        }
+    }
+}
+
+/// The Lambda functions `lamed deploy` creates (and `lamed destroy`
+/// removes); each serves the rows that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// Tracking (AlephBet's and Sixpack's), and the health probes.
+    Track,
+    /// The results.
+    Experiments,
+    /// Deleting an experiment.
+    Delete,
+    /// The experiments API: registry and report.
+    Report,
+    /// The built-in dashboard.
+    Dashboard,
+}
+
+impl Function {
+    /// Every function, in creation order.
+    pub const ALL: [Function; 5] = [
+        Function::Track,
+        Function::Experiments,
+        Function::Delete,
+        Function::Report,
+        Function::Dashboard,
+    ];
+
+    /// The function's name on AWS (Lamed's names).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Function::Track => "lamed-track",
+            Function::Experiments => "lamed-all-experiments",
+            Function::Delete => "lamed-delete-experiment",
+            Function::Report => "lamed-report",
+            Function::Dashboard => "lamed-dashboard",
+        }
+    }
+
+    const fn purpose(self) -> &'static str {
+        match self {
+            Function::Track => "count AlephBet and Sixpack events",
+            Function::Experiments => "results",
+            Function::Delete => "delete an experiment",
+            Function::Report => "experiments API (registry, report)",
+            Function::Dashboard => "built-in dashboard",
+        }
+    }
+
+    /// The function's description: what it is for and the routes it
+    /// serves, e.g. `lamed: results (GET /experiments)`.
+    pub fn description(self) -> String {
+        let served = ROUTES
+            .iter()
+            .filter(|route| route.deploy == Deploy::Lambda(self))
+            .map(|route| {
+                let methods: Vec<_> = route
+                    .endpoints
+                    .iter()
+                    .map(|e| e.method().as_str())
+                    .collect();
+                format!("{} {}", methods.join("/"), route.path)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("lamed: {} ({served})", self.purpose())
+    }
+}
+
+/// AlephBet's tracking path; `extra_wiring`'s `lamed.track` borrows it.
+/// The health probe's path: also exempt from the in-flight limit.
+pub const HEALTH_PATH: &str = "/health";
+
+const TRACK: Route = Route {
+    path: "/track",
+    endpoints: &[Endpoint::TrackOne, Endpoint::TrackBatch],
+    access: Access::Public,
+    deploy: Deploy::Lambda(Function::Track),
+};
+
+/// The results; `extra_wiring`'s `lamed.all` borrows it.
+const EXPERIMENTS: Route = Route {
+    path: "/experiments",
+    endpoints: &[Endpoint::ListExperiments],
+    access: Access::ApiKey,
+    deploy: Deploy::Lambda(Function::Experiments),
+};
+
+/// Deleting; `extra_wiring`'s `lamed.delete` borrows it.
+const DELETE: Route = Route {
+    path: "/delete",
+    endpoints: &[Endpoint::DeleteExperiment],
+    access: Access::ApiKey,
+    deploy: Deploy::Lambda(Function::Delete),
+};
+
+/// Why per-process counters are not deployed on AWS Lambda.
+const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda every instance \
+     counts apart and is recycled, so a request would see a random fraction";
+
+/// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
+/// opt-in `/_bench/empty`.
+pub const ROUTES: [Route; 17] = [
+    // Public, used by the AlephBet client.
+    TRACK,
+    // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
+    Route {
+        path: "/event",
+        ..TRACK
+    },
+    // Private, used by dashboards and the CLI.
+    EXPERIMENTS,
+    // Sixpack's experiment view, always in the Sixpack namespace: Lamed's
+    // `/experiments` answers every namespace's results, `/experiments/{name}`
+    // is Sixpack's path for one of its experiments (handlers/sixpack.rs).
+    Route {
+        path: "/experiments/{experiment}",
+        endpoints: &[Endpoint::SixpackExperiment],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Experiments),
+    },
+    DELETE,
+    Route {
+        path: "/api/experiments",
+        endpoints: &[Endpoint::ListRecords],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/experiments/{experiment}",
+        endpoints: &[
+            Endpoint::ShowRecord,
+            Endpoint::PutRecord,
+            Endpoint::PatchRecord,
+            Endpoint::DeleteRecord,
+        ],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/ignored",
+        endpoints: &[Endpoint::IgnoredNames],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(PROCESS_MEMORY),
+    },
+    // Public: pages read an experiment's weights before building it.
+    Route {
+        path: "/api/experiments/{experiment}/weights",
+        endpoints: &[Endpoint::Weights],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/api/experiments/{experiment}/report",
+        endpoints: &[Endpoint::Report],
+        access: Access::ApiKey,
+        deploy: Deploy::Lambda(Function::Report),
+    },
+    // The built-in dashboard: public files; the page asks for the key.
+    Route {
+        path: "/dashboard",
+        endpoints: &[Endpoint::Dashboard],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Dashboard),
+    },
+    Route {
+        path: "/dashboard/{asset}",
+        endpoints: &[Endpoint::DashboardAsset],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Dashboard),
+    },
+    // Public, for load balancers and monitors; on AWS it checks Redis
+    // from the tracking function, the one whose health matters most.
+    Route {
+        path: HEALTH_PATH,
+        endpoints: &[Endpoint::Health],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    // Public, Sixpack's API for its client libraries (handlers/sixpack.rs).
+    Route {
+        path: "/participate",
+        endpoints: &[Endpoint::SixpackParticipate],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/convert",
+        endpoints: &[Endpoint::SixpackConvert],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/_status",
+        endpoints: &[Endpoint::SixpackStatus],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Track),
+    },
+    Route {
+        path: "/metrics",
+        endpoints: &[Endpoint::Metrics],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(PROCESS_MEMORY),
+    },
+];
+
+/// The row whose methods, access and function an `extra_wiring` path of
+/// `handler` takes.
+pub const fn route_of(handler: Handler) -> &'static Route {
+    match handler {
+        Handler::Track => &TRACK,
+        Handler::Experiments => &EXPERIMENTS,
+        Handler::Delete => &DELETE,
+    }
+}
+
+impl Route {
+    /// The row's methods for the router, behind the API-key check when the
+    /// row is private. The check wraps the row's methods only: a wrong
+    /// method still answers 405, and CORS preflight (answered by the CORS
+    /// layer outside the router) needs no key.
+    pub fn method_router(&self, state: &AppState) -> MethodRouter<AppState> {
+        let methods = self
+            .endpoints
+            .iter()
+            .fold(MethodRouter::new(), |methods, endpoint| {
+                methods.merge(endpoint.method_router())
+            });
+        match self.access {
+            Access::Public => methods,
+            Access::ApiKey => methods.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_api_key,
+            )),
+        }
+    }
+}
+
+/// Lets the request through only with the right API key.
+async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.authorize(request.headers())?;
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No path is listed twice, every row answers some method, and none
+    /// answers a method twice (axum would panic at start).
+    #[test]
+    fn paths_and_methods_are_unique() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(
+                !route.endpoints.is_empty(),
+                "{} answers nothing",
+                route.path
+            );
+            assert!(
+                ROUTES[i + 1..].iter().all(|other| other.path != route.path),
+                "{} listed twice",
+                route.path
+            );
+            for (j, endpoint) in route.endpoints.iter().enumerate() {
+                assert!(
+                    route.endpoints[j + 1..]
+                        .iter()
+                        .all(|other| other.method() != endpoint.method()),
+                    "{} answers {} twice",
+                    route.path,
+                    endpoint.method().as_str()
+                );
+            }
+        }
+    }
+
+    /// Each `extra_wiring` handler borrows a row of the table.
+    #[test]
+    fn handlers_borrow_table_rows() {
+        for handler in Handler::ALL {
+            assert!(ROUTES.contains(route_of(handler)), "{handler:?}");
+        }
+        assert_eq!(route_of(Handler::Track).access, Access::Public);
+        assert_eq!(route_of(Handler::Experiments).access, Access::ApiKey);
+        assert_eq!(route_of(Handler::Delete).access, Access::ApiKey);
+    }
+
+    /// Every function serves something, and says what.
+    #[test]
+    fn every_function_serves_a_route() {
+        for function in Function::ALL {
+            let description = function.description();
+            assert!(description.contains(" /"), "{description}");
+        }
+        assert_eq!(
+            Function::Experiments.description(),
+            "lamed: results (GET /experiments, GET /experiments/{experiment})"
+        );
+        let track = Function::Track.description();
+        assert!(track.contains("GET/POST /event"), "{track}");
+        assert!(track.contains("GET /health"), "{track}");
+        // Lambda refuses descriptions over 256 characters.
+        for function in Function::ALL {
+            assert!(function.description().len() <= 256, "{function:?}");
+        }
+    }
+}

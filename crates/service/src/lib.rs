@@ -1,0 +1,15 @@
+//! Lamed's services: what a request or a command does, over a
+//! [`lamed_store::Store`], testable without HTTP. The HTTP handlers and
+//! the Lambda entry call these; they hold no rules of their own.
+//!
+//! It may import `lamed-core`, `lamed-stats` and `lamed-store`: never the
+//! settings, the HTTP layer or the binary.
+//!
+//! # Layout
+//!
+//! - [`adaptive`]: adaptive experiments: weights per period from Thompson
+//!   sampling, their stored history, and the report stratified by it.
+//! - [`report`]: one experiment's statistics, verdicts and daily series.
+
+pub mod adaptive;
+pub mod report;

@@ -1,0 +1,803 @@
+//! The behaviour every [`Store`] must show, as async functions each backend's
+//! tests call with a fresh store. Each function says which settings the
+//! store must be opened with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DynStore, Store};
+use lamed_core::clock::Clock;
+use lamed_core::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
+use lamed_core::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};
+use lamed_core::value::{Value, ValueTotals, MAX_UNITS};
+
+/// Generates one `#[tokio::test]` per check of this suite for a backend;
+/// the list of checks, each with how its store is opened, is written here
+/// once.
+///
+/// `$fresh` is an async function `(window_seconds, caps, clock) -> (guard, store)`
+/// that opens a fresh, empty store; the guard (a temp dir, a redis-server)
+/// lives as long as the test. Only for this crate's own tests.
+#[cfg(test)]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance::conformance_tests!(@each $fresh;
+            counts_each_identity_once: DEFAULTS,
+            concurrent_duplicates_count_once: DEFAULTS,
+            daily_counters_follow_totals: DEFAULTS,
+            delete_removes_one_experiment: DEFAULTS,
+            memberships_keep_the_first_value: DEFAULTS,
+            values_add_once: DEFAULTS,
+            weight_history_keeps_the_first: DEFAULTS,
+            caps_are_enforced: TEST_CAPS,
+            duplicates_create_nothing: TEST_CAPS,
+            window_expires: TWO_SECOND_WINDOW,
+            no_window_remembers_forever: NO_WINDOW,
+            health_and_close: DEFAULTS,
+            import_is_idempotent: DEFAULTS,
+            registry_lifecycle: DEFAULTS,
+            required_registration: REQUIRED
+        );
+    };
+    (@each $fresh:path; $($check:ident: $setup:ident),* $(,)?) => {
+        $(
+            /// Conformance: the check of the same name.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let setup = $crate::conformance::$setup;
+                let clock = setup.clock();
+                let (_guard, store) = $fresh(setup.window_seconds, setup.caps, clock.clone()).await;
+                $crate::conformance::$check(std::sync::Arc::new(store), clock).await;
+            }
+        )*
+    };
+}
+#[cfg(test)]
+pub(crate) use conformance_tests;
+
+/// How a check wants its store opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// The dedupe window.
+    pub window_seconds: u64,
+    /// The caps.
+    pub caps: Caps,
+    /// Whether the check moves time itself (a manual clock).
+    pub manual_clock: bool,
+}
+
+impl Setup {
+    /// The clock to open the store with.
+    pub fn clock(&self) -> Clock {
+        if self.manual_clock {
+            Clock::manual_at_now()
+        } else {
+            Clock::default()
+        }
+    }
+}
+
+/// A day's window, the default caps.
+pub const DEFAULTS: Setup = Setup {
+    window_seconds: 86_400,
+    caps: Caps::DEFAULT,
+    manual_clock: false,
+};
+
+/// The caps [`caps_are_enforced`] expects.
+pub const TEST_CAPS: Setup = Setup {
+    caps: CAPPED,
+    ..DEFAULTS
+};
+
+/// Required registration, for [`required_registration`].
+pub const REQUIRED: Setup = Setup {
+    caps: REQUIRED_CAPS,
+    ..DEFAULTS
+};
+
+/// A 2-second window on a manual clock, for [`window_expires`].
+pub const TWO_SECOND_WINDOW: Setup = Setup {
+    window_seconds: 2,
+    caps: Caps::DEFAULT,
+    manual_clock: true,
+};
+
+/// No window (remember forever) on a manual clock.
+pub const NO_WINDOW: Setup = Setup {
+    window_seconds: 0,
+    ..TWO_SECOND_WINDOW
+};
+
+/// Caps the [`caps_are_enforced`] check expects the store to be opened with.
+pub const CAPPED: Caps = Caps {
+    registration: RegistrationMode::Open,
+    max_namespaces: 2,
+    max_experiments_per_namespace: 2,
+    max_variants_per_experiment: 2,
+    max_goals_per_experiment: 1,
+};
+
+fn event(namespace: &str, experiment: &str, event: &str, variant: &str, uuid: &str) -> Event {
+    Event {
+        namespace: namespace.into(),
+        experiment: experiment.into(),
+        variant: variant.into(),
+        event: event.into(),
+        uuid: uuid.into(),
+        value: None,
+    }
+}
+
+async fn counts(store: &dyn Store, namespace: &str) -> BTreeMap<(String, String, String), u64> {
+    store
+        .counters(namespace)
+        .await
+        .expect("counters readable")
+        .into_iter()
+        .map(|c| ((c.experiment, c.event, c.variant), c.count))
+        .collect()
+}
+
+fn key(experiment: &str, event: &str, variant: &str) -> (String, String, String) {
+    (experiment.into(), event.into(), variant.into())
+}
+
+/// New events count once; the same identity again is a duplicate, while a
+/// change of any one field is a new event. Default settings.
+pub async fn counts_each_identity_once(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let first = event("ns", "exp:1", PARTICIPATE, "red", "u1");
+    let outcomes = store
+        .track(vec![
+            first.clone(),
+            first.clone(),
+            Event {
+                uuid: "u2".into(),
+                ..first.clone()
+            },
+            Event {
+                variant: "blue".into(),
+                ..first.clone()
+            },
+            Event {
+                event: "buy".into(),
+                ..first.clone()
+            },
+            Event {
+                namespace: "other".into(),
+                ..first.clone()
+            },
+        ])
+        .await
+        .expect("track");
+    use TrackOutcome::*;
+    assert_eq!(
+        outcomes,
+        vec![Counted, Duplicate, Counted, Counted, Counted, Counted]
+    );
+    let again = store.track(vec![first]).await.expect("track");
+    assert_eq!(again, vec![Duplicate]);
+    let counts = counts(store, "ns").await;
+    assert_eq!(counts[&key("exp:1", PARTICIPATE, "red")], 2);
+    assert_eq!(counts[&key("exp:1", PARTICIPATE, "blue")], 1);
+    assert_eq!(counts[&key("exp:1", "buy", "red")], 1);
+    assert_eq!(counts.len(), 3);
+    assert_eq!(store.experiments("ns").await.expect("list"), vec!["exp:1"]);
+    assert!(store.experiments("unknown").await.expect("list").is_empty());
+}
+
+/// Many tasks sending overlapping events at once count each identity
+/// exactly once. Default settings.
+pub async fn concurrent_duplicates_count_once(store: DynStore, _clock: Clock) {
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for round in 0..50 {
+                    // Every task sends the same 50 uuids, in a different order.
+                    let n = (round * 7 + task) % 50;
+                    let e = event(
+                        "race",
+                        "e",
+                        PARTICIPATE,
+                        if n % 2 == 0 { "a" } else { "b" },
+                        &format!("u{n}"),
+                    );
+                    store.track(vec![e]).await.expect("track");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let counts = counts(store.as_ref(), "race").await;
+    assert_eq!(counts[&key("e", PARTICIPATE, "a")], 25);
+    assert_eq!(counts[&key("e", PARTICIPATE, "b")], 25);
+}
+
+/// Daily counters add up to the totals and land on today's UTC day.
+/// Default settings.
+pub async fn daily_counters_follow_totals(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    store
+        .track(vec![
+            event("t", "e", PARTICIPATE, "a", "1"),
+            event("t", "e", PARTICIPATE, "a", "2"),
+            event("t", "e", PARTICIPATE, "a", "2"),
+            event("t", "e", "buy", "b", "1"),
+            event("t", "other", "buy", "b", "1"),
+        ])
+        .await
+        .expect("track");
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+        / 86_400;
+    let daily = store.daily_counters("t", "e").await.expect("daily");
+    let got: Vec<_> = daily
+        .iter()
+        .map(|d| (d.event.as_str(), d.variant.as_str(), d.count))
+        .collect();
+    assert_eq!(got, vec![("buy", "b", 1), (PARTICIPATE, "a", 2)]);
+    // Allow a run that crosses midnight.
+    assert!(daily.iter().all(|d| d.day == today || d.day == today + 1));
+    assert!(store.delete_experiment("t", "e").await.expect("delete"));
+    assert!(store
+        .daily_counters("t", "e")
+        .await
+        .expect("daily")
+        .is_empty());
+}
+
+/// Deleting removes the experiment's counters and its listing, and only
+/// that experiment. Default settings.
+pub async fn delete_removes_one_experiment(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    store
+        .track(vec![
+            event("d", "gone", PARTICIPATE, "a", "1"),
+            event("d", "gone", "buy", "a", "1"),
+            event("d", "kept", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("d", "gone").await.expect("delete"));
+    assert!(!store.delete_experiment("d", "gone").await.expect("delete"));
+    assert!(!store
+        .delete_experiment("nope", "gone")
+        .await
+        .expect("delete"));
+    assert_eq!(store.experiments("d").await.expect("list"), vec!["kept"]);
+    assert_eq!(counts(store, "d").await.len(), 1);
+}
+
+/// A membership keeps the first value joined, also among concurrent joins,
+/// is separate per experiment, namespace and member,
+/// creates no experiment, and goes with its experiment's delete. Default
+/// settings.
+pub async fn memberships_keep_the_first_value(store: DynStore, _clock: Clock) {
+    let held = |ns: &'static str, exp: &'static str, member: &'static str| {
+        let store = Arc::clone(&store);
+        async move { store.membership(ns, exp, member).await.expect("read") }
+    };
+    assert_eq!(held("m", "e", "client").await, None);
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .join("m", "e", "client", &format!("v{i}"))
+                    .await
+                    .expect("join")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.expect("task"));
+    }
+    let first = held("m", "e", "client").await.expect("remembered");
+    assert!(
+        answers.iter().all(|a| *a == first),
+        "{answers:?} vs {first}"
+    );
+    assert_eq!(
+        store.join("m", "e", "client", "other").await.expect("join"),
+        first
+    );
+    assert_eq!(held("m", "other", "client").await, None);
+    assert_eq!(held("n", "e", "client").await, None);
+    assert_eq!(held("m", "e", "client\x1fkpi").await, None);
+    assert!(store.experiments("m").await.expect("list").is_empty());
+
+    store
+        .track(vec![event("m", "e", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("m", "e").await.expect("delete"));
+    assert_eq!(held("m", "e", "client").await, None);
+    assert_eq!(
+        store.join("m", "e", "client", "again").await.expect("join"),
+        "again"
+    );
+}
+
+/// A goal with values, as a store must keep it: of every identity only the
+/// first value counts (in one batch, across batches and among concurrent
+/// re-sends), sums are exact up to the largest value, events without a
+/// value count but add none, and delete removes the sums. Default settings.
+pub async fn values_add_once(store: DynStore, _clock: Clock) {
+    let valued = |uuid: &str, variant: &str, micros: u64| Event {
+        value: Some(Value::from_micros(micros).expect("within limits")),
+        ..event("v", "shop", "buy", variant, uuid)
+    };
+    let max = MAX_UNITS * lamed_core::value::MICROS_PER_UNIT;
+    let mut batch = vec![
+        valued("a", "red", 12_500_000),
+        valued("a", "red", 99_000_000),
+        valued("zero", "red", 0),
+        event("v", "shop", "buy", "red", "no value"),
+        event("v", "shop", PARTICIPATE, "red", "p"),
+    ];
+    batch.extend((0..300).map(|i| valued(&format!("max{i}"), "blue", max)));
+    store.track(batch).await.expect("track");
+    store
+        .track(vec![valued("a", "red", 7)])
+        .await
+        .expect("track");
+    let racers: Vec<_> = (1..=16u64)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let event = valued("raced", "red", i * 1_000_000);
+                store.track(vec![event]).await.expect("track")
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.expect("task");
+    }
+
+    let totals = |counters: &[lamed_core::model::Counter], event: &str, variant: &str| {
+        counters
+            .iter()
+            .find(|c| c.experiment == "shop" && c.event == event && c.variant == variant)
+            .map(|c| (c.count, c.values))
+            .expect("counter exists")
+    };
+    let counters = store.counters("v").await.expect("counters");
+    let (count, red) = totals(&counters, "buy", "red");
+    assert_eq!(count, 4, "a, zero, no value, raced");
+    let red = red.expect("red has values");
+    assert_eq!(red.valued, 3);
+    let raced = red.sum - 12_500_000;
+    assert!(
+        (1..=16).any(|i| raced == i * 1_000_000),
+        "one racer's value: {raced}"
+    );
+    assert_eq!(red.sum_of_squares, 12_500_000i128.pow(2) + raced * raced);
+    let (count, blue) = totals(&counters, "buy", "blue");
+    assert_eq!(count, 300);
+    assert_eq!(
+        blue,
+        Some(ValueTotals {
+            valued: 300,
+            sum: 300 * max as i128,
+            sum_of_squares: 300 * (max as i128).pow(2),
+        })
+    );
+    assert_eq!(totals(&counters, PARTICIPATE, "red").1, None);
+
+    assert!(store.delete_experiment("v", "shop").await.expect("delete"));
+    store
+        .track(vec![event("v", "shop", "buy", "red", "after delete")])
+        .await
+        .expect("track");
+    let counters = store.counters("v").await.expect("counters");
+    assert_eq!(totals(&counters, "buy", "red"), (1, None));
+}
+
+/// A period's weights are set once, also among concurrent writers; the
+/// history lists periods in order, per experiment, creates no experiment,
+/// and goes with its experiment's delete. Default settings.
+pub async fn weight_history_keeps_the_first(store: DynStore, _clock: Clock) {
+    assert!(store
+        .weight_history("w", "e")
+        .await
+        .expect("read")
+        .is_empty());
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let weights = format!("[{i}]");
+                store.put_weights("w", "e", 5, &weights).await.expect("put")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.expect("task"));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(
+        store.put_weights("w", "e", 5, "[99]").await.expect("put"),
+        answers[0]
+    );
+    store.put_weights("w", "e", 3, "[3]").await.expect("put");
+    store.put_weights("w", "e", 40, "[40]").await.expect("put");
+    assert_eq!(
+        store.weight_history("w", "e").await.expect("read"),
+        vec![
+            (3, "[3]".to_owned()),
+            (5, answers[0].clone()),
+            (40, "[40]".to_owned())
+        ]
+    );
+    assert!(store
+        .weight_history("w", "other")
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.experiments("w").await.expect("list").is_empty());
+
+    store
+        .track(vec![event("w", "e", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("w", "e").await.expect("delete"));
+    assert!(store
+        .weight_history("w", "e")
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+/// Caps refuse what would create too many namespaces, experiments, variants
+/// or goals, and nothing refused is stored. Open the store with
+/// [`CAPPED`].
+pub async fn caps_are_enforced(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let outcomes = store
+        .track(vec![
+            event("n1", "e1", PARTICIPATE, "a", "1"),
+            event("n2", "e1", PARTICIPATE, "a", "1"),
+            event("n3", "e1", PARTICIPATE, "a", "1"),
+            event("n1", "e2", PARTICIPATE, "a", "1"),
+            event("n1", "e3", PARTICIPATE, "a", "1"),
+            event("n1", "e1", PARTICIPATE, "b", "1"),
+            event("n1", "e1", PARTICIPATE, "c", "1"),
+            event("n1", "e1", "g1", "a", "1"),
+            event("n1", "e1", "g2", "a", "1"),
+            // Existing names stay usable at the cap.
+            event("n1", "e1", "g1", "b", "2"),
+        ])
+        .await
+        .expect("track");
+    let refused: Vec<_> = outcomes
+        .iter()
+        .map(|o| match o {
+            TrackOutcome::Ignored(Ignored::Cap(cap)) => Some(cap.kind()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            None,
+            None,
+            Some("namespaces_cap"),
+            None,
+            Some("experiments_cap"),
+            None,
+            Some("variants_cap"),
+            None,
+            Some("goals_cap"),
+            None
+        ]
+    );
+    assert!(matches!(
+        &outcomes[2],
+        TrackOutcome::Ignored(Ignored::Cap(CapExceeded::Namespaces { limit: 2, .. }))
+    ));
+    assert!(store.experiments("n3").await.expect("list").is_empty());
+    // A refused event was not remembered: once room is made, it counts.
+    assert!(store.delete_experiment("n1", "e2").await.expect("delete"));
+    let outcomes = store
+        .track(vec![event("n1", "e3", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert_eq!(outcomes, vec![TrackOutcome::Counted]);
+}
+
+/// The dedupe memory outlives a delete, so an event re-sent after its
+/// experiment was deleted is a duplicate; being one, it creates nothing:
+/// neither its experiment nor its namespace is listed, or takes a place
+/// under the caps. Open the store with [`CAPPED`].
+pub async fn duplicates_create_nothing(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    use TrackOutcome::*;
+    let gone = event("g", "e", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &gone).await, Counted);
+    assert!(store.delete_experiment("g", "e").await.expect("delete"));
+    assert_eq!(track_one(store, &gone).await, Duplicate);
+    assert!(store.experiments("g").await.expect("list").is_empty());
+    // Namespace "g" holds nothing: two others fit under the cap of two.
+    let outcomes = store
+        .track(vec![
+            event("h", "e1", PARTICIPATE, "a", "1"),
+            event("h", "e2", PARTICIPATE, "a", "1"),
+            event("i", "e1", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(outcomes, vec![Counted, Counted, Counted]);
+    // Experiment "h"/"e1" deleted then re-sent holds nothing either.
+    assert!(store.delete_experiment("h", "e1").await.expect("delete"));
+    let again = event("h", "e1", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &again).await, Duplicate);
+    let third = event("h", "e3", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &third).await, Counted);
+    assert_eq!(
+        store.experiments("h").await.expect("list"),
+        vec!["e2", "e3"]
+    );
+}
+
+/// Tracks one event, returning its outcome.
+async fn track_one(store: &dyn Store, event: &Event) -> TrackOutcome {
+    let mut outcomes = store.track(vec![event.clone()]).await.expect("track");
+    assert_eq!(outcomes.len(), 1, "one outcome per event");
+    outcomes.remove(0)
+}
+
+/// Within the window a uuid is a duplicate; after it, it counts again. The
+/// window runs from the first sighting (a duplicate does not extend it),
+/// and an event first seen exactly one window ago is outside it. Open the
+/// store with a 2-second window and `clock`, a manual clock this check
+/// steps.
+pub async fn window_expires(store: DynStore, clock: Clock) {
+    let (store, clock) = (store.as_ref(), &clock);
+    use TrackOutcome::*;
+    let e = event("w", "e", PARTICIPATE, "a", "u");
+    let ms = Duration::from_millis;
+    assert_eq!(track_one(store, &e).await, Counted);
+    clock.advance(ms(1000));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(999));
+    assert_eq!(track_one(store, &e).await, Duplicate, "1999 ms old");
+    clock.advance(ms(1));
+    assert_eq!(track_one(store, &e).await, Counted, "2000 ms old");
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(1999));
+    assert_eq!(track_one(store, &e).await, Duplicate);
+    clock.advance(ms(2001));
+    assert_eq!(track_one(store, &e).await, Counted, "4000 ms old");
+    assert_eq!(counts(store, "w").await[&key("e", PARTICIPATE, "a")], 3);
+}
+
+/// With window 0, a uuid stays a duplicate however much time passes. Open
+/// the store with window 0 and `clock`, a manual clock this check steps.
+pub async fn no_window_remembers_forever(store: DynStore, clock: Clock) {
+    let (store, clock) = (store.as_ref(), &clock);
+    let e = event("f", "e", PARTICIPATE, "a", "u");
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Counted);
+    clock.advance(Duration::from_secs(365 * 86_400));
+    assert_eq!(track_one(store, &e).await, TrackOutcome::Duplicate);
+    assert_eq!(counts(store, "f").await[&key("e", PARTICIPATE, "a")], 1);
+}
+
+/// The store proves it is writable, and refuses work once closed.
+pub async fn health_and_close(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    store.check_writable().await.expect("writable");
+    store.close().await.expect("close");
+    assert!(store
+        .track(vec![event("c", "e", PARTICIPATE, "a", "1")])
+        .await
+        .is_err());
+    assert!(store.check_writable().await.is_err());
+}
+
+/// An imported count is a base that tracked events add to; importing the
+/// same count again changes nothing, a new count replaces the base, the
+/// experiment is listed, and deleting removes the base too. Default
+/// settings.
+pub async fn import_is_idempotent(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let import = |event: &'static str, variant: &'static str, count: u64| async move {
+        store
+            .import_counter("imp", "old:exp", event, variant, count)
+            .await
+            .expect("import")
+    };
+    assert_eq!(import(PARTICIPATE, "a", 40).await, None);
+    assert_eq!(import("buy", "a", 7).await, None);
+    store
+        .track(vec![event("imp", "old:exp", PARTICIPATE, "a", "new")])
+        .await
+        .expect("track");
+    assert_eq!(import(PARTICIPATE, "a", 40).await, Some(40));
+    let got = counts(store, "imp").await;
+    assert_eq!(got[&key("old:exp", PARTICIPATE, "a")], 41);
+    assert_eq!(got[&key("old:exp", "buy", "a")], 7);
+    assert_eq!(import(PARTICIPATE, "a", 50).await, Some(40));
+    assert_eq!(
+        counts(store, "imp").await[&key("old:exp", PARTICIPATE, "a")],
+        51
+    );
+    assert_eq!(
+        store.experiments("imp").await.expect("list"),
+        vec!["old:exp"]
+    );
+    assert!(store
+        .delete_experiment("imp", "old:exp")
+        .await
+        .expect("delete"));
+    assert!(counts(store, "imp").await.is_empty());
+    assert!(store.experiments("imp").await.expect("list").is_empty());
+}
+
+/// Default caps in required mode, for [`required_registration`].
+pub const REQUIRED_CAPS: Caps = Caps {
+    registration: RegistrationMode::Required,
+    ..Caps::DEFAULT
+};
+
+/// A record as its owner registers it: variants `a` and `b`, goal `buy`.
+fn registered(namespace: &str, name: &str) -> ExperimentRecord {
+    let mut record = ExperimentRecord::automatic(namespace, name, 1_000);
+    let definition: Definition =
+        serde_json::from_str(r#"{"variants": ["a", "b"], "goals": ["buy"], "description": "d"}"#)
+            .expect("definition");
+    record
+        .redefine(definition.validated().expect("valid"))
+        .expect("adds only");
+    record
+}
+
+/// Moves a stored record through `change` and writes it back.
+async fn change(store: &dyn Store, namespace: &str, name: &str, change: Change) {
+    let mut record = store
+        .record(namespace, name)
+        .await
+        .expect("read")
+        .expect("has a record");
+    record.apply(change, 2_000).expect("allowed");
+    store.put_record(record).await.expect("write");
+}
+
+/// Records round-trip; tracking registers what it creates (open mode);
+/// only a running experiment counts, and an ignored event is not
+/// remembered; delete removes the record. Default caps.
+pub async fn registry_lifecycle(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    use TrackOutcome::{Counted, Ignored as Skipped};
+    let auto = event("ns", "auto", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &auto).await, Counted);
+    let record = store
+        .record("ns", "auto")
+        .await
+        .expect("read")
+        .expect("registered");
+    assert!(record.automatic && record.counts() && record.created_ms > 0);
+    assert_eq!(
+        (record.namespace.as_str(), record.name.as_str()),
+        ("ns", "auto")
+    );
+
+    let planned = registered("ns", "planned");
+    store.put_record(planned.clone()).await.expect("put");
+    assert_eq!(
+        store.record("ns", "planned").await.expect("read"),
+        Some(planned)
+    );
+    assert_eq!(
+        store.experiments("ns").await.expect("list"),
+        vec!["auto".to_owned(), "planned".to_owned()],
+        "a registered experiment is listed before any event"
+    );
+    let names: Vec<String> = store
+        .records("ns")
+        .await
+        .expect("records")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, vec!["auto", "planned"]);
+
+    let visit = event("ns", "planned", PARTICIPATE, "b", "v1");
+    change(store, "ns", "planned", Change::Pause).await;
+    assert_eq!(
+        track_one(store, &visit).await,
+        Skipped(Ignored::Inactive(Status::Paused))
+    );
+    assert!(!counts(store, "ns")
+        .await
+        .contains_key(&key("planned", PARTICIPATE, "b")));
+    change(store, "ns", "planned", Change::Resume).await;
+    assert_eq!(
+        track_one(store, &visit).await,
+        Counted,
+        "an ignored event was not remembered"
+    );
+    let stop = Change::Stop {
+        winner: Some("b".into()),
+        note: "won".into(),
+    };
+    change(store, "ns", "planned", stop).await;
+    let late = event("ns", "planned", "buy", "b", "v1");
+    assert_eq!(
+        track_one(store, &late).await,
+        Skipped(Ignored::Inactive(Status::Stopped))
+    );
+    change(store, "ns", "planned", Change::Archive).await;
+    assert_eq!(
+        track_one(store, &late).await,
+        Skipped(Ignored::Inactive(Status::Archived))
+    );
+    assert_eq!(
+        counts(store, "ns")
+            .await
+            .get(&key("planned", PARTICIPATE, "b")),
+        Some(&1)
+    );
+
+    assert!(store
+        .delete_experiment("ns", "planned")
+        .await
+        .expect("delete"));
+    assert_eq!(store.record("ns", "planned").await.expect("read"), None);
+    assert_eq!(
+        store.experiments("ns").await.expect("list"),
+        vec!["auto".to_owned()]
+    );
+}
+
+/// In required mode only registered experiments, variants and goals count:
+/// the rest is ignored and creates nothing. Open with [`REQUIRED`].
+pub async fn required_registration(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    use TrackOutcome::{Counted, Ignored as Skipped};
+    let unknown = event("ns", "typo", PARTICIPATE, "a", "1");
+    assert_eq!(
+        track_one(store, &unknown).await,
+        Skipped(Ignored::Unregistered)
+    );
+    assert!(store.experiments("ns").await.expect("list").is_empty());
+    assert_eq!(store.record("ns", "typo").await.expect("read"), None);
+
+    store
+        .put_record(registered("ns", "reg"))
+        .await
+        .expect("put");
+    let outcomes = store
+        .track(vec![
+            event("ns", "reg", PARTICIPATE, "a", "1"),
+            event("ns", "reg", PARTICIPATE, "c", "2"),
+            event("ns", "reg", "other goal", "a", "3"),
+            event("ns", "reg", "buy", "a", "1"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(
+        outcomes,
+        vec![
+            Counted,
+            Skipped(Ignored::Unregistered),
+            Skipped(Ignored::Unregistered),
+            Counted
+        ]
+    );
+    assert_eq!(counts(store, "ns").await.len(), 2);
+    change(store, "ns", "reg", Change::Pause).await;
+    let paused = event("ns", "reg", PARTICIPATE, "b", "4");
+    assert_eq!(
+        track_one(store, &paused).await,
+        Skipped(Ignored::Inactive(Status::Paused))
+    );
+}

@@ -1,0 +1,183 @@
+//! The distinct names that exist in the store and each experiment's
+//! registry status, kept in memory so that the registry and the caps are
+//! applied without a query per event.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+use lamed_core::model::{CapExceeded, Caps, Event, Ignored, PARTICIPATE};
+use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status};
+
+/// The distinct names that exist and the registry's statuses, kept in
+/// memory to apply the registry and [`Caps`] without a query per event.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    namespaces: HashMap<String, HashMap<String, ExperimentNames>>,
+}
+
+#[derive(Debug, Default)]
+struct ExperimentNames {
+    /// The record's status; `None` when the experiment has no record.
+    status: Option<Status>,
+    variants: HashSet<String>,
+    goals: HashSet<String>,
+}
+
+impl Catalog {
+    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let mut catalog = Catalog::default();
+        let mut stmt = conn.prepare(
+            "SELECT namespace, experiment, event, variant FROM counters
+             UNION SELECT namespace, experiment, event, variant FROM daily
+             UNION SELECT namespace, experiment, event, variant FROM imported",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let event = Event {
+                namespace: row.get(0)?,
+                experiment: row.get(1)?,
+                event: row.get(2)?,
+                variant: row.get(3)?,
+                uuid: String::new(),
+                value: None,
+            };
+            catalog.insert(&event);
+        }
+        let mut stmt = conn.prepare("SELECT record FROM registry")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            catalog.put_record(&parse_record(&row.get::<_, String>(0)?)?);
+        }
+        Ok(catalog)
+    }
+
+    /// Why `event` is not counted, if it is not: the registry (status,
+    /// registration mode), then the caps.
+    pub(super) fn check(&self, event: &Event, caps: &Caps) -> Option<Ignored> {
+        let experiments = self.namespaces.get(&event.namespace);
+        let names = experiments.and_then(|experiments| experiments.get(&event.experiment));
+        if let Some(status) = names.and_then(|n| n.status) {
+            if status != Status::Running {
+                return Some(Ignored::Inactive(status));
+            }
+        }
+        if caps.registration == RegistrationMode::Required {
+            let registered = names.is_some_and(|n| {
+                n.status.is_some()
+                    && n.variants.contains(&event.variant)
+                    && (event.is_participation() || n.goals.contains(&event.event))
+            });
+            if !registered {
+                return Some(Ignored::Unregistered);
+            }
+        }
+        self.cap_exceeded(event, caps, experiments, names)
+            .map(Ignored::Cap)
+    }
+
+    /// True when `event`'s experiment has no record yet: counting it
+    /// registers it.
+    pub(super) fn lacks_record(&self, event: &Event) -> bool {
+        self.namespaces
+            .get(&event.namespace)
+            .and_then(|experiments| experiments.get(&event.experiment))
+            .is_none_or(|names| names.status.is_none())
+    }
+
+    /// Takes in a record: its status, and its names as known.
+    pub(super) fn put_record(&mut self, record: &ExperimentRecord) {
+        let names = self
+            .namespaces
+            .entry(record.namespace.clone())
+            .or_default()
+            .entry(record.name.clone())
+            .or_default();
+        names.status = Some(record.status);
+        names
+            .variants
+            .extend(record.variants.iter().map(|v| v.name.clone()));
+        names
+            .goals
+            .extend(record.goals.iter().map(|g| g.name.clone()));
+    }
+
+    /// Which cap, if any, counting `event` would break; `experiments` and
+    /// `names` are its namespace's and experiment's entries, looked up once
+    /// by [`Catalog::check`].
+    fn cap_exceeded(
+        &self,
+        event: &Event,
+        caps: &Caps,
+        experiments: Option<&HashMap<String, ExperimentNames>>,
+        names: Option<&ExperimentNames>,
+    ) -> Option<CapExceeded> {
+        let Some(experiments) = experiments else {
+            return (self.namespaces.len() >= caps.max_namespaces).then(|| {
+                CapExceeded::Namespaces {
+                    namespace: event.namespace.clone(),
+                    limit: caps.max_namespaces,
+                }
+            });
+        };
+        let Some(names) = names else {
+            return (experiments.len() >= caps.max_experiments_per_namespace).then(|| {
+                CapExceeded::Experiments {
+                    namespace: event.namespace.clone(),
+                    experiment: event.experiment.clone(),
+                    limit: caps.max_experiments_per_namespace,
+                }
+            });
+        };
+        if !names.variants.contains(&event.variant)
+            && names.variants.len() >= caps.max_variants_per_experiment
+        {
+            return Some(CapExceeded::Variants {
+                experiment: event.experiment.clone(),
+                variant: event.variant.clone(),
+                limit: caps.max_variants_per_experiment,
+            });
+        }
+        if !event.is_participation()
+            && !names.goals.contains(&event.event)
+            && names.goals.len() >= caps.max_goals_per_experiment
+        {
+            return Some(CapExceeded::Goals {
+                experiment: event.experiment.clone(),
+                goal: event.event.clone(),
+                limit: caps.max_goals_per_experiment,
+            });
+        }
+        None
+    }
+
+    pub(super) fn insert(&mut self, event: &Event) {
+        let names = self
+            .namespaces
+            .entry(event.namespace.clone())
+            .or_default()
+            .entry(event.experiment.clone())
+            .or_default();
+        names.variants.insert(event.variant.clone());
+        if event.event != PARTICIPATE {
+            names.goals.insert(event.event.clone());
+        }
+    }
+
+    /// Forgets an experiment: its names and its status.
+    pub(super) fn remove_experiment(&mut self, namespace: &str, experiment: &str) {
+        if let Some(experiments) = self.namespaces.get_mut(namespace) {
+            experiments.remove(experiment);
+            if experiments.is_empty() {
+                self.namespaces.remove(namespace);
+            }
+        }
+    }
+}
+
+/// A stored record, read back.
+pub(super) fn parse_record(json: &str) -> Result<ExperimentRecord, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|err| StoreError::caused_by("a stored record is corrupt", err))
+}

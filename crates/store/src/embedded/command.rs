@@ -1,0 +1,331 @@
+//! What callers ask of the writer thread.
+//!
+//! Each kind of write is a type implementing [`Write`]: it carries its
+//! input and does its work inside the writer's open transaction. A
+//! [`Request`] pairs a write with the channel its caller waits on; applying
+//! it leaves an [`Answer`] that keeps the result until the transaction has
+//! ended, then answers: with the result when it committed, or with the
+//! error every caller of a failed transaction gets.
+
+use rusqlite::{params, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::writer::Batch;
+use crate::StoreError;
+use lamed_core::model::{Event, TrackOutcome};
+use lamed_core::registry::ExperimentRecord;
+
+/// One kind of write the writer does for a caller.
+pub(super) trait Write: Send + 'static {
+    /// What the caller gets once the transaction has committed.
+    type Output: Send + 'static;
+
+    /// Events this write adds to a transaction, which takes a bounded
+    /// number of them.
+    fn weight(&self) -> usize {
+        1
+    }
+
+    /// Does the work inside the writer's open transaction.
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Self::Output, StoreError>;
+}
+
+/// A caller's write waiting in the writer's queue, whatever its kind.
+pub(super) trait Command: Send {
+    /// Events it adds to a transaction (see [`Write::weight`]).
+    fn weight(&self) -> usize;
+
+    /// Does its work in the open transaction; on success it becomes the
+    /// answer that waits for the commit, on failure it comes back unapplied
+    /// with the error that fails the whole transaction.
+    fn apply(self: Box<Self>, batch: &mut Batch<'_>) -> Result<Box<dyn Answer>, NotApplied>;
+
+    /// Its transaction failed before it was applied: answers the error.
+    fn fail(self: Box<Self>, error: &StoreError);
+}
+
+/// A write applied inside a transaction, holding its result until the
+/// transaction has ended.
+pub(super) trait Answer: Send {
+    /// The transaction committed: answers the caller with the result.
+    fn send(self: Box<Self>);
+
+    /// The transaction rolled back: answers the caller with its error.
+    fn fail(self: Box<Self>, error: &StoreError);
+}
+
+/// A command whose work failed, and the error that fails its transaction.
+pub(super) struct NotApplied {
+    /// Why the work failed.
+    pub(super) error: StoreError,
+    /// The command, still owed an answer.
+    pub(super) command: Box<dyn Command>,
+}
+
+/// Where a caller waits for its answer.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write and the channel its caller waits on.
+pub(super) struct Request<W: Write> {
+    write: W,
+    reply: Reply<W::Output>,
+}
+
+impl<W: Write> Request<W> {
+    /// A request for `write`, and the receiver its answer arrives on.
+    pub(super) fn new(write: W) -> (Self, oneshot::Receiver<Result<W::Output, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Request { write, reply }, answer)
+    }
+}
+
+impl<W: Write> Command for Request<W> {
+    fn weight(&self) -> usize {
+        self.write.weight()
+    }
+
+    fn apply(mut self: Box<Self>, batch: &mut Batch<'_>) -> Result<Box<dyn Answer>, NotApplied> {
+        match self.write.apply(batch) {
+            Ok(result) => Ok(Box::new(Applied {
+                result,
+                reply: self.reply,
+            })),
+            Err(error) => Err(NotApplied {
+                error,
+                command: self,
+            }),
+        }
+    }
+
+    fn fail(self: Box<Self>, error: &StoreError) {
+        answer(self.reply, Err(error.clone()));
+    }
+}
+
+/// The result of an applied write, waiting for the commit.
+struct Applied<T> {
+    result: T,
+    reply: Reply<T>,
+}
+
+impl<T: Send> Answer for Applied<T> {
+    fn send(self: Box<Self>) {
+        answer(self.reply, Ok(self.result));
+    }
+
+    fn fail(self: Box<Self>, error: &StoreError) {
+        answer(self.reply, Err(error.clone()));
+    }
+}
+
+/// Sends an answer; a dropped receiver means the caller went away, which
+/// changes nothing about what was stored.
+fn answer<T>(reply: Reply<T>, result: Result<T, StoreError>) {
+    let _ = reply.send(result);
+}
+
+/// Counts events: each is counted, a duplicate within the dedupe window,
+/// or ignored (by the registry or a cap).
+pub(super) struct Track {
+    /// Already validated events, answered in this order.
+    pub(super) events: Vec<Event>,
+}
+
+impl Write for Track {
+    type Output = Vec<TrackOutcome>;
+
+    fn weight(&self) -> usize {
+        self.events.len()
+    }
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Vec<TrackOutcome>, StoreError> {
+        self.events
+            .drain(..)
+            .map(|event| track_one(batch, event))
+            .collect()
+    }
+}
+
+fn track_one(batch: &mut Batch<'_>, event: Event) -> Result<TrackOutcome, StoreError> {
+    if let Some(ignored) = batch.catalog.check(&event, batch.caps) {
+        return Ok(TrackOutcome::Ignored(ignored));
+    }
+    if !batch
+        .seen
+        .remember(event.dedupe_key(), batch.now_ms, batch.cutoff)
+    {
+        return Ok(TrackOutcome::Duplicate);
+    }
+    if batch.catalog.lacks_record(&event) {
+        let record = ExperimentRecord::automatic(&event.namespace, &event.experiment, batch.now_ms);
+        write_record(batch, &record)?;
+    }
+    batch.catalog.insert(&event);
+    batch.count(event);
+    Ok(TrackOutcome::Counted)
+}
+
+/// Writes an experiment's record and takes it into the catalog.
+fn write_record(batch: &mut Batch<'_>, record: &ExperimentRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|err| StoreError::caused_by("cannot encode a record", err))?;
+    batch.tx.execute(
+        "INSERT INTO registry (namespace, experiment, record) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET record = excluded.record",
+        params![record.namespace, record.name, json],
+    )?;
+    batch.catalog.put_record(record);
+    Ok(())
+}
+
+/// Creates or replaces an experiment's registry record.
+pub(super) struct PutRecord {
+    pub(super) record: ExperimentRecord,
+}
+
+impl Write for PutRecord {
+    type Output = ();
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        write_record(batch, &self.record)
+    }
+}
+
+/// Removes an experiment's counters and record; answers whether it had
+/// any.
+pub(super) struct DeleteExperiment {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+}
+
+impl Write for DeleteExperiment {
+    type Output = bool;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<bool, StoreError> {
+        let (namespace, experiment) = (&self.namespace, &self.experiment);
+        // Counts queued earlier in this transaction belong to the
+        // experiment being deleted: drop them too.
+        batch.forget_counts(namespace, experiment);
+        let mut removed = 0;
+        for table in ["counters", "daily", "imported", "registry", "value_sums"] {
+            removed += batch.tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
+                params![namespace, experiment],
+            )?;
+        }
+        // Memberships and weights alone do not make an experiment exist.
+        for table in ["members", "weights"] {
+            batch.tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
+                params![namespace, experiment],
+            )?;
+        }
+        batch.catalog.remove_experiment(namespace, experiment);
+        Ok(removed > 0)
+    }
+}
+
+/// Remembers a member unless it is remembered; answers the value held.
+pub(super) struct Join {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+    pub(super) member: String,
+    pub(super) value: String,
+}
+
+impl Write for Join {
+    type Output = String;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
+        let held: String = batch.tx.query_row(
+            "INSERT INTO members (namespace, experiment, member, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET value = value RETURNING value",
+            params![self.namespace, self.experiment, self.member, self.value],
+            |row| row.get(0),
+        )?;
+        Ok(held)
+    }
+}
+
+/// Stores a period's weights unless it has some; answers those held.
+pub(super) struct PutWeights {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+    pub(super) period: i64,
+    pub(super) weights: String,
+}
+
+impl Write for PutWeights {
+    type Output = String;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
+        let held: String = batch.tx.query_row(
+            "INSERT INTO weights (namespace, experiment, period, weights) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET weights = weights RETURNING weights",
+            params![self.namespace, self.experiment, self.period, self.weights],
+            |row| row.get(0),
+        )?;
+        Ok(held)
+    }
+}
+
+/// Writes a heartbeat row: proves the database takes writes right now.
+pub(super) struct Heartbeat;
+
+impl Write for Heartbeat {
+    type Output = ();
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        batch.tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [batch.now_ms],
+        )?;
+        Ok(())
+    }
+}
+
+/// Sets one counter's imported base; answers the previous base.
+pub(super) struct ImportCounter {
+    /// Carries the counter's names; its uuid is unused.
+    pub(super) counter: Event,
+    pub(super) count: u64,
+}
+
+impl Write for ImportCounter {
+    type Output = Option<u64>;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Option<u64>, StoreError> {
+        let counter = &self.counter;
+        let previous: Option<i64> = batch
+            .tx
+            .query_row(
+                "SELECT count FROM imported WHERE namespace = ?1
+                 AND experiment = ?2 AND event = ?3 AND variant = ?4",
+                params![
+                    counter.namespace,
+                    counter.experiment,
+                    counter.event,
+                    counter.variant
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        batch.tx.execute(
+            "INSERT INTO imported (namespace, experiment, event, variant, count)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET count = excluded.count",
+            params![
+                counter.namespace,
+                counter.experiment,
+                counter.event,
+                counter.variant,
+                i64::try_from(self.count).unwrap_or(i64::MAX)
+            ],
+        )?;
+        // Imports are an operator's act: caps do not apply, but the names
+        // now count towards them.
+        batch.catalog.insert(counter);
+        Ok(previous.map(|c| c as u64))
+    }
+}

@@ -1,0 +1,757 @@
+//! The embedded store: SQLite in WAL mode behind one writer thread that
+//! commits concurrent events together (group commit).
+//!
+//! Why one writer: SQLite allows one write transaction at a time, so many
+//! writers would only queue on its lock. A single thread that drains every
+//! waiting request into one transaction pays one commit for many events,
+//! and keeps the in-memory catalog (used to enforce caps) consistent.
+//!
+//! Here: the handle and its [`Store`] impl. Beside it: [`schema`] (the
+//! tables, opening connections), [`command`] (what callers ask the writer),
+//! [`writer`] (the writer thread, group commit), [`prune`] (expiring dedupe
+//! rows, folding old days), [`catalog`] (names, for the caps) and [`seen`]
+//! (the dedupe memory).
+//!
+//! The queue to the writer is bounded ([`WRITER_QUEUE_COMMANDS`]): when the
+//! writer falls behind (a slow or locked disk), callers get a
+//! [`StoreError`] at once (503 + `Retry-After`, the client re-sends later)
+//! instead of the queue growing without limit. A writer thread that dies
+//! ends the process (see [`writer`]), so a supervisor restarts it.
+
+mod backup;
+mod catalog;
+mod command;
+mod dedupe_table;
+mod prune;
+mod schema;
+mod seen;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::{Store, StoreError};
+pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
+use catalog::{parse_record, Catalog};
+use command::{
+    Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
+    Track, Write,
+};
+use lamed_core::clock::Clock;
+use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
+use lamed_core::registry::ExperimentRecord;
+use lamed_core::value::{ValueTotals, LIMBS};
+use prune::Pruner;
+pub use prune::DAILY_RETENTION_DAYS;
+use schema::{has_table, open_reader_connection, open_writer_connection};
+use seen::{cutoff, SeenIndex};
+use writer::Writer;
+
+/// Most commands waiting for the writer. One command is one request (a
+/// `POST /track` batch, a heartbeat...), so this holds a few seconds of a
+/// busy server's writes; beyond it, requests are refused with a
+/// [`StoreError`] rather than queued without limit.
+pub const WRITER_QUEUE_COMMANDS: usize = 4096;
+
+/// How the embedded store is set up.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Directory holding `lamed.db` (created when missing).
+    pub data_dir: PathBuf,
+    /// Dedupe window in seconds; 0 keeps every uuid forever.
+    pub uuid_expiry_seconds: u64,
+    /// fsync every commit, so that a 200 also survives power loss.
+    pub fsync: bool,
+    /// Caps on what the public endpoint may create.
+    pub caps: Caps,
+    /// Where "now" comes from: the dedupe window and the day of a count.
+    pub clock: Clock,
+}
+
+/// The database file in the data directory.
+const DB_FILE: &str = "lamed.db";
+
+/// The data directory's lock file: one writer per data directory.
+const LOCK_FILE: &str = "lamed.lock";
+
+/// Another process (a running `lamed serve`, say) writes to the data
+/// directory. Each writer keeps the registry and the caps in memory, so a
+/// second one would act on records the first never sees.
+#[derive(Debug, thiserror::Error)]
+#[error("another lamed process is writing to data directory {}", .0.display())]
+pub struct DataDirInUse(pub PathBuf);
+
+impl DataDirInUse {
+    /// True when `err` is this refusal.
+    pub fn is_cause_of(err: &StoreError) -> bool {
+        matches!(err, StoreError::Unavailable { source: Some(cause), .. } if cause.is::<DataDirInUse>())
+    }
+}
+
+/// Takes the data directory's write lock (an advisory lock the OS drops
+/// with the process, so a crash leaves nothing to clean up).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError::caused_by(format!("cannot open {}", path.display()), err))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::caused_by(
+            "cannot open the store",
+            DataDirInUse(data_dir.to_owned()),
+        )),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::caused_by(
+            format!("cannot lock {}", path.display()),
+            err,
+        )),
+    }
+}
+
+/// SQLite-backed [`Store`]; cheap to clone, clones share the writer.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Requests to the writer thread (a bounded queue); `None` once closed.
+    writer: Mutex<Option<mpsc::SyncSender<Box<dyn Command>>>>,
+    /// Joined on close so that the last commit has happened when it returns.
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Read-only connection for queries; std Mutex: only used inside
+    /// `spawn_blocking`, never held across `.await`.
+    reader: Arc<Mutex<Connection>>,
+    /// How many uuids the dedupe memory holds, as the writer last saw it;
+    /// `None` when read-only (no writer, no dedupe memory).
+    remembered: Option<Arc<AtomicUsize>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `options.data_dir`.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or database cannot be created or opened.
+    pub fn open(options: EmbeddedOptions) -> Result<Self, StoreError> {
+        Self::open_with_queue(options, WRITER_QUEUE_COMMANDS)
+    }
+
+    /// [`EmbeddedStore::open`] with a writer queue of `queue_commands`.
+    fn open_with_queue(
+        options: EmbeddedOptions,
+        queue_commands: usize,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|err| {
+            StoreError::caused_by(
+                format!(
+                    "cannot create data directory {}",
+                    options.data_dir.display()
+                ),
+                err,
+            )
+        })?;
+        let lock = lock_data_dir(&options.data_dir)?;
+        let path = options.data_dir.join(DB_FILE);
+        let conn = open_writer_connection(&path, options.fsync)?;
+        let catalog = Catalog::load(&conn)?;
+        let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
+        let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
+        tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
+        let reader = open_reader_connection(&path)?;
+
+        let remembered = Arc::new(AtomicUsize::new(seen.len()));
+        let (sender, receiver) = mpsc::sync_channel(queue_commands);
+        let writer = Writer {
+            conn,
+            catalog,
+            caps: options.caps,
+            seen,
+            window_ms,
+            clock: options.clock,
+            pruner: Pruner::new(),
+            remembered: Arc::clone(&remembered),
+        };
+        let writer_thread = thread::Builder::new()
+            .name("lamed-writer".into())
+            .spawn(move || {
+                // Held while the writer runs: released when it ends (close,
+                // or every handle dropped) or the process exits.
+                let _lock = lock;
+                writer.run_or_end_process(receiver);
+            })
+            .map_err(|err| StoreError::caused_by("cannot start writer", err))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(sender)),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                reader: Arc::new(Mutex::new(reader)),
+                remembered: Some(remembered),
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only (reports), alongside a
+    /// server that may be writing to it; writes answer [`StoreError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// When there is no store in `data_dir` or it cannot be opened.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::unavailable(format!(
+                "no store at {} (has lamed serve run with this data directory?)",
+                path.display()
+            )));
+        }
+        let reader = open_reader_connection(&path)?;
+        // A store last written by a lamed from before the registry (or the
+        // memberships, values, weights) lacks their tables until its server
+        // restarts: read them as empty.
+        for (table, columns) in [
+            ("registry", "namespace TEXT, experiment TEXT, record TEXT"),
+            (
+                "members",
+                "namespace TEXT, experiment TEXT, member TEXT, value TEXT",
+            ),
+            (
+                "value_sums",
+                "namespace TEXT, experiment TEXT, event TEXT, variant TEXT, \
+                 n INTEGER, s0 INTEGER, s1 INTEGER, q0 INTEGER, q1 INTEGER, q2 INTEGER",
+            ),
+            (
+                "weights",
+                "namespace TEXT, experiment TEXT, period INTEGER, weights TEXT",
+            ),
+        ] {
+            if !has_table(&reader, table)? {
+                reader.execute_batch(&format!("CREATE TEMP TABLE {table} ({columns})"))?;
+            }
+        }
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(None),
+                writer_thread: Mutex::new(None),
+                reader: Arc::new(Mutex::new(reader)),
+                remembered: None,
+            }),
+        })
+    }
+
+    /// Sends a write to the writer and waits for its answer; refuses at
+    /// once when the writer's queue is full.
+    async fn ask<W: Write>(&self, write: W) -> Result<W::Output, StoreError> {
+        let (request, answer) = Request::new(write);
+        {
+            let writer = self.inner.writer.lock().expect("writer lock poisoned");
+            let sender = writer.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .try_send(Box::new(request))
+                .map_err(|err| match err {
+                    TrySendError::Full(_) => {
+                        StoreError::unavailable("the writer's queue is full (the disk is behind)")
+                    }
+                    TrySendError::Disconnected(_) => StoreError::Closed,
+                })?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read query on the reader connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.inner.reader);
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().expect("reader lock poisoned");
+            query(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|err| StoreError::caused_by("read task failed", err))?
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
+        self.ask(Track { events }).await
+    }
+
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
+        let namespace = namespace.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT experiment, event, variant, SUM(count) FROM (
+                     SELECT experiment, event, variant, count FROM counters WHERE namespace = ?1
+                     UNION ALL
+                     SELECT experiment, event, variant, count FROM daily WHERE namespace = ?1
+                     UNION ALL
+                     SELECT experiment, event, variant, count FROM imported WHERE namespace = ?1)
+                 GROUP BY experiment, event, variant ORDER BY experiment, event, variant",
+            )?;
+            let rows = stmt.query_map([&namespace], |row| {
+                Ok(Counter {
+                    experiment: row.get(0)?,
+                    event: row.get(1)?,
+                    variant: row.get(2)?,
+                    count: row.get::<_, i64>(3)? as u64,
+                    values: None,
+                })
+            })?;
+            let mut counters: Vec<Counter> = rows.collect::<Result<_, _>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT experiment, event, variant, n, s0, s1, q0, q1, q2 FROM value_sums
+                 WHERE namespace = ?1",
+            )?;
+            let mut rows = stmt.query([&namespace])?;
+            while let Some(row) = rows.next()? {
+                let names: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let mut limbs = [0i64; LIMBS];
+                for (i, limb) in limbs.iter_mut().enumerate() {
+                    *limb = row.get(3 + i)?;
+                }
+                // Both are sorted by the same names, so a binary search
+                // finds the counter the sums belong to.
+                if let Ok(at) = counters.binary_search_by(|c| {
+                    (&c.experiment, &c.event, &c.variant).cmp(&(&names.0, &names.1, &names.2))
+                }) {
+                    counters[at].values = ValueTotals::from_limbs(limbs);
+                }
+            }
+            Ok(counters)
+        })
+        .await
+    }
+
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event, variant, day, count FROM daily
+                 WHERE namespace = ?1 AND experiment = ?2 ORDER BY day, event, variant",
+            )?;
+            let rows = stmt.query_map([namespace, experiment], |row| {
+                Ok(DailyCounter {
+                    event: row.get(0)?,
+                    variant: row.get(1)?,
+                    day: row.get(2)?,
+                    count: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        let namespace = namespace.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT experiment FROM counters WHERE namespace = ?1
+                 UNION SELECT experiment FROM daily WHERE namespace = ?1
+                 UNION SELECT experiment FROM imported WHERE namespace = ?1
+                 UNION SELECT experiment FROM registry WHERE namespace = ?1 ORDER BY experiment",
+            )?;
+            let rows = stmt.query_map([namespace], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.ask(DeleteExperiment {
+            namespace,
+            experiment,
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        let json: Option<String> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT record FROM registry WHERE namespace = ?1 AND experiment = ?2",
+                )?
+                .query_row([namespace, experiment], |row| row.get(0))
+                .optional()
+            })
+            .await?;
+        json.as_deref().map(parse_record).transpose()
+    }
+
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let namespace = namespace.to_owned();
+        let rows: Vec<String> = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT record FROM registry WHERE namespace = ?1 ORDER BY experiment",
+                )?;
+                let rows = stmt.query_map([namespace], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        rows.iter().map(|json| parse_record(json)).collect()
+    }
+
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+        self.ask(PutRecord { record }).await
+    }
+
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [namespace, experiment, member].map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT value FROM members WHERE namespace = ?1 AND experiment = ?2 AND member = ?3",
+            )?
+            .query_row(key, |row| row.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        self.ask(Join {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            member: member.to_owned(),
+            value: value.to_owned(),
+        })
+        .await
+    }
+
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        self.ask(PutWeights {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            period,
+            weights: weights.to_owned(),
+        })
+        .await
+    }
+
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT period, weights FROM weights
+                 WHERE namespace = ?1 AND experiment = ?2 ORDER BY period",
+            )?;
+            let rows = stmt.query_map([namespace, experiment], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ask(Heartbeat).await
+    }
+
+    fn dedupe_entries(&self) -> Option<u64> {
+        let remembered = self.inner.remembered.as_ref()?;
+        Some(remembered.load(Ordering::Relaxed) as u64)
+    }
+
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let counter = Event {
+            namespace: namespace.to_owned(),
+            experiment: experiment.to_owned(),
+            event: event.to_owned(),
+            variant: variant.to_owned(),
+            uuid: String::new(),
+            value: None,
+        };
+        self.ask(ImportCounter { counter, count }).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Dropping the only sender ends the writer loop after it has
+        // committed everything already queued.
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .expect("writer lock poisoned")
+            .take();
+        drop(sender);
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .expect("writer thread lock poisoned")
+            .take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|err| StoreError::caused_by("close failed", err))?
+                .map_err(|_| StoreError::unavailable("writer thread panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+    use lamed_core::model::PARTICIPATE;
+
+    /// Opens a store on the system clock.
+    pub(super) fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
+        open_with_clock(dir, window, caps, Clock::System)
+    }
+
+    fn open_with_clock(dir: &Path, window: u64, caps: Caps, clock: Clock) -> EmbeddedStore {
+        EmbeddedStore::open(options(dir, window, caps, clock)).expect("open store")
+    }
+
+    fn options(dir: &Path, window: u64, caps: Caps, clock: Clock) -> EmbeddedOptions {
+        EmbeddedOptions {
+            data_dir: dir.to_owned(),
+            uuid_expiry_seconds: window,
+            fsync: false,
+            caps,
+            clock,
+        }
+    }
+
+    async fn fresh(window: u64, caps: Caps, clock: Clock) -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_with_clock(dir.path(), window, caps, clock);
+        (dir, store)
+    }
+
+    conformance::conformance_tests!(fresh);
+
+    /// One writer per data directory: a second open is refused, named as
+    /// such, until the first is closed; readers are not affected.
+    #[tokio::test]
+    async fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = open(dir.path(), 60, Caps::default());
+        let err = EmbeddedStore::open(options(dir.path(), 60, Caps::default(), Clock::System))
+            .expect_err("second writer refused");
+        assert!(DataDirInUse::is_cause_of(&err), "{err:?}");
+        assert!(
+            err.chain().contains("another lamed process is writing"),
+            "{}",
+            err.chain()
+        );
+        EmbeddedStore::open_read_only(dir.path()).expect("readers still open");
+        first.close().await.unwrap();
+        open(dir.path(), 60, Caps::default()).close().await.unwrap();
+    }
+
+    /// Counts, remembered uuids and caps survive a reopen.
+    #[tokio::test]
+    async fn reopen_keeps_everything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let e = Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "a".into(),
+            event: PARTICIPATE.into(),
+            uuid: "u".into(),
+            value: None,
+        };
+        let store = open(
+            dir.path(),
+            86_400,
+            Caps {
+                max_variants_per_experiment: 1,
+                ..Caps::default()
+            },
+        );
+        store.track(vec![e.clone()]).await.unwrap();
+        store.close().await.unwrap();
+        let store = open(
+            dir.path(),
+            86_400,
+            Caps {
+                max_variants_per_experiment: 1,
+                ..Caps::default()
+            },
+        );
+        assert_eq!(
+            store.track(vec![e.clone()]).await.unwrap(),
+            vec![TrackOutcome::Duplicate]
+        );
+        let other = Event {
+            variant: "b".into(),
+            ..e
+        };
+        assert!(matches!(
+            store.track(vec![other]).await.unwrap()[0],
+            TrackOutcome::Ignored(lamed_core::model::Ignored::Cap(_))
+        ));
+        assert_eq!(store.counters("n").await.unwrap()[0].count, 1);
+    }
+
+    /// A store written before the registry existed reads as having no
+    /// records, read-only (as `lamed report` opens it beside a server).
+    #[tokio::test]
+    async fn read_only_reads_a_store_from_before_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.track(vec![event(1)]).await.unwrap();
+        store.close().await.unwrap();
+        let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
+        conn.execute_batch("DROP TABLE registry").unwrap();
+        drop(conn);
+        let reader = EmbeddedStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.records("n").await.unwrap(), vec![]);
+        assert_eq!(reader.record("n", "e").await.unwrap(), None);
+        assert_eq!(reader.experiments("n").await.unwrap(), vec!["e".to_owned()]);
+    }
+
+    fn event(uuid: usize) -> Event {
+        Event {
+            namespace: "n".into(),
+            experiment: "e".into(),
+            variant: "a".into(),
+            event: PARTICIPATE.into(),
+            value: None,
+            uuid: uuid.to_string(),
+        }
+    }
+
+    /// Tracks one event until the store takes it (as a client re-sends
+    /// after a 503).
+    async fn track_until_taken(store: &EmbeddedStore, uuid: usize) -> TrackOutcome {
+        loop {
+            if let Ok(outcomes) = store.track(vec![event(uuid)]).await {
+                return outcomes[0].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// While the writer is stuck (another connection holds the write
+    /// lock), requests beyond the queue's bound are refused at once; once
+    /// it is free, everything taken is counted, and re-sending the refused
+    /// events counts each exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queue_refuses_at_once_and_loses_nothing() {
+        const QUEUE: usize = 4;
+        const SENT: usize = 20;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = options(dir.path(), 86_400, Caps::default(), Clock::System);
+        let store = EmbeddedStore::open_with_queue(options, QUEUE).expect("open store");
+        let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // The first request takes the writer, which then waits on the lock.
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.track(vec![event(0)]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let sent: Vec<_> = (1..=SENT)
+            .map(|uuid| {
+                let store = store.clone();
+                tokio::spawn(async move { store.track(vec![event(uuid)]).await })
+            })
+            .collect();
+        // Still locked: the requests beyond the queue (and the batch the
+        // writer may have taken) are refused without waiting for it.
+        let refusals = SENT - 2 * QUEUE;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sent.iter().filter(|task| task.is_finished()).count() < refusals {
+            assert!(std::time::Instant::now() < deadline, "refusals wait");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let answered: Vec<bool> = sent.iter().map(|task| task.is_finished()).collect();
+        locker.execute_batch("ROLLBACK").unwrap();
+
+        let mut refused = Vec::new();
+        let mut queue_full = 0;
+        for (uuid, (task, answered_while_locked)) in (1..).zip(sent.into_iter().zip(answered)) {
+            match task.await.unwrap() {
+                Ok(outcomes) => {
+                    assert!(!answered_while_locked, "{uuid} answered Ok while locked");
+                    assert_eq!(outcomes, vec![TrackOutcome::Counted]);
+                }
+                Err(err) => {
+                    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+                    queue_full += usize::from(err.chain().contains("queue is full"));
+                    refused.push(uuid);
+                }
+            }
+        }
+        assert!(queue_full >= refusals, "{refused:?}");
+        if first.await.unwrap().is_err() {
+            refused.push(0);
+        }
+        let taken = SENT + 1 - refused.len();
+        assert_eq!(store.counters("n").await.unwrap()[0].count, taken as u64);
+
+        for &uuid in &refused {
+            assert_eq!(track_until_taken(&store, uuid).await, TrackOutcome::Counted);
+        }
+        // Everything once more: all duplicates now.
+        for uuid in 0..=SENT {
+            assert_eq!(
+                track_until_taken(&store, uuid).await,
+                TrackOutcome::Duplicate
+            );
+        }
+        assert_eq!(store.counters("n").await.unwrap()[0].count, SENT as u64 + 1);
+        assert_eq!(store.dedupe_entries(), Some(SENT as u64 + 1));
+        store.close().await.unwrap();
+    }
+}

@@ -1,0 +1,213 @@
+//! The database file: its tables, and how the writer's and the readers'
+//! connections to it are opened and tuned.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::StoreError;
+
+/// Milliseconds in a day: `daily` rows are keyed by UTC day number.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Tables: `daily` holds one row per (namespace, experiment, event, variant,
+/// UTC day): what tracking writes, and what trend charts read; `counters`
+/// the totals of days older than the retention, folded out of `daily`
+/// (a counter's total is its `counters` row plus its days plus its
+/// `imported` base); `seen_log` is the append-only log of remembered events
+/// (see [`super::seen`]): per row, the millisecond of a commit and the
+/// 16-byte hashes of the identities it first saw then (a store written
+/// before this layout had one row per event in `seen`, which opening
+/// converts); `members` the memberships (Sixpack's clients, kept as long
+/// as their experiment); `value_sums` the limbs of each counter's sum and
+/// sum of squares of values (see [`lamed_core::value`]; a counter without
+/// valued events has no row); `weights` each period's adaptive weights
+/// (JSON, set once per period); `imported`
+/// the base each counter was given by `lamed import` (reads add it to
+/// `counters`, so re-importing replaces it instead of adding twice).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS counters (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen_log (
+    id INTEGER PRIMARY KEY, first_seen INTEGER NOT NULL, keys BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS imported (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registry (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, member TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment, member)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS value_sums (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
+    variant TEXT NOT NULL, n INTEGER NOT NULL, s0 INTEGER NOT NULL, s1 INTEGER NOT NULL,
+    q0 INTEGER NOT NULL, q1 INTEGER NOT NULL, q2 INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, event, variant)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weights (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, period INTEGER NOT NULL,
+    weights TEXT NOT NULL,
+    PRIMARY KEY (namespace, experiment, period)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+";
+
+/// The UTC day number (days since the Unix epoch) of a Unix millisecond:
+/// the `day` of a `daily` row.
+pub(super) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(MS_PER_DAY)
+}
+
+/// Whether the database has table `name`.
+pub(super) fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+}
+
+/// Opens a read-only connection for queries; it never blocks the writer.
+pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| cannot_open(path, err))?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    check_version(&reader)?;
+    Ok(reader)
+}
+
+/// The layout version this lamed writes, kept in `PRAGMA user_version`:
+/// 0 before versions (the tables up to `members`), 1 with `value_sums` and
+/// `weights`. A newer layout is refused rather than half understood: an
+/// older lamed would count events without their values.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// The data directory was written by a newer lamed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "data directory has store layout version {found}, newer than this lamed's {SCHEMA_VERSION}: \
+     run the newer lamed, or restore the backup taken before the upgrade"
+)]
+pub struct NewerLayout {
+    /// The version found.
+    pub found: i64,
+}
+
+/// Refuses a database of a newer layout.
+fn check_version(conn: &Connection) -> Result<i64, StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::caused_by(
+            "cannot open the store",
+            NewerLayout { found },
+        ));
+    }
+    Ok(found)
+}
+
+/// Opens the one connection that writes, creating the tables when missing
+/// and upgrading an older layout to [`SCHEMA_VERSION`].
+pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|err| cannot_open(path, err))?;
+    // Only this writer writes, so waiting on a lock means something outside
+    // lamed holds the database: fail within a second (503, the client
+    // retries) rather than hold every request.
+    conn.busy_timeout(Duration::from_secs(1))?;
+    // WAL: a commit is one append to the log, and readers never block the
+    // writer. NORMAL syncs only at checkpoints: a commit survives a crash
+    // of this process (the OS has the bytes) but not a power loss; FULL
+    // fsyncs the log on every commit.
+    // Small pages: each commit appends a few hundred bytes to the dedupe
+    // log and bumps a few counters, and the WAL writes whole pages, so
+    // 1 KiB pages write a quarter of the bytes of the default 4 KiB.
+    // (Only takes effect when the database is created.)
+    conn.pragma_update(None, "page_size", 1024)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // Checkpoint every 16 MiB of log rather than every 1,000 pages: the hot
+    // pages (counters, the log's tail) are rewritten in every commit, and a
+    // checkpoint copies each only once however often it changed.
+    conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
+    let found = check_version(&conn)?;
+    conn.execute_batch(SCHEMA)?;
+    if found < SCHEMA_VERSION {
+        // Every change up to this version only adds tables, which the
+        // schema above just created.
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
+    StoreError::caused_by(format!("cannot open database {}", path.display()), err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Days are UTC days, and the millisecond before the epoch is the day
+    /// before it (not day 0, as truncating division would say).
+    #[test]
+    fn days_start_at_utc_midnight() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(MS_PER_DAY - 1), 0);
+        assert_eq!(day_of(MS_PER_DAY), 1);
+        assert_eq!(day_of(-1), -1);
+    }
+
+    /// A database of a newer layout is refused, for writing and reading,
+    /// naming both versions; an older one is upgraded to this version.
+    #[test]
+    fn newer_layouts_are_refused_older_ones_upgraded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lamed.db");
+        let old = Connection::open(&path).expect("create");
+        old.execute_batch("CREATE TABLE counters (x)")
+            .expect("old table");
+        drop(old);
+        let conn = open_writer_connection(&path, false).expect("upgrade");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("pretend a newer lamed wrote it");
+        drop(conn);
+        for refused in [
+            open_writer_connection(&path, false).map(drop),
+            open_reader_connection(&path).map(drop),
+        ] {
+            let err = refused.expect_err("newer layout refused");
+            let text = format!("{:#}", anyhow::Error::new(err));
+            assert!(
+                text.contains(&format!(
+                    "version {}, newer than this lamed's {SCHEMA_VERSION}",
+                    SCHEMA_VERSION + 1
+                )),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The writer thread: the only connection that writes, committing
+//! concurrent commands together (group commit).
+//!
+//! It waits for a command, drains whatever else is already queued (up to
+//! [`MAX_EVENTS_PER_COMMIT`] events) into the same transaction, commits
+//! once, then answers every caller. When anything in the transaction
+//! fails, it rolls back and every caller gets the error, and the in-memory
+//! dedupe index and catalog are put back to what is really stored.
+//!
+//! The writer ends when the store is closed (every sender dropped). Should
+//! it die any other way (a panic), nothing could be counted any more, so it
+//! ends the whole process with [`WRITER_DIED_EXIT_CODE`]: a supervisor
+//! restarts Lamed instead of it answering 503 forever.
+
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::catalog::Catalog;
+use super::command::{Answer, Command, NotApplied};
+use super::prune::Pruner;
+use super::schema::day_of;
+use super::seen::{cutoff, SeenIndex};
+use crate::StoreError;
+use lamed_core::clock::Clock;
+use lamed_core::model::{Caps, Event};
+use lamed_core::value::{add_limbs, LIMBS};
+
+/// Most events the writer puts in one transaction; bounds commit latency.
+const MAX_EVENTS_PER_COMMIT: usize = 8192;
+
+/// How long the writer waits for more callers before committing, when the
+/// last commit served several: under load, requests arrive a few
+/// microseconds apart, and each commit costs SQLite the same fixed work
+/// (locks, a log frame, the wal-index) however many events it holds, so a
+/// wait much shorter than a request's own latency makes the groups, and
+/// the cost per event, several times smaller. A lone caller never waits.
+const GATHER: Duration = Duration::from_micros(100);
+
+/// How long the writer waits for a command before pruning anyway.
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// The process's exit code when the writer thread dies (`EX_SOFTWARE`,
+/// an internal error, in `sysexits.h`).
+pub(super) const WRITER_DIED_EXIT_CODE: i32 = 70;
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    /// The only connection that writes.
+    pub(super) conn: Connection,
+    /// The names that exist, to enforce the caps.
+    pub(super) catalog: Catalog,
+    /// Caps on what tracking may create.
+    pub(super) caps: Caps,
+    /// Which events were seen within the window.
+    pub(super) seen: SeenIndex,
+    /// Dedupe window in milliseconds, 0 = forever.
+    pub(super) window_ms: u64,
+    /// Where "now" comes from.
+    pub(super) clock: Clock,
+    /// When dedupe rows and old days were last pruned.
+    pub(super) pruner: Pruner,
+    /// Where the store's handle reads how many uuids `seen` holds.
+    pub(super) remembered: Arc<AtomicUsize>,
+}
+
+/// A write transaction as commands see it: the transaction itself, the
+/// in-memory state it changes, and its "now".
+pub(super) struct Batch<'conn> {
+    /// The open transaction.
+    pub(super) tx: Transaction<'conn>,
+    /// The names that exist, including those this transaction added.
+    pub(super) catalog: &'conn mut Catalog,
+    /// Caps on what tracking may create.
+    pub(super) caps: &'conn Caps,
+    /// Which events were seen, including in this transaction.
+    pub(super) seen: &'conn mut SeenIndex,
+    /// The transaction's time, in Unix milliseconds.
+    pub(super) now_ms: i64,
+    /// Events first seen at or before this are outside the dedupe window.
+    pub(super) cutoff: i64,
+    /// Counted events per counter, written to today's rows on commit.
+    counts: HashMap<CounterKey, i64>,
+    /// The limbs of the counted events' values per counter, added to
+    /// `value_sums` on commit.
+    values: HashMap<CounterKey, [i64; LIMBS]>,
+}
+
+/// A counter's names: namespace, experiment, event, variant.
+type CounterKey = (String, String, String, String);
+
+/// A transaction that rolled back, and the callers it owes its error.
+struct Failed {
+    error: StoreError,
+    applied: Vec<Box<dyn Answer>>,
+    unapplied: Vec<Box<dyn Command>>,
+}
+
+impl Writer {
+    /// Runs the writer; ends the process when it panics (see the module
+    /// documentation). The panic message was already logged by the hook.
+    pub(super) fn run_or_end_process(self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+        // Unwind safety: nothing of the writer is used after a panic.
+        if panic::catch_unwind(AssertUnwindSafe(|| self.run(receiver))).is_err() {
+            tracing::error!(
+                exit_code = WRITER_DIED_EXIT_CODE,
+                "the store's writer thread died; exiting so that a supervisor restarts lamed"
+            );
+            std::process::exit(WRITER_DIED_EXIT_CODE);
+        }
+    }
+
+    /// Runs until every sender is dropped, then checkpoints the log.
+    fn run(mut self, receiver: mpsc::Receiver<Box<dyn Command>>) {
+        let mut previous_group = 0;
+        loop {
+            let first = match receiver.recv_timeout(IDLE_WAIT) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.prune_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut commands = vec![first];
+            let events = drain(&receiver, &mut commands);
+            // Callers were concurrent last time: give the ones being
+            // handled right now a moment to join this commit (see GATHER).
+            if previous_group > 1
+                && commands.len() < previous_group
+                && events < MAX_EVENTS_PER_COMMIT
+            {
+                std::thread::sleep(GATHER);
+                drain(&receiver, &mut commands);
+            }
+            previous_group = commands.len();
+            self.commit(commands);
+            self.prune_if_due();
+        }
+        // Fold the log into the database file so a clean stop leaves one file.
+        if let Err(err) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(cause = %err, "wal checkpoint on close failed");
+        }
+    }
+
+    fn prune_if_due(&mut self) {
+        self.pruner
+            .prune_if_due(&mut self.conn, &mut self.seen, self.window_ms, &self.clock);
+        self.publish_remembered();
+    }
+
+    /// Tells the store's handle how many uuids are remembered, which
+    /// commits, rollbacks and prunes change.
+    fn publish_remembered(&self) {
+        self.remembered.store(self.seen.len(), Ordering::Relaxed);
+    }
+
+    /// Applies the commands in one transaction, then answers them: every
+    /// one with its result after the commit, or every one with the error
+    /// when anything failed (the transaction then rolled back).
+    fn commit(&mut self, commands: Vec<Box<dyn Command>>) {
+        match self.apply(commands) {
+            Ok(applied) => {
+                self.seen.commit();
+                self.publish_remembered();
+                for answer in applied {
+                    answer.send();
+                }
+            }
+            Err(failed) => {
+                self.seen.rollback();
+                self.publish_remembered();
+                tracing::error!(
+                    cause = failed.error.chain(),
+                    "store write failed; answering 503"
+                );
+                for answer in failed.applied {
+                    answer.fail(&failed.error);
+                }
+                for command in failed.unapplied {
+                    command.fail(&failed.error);
+                }
+                // Rebuild what the rolled-back work may have added to the
+                // catalog from what is really stored.
+                match Catalog::load(&self.conn) {
+                    Ok(catalog) => self.catalog = catalog,
+                    Err(err) => tracing::error!(cause = %err, "catalog reload failed"),
+                }
+            }
+        }
+    }
+
+    /// Applies the commands in order in one transaction and commits it;
+    /// stops at the first failure (dropping the transaction rolls it back).
+    fn apply(&mut self, commands: Vec<Box<dyn Command>>) -> Result<Vec<Box<dyn Answer>>, Failed> {
+        let now_ms = self.clock.now_ms();
+        let mut applied = Vec::with_capacity(commands.len());
+        let mut commands = commands.into_iter();
+        let tx = match self.conn.transaction() {
+            Ok(tx) => tx,
+            Err(err) => {
+                return Err(Failed {
+                    error: err.into(),
+                    applied,
+                    unapplied: commands.collect(),
+                })
+            }
+        };
+        let mut batch = Batch {
+            tx,
+            catalog: &mut self.catalog,
+            caps: &self.caps,
+            seen: &mut self.seen,
+            now_ms,
+            cutoff: cutoff(now_ms, self.window_ms),
+            counts: HashMap::new(),
+            values: HashMap::new(),
+        };
+        while let Some(command) = commands.next() {
+            match command.apply(&mut batch) {
+                Ok(answer) => applied.push(answer),
+                Err(NotApplied { error, command }) => {
+                    return Err(Failed {
+                        error,
+                        applied,
+                        unapplied: std::iter::once(command).chain(commands).collect(),
+                    })
+                }
+            }
+        }
+        match batch.commit() {
+            Ok(()) => Ok(applied),
+            Err(error) => Err(Failed {
+                error,
+                applied,
+                unapplied: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// Moves what is queued into `commands`, up to the events one commit
+/// takes; returns the events they hold.
+fn drain(
+    receiver: &mpsc::Receiver<Box<dyn Command>>,
+    commands: &mut Vec<Box<dyn Command>>,
+) -> usize {
+    let mut events: usize = commands.iter().map(|c| c.weight()).sum();
+    while events < MAX_EVENTS_PER_COMMIT {
+        match receiver.try_recv() {
+            Ok(command) => {
+                events += command.weight();
+                commands.push(command);
+            }
+            Err(_) => break,
+        }
+    }
+    events
+}
+
+impl Batch<'_> {
+    /// Adds one to today's row of the event's counter, and its value to
+    /// the counter's sums.
+    pub(super) fn count(&mut self, event: Event) {
+        let key = (
+            event.namespace,
+            event.experiment,
+            event.event,
+            event.variant,
+        );
+        if let Some(value) = event.value {
+            add_limbs(self.values.entry(key.clone()).or_default(), value);
+        }
+        *self.counts.entry(key).or_default() += 1;
+    }
+
+    /// Drops the counts of one experiment queued in this transaction.
+    pub(super) fn forget_counts(&mut self, namespace: &str, experiment: &str) {
+        let other = |(ns, exp, _, _): &CounterKey| !(ns == namespace && exp == experiment);
+        self.counts.retain(|key, _| other(key));
+        self.values.retain(|key, _| other(key));
+    }
+
+    /// Writes what the commands left in memory (dedupe log rows, counts),
+    /// then commits.
+    fn commit(self) -> Result<(), StoreError> {
+        self.seen.write_pending(&self.tx)?;
+        {
+            // Only today's row changes: totals are the sum of the days (plus
+            // what was folded out of the retention, plus imports), so each
+            // commit touches one row per counter instead of two.
+            let mut add_daily = self.tx.prepare_cached(
+                "INSERT INTO daily (namespace, experiment, event, variant, day, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )?;
+            let day = day_of(self.now_ms);
+            for ((namespace, experiment, event, variant), count) in &self.counts {
+                add_daily.execute(params![namespace, experiment, event, variant, day, count])?;
+            }
+            let mut add_values = self.tx.prepare_cached(
+                "INSERT INTO value_sums
+                 (namespace, experiment, event, variant, n, s0, s1, q0, q1, q2)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT DO UPDATE SET n = n + excluded.n,
+                 s0 = s0 + excluded.s0, s1 = s1 + excluded.s1,
+                 q0 = q0 + excluded.q0, q1 = q1 + excluded.q1, q2 = q2 + excluded.q2",
+            )?;
+            for ((namespace, experiment, event, variant), [n, s0, s1, q0, q1, q2]) in &self.values {
+                add_values.execute(params![
+                    namespace, experiment, event, variant, n, s0, s1, q0, q1, q2
+                ])?;
+            }
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::command::Write;
+    use super::Batch;
+    use super::WRITER_DIED_EXIT_CODE;
+    use crate::embedded::tests::open;
+    use crate::{Store, StoreError};
+    use lamed_core::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+
+    /// While something outside lamed holds the write lock, every command of
+    /// the failed transactions gets the error, and what they remembered and
+    /// named is forgotten: once the lock is gone, the same uuid counts and
+    /// the rolled-back variant no longer fills the cap.
+    #[tokio::test]
+    async fn failed_transaction_answers_every_command_and_forgets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let caps = Caps {
+            max_variants_per_experiment: 1,
+            ..Caps::default()
+        };
+        let store = open(dir.path(), 86_400, caps);
+        let event = |experiment: &str, variant: &str| Event {
+            namespace: "n".into(),
+            experiment: experiment.into(),
+            variant: variant.into(),
+            event: PARTICIPATE.into(),
+            uuid: "u".into(),
+            value: None,
+        };
+        let locker = rusqlite::Connection::open(dir.path().join("lamed.db")).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // Tracking is applied in memory, then the commit fails.
+        assert!(matches!(
+            store.track(vec![event("e", "a"), event("f", "a")]).await,
+            Err(StoreError::Unavailable { .. })
+        ));
+        // The heartbeat fails first; the commands after it in the same
+        // transaction are never applied, and get the same error.
+        let (heartbeat, tracked, imported) = tokio::join!(
+            store.check_writable(),
+            store.track(vec![event("g", "a")]),
+            store.import_counter("n", "h", PARTICIPATE, "a", 5),
+        );
+        for result in [heartbeat.err(), tracked.err(), imported.err()] {
+            assert!(matches!(result, Some(StoreError::Unavailable { .. })));
+        }
+
+        locker.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            store
+                .track(vec![event("e", "b"), event("f", "a")])
+                .await
+                .unwrap(),
+            vec![TrackOutcome::Counted, TrackOutcome::Counted]
+        );
+        assert_eq!(store.experiments("n").await.unwrap(), vec!["e", "f"]);
+        store.close().await.unwrap();
+    }
+
+    /// A write that panics inside the writer: a real fault in the writer
+    /// thread, sent the way every write is.
+    struct Explode;
+
+    impl Write for Explode {
+        type Output = ();
+
+        fn apply(&mut self, _batch: &mut Batch<'_>) -> Result<(), StoreError> {
+            panic!("a write blew up in the writer");
+        }
+    }
+
+    /// Set in the child process that [`dead_writer_ends_the_process`] runs.
+    const CHILD: &str = "LAMED_TEST_WRITER_DIES";
+
+    /// A writer that dies ends the process with its exit code, so that a
+    /// supervisor restarts Lamed. The test runs itself in a child process
+    /// (this test only, with [`CHILD`] set), which kills its writer.
+    #[tokio::test]
+    async fn dead_writer_ends_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = open(dir.path(), 86_400, Caps::default());
+            assert!(store.ask(Explode).await.is_err());
+            // The process ends from the writer thread; a normal end of this
+            // test would exit 0 and fail the parent.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        let name = concat!(module_path!(), "::dead_writer_ends_the_process");
+        let name = name.split_once("::").expect("crate name").1;
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child test");
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(child.status.code(), Some(WRITER_DIED_EXIT_CODE), "{stderr}");
+        assert!(stderr.contains("a write blew up"), "{stderr}");
+    }
+
+    /// A normal close ends the writer without ending the process.
+    #[tokio::test]
+    async fn close_ends_the_writer_cleanly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.check_writable().await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.check_writable().await,
+            Err(StoreError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,279 @@
+//! The storage boundary: one trait that every backend implements, the
+//! backends (embedded SQLite; Redis and Redis Cluster with feature
+//! `redis`), an in-memory reference store, the conformance suite every
+//! backend runs, and the function that opens the one the options name.
+//!
+//! It may import `lamed-core` (events, records, the clock): never the
+//! settings, the services, the HTTP layer or the binary. Callers hand it
+//! [`StoreOptions`], not their configuration.
+//!
+//! # Layout
+//!
+//! - this file: the [`Store`] trait, [`StoreError`], [`open`];
+//! - [`embedded`]: the SQLite store; [`redis`]: the Redis store;
+//! - `reference`: the in-memory store that states the contract simply;
+//! - `conformance`: the behaviour suite; `property_tests`: random steps
+//!   on every backend, compared with the reference.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use lamed_core::clock::Clock;
+use std::path::PathBuf;
+
+use lamed_core::model::Caps;
+use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
+use lamed_core::registry::ExperimentRecord;
+
+pub mod embedded;
+pub mod redis;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(test)]
+mod property_tests;
+#[cfg(any(test, feature = "conformance"))]
+pub mod reference;
+
+pub use embedded::{DataDirInUse, EmbeddedOptions, EmbeddedStore};
+
+/// Where events are counted.
+///
+/// # Contract
+///
+/// - `track` is atomic per event: an event is either counted once, found to
+///   be a duplicate, or rejected by a cap; when it returns `Ok`, every
+///   counted event is durable (it survives a crash of this process).
+/// - Deduplication is exact: the same `(namespace, experiment, event,
+///   variant, uuid)` is counted at most once within the dedupe window, even
+///   when sent concurrently or re-sent after a crash.
+/// - A clone of a store (or of its `Arc`) shares its state.
+/// - Errors mean "nothing can be promised": the caller answers 503 so the
+///   client retries, which is safe because counting is idempotent.
+/// - Values: a counted event's value adds to its counter's exact sum and
+///   sum of squares, atomically with the count; a duplicate adds nothing.
+/// - The registry: an experiment's record decides, atomically with each
+///   count, whether it counts. Only a running experiment counts. In open
+///   mode the first counted event of an unknown experiment writes its
+///   record ([`ExperimentRecord::automatic`]); in required mode an event
+///   counts only when its experiment has a record and its variant and goal
+///   are known to the experiment (registered, or counted before).
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// Counts a batch of already validated events, returning one outcome per
+    /// event in the same order.
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError>;
+
+    /// Every counter of a namespace (empty for an unknown namespace).
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError>;
+
+    /// One experiment's counts per UTC day on which it had events, sorted by
+    /// day, event and variant. Days older than the retention are dropped.
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError>;
+
+    /// The experiment names of a namespace, sorted.
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes an experiment's counters, its record and its memberships;
+    /// `Ok(false)` when it had neither counters nor a record.
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets the imported base of one counter: the count it had in the
+    /// deployment it is migrated from (Lamed, Gimel). Reads show tracked
+    /// plus imported. Setting rather than adding makes a repeated import
+    /// change nothing. Caps do not apply: importing is an operator's act.
+    ///
+    /// Returns the previous base, `None` when the counter had none.
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// An experiment's registry record; `None` when it has none.
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError>;
+
+    /// Every registry record of a namespace, sorted by experiment name.
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError>;
+
+    /// Writes an experiment's record (creating or replacing it). The
+    /// experiment then exists, with its registered variants and goals known.
+    /// Caps do not apply, as for imports: registering is an owner's act.
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError>;
+
+    /// What an experiment remembers of one member (a Sixpack client, or a
+    /// client and a KPI): the value it joined with, `None` when it never
+    /// joined. Memberships last as long as the experiment (unlike the
+    /// dedupe window), so a client keeps its alternative and converts once.
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Remembers `member` with `value` unless it is already remembered;
+    /// answers the value now held (the earlier one wins). Durable when it
+    /// returns `Ok`; removed with the experiment. Creates no experiment and
+    /// counts nothing: callers count through [`Store::track`].
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Stores an adaptive experiment's weights for one period (JSON, as
+    /// `lamed_service::adaptive` writes them) unless that period has some;
+    /// answers the weights now held, so that every server sharing the store
+    /// answers the same weights for a period. Durable when it returns
+    /// `Ok`; removed with the experiment.
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Every period's stored weights, sorted by period.
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Proves the store can take a write right now.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// How many uuids the dedupe memory holds now, for `/metrics`; `None`
+    /// when the backend does not know it cheaply.
+    fn dedupe_entries(&self) -> Option<u64>;
+
+    /// Finishes pending writes and releases the store; later calls fail
+    /// with [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// A shared handle on some store.
+pub type DynStore = Arc<dyn Store>;
+
+/// A store failure's underlying cause, shared so that one failed commit can
+/// answer every request it carried.
+pub type StoreCause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a store could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (disk full, I/O error, connection lost...). The
+    /// cause is kept as the error's source, so logs show the whole chain.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// What the store was doing.
+        context: String,
+        /// The backend's own error, when there is one.
+        #[source]
+        source: Option<StoreCause>,
+    },
+    /// The store was closed (the server is shutting down).
+    #[error("store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// The error with its whole chain of causes on one line, for logs
+    /// ("store unavailable: sqlite failed: database is locked").
+    pub fn chain(&self) -> String {
+        format!("{:#}", anyhow::Error::new(self.clone()))
+    }
+
+    /// A failure with no underlying error (a refused configuration, a
+    /// script's own message).
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by a backend error, which stays reachable as the
+    /// source.
+    pub fn caused_by(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::caused_by("sqlite failed", err)
+    }
+}
+
+/// Which store to open, and how: the part of the configuration the store
+/// reads.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Redis when set (config file, `--redis` or `LAMED_REDIS_URL`).
+    pub redis: Option<redis::RedisSettings>,
+    /// The embedded store's directory, when no Redis is set.
+    pub data_dir: PathBuf,
+    /// The dedupe window in seconds, 0 = forever.
+    pub uuid_expiry_seconds: u64,
+    /// The embedded store fsyncs every commit.
+    pub fsync: bool,
+    /// Caps on what tracking may create.
+    pub caps: Caps,
+}
+
+/// Opens the store the options ask for: Redis when `redis` is set, else
+/// the embedded store in the data directory.
+///
+/// # Errors
+///
+/// When the store cannot be opened; for Redis, when it cannot be reached,
+/// refuses the login, or this build has no Redis support.
+pub async fn open(config: &StoreOptions) -> Result<DynStore, StoreError> {
+    match &config.redis {
+        #[cfg(feature = "redis")]
+        Some(settings) => {
+            let options =
+                redis::RedisOptions::new(settings.clone(), config.uuid_expiry_seconds, config.caps);
+            Ok(Arc::new(redis::RedisStore::open(options).await?))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(StoreError::unavailable(
+            "redis is configured but this lamed was built without the redis feature",
+        )),
+        None => Ok(Arc::new(EmbeddedStore::open(EmbeddedOptions {
+            data_dir: config.data_dir.clone(),
+            uuid_expiry_seconds: config.uuid_expiry_seconds,
+            fsync: config.fsync,
+            caps: config.caps,
+            clock: Clock::System,
+        })?)),
+    }
+}

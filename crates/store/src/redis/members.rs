@@ -1,0 +1,60 @@
+//! Memberships on Redis: one hash `:x` per experiment (member → value), in
+//! the experiment's own hash slot, so `delete.lua` removes it with the rest.
+//! No expiry: a Sixpack client keeps its alternative for as long as the
+//! experiment lives.
+
+use super::store::RedisStore;
+use crate::StoreError;
+
+impl RedisStore {
+    /// `P:{T}:x`: an experiment's memberships.
+    fn members_key(&self, namespace: &str, experiment: &str) -> String {
+        format!("{}:x", self.experiment_base(namespace, experiment))
+    }
+
+    /// The value `member` joined with, `None` when it never joined.
+    pub(super) async fn read_membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        redis::cmd("HGET")
+            .arg(self.members_key(namespace, experiment))
+            .arg(member)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Remembers `member` unless it is: the value held afterwards.
+    pub(super) async fn write_membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let key = self.members_key(namespace, experiment);
+        self.set_once(&key, member, value).await
+    }
+
+    /// `HSETNX` then `HGET` in one transaction: sets a hash field unless it
+    /// is set, and answers the value it holds afterwards (the first wins).
+    pub(super) async fn set_once(
+        &self,
+        key: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let (held,): (String,) = redis::pipe()
+            .atomic()
+            .hset_nx(key, field, value)
+            .ignore()
+            .hget(key, field)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(held)
+    }
+}

@@ -1,0 +1,245 @@
+//! [`RedisStore`]: the [`Store`] on a standalone Redis or a Redis Cluster.
+//! This file holds its state and the trait impl; each operation lives in
+//! the module of its concept (see the table in `mod.rs`).
+//!
+//! Why scripts: dedupe and counting of one event must be one atomic step,
+//! or two instances racing on the same uuid could both count it. A Lua
+//! script is that step, costs one round trip (EVALSHA; the script is sent
+//! again only after a NOSCRIPT), and needs no WATCH/MULTI retry loop.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use redis::Script;
+
+use super::coalesce::Coalescer;
+use super::connection::{connect, Conn};
+use super::options::RedisOptions;
+use super::track::{Job, MAX_BATCH};
+use crate::{Store, StoreError};
+use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
+use lamed_core::registry::ExperimentRecord;
+
+/// [`Store`] on Redis; cheap to clone, clones share the connection.
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// What the clones of one store share.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) conn: Conn,
+    /// The nodes, without password, for messages.
+    pub(super) target: String,
+    /// True when talking to a Redis Cluster.
+    pub(super) cluster: bool,
+    pub(super) options: RedisOptions,
+    pub(super) scripts: Scripts,
+    /// Experiment base keys this process has seen registered in their
+    /// namespace's list, so that steady-state tracking is one round trip.
+    /// A stale entry (the experiment was deleted elsewhere) is harmless: the
+    /// script then answers "unknown" and the experiment is registered again.
+    /// std Mutex: never held across `.await`.
+    pub(super) known: Mutex<HashSet<String>>,
+    /// Events per experiment waiting for the script call in flight.
+    pub(super) coalescer: Coalescer<Job>,
+    pub(super) closed: AtomicBool,
+}
+
+/// The Lua scripts, each beside the module that calls it.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    pub(super) track: Script,
+    pub(super) register: Script,
+    pub(super) delete: Script,
+    pub(super) import: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            track: Script::new(include_str!("track.lua")),
+            register: Script::new(include_str!("register.lua")),
+            delete: Script::new(include_str!("delete.lua")),
+            import: Script::new(include_str!("import.lua")),
+        }
+    }
+
+    fn all(&self) -> [&Script; 4] {
+        [&self.track, &self.register, &self.delete, &self.import]
+    }
+}
+
+impl RedisStore {
+    /// Connects, detects a cluster, loads the scripts and runs the health
+    /// check (eviction policy, a write), and compares the dedupe window and
+    /// key layout with those stored by the instances before (`layout.rs`),
+    /// so that a wrong host, password or TLS setting, a Redis that may
+    /// evict lamed's keys, or another window on the same keys, is reported
+    /// at start rather than on the first event.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] naming the node (without password), with
+    /// the Redis error as its source; or naming the eviction policy found
+    /// and its fix; or naming the stored and configured windows (or layout
+    /// versions) and the fix.
+    pub async fn open(options: RedisOptions) -> Result<Self, StoreError> {
+        let target = options.settings.redacted();
+        let (conn, cluster) = connect(&options.settings, &target).await?;
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                target: target.clone(),
+                cluster,
+                options,
+                scripts: Scripts::new(),
+                known: Mutex::new(HashSet::new()),
+                coalescer: Coalescer::new(MAX_BATCH),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        store
+            .run(async {
+                let mut conn = store.conn();
+                for script in store.inner.scripts.all() {
+                    script.load_async(&mut conn).await.map_err(|e| {
+                        StoreError::caused_by(format!("redis at {target}: cannot load scripts"), e)
+                    })?;
+                }
+                Ok(())
+            })
+            .await?;
+        store.check_writable().await?;
+        store.run(store.check_layout()).await?;
+        Ok(store)
+    }
+
+    /// True when the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+}
+
+/// Every operation runs under the store's deadline ([`RedisStore::run`]).
+#[async_trait]
+impl Store for RedisStore {
+    async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
+        self.run(self.track_events(events)).await
+    }
+
+    async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
+        self.run(self.read_counters(namespace)).await
+    }
+
+    async fn daily_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<DailyCounter>, StoreError> {
+        self.run(self.read_daily_counters(namespace, experiment))
+            .await
+    }
+
+    async fn experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        self.run(self.live_experiments(namespace)).await
+    }
+
+    async fn delete_experiment(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
+        self.run(self.delete(namespace, experiment)).await
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Option<ExperimentRecord>, StoreError> {
+        self.run(self.read_record(namespace, experiment)).await
+    }
+
+    async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        self.run(self.read_records(namespace)).await
+    }
+
+    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+        self.run(self.write_record(&record)).await
+    }
+
+    async fn membership(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(self.read_membership(namespace, experiment, member))
+            .await
+    }
+
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        self.run(self.write_membership(namespace, experiment, member, value))
+            .await
+    }
+
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        self.run(self.write_weights(namespace, experiment, period, weights))
+            .await
+    }
+
+    async fn weight_history(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.run(self.read_weights(namespace, experiment)).await
+    }
+
+    /// Also refuses a Redis that may evict lamed's keys, so `/health`
+    /// reports a policy changed while serving.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.run(async {
+            self.check_eviction_policy().await?;
+            self.write_heartbeat().await
+        })
+        .await
+    }
+
+    fn dedupe_entries(&self) -> Option<u64> {
+        None
+    }
+
+    async fn import_counter(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        event: &str,
+        variant: &str,
+        count: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.run(self.import(namespace, experiment, event, variant, count))
+            .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.mark_closed();
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! Adaptive weights on Redis: one hash `:w` per experiment (period →
+//! weights as JSON), in the experiment's own hash slot, so `delete.lua`
+//! removes it with the rest. A period's weights are set once, so every
+//! instance answers the same weights for it.
+
+use super::store::RedisStore;
+use crate::StoreError;
+
+impl RedisStore {
+    /// `P:{T}:w`: an experiment's weight history.
+    fn weights_key(&self, namespace: &str, experiment: &str) -> String {
+        format!("{}:w", self.experiment_base(namespace, experiment))
+    }
+
+    /// Stores a period's weights unless it has some: those held afterwards.
+    pub(super) async fn write_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        let key = self.weights_key(namespace, experiment);
+        self.set_once(&key, &period.to_string(), weights).await
+    }
+
+    /// Every stored period's weights, sorted by period.
+    pub(super) async fn read_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut history: Vec<(i64, String)> = redis::cmd("HGETALL")
+            .arg(self.weights_key(namespace, experiment))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        history.sort_unstable_by_key(|(period, _)| *period);
+        Ok(history)
+    }
+}
