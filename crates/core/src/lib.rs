@@ -8,7 +8,9 @@
 //!
 //! - [`clock`]: the time stores read (system, or manual in tests), and
 //!   calendar days.
-//! - [`model`]: events, names and their limits, caps, outcomes.
+//! - [`names`]: the names events and records carry, their limits and
+//!   rules.
+//! - [`model`]: events, caps, outcomes.
 //! - [`value`]: numeric goal values: exact micro-units, limits, limbs.
 //! - [`registry`]: experiments as objects: records, lifecycle,
 //!   registration mode.
@@ -23,6 +25,7 @@ pub mod adaptive;
 pub mod bots;
 pub mod clock;
 pub mod model;
+pub mod names;
 pub mod registry;
 pub mod results;
 pub mod sixpack;

@@ -1,27 +1,15 @@
-//! Tracking events, the names they carry and the rules those names must follow.
+//! Tracking events, the caps on what they may create, and their outcomes.
 
 use serde::{Deserialize, Serialize};
 
+// The names and their rules sit below the registry, which this module's
+// caps and outcomes name; re-exported here, where events are.
+pub use crate::names::{
+    check_field, InvalidField, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES,
+    MAX_UUID_BYTES, PARTICIPATE,
+};
 use crate::registry::{RegistrationMode, Status};
-use crate::value::{InvalidValue, Value, ValueTotals};
-
-/// The namespace AlephBet uses when the client names none.
-pub const DEFAULT_NAMESPACE: &str = "alephbet";
-
-/// The pseudo-goal that marks a participant (a "trial").
-pub const PARTICIPATE: &str = "participate";
-
-/// Longest namespace accepted, in bytes.
-pub const MAX_NAMESPACE_BYTES: usize = 64;
-
-/// Longest experiment, variant or event name accepted, in bytes.
-///
-/// Generous for human-written names ("checkout button colour, winter sale")
-/// while keeping one counter row small.
-pub const MAX_NAME_BYTES: usize = 200;
-
-/// Longest uuid accepted, in bytes: v4 uuids have 36, sha1 hex ids 40.
-pub const MAX_UUID_BYTES: usize = 128;
+use crate::value::{Value, ValueTotals};
 
 /// One event as AlephBet sends it: "in experiment E, variant V, event G happened".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,79 +80,6 @@ impl Event {
         key.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         key
     }
-}
-
-/// A field of a request that breaks one of the rules above.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidField {
-    /// The parameter was not given.
-    #[error("parameter '{0}' is missing")]
-    Missing(&'static str),
-    /// The parameter was given but empty.
-    #[error("parameter '{0}' must not be empty")]
-    Empty(&'static str),
-    /// The parameter is longer than its limit.
-    #[error("parameter '{field}' is longer than {max} bytes")]
-    TooLong {
-        /// Which parameter.
-        field: &'static str,
-        /// Its limit in bytes.
-        max: usize,
-    },
-    /// The parameter holds a control character (newline, NUL, ...).
-    #[error("parameter '{0}' must not contain control characters")]
-    ControlCharacter(&'static str),
-    /// The parameter's percent-decoded bytes are not UTF-8.
-    #[error("parameter '{0}' is not valid UTF-8")]
-    InvalidUtf8(&'static str),
-    /// The parameter appears more than once.
-    #[error("parameter '{0}' is given more than once")]
-    Repeated(&'static str),
-    /// A JSON field that must be a string is something else.
-    #[error("parameter '{0}' must be a string")]
-    NotAString(&'static str),
-    /// A batch entry that is not a JSON object.
-    #[error("each event must be a JSON object")]
-    NotAnObject,
-    /// The `value` parameter is not a value that can be kept exactly.
-    #[error("parameter 'value' {0}")]
-    Value(InvalidValue),
-    /// A value sent with a participation, which has none.
-    #[error("parameter 'value' is only for goals, not for event 'participate'")]
-    ValueOnParticipation,
-}
-
-impl InvalidField {
-    /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            InvalidField::Missing(_) => "missing_parameter",
-            InvalidField::Empty(_) => "empty_parameter",
-            InvalidField::TooLong { .. } => "too_long",
-            InvalidField::ControlCharacter(_) => "control_character",
-            InvalidField::InvalidUtf8(_) => "invalid_utf8",
-            InvalidField::Repeated(_) => "repeated_parameter",
-            InvalidField::NotAString(_) => "not_a_string",
-            InvalidField::NotAnObject => "not_an_object",
-            InvalidField::Value(_) => "invalid_value",
-            InvalidField::ValueOnParticipation => "value_on_participation",
-        }
-    }
-}
-
-/// Checks one name against the common rules: present, not empty, at most
-/// `max` bytes, no control characters.
-pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), InvalidField> {
-    if value.is_empty() {
-        return Err(InvalidField::Empty(field));
-    }
-    if value.len() > max {
-        return Err(InvalidField::TooLong { field, max });
-    }
-    if value.chars().any(char::is_control) {
-        return Err(InvalidField::ControlCharacter(field));
-    }
-    Ok(())
 }
 
 /// What the public tracking endpoint may create: whether it may register

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::adaptive::Adaptive;
-use crate::model::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
+use crate::names::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
 
 /// Longest description and decision note, in bytes.
 pub const MAX_NOTE_BYTES: usize = 2_000;

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod health;
 pub mod ignored;
 pub mod metrics;
 pub mod params;

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::handlers::health::HealthCheck;
+use crate::health::HealthCheck;
 use crate::ignored::IgnoredNames;
 use crate::metrics::Metrics;
 use lamed_config::config::Config;
