@@ -166,6 +166,49 @@ impl Endpoint {
         }
     }
 
+    /// The query string it reads, as the README's API table shows it.
+    const fn query(self) -> &'static str {
+        match self {
+            Endpoint::ListExperiments => "?namespace=&scope=",
+            Endpoint::DeleteExperiment => "?namespace=&experiment=",
+            Endpoint::ListRecords => "?namespace=&status=",
+            Endpoint::ShowRecord
+            | Endpoint::PutRecord
+            | Endpoint::PatchRecord
+            | Endpoint::DeleteRecord
+            | Endpoint::Weights
+            | Endpoint::Report
+            | Endpoint::IgnoredNames => "?namespace=",
+            _ => "",
+        }
+    }
+
+    /// What it does, for the README's API table (Markdown).
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Endpoint::TrackOne => "count one event: `namespace` (default `alephbet`), `experiment`, `variant`, `event` (`participate` or a goal), `uuid`, and for a goal an optional `value` (see [Revenue](#revenue-and-other-numeric-goals)). 200 `{}` for a new event and a duplicate alike; 200 `{\"ignored\": \"<reason>\"}` for a well-formed event deliberately not counted (see [Experiments](#experiments-registry-lifecycle-bots))",
+            Endpoint::TrackBatch => "count a JSON array of event objects (same fields; `value` a JSON number or a decimal string); answers `{\"counted\", \"duplicates\", \"ignored\", \"refused\", \"results\": [{\"status\": \"counted\" \\| \"duplicate\" \\| \"ignored\" \\| \"refused\", \"reason\"?, \"error\"?}]}`",
+            Endpoint::ListExperiments => "Lamed's results: `[{\"meta\": {\"scope\": null}}, {\"experiment\": \"..\", \"goals\": [{\"goal\": \"..\", \"results\": [{\"label\": \"red\", \"successes\": 31, \"trials\": 402}]}]}]`; `scope` is a comma-separated list of experiments",
+            Endpoint::DeleteExperiment => "remove an experiment's counters and record; 200 `{\"namespace\", \"deleted\"}` or 404",
+            Endpoint::ListRecords => "the registry records of a namespace; `status` is a comma-separated list or `all` (default: all but `archived`)",
+            Endpoint::ShowRecord => "one experiment's registry record",
+            Endpoint::PutRecord => "register or redefine an experiment (201/200)",
+            Endpoint::PatchRecord => "change an experiment's status or description",
+            Endpoint::DeleteRecord => "delete an experiment with its counts (204)",
+            Endpoint::Weights => "the weights a page gives AlephBet's variants: `{\"adaptive\", \"weights\": {\"red\": 60, \"blue\": 40}, \"burn_in\", \"period\"?, \"expires_ms\"?}`, integers summing to 100 in the registered order; an adaptive experiment's current period (see [Adaptive weights](#adaptive-weights)), else the registered weights; 404 without registered variants",
+            Endpoint::Report => "one experiment's report: per goal, rates, intervals, tests and a verdict (what the dashboard shows)",
+            Endpoint::IgnoredNames => "the experiment names whose events were most often ignored since the server started, and why",
+            Endpoint::Dashboard => "the built-in dashboard (the page asks for the API key)",
+            Endpoint::DashboardAsset => "the dashboard's scripts and stylesheet",
+            Endpoint::Health => "200 `{\"status\": \"ok\"}` when the store took the last write check, else 503 `{\"status\": \"unavailable\"}` (the reason goes to the log and `/metrics`); at most one check a second",
+            Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_dedupe_entries` (embedded store only)",
+            Endpoint::SixpackParticipate => "Sixpack's participate, in Sixpack's shape (see [Sixpack API](#sixpack-api-server-side-experiments))",
+            Endpoint::SixpackConvert => "Sixpack's convert, in Sixpack's shape",
+            Endpoint::SixpackStatus => "Sixpack's status, in Sixpack's shape",
+            Endpoint::SixpackExperiment => "one experiment of the Sixpack namespace in Sixpack's shape",
+        }
+    }
+
     fn method_router(self) -> MethodRouter<AppState> {
         let filter = self.method().filter();
         match self {
@@ -396,6 +439,48 @@ pub const ROUTES: [Route; 17] = [
         deploy: Deploy::ServeOnly(PROCESS_MEMORY),
     },
 ];
+
+/// The README's HTTP API table, rendered from [`ROUTES`]: one row per
+/// endpoint, naming every path that serves it, whether the API key is
+/// needed, and what it does. A test (`tests/readme.rs`) keeps the README's
+/// copy current.
+pub fn readme_table() -> String {
+    let mut table = String::from("| method and path | key | what |\n|---|---|---|\n");
+    let mut done: Vec<Endpoint> = Vec::new();
+    for route in &ROUTES {
+        for &endpoint in route.endpoints {
+            if done.contains(&endpoint) {
+                continue;
+            }
+            done.push(endpoint);
+            let serving: Vec<&Route> = ROUTES
+                .iter()
+                .filter(|r| r.endpoints.contains(&endpoint))
+                .collect();
+            let paths: Vec<String> = serving
+                .iter()
+                .map(|r| {
+                    format!(
+                        "`{} {}{}`",
+                        endpoint.method().as_str(),
+                        r.path,
+                        endpoint.query()
+                    )
+                })
+                .collect();
+            let key = match route.access {
+                Access::Public => "no",
+                Access::ApiKey => "yes",
+            };
+            table.push_str(&format!(
+                "| {} | {key} | {} |\n",
+                paths.join(", "),
+                endpoint.summary()
+            ));
+        }
+    }
+    table
+}
 
 /// The row whose methods, access and function an `extra_wiring` path of
 /// `handler` takes.
