@@ -21,7 +21,7 @@ mod property_tests;
 #[cfg(any(test, feature = "conformance"))]
 pub mod reference;
 
-pub use embedded::{DataDirInUse, EmbeddedOptions, EmbeddedStore};
+pub use embedded::{DataDirInUse, Durability, EmbeddedOptions, EmbeddedStore};
 
 /// Where events are counted.
 ///
