@@ -216,7 +216,15 @@ mod tests {
     /// the mode it runs with.
     #[test]
     fn banner_states_what_a_power_cut_costs() {
-        let banner = |mode| banner("http://h:1", "n", "k", &ApiKeySource::Configured, Some(mode));
+        let banner = |mode| {
+            banner(
+                "http://h:1",
+                "n",
+                "k",
+                &ApiKeySource::Configured,
+                Some(mode),
+            )
+        };
         assert!(banner(Durability::Second)
             .contains("\n  a power cut loses: at most the last second of events answered 200"));
         assert!(banner(Durability::Commit).contains("nothing answered 200"));

@@ -44,12 +44,12 @@ use crate::registry::ExperimentRecord;
 use crate::value::{ValueTotals, LIMBS};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
-pub use durability::Durability;
-use durability::LogSyncer;
 use command::{
     Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
     Track, Write,
 };
+pub use durability::Durability;
+use durability::LogSyncer;
 use prune::Pruner;
 pub use prune::DAILY_RETENTION_DAYS;
 use schema::{has_table, open_reader_connection, open_writer_connection};

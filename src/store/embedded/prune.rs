@@ -96,8 +96,8 @@ mod tests {
     use super::*;
     use crate::model::{Caps, Event, PARTICIPATE};
     use crate::store::embedded::schema::open_writer_connection;
-    use crate::store::Durability;
     use crate::store::embedded::tests::open;
+    use crate::store::Durability;
     use crate::store::Store;
 
     /// Folding days past the retention into the totals keeps every count.
@@ -115,7 +115,8 @@ mod tests {
         };
         store.track(vec![event("1"), event("2")]).await.unwrap();
         store.close().await.unwrap();
-        let mut conn = open_writer_connection(&dir.path().join("lamed.db"), Durability::None).unwrap();
+        let mut conn =
+            open_writer_connection(&dir.path().join("lamed.db"), Durability::None).unwrap();
         conn.execute(
             "INSERT INTO daily VALUES ('n', 'e', 'participate', 'a', 3, 5)",
             [],
