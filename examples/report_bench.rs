@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let options = EmbeddedOptions {
         data_dir: dir.path().to_owned(),
         uuid_expiry_seconds: 86_400,
-        fsync: false,
+        fsync: lamed::store::Durability::default(),
         caps: Caps::default(),
         clock: Default::default(),
     };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests
-# need when it is missing (redis-server, a Python venv with moto, Chromium,
+# need when it is missing (redis-server, a Python venv with moto, LazyFS, Chromium,
 # node packages), then runs
 # the format and lint gates, the Rust tests and the browser end-to-end tests.
 set -euo pipefail
@@ -21,6 +21,17 @@ python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
 command -v openssl >/dev/null || apt_install openssl
 echo "== moto_server for the AWS tests (a venv in target/venv)"
 bash scripts/aws-test-env.sh >/dev/null
+# The power-cut test (tests/operations/power_cut.rs) mounts the data
+# directory through LazyFS, built from the source kept beside the repository
+# (../shared/tools/lazyfs); without it, that test says it is skipped.
+lazyfs_build=${LAMED_LAZYFS_BUILD:-../shared/tools/lazyfs/build.sh}
+if [ -f "$lazyfs_build" ]; then
+    echo "== LazyFS for the power-cut test (target/lazyfs)"
+    LAMED_LAZYFS=$(bash "$lazyfs_build" target/lazyfs)
+    export LAMED_LAZYFS
+else
+    echo "== no $lazyfs_build: the power-cut test will be skipped"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

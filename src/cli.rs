@@ -580,6 +580,7 @@ impl ServeArgs {
 mod tests {
     use super::*;
     use crate::config::{Config, FileConfig};
+    use crate::store::Durability;
 
     fn resolved(args: &ServeArgs) -> Config {
         Config::resolve(None, FileConfig::default(), args.overrides()).unwrap()
@@ -643,7 +644,8 @@ mod tests {
         assert!(Cli::try_parse_from(["lamed", "deploy", "--arch", "mips"]).is_err());
     }
 
-    /// Long forms parse, `--fsync` alone means true, a later flag wins.
+    /// Long forms parse, `--fsync` alone means every commit, a later flag
+    /// wins.
     #[test]
     fn serve_flags() {
         let args = serve(&[
@@ -657,9 +659,17 @@ mod tests {
         ]);
         let config = resolved(&args);
         assert_eq!(config.listen.port(), 1);
-        assert!(config.fsync);
+        assert_eq!(config.fsync, Durability::Commit);
         assert_eq!(config.uuid_expiry_seconds, 7);
-        assert!(!resolved(&serve(&["--fsync=false"])).fsync);
+        for (flag, mode) in [
+            ("--fsync=false", Durability::None),
+            ("--fsync=none", Durability::None),
+            ("--fsync=second", Durability::Second),
+            ("--fsync=commit", Durability::Commit),
+        ] {
+            assert_eq!(resolved(&serve(&[flag])).fsync, mode, "{flag}");
+        }
+        assert!(Cli::try_parse_from(["lamed", "serve", "--fsync=always"]).is_err());
         assert!(Cli::try_parse_from(["lamed", "serve", "--listen", "nope"]).is_err());
         let config = resolved(&serve(&["--redis", "redis://a", "--redis", "redis://b"]));
         assert_eq!(config.redis.as_ref().unwrap().nodes[0].host, "b");

@@ -51,6 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DEFAULT_NAMESPACE,
         &api_key,
         &key_source,
+        config.redis.is_none().then_some(config.fsync),
     );
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -63,7 +64,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(address = %bound, tls = tls.is_some(), redis = %redis.redacted(), "serving")
         }
         None => {
-            tracing::info!(address = %bound, tls = tls.is_some(), data_dir = %config.data_dir.display(), fsync = config.fsync, "serving")
+            tracing::info!(address = %bound, tls = tls.is_some(), data_dir = %config.data_dir.display(), fsync = %config.fsync, "serving")
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::config::ApiKeySource;
 use crate::registry::ExperimentRecord;
+use crate::store::Durability;
 
 /// The AlephBet build the snippet loads (the current release, from a CDN).
 pub const ALEPHBET_SCRIPT_URL: &str =
@@ -49,7 +50,15 @@ pub fn alephbet_snippet(track_url: &str, namespace: &str) -> String {
 /// The start banner. The API key is printed only when it was generated
 /// just now (its owner has no other way to learn it); a configured or
 /// stored key is named by where it is, so logs of stdout never hold it.
-pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKeySource) -> String {
+/// With the embedded store (`durability` given), it says what a power cut
+/// costs, so that nobody learns it from one.
+pub fn banner(
+    base_url: &str,
+    namespace: &str,
+    api_key: &str,
+    key_source: &ApiKeySource,
+    durability: Option<Durability>,
+) -> String {
     let key_line = match key_source {
         ApiKeySource::Configured => {
             "from the configuration (--api-key, LAMED_API_KEY or config.json)".to_owned()
@@ -60,12 +69,19 @@ pub fn banner(base_url: &str, namespace: &str, api_key: &str, key_source: &ApiKe
             format!("{api_key} (generated now, stored in {})", path.display())
         }
     };
+    let power_cut_line = durability.map_or_else(String::new, |mode| {
+        format!(
+            "  a power cut loses: {} (--fsync={mode})\n",
+            mode.power_cut_cost()
+        )
+    });
     format!(
         "lamed is listening on {base_url}\n\
          \x20 tracking URL:    {base_url}/track\n\
          \x20 experiments URL: {base_url}/experiments (header X-Api-Key)\n\
          \x20 dashboard URL:   {} (asks for the API key)\n\
          \x20 API key:         {key_line}\n\
+         {power_cut_line}\
          \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
         dashboard_url(base_url),
         alephbet_snippet(&format!("{base_url}/track"), namespace)
@@ -157,9 +173,15 @@ mod tests {
     fn banner_prints_only_a_generated_key() {
         let key = "secret-key-0123456789";
         let path = std::path::PathBuf::from("/d/api_key");
-        let configured = banner("http://h:1", "n", key, &ApiKeySource::Configured);
-        let stored = banner("http://h:1", "n", key, &ApiKeySource::Stored(path.clone()));
-        let generated = banner("http://h:1", "n", key, &ApiKeySource::Generated(path));
+        let configured = banner("http://h:1", "n", key, &ApiKeySource::Configured, None);
+        let stored = banner(
+            "http://h:1",
+            "n",
+            key,
+            &ApiKeySource::Stored(path.clone()),
+            None,
+        );
+        let generated = banner("http://h:1", "n", key, &ApiKeySource::Generated(path), None);
         assert!(!configured.contains(key), "{configured}");
         assert!(configured.contains("LAMED_API_KEY"), "{configured}");
         assert!(!stored.contains(key), "{stored}");
@@ -181,10 +203,31 @@ mod tests {
             "n",
             "k",
             &ApiKeySource::Configured,
+            None,
         );
         assert!(
             banner.contains("\n  dashboard URL:   https://ab.example.com/dashboard "),
             "{banner}"
         );
+        assert!(!banner.contains("power cut"), "Redis: {banner}");
+    }
+
+    /// With the embedded store, the banner says what a power cut costs in
+    /// the mode it runs with.
+    #[test]
+    fn banner_states_what_a_power_cut_costs() {
+        let banner = |mode| {
+            banner(
+                "http://h:1",
+                "n",
+                "k",
+                &ApiKeySource::Configured,
+                Some(mode),
+            )
+        };
+        assert!(banner(Durability::Second)
+            .contains("\n  a power cut loses: at most the last second of events answered 200"));
+        assert!(banner(Durability::Commit).contains("nothing answered 200"));
+        assert!(banner(Durability::None).contains("since the last checkpoint"));
     }
 }

@@ -8,6 +8,7 @@ mod util;
 
 mod backup;
 mod packaging;
+mod power_cut;
 mod tls;
 mod upgrade;
 mod values;

@@ -651,7 +651,8 @@ mod tests {
         let overrides = flags(&["--uuid-expiry-seconds", "5", "--max-goals", "7"]);
         let config = Config::resolve(None, file, overrides).unwrap();
         assert_eq!(config.uuid_expiry_seconds, 5);
-        assert!(config.fsync);
+        // The boolean of earlier config files: true is every commit.
+        assert_eq!(config.fsync, lamed_store::Durability::Commit);
         assert_eq!(config.caps.max_variants_per_experiment, 3);
         assert_eq!(config.caps.max_goals_per_experiment, 7);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");

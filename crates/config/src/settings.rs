@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use lamed_core::model::Caps;
 use lamed_core::registry::RegistrationMode;
 use lamed_store::redis::RedisSettings;
+use lamed_store::Durability;
 
 /// The help heading of the settings that only `lamed serve` on a machine
 /// uses; `lamed deploy` does not send them to AWS Lambda.
@@ -69,21 +70,26 @@ pub struct Settings {
     )]
     pub data_dir: PathBuf,
 
-    /// fsync every commit, so a 200 also survives power loss (slower)
+    /// When the embedded store fsyncs its log, which is what a power cut
+    /// costs: "commit" (nothing answered 200; slower), "second" (at most the
+    /// last second), "none" (everything since the last checkpoint)
     ///
-    /// Without it a 200 survives a crash or kill -9 of lamed, but the last
-    /// commits may be lost if the whole machine loses power.
+    /// A crash or kill -9 of lamed alone loses nothing in every mode.
+    /// "second" syncs from a thread of its own, so tracking never waits
+    /// for the disk. --fsync alone and true mean "commit"; false means
+    /// "none" (the earlier boolean). README: "Durability".
     #[arg(
         long,
         env = "LAMED_FSYNC",
-        value_name = "BOOL",
+        value_name = "WHEN",
+        value_enum,
         num_args = 0..=1,
-        default_missing_value = "true",
-        default_value_t = false,
+        default_missing_value = "commit",
+        default_value_t = Durability::default(),
         action = ArgAction::Set,
         help_heading = LOCAL_HEADING
     )]
-    pub fsync: bool,
+    pub fsync: Durability,
 
     /// Base URL the world reaches this server at, for the printed snippet
     /// [default: http://<listen>]
@@ -894,7 +900,7 @@ mod tests {
         assert_eq!(settings.uuid_expiry_seconds, 60);
         assert_eq!(settings.limits.max_variants_per_experiment, 4);
         // Defaults.
-        assert!(!settings.fsync);
+        assert_eq!(settings.fsync, Durability::Second);
         assert_eq!(
             settings.limits.max_namespaces,
             Caps::default().max_namespaces
@@ -937,7 +943,7 @@ mod tests {
         assert_eq!(settings.listen.port(), 6);
         assert_eq!(settings.uuid_expiry_seconds, 6);
         assert_eq!(settings.limits.max_namespaces, 6);
-        assert!(settings.fsync);
+        assert_eq!(settings.fsync, Durability::Commit);
         let flags = [
             "--listen=127.0.0.1:8",
             "--uuid-expiry-seconds=8",

@@ -37,7 +37,7 @@ mod property_tests;
 #[cfg(any(test, feature = "conformance"))]
 pub mod reference;
 
-pub use embedded::{DataDirInUse, EmbeddedOptions, EmbeddedStore};
+pub use embedded::{DataDirInUse, Durability, EmbeddedOptions, EmbeddedStore};
 
 /// Where events are counted.
 ///
@@ -243,8 +243,8 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// The dedupe window in seconds, 0 = forever.
     pub uuid_expiry_seconds: u64,
-    /// The embedded store fsyncs every commit.
-    pub fsync: bool,
+    /// What a power cut may cost the embedded store.
+    pub fsync: Durability,
     /// Caps on what tracking may create.
     pub caps: Caps,
 }

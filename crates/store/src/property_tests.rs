@@ -404,7 +404,7 @@ fn embedded_matches_reference() {
         let store = super::EmbeddedStore::open(super::EmbeddedOptions {
             data_dir: dir.path().to_owned(),
             uuid_expiry_seconds: WINDOW_SECONDS,
-            fsync: false,
+            fsync: super::Durability::default(),
             caps: CAPS,
             clock,
         })

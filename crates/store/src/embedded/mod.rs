@@ -22,6 +22,7 @@ mod backup;
 mod catalog;
 mod command;
 mod dedupe_table;
+mod durability;
 mod prune;
 mod schema;
 mod seen;
@@ -43,6 +44,8 @@ use command::{
     Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
     Track, Write,
 };
+pub use durability::Durability;
+use durability::LogSyncer;
 use lamed_core::clock::Clock;
 use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
@@ -66,8 +69,8 @@ pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
     /// Dedupe window in seconds; 0 keeps every uuid forever.
     pub uuid_expiry_seconds: u64,
-    /// fsync every commit, so that a 200 also survives power loss.
-    pub fsync: bool,
+    /// When the log is fsynced: what a power cut may cost.
+    pub fsync: Durability,
     /// Caps on what the public endpoint may create.
     pub caps: Caps,
     /// Where "now" comes from: the dedupe window and the day of a count.
@@ -164,6 +167,13 @@ impl EmbeddedStore {
         let lock = lock_data_dir(&options.data_dir)?;
         let path = options.data_dir.join(DB_FILE);
         let conn = open_writer_connection(&path, options.fsync)?;
+        let log_syncer = match options.fsync {
+            Durability::Second => Some(
+                LogSyncer::start(&path)
+                    .map_err(|err| StoreError::caused_by("cannot start the log's sync", err))?,
+            ),
+            Durability::Commit | Durability::None => None,
+        };
         let catalog = Catalog::load(&conn)?;
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
         let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
@@ -181,6 +191,7 @@ impl EmbeddedStore {
             clock: options.clock,
             pruner: Pruner::new(),
             remembered: Arc::clone(&remembered),
+            log_syncer,
         };
         let writer_thread = thread::Builder::new()
             .name("lamed-writer".into())
@@ -564,7 +575,7 @@ mod tests {
         EmbeddedOptions {
             data_dir: dir.to_owned(),
             uuid_expiry_seconds: window,
-            fsync: false,
+            fsync: Durability::default(),
             caps,
             clock,
         }

@@ -96,6 +96,7 @@ mod tests {
     use super::*;
     use crate::embedded::schema::open_writer_connection;
     use crate::embedded::tests::open;
+    use crate::Durability;
     use crate::Store;
     use lamed_core::model::{Caps, Event, PARTICIPATE};
 
@@ -114,7 +115,8 @@ mod tests {
         };
         store.track(vec![event("1"), event("2")]).await.unwrap();
         store.close().await.unwrap();
-        let mut conn = open_writer_connection(&dir.path().join("lamed.db"), false).unwrap();
+        let mut conn =
+            open_writer_connection(&dir.path().join("lamed.db"), Durability::None).unwrap();
         conn.execute(
             "INSERT INTO daily VALUES ('n', 'e', 'participate', 'a', 3, 5)",
             [],

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::Durability;
 use crate::StoreError;
 
 /// Milliseconds in a day: `daily` rows are keyed by UTC day number.
@@ -126,7 +127,10 @@ fn check_version(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Opens the one connection that writes, creating the tables when missing
 /// and upgrading an older layout to [`SCHEMA_VERSION`].
-pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
+pub(super) fn open_writer_connection(
+    path: &Path,
+    fsync: Durability,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|err| cannot_open(path, err))?;
     // Only this writer writes, so waiting on a lock means something outside
     // lamed holds the database: fail within a second (503, the client
@@ -134,15 +138,20 @@ pub(super) fn open_writer_connection(path: &Path, fsync: bool) -> Result<Connect
     conn.busy_timeout(Duration::from_secs(1))?;
     // WAL: a commit is one append to the log, and readers never block the
     // writer. NORMAL syncs only at checkpoints: a commit survives a crash
-    // of this process (the OS has the bytes) but not a power loss; FULL
-    // fsyncs the log on every commit.
+    // of this process (the OS has the bytes) but not a power loss, unless
+    // the log is synced another way (Durability::Second: a thread of its
+    // own, see super::durability); FULL fsyncs the log on every commit.
     // Small pages: each commit appends a few hundred bytes to the dedupe
     // log and bumps a few counters, and the WAL writes whole pages, so
     // 1 KiB pages write a quarter of the bytes of the default 4 KiB.
     // (Only takes effect when the database is created.)
     conn.pragma_update(None, "page_size", 1024)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    let synchronous = match fsync {
+        Durability::Commit => "FULL",
+        Durability::Second | Durability::None => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     // Checkpoint every 16 MiB of log rather than every 1,000 pages: the hot
     // pages (counters, the log's tail) are rewritten in every commit, and a
@@ -187,7 +196,7 @@ mod tests {
         old.execute_batch("CREATE TABLE counters (x)")
             .expect("old table");
         drop(old);
-        let conn = open_writer_connection(&path, false).expect("upgrade");
+        let conn = open_writer_connection(&path, Durability::default()).expect("upgrade");
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .expect("version");
@@ -196,7 +205,7 @@ mod tests {
             .expect("pretend a newer lamed wrote it");
         drop(conn);
         for refused in [
-            open_writer_connection(&path, false).map(drop),
+            open_writer_connection(&path, Durability::default()).map(drop),
             open_reader_connection(&path).map(drop),
         ] {
             let err = refused.expect_err("newer layout refused");

@@ -210,13 +210,14 @@ fn convert_legacy_log(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::embedded::schema::open_writer_connection;
+    use crate::Durability;
 
     /// Expired rows leave the log and the map; live ones and keys seen
     /// again after expiring stay; the map is rebuilt from the log on load.
     #[test]
     fn pruning_removes_only_expired_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut conn = open_writer_connection(&dir.path().join("p.db"), false).unwrap();
+        let mut conn = open_writer_connection(&dir.path().join("p.db"), Durability::None).unwrap();
         let mut seen = SeenIndex::default();
         let (old, now) = (1_000, 10_000);
         let tx = conn.transaction().unwrap();
@@ -245,7 +246,7 @@ mod tests {
     #[test]
     fn a_legacy_log_is_converted() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let conn = open_writer_connection(&dir.path().join("l.db"), false).unwrap();
+        let conn = open_writer_connection(&dir.path().join("l.db"), Durability::None).unwrap();
         conn.execute_batch(
             "CREATE TABLE seen (id INTEGER PRIMARY KEY, key BLOB NOT NULL, first_seen INTEGER NOT NULL)",
         )
@@ -285,7 +286,7 @@ mod tests {
     #[test]
     fn rollback_forgets() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut conn = open_writer_connection(&dir.path().join("r.db"), false).unwrap();
+        let mut conn = open_writer_connection(&dir.path().join("r.db"), Durability::None).unwrap();
         let mut seen = SeenIndex::default();
         let tx = conn.transaction().unwrap();
         assert!(seen.remember([7; 16], 5, i64::MIN));

@@ -22,6 +22,7 @@ use rusqlite::{params, Connection, Transaction};
 
 use super::catalog::Catalog;
 use super::command::{Answer, Command, NotApplied};
+use super::durability::LogSyncer;
 use super::prune::Pruner;
 use super::schema::day_of;
 use super::seen::{cutoff, SeenIndex};
@@ -66,6 +67,8 @@ pub(super) struct Writer {
     pub(super) pruner: Pruner,
     /// Where the store's handle reads how many uuids `seen` holds.
     pub(super) remembered: Arc<AtomicUsize>,
+    /// Told of every commit, in [`super::Durability::Second`].
+    pub(super) log_syncer: Option<LogSyncer>,
 }
 
 /// A write transaction as commands see it: the transaction itself, the
@@ -165,6 +168,9 @@ impl Writer {
     fn commit(&mut self, commands: Vec<Box<dyn Command>>) {
         match self.apply(commands) {
             Ok(applied) => {
+                if let Some(syncer) = &self.log_syncer {
+                    syncer.committed();
+                }
                 self.seen.commit();
                 self.publish_remembered();
                 for answer in applied {
