@@ -30,7 +30,7 @@ use crate::registry::{Decision, ExperimentRecord, GoalSpec, Status};
 use crate::sixpack::{
     self, conversion_member, parse_created_at, valid_name, NameKind, DEFAULT_GOAL, EXCLUDED,
 };
-use crate::store::DynStore;
+use crate::store::{DynStore, StoreExt};
 
 /// One Sixpack experiment as read from its Redis.
 #[derive(Debug)]

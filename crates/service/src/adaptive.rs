@@ -25,7 +25,7 @@ use lamed_stats::{
     period_sample_ratio_mismatch, stratified_means, stratified_rates, thompson_weights, Options,
     PeriodSplit, SrmCheck, StratifiedAnalysis, ValueSums, VariantCounts,
 };
-use lamed_store::{Store, StoreError};
+use lamed_store::{Store, StoreError, StoreExt};
 
 pub use lamed_core::adaptive::*;
 use lamed_core::value::ValueTotals;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DynStore, Store};
+use super::{DynStore, Store, StoreExt};
 use lamed_core::clock::Clock;
 use lamed_core::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
 use lamed_core::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};

@@ -129,29 +129,18 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         member: &str,
     ) -> Result<Option<String>, StoreError>;
 
-    /// Remembers `member` with `value` unless it is already remembered;
-    /// answers the value now held (the earlier one wins). Durable when it
-    /// returns `Ok`; removed with the experiment. Creates no experiment and
-    /// counts nothing: callers count through [`Store::track`].
-    async fn join(
+    /// Keeps `value` under `key` unless the experiment keeps something
+    /// there already; answers the value now held (the first one written
+    /// wins), so that concurrent writers and every server sharing the
+    /// store agree. Durable when it returns `Ok`; removed with the
+    /// experiment. Creates no experiment and counts nothing: callers count
+    /// through [`Store::track`]. ([`StoreExt`] names its two uses.)
+    async fn put_once(
         &self,
         namespace: &str,
         experiment: &str,
-        member: &str,
+        key: &Kept,
         value: &str,
-    ) -> Result<String, StoreError>;
-
-    /// Stores an adaptive experiment's weights for one period (JSON, as
-    /// `lamed_service::adaptive` writes them) unless that period has some;
-    /// answers the weights now held, so that every server sharing the store
-    /// answers the same weights for a period. Durable when it returns
-    /// `Ok`; removed with the experiment.
-    async fn put_weights(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        period: i64,
-        weights: &str,
     ) -> Result<String, StoreError>;
 
     /// Every period's stored weights, sorted by period.
@@ -172,6 +161,52 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// with [`StoreError::Closed`].
     async fn close(&self) -> Result<(), StoreError>;
 }
+
+/// What an experiment keeps once per key, beside its counters and record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kept {
+    /// A member (a Sixpack client, or a client and a KPI): the value it
+    /// joined with. Memberships last as long as the experiment (unlike
+    /// the dedupe window), so a client keeps its alternative and converts
+    /// once.
+    Member(String),
+    /// An adaptive experiment's weights for one period (JSON, as
+    /// `lamed_service::adaptive` writes them).
+    Weights(i64),
+}
+
+/// The two uses of [`Store::put_once`], by name. Implemented for every
+/// store; never implement it yourself.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Remembers `member` with `value` unless it is already remembered;
+    /// answers the value now held.
+    async fn join(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        member: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let member = Kept::Member(member.to_owned());
+        self.put_once(namespace, experiment, &member, value).await
+    }
+
+    /// Stores a period's weights unless that period has some; answers the
+    /// weights now held.
+    async fn put_weights(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+        weights: &str,
+    ) -> Result<String, StoreError> {
+        let period = Kept::Weights(period);
+        self.put_once(namespace, experiment, &period, weights).await
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
 
 /// A shared handle on some store.
 pub type DynStore = Arc<dyn Store>;

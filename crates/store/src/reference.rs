@@ -58,7 +58,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::embedded::DAILY_RETENTION_DAYS;
-use super::{Store, StoreError};
+use super::{Kept, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
@@ -98,12 +98,10 @@ struct State {
     records: BTreeMap<ExperimentKey, ExperimentRecord>,
     /// Variants and goals records have registered, per experiment.
     registered: BTreeMap<ExperimentKey, BTreeSet<(Kind, String)>>,
-    /// Memberships: member → value, per experiment.
-    members: BTreeMap<ExperimentKey, BTreeMap<String, String>>,
+    /// What each experiment keeps once per key (memberships, weights).
+    kept: BTreeMap<ExperimentKey, BTreeMap<Kept, String>>,
     /// Sums of the counted events' values, per counter with any.
     values: BTreeMap<CounterKey, ValueTotals>,
-    /// Adaptive weights: period → weights, per experiment.
-    weights: BTreeMap<ExperimentKey, BTreeMap<i64, String>>,
 }
 
 /// Whether a registered name is a variant or a goal.
@@ -383,8 +381,7 @@ impl Store for ReferenceStore {
         state.values.retain(|key, _| !doomed(key));
         let key = (namespace.to_owned(), experiment.to_owned());
         state.registered.remove(&key);
-        state.members.remove(&key);
-        state.weights.remove(&key);
+        state.kept.remove(&key);
         let had_record = state.records.remove(&key).is_some();
         Ok(state.tracked.len() + state.imported.len() < before || had_record)
     }
@@ -452,43 +449,26 @@ impl Store for ReferenceStore {
     ) -> Result<Option<String>, StoreError> {
         let state = self.open_state()?;
         Ok(state
-            .members
+            .kept
             .get(&(namespace.to_owned(), experiment.to_owned()))
-            .and_then(|members| members.get(member))
+            .and_then(|kept| kept.get(&Kept::Member(member.to_owned())))
             .cloned())
     }
 
-    async fn join(
+    async fn put_once(
         &self,
         namespace: &str,
         experiment: &str,
-        member: &str,
+        key: &Kept,
         value: &str,
     ) -> Result<String, StoreError> {
         let mut state = self.open_state()?;
         Ok(state
-            .members
+            .kept
             .entry((namespace.to_owned(), experiment.to_owned()))
             .or_default()
-            .entry(member.to_owned())
+            .entry(key.clone())
             .or_insert_with(|| value.to_owned())
-            .clone())
-    }
-
-    async fn put_weights(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        period: i64,
-        weights: &str,
-    ) -> Result<String, StoreError> {
-        let mut state = self.open_state()?;
-        Ok(state
-            .weights
-            .entry((namespace.to_owned(), experiment.to_owned()))
-            .or_default()
-            .entry(period)
-            .or_insert_with(|| weights.to_owned())
             .clone())
     }
 
@@ -498,11 +478,18 @@ impl Store for ReferenceStore {
         experiment: &str,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let state = self.open_state()?;
-        Ok(state
-            .weights
-            .get(&(namespace.to_owned(), experiment.to_owned()))
-            .map(|periods| periods.iter().map(|(&p, w)| (p, w.clone())).collect())
-            .unwrap_or_default())
+        let kept = state
+            .kept
+            .get(&(namespace.to_owned(), experiment.to_owned()));
+        // Kept orders weights by period, as the contract sorts them.
+        Ok(kept
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, weights)| match key {
+                Kept::Weights(period) => Some((*period, weights.clone())),
+                Kept::Member(_) => None,
+            })
+            .collect())
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -26,7 +26,7 @@ use lamed_core::sixpack::{
     Conversion, ConversionValue, ExperimentDetails, NameKind, Named, Participation, DEFAULT_GOAL,
     EXCLUDED,
 };
-use lamed_store::StoreError;
+use lamed_store::{StoreError, StoreExt};
 
 /// Why a Sixpack request fails, answered in Sixpack's error shape.
 #[derive(Debug)]

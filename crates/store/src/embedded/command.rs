@@ -7,11 +7,12 @@
 //! ended, then answers: with the result when it committed, or with the
 //! error every caller of a failed transaction gets.
 
+use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::writer::Batch;
-use crate::StoreError;
+use crate::{Kept, StoreError};
 use lamed_core::model::{Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -225,44 +226,31 @@ impl Write for DeleteExperiment {
     }
 }
 
-/// Remembers a member unless it is remembered; answers the value held.
-pub(super) struct Join {
+/// Keeps a value under a key unless the experiment keeps one there;
+/// answers the value held. Memberships and weights have a table each.
+pub(super) struct PutOnce {
     pub(super) namespace: String,
     pub(super) experiment: String,
-    pub(super) member: String,
+    pub(super) key: Kept,
     pub(super) value: String,
 }
 
-impl Write for Join {
+impl Write for PutOnce {
     type Output = String;
 
     fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
+        let (table, key_column, value_column, key) = match &self.key {
+            Kept::Member(member) => ("members", "member", "value", Value::from(member.clone())),
+            Kept::Weights(period) => ("weights", "period", "weights", Value::from(*period)),
+        };
         let held: String = batch.tx.query_row(
-            "INSERT INTO members (namespace, experiment, member, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET value = value RETURNING value",
-            params![self.namespace, self.experiment, self.member, self.value],
-            |row| row.get(0),
-        )?;
-        Ok(held)
-    }
-}
-
-/// Stores a period's weights unless it has some; answers those held.
-pub(super) struct PutWeights {
-    pub(super) namespace: String,
-    pub(super) experiment: String,
-    pub(super) period: i64,
-    pub(super) weights: String,
-}
-
-impl Write for PutWeights {
-    type Output = String;
-
-    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
-        let held: String = batch.tx.query_row(
-            "INSERT INTO weights (namespace, experiment, period, weights) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET weights = weights RETURNING weights",
-            params![self.namespace, self.experiment, self.period, self.weights],
+            &format!(
+                "INSERT INTO {table} (namespace, experiment, {key_column}, {value_column})
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET {value_column} = {value_column}
+                 RETURNING {value_column}"
+            ),
+            params![self.namespace, self.experiment, key, self.value],
             |row| row.get(0),
         )?;
         Ok(held)

@@ -37,12 +37,11 @@ use std::thread;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Store, StoreError};
+use super::{Kept, Store, StoreError};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
-    Command, DeleteExperiment, Heartbeat, ImportCounter, Join, PutRecord, PutWeights, Request,
-    Track, Write,
+    Command, DeleteExperiment, Heartbeat, ImportCounter, PutOnce, PutRecord, Request, Track, Write,
 };
 pub use durability::Durability;
 use durability::LogSyncer;
@@ -451,34 +450,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn join(
+    async fn put_once(
         &self,
         namespace: &str,
         experiment: &str,
-        member: &str,
+        key: &Kept,
         value: &str,
     ) -> Result<String, StoreError> {
-        self.ask(Join {
+        self.ask(PutOnce {
             namespace: namespace.to_owned(),
             experiment: experiment.to_owned(),
-            member: member.to_owned(),
+            key: key.clone(),
             value: value.to_owned(),
-        })
-        .await
-    }
-
-    async fn put_weights(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        period: i64,
-        weights: &str,
-    ) -> Result<String, StoreError> {
-        self.ask(PutWeights {
-            namespace: namespace.to_owned(),
-            experiment: experiment.to_owned(),
-            period,
-            weights: weights.to_owned(),
         })
         .await
     }

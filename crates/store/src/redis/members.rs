@@ -8,7 +8,7 @@ use crate::StoreError;
 
 impl RedisStore {
     /// `P:{T}:x`: an experiment's memberships.
-    fn members_key(&self, namespace: &str, experiment: &str) -> String {
+    pub(super) fn members_key(&self, namespace: &str, experiment: &str) -> String {
         format!("{}:x", self.experiment_base(namespace, experiment))
     }
 
@@ -25,18 +25,6 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))
-    }
-
-    /// Remembers `member` unless it is: the value held afterwards.
-    pub(super) async fn write_membership(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        member: &str,
-        value: &str,
-    ) -> Result<String, StoreError> {
-        let key = self.members_key(namespace, experiment);
-        self.set_once(&key, member, value).await
     }
 
     /// `HSETNX` then `HGET` in one transaction: sets a hash field unless it

@@ -18,7 +18,7 @@ use super::coalesce::Coalescer;
 use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
-use crate::{Store, StoreError};
+use crate::{Kept, Store, StoreError};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -182,26 +182,18 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn join(
+    async fn put_once(
         &self,
         namespace: &str,
         experiment: &str,
-        member: &str,
+        key: &Kept,
         value: &str,
     ) -> Result<String, StoreError> {
-        self.run(self.write_membership(namespace, experiment, member, value))
-            .await
-    }
-
-    async fn put_weights(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        period: i64,
-        weights: &str,
-    ) -> Result<String, StoreError> {
-        self.run(self.write_weights(namespace, experiment, period, weights))
-            .await
+        let (hash, field) = match key {
+            Kept::Member(member) => (self.members_key(namespace, experiment), member.clone()),
+            Kept::Weights(period) => (self.weights_key(namespace, experiment), period.to_string()),
+        };
+        self.run(self.set_once(&hash, &field, value)).await
     }
 
     async fn weight_history(

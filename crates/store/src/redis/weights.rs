@@ -8,20 +8,8 @@ use crate::StoreError;
 
 impl RedisStore {
     /// `P:{T}:w`: an experiment's weight history.
-    fn weights_key(&self, namespace: &str, experiment: &str) -> String {
+    pub(super) fn weights_key(&self, namespace: &str, experiment: &str) -> String {
         format!("{}:w", self.experiment_base(namespace, experiment))
-    }
-
-    /// Stores a period's weights unless it has some: those held afterwards.
-    pub(super) async fn write_weights(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        period: i64,
-        weights: &str,
-    ) -> Result<String, StoreError> {
-        let key = self.weights_key(namespace, experiment);
-        self.set_once(&key, &period.to_string(), weights).await
     }
 
     /// Every stored period's weights, sorted by period.
