@@ -65,19 +65,15 @@ impl Event {
     /// Fields are length-prefixed so that no two different tuples can be
     /// written the same way (names may contain any separator).
     pub fn dedupe_key(&self) -> [u8; 16] {
-        let mut hasher = blake3::Hasher::new();
-        for field in [
-            &self.namespace,
-            &self.experiment,
-            &self.event,
-            &self.variant,
-            &self.uuid,
-        ] {
-            hasher.update(&(field.len() as u64).to_le_bytes());
-            hasher.update(field.as_bytes());
-        }
+        let hash = crate::names::hash_parts(&[
+            self.namespace.as_bytes(),
+            self.experiment.as_bytes(),
+            self.event.as_bytes(),
+            self.variant.as_bytes(),
+            self.uuid.as_bytes(),
+        ]);
         let mut key = [0u8; 16];
-        key.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        key.copy_from_slice(&hash[..16]);
         key
     }
 }

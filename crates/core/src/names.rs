@@ -93,3 +93,20 @@ pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), I
     }
     Ok(())
 }
+
+/// A blake3 hasher fed a tuple of names: each part is length-prefixed, so
+/// that no two different tuples hash the same input (names may contain any
+/// separator). The one identity hash of events, hash tags and seeds.
+pub fn parts_hasher(parts: &[&[u8]]) -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+}
+
+/// The hash of [`parts_hasher`].
+pub fn hash_parts(parts: &[&[u8]]) -> [u8; 32] {
+    *parts_hasher(parts).finalize().as_bytes()
+}

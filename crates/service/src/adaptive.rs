@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use lamed_core::model::{Counter, PARTICIPATE};
+use lamed_core::names::parts_hasher;
 use lamed_core::registry::ExperimentRecord;
 use lamed_stats::{
     period_sample_ratio_mismatch, stratified_means, stratified_rates, thompson_weights, Options,
@@ -184,11 +185,7 @@ pub fn parse_period(stored: &str) -> Result<WeightPeriod, WeightsError> {
 /// The draws' seed: each period's update is reproducible from the
 /// experiment and the period.
 fn seed(namespace: &str, experiment: &str, period: i64) -> u64 {
-    let mut hasher = blake3::Hasher::new();
-    for part in [namespace.as_bytes(), experiment.as_bytes()] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
+    let mut hasher = parts_hasher(&[namespace.as_bytes(), experiment.as_bytes()]);
     hasher.update(&period.to_le_bytes());
     u64::from_le_bytes(
         hasher.finalize().as_bytes()[..8]

@@ -162,6 +162,10 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
+/// Daily counters are kept this many days (a bit over a year, for
+/// year-over-year charts), then dropped: by every backend.
+pub const DAILY_RETENTION_DAYS: u32 = 400;
+
 /// What an experiment keeps once per key, beside its counters and record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kept {

@@ -57,7 +57,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::embedded::DAILY_RETENTION_DAYS;
+use super::DAILY_RETENTION_DAYS;
 use super::{Kept, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
@@ -339,7 +339,8 @@ impl Store for ReferenceStore {
         experiment: &str,
     ) -> Result<Vec<DailyCounter>, StoreError> {
         let state = self.open_state()?;
-        let oldest_day = self.clock.now_ms().div_euclid(86_400_000) - DAILY_RETENTION_DAYS;
+        let oldest_day =
+            self.clock.now_ms().div_euclid(86_400_000) - i64::from(DAILY_RETENTION_DAYS);
         let mut daily: Vec<DailyCounter> = state
             .tracked
             .iter()

@@ -50,7 +50,6 @@ use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 use lamed_core::value::{ValueTotals, LIMBS};
 use prune::Pruner;
-pub use prune::DAILY_RETENTION_DAYS;
 use schema::{has_table, open_reader_connection, open_writer_connection};
 use seen::{cutoff, SeenIndex};
 use writer::Writer;

@@ -17,7 +17,7 @@ const PRUNE_EVERY: Duration = Duration::from_millis(200);
 const FOLD_EVERY: Duration = Duration::from_secs(3600);
 
 /// Per-day counters older than this many days are deleted.
-pub const DAILY_RETENTION_DAYS: i64 = 400;
+const DAILY_RETENTION_DAYS: i64 = crate::DAILY_RETENTION_DAYS as i64;
 
 /// When the writer last pruned, so that it prunes on schedule however busy
 /// it is.

@@ -27,6 +27,7 @@
 //! `track.lua` for the dedupe memory's buckets and shards.
 
 use super::store::RedisStore;
+use lamed_core::names::hash_parts;
 
 /// Field separator inside hash fields: names cannot hold control
 /// characters (see `model::check_field`), so `\x1f` never appears in them.
@@ -73,20 +74,11 @@ impl RedisStore {
     }
 }
 
-/// 16 hex digits of a blake3 hash of length-prefixed parts: a hash tag that
+/// 16 hex digits of the parts' identity hash: a hash tag that
 /// no name can break (names may contain `{`, `}` and `:`).
 fn tag(parts: &[&[u8]]) -> String {
-    let mut hasher = blake3::Hasher::new();
-    for part in parts {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
     // Per event, so no `format!` per byte.
-    let hash = u64::from_be_bytes(
-        hasher.finalize().as_bytes()[..8]
-            .try_into()
-            .expect("8 bytes"),
-    );
+    let hash = u64::from_be_bytes(hash_parts(parts)[..8].try_into().expect("8 bytes"));
     format!("{hash:016x}")
 }
 

@@ -7,9 +7,8 @@ use lamed_core::model::Caps;
 /// The key prefix unless configured: short, because it is in every key.
 pub const DEFAULT_KEY_PREFIX: &str = "lmd";
 
-/// Daily counters are kept this many days (a bit over a year, for
-/// year-over-year charts), then expire.
-pub const DEFAULT_DAILY_RETENTION_DAYS: u32 = 400;
+/// Daily counters are kept this many days unless configured otherwise.
+pub const DEFAULT_DAILY_RETENTION_DAYS: u32 = crate::DAILY_RETENTION_DAYS;
 
 /// How the Redis store is set up.
 #[derive(Debug, Clone)]
