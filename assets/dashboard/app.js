@@ -75,14 +75,17 @@ const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : `${(x * 
 const num = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en-US"));
 const pValue = (p) => (p === null || p === undefined ? "–" : p < 0.0001 ? "<0.0001" : p.toFixed(4));
 
-/** Lifecycle moves: the PATCH body, which statuses allow it, and its confirmation. */
+/** The registry's lifecycle rules, as the server states them (GET /api/lifecycle). */
+let lifecycle = null;
+
+/** Lifecycle moves: the status each leads to, its PATCH body and its confirmation; which statuses allow it comes from `lifecycle`. */
 const ACTIONS = [
-  { label: "Pause", from: ["running"], body: { status: "paused" },
+  { label: "Pause", to: "paused", body: { status: "paused" },
     confirm: (name) => `Pause experiment "${name}"? Its events will be ignored, not counted, until you resume it.` },
-  { label: "Resume", from: ["paused"], body: { status: "running" },
+  { label: "Resume", to: "running", body: { status: "running" },
     confirm: (name) => `Resume experiment "${name}"? Its events will be counted again.` },
-  { label: "Stop", from: ["running", "paused"], stop: true },
-  { label: "Archive", from: ["running", "paused", "stopped"], body: { status: "archived" },
+  { label: "Stop", to: "stopped", stop: true },
+  { label: "Archive", to: "archived", body: { status: "archived" },
     confirm: (name) => `Archive experiment "${name}"? Its events will be ignored and it leaves the default list; its counts are kept. This cannot be undone.` },
 ];
 
@@ -90,7 +93,7 @@ const ACTIONS = [
 function statusShown(status) {
   const filter = $("status-filter").value;
   if (filter === "all") return true;
-  if (filter === "") return status !== "archived";
+  if (filter === "") return lifecycle.listed_by_default.includes(status);
   return status === filter;
 }
 
@@ -125,6 +128,7 @@ async function loadExperiments() {
   const query = `namespace=${encodeURIComponent(ns)}`;
   let counted, records;
   try {
+    lifecycle = lifecycle || (await api("/api/lifecycle"));
     // A namespace with no counts answers 404 here; its records may still exist.
     [counted, records] = await Promise.all([
       api(`/experiments?${query}`).catch((err) => { if (err.status === 404) return [{}]; throw err; }),
@@ -192,7 +196,8 @@ function cardHead(name, record) {
 /** The buttons its status allows; `labels` are the variants seen in its report. */
 function lifecycleButtons(name, record, labels) {
   if (!record) return [];
-  return ACTIONS.filter((a) => a.from.includes(record.status)).map((a) =>
+  const allowed = lifecycle.transitions[record.status] || [];
+  return ACTIONS.filter((a) => allowed.includes(a.to)).map((a) =>
     el("button", { type: "button", class: a.stop || a.label === "Archive" ? "danger" : "", "data-action": a.label.toLowerCase(),
       onclick: () => changeStatus(name, record, a, labels) }, a.label));
 }

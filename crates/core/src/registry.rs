@@ -70,6 +70,29 @@ impl Status {
     pub fn parse(word: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|s| s.as_str() == word)
     }
+
+    /// Whether the lifecycle allows a move from this status to `to`: pause
+    /// and resume, stop a live experiment, archive anything not archived.
+    /// The one statement of the rule; the dashboard reads it from
+    /// `GET /api/lifecycle`.
+    pub const fn can_become(self, to: Status) -> bool {
+        matches!(
+            (self, to),
+            (Status::Running, Status::Paused)
+                | (Status::Paused, Status::Running)
+                | (Status::Running | Status::Paused, Status::Stopped)
+                | (
+                    Status::Running | Status::Paused | Status::Stopped,
+                    Status::Archived
+                )
+        )
+    }
+
+    /// Whether lists show it when no status is asked for: archived
+    /// experiments leave the default lists.
+    pub const fn listed_by_default(self) -> bool {
+        !matches!(self, Status::Archived)
+    }
 }
 
 /// A variant and the share of traffic it is meant to get.
@@ -260,27 +283,20 @@ impl ExperimentRecord {
     /// When the move is not allowed from the current status (a stopped
     /// experiment cannot resume), or the winner is not a known variant.
     pub fn apply(&mut self, change: Change, now_ms: i64) -> Result<(), RegistryError> {
-        let from = self.status;
-        let refused = |to: Status| RegistryError::Transition { from, to };
+        let (from, to) = (self.status, change.target());
+        if !from.can_become(to) {
+            return Err(RegistryError::Transition { from, to });
+        }
         match change {
             Change::Pause => {
-                if from != Status::Running {
-                    return Err(refused(Status::Paused));
-                }
                 self.status = Status::Paused;
                 self.paused_ms = Some(now_ms);
             }
             Change::Resume => {
-                if from != Status::Paused {
-                    return Err(refused(Status::Running));
-                }
                 self.status = Status::Running;
                 self.started_ms = Some(now_ms);
             }
             Change::Stop { winner, note } => {
-                if !matches!(from, Status::Running | Status::Paused) {
-                    return Err(refused(Status::Stopped));
-                }
                 if let Some(winner) = &winner {
                     if !self.variants.is_empty() && !self.variants.iter().any(|v| &v.name == winner)
                     {
@@ -305,9 +321,6 @@ impl ExperimentRecord {
                 });
             }
             Change::Archive => {
-                if from == Status::Archived {
-                    return Err(refused(Status::Archived));
-                }
                 self.status = Status::Archived;
                 self.archived_ms = Some(now_ms);
             }
@@ -472,7 +485,7 @@ pub fn status_filter(given: Option<&str>) -> Result<Vec<Status>, RegistryError> 
     match given.map(str::trim) {
         None | Some("") => Ok(Status::ALL
             .into_iter()
-            .filter(|s| *s != Status::Archived)
+            .filter(|s| s.listed_by_default())
             .collect()),
         Some("all") => Ok(Status::ALL.to_vec()),
         Some(list) => list

@@ -129,6 +129,8 @@ pub enum Endpoint {
     SixpackExperiment,
     /// `GET`: the weights a page gives AlephBet's variants.
     Weights,
+    /// `GET`: the registry's lifecycle rules, for the dashboard.
+    Lifecycle,
 }
 
 impl Endpoint {
@@ -143,6 +145,7 @@ impl Endpoint {
             | Endpoint::ListExperiments
             | Endpoint::Report
             | Endpoint::Weights
+            | Endpoint::Lifecycle
             | Endpoint::ListRecords
             | Endpoint::ShowRecord
             | Endpoint::IgnoredNames
@@ -200,6 +203,7 @@ impl Endpoint {
             Endpoint::IgnoredNames => "the experiment names whose events were most often ignored since the server started, and why",
             Endpoint::Dashboard => "the built-in dashboard (the page asks for the API key)",
             Endpoint::DashboardAsset => "the dashboard's scripts and stylesheet",
+            Endpoint::Lifecycle => "the registry's lifecycle, as the dashboard reads it: `{\"statuses\", \"transitions\": {\"running\": [\"paused\", \"stopped\", \"archived\"], ..}, \"listed_by_default\"}`",
             Endpoint::Health => "200 `{\"status\": \"ok\"}` when the store took the last write check, else 503 `{\"status\": \"unavailable\"}` (the reason goes to the log and `/metrics`); at most one check a second",
             Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_dedupe_entries` (embedded store only)",
             Endpoint::SixpackParticipate => "Sixpack's participate, in Sixpack's shape (see [Sixpack API](#sixpack-api-server-side-experiments))",
@@ -226,6 +230,7 @@ impl Endpoint {
             Endpoint::IgnoredNames => on(filter, registry::ignored),
             Endpoint::Dashboard => on(filter, dashboard::index),
             Endpoint::DashboardAsset => on(filter, dashboard::asset),
+            Endpoint::Lifecycle => on(filter, dashboard::lifecycle),
             Endpoint::Health => on(filter, health::health),
             Endpoint::Metrics => on(filter, health::metrics),
             Endpoint::SixpackParticipate => on(filter, sixpack::participate),
@@ -336,7 +341,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 17] = [
+pub const ROUTES: [Route; 18] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -402,6 +407,12 @@ pub const ROUTES: [Route; 17] = [
     Route {
         path: "/dashboard/{asset}",
         endpoints: &[Endpoint::DashboardAsset],
+        access: Access::Public,
+        deploy: Deploy::Lambda(Function::Dashboard),
+    },
+    Route {
+        path: "/api/lifecycle",
+        endpoints: &[Endpoint::Lifecycle],
         access: Access::Public,
         deploy: Deploy::Lambda(Function::Dashboard),
     },

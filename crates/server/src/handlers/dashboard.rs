@@ -4,6 +4,9 @@
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lamed_core::registry::Status;
+use serde_json::json;
 
 use crate::error::ApiError;
 
@@ -61,4 +64,55 @@ fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The registry's lifecycle rules (public: they are the same for
+/// everyone): every status, the moves each allows, and the statuses lists
+/// show by default. The dashboard draws its buttons and its default filter
+/// from these rather than restating them.
+pub async fn lifecycle() -> Json<serde_json::Value> {
+    let transitions: serde_json::Map<String, serde_json::Value> = Status::ALL
+        .into_iter()
+        .map(|from| {
+            let to: Vec<&str> = Status::ALL
+                .into_iter()
+                .filter(|to| from.can_become(*to))
+                .map(Status::as_str)
+                .collect();
+            (from.as_str().to_owned(), json!(to))
+        })
+        .collect();
+    let listed: Vec<&str> = Status::ALL
+        .into_iter()
+        .filter(|s| s.listed_by_default())
+        .map(Status::as_str)
+        .collect();
+    Json(json!({
+        "statuses": Status::ALL.map(Status::as_str),
+        "transitions": transitions,
+        "listed_by_default": listed,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules the dashboard reads are the registry's: a stopped
+    /// experiment can only be archived, an archived one goes nowhere, and
+    /// archived ones leave the default list.
+    #[tokio::test]
+    async fn lifecycle_states_the_registrys_rules() {
+        let Json(rules) = lifecycle().await;
+        assert_eq!(rules["transitions"]["stopped"], json!(["archived"]));
+        assert_eq!(rules["transitions"]["archived"], json!([]));
+        assert_eq!(
+            rules["transitions"]["running"],
+            json!(["paused", "stopped", "archived"])
+        );
+        assert_eq!(
+            rules["listed_by_default"],
+            json!(["running", "paused", "stopped"])
+        );
+    }
 }
