@@ -89,8 +89,7 @@ pub async fn put(
 ) -> Result<Registered, EditError> {
     let previous = store.record(namespace, experiment).await?;
     let created = previous.is_none();
-    let record =
-        ExperimentRecord::register(previous, namespace, experiment, definition, now_ms)?;
+    let record = ExperimentRecord::register(previous, namespace, experiment, definition, now_ms)?;
     store.put_record(record.clone()).await?;
     Ok(Registered { record, created })
 }
@@ -166,5 +165,172 @@ pub async fn delete(store: &dyn Store, namespace: &str, experiment: &str) -> Res
         Ok(())
     } else {
         Err(not_registered(namespace, experiment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamed_core::clock::Clock;
+    use lamed_core::model::Caps;
+    use lamed_store::reference::ReferenceStore;
+
+    fn store() -> ReferenceStore {
+        ReferenceStore::new(0, Caps::default(), Clock::manual(0))
+    }
+
+    fn definition(json: &str) -> Definition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    async fn registered(store: &ReferenceStore) -> ExperimentRecord {
+        put(
+            store,
+            "ns",
+            "e",
+            definition(r#"{"variants": ["a", "b"]}"#),
+            10,
+        )
+        .await
+        .unwrap()
+        .record
+    }
+
+    /// A first registration creates; a second redefines, keeping the
+    /// creation time and status; removing a variant is refused and leaves
+    /// the stored record as it was.
+    #[tokio::test]
+    async fn registering_then_redefining() {
+        let store = store();
+        let first = put(
+            &store,
+            "ns",
+            "e",
+            definition(r#"{"variants": ["a", "b"]}"#),
+            10,
+        )
+        .await
+        .unwrap();
+        assert!(first.created);
+        assert_eq!(first.record.status, Status::Running);
+        let again = put(
+            &store,
+            "ns",
+            "e",
+            definition(r#"{"variants": ["a", "b", "c"]}"#),
+            20,
+        )
+        .await
+        .unwrap();
+        assert!(!again.created);
+        assert_eq!(again.record.created_ms, 10);
+        assert_eq!(again.record.variants.len(), 3);
+        let removed = put(
+            &store,
+            "ns",
+            "e",
+            definition(r#"{"variants": ["a", "c"]}"#),
+            30,
+        )
+        .await;
+        assert!(matches!(
+            removed,
+            Err(EditError::Registry(RegistryError::Removed(name))) if name == "b"
+        ));
+        assert_eq!(show(&store, "ns", "e").await.unwrap(), again.record);
+    }
+
+    /// A stopped experiment keeps its decision; resuming it is refused and
+    /// writes nothing.
+    #[tokio::test]
+    async fn a_move_the_lifecycle_refuses_writes_nothing() {
+        let store = store();
+        registered(&store).await;
+        let stop = Patch {
+            winner: Some("b".into()),
+            note: Some("clear".into()),
+            ..Patch::status(Status::Stopped)
+        };
+        let stopped = change(&store, "ns", "e", stop, 50).await.unwrap();
+        assert_eq!(stopped.status, Status::Stopped);
+        assert_eq!(stopped.stopped_ms, Some(50));
+        let refused = change(&store, "ns", "e", Patch::status(Status::Running), 60).await;
+        assert!(matches!(
+            refused,
+            Err(EditError::Registry(RegistryError::Transition {
+                from: Status::Stopped,
+                to: Status::Running
+            }))
+        ));
+        assert_eq!(show(&store, "ns", "e").await.unwrap(), stopped);
+    }
+
+    /// A winner or note goes with a stop only; a description changes
+    /// alone; an unknown experiment is not registered.
+    #[tokio::test]
+    async fn changes_check_what_goes_together() {
+        let store = store();
+        let before = registered(&store).await;
+        let pause_with_winner = Patch {
+            winner: Some("a".into()),
+            ..Patch::status(Status::Paused)
+        };
+        let refused = change(&store, "ns", "e", pause_with_winner, 50).await;
+        assert!(
+            matches!(&refused, Err(EditError::Registry(RegistryError::Invalid(why))) if why.contains("'winner'")),
+            "{refused:?}"
+        );
+        assert_eq!(show(&store, "ns", "e").await.unwrap(), before);
+        let described = Patch {
+            description: Some("colours".into()),
+            ..Patch::default()
+        };
+        let after = change(&store, "ns", "e", described, 60).await.unwrap();
+        assert_eq!(
+            (after.description.as_str(), after.status),
+            ("colours", Status::Running)
+        );
+        assert!(matches!(
+            change(&store, "ns", "other", Patch::status(Status::Paused), 70).await,
+            Err(EditError::Registry(RegistryError::NotRegistered { .. }))
+        ));
+    }
+
+    /// The list leaves archived experiments out unless asked; deleting
+    /// removes the record, and deleting again finds nothing.
+    #[tokio::test]
+    async fn listing_and_deleting() {
+        let store = store();
+        registered(&store).await;
+        put(
+            &store,
+            "ns",
+            "old",
+            definition(r#"{"variants": ["x", "y"]}"#),
+            10,
+        )
+        .await
+        .unwrap();
+        change(&store, "ns", "old", Patch::status(Status::Archived), 20)
+            .await
+            .unwrap();
+        let names = |records: Vec<ExperimentRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(names(list(&store, "ns", None).await.unwrap()), ["e"]);
+        assert_eq!(
+            names(list(&store, "ns", Some("all")).await.unwrap()),
+            ["e", "old"]
+        );
+        assert!(matches!(
+            list(&store, "ns", Some("draft")).await,
+            Err(EditError::Registry(RegistryError::Invalid(_)))
+        ));
+        delete(&store, "ns", "e").await.unwrap();
+        assert!(store.record("ns", "e").await.unwrap().is_none());
+        assert!(matches!(
+            delete(&store, "ns", "e").await,
+            Err(EditError::Registry(RegistryError::NotRegistered { .. }))
+        ));
     }
 }

@@ -494,3 +494,317 @@ pub async fn details(
         name,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::{self, Patch};
+    use crate::tracking::Unmetered;
+    use lamed_core::clock::Clock;
+    use lamed_core::model::Caps;
+    use lamed_store::reference::ReferenceStore;
+
+    const ALTERNATIVES: [&str; 2] = ["red", "blue"];
+
+    fn store() -> ReferenceStore {
+        ReferenceStore::new(0, Caps::default(), Clock::manual(0))
+    }
+
+    /// What counting told the meter.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<TrackOutcome>>);
+
+    impl Meter for Heard {
+        fn tracked(&self, _: Duration, outcomes: &[TrackOutcome]) {
+            self.0.lock().unwrap().extend_from_slice(outcomes);
+        }
+        fn failed(&self, err: &StoreError) {
+            panic!("counting failed: {err}");
+        }
+    }
+
+    /// The count of one event on one alternative of experiment `e`.
+    async fn count(store: &ReferenceStore, event: &str, alternative: &str) -> u64 {
+        store
+            .counters(&SixpackConfig::default().namespace)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.experiment == "e" && c.event == event && c.variant == alternative)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    async fn join(store: &ReferenceStore, request: ParticipateRequest) -> Participated {
+        participate(store, &Unmetered, &SixpackConfig::default(), request)
+            .await
+            .unwrap()
+    }
+
+    async fn convert_kpi(
+        store: &ReferenceStore,
+        client: &str,
+        kpi: Option<&str>,
+    ) -> Result<Converted, SixpackError> {
+        let request = ConvertRequest {
+            experiment: "e".into(),
+            client_id: client.into(),
+            kpi: kpi.map(str::to_owned),
+        };
+        convert(store, &Unmetered, &SixpackConfig::default(), request).await
+    }
+
+    fn message(result: Result<impl std::fmt::Debug, SixpackError>) -> String {
+        match result {
+            Err(SixpackError::Invalid(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// The `n`th client left out (or let in) by a traffic fraction of one
+    /// half.
+    fn client(inside: bool, n: usize) -> String {
+        (0..)
+            .map(|i| format!("client-{i}"))
+            .filter(|id| in_traffic("e", id, 0.5) == inside)
+            .nth(n)
+            .unwrap()
+    }
+
+    /// A client keeps Sixpack's choice; its participation and each KPI's
+    /// conversion are counted once however often they are sent; the new
+    /// experiment is registered with the alternatives, control first.
+    #[tokio::test]
+    async fn a_participation_then_conversions_count_once() {
+        let store = store();
+        let heard = Heard::default();
+        let config = SixpackConfig::default();
+        let alternatives: Vec<String> = ALTERNATIVES.map(str::to_owned).to_vec();
+        let chosen = choose("e", "c1", &alternatives).to_owned();
+        for _ in 0..2 {
+            let request = ParticipateRequest::new("e", "c1", &ALTERNATIVES);
+            let done = participate(&store, &heard, &config, request).await.unwrap();
+            assert_eq!(done.answer.alternative.name, chosen);
+            assert_eq!((done.answer.ignored, done.ignored), (None, None));
+        }
+        for kpi in [None, None, Some("buy"), Some("buy")] {
+            let request = ConvertRequest {
+                experiment: "e".into(),
+                client_id: "c1".into(),
+                kpi: kpi.map(str::to_owned),
+            };
+            let done = convert(&store, &heard, &config, request).await.unwrap();
+            assert_eq!(done.answer.alternative.name, chosen);
+            assert_eq!(done.answer.conversion.kpi.as_deref(), kpi);
+            assert!(done.ignored.is_none());
+        }
+        assert_eq!(count(&store, PARTICIPATE, &chosen).await, 1);
+        assert_eq!(count(&store, DEFAULT_GOAL, &chosen).await, 1);
+        assert_eq!(count(&store, "buy", &chosen).await, 1);
+        // Counted once each: the participation and two KPIs.
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            vec![TrackOutcome::Counted; 3],
+            "repeats never reach the store"
+        );
+        let record = store.record(&config.namespace, "e").await.unwrap().unwrap();
+        assert!(!record.automatic);
+        assert_eq!(record.control.as_deref(), Some("red"));
+        let names: Vec<&str> = record.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ALTERNATIVES);
+
+        let details = details(&store, &config, "e".into()).await.unwrap();
+        assert_eq!(
+            (details.total_participants, details.total_conversions),
+            (1, 1)
+        );
+        assert_eq!(details.alternatives, ALTERNATIVES);
+        assert!(matches!(
+            super::details(&store, &config, "nothing".into()).await,
+            Err(SixpackError::NotFound("experiment not found"))
+        ));
+    }
+
+    /// A client the traffic fraction leaves out sees the control, counts
+    /// nothing, stays out later and cannot convert; a prefetch leaves
+    /// nothing remembered.
+    #[tokio::test]
+    async fn a_client_outside_the_traffic_fraction_is_left_out() {
+        let store = store();
+        let namespace = SixpackConfig::default().namespace;
+        let (out, prefetched) = (client(false, 0), client(false, 1));
+        let mut request = ParticipateRequest::new("e", &prefetched, &ALTERNATIVES);
+        request.traffic_fraction = Some("0.5".into());
+        request.prefetch = true;
+        let done = join(&store, request).await;
+        assert_eq!(done.answer.alternative.name, "red");
+        let held = store.membership(&namespace, "e", &prefetched).await;
+        assert_eq!(held.unwrap(), None);
+
+        let mut request = ParticipateRequest::new("e", &out, &ALTERNATIVES);
+        request.traffic_fraction = Some("0.5".into());
+        let done = join(&store, request).await;
+        assert_eq!(done.answer.alternative.name, "red");
+        assert_eq!(done.answer.ignored, None);
+        let held = store.membership(&namespace, "e", &out).await.unwrap();
+        assert_eq!(held.as_deref(), Some(EXCLUDED));
+        // Without a fraction now, the client stays out.
+        let done = join(&store, ParticipateRequest::new("e", &out, &ALTERNATIVES)).await;
+        assert_eq!(done.answer.alternative.name, "red");
+        assert_eq!(count(&store, PARTICIPATE, "red").await, 0);
+        // Nothing was counted, so there is no experiment to convert in.
+        assert_eq!(
+            message(convert_kpi(&store, &out, None).await),
+            "experiment does not exist"
+        );
+
+        // A client inside the fraction takes part.
+        let inside = client(true, 0);
+        let mut request = ParticipateRequest::new("e", &inside, &ALTERNATIVES);
+        request.traffic_fraction = Some("0.5".into());
+        let done = join(&store, request).await;
+        let shown = done.answer.alternative.name;
+        assert_eq!(count(&store, PARTICIPATE, &shown).await, 1);
+        assert!(convert_kpi(&store, &inside, None).await.is_ok());
+        // The client left out still cannot convert.
+        assert_eq!(
+            message(convert_kpi(&store, &out, None).await),
+            "this client was not participating"
+        );
+    }
+
+    /// A bot sees the control, counts nothing and is remembered nowhere;
+    /// the reason is the bot rule's.
+    #[tokio::test]
+    async fn a_bot_counts_nothing() {
+        let store = store();
+        let mut request = ParticipateRequest::new("e", "crawler", &ALTERNATIVES);
+        request.bot = true;
+        let done = join(&store, request).await;
+        assert_eq!(done.answer.alternative.name, "red");
+        assert_eq!(done.answer.ignored, Some("bot"));
+        assert_eq!(done.ignored, Some(Ignored::Bot));
+        assert!(store.counters("sixpack").await.unwrap().is_empty());
+        assert!(store.record("sixpack", "e").await.unwrap().is_none());
+    }
+
+    /// A forced alternative is shown, and counted only with
+    /// `record_force`.
+    #[tokio::test]
+    async fn a_forced_alternative_counts_only_when_asked() {
+        let store = store();
+        let mut request = ParticipateRequest::new("e", "c", &ALTERNATIVES);
+        request.force = Some("blue".into());
+        let done = join(&store, request.clone()).await;
+        assert_eq!(done.answer.alternative.name, "blue");
+        assert_eq!(count(&store, PARTICIPATE, "blue").await, 0);
+        request.record_force = true;
+        join(&store, request).await;
+        assert_eq!(count(&store, PARTICIPATE, "blue").await, 1);
+        let held = store.membership("sixpack", "e", "c").await.unwrap();
+        assert_eq!(held.as_deref(), Some("blue"));
+    }
+
+    /// A stopped experiment shows its winner to everyone, counts nothing
+    /// and refuses conversions.
+    #[tokio::test]
+    async fn a_stopped_experiment_shows_its_winner() {
+        let store = store();
+        let definition =
+            sixpack::definition(&ALTERNATIVES.map(str::to_owned), String::new(), Vec::new());
+        registry::put(&store, "sixpack", "e", definition, 0)
+            .await
+            .unwrap();
+        join(&store, ParticipateRequest::new("e", "early", &ALTERNATIVES)).await;
+        let patch = Patch {
+            winner: Some("blue".into()),
+            ..Patch::status(Status::Stopped)
+        };
+        registry::change(&store, "sixpack", "e", patch, 1)
+            .await
+            .unwrap();
+        let before = store.counters("sixpack").await.unwrap();
+        let done = join(&store, ParticipateRequest::new("e", "late", &ALTERNATIVES)).await;
+        assert_eq!(done.answer.alternative.name, "blue");
+        assert_eq!(done.answer.ignored, Some("stopped"));
+        assert_eq!(done.ignored, None, "the status, not tracking, said no");
+        assert_eq!(store.counters("sixpack").await.unwrap(), before);
+        assert_eq!(
+            message(convert_kpi(&store, "early", None).await),
+            "this experiment is stopped and can no longer be updated"
+        );
+        let details = details(&store, &SixpackConfig::default(), "e".into())
+            .await
+            .unwrap();
+        assert_eq!(details.winner, "blue");
+    }
+
+    /// Each broken rule is refused with Sixpack's message, before anything
+    /// is counted.
+    #[tokio::test]
+    async fn broken_rules_are_refused_with_sixpacks_messages() {
+        let store = store();
+        let config = SixpackConfig {
+            max_alternatives: 3,
+            ..SixpackConfig::default()
+        };
+        let refused = |request: ParticipateRequest| {
+            let (store, config) = (&store, &config);
+            async move { message(participate(store, &Unmetered, config, request).await) }
+        };
+        let with = |alternatives: &[&str]| ParticipateRequest::new("e", "c", alternatives);
+        assert_eq!(
+            refused(with(&["red"])).await,
+            "experiments require at least two alternatives"
+        );
+        assert_eq!(
+            refused(with(&["a", "b", "c", "d"])).await,
+            "experiments allow at most 3 alternatives"
+        );
+        assert_eq!(
+            refused(with(&["red", "bl ue"])).await,
+            "invalid alternative name"
+        );
+        assert_eq!(
+            refused(with(&["red", "red"])).await,
+            "experiment alternatives must be different"
+        );
+        assert_eq!(
+            refused(ParticipateRequest::new("-e", "c", &ALTERNATIVES)).await,
+            "invalid experiment name"
+        );
+        let mut request = with(&ALTERNATIVES);
+        request.traffic_fraction = Some("1.5".into());
+        assert_eq!(refused(request).await, "invalid traffic fraction range");
+        assert!(store.counters("sixpack").await.unwrap().is_empty());
+
+        assert_eq!(
+            message(convert_kpi(&store, "c", None).await),
+            "experiment does not exist"
+        );
+        join(&store, with(&ALTERNATIVES)).await;
+        assert_eq!(
+            refused(with(&["red", "green"])).await,
+            "experiment alternatives have changed. please delete in the admin"
+        );
+        assert_eq!(
+            message(convert_kpi(&store, "c", Some("b(uy)")).await),
+            "invalid kpi name"
+        );
+        assert_eq!(
+            message(convert_kpi(&store, "stranger", None).await),
+            "this client was not participating"
+        );
+        // A paused experiment takes no conversion.
+        registry::change(&store, "sixpack", "e", Patch::status(Status::Paused), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            message(convert_kpi(&store, "c", None).await),
+            "this experiment is paused and can not receive updates."
+        );
+    }
+}

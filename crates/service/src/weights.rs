@@ -76,3 +76,63 @@ pub async fn weights(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+    use lamed_core::adaptive::Adaptive;
+    use lamed_core::clock::Clock;
+    use lamed_core::model::Caps;
+    use lamed_core::registry::Definition;
+    use lamed_store::reference::ReferenceStore;
+
+    fn definition(json: &str) -> Definition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Registered weights are scaled to 100 in the registered order; an
+    /// experiment without variants has none.
+    #[tokio::test]
+    async fn registered_weights_scale_to_100() {
+        let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
+        assert_eq!(weights(&store, "ns", "e", 0).await.unwrap(), None);
+        let json = r#"{"variants": [{"name": "b", "weight": 3}, "a"]}"#;
+        registry::put(&store, "ns", "e", definition(json), 0)
+            .await
+            .unwrap();
+        let found = weights(&store, "ns", "e", 0).await.unwrap().unwrap();
+        assert_eq!(
+            found,
+            Weights {
+                adaptive: false,
+                period: None,
+                expires_ms: None,
+                burn_in: false,
+                weights: vec![("b".into(), 75), ("a".into(), 25)],
+            }
+        );
+    }
+
+    /// An adaptive experiment's weights hold for the period holding now
+    /// and say when it ends; within the burn-in they are even.
+    #[tokio::test]
+    async fn adaptive_weights_hold_for_their_period() {
+        let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
+        let mut definition = definition(r#"{"variants": ["a", "b"], "goals": ["buy"]}"#);
+        let adaptive = Adaptive::on("buy");
+        definition.adaptive = Some(adaptive.clone());
+        registry::put(&store, "ns", "e", definition, 0)
+            .await
+            .unwrap();
+        let now = 5 * adaptive.period_end_ms(0) + 7;
+        let found = weights(&store, "ns", "e", now).await.unwrap().unwrap();
+        let period = adaptive.period_of(now);
+        assert!(found.adaptive && found.burn_in);
+        assert_eq!(found.period, Some(period));
+        assert_eq!(found.expires_ms, Some(adaptive.period_end_ms(period)));
+        assert_eq!(found.weights, vec![("a".into(), 50), ("b".into(), 50)]);
+        let history = store.weight_history("ns", "e").await.unwrap();
+        assert_eq!(history.len(), 1, "the period's weights are stored");
+    }
+}

@@ -6,17 +6,17 @@
 //! `GET /api/ignored`: the names most often ignored. The edits are
 //! [`lamed_service::registry`]'s; these parse the request and answer.
 
+use super::{experiment_and_namespace, namespace_param};
+use crate::error::ApiError;
+use crate::ignored::IgnoredSummary;
+use crate::params::QueryParams;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use super::{experiment_and_namespace, namespace_param};
-use crate::error::ApiError;
-use crate::ignored::IgnoredSummary;
-use crate::params::QueryParams;
-use crate::state::AppState;
 use lamed_core::clock::Clock;
 use lamed_core::registry::{Definition, ExperimentRecord, RegistryError};
 use lamed_service::registry::{self, EditError, Patch, Registered};

@@ -216,7 +216,9 @@ fn is_bot(state: &AppState, params: &QueryParams) -> Result<bool, Failure> {
 /// `GET /api/ignored`.
 fn note(state: &AppState, experiment: &str, ignored: Option<&Ignored>) {
     if let Some(why) = ignored {
-        state.ignored.note(&state.sixpack.namespace, experiment, why);
+        state
+            .ignored
+            .note(&state.sixpack.namespace, experiment, why);
     }
 }
 
@@ -239,13 +241,8 @@ async fn participate_with(state: &AppState, params: QueryParams) -> Result<Parti
         bot: is_bot(state, &params)?,
     };
     let bot = request.bot;
-    let participated = service::participate(
-        &*state.store,
-        &state.metrics,
-        &state.sixpack,
-        request,
-    )
-    .await;
+    let participated =
+        service::participate(&*state.store, &state.metrics, &state.sixpack, request).await;
     // A bot is counted as ignored once the request is found valid.
     if bot && !matches!(participated, Err(SixpackError::Invalid(_))) {
         state.metrics.ignore(&Ignored::Bot);
