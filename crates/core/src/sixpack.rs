@@ -1,7 +1,7 @@
 //! Sixpack's rules, without I/O: its name rules, its deterministic
 //! assignment, the traffic fraction (made deterministic here), the ids
 //! under which a participation and a conversion are counted once, and its
-//! JSON answers. The handlers (`server/handlers/sixpack.rs`) apply them.
+//! JSON answers. The service (`lamed_service::sixpack`) applies them.
 //!
 //! Facts from Sixpack's `models.py`, `server.py` and `utils.py`
 //! (sixpack/sixpack): README "Sixpack API" says what differs.

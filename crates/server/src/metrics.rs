@@ -197,3 +197,16 @@ impl Metrics {
         out
     }
 }
+
+/// What the tracking service tells: the store's latency and the outcomes,
+/// or a refusal when the store failed.
+impl lamed_service::tracking::Meter for Metrics {
+    fn tracked(&self, elapsed: Duration, outcomes: &[TrackOutcome]) {
+        self.store_latency(elapsed);
+        self.outcomes(outcomes);
+    }
+
+    fn failed(&self, _: &lamed_store::StoreError) {
+        self.reject("store_unavailable");
+    }
+}

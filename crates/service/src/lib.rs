@@ -9,7 +9,16 @@
 //!
 //! - [`adaptive`]: adaptive experiments: weights per period from Thompson
 //!   sampling, their stored history, and the report stratified by it.
+//! - [`registry`]: registry edits: register, redefine, change status,
+//!   describe, delete and list experiment records.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
+//! - [`sixpack`]: Sixpack's participate, convert and experiment details.
+//! - [`tracking`]: counting events, and the [`tracking::Meter`] that hears it.
+//! - [`weights`]: the weights a page splits an experiment's traffic by.
 
 pub mod adaptive;
+pub mod registry;
 pub mod report;
+pub mod sixpack;
+pub mod tracking;
+pub mod weights;

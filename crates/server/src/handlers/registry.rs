@@ -3,25 +3,23 @@
 //! `/api/experiments/{experiment}`: `GET` (one record), `PUT` (register or
 //! redefine), `PATCH` (pause, resume, stop with a decision, archive, or a
 //! new description) and `DELETE` (counts and record). Also
-//! `GET /api/ignored`: the names most often ignored.
-
-use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
+//! `GET /api/ignored`: the names most often ignored. The edits are
+//! [`lamed_service::registry`]'s; these parse the request and answer.
 
 use super::{experiment_and_namespace, namespace_param};
 use crate::error::ApiError;
 use crate::ignored::IgnoredSummary;
 use crate::params::QueryParams;
 use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use lamed_core::clock::Clock;
-use lamed_core::registry::{
-    status_filter, Change, Definition, ExperimentRecord, RegistryError, Status,
-};
+use lamed_core::registry::{Definition, ExperimentRecord, RegistryError};
+use lamed_service::registry::{self, EditError, Patch, Registered};
 
 /// Most rows of `GET /api/ignored`.
 const IGNORED_ROWS: usize = 20;
@@ -34,13 +32,11 @@ pub async fn list(
 ) -> Result<Json<Vec<ExperimentRecord>>, ApiError> {
     let params = QueryParams::parse(query.as_deref())?;
     let namespace = namespace_param(&params)?;
-    let wanted = status_filter(params.optional("status")?).map_err(registry_error)?;
-    let records = state.store.records(&namespace).await?;
+    let status = params.optional("status")?;
     Ok(Json(
-        records
-            .into_iter()
-            .filter(|r| wanted.contains(&r.status))
-            .collect(),
+        registry::list(&*state.store, &namespace, status)
+            .await
+            .map_err(edit_error)?,
     ))
 }
 
@@ -51,7 +47,11 @@ pub async fn show(
     RawQuery(query): RawQuery,
 ) -> Result<Json<ExperimentRecord>, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
-    Ok(Json(existing(&state, &namespace, &experiment).await?))
+    Ok(Json(
+        registry::show(&*state.store, &namespace, &experiment)
+            .await
+            .map_err(edit_error)?,
+    ))
 }
 
 /// Registers an experiment (201) or redefines a registered one (200),
@@ -65,17 +65,15 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let definition: Definition = json_body(&body)?;
-    let previous = state.store.record(&namespace, &experiment).await?;
-    let created = previous.is_none();
-    let record = ExperimentRecord::register(
-        previous,
+    let Registered { record, created } = registry::put(
+        &*state.store,
         &namespace,
         &experiment,
         definition,
         Clock::System.now_ms(),
     )
-    .map_err(registry_error)?;
-    state.store.put_record(record.clone()).await?;
+    .await
+    .map_err(edit_error)?;
     tracing::info!(%namespace, %experiment, created, "experiment registered");
     let status = if created {
         StatusCode::CREATED
@@ -83,20 +81,6 @@ pub async fn put(
         StatusCode::OK
     };
     Ok((status, Json(record)).into_response())
-}
-
-/// What `PATCH` may change.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Patch {
-    /// `running` (resume), `paused`, `stopped` or `archived`.
-    status: Option<Status>,
-    /// With `stopped`: the winning variant (omit or null: no winner).
-    winner: Option<String>,
-    /// With `stopped`: why.
-    note: Option<String>,
-    /// A new description.
-    description: Option<String>,
 }
 
 /// Moves an experiment in its lifecycle, or changes its description.
@@ -108,26 +92,15 @@ pub async fn patch(
 ) -> Result<Json<ExperimentRecord>, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let patch: Patch = json_body(&body)?;
-    let mut record = existing(&state, &namespace, &experiment).await?;
-    if patch.status != Some(Status::Stopped) && (patch.winner.is_some() || patch.note.is_some()) {
-        return Err(ApiError::BadRequest(
-            "'winner' and 'note' go with \"status\": \"stopped\"".into(),
-        ));
-    }
-    if let Some(description) = patch.description {
-        let mut definition = record.definition();
-        definition.description = description;
-        record
-            .redefine(definition.validated().map_err(registry_error)?)
-            .map_err(registry_error)?;
-    }
-    if let Some(status) = patch.status {
-        let change = Change::toward(status, patch.winner, patch.note.unwrap_or_default());
-        record
-            .apply(change, Clock::System.now_ms())
-            .map_err(registry_error)?;
-    }
-    state.store.put_record(record.clone()).await?;
+    let record = registry::change(
+        &*state.store,
+        &namespace,
+        &experiment,
+        patch,
+        Clock::System.now_ms(),
+    )
+    .await
+    .map_err(edit_error)?;
     tracing::info!(%namespace, %experiment, status = record.status.as_str(), "experiment changed");
     Ok(Json(record))
 }
@@ -139,13 +112,9 @@ pub async fn delete(
     RawQuery(query): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
-    if !state
-        .store
-        .delete_experiment(&namespace, &experiment)
-        .await?
-    {
-        return Err(not_found(&namespace, &experiment));
-    }
+    registry::delete(&*state.store, &namespace, &experiment)
+        .await
+        .map_err(edit_error)?;
     tracing::info!(%namespace, %experiment, "experiment deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -160,33 +129,18 @@ pub async fn ignored(
     Ok(Json(state.ignored.top(&namespace, IGNORED_ROWS)))
 }
 
-async fn existing(
-    state: &AppState,
-    namespace: &str,
-    experiment: &str,
-) -> Result<ExperimentRecord, ApiError> {
-    state
-        .store
-        .record(namespace, experiment)
-        .await?
-        .ok_or_else(|| not_found(namespace, experiment))
-}
-
-fn not_found(namespace: &str, experiment: &str) -> ApiError {
-    registry_error(RegistryError::NotRegistered {
-        namespace: namespace.to_owned(),
-        name: experiment.to_owned(),
-    })
-}
-
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|err| ApiError::BadRequest(format!("body must be a JSON object: {err}")))
 }
 
-/// Lifecycle refusals are conflicts with the current state; the rest is
-/// malformed input.
-fn registry_error(err: RegistryError) -> ApiError {
+/// Lifecycle refusals are conflicts with the current state, an unknown
+/// experiment is not found; the rest is malformed input.
+fn edit_error(err: EditError) -> ApiError {
+    let err = match err {
+        EditError::Store(err) => return ApiError::Unavailable(err),
+        EditError::Registry(err) => err,
+    };
     match err {
         RegistryError::Transition { .. } | RegistryError::Removed(_) => {
             ApiError::Conflict(err.to_string())

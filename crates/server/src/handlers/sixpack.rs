@@ -1,9 +1,8 @@
 //! Sixpack's HTTP API: `GET /participate`, `GET /convert`, `GET /_status`,
 //! answered in Sixpack's JSON (or JSONP) so its client libraries work
-//! unchanged. A Sixpack experiment is a Lamed experiment in the
-//! `sixpack_namespace`: a participation is counted as a `participate`
-//! event, a conversion as a goal (its KPI), and both are remembered per
-//! client for as long as the experiment lives (the store's memberships).
+//! unchanged. The handlers parse the query, apply the bot rules, call
+//! [`lamed_service::sixpack`] (which decides and counts) and write its
+//! answer or failure in Sixpack's shape.
 
 use std::net::IpAddr;
 
@@ -14,17 +13,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::track::store_events;
 use crate::error::ApiError;
 use crate::params::QueryParams;
 use crate::state::AppState;
 use lamed_core::bots::Visitor;
-use lamed_core::model::{check_field, Event, Ignored, InvalidField, TrackOutcome, PARTICIPATE};
-use lamed_core::registry::{ExperimentRecord, Status};
-use lamed_core::sixpack::{
-    self, choose, conversion_member, conversion_uuid, in_traffic, participation_uuid, valid_name,
-    Conversion, ConversionValue, ExperimentDetails, NameKind, Named, Participation, DEFAULT_GOAL,
-    EXCLUDED,
+use lamed_core::model::{Ignored, InvalidField};
+use lamed_core::sixpack::{self, Conversion, Participation};
+use lamed_service::sixpack::{
+    self as service, ConvertRequest, Converted, ParticipateRequest, Participated, SixpackError,
 };
 use lamed_store::{StoreError, StoreExt};
 
@@ -50,6 +46,16 @@ impl From<ApiError> for Failure {
         match err {
             ApiError::Unavailable(cause) => Failure::Unavailable(cause),
             other => Failure::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<SixpackError> for Failure {
+    fn from(err: SixpackError) -> Self {
+        match err {
+            SixpackError::Invalid(message) => Failure::BadRequest(message),
+            SixpackError::NotFound(message) => Failure::NotFound(message),
+            SixpackError::Store(cause) => Failure::Unavailable(cause),
         }
     }
 }
@@ -102,32 +108,7 @@ pub async fn experiment(
 ) -> Response {
     answer(query.as_deref(), |_| async move {
         let Path(name) = name.map_err(|rejection| Failure::BadRequest(rejection.body_text()))?;
-        let namespace = &state.sixpack.namespace;
-        let Some(record) = state.store.record(namespace, &name).await? else {
-            return Err(Failure::NotFound("experiment not found"));
-        };
-        let counters = state.store.counters(namespace).await?;
-        let total = |event: &str| -> u64 {
-            counters
-                .iter()
-                .filter(|c| c.experiment == name && c.event == event)
-                .map(|c| c.count)
-                .sum()
-        };
-        Ok(ExperimentDetails {
-            status: "ok",
-            alternatives: record.variants.iter().map(|v| v.name.clone()).collect(),
-            created_at: sixpack::created_at(record.created_ms),
-            traffic_fraction: None,
-            excluded_clients: None,
-            total_participants: total(PARTICIPATE),
-            total_conversions: total(DEFAULT_GOAL),
-            description: Some(record.description.clone()).filter(|d| !d.is_empty()),
-            winner: winner(Some(&record)).unwrap_or_default().to_owned(),
-            is_archived: record.status == Status::Archived,
-            is_paused: record.status == Status::Paused,
-            name,
-        })
+        Ok(service::details(&*state.store, &state.sixpack, name).await?)
     })
     .await
 }
@@ -204,14 +185,10 @@ fn required<'a>(params: &'a QueryParams, name: &'static str) -> Result<&'a str, 
         .ok_or_else(|| bad("missing arguments"))
 }
 
-/// The experiment and client of a request, checked.
+/// The experiment and client of a request (checked by the service).
 fn experiment_and_client(params: &QueryParams) -> Result<(String, String), Failure> {
     let experiment = required(params, "experiment")?;
     let client_id = required(params, "client_id")?;
-    if !valid_name(NameKind::Experiment, experiment) {
-        return Err(bad(NameKind::Experiment.message()));
-    }
-    check_field("client_id", client_id, lamed_core::model::MAX_NAME_BYTES)?;
     Ok((experiment.to_owned(), client_id.to_owned()))
 }
 
@@ -223,7 +200,7 @@ fn is_bot(state: &AppState, params: &QueryParams) -> Result<bool, Failure> {
     let ip: Option<IpAddr> = params
         .optional("ip_address")?
         .and_then(|ip| ip.trim().parse().ok());
-    let found = match params.optional("user_agent")? {
+    Ok(match params.optional("user_agent")? {
         Some(user_agent) => state
             .bots
             .check(&Visitor {
@@ -232,308 +209,67 @@ fn is_bot(state: &AppState, params: &QueryParams) -> Result<bool, Failure> {
             })
             .is_some(),
         None => ip.and_then(|ip| state.bots.check_address(ip)).is_some(),
-    };
-    if found {
-        state.metrics.ignore(&Ignored::Bot);
+    })
+}
+
+/// Notes why an experiment's request counted nothing, for
+/// `GET /api/ignored`.
+fn note(state: &AppState, experiment: &str, ignored: Option<&Ignored>) {
+    if let Some(why) = ignored {
+        state
+            .ignored
+            .note(&state.sixpack.namespace, experiment, why);
     }
-    Ok(found)
-}
-
-/// The winner of a stopped experiment.
-fn winner(record: Option<&ExperimentRecord>) -> Option<&str> {
-    record
-        .filter(|r| r.status == Status::Stopped)
-        .and_then(|r| r.decision.as_ref())
-        .and_then(|d| d.winner.as_deref())
-}
-
-/// The alternative a client gets when nothing is recorded for it: the
-/// winner of a stopped experiment, else the control.
-fn winner_or_control<'a>(
-    record: Option<&'a ExperimentRecord>,
-    alternatives: &'a [String],
-) -> &'a str {
-    winner(record)
-        .or_else(|| record.and_then(|r| r.control.as_deref()))
-        .unwrap_or(&alternatives[0])
 }
 
 async fn participate_with(state: &AppState, params: QueryParams) -> Result<Participation, Failure> {
     let (experiment, client_id) = experiment_and_client(&params)?;
-    let alternatives: Vec<String> = params
-        .all("alternatives")?
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if alternatives.len() < 2 {
-        return Err(bad("experiments require at least two alternatives"));
-    }
-    if alternatives.len() > state.sixpack.max_alternatives {
-        return Err(Failure::BadRequest(format!(
-            "experiments allow at most {} alternatives",
-            state.sixpack.max_alternatives
-        )));
-    }
-    if !alternatives
-        .iter()
-        .all(|a| valid_name(NameKind::Alternative, a))
-    {
-        return Err(bad(NameKind::Alternative.message()));
-    }
-    if (1..alternatives.len()).any(|i| alternatives[..i].contains(&alternatives[i])) {
-        return Err(bad("experiment alternatives must be different"));
-    }
-    let force = params.optional("force")?.map(str::to_owned);
-    let record_force = params
-        .optional("record_force")?
-        .is_some_and(sixpack::to_bool);
-    let prefetch = params.optional("prefetch")?.is_some_and(sixpack::to_bool);
-    let fraction = params
-        .optional("traffic_fraction")?
-        .map(sixpack::parse_traffic_fraction)
-        .transpose()
-        .map_err(bad)?
-        .unwrap_or(1.0);
-    let bot = is_bot(state, &params)?;
-
-    let namespace = &state.sixpack.namespace;
-    let record = state.store.record(namespace, &experiment).await?;
-    let reply = |alternative: &str, ignored: Option<&'static str>| Participation {
-        status: "ok",
-        alternative: Named {
-            name: alternative.to_owned(),
-        },
-        experiment: Named {
-            name: experiment.clone(),
-        },
-        client_id: client_id.clone(),
-        ignored,
+    let request = ParticipateRequest {
+        experiment,
+        client_id,
+        alternatives: params
+            .all("alternatives")?
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        force: params.optional("force")?.map(str::to_owned),
+        record_force: params
+            .optional("record_force")?
+            .is_some_and(sixpack::to_bool),
+        prefetch: params.optional("prefetch")?.is_some_and(sixpack::to_bool),
+        traffic_fraction: params.optional("traffic_fraction")?.map(str::to_owned),
+        bot: is_bot(state, &params)?,
     };
-    if bot {
-        state.ignored.note(namespace, &experiment, &Ignored::Bot);
-        return Ok(reply(
-            winner_or_control(record.as_ref(), &alternatives),
-            Some(Ignored::Bot.reason()),
-        ));
+    let bot = request.bot;
+    let participated =
+        service::participate(&*state.store, &state.metrics, &state.sixpack, request).await;
+    // A bot is counted as ignored once the request is found valid.
+    if bot && !matches!(participated, Err(SixpackError::Invalid(_))) {
+        state.metrics.ignore(&Ignored::Bot);
     }
-    if let Some(record) = record.as_ref().filter(|r| !r.automatic) {
-        let mut registered: Vec<&str> = record.variants.iter().map(|v| v.name.as_str()).collect();
-        let mut given: Vec<&str> = alternatives.iter().map(String::as_str).collect();
-        registered.sort_unstable();
-        given.sort_unstable();
-        if registered != given {
-            return Err(bad(
-                "experiment alternatives have changed. please delete in the admin",
-            ));
-        }
-    }
-    let defined = record.as_ref().is_some_and(|r| !r.automatic);
-    let participation = Participant {
-        state,
-        experiment: &experiment,
-        client_id: &client_id,
-        alternatives: &alternatives,
-        defined,
-    };
-
-    if let Some(forced) = force.filter(|f| alternatives.contains(f)) {
-        // Sixpack records a forced alternative only when asked to.
-        let ignored = match record_force {
-            true => participation.count(&forced).await?.err(),
-            false => None,
-        };
-        return Ok(reply(&forced, ignored.map(|why| why.reason())));
-    }
-    if let Some(record) = record.as_ref().filter(|r| !r.counts()) {
-        let shown = winner_or_control(Some(record), &alternatives);
-        return Ok(reply(shown, Some(record.status.as_str())));
-    }
-    let control = winner_or_control(record.as_ref(), &alternatives);
-    match state
-        .store
-        .membership(namespace, &experiment, &client_id)
-        .await?
-    {
-        Some(held) if held == EXCLUDED => return Ok(reply(control, None)),
-        Some(held) => return Ok(reply(&held, None)),
-        None => {}
-    }
-    if !in_traffic(&experiment, &client_id, fraction) {
-        if !prefetch {
-            state
-                .store
-                .join(namespace, &experiment, &client_id, EXCLUDED)
-                .await?;
-        }
-        return Ok(reply(control, None));
-    }
-    let chosen = choose(&experiment, &client_id, &alternatives);
-    if prefetch {
-        return Ok(reply(chosen, None));
-    }
-    Ok(match participation.count(chosen).await? {
-        Ok(held) if held == EXCLUDED => reply(control, None),
-        Ok(held) => reply(&held, None),
-        Err(why) => reply(control, Some(why.reason())),
-    })
-}
-
-/// A client joining an experiment.
-struct Participant<'a> {
-    state: &'a AppState,
-    experiment: &'a str,
-    client_id: &'a str,
-    alternatives: &'a [String],
-    /// The experiment's record already lists the alternatives.
-    defined: bool,
-}
-
-impl Participant<'_> {
-    /// Counts the participation (once: its uuid is the client's), then
-    /// remembers the client, then, for a new experiment, registers its
-    /// alternatives (control first) over the record tracking created.
-    /// Counting first means a failure after it leaves nothing remembered,
-    /// so the client's retry counts again and the dedupe absorbs it.
-    ///
-    /// Answers the alternative remembered, or why tracking ignored it.
-    async fn count(&self, alternative: &str) -> Result<Result<String, Ignored>, Failure> {
-        let namespace = &self.state.sixpack.namespace;
-        let event = Event {
-            namespace: namespace.clone(),
-            experiment: self.experiment.to_owned(),
-            variant: alternative.to_owned(),
-            event: PARTICIPATE.to_owned(),
-            uuid: participation_uuid(self.experiment, self.client_id),
-            value: None,
-        };
-        if let Some(TrackOutcome::Ignored(why)) = store_events(self.state, vec![event]).await?.pop()
-        {
-            self.state.ignored.note(namespace, self.experiment, &why);
-            return Ok(Err(why));
-        }
-        let held = self
-            .state
-            .store
-            .join(namespace, self.experiment, self.client_id, alternative)
-            .await?;
-        if !self.defined {
-            self.define().await?;
-        }
-        Ok(Ok(held))
-    }
-
-    /// Registers the alternatives on the record tracking created (keeping
-    /// its status), unless someone defined it meanwhile.
-    async fn define(&self) -> Result<(), Failure> {
-        let namespace = &self.state.sixpack.namespace;
-        let store = &self.state.store;
-        let Some(record) = store.record(namespace, self.experiment).await? else {
-            return Ok(());
-        };
-        if !record.automatic {
-            return Ok(());
-        }
-        let definition = sixpack::definition(
-            self.alternatives,
-            record.description.clone(),
-            record.goals.clone(),
-        );
-        let created_ms = record.created_ms;
-        let record = ExperimentRecord::register(
-            Some(record),
-            namespace,
-            self.experiment,
-            definition,
-            created_ms,
-        )
-        .map_err(|err| Failure::BadRequest(err.to_string()))?;
-        store.put_record(record).await?;
-        Ok(())
-    }
+    let Participated { answer, ignored } = participated?;
+    note(state, &answer.experiment.name, ignored.as_ref());
+    Ok(answer)
 }
 
 async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAnswer, Failure> {
+    // A bot's conversion is answered before anything else is read.
     if is_bot(state, &params)? {
+        state.metrics.ignore(&Ignored::Bot);
         return Ok(ConvertAnswer::Excluded(
             json!({"status": "ok", "excluded": "true"}),
         ));
     }
     let (experiment, client_id) = experiment_and_client(&params)?;
-    let kpi = params.optional("kpi")?;
-    let namespace = &state.sixpack.namespace;
-    let Some(record) = state.store.record(namespace, &experiment).await? else {
-        return Err(bad("experiment does not exist"));
-    };
-    match record.status {
-        Status::Running => {}
-        Status::Archived => {
-            return Err(bad(
-                "this experiment is archived and can no longer be updated",
-            ))
-        }
-        Status::Paused => {
-            return Err(bad(
-                "this experiment is paused and can not receive updates.",
-            ))
-        }
-        Status::Stopped => {
-            return Err(bad(
-                "this experiment is stopped and can no longer be updated",
-            ))
-        }
-    }
-    let alternative = match state
-        .store
-        .membership(namespace, &experiment, &client_id)
-        .await?
-    {
-        Some(held) if held != EXCLUDED => held,
-        _ => return Err(bad("this client was not participating")),
-    };
-    if kpi.is_some_and(|kpi| !valid_name(NameKind::Kpi, kpi)) {
-        return Err(bad(NameKind::Kpi.message()));
-    }
-    let goal = kpi.unwrap_or(DEFAULT_GOAL);
-    let member = conversion_member(&client_id, goal);
-    let mut ignored = None;
-    if state
-        .store
-        .membership(namespace, &experiment, &member)
-        .await?
-        .is_none()
-    {
-        let event = Event {
-            namespace: namespace.clone(),
-            experiment: experiment.clone(),
-            variant: alternative.clone(),
-            event: goal.to_owned(),
-            value: None,
-            uuid: conversion_uuid(&experiment, goal, &client_id),
-        };
-        match store_events(state, vec![event]).await?.pop() {
-            Some(TrackOutcome::Ignored(why)) => {
-                state.ignored.note(namespace, &experiment, &why);
-                ignored = Some(why.reason());
-            }
-            _ => {
-                state
-                    .store
-                    .join(namespace, &experiment, &member, &alternative)
-                    .await?;
-            }
-        }
-    }
-    Ok(ConvertAnswer::Converted(Conversion {
-        status: "ok",
-        alternative: Named { name: alternative },
-        experiment: Named { name: experiment },
-        conversion: ConversionValue {
-            value: None,
-            kpi: kpi.map(str::to_owned),
-        },
+    let request = ConvertRequest {
+        experiment,
         client_id,
-        ignored,
-    }))
+        kpi: params.optional("kpi")?.map(str::to_owned),
+    };
+    let Converted { answer, ignored } =
+        service::convert(&*state.store, &state.metrics, &state.sixpack, request).await?;
+    note(state, &answer.experiment.name, ignored.as_ref());
+    Ok(ConvertAnswer::Converted(answer))
 }
 
 /// A conversion, or Sixpack's answer to a bot's.

@@ -2,7 +2,6 @@
 //! `POST /track` (a JSON array of events, for server-side senders).
 
 use std::fmt;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,6 +19,7 @@ use crate::state::AppState;
 use crate::visitor::RequestVisitor;
 use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome};
 use lamed_core::value::Value;
+use lamed_service::tracking;
 
 /// Count one event; 200 `{}` for a new event and a duplicate alike, 200
 /// `{"ignored": "<reason>"}` for one deliberately not counted (so that the
@@ -156,18 +156,10 @@ pub async fn track_batch(
     Ok((status, Json(summary)).into_response())
 }
 
-/// Hands validated events to the store, recording latency and outcomes.
-pub(super) async fn store_events(
-    state: &AppState,
-    events: Vec<Event>,
-) -> Result<Vec<TrackOutcome>, ApiError> {
-    let started = Instant::now();
-    let outcomes = state.store.track(events).await.inspect_err(|_| {
-        state.metrics.reject("store_unavailable");
-    })?;
-    state.metrics.store_latency(started.elapsed());
-    state.metrics.outcomes(&outcomes);
-    Ok(outcomes)
+/// Hands validated events to the store through the tracking service,
+/// which tells the metrics their latency and outcomes.
+async fn store_events(state: &AppState, events: Vec<Event>) -> Result<Vec<TrackOutcome>, ApiError> {
+    Ok(tracking::track(&*state.store, &state.metrics, events).await?)
 }
 
 fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {

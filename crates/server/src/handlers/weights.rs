@@ -1,6 +1,7 @@
 //! `GET /api/experiments/{experiment}/weights`: the weights a page gives
 //! AlephBet's variants before it builds the experiment. Public and
-//! cacheable until the period ends, like the tracking endpoint.
+//! cacheable until the period ends, like the tracking endpoint. The
+//! weights are [`lamed_service::weights`]'s; this answers them.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -14,8 +15,8 @@ use super::experiment_and_namespace;
 use crate::error::ApiError;
 use crate::state::AppState;
 use lamed_core::clock::Clock;
-use lamed_service::adaptive::{current_weights, WeightsError};
-use lamed_stats::apportion;
+use lamed_service::adaptive::WeightsError;
+use lamed_service::weights as service;
 use lamed_store::StoreError;
 
 /// Seconds a registered (not adaptive) experiment's weights may be cached.
@@ -65,63 +66,31 @@ pub async fn weights(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
-    let record = state
-        .store
-        .record(&namespace, &experiment)
-        .await?
-        .filter(|r| !r.variants.is_empty())
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "experiment '{experiment}' has no registered variants in namespace '{namespace}'"
-            ))
-        })?;
     let now_ms = Clock::System.now_ms();
-    let (answer, max_age) = match &record.adaptive {
-        Some(adaptive) => {
-            let period = current_weights(state.store.as_ref(), &record, adaptive, now_ms)
-                .await
-                .map_err(|err| match err {
-                    WeightsError::Store(err) => ApiError::Unavailable(err),
-                    WeightsError::Invalid(why) => {
-                        ApiError::Unavailable(StoreError::unavailable(why))
-                    }
-                })?;
-            let expires_ms = adaptive.period_end_ms(period.period);
-            let answer = WeightsAnswer {
-                namespace,
-                experiment,
-                adaptive: true,
-                period: Some(period.period),
-                expires_ms: Some(expires_ms),
-                burn_in: period.burn_in,
-                weights: OrderedWeights(period.variants.into_iter().zip(period.weights).collect()),
-            };
-            (answer, ((expires_ms - now_ms + 999) / 1000).max(1))
-        }
-        None => {
-            let registered: Vec<f64> = record
-                .variants
-                .iter()
-                .map(|v| f64::from(v.weight))
-                .collect();
-            let answer = WeightsAnswer {
-                namespace,
-                experiment,
-                adaptive: false,
-                period: None,
-                expires_ms: None,
-                burn_in: false,
-                weights: OrderedWeights(
-                    record
-                        .variants
-                        .iter()
-                        .map(|v| v.name.clone())
-                        .zip(apportion(&registered))
-                        .collect(),
-                ),
-            };
-            (answer, FIXED_WEIGHTS_MAX_AGE)
-        }
+    let found = service::weights(state.store.as_ref(), &namespace, &experiment, now_ms)
+        .await
+        .map_err(|err| match err {
+            WeightsError::Store(err) => ApiError::Unavailable(err),
+            WeightsError::Invalid(why) => ApiError::Unavailable(StoreError::unavailable(why)),
+        })?;
+    let Some(found) = found else {
+        return Err(ApiError::NotFound(format!(
+            "experiment '{experiment}' has no registered variants in namespace '{namespace}'"
+        )));
+    };
+    // Cacheable until the period ends.
+    let max_age = match found.expires_ms {
+        Some(expires_ms) => ((expires_ms - now_ms + 999) / 1000).max(1),
+        None => FIXED_WEIGHTS_MAX_AGE,
+    };
+    let answer = WeightsAnswer {
+        namespace,
+        experiment,
+        adaptive: found.adaptive,
+        period: found.period,
+        expires_ms: found.expires_ms,
+        burn_in: found.burn_in,
+        weights: OrderedWeights(found.weights),
     };
     Ok((
         [(header::CACHE_CONTROL, format!("public, max-age={max_age}"))],

@@ -1,0 +1,46 @@
+//! Counting events: the one way a service hands events to the store, and
+//! how the caller hears what counting did (the server's metrics, kept out
+//! of the services: it implements [`Meter`]).
+
+use std::time::{Duration, Instant};
+
+use lamed_core::model::{Event, TrackOutcome};
+use lamed_store::{Store, StoreError};
+
+/// Hears each call that counts events: how long it took and what it
+/// counted, or that it failed. `lamed serve` records them as metrics.
+pub trait Meter: Send + Sync {
+    /// One call counted `outcomes` (one per event, in order) in `elapsed`.
+    fn tracked(&self, elapsed: Duration, outcomes: &[TrackOutcome]);
+    /// One call failed.
+    fn failed(&self, err: &StoreError);
+}
+
+/// A [`Meter`] that hears nothing: for commands and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unmetered;
+
+impl Meter for Unmetered {
+    fn tracked(&self, _: Duration, _: &[TrackOutcome]) {}
+    fn failed(&self, _: &StoreError) {}
+}
+
+/// Counts already validated events, one outcome per event in order, and
+/// tells `meter`.
+///
+/// # Errors
+///
+/// The store's failure (nothing is known to be counted).
+pub async fn track(
+    store: &dyn Store,
+    meter: &dyn Meter,
+    events: Vec<Event>,
+) -> Result<Vec<TrackOutcome>, StoreError> {
+    let started = Instant::now();
+    let outcomes = store
+        .track(events)
+        .await
+        .inspect_err(|err| meter.failed(err))?;
+    meter.tracked(started.elapsed(), &outcomes);
+    Ok(outcomes)
+}
