@@ -17,7 +17,7 @@ use lamed_core::sixpack::{
     Conversion, ConversionValue, ExperimentDetails, NameKind, Named, Participation, SixpackConfig,
     DEFAULT_GOAL, EXCLUDED,
 };
-use lamed_store::{Store, StoreError};
+use lamed_store::{Store, StoreError, StoreExt};
 
 use crate::tracking::{track, Meter};
 

@@ -22,7 +22,7 @@ use lamed_core::sixpack::{self, Conversion, Participation};
 use lamed_service::sixpack::{
     self as service, ConvertRequest, Converted, ParticipateRequest, Participated, SixpackError,
 };
-use lamed_store::{StoreError, StoreExt};
+use lamed_store::StoreError;
 
 /// Why a Sixpack request fails, answered in Sixpack's error shape.
 #[derive(Debug)]
