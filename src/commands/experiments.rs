@@ -14,12 +14,12 @@ use crate::client::{self, alephbet_encode, Api};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::registry::{
-    status_filter, Change, Definition, ExperimentRecord, GoalSpec, RegistryError, Status,
-    VariantSpec,
+    Change, Definition, ExperimentRecord, GoalSpec, RegistryError, Status, VariantSpec,
 };
 use crate::report::civil_date;
 use crate::snippet::{adaptive_snippet, SNIPPET_END, SNIPPET_START};
 use crate::store::{DataDirInUse, DynStore, EmbeddedStore};
+use lamed_service::registry::{self as edits, EditError};
 
 /// Runs one `lamed experiments` subcommand.
 ///
@@ -195,17 +195,9 @@ impl Registry {
     ) -> anyhow::Result<(ExperimentRecord, bool)> {
         match self {
             Registry::Local(store) => {
-                let previous = store.record(ns, name).await?;
-                let created = previous.is_none();
-                let record = ExperimentRecord::register(
-                    previous,
-                    ns,
-                    name,
-                    definition,
-                    Clock::System.now_ms(),
-                )?;
-                store.put_record(record.clone()).await?;
-                Ok((record, created))
+                let registered =
+                    edits::put(&**store, ns, name, definition, Clock::System.now_ms()).await?;
+                Ok((registered.record, registered.created))
             }
             Registry::Remote(api) => {
                 let (status, body) = api
@@ -222,15 +214,7 @@ impl Registry {
 
     async fn get(&self, ns: &str, name: &str) -> anyhow::Result<ExperimentRecord> {
         match self {
-            Registry::Local(store) => {
-                Ok(store
-                    .record(ns, name)
-                    .await?
-                    .ok_or_else(|| RegistryError::NotRegistered {
-                        namespace: ns.to_owned(),
-                        name: name.to_owned(),
-                    })?)
-            }
+            Registry::Local(store) => Ok(edits::show(&**store, ns, name).await?),
             Registry::Remote(api) => record_from(api.get(&path(ns, name)).await?),
         }
     }
@@ -242,12 +226,7 @@ impl Registry {
         statuses: Option<&str>,
     ) -> anyhow::Result<Vec<ExperimentRecord>> {
         match self {
-            Registry::Local(store) => {
-                let wanted = status_filter(statuses)?;
-                let mut records = store.records(ns).await?;
-                records.retain(|r| wanted.contains(&r.status));
-                Ok(records)
-            }
+            Registry::Local(store) => Ok(edits::list(&**store, ns, statuses).await?),
             Registry::Remote(api) => {
                 let mut query = format!("/api/experiments?namespace={}", alephbet_encode(ns));
                 if let Some(statuses) = statuses {
@@ -268,12 +247,14 @@ impl Registry {
         let refused = || format!("cannot {} experiment '{name}'", verb(&change));
         match self {
             Registry::Local(store) => {
-                let mut record = self.get(ns, name).await?;
-                record
-                    .apply(change.clone(), Clock::System.now_ms())
-                    .with_context(refused)?;
-                store.put_record(record.clone()).await?;
-                Ok(record)
+                let patch = edits::Patch::change(&change);
+                match edits::change(&**store, ns, name, patch, Clock::System.now_ms()).await {
+                    // An unknown experiment is named as it is, as the server does.
+                    Err(EditError::Registry(err @ RegistryError::NotRegistered { .. })) => {
+                        Err(err.into())
+                    }
+                    other => other.with_context(refused),
+                }
             }
             Registry::Remote(api) => {
                 let mut patch = json!({ "status": change.target() });

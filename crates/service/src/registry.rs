@@ -116,6 +116,18 @@ impl Patch {
             ..Patch::default()
         }
     }
+
+    /// The patch that makes `change` (a stop carries its decision).
+    pub fn change(change: &Change) -> Self {
+        match change {
+            Change::Stop { winner, note } => Patch {
+                winner: winner.clone(),
+                note: Some(note.clone()),
+                ..Patch::status(Status::Stopped)
+            },
+            other => Patch::status(other.target()),
+        }
+    }
 }
 
 /// Moves an experiment in its lifecycle ([`ExperimentRecord::apply`]),
