@@ -13,13 +13,11 @@ use std::env;
 use anyhow::Context;
 
 use lamed_config::config::{Config, Handler, Overrides};
+use lamed_config::settings::variable;
 use lamed_server::RouterOptions;
 
 /// Set by the Lambda runtime (and by `cargo lambda watch`).
 pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
-
-/// The Redis URL(s) of the function, set by `lamed deploy`.
-pub const REDIS_URL_VAR: &str = "LAMED_REDIS_URL";
 
 /// The `extra_wiring` paths of the function, set by `lamed deploy`:
 /// `path=lamed.track,other=lamed.all`.
@@ -43,10 +41,13 @@ pub fn config_from_env() -> anyhow::Result<(Config, String)> {
     // environment only.
     let overrides = Overrides::from_env()?;
     let config = Config::load_named_only(overrides)?;
-    let api_key = config.api_key.clone().context(
-        "LAMED_API_KEY is not set; on AWS Lambda the API key must be configured \
-         (lamed deploy sets it)",
-    )?;
+    let api_key = config.api_key.clone().with_context(|| {
+        format!(
+            "{} is not set; on AWS Lambda the API key must be configured \
+             (lamed deploy sets it)",
+            variable("api_key")
+        )
+    })?;
     Ok((config, api_key))
 }
 
@@ -132,7 +133,7 @@ mod runtime {
             anyhow::bail!(
                 "no redis configured: on AWS Lambda lamed counts on Redis; set {} \
                  (lamed deploy sets it from the redis of config.json)",
-                super::REDIS_URL_VAR
+                lamed_config::settings::variable("redis")
             );
         };
         lamed_store::open(&config.store_options())

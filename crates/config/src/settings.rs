@@ -680,6 +680,21 @@ pub fn infos() -> Vec<SettingInfo> {
         .collect()
 }
 
+/// The `LAMED_*` variable of the setting whose field is `id` (`redis`,
+/// `api_key`...), read from its definition.
+///
+/// # Panics
+///
+/// When no setting has that id: a typo in lamed's own code, caught by its
+/// tests.
+pub fn variable(id: &str) -> String {
+    infos()
+        .into_iter()
+        .find(|info| info.id == id)
+        .map(|info| info.env)
+        .unwrap_or_else(|| panic!("no setting '{id}'"))
+}
+
 impl Settings {
     /// The `LAMED_*` variables that carry these settings to AWS Lambda:
     /// every setting that applies there and has a value.
@@ -1061,5 +1076,12 @@ mod tests {
             text.contains("redis://h:1/0") || text.contains("h:1"),
             "{text}"
         );
+    }
+
+    /// A setting's variable comes from its definition.
+    #[test]
+    fn variables_are_the_definitions() {
+        assert_eq!(variable("redis"), "LAMED_REDIS_URL");
+        assert_eq!(variable("api_key"), "LAMED_API_KEY");
     }
 }
