@@ -106,7 +106,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         // Unless the handler says otherwise (the weights are cacheable).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            HeaderValue::from_static(CACHE_CONTROL),
         ))
         .layer(cors())
         .with_state(state)
@@ -176,6 +176,14 @@ async fn refuse_oversized_head(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The request headers browsers may send cross-origin: `lamed serve`'s
+/// CORS layer and `lamed deploy`'s API Gateway answer the same.
+pub const CORS_ALLOW_HEADERS: [&str; 3] = ["Content-Type", "X-Api-Key", "Authorization"];
+
+/// Every response's `Cache-Control` but the weights' (WIRE.md), here and
+/// on API Gateway.
+pub const CACHE_CONTROL: &str = "no-cache, no-store, must-revalidate";
+
 /// Any origin may call us (sites track from their own origin; hosted
 /// dashboards send `X-Api-Key` from theirs).
 fn cors() -> CorsLayer {
@@ -189,11 +197,10 @@ fn cors() -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            HeaderName::from_static("x-api-key"),
-            header::AUTHORIZATION,
-        ])
+        .allow_headers(CORS_ALLOW_HEADERS.map(|name| {
+            // Constant names of valid header characters.
+            HeaderName::from_bytes(name.as_bytes()).expect("a valid header name")
+        }))
         .max_age(Duration::from_secs(86_400))
 }
 

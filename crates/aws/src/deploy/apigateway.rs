@@ -11,13 +11,18 @@ use aws_sdk_apigateway::types::{
 };
 use aws_sdk_apigateway::Client;
 
+use lamed_server::router::{CACHE_CONTROL, CORS_ALLOW_HEADERS};
+
 use super::plan::{Plan, API_KEY_NAME, API_NAME, STAGE, USAGE_PLAN_NAME};
 use super::{progress, sdk_error};
 
 /// The headers the original answers on every path (WIRE.md §2, §5).
 const ALLOW_ORIGIN: &str = "'*'";
-const ALLOW_HEADERS: &str = "'Content-Type,X-Api-Key,Authorization'";
-const CACHE_CONTROL: &str = "'no-cache, no-store, must-revalidate'";
+
+/// `lamed serve`'s CORS request headers, as an API Gateway literal.
+fn allow_headers() -> String {
+    format!("'{}'", CORS_ALLOW_HEADERS.join(","))
+}
 
 /// The id of the REST API named `lamed`, if any.
 ///
@@ -298,12 +303,12 @@ async fn put_cors(
     let what = || format!("CORS OPTIONS {path}");
     let headers = [
         ("Access-Control-Allow-Origin", ALLOW_ORIGIN.to_owned()),
-        ("Access-Control-Allow-Headers", ALLOW_HEADERS.to_owned()),
+        ("Access-Control-Allow-Headers", allow_headers()),
         (
             "Access-Control-Allow-Methods",
             format!("'{}'", methods.join(",")),
         ),
-        ("Cache-Control", CACHE_CONTROL.to_owned()),
+        ("Cache-Control", format!("'{CACHE_CONTROL}'")),
     ];
     client
         .put_method()
@@ -380,9 +385,12 @@ async fn put_gateway_responses(client: &Client, api: &str) -> anyhow::Result<()>
             )
             .response_parameters(
                 "gatewayresponse.header.Access-Control-Allow-Headers",
-                ALLOW_HEADERS,
+                allow_headers(),
             )
-            .response_parameters("gatewayresponse.header.Cache-Control", CACHE_CONTROL)
+            .response_parameters(
+                "gatewayresponse.header.Cache-Control",
+                format!("'{CACHE_CONTROL}'"),
+            )
             .send()
             .await
             .map_err(sdk_error)
