@@ -89,13 +89,13 @@ impl RedisStore {
         let is_goal = event != lamed_core::model::PARTICIPATE;
         let (previous, _created): (i64, i64) =
             invocation(&self.inner.scripts.import, &base, &IMPORT_KEYS)
-            .arg(event)
-            .arg(variant)
-            .arg(u8::from(is_goal))
-            .arg(count)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
+                .arg(event)
+                .arg(variant)
+                .arg(u8::from(is_goal))
+                .arg(count)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?;
         // Listed again in case a concurrent delete unlisted it.
         self.relist(namespace, experiment).await?;
         self.set_known(&base, true);

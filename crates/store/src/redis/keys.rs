@@ -258,10 +258,7 @@ mod tests {
             [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m"]
         );
         assert_eq!(day_key(base, 20_000), format!("{base}:d:20000"));
-        assert_eq!(
-            Family::DedupeShard.prefix_of(base),
-            format!("{base}:s:")
-        );
+        assert_eq!(Family::DedupeShard.prefix_of(base), format!("{base}:s:"));
         assert_eq!(
             Family::DedupeShard.pattern("lmd"),
             "lmd:*:s:*",
@@ -283,7 +280,10 @@ mod tests {
         assert_eq!(unique.len(), suffixes.len(), "{suffixes:?}");
         for family in Family::ALL {
             for suffix in &suffixes {
-                assert!(!suffix.starts_with(family.suffix()), "{suffix} is a {family:?}");
+                assert!(
+                    !suffix.starts_with(family.suffix()),
+                    "{suffix} is a {family:?}"
+                );
             }
         }
     }
