@@ -3,8 +3,35 @@
 
 use std::sync::atomic::Ordering;
 
+use super::keys::{invocation, Family, Key};
 use super::store::RedisStore;
 use crate::StoreError;
+
+/// The keys `delete.lua` gets, in its order: the days, the dedupe meta
+/// (whose last day counted it forgets), then the keys it removes, every
+/// one but the meta, of which the first [`DELETE_TELLING`] tell whether the
+/// experiment existed.
+const DELETE_KEYS: [Key; 12] = [
+    Key::Days,
+    Key::Meta,
+    Key::Variants,
+    Key::Totals,
+    Key::Imported,
+    Key::Registry,
+    Key::Goals,
+    Key::Slots,
+    Key::Days,
+    Key::Members,
+    Key::Values,
+    Key::Weights,
+];
+
+/// How many of the keys `delete.lua` removes tell whether the experiment
+/// existed: its variants, totals, imported bases and registry record.
+const DELETE_TELLING: usize = 4;
+
+/// The keys `import.lua` gets, in its order.
+const IMPORT_KEYS: [Key; 3] = [Key::Variants, Key::Goals, Key::Imported];
 
 impl RedisStore {
     /// Removes an experiment's counters (`delete.lua`), then unlists it
@@ -37,11 +64,9 @@ impl RedisStore {
     async fn delete_keys(&self, namespace: &str, experiment: &str) -> Result<bool, StoreError> {
         let base = self.experiment_base(namespace, experiment);
         self.set_known(&base, false);
-        let existed: i64 = self
-            .inner
-            .scripts
-            .delete
-            .key(&base)
+        let existed: i64 = invocation(&self.inner.scripts.delete, &base, &DELETE_KEYS)
+            .arg(Family::Day.prefix_of(&base))
+            .arg(DELETE_TELLING)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
@@ -62,18 +87,15 @@ impl RedisStore {
         let base = self.experiment_base(namespace, experiment);
         let mut conn = self.conn();
         let is_goal = event != lamed_core::model::PARTICIPATE;
-        let (previous, _created): (i64, i64) = self
-            .inner
-            .scripts
-            .import
-            .key(&base)
-            .arg(event)
-            .arg(variant)
-            .arg(u8::from(is_goal))
-            .arg(count)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
+        let (previous, _created): (i64, i64) =
+            invocation(&self.inner.scripts.import, &base, &IMPORT_KEYS)
+                .arg(event)
+                .arg(variant)
+                .arg(u8::from(is_goal))
+                .arg(count)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?;
         // Listed again in case a concurrent delete unlisted it.
         self.relist(namespace, experiment).await?;
         self.set_known(&base, true);
@@ -103,6 +125,8 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use super::{DELETE_KEYS, DELETE_TELLING};
+    use crate::redis::keys::Key;
     use crate::redis::testing::RedisServer;
     use crate::redis::tests::open;
     use crate::redis::RedisStore;
@@ -127,10 +151,9 @@ mod tests {
     /// read from the keys themselves (the store's reads skip what is not
     /// listed).
     async fn state(store: &RedisStore) -> (bool, bool, bool) {
-        let base = store.experiment_base("n", "e");
         let (counters, listed, namespace): (bool, bool, bool) = redis::pipe()
             .cmd("EXISTS")
-            .arg(format!("{base}:c"))
+            .arg(store.experiment_key("n", "e", Key::Totals))
             .cmd("SISMEMBER")
             .arg(store.namespace_key("n"))
             .arg("e")
@@ -141,6 +164,19 @@ mod tests {
             .await
             .unwrap();
         (counters, listed, namespace)
+    }
+
+    /// A delete removes every key of an experiment but the dedupe meta
+    /// (its dedupe memory expires on its own), so a key added to the
+    /// layout is removed too once it is added to `DELETE_KEYS`.
+    #[test]
+    fn a_delete_names_every_key_but_the_meta() {
+        let removed = &DELETE_KEYS[2..];
+        for key in Key::ALL {
+            assert_eq!(removed.contains(&key), key != Key::Meta, "{key:?}");
+        }
+        assert_eq!(DELETE_KEYS[..2], [Key::Days, Key::Meta]);
+        assert!(DELETE_TELLING <= removed.len());
     }
 
     /// The interleaving a delete used to lose: another instance re-creates

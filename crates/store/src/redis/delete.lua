@@ -1,19 +1,27 @@
 -- Removes one experiment's counters, values, names, daily counters,
 -- record, memberships and weight history.
 --
--- KEYS[1] = "<prefix>:{<tag>}". The dedupe memory is kept, as in the
--- embedded store: it expires on its own, and a re-sent event stays a
--- duplicate. Returns 1 when the experiment existed.
+-- Key names come from keys.rs (the key layout), never from this script:
+-- KEYS are the experiment's keys, in the order of DELETE_KEYS in admin.rs:
+-- 1 the days (zset), 2 the dedupe meta (hash), then the keys removed, of
+-- which the first ARGV[2] tell whether the experiment existed. ARGV: 1 the
+-- prefix of the daily counters' keys (the day number follows), 2 how many
+-- keys after KEYS[2] tell whether it existed.
+--
+-- The dedupe memory is kept, as in the embedded store: it expires on its
+-- own, and a re-sent event stays a duplicate. Returns 1 when the experiment
+-- existed.
 
-local base = KEYS[1]
-local existed = redis.call('EXISTS', base .. ':v', base .. ':c', base .. ':i', base .. ':r')
-for _, day in ipairs(redis.call('ZRANGE', base .. ':days', 0, -1)) do
-  redis.call('DEL', base .. ':d:' .. day)
+local days_key, meta_key = KEYS[1], KEYS[2]
+local day_prefix, telling = ARGV[1], tonumber(ARGV[2])
+local removed = {unpack(KEYS, 3)}
+local existed = redis.call('EXISTS', unpack(removed, 1, telling))
+for _, day in ipairs(redis.call('ZRANGE', days_key, 0, -1)) do
+  redis.call('DEL', day_prefix .. day)
 end
-redis.call('DEL', base .. ':v', base .. ':g', base .. ':f', base .. ':c', base .. ':i', base .. ':days',
-  base .. ':r', base .. ':x', base .. ':n', base .. ':w')
+redis.call('DEL', unpack(removed))
 -- The next event starts the day's bookkeeping afresh.
-redis.call('HDEL', base .. ':m', 'day')
+redis.call('HDEL', meta_key, 'day')
 if existed > 0 then
   return 1
 end

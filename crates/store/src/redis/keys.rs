@@ -1,30 +1,42 @@
-//! The key layout: every key the store writes is named here.
+//! The key layout: every key the store writes is named here, once. No
+//! other Rust file and no Lua script spells a key or a suffix: the Rust
+//! code builds keys with the functions below ([`Key::of`],
+//! [`Family::prefix_of`], [`RedisStore::experiment_key`]...), and each
+//! script gets the keys it touches as `KEYS[]` (the fixed keys of one
+//! experiment, all in its hash slot, as Redis Cluster expects of scripts)
+//! plus, for the keys whose names it makes up as it runs (days, dedupe
+//! shards), a prefix in `ARGV` (see [`Family`]). The module calling a
+//! script lists its keys in the order the script reads them.
 //!
 //! `P` is the key prefix (`lmd` unless configured). An experiment's keys all
 //! carry the hash tag `{T}`, where `T` is 16 hex digits of a blake3 hash of
 //! its namespace and name, so the tracking script touches one slot only
-//! (names may contain `{` or `}`, which is why they are hashed, not used):
+//! (names may contain `{` or `}`, which is why they are hashed, not used).
+//! The suffixes are those of [`Key`] and [`Family`]:
 //!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `P:namespaces` | set | namespaces (namespaces cap) |
-//! | `P:{N}:exps` | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
-//! | `P:{T}:v`, `P:{T}:g` | set | variants, goals (their caps); `:v` exists iff the experiment does |
-//! | `P:{T}:f` | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
-//! | `P:{T}:c` | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
-//! | `P:{T}:n` | string | values: six 64-bit limbs per counter slot (BITFIELD `i64 #(slot*6+k)`, see `value.rs`) |
-//! | `P:{T}:w` | hash | adaptive weights: period → JSON, set once per period (`weights.rs`) |
-//! | `P:{T}:i` | hash | `event \x1f variant` → imported base (`lamed import`) |
-//! | `P:{T}:d:<day>`, `P:{T}:days` | string, zset | daily counters (slots as in `:c`), kept `daily_retention_days` |
-//! | `P:{T}:r` | hash | the registry: `status`, and `record` (JSON) or `created` (ms) for one tracking registered |
-//! | `P:{T}:x` | hash | memberships: member → value (`members.rs`), no expiry |
-//! | `P:{T}:m` | hash | per live dedupe bucket, insertions tried; the last day counted |
-//! | `P:{T}:s:<bucket>:<shard>` | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
-//! | `P:heartbeat` | string | the last health check's write |
-//! | `P:layout` | string | layout version and dedupe window, written once, never expires (`layout.rs`) |
+//! | key | Rust name | type | holds |
+//! |---|---|---|---|
+//! | `P:namespaces` | [`RedisStore::namespaces_key`] | set | namespaces (namespaces cap) |
+//! | `P:{N}:exps` | [`RedisStore::namespace_key`] | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
+//! | `P:{T}:v`, `P:{T}:g` | [`Key::Variants`], [`Key::Goals`] | set | variants, goals (their caps); `:v` exists iff the experiment does |
+//! | `P:{T}:f` | [`Key::Slots`] | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
+//! | `P:{T}:c` | [`Key::Totals`] | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
+//! | `P:{T}:n` | [`Key::Values`] | string | values: six 64-bit limbs per counter slot (BITFIELD `i64 #(slot*6+k)`, see `value.rs`) |
+//! | `P:{T}:w` | [`Key::Weights`] | hash | adaptive weights: period → JSON, set once per period (`weights.rs`) |
+//! | `P:{T}:i` | [`Key::Imported`] | hash | `event \x1f variant` → imported base (`lamed import`) |
+//! | `P:{T}:d:<day>` | [`Family::Day`] | string | daily counters (slots as in `:c`), kept `daily_retention_days` |
+//! | `P:{T}:days` | [`Key::Days`] | zset | the days that have daily counters |
+//! | `P:{T}:r` | [`Key::Registry`] | hash | the registry: `status`, and `record` (JSON) or `created` (ms) for one tracking registered |
+//! | `P:{T}:x` | [`Key::Members`] | hash | memberships: member → value (`members.rs`), no expiry |
+//! | `P:{T}:m` | [`Key::Meta`] | hash | per live dedupe bucket, insertions tried; the last day counted |
+//! | `P:{T}:s:<bucket>:<shard>` | [`Family::DedupeShard`] | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
+//! | `P:heartbeat` | [`RedisStore::heartbeat_key`] | string | the last health check's write |
+//! | `P:layout` | [`RedisStore::layout_key`] | string | layout version and dedupe window, written once, never expires (`layout.rs`) |
 //!
-//! The scripts derive the `P:{T}:...` keys from the base `P:{T}`; see
-//! `track.lua` for the dedupe memory's buckets and shards.
+//! See `track.lua` for the dedupe memory's buckets and shards. Changing a
+//! name here changes the layout: raise `LAYOUT_VERSION` (`layout.rs`).
+
+use redis::{Script, ScriptInvocation};
 
 use super::store::RedisStore;
 use lamed_core::names::hash_parts;
@@ -32,6 +44,130 @@ use lamed_core::names::hash_parts;
 /// Field separator inside hash fields: names cannot hold control
 /// characters (see `model::check_field`), so `\x1f` never appears in them.
 const SEPARATOR: char = '\x1f';
+
+/// An experiment's fixed keys: the base `P:{T}` and a suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    /// `:v`, set: the variants; exists iff the experiment does.
+    Variants,
+    /// `:g`, set: the goals.
+    Goals,
+    /// `:f`, hash: `event \x1f variant` → counter slot.
+    Slots,
+    /// `:c`, string: the total counters, one i64 per slot.
+    Totals,
+    /// `:n`, string: the values, six i64 limbs per slot.
+    Values,
+    /// `:w`, hash: the adaptive weights, period → JSON.
+    Weights,
+    /// `:i`, hash: `event \x1f variant` → imported base.
+    Imported,
+    /// `:days`, zset: the days with daily counters ([`Family::Day`]).
+    Days,
+    /// `:r`, hash: the registry record.
+    Registry,
+    /// `:x`, hash: the memberships.
+    Members,
+    /// `:m`, hash: the dedupe memory's bookkeeping and the last day counted.
+    Meta,
+}
+
+impl Key {
+    /// Every fixed key of an experiment.
+    #[cfg(test)]
+    pub(super) const ALL: [Key; 11] = [
+        Key::Variants,
+        Key::Goals,
+        Key::Slots,
+        Key::Totals,
+        Key::Values,
+        Key::Weights,
+        Key::Imported,
+        Key::Days,
+        Key::Registry,
+        Key::Members,
+        Key::Meta,
+    ];
+
+    /// What follows the base in the key's name.
+    const fn suffix(self) -> &'static str {
+        match self {
+            Key::Variants => ":v",
+            Key::Goals => ":g",
+            Key::Slots => ":f",
+            Key::Totals => ":c",
+            Key::Values => ":n",
+            Key::Weights => ":w",
+            Key::Imported => ":i",
+            Key::Days => ":days",
+            Key::Registry => ":r",
+            Key::Members => ":x",
+            Key::Meta => ":m",
+        }
+    }
+
+    /// This key of the experiment whose base is `base` (`P:{T}`).
+    pub(super) fn of(self, base: &str) -> String {
+        format!("{base}{}", self.suffix())
+    }
+}
+
+/// An experiment's keys whose names are made up as the store runs: the
+/// base, a prefix suffix, then what the script appends. A script gets
+/// [`prefix_of`](Self::prefix_of) as an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    /// `:d:<day>`, string: one day's counters (UTC day number since the
+    /// epoch), listed in [`Key::Days`].
+    Day,
+    /// `:s:<bucket>:<shard>`, hash: a shard of a dedupe bucket;
+    /// `track.lua` appends `<bucket>:<shard>`.
+    DedupeShard,
+}
+
+impl Family {
+    /// Every family of dynamic keys.
+    #[cfg(test)]
+    pub(super) const ALL: [Family; 2] = [Family::Day, Family::DedupeShard];
+
+    /// What follows the base and precedes the dynamic part.
+    const fn suffix(self) -> &'static str {
+        match self {
+            Family::Day => ":d:",
+            Family::DedupeShard => ":s:",
+        }
+    }
+
+    /// The prefix of the family's keys of the experiment whose base is
+    /// `base`.
+    pub(super) fn prefix_of(self, base: &str) -> String {
+        format!("{base}{}", self.suffix())
+    }
+
+    /// A glob matching the family's keys of every experiment under the
+    /// key prefix `prefix` (for tests that look at the keys).
+    #[cfg(test)]
+    pub(super) fn pattern(self, prefix: &str) -> String {
+        format!("{prefix}:*{}*", self.suffix())
+    }
+}
+
+/// Starts a call of `script` on the experiment whose base is `base`, with
+/// its keys `keys` as `KEYS[]`, in this order (the order the script reads
+/// them in).
+pub(super) fn invocation<'a>(script: &'a Script, base: &str, keys: &[Key]) -> ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key.of(base));
+    }
+    invocation
+}
+
+/// `P:{T}:d:<day>`: one day's counters of the experiment whose base is
+/// `base`.
+pub(super) fn day_key(base: &str, day: i64) -> String {
+    format!("{}{day}", Family::Day.prefix_of(base))
+}
 
 impl RedisStore {
     /// `P`: the prefix of every key.
@@ -46,6 +182,11 @@ impl RedisStore {
             self.prefix(),
             tag(&[namespace.as_bytes(), experiment.as_bytes()])
         )
+    }
+
+    /// `P:{T}` and the suffix of `key`: one of an experiment's keys.
+    pub(super) fn experiment_key(&self, namespace: &str, experiment: &str, key: Key) -> String {
+        key.of(&self.experiment_base(namespace, experiment))
     }
 
     /// `P:{N}:exps`: a namespace's experiment names.
@@ -103,6 +244,74 @@ mod tests {
         assert_eq!(t, tag(&[b"ab", b"c"]));
         assert_ne!(t, tag(&[b"a", b"bc"]));
         assert_ne!(t, tag(&[b"abc"]));
+    }
+
+    /// The names are the layout's (version `LAYOUT_VERSION`), byte for
+    /// byte: data written before reads the same.
+    #[test]
+    fn the_layout_is_unchanged() {
+        let base = "lmd:{0123456789abcdef}";
+        let names: Vec<String> = Key::ALL.iter().map(|key| key.of(base)).collect();
+        let suffixes: Vec<&str> = names.iter().map(|n| &n[base.len()..]).collect();
+        assert_eq!(
+            suffixes,
+            [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m"]
+        );
+        assert_eq!(day_key(base, 20_000), format!("{base}:d:20000"));
+        assert_eq!(Family::DedupeShard.prefix_of(base), format!("{base}:s:"));
+        assert_eq!(
+            Family::DedupeShard.pattern("lmd"),
+            "lmd:*:s:*",
+            "matches P:{{T}}:s:<bucket>:<shard>"
+        );
+        assert_eq!(tag(&[b"shop", b"checkout"]), TAG_OF_SHOP_CHECKOUT);
+    }
+
+    /// `tag` of namespace `shop` and experiment `checkout`, as the keys of
+    /// data written before hold it.
+    const TAG_OF_SHOP_CHECKOUT: &str = "984460ca3221a92d";
+
+    /// No two keys of an experiment share a name, and no fixed key falls
+    /// in a family of dynamic keys.
+    #[test]
+    fn names_are_distinct() {
+        let suffixes: Vec<&str> = Key::ALL.iter().map(|key| key.suffix()).collect();
+        let unique: std::collections::HashSet<&str> = suffixes.iter().copied().collect();
+        assert_eq!(unique.len(), suffixes.len(), "{suffixes:?}");
+        for family in Family::ALL {
+            for suffix in &suffixes {
+                assert!(
+                    !suffix.starts_with(family.suffix()),
+                    "{suffix} is a {family:?}"
+                );
+            }
+        }
+    }
+
+    /// The scripts take every key name from here: none spells a suffix.
+    #[test]
+    fn no_script_spells_a_key() {
+        let scripts = [
+            ("track.lua", include_str!("track.lua")),
+            ("delete.lua", include_str!("delete.lua")),
+            ("import.lua", include_str!("import.lua")),
+            ("register.lua", include_str!("register.lua")),
+        ];
+        let suffixes = Key::ALL
+            .iter()
+            .map(|key| key.suffix())
+            .chain(Family::ALL.iter().map(|family| family.suffix()))
+            .chain([":exps", ":namespaces", ":layout", ":heartbeat"]);
+        for suffix in suffixes {
+            for (name, code) in scripts {
+                for quote in ['\'', '"'] {
+                    assert!(
+                        !code.contains(&format!("{quote}{suffix}")),
+                        "{name} spells the key suffix {suffix}"
+                    );
+                }
+            }
+        }
     }
 
     /// A field splits at the first separator; without one it is no field.

@@ -1,15 +1,16 @@
-//! Memberships on Redis: one hash `:x` per experiment (member → value), in
+//! Memberships on Redis: one hash ([`Key::Members`]) per experiment (member → value), in
 //! the experiment's own hash slot, so `delete.lua` removes it with the rest.
 //! No expiry: a Sixpack client keeps its alternative for as long as the
 //! experiment lives.
 
+use super::keys::Key;
 use super::store::RedisStore;
 use crate::StoreError;
 
 impl RedisStore {
-    /// `P:{T}:x`: an experiment's memberships.
+    /// [`Key::Members`]: an experiment's memberships.
     pub(super) fn members_key(&self, namespace: &str, experiment: &str) -> String {
-        format!("{}:x", self.experiment_base(namespace, experiment))
+        self.experiment_key(namespace, experiment, Key::Members)
     }
 
     /// The value `member` joined with, `None` when it never joined.

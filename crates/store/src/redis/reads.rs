@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::future::try_join_all;
 use redis::Value;
 
-use super::keys::split_field;
+use super::keys::{day_key, split_field, Key};
 use super::store::RedisStore;
 use crate::StoreError;
 use lamed_core::model::{Counter, DailyCounter};
@@ -30,7 +30,7 @@ impl RedisStore {
         names.sort();
         let exists = try_join_all(names.iter().map(|name| {
             let mut conn = self.conn();
-            let key = format!("{}:v", self.experiment_base(namespace, name));
+            let key = self.experiment_key(namespace, name, Key::Variants);
             async move {
                 redis::cmd("EXISTS")
                     .arg(key)
@@ -56,13 +56,13 @@ impl RedisStore {
             async move {
                 redis::pipe()
                     .cmd("HGETALL")
-                    .arg(format!("{base}:f"))
+                    .arg(Key::Slots.of(&base))
                     .cmd("GET")
-                    .arg(format!("{base}:c"))
+                    .arg(Key::Totals.of(&base))
                     .cmd("HGETALL")
-                    .arg(format!("{base}:i"))
+                    .arg(Key::Imported.of(&base))
                     .cmd("GET")
-                    .arg(format!("{base}:n"))
+                    .arg(Key::Values.of(&base))
                     .query_async::<(
                         Slots,
                         Option<Vec<u8>>,
@@ -115,7 +115,7 @@ impl RedisStore {
         let base = self.experiment_base(namespace, experiment);
         let mut conn = self.conn();
         let days: Vec<i64> = redis::cmd("ZRANGE")
-            .arg(format!("{base}:days"))
+            .arg(Key::Days.of(&base))
             .arg(0)
             .arg(-1)
             .query_async(&mut conn)
@@ -125,9 +125,9 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL").arg(format!("{base}:f"));
+        pipe.cmd("HGETALL").arg(Key::Slots.of(&base));
         for day in &days {
-            pipe.cmd("GET").arg(format!("{base}:d:{day}"));
+            pipe.cmd("GET").arg(day_key(&base, *day));
         }
         let mut answers: Vec<Value> = pipe
             .query_async(&mut conn)
@@ -165,7 +165,7 @@ impl RedisStore {
     }
 }
 
-/// The count at `slot` of a counter string (`:c` or `:d:<day>`); a
+/// The count at `slot` of a counter string (totals or a day's); a
 /// negative count reads as 0.
 fn slot_count(counts: &[u8], slot: usize) -> u64 {
     u64::try_from(slot_i64(counts, slot)).unwrap_or(0)

@@ -2,7 +2,8 @@
 -- an experiment to its namespace's list. Atomic, so two instances racing to
 -- create names can never exceed the cap together.
 --
--- KEYS[1]: the set. ARGV: 1 member, 2 cap (0 = no cap: imports).
+-- KEYS[1]: the set, named by keys.rs (the key layout), as every key is.
+-- ARGV: 1 member, 2 cap (0 = no cap: imports).
 -- Returns 1 when the member was in the set already, 2 when this call added
 -- it (the caller takes it back if it then creates nothing), 0 when the cap
 -- refused it.

@@ -18,6 +18,7 @@
 //! creator's relist comes after the unlisting, or the unlisting instance's
 //! check comes after the creation and sees it.
 
+use super::keys::Key;
 use super::store::RedisStore;
 use crate::StoreError;
 use lamed_core::model::{CapExceeded, Caps};
@@ -142,7 +143,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         self.unlist(namespace, experiment).await?;
         let exists: bool = redis::cmd("EXISTS")
-            .arg(format!("{}:v", self.experiment_base(namespace, experiment)))
+            .arg(self.experiment_key(namespace, experiment, Key::Variants))
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;

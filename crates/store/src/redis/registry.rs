@@ -1,4 +1,5 @@
-//! The registry on Redis: each experiment's record in its hash `:r`, in
+//! The registry on Redis: each experiment's record in its hash
+//! ([`Key::Registry`]), in
 //! the experiment's own hash slot, so `track.lua` reads the status in the
 //! same atomic call that counts.
 //!
@@ -7,6 +8,7 @@
 //! millisecond tracking registered it, written by `track.lua` in open
 //! mode; such a record is [`ExperimentRecord::automatic`]).
 
+use super::keys::Key;
 use super::store::RedisStore;
 use crate::StoreError;
 use lamed_core::registry::{ExperimentRecord, Status};
@@ -23,7 +25,7 @@ impl RedisStore {
             .map_err(|err| StoreError::caused_by("cannot encode a record", err))?;
         let mut transaction = redis::pipe();
         transaction.atomic().hset_multiple(
-            format!("{base}:r"),
+            Key::Registry.of(&base),
             &[
                 ("status", record.status.as_str()),
                 ("record", json.as_str()),
@@ -32,10 +34,10 @@ impl RedisStore {
         let variants: Vec<&str> = record.variants.iter().map(|v| v.name.as_str()).collect();
         let goals: Vec<&str> = record.goals.iter().map(|g| g.name.as_str()).collect();
         if !variants.is_empty() {
-            transaction.sadd(format!("{base}:v"), variants);
+            transaction.sadd(Key::Variants.of(&base), variants);
         }
         if !goals.is_empty() {
-            transaction.sadd(format!("{base}:g"), goals);
+            transaction.sadd(Key::Goals.of(&base), goals);
         }
         transaction
             .exec_async(&mut self.conn())
@@ -52,7 +54,7 @@ impl RedisStore {
         namespace: &str,
         experiment: &str,
     ) -> Result<Option<ExperimentRecord>, StoreError> {
-        let key = format!("{}:r", self.experiment_base(namespace, experiment));
+        let key = self.experiment_key(namespace, experiment, Key::Registry);
         let fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(key)
             .arg(&["status", "record", "created"])

@@ -1,29 +1,36 @@
 -- Counts a batch of events of one experiment, in order, atomically: caps,
 -- dedupe, counters and daily counters.
 --
--- Every key is derived from KEYS[1] = "<prefix>:{<tag>}", so all of them
--- share one hash slot and the script runs unchanged on a Redis Cluster.
+-- Key names come from keys.rs (the key layout), never from this script:
+-- KEYS are the experiment's fixed keys, in the order of TRACK_KEYS in
+-- track.rs: 1 variants (set), 2 goals (set), 3 counter slots (hash),
+-- 4 totals (string), 5 values (string), 6 registry (hash), 7 dedupe
+-- meta (hash), 8 days (zset). They share one hash slot, so the script
+-- runs unchanged on a Redis Cluster; so do the keys it names from the
+-- prefixes in ARGV 7 and 8.
 --
 -- ARGV: 1 window in ms (0 = forever), 2 max variants, 3 max goals,
 --       4 daily retention in days, 5 now in Unix ms from a manual clock
 --       (tests), or empty to read the server's TIME, 6 registration mode
---       (1 = required); then 6 per event: may_create (0/1), event,
---       variant, is_goal (0/1), digest (8 binary bytes of the dedupe key),
---       the value's limbs (six integers below 10^9 separated by spaces,
---       see src/value.rs) or empty for an event without a value.
+--       (1 = required), 7 the prefix of the daily counters' keys (the
+--       day number follows), 8 the prefix of the dedupe shards' keys
+--       (`<bucket>:<shard>` follows); then 6 per event: may_create (0/1),
+--       event, variant, is_goal (0/1), digest (8 binary bytes of the
+--       dedupe key), the value's limbs (six integers below 10^9 separated
+--       by spaces, see src/value.rs) or empty for an event without a value.
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
 -- again with may_create = 1), 5 paused, 6 stopped, 7 archived,
 -- 8 unregistered (required mode).
 --
--- The registry: the hash `:r` holds the experiment's status (and its
+-- The registry: the registry hash holds the experiment's status (and its
 -- record, which only `registry.rs` reads). Only a running experiment
 -- counts; one without a status counts in open mode, and its first counted
 -- event writes the status `running` with the time, atomically with the
 -- count. In required mode an event counts only when its experiment has a
--- status and its variant and goal are known (in `:v`, `:g`, which a
--- registration fills).
+-- status and its variant and goal are known (in the variants and goals
+-- sets, which a registration fills).
 --
 -- All or nothing: Redis does not roll a script back when it fails midway
 -- (what it wrote before the error stays), so the script runs in two
@@ -56,19 +63,18 @@
 -- hash, the slots of the batch's counters, two BITFIELDs that add to every
 -- counter at once), per new event one or two.
 
-local base = KEYS[1]
+local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key = unpack(KEYS)
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
 local required = ARGV[6] == '1'
-local FIRST_EVENT, STRIDE = 7, 6
+local day_prefix, shard_prefix = ARGV[7], ARGV[8]
+local FIRST_EVENT, STRIDE = 9, 6
 local INACTIVE = {paused = 5, stopped = 6, archived = 7}
 local UNREGISTERED = 8
 
 local call = redis.call
 local floor = math.floor
-local vkey, gkey, fkey, mkey = base .. ':v', base .. ':g', base .. ':f', base .. ':m'
-local rkey = base .. ':r'
 
 -- Calls `cmd key list...` with at most CHUNK values of `list` per call (a
 -- multiple of `unit`, for field/value pairs), so `unpack` stays far under
@@ -111,7 +117,7 @@ local inactive = status and status ~= 'running' and (INACTIVE[status] or INACTIV
 -- digests and whose values are the first-seen time as an offset into the
 -- bucket. The shards grow by linear hashing as the bucket fills, ~40
 -- entries each, so each stays in Redis's compact listpack encoding and a
--- lookup reads exactly one shard per bucket. The meta hash `:m` holds, per
+-- lookup reads exactly one shard per bucket. The meta hash holds, per
 -- live bucket, how many insertions were tried (its shard count follows),
 -- and the last day counted.
 local PER_SHARD = 40
@@ -126,7 +132,7 @@ if prev then
   n_prev = tonumber(meta[2]) or 0
 end
 local n_cur_before = n_cur
-local cur_prefix = base .. ':s:' .. cur .. ':'
+local cur_prefix = shard_prefix .. cur .. ':'
 
 -- A new bucket forgets the buckets before the previous one (read here, so
 -- phase 2 only writes).
@@ -140,9 +146,9 @@ if n_cur == 0 and prev then
   end
 end
 
--- Counters: the field `event \x1f variant` has a slot number in `:f`; the
--- counts are 64-bit integers at that slot in the strings `:c` (totals) and
--- `:d:<day>` (per UTC day). A field with a slot has been counted, so its
+-- Counters: the field `event \x1f variant` has a slot number in the slots
+-- hash; the counts are 64-bit integers at that slot in the strings of the
+-- totals and of the day (per UTC day). A field with a slot has been counted, so its
 -- variant and goal are known.
 local fields, slot_of = {}, {}
 for i = FIRST_EVENT, #ARGV, STRIDE do
@@ -280,7 +286,7 @@ local function seen_before(digest)
     end
   end
   if n_prev > 0 then
-    local offset = call('HGET', base .. ':s:' .. prev .. ':' .. shard_of(h, shard_count(n_prev)), digest)
+    local offset = call('HGET', shard_prefix .. prev .. ':' .. shard_of(h, shard_count(n_prev)), digest)
     -- Exact window: a duplicate only while the first sighting is less than
     -- `window` ms old. A duplicate never refreshes it.
     if offset and prev * window + tonumber(offset) > now - window then
@@ -315,7 +321,7 @@ local function check_caps(may_create, event, variant, is_goal)
 end
 
 -- Values: each counted event's limbs are added, per limb, into the i64 at
--- `#(slot * 6 + limb)` of the string `:n`. A batch adds at most 256 limbs
+-- `#(slot * 6 + limb)` of the values string. A batch adds at most 256 limbs
 -- below 10^9 to one place, which a double holds exactly.
 local LIMBS = 6
 local value_increments, valued = {}, {}
@@ -420,8 +426,8 @@ end
 
 if #counted > 0 then
   local add = additions(counted, increments)
-  chunked('BITFIELD', base .. ':c', add, 4)
-  local day_key = base .. ':d:' .. day
+  chunked('BITFIELD', ckey, add, 4)
+  local day_key = day_prefix .. day
   chunked('BITFIELD', day_key, add, 4)
   -- Daily counters are listed in a sorted set and forgotten after the
   -- retention; that bookkeeping runs once per day. The expiry is relative
@@ -429,14 +435,14 @@ if #counted > 0 then
   -- from Redis's does not expire the day at once.
   if tonumber(meta[3]) ~= day then
     call('PEXPIRE', day_key, (day + 1 + retention) * 86400000 - now)
-    call('ZADD', base .. ':days', day, day)
-    call('ZREMRANGEBYSCORE', base .. ':days', '-inf', '(' .. (day - retention))
+    call('ZADD', days_key, day, day)
+    call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. (day - retention))
     call('HSET', mkey, 'day', day)
   end
 end
 
 if #valued > 0 then
-  chunked('BITFIELD', base .. ':n', additions(valued, value_increments), 4)
+  chunked('BITFIELD', nkey, additions(valued, value_increments), 4)
 end
 
 return answer

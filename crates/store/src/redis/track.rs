@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tokio::sync::oneshot;
 
+use super::keys::{invocation, Family, Key};
 use super::register::Registration;
 use super::store::RedisStore;
 use crate::StoreError;
@@ -21,6 +22,18 @@ use lamed_core::value::Value;
 /// and digests, far under any Lua limit (`unpack` fails past ~8,000 values;
 /// the script also sends variadic commands in chunks of 1,000).
 pub(super) const MAX_BATCH: usize = 256;
+
+/// The keys `track.lua` gets, in its order.
+const TRACK_KEYS: [Key; 8] = [
+    Key::Variants,
+    Key::Goals,
+    Key::Slots,
+    Key::Totals,
+    Key::Values,
+    Key::Registry,
+    Key::Meta,
+    Key::Days,
+];
 
 /// One event ready for the script.
 struct Prepared {
@@ -269,7 +282,7 @@ impl RedisStore {
     /// nothing; the invocation then loads the script and calls again.
     async fn run_batch(&self, base: &str, batch: &[Job]) -> Result<BatchAnswer, StoreError> {
         let options = &self.inner.options;
-        let mut invocation = self.inner.scripts.track.key(base);
+        let mut invocation = invocation(&self.inner.scripts.track, base, &TRACK_KEYS);
         invocation
             .arg(options.uuid_expiry_seconds.saturating_mul(1000))
             .arg(options.caps.max_variants_per_experiment)
@@ -278,7 +291,9 @@ impl RedisStore {
             .arg(script_now(&options.clock))
             .arg(u8::from(
                 options.caps.registration == RegistrationMode::Required,
-            ));
+            ))
+            .arg(Family::Day.prefix_of(base))
+            .arg(Family::DedupeShard.prefix_of(base));
         for job in batch {
             invocation
                 .arg(u8::from(job.may_create))
@@ -356,6 +371,7 @@ fn script_now(clock: &lamed_core::clock::Clock) -> String {
 mod tests {
     use std::time::Duration;
 
+    use crate::redis::keys::{Family, Key};
     use crate::redis::testing::RedisServer;
     use crate::redis::tests::{fresh, open};
     use crate::redis::RedisStore;
@@ -534,7 +550,7 @@ mod tests {
         }
         let mut conn = store.conn();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("lmd:*:s:*")
+            .arg(Family::DedupeShard.pattern(store.prefix()))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -696,7 +712,7 @@ mod tests {
         assert!(again.codes.iter().all(|&c| c == 1), "all duplicates");
         let mut conn = store.conn();
         let slots: usize = redis::cmd("HLEN")
-            .arg(format!("{base}:f"))
+            .arg(Key::Slots.of(&base))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -714,7 +730,7 @@ mod tests {
         use TrackOutcome::*;
         assert_eq!(store.track(vec![event("x", "0")]).await.unwrap(), [Counted]);
         let before = counts(&store).await;
-        let goals = format!("{}:g", store.experiment_base("b", "x"));
+        let goals = store.experiment_key("b", "x", Key::Goals);
         let mut conn = store.conn();
         let _: () = redis::cmd("SET")
             .arg(&goals)

@@ -1,15 +1,16 @@
-//! Adaptive weights on Redis: one hash `:w` per experiment (period →
+//! Adaptive weights on Redis: one hash ([`Key::Weights`]) per experiment (period →
 //! weights as JSON), in the experiment's own hash slot, so `delete.lua`
 //! removes it with the rest. A period's weights are set once, so every
 //! instance answers the same weights for it.
 
+use super::keys::Key;
 use super::store::RedisStore;
 use crate::StoreError;
 
 impl RedisStore {
-    /// `P:{T}:w`: an experiment's weight history.
+    /// [`Key::Weights`]: an experiment's weight history.
     pub(super) fn weights_key(&self, namespace: &str, experiment: &str) -> String {
-        format!("{}:w", self.experiment_base(namespace, experiment))
+        self.experiment_key(namespace, experiment, Key::Weights)
     }
 
     /// Every stored period's weights, sorted by period.
