@@ -3,7 +3,7 @@
 //! architecture, else the file given with `--bootstrap`.
 //!
 //! The executable is stripped of its debug info (a release build with
-//! `debug = 1` is mostly debug info: 297 MB, 33 MB without), and the result
+//! `debug = 1` is mostly debug info: 106 MB, 18 MB without), and the result
 //! is checked against AWS Lambda's size limits before anything is sent:
 //! AWS's emulator enforces neither limit, AWS does.
 
