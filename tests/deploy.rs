@@ -9,7 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 
-use util::aws::{fake_bootstrap, free_port, lamed, Moto, Redis, CREDENTIALS, REGION};
+use lamed::deploy::package::{MAX_UNZIPPED_BYTES, MAX_ZIPPED_BYTES};
+use util::aws::{
+    code_sha256, debug_executable, elf_header, fake_bootstrap, free_port, lamed, Moto, Redis,
+    CREDENTIALS, REGION,
+};
 
 const FUNCTIONS: [&str; 5] = [
     "lamed-track",
@@ -610,6 +614,133 @@ async fn arm64_deploy() {
             .await
             .unwrap();
         assert_eq!(config.architectures()[0].as_str(), "arm64", "{name}");
+    }
+}
+
+/// The names of an ELF file's debug sections (DWARF, not loaded at run
+/// time).
+fn debug_sections(elf: &[u8]) -> Vec<String> {
+    object::build::elf::Builder::read(elf)
+        .unwrap()
+        .sections
+        .iter()
+        .filter(|section| !section.is_alloc())
+        .map(|section| String::from_utf8_lossy(&section.name).into_owned())
+        .filter(|name| name.starts_with(".debug"))
+        .collect()
+}
+
+/// What deploy uploads is what AWS accepts, checked here since moto
+/// enforces neither limit: from a real executable with debug info, every
+/// function gets the same code (moto's `CodeSha256` and `CodeSize` are
+/// those of the zip lamed makes of it), a zip within 50 MB holding only a
+/// `bootstrap` within 250 MB, and that bootstrap is the executable without
+/// its debug sections.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn deploy_uploads_a_stripped_bootstrap_within_aws_limits() {
+    let ws = Workspace::new();
+    let executable = debug_executable(ws.home(), "hello");
+    let original = std::fs::read(&executable).unwrap();
+    assert!(!debug_sections(&original).is_empty());
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    ws.deploy(&["--arch", arch, "--bootstrap", "hello"]);
+
+    let package = lamed::deploy::package::package(&executable).unwrap();
+    let zip_path = ws.home().join("expected.zip");
+    std::fs::write(&zip_path, &package.zip).unwrap();
+    let sha256 = code_sha256(&zip_path);
+    let lambda = aws_sdk_lambda::Client::new(&ws.moto.sdk().await);
+    for name in FUNCTIONS {
+        let config = lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap()
+            .configuration
+            .unwrap();
+        assert_eq!(config.code_sha256(), Some(sha256.as_str()), "{name}");
+        assert_eq!(
+            config.code_size(),
+            i64::try_from(package.zip.len()).unwrap(),
+            "{name}"
+        );
+    }
+
+    assert!(package.zip.len() as u64 <= MAX_ZIPPED_BYTES);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&package.zip)).unwrap();
+    assert_eq!(archive.len(), 1);
+    let mut bootstrap = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name("bootstrap").unwrap(), &mut bootstrap).unwrap();
+    assert!(bootstrap.len() as u64 <= MAX_UNZIPPED_BYTES);
+    assert_eq!(debug_sections(&bootstrap), Vec::<String>::new());
+    assert!(bootstrap.len() < original.len());
+    assert_eq!(package.unzipped_bytes, bootstrap.len() as u64);
+}
+
+/// A bootstrap over AWS Lambda's 250 MB unzipped limit (a sparse file with
+/// nothing to strip) is refused by preflight and deploy, naming the limit
+/// and how to build a smaller one, before any AWS call: the endpoint is a
+/// listener that must see no connection.
+#[test]
+fn too_large_bootstrap_is_refused_before_any_aws_call() {
+    let ws = Workspace::new();
+    let huge = ws.home().join("bootstrap-huge");
+    std::fs::write(&huge, elf_header(0x3e)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(MAX_UNZIPPED_BYTES + 1)
+        .unwrap();
+    // A stand-in for AWS that counts connections and closes each at once,
+    // so a call made by mistake fails fast instead of waiting for an answer.
+    let aws = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", aws.local_addr().unwrap());
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    std::thread::spawn(move || {
+        for stream in aws.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    for command in ["preflight", "deploy"] {
+        let output = lamed(
+            ws.home(),
+            &[
+                command,
+                "--endpoint-url",
+                &endpoint,
+                "--region",
+                REGION,
+                "--config",
+                "config.json",
+                "--bootstrap",
+                "bootstrap-huge",
+            ],
+            &CREDENTIALS,
+        );
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{command} should fail: {err}");
+        for text in [
+            "FAIL  bootstrap",
+            "is 250.1 MB without debug info, above AWS Lambda's limit of 250 MB unzipped",
+            "CARGO_PROFILE_RELEASE_STRIP=symbols",
+            "nothing was changed",
+        ] {
+            assert!(err.contains(text), "{command}: '{text}' missing in: {err}");
+        }
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{command} called AWS"
+        );
     }
 }
 

@@ -121,18 +121,62 @@ impl Redis {
     }
 }
 
+/// A 64-bit little-endian ELF header for `machine` (0x3e x86_64, 0xb7
+/// arm64) that declares no sections, so there is nothing to strip.
+pub fn elf_header(machine: u16) -> [u8; 64] {
+    let mut bytes = [0u8; 64];
+    bytes[..4].copy_from_slice(b"\x7fELF");
+    bytes[4] = 2; // 64-bit
+    bytes[5] = 1; // little-endian
+    bytes[6] = 1; // ELF version 1
+    bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+    bytes[20] = 1; // ELF version 1
+    bytes[52] = 64; // header size
+    bytes
+}
+
 /// A fake Linux executable for `--bootstrap`: an ELF header for the
-/// architecture (0x3e x86_64, 0xb7 arm64) and some padding. Lambda in moto
-/// never runs it; the real binary's runtime path is tested in tests/lambda.rs.
+/// architecture and some padding. Lambda in moto never runs it; the real
+/// binary's runtime path is tested in tests/lambda.rs.
 pub fn fake_bootstrap(dir: &Path, machine: u16) -> PathBuf {
     let mut bytes = vec![0u8; 4096];
-    bytes[..4].copy_from_slice(b"\x7fELF");
-    bytes[4] = 2;
-    bytes[5] = 1;
-    bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+    bytes[..64].copy_from_slice(&elf_header(machine));
     let path = dir.join(format!("bootstrap-{machine:x}"));
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// A real executable with debug info (`rustc -g`) for this machine, as
+/// `dir/name`.
+pub fn debug_executable(dir: &Path, name: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.rs"));
+    std::fs::write(&source, "fn main() { println!(\"hello\"); }").unwrap();
+    let path = dir.join(name);
+    let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
+        .arg("-g")
+        .arg("-o")
+        .arg(&path)
+        .arg(&source)
+        .status()
+        .expect("run rustc");
+    assert!(status.success(), "rustc -g failed");
+    path
+}
+
+/// The SHA-256 of a file, base64, as Lambda reports `CodeSha256`
+/// (computed by the test venv's Python, as moto does).
+pub fn code_sha256(path: &Path) -> String {
+    let output = Command::new(super::test_venv_bin().join("python"))
+        .args([
+            "-c",
+            "import base64, hashlib, sys; \
+             print(base64.b64encode(hashlib.sha256(open(sys.argv[1], 'rb').read()).digest()).decode())",
+        ])
+        .arg(path)
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// `lamed` with an environment that holds nothing of the machine's AWS

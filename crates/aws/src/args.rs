@@ -60,7 +60,8 @@ pub struct AwsArgs {
     /// [default: this lamed, when it is a Linux build for --arch]
     ///
     /// Build one with `cargo lambda build --release --x86-64` (or --arm64)
-    /// and pass target/lambda/lamed/bootstrap.
+    /// and pass target/lambda/lamed/bootstrap. Its debug info is stripped
+    /// when packaged; AWS Lambda takes at most 250 MB unzipped, 50 MB zipped.
     #[arg(long, value_name = "PATH")]
     pub bootstrap: Option<PathBuf>,
 }

@@ -5,7 +5,8 @@
 //!
 //! - [`plan`]: what is built, as plain data (names, functions, paths).
 //! - [`preflight`]: every check before a change, each with its fix.
-//! - [`package`]: the zip with `bootstrap`.
+//! - [`package`]: the zip with `bootstrap`, stripped and within AWS
+//!   Lambda's size limits.
 //! - [`iam`], [`functions`], [`apigateway`]: one AWS service each, every
 //!   step looking up before it creates.
 
@@ -106,11 +107,11 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     let steps = Steps::start("deploying");
     let ready = preflight::prepare(&args.aws, !args.no_preflight).await?;
     let plan = plan::plan(&ready.config, args.aws.arch)?;
-    let zip = package::zip_bootstrap(&ready.bootstrap)?;
+    let zip = &ready.package.zip;
     progress(&format!(
-        "packaged {} as bootstrap ({:.1} MB zipped)",
+        "packaged {} as bootstrap ({})",
         ready.bootstrap.display(),
-        zip.len() as f64 / 1_048_576.0
+        ready.package.summary()
     ));
     let clients = Clients::new(&ready.sdk);
     let region = ready.region.as_str();
@@ -126,7 +127,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
             functions::FunctionInput {
                 spec,
                 role_arn: &role_arn,
-                zip: &zip,
+                zip,
                 arch: plan.arch,
                 environment: &environment,
             },

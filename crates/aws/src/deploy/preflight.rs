@@ -1,7 +1,7 @@
 //! `lamed preflight`, also run by `lamed deploy` before any change: the
 //! config, Redis (PING and its eviction policy), the AWS region, credentials and identity, and a
-//! Linux executable for the target architecture. Every failure says how to
-//! fix it.
+//! Linux executable for the target architecture, packaged within AWS
+//! Lambda's size limits. Every failure says how to fix it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct Ready {
     pub region: String,
     /// The executable to upload.
     pub bootstrap: PathBuf,
+    /// It packaged: stripped, zipped, within AWS Lambda's limits.
+    pub package: package::Package,
 }
 
 /// One check's outcome.
@@ -59,6 +61,8 @@ pub async fn run(args: AwsArgs) -> anyhow::Result<()> {
 /// Runs the checks and prints them on stderr. With `network` false (deploy
 /// `--no-preflight`), Redis and the caller identity are not contacted; the
 /// config, the region, the credentials and the bootstrap are still needed.
+/// The bootstrap is packaged first and AWS is asked for the identity only
+/// when it passed: a bootstrap AWS would refuse costs no AWS call.
 ///
 /// # Errors
 ///
@@ -114,6 +118,9 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         });
     }
 
+    let bootstrap = package::choose_bootstrap(args.bootstrap.as_deref(), args.arch)
+        .and_then(|path| package::package(&path).map(|package| (path, package)));
+
     let sdk = sdk_config(args.region.as_deref(), args.endpoint_url.as_deref()).await;
     let region = sdk.region().map(|r| r.to_string());
     checks.push(Check {
@@ -126,21 +133,21 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         name: "aws credentials",
         outcome: credentials,
     });
-    if network && have_credentials && region.is_some() {
+    if network && have_credentials && region.is_some() && bootstrap.is_ok() {
         checks.push(Check {
             name: "aws identity",
             outcome: identity(&sdk).await,
         });
     }
 
-    let bootstrap = package::choose_bootstrap(args.bootstrap.as_deref(), args.arch);
     checks.push(Check {
         name: "bootstrap",
         outcome: match &bootstrap {
-            Ok(path) => Ok(format!(
-                "{} (Linux {}){}",
+            Ok((path, package)) => Ok(format!(
+                "{} (Linux {}; {}){}",
                 path.display(),
                 args.arch.lambda_name(),
+                package.summary(),
                 if args.bootstrap.is_none() {
                     "; it must run on Amazon Linux 2023 (glibc 2.34): a cargo lambda or musl build is safest"
                 } else {
@@ -164,7 +171,7 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
     if failed > 0 {
         anyhow::bail!("{failed} preflight check(s) failed; nothing was changed");
     }
-    let (Some(config), Some(region), Ok(bootstrap)) = (config, region, bootstrap) else {
+    let (Some(config), Some(region), Ok((bootstrap, package))) = (config, region, bootstrap) else {
         anyhow::bail!("preflight incomplete");
     };
     Ok(Ready {
@@ -172,6 +179,7 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         sdk,
         region,
         bootstrap,
+        package,
     })
 }
 
