@@ -202,21 +202,16 @@ struct SentEvent {
 }
 
 /// One field of a [`SentEvent`] as it was sent.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(untagged)]
 enum Given<T> {
     /// Not given, or `null`.
+    #[default]
     Absent,
     /// Of the field's kind.
     Valid(T),
     /// Anything else (not a string in JSON, not UTF-8 in a query).
     Invalid(IgnoredAny),
-}
-
-impl<T> Default for Given<T> {
-    fn default() -> Self {
-        Given::Absent
-    }
 }
 
 impl SentEvent {
