@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{Resettable, StyledStr};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use lamed_aws::args::{Arch, AwsArgs, DeployArgs, DestroyArgs};
 
 use crate::config::Overrides;
+use crate::model::DEFAULT_NAMESPACE;
 use crate::settings::{self, Given};
 use crate::store::redis::RedisSettings;
 
@@ -51,18 +53,14 @@ pub enum Command {
     /// batches, GET /experiments and DELETE /delete (API key), /health and
     /// /metrics. Settings come from flags, then LAMED_* variables, then
     /// config.json (./config.json, else ~/.lamed/config.json), then defaults.
-    #[command(
-        after_help = "Examples:\n  lamed serve\n  lamed serve --listen 0.0.0.0:8080 --data-dir /var/lib/lamed --fsync\n  lamed serve --redis redis://127.0.0.1:6379/0"
-    )]
+    #[command(after_help = examples::SERVE)]
     Serve(ServeArgs),
 
     /// Show which variant wins, with statistics, in the terminal
     ///
     /// Reads the local store (the data directory of the configuration) or,
     /// with --server, a running lamed's API. Colours only on a terminal.
-    #[command(
-        after_help = "Examples:\n  lamed report\n  lamed report \"button color\" --control red --json\n  lamed report --server http://127.0.0.1:8080 --namespace shop"
-    )]
+    #[command(after_help = examples::REPORT)]
     Report(ReportArgs),
 
     /// Register experiments and move them through their life
@@ -72,9 +70,7 @@ pub enum Command {
     /// configuration, or Redis when configured) or, with --server, through
     /// a running lamed's API. While `lamed serve` runs on the local data
     /// directory, use --server.
-    #[command(
-        after_help = "Examples:\n  lamed experiments create \"button color\" --variants red,blue --goals checkout\n  lamed experiments list --status all\n  lamed experiments pause \"button color\" --server http://127.0.0.1:8080"
-    )]
+    #[command(after_help = examples::EXPERIMENTS)]
     Experiments(ExperimentsArgs),
 
     /// Open the built-in dashboard in a browser (or print its URL)
@@ -90,9 +86,7 @@ pub enum Command {
     /// --sixpack it reads a Sixpack server's Redis instead: experiments,
     /// alternatives, participants and conversions per KPI, each client's
     /// alternative, winners, paused and archived states.
-    #[command(
-        after_help = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet\n  lamed import --redis redis://sixpack-host:6379/0 --sixpack"
-    )]
+    #[command(after_help = examples::IMPORT)]
     Import(ImportArgs),
 
     /// Copy the embedded store to FILE, consistently, even while serving
@@ -102,9 +96,7 @@ pub enum Command {
     /// stopping or slowing `lamed serve`. Prints what the copy holds. The
     /// API key file (DATA_DIR/api_key) is not copied. With Redis, back up
     /// Redis itself (README: "Backup and restore").
-    #[command(
-        after_help = "Examples:\n  lamed backup /var/backups/lamed-$(date +%F).db\n  lamed backup --data-dir /var/lib/lamed lamed.db"
-    )]
+    #[command(after_help = examples::BACKUP)]
     Backup(BackupArgs),
 
     /// Put a backup made by `lamed backup` back into the data directory
@@ -112,9 +104,7 @@ pub enum Command {
     /// Refused while a lamed process (a server) uses the data directory:
     /// stop it first, restore, start it again. Refused too when the store
     /// there counts events, unless --force.
-    #[command(
-        after_help = "Examples:\n  lamed restore /var/backups/lamed-2026-11-30.db\n  lamed restore --force --data-dir /var/lib/lamed lamed.db"
-    )]
+    #[command(after_help = examples::RESTORE)]
     Restore(RestoreArgs),
 
     /// Create or edit the config file in $EDITOR, then validate it
@@ -123,9 +113,7 @@ pub enum Command {
     /// it is missing (mode 0600), opens it in $EDITOR (else vi) and checks it
     /// when the editor exits. The template explains every key in its
     /// "_comment" entry (keys starting with "_" are ignored when read).
-    #[command(
-        after_help = "Examples:\n  lamed configure\n  EDITOR=nano lamed configure --config ./config.json"
-    )]
+    #[command(after_help = examples::CONFIGURE)]
     Configure(ConfigureArgs),
 
     /// Check AWS credentials, region, Redis, config and bootstrap
@@ -140,9 +128,7 @@ pub enum Command {
     /// (this binary, runtime provided.al2023), the REST API "lamed" with
     /// stage prod, its API key and usage plan, then prints the URLs and the
     /// AlephBet snippet. Running it again creates nothing twice.
-    #[command(
-        after_help = "Examples:\n  lamed deploy\n  lamed deploy --arch arm64 --bootstrap target/lambda/lamed/bootstrap\n  lamed deploy --endpoint-url http://127.0.0.1:5000 --region us-east-1"
-    )]
+    #[command(after_help = examples::DEPLOY)]
     Deploy(DeployArgs),
 
     /// Remove everything `lamed deploy` created on AWS
@@ -154,10 +140,25 @@ pub enum Command {
     ///
     /// Generated from the same definitions as --help. Install them where
     /// man looks, e.g. `lamed man /usr/local/share/man/man1`.
-    #[command(
-        after_help = "Examples:\n  lamed man\n  sudo lamed man /usr/local/share/man/man1 && man lamed-serve"
-    )]
+    #[command(after_help = examples::MAN)]
     Man(ManArgs),
+}
+
+/// What each command's help ends with (also in its man page).
+mod examples {
+    pub const SERVE: &str = "Examples:\n  lamed serve\n  lamed serve --listen 0.0.0.0:8080 --data-dir /var/lib/lamed --fsync\n  lamed serve --redis redis://127.0.0.1:6379/0";
+    pub const REPORT: &str = "Examples:\n  lamed report\n  lamed report \"button color\" --control red --json\n  lamed report --server http://127.0.0.1:8080 --namespace shop";
+    pub const EXPERIMENTS: &str = "Examples:\n  lamed experiments create \"button color\" --variants red,blue --goals checkout\n  lamed experiments list --status all\n  lamed experiments pause \"button color\" --server http://127.0.0.1:8080";
+    pub const IMPORT: &str = "Examples:\n  lamed import --redis redis://old-host:6379/0 --dry-run\n  lamed import --redis redis://old-host:6379/0 --namespace alephbet\n  lamed import --redis redis://sixpack-host:6379/0 --sixpack";
+    pub const BACKUP: &str = "Examples:\n  lamed backup /var/backups/lamed-$(date +%F).db\n  lamed backup --data-dir /var/lib/lamed lamed.db";
+    pub const RESTORE: &str = "Examples:\n  lamed restore /var/backups/lamed-2026-11-30.db\n  lamed restore --force --data-dir /var/lib/lamed lamed.db";
+    pub const CONFIGURE: &str =
+        "Examples:\n  lamed configure\n  EDITOR=nano lamed configure --config ./config.json";
+    pub const DEPLOY: &str = "Examples:\n  lamed deploy\n  lamed deploy --arch arm64 --bootstrap target/lambda/lamed/bootstrap\n  lamed deploy --endpoint-url http://127.0.0.1:5000 --region us-east-1";
+    pub const MAN: &str =
+        "Examples:\n  lamed man\n  sudo lamed man /usr/local/share/man/man1 && man lamed-serve";
+    pub const EXPERIMENTS_CREATE: &str = "Examples:\n  lamed experiments create \"button color\" --variants red,blue:3 --goals checkout\n  lamed experiments create headline --variants long,short --control short --description \"shorter converts\"";
+    pub const EXPERIMENTS_STOP: &str = "Examples:\n  lamed experiments stop \"button color\" --winner blue --note \"+12% checkouts\"\n  lamed experiments stop headline --no-winner";
 }
 
 /// Options of `lamed man`.
@@ -170,9 +171,10 @@ pub struct ManArgs {
 
 /// Options of `lamed configure`.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("config", |arg| with_help_of(config_arg(), &arg)))]
 pub struct ConfigureArgs {
     /// Config file to create or edit [default: ~/.lamed/config.json]
-    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
+    #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
@@ -206,6 +208,9 @@ pub struct RestoreArgs {
 
 /// Options of `lamed import`.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("to_redis", |arg| {
+    with_help_of(settings::arg("redis"), &arg).id("to_redis").long("to-redis")
+}))]
 pub struct ImportArgs {
     /// Redis of the Lamed or Gimel deployment to read from (a URL)
     #[arg(long, value_name = "URL")]
@@ -229,13 +234,7 @@ pub struct ImportArgs {
     pub store: StoreArgs,
 
     /// Target Redis instead of the embedded store (as lamed serve --redis)
-    #[arg(
-        long,
-        env = "LAMED_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        value_parser = settings::RedisUrls
-    )]
+    #[arg(long, value_parser = settings::RedisUrls)]
     pub to_redis: Option<RedisSettings>,
 }
 
@@ -252,6 +251,31 @@ impl ImportArgs {
     }
 }
 
+/// `--config` as [`Overrides`] defines it: flag, `LAMED_CONFIG`, value name
+/// and help.
+fn config_arg() -> Arg {
+    Overrides::command()
+        .get_arguments()
+        .find(|arg| arg.get_id() == "config")
+        .expect("Overrides has --config")
+        .clone()
+}
+
+/// `shared` (a setting's argument, or `--config`: its flag, variable, value
+/// name, parser and secrecy) as a command's own option `own`: with `own`'s
+/// id and help, and no heading.
+fn with_help_of(shared: Arg, own: &Arg) -> Arg {
+    shared
+        .id(own.get_id().clone())
+        .help(resettable(own.get_help()))
+        .long_help(resettable(own.get_long_help()))
+        .help_heading(None::<&'static str>)
+}
+
+fn resettable(text: Option<&StyledStr>) -> Resettable<StyledStr> {
+    text.cloned().map_or(Resettable::Reset, Resettable::Value)
+}
+
 /// Where a command finds the configuration and the local store:
 /// `--config` and the `data_dir` setting, as `lamed serve` takes them.
 #[derive(Debug, Clone, Default)]
@@ -264,12 +288,7 @@ pub struct StoreArgs {
 
 impl Args for StoreArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        let config = Overrides::command()
-            .get_arguments()
-            .find(|arg| arg.get_id() == "config")
-            .expect("Overrides has --config")
-            .clone();
-        cmd.arg(config)
+        cmd.arg(config_arg())
             .arg(settings::arg("data_dir").help_heading(None::<&'static str>))
     }
 
@@ -320,7 +339,7 @@ pub struct ReportArgs {
     pub experiment: Option<String>,
 
     /// Namespace of the experiments
-    #[arg(long, short, default_value = "alephbet")]
+    #[arg(long, short, default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
 
     /// Variant to compare against [default: one named control/original/
@@ -351,18 +370,14 @@ pub struct ReportArgs {
 
 /// A running lamed to talk to through its API, instead of the local store.
 #[derive(Debug, Clone, Default, Args)]
+#[command(mut_arg("api_key", |arg| with_help_of(settings::arg("api_key"), &arg)))]
 pub struct RemoteArgs {
     /// Use a running server's API instead of the local store
     #[arg(long, env = "LAMED_SERVER", value_name = "URL")]
     pub server: Option<String>,
 
     /// API key for --server
-    #[arg(
-        long,
-        env = "LAMED_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
+    #[arg(long)]
     pub api_key: Option<String>,
 }
 
@@ -381,9 +396,7 @@ pub enum ExperimentsAction {
     ///
     /// A redefinition keeps the status, times and decision; it may add
     /// variants and goals, never remove one (counts carry them).
-    #[command(
-        after_help = "Examples:\n  lamed experiments create \"button color\" --variants red,blue:3 --goals checkout\n  lamed experiments create headline --variants long,short --control short --description \"shorter converts\""
-    )]
+    #[command(after_help = examples::EXPERIMENTS_CREATE)]
     Create(CreateArgs),
 
     /// List the experiments of a namespace
@@ -402,9 +415,7 @@ pub enum ExperimentsAction {
     ///
     /// A stopped experiment keeps its counts as they were and never runs
     /// again.
-    #[command(
-        after_help = "Examples:\n  lamed experiments stop \"button color\" --winner blue --note \"+12% checkouts\"\n  lamed experiments stop headline --no-winner"
-    )]
+    #[command(after_help = examples::EXPERIMENTS_STOP)]
     Stop(StopArgs),
 
     /// Put an experiment away: it counts nothing and leaves the default list
@@ -431,7 +442,7 @@ impl ExperimentsAction {
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Namespace of the experiments
-    #[arg(long, short, default_value = "alephbet")]
+    #[arg(long, short, default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
 
     /// A running server to use instead of the local store
@@ -598,6 +609,39 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    /// The options that are also settings (or `--config`) take their flag,
+    /// variable and secrecy from there, with their own help.
+    #[test]
+    fn shared_options_come_from_the_settings() {
+        let cli = Cli::command();
+        let option = |command: &str, id: &str| {
+            let mut found = None;
+            for sub in cli.get_subcommands() {
+                let sub = std::iter::once(sub).chain(sub.get_subcommands());
+                for sub in sub.filter(|sub| sub.get_name() == command) {
+                    found = sub.get_arguments().find(|a| a.get_id() == id).cloned();
+                }
+            }
+            found.unwrap_or_else(|| panic!("{command} has no {id}"))
+        };
+        let env = |arg: &Arg| arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        for (command, id, setting, long) in [
+            ("report", "api_key", settings::arg("api_key"), "api-key"),
+            ("list", "api_key", settings::arg("api_key"), "api-key"),
+            ("import", "to_redis", settings::arg("redis"), "to-redis"),
+            ("configure", "config", config_arg(), "config"),
+        ] {
+            let arg = option(command, id);
+            assert_eq!(arg.get_long(), Some(long));
+            assert_eq!(env(&arg), env(&setting), "{command} {id}");
+            assert_eq!(
+                arg.is_hide_env_values_set(),
+                setting.is_hide_env_values_set()
+            );
+            assert_ne!(arg.get_help(), setting.get_help(), "{command} {id}");
+        }
     }
 
     /// Flags default to "not given", so the file and defaults apply.

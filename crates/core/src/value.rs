@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Decimal places kept: values are integers of 10⁻⁶ units.
 pub const DECIMALS: u32 = 6;
@@ -41,7 +41,11 @@ const LIMB_BASE: i64 = 1_000_000_000;
 pub const LIMBS: usize = 6;
 
 /// One event's value, in micro-units; between 0 and [`MAX_UNITS`] units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// Serialized as its decimal text; deserialized from a JSON number or a
+/// decimal string (see [`Decimal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]
+#[serde(try_from = "Decimal")]
 pub struct Value(u64);
 
 impl Value {
@@ -146,37 +150,30 @@ impl Serialize for Value {
     }
 }
 
-/// From a JSON number or a decimal string.
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
-    }
+/// A value as it is sent, before its limits are checked: a JSON number,
+/// or decimal text (a query string's, or a JSON string). A [`Value`]
+/// deserializes from it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a decimal number")]
+pub enum Decimal {
+    /// A whole, non-negative JSON number, kept exactly.
+    Whole(u64),
+    /// Any other JSON number: its shortest decimal form is read (see
+    /// [`Value::from_f64`]).
+    Number(f64),
+    /// Decimal text such as `12.50`.
+    Text(String),
 }
 
-/// Reads a [`Value`] from a number or a string.
-struct ValueVisitor;
+impl TryFrom<Decimal> for Value {
+    type Error = InvalidValue;
 
-impl de::Visitor<'_> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a decimal number")
-    }
-
-    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Value, E> {
-        Value::parse(&number.to_string()).map_err(E::custom)
-    }
-
-    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Value, E> {
-        Value::parse(&number.to_string()).map_err(E::custom)
-    }
-
-    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Value, E> {
-        Value::from_f64(number).map_err(E::custom)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Value, E> {
-        Value::parse(text).map_err(E::custom)
+    fn try_from(sent: Decimal) -> Result<Value, InvalidValue> {
+        match sent {
+            Decimal::Whole(number) => Value::parse(&number.to_string()),
+            Decimal::Number(number) => Value::from_f64(number),
+            Decimal::Text(text) => Value::parse(&text),
+        }
     }
 }
 
@@ -310,6 +307,31 @@ mod tests {
         );
         assert_eq!(Value::from_f64(1e-7), Err(InvalidValue::TooPrecise));
         assert_eq!(Value::from_f64(-0.5), Err(InvalidValue::Negative));
+    }
+
+    /// A value deserializes from a JSON number or decimal text, and its
+    /// limits are the same as [`Value::parse`]'s.
+    #[test]
+    fn deserializes_from_numbers_and_text() {
+        let read = |json: &str| serde_json::from_str::<Value>(json).map_err(|e| e.to_string());
+        let micros = |micros| Ok(Value(micros));
+        let refused = |why: InvalidValue| Err(why.to_string());
+        let cases = [
+            ("12", micros(12_000_000)),
+            ("12.5", micros(12_500_000)),
+            ("\"12.50\"", micros(12_500_000)),
+            ("0", micros(0)),
+            ("-5", refused(InvalidValue::Negative)),
+            ("-0.5", refused(InvalidValue::Negative)),
+            ("1e-7", refused(InvalidValue::TooPrecise)),
+            ("\"abc\"", refused(InvalidValue::NotANumber)),
+            ("18446744073709551615", refused(InvalidValue::TooLarge)),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(read(json), expected, "{json}");
+        }
+        assert!(read("true").is_err());
+        assert!(read("[1]").is_err());
     }
 
     /// Limbs added without carrying join to the exact sums, even for the

@@ -50,6 +50,14 @@ impl QueryParams {
             .map_err(|()| InvalidField::InvalidUtf8(name))
     }
 
+    /// Every parameter in order, its value `None` when not valid UTF-8 (to
+    /// read them into a derived struct).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.pairs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_deref().ok()))
+    }
+
     /// Every value of a repeated parameter, in order (Sixpack's
     /// `alternatives`).
     ///

@@ -14,7 +14,7 @@ use aws_sdk_apigateway::Client;
 use lamed_server::router::{CACHE_CONTROL, CORS_ALLOW_HEADERS};
 
 use super::plan::{Plan, API_KEY_NAME, API_NAME, STAGE, USAGE_PLAN_NAME};
-use super::{progress, sdk_error};
+use super::{progress, Answer};
 
 /// The headers the original answers on every path (WIRE.md §2, §5).
 const ALLOW_ORIGIN: &str = "'*'";
@@ -22,6 +22,19 @@ const ALLOW_ORIGIN: &str = "'*'";
 /// `lamed serve`'s CORS request headers, as an API Gateway literal.
 fn allow_headers() -> String {
     format!("'{}'", CORS_ALLOW_HEADERS.join(","))
+}
+
+/// `$client.$call()` addressed to one method of a resource, as every
+/// method-level call of API Gateway is: `on_method!(client.put_method(api,
+/// resource, "GET"))`.
+macro_rules! on_method {
+    ($client:ident . $call:ident($api:expr, $resource:expr, $method:expr)) => {
+        $client
+            .$call()
+            .rest_api_id($api)
+            .resource_id($resource)
+            .http_method($method)
+    };
 }
 
 /// The id of the REST API named `lamed`, if any.
@@ -38,8 +51,7 @@ pub async fn find_api(client: &Client) -> anyhow::Result<Option<String>> {
             .set_position(position)
             .send()
             .await
-            .map_err(sdk_error)
-            .context("cannot list REST APIs")?;
+            .checked(|| "cannot list REST APIs")?;
         if let Some(api) = page.items().iter().find(|api| api.name() == Some(API_NAME)) {
             return Ok(api.id.clone());
         }
@@ -71,8 +83,7 @@ pub async fn ensure_api(client: &Client) -> anyhow::Result<String> {
         )
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot create REST API {API_NAME}"))?
+        .checked(|| format!("cannot create REST API {API_NAME}"))?
         .id
         .with_context(|| format!("API Gateway returned no id for REST API {API_NAME}"))?;
     progress(&format!("REST API {API_NAME}: created ({id})"));
@@ -97,8 +108,7 @@ async fn resources(client: &Client, api: &str) -> anyhow::Result<BTreeMap<String
             .set_position(position)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot list the resources of REST API {api}"))?;
+            .checked(|| format!("cannot list the resources of REST API {api}"))?;
         for resource in page.items() {
             if let (Some(path), Some(id)) = (&resource.path, &resource.id) {
                 let methods = resource
@@ -152,21 +162,15 @@ pub async fn wire_routes(
         let Some(resource) = existing.get(path) else {
             continue;
         };
-        match client
+        let deleted = client
             .delete_resource()
             .rest_api_id(api)
             .resource_id(&resource.id)
             .send()
             .await
-        {
-            Ok(_) => progress(&format!("path {path}: removed (no longer configured)")),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_not_found_exception()) => {}
-            Err(err) => {
-                return Err(sdk_error(err)).with_context(|| format!("cannot delete path {path}"))
-            }
+            .found(|| format!("cannot delete path {path}"))?;
+        if deleted.is_some() {
+            progress(&format!("path {path}: removed (no longer configured)"));
         }
         existing.retain(|p, _| p != path && !p.starts_with(&format!("{path}/")));
     }
@@ -194,8 +198,7 @@ pub async fn wire_routes(
             .path_part(part)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot create path {path}"))?
+            .checked(|| format!("cannot create path {path}"))?
             .id
             .with_context(|| format!("API Gateway returned no id for path {path}"))?;
         progress(&format!("path {path}: created"));
@@ -225,11 +228,7 @@ pub async fn wire_routes(
                 "arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{alias}/invocations"
             );
             let what = || format!("{} {path}", route.method);
-            client
-                .put_method()
-                .rest_api_id(api)
-                .resource_id(&resource.id)
-                .http_method(&route.method)
+            on_method!(client.put_method(api, &resource.id, &route.method))
                 .authorization_type("NONE")
                 .api_key_required(route.api_key_required)
                 .set_request_parameters(
@@ -238,20 +237,14 @@ pub async fn wire_routes(
                 )
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot create method {}", what()))?;
-            client
-                .put_integration()
-                .rest_api_id(api)
-                .resource_id(&resource.id)
-                .http_method(&route.method)
+                .checked(|| format!("cannot create method {}", what()))?;
+            on_method!(client.put_integration(api, &resource.id, &route.method))
                 .r#type(IntegrationType::AwsProxy)
                 .integration_http_method("POST")
                 .uri(uri)
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot integrate {} with {}", what(), route.function))?;
+                .checked(|| format!("cannot integrate {} with {}", what(), route.function))?;
         }
         if !routes.is_empty() {
             put_cors(client, api, &resource.id, path, &wanted).await?;
@@ -270,26 +263,11 @@ async fn delete_method(
     path: &str,
     method: &str,
 ) -> anyhow::Result<()> {
-    match client
-        .delete_method()
-        .rest_api_id(api)
-        .resource_id(resource)
-        .http_method(method)
+    on_method!(client.delete_method(api, resource, method))
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(err) => {
-            Err(sdk_error(err)).with_context(|| format!("cannot replace method {method} {path}"))
-        }
-    }
+        .found(|| format!("cannot replace method {method} {path}"))?;
+    Ok(())
 }
 
 /// `OPTIONS` answered by API Gateway itself (MOCK) with the CORS headers.
@@ -310,61 +288,43 @@ async fn put_cors(
         ),
         ("Cache-Control", format!("'{CACHE_CONTROL}'")),
     ];
-    client
-        .put_method()
-        .rest_api_id(api)
-        .resource_id(resource)
-        .http_method("OPTIONS")
+    let parameter = |name| format!("method.response.header.{name}");
+    on_method!(client.put_method(api, resource, "OPTIONS"))
         .authorization_type("NONE")
         .api_key_required(false)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot create {}", what()))?;
-    client
-        .put_integration()
-        .rest_api_id(api)
-        .resource_id(resource)
-        .http_method("OPTIONS")
+        .checked(|| format!("cannot create {}", what()))?;
+    on_method!(client.put_integration(api, resource, "OPTIONS"))
         .r#type(IntegrationType::Mock)
         .request_templates("application/json", r#"{"statusCode": 200}"#)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot create the integration of {}", what()))?;
-    client
-        .put_method_response()
-        .rest_api_id(api)
-        .resource_id(resource)
-        .http_method("OPTIONS")
+        .checked(|| format!("cannot create the integration of {}", what()))?;
+    // The method declares the headers; the integration gives their values.
+    on_method!(client.put_method_response(api, resource, "OPTIONS"))
         .status_code("200")
         .set_response_parameters(Some(
             headers
                 .iter()
-                .map(|(name, _)| (format!("method.response.header.{name}"), false))
+                .map(|(name, _)| (parameter(name), false))
                 .collect(),
         ))
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot create the response of {}", what()))?;
-    client
-        .put_integration_response()
-        .rest_api_id(api)
-        .resource_id(resource)
-        .http_method("OPTIONS")
+        .checked(|| format!("cannot create the response of {}", what()))?;
+    on_method!(client.put_integration_response(api, resource, "OPTIONS"))
         .status_code("200")
-        .set_response_parameters(Some(
-            headers
-                .iter()
-                .map(|(name, value)| (format!("method.response.header.{name}"), value.clone()))
-                .collect(),
-        ))
         .response_templates("application/json", "{}")
+        .set_response_parameters(Some(
+            headers
+                .iter()
+                .map(|(name, value)| (parameter(name), value.clone()))
+                .collect(),
+        ))
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot create the integration response of {}", what()))?;
+        .checked(|| format!("cannot create the integration response of {}", what()))?;
     Ok(())
 }
 
@@ -393,8 +353,7 @@ async fn put_gateway_responses(client: &Client, api: &str) -> anyhow::Result<()>
             )
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot set the CORS headers of {kind:?} errors"))?;
+            .checked(|| format!("cannot set the CORS headers of {kind:?} errors"))?;
     }
     Ok(())
 }
@@ -413,8 +372,7 @@ pub async fn deploy_stage(client: &Client, api: &str) -> anyhow::Result<String> 
         .description("lamed deploy")
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot deploy REST API {api} to stage {STAGE}"))?
+        .checked(|| format!("cannot deploy REST API {api} to stage {STAGE}"))?
         .id
         .context("API Gateway returned no deployment id")?;
     let deployments = client
@@ -423,29 +381,24 @@ pub async fn deploy_stage(client: &Client, api: &str) -> anyhow::Result<String> 
         .limit(500)
         .send()
         .await
-        .map_err(sdk_error)
-        .context("cannot list deployments")?;
+        .checked(|| "cannot list deployments")?;
     for old in deployments.items() {
         let Some(old_id) = old.id.as_deref().filter(|old_id| *old_id != id) else {
             continue;
         };
-        match client
+        let answer = client
             .delete_deployment()
             .rest_api_id(api)
             .deployment_id(old_id)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            // One still used by another stage (made by hand) stays.
-            Err(err)
-                if err.as_service_error().is_some_and(|e| {
-                    e.is_bad_request_exception() || e.is_not_found_exception()
-                }) => {}
-            Err(err) => {
-                return Err(sdk_error(err))
-                    .with_context(|| format!("cannot delete old deployment {old_id}"))
-            }
+            .await;
+        // One still used by another stage (made by hand) stays.
+        let in_use = answer.as_ref().is_err_and(|err| {
+            err.as_service_error()
+                .is_some_and(|e| e.is_bad_request_exception())
+        });
+        if !in_use {
+            answer.found(|| format!("cannot delete old deployment {old_id}"))?;
         }
     }
     progress(&format!("stage {STAGE}: deployed ({id})"));
@@ -469,8 +422,7 @@ pub async fn ensure_api_key(
         .limit(500)
         .send()
         .await
-        .map_err(sdk_error)
-        .context("cannot list API keys")?;
+        .checked(|| "cannot list API keys")?;
     let existing = keys
         .items()
         .iter()
@@ -506,8 +458,7 @@ pub async fn ensure_api_key(
                 .value(&value)
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot create API key {API_KEY_NAME}"))?
+                .checked(|| format!("cannot create API key {API_KEY_NAME}"))?
                 .id
                 .with_context(|| {
                     format!("API Gateway returned no id for API key {API_KEY_NAME}")
@@ -526,19 +477,13 @@ fn generate_key() -> anyhow::Result<String> {
 }
 
 async fn delete_api_key(client: &Client, id: &str) -> anyhow::Result<()> {
-    match client.delete_api_key().api_key(id).send().await {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(err) => {
-            Err(sdk_error(err)).with_context(|| format!("cannot delete API key {API_KEY_NAME}"))
-        }
-    }
+    client
+        .delete_api_key()
+        .api_key(id)
+        .send()
+        .await
+        .found(|| format!("cannot delete API key {API_KEY_NAME}"))?;
+    Ok(())
 }
 
 /// The usage plan `lamed`, if any: its id and API stages.
@@ -548,13 +493,22 @@ async fn find_usage_plan(client: &Client) -> anyhow::Result<Option<(String, Vec<
         .limit(500)
         .send()
         .await
-        .map_err(sdk_error)
-        .context("cannot list usage plans")?;
+        .checked(|| "cannot list usage plans")?;
     Ok(plans
         .items()
         .iter()
         .find(|p| p.name() == Some(USAGE_PLAN_NAME))
         .and_then(|p| Some((p.id.clone()?, p.api_stages().to_vec()))))
+}
+
+/// The patch of a usage plan that binds (`Op::Add`) or unbinds
+/// (`Op::Remove`) the stage `stage` of the REST API `api`.
+fn stage_patch(op: Op, api: &str, stage: &str) -> PatchOperation {
+    PatchOperation::builder()
+        .op(op)
+        .path("/apiStages")
+        .value(format!("{api}:{stage}"))
+        .build()
 }
 
 /// The usage plan `lamed` bound to the stage, with the key in it.
@@ -573,17 +527,10 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
                 client
                     .update_usage_plan()
                     .usage_plan_id(&id)
-                    .patch_operations(
-                        PatchOperation::builder()
-                            .op(Op::Add)
-                            .path("/apiStages")
-                            .value(format!("{api}:{STAGE}"))
-                            .build(),
-                    )
+                    .patch_operations(stage_patch(Op::Add, api, STAGE))
                     .send()
                     .await
-                    .map_err(sdk_error)
-                    .with_context(|| {
+                    .checked(|| {
                         format!("cannot bind usage plan {USAGE_PLAN_NAME} to stage {STAGE}")
                     })?;
             }
@@ -598,8 +545,7 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
                 .api_stages(stage)
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot create usage plan {USAGE_PLAN_NAME}"))?
+                .checked(|| format!("cannot create usage plan {USAGE_PLAN_NAME}"))?
                 .id
                 .with_context(|| {
                     format!("API Gateway returned no id for usage plan {USAGE_PLAN_NAME}")
@@ -616,8 +562,7 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
         .limit(500)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot list the keys of usage plan {USAGE_PLAN_NAME}"))?;
+        .checked(|| format!("cannot list the keys of usage plan {USAGE_PLAN_NAME}"))?;
     // The plan is lamed's own: a key replaced by a newly configured one
     // leaves it.
     for stale in keys
@@ -632,10 +577,7 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
             .key_id(stale)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| {
-                format!("cannot remove an old key from usage plan {USAGE_PLAN_NAME}")
-            })?;
+            .checked(|| format!("cannot remove an old key from usage plan {USAGE_PLAN_NAME}"))?;
     }
     if !keys.items().iter().any(|k| k.id() == Some(key_id)) {
         client
@@ -645,8 +587,7 @@ pub async fn ensure_usage_plan(client: &Client, api: &str, key_id: &str) -> anyh
             .key_type("API_KEY")
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| {
+            .checked(|| {
                 format!("cannot add API key {API_KEY_NAME} to usage plan {USAGE_PLAN_NAME}")
             })?;
         progress(&format!(
@@ -672,25 +613,17 @@ pub async fn destroy(client: &Client) -> anyhow::Result<Vec<String>> {
             client
                 .update_usage_plan()
                 .usage_plan_id(&id)
-                .patch_operations(
-                    PatchOperation::builder()
-                        .op(Op::Remove)
-                        .path("/apiStages")
-                        .value(format!("{api}:{name}"))
-                        .build(),
-                )
+                .patch_operations(stage_patch(Op::Remove, api, name))
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot unbind usage plan {USAGE_PLAN_NAME}"))?;
+                .checked(|| format!("cannot unbind usage plan {USAGE_PLAN_NAME}"))?;
         }
         client
             .delete_usage_plan()
             .usage_plan_id(&id)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot delete usage plan {USAGE_PLAN_NAME}"))?;
+            .checked(|| format!("cannot delete usage plan {USAGE_PLAN_NAME}"))?;
         removed.push(format!("usage plan {USAGE_PLAN_NAME}"));
     }
     let keys = client
@@ -699,8 +632,7 @@ pub async fn destroy(client: &Client) -> anyhow::Result<Vec<String>> {
         .limit(500)
         .send()
         .await
-        .map_err(sdk_error)
-        .context("cannot list API keys")?;
+        .checked(|| "cannot list API keys")?;
     for key in keys
         .items()
         .iter()
@@ -717,8 +649,7 @@ pub async fn destroy(client: &Client) -> anyhow::Result<Vec<String>> {
             .rest_api_id(&id)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot delete REST API {API_NAME} ({id})"))?;
+            .checked(|| format!("cannot delete REST API {API_NAME} ({id})"))?;
         removed.push(format!(
             "REST API {API_NAME} ({id}) with its paths and stage {STAGE}"
         ));

@@ -13,7 +13,7 @@ use aws_sdk_lambda::types::{
 use aws_sdk_lambda::Client;
 
 use super::plan::{FunctionSpec, ALIAS, HANDLER, KEEP_VERSIONS, RUNTIME};
-use super::{progress, sdk_error};
+use super::{progress, Answer};
 use crate::args::Arch;
 
 /// What a deployed function is reached by.
@@ -60,19 +60,13 @@ pub async fn ensure_function(
     let environment = Environment::builder()
         .set_variables(Some(input.environment.clone().into_iter().collect()))
         .build();
-    let exists = match client.get_function().function_name(name).send().await {
-        Ok(_) => true,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            false
-        }
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| format!("cannot read function {name}"))
-        }
-    };
+    let exists = client
+        .get_function()
+        .function_name(name)
+        .send()
+        .await
+        .found(|| format!("cannot read function {name}"))?
+        .is_some();
     if exists {
         client
             .update_function_code()
@@ -81,8 +75,7 @@ pub async fn ensure_function(
             .architectures(architecture(input.arch))
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot update the code of function {name}"))?;
+            .checked(|| format!("cannot update the code of function {name}"))?;
         wait_ready(client, name).await?;
         client
             .update_function_configuration()
@@ -96,8 +89,7 @@ pub async fn ensure_function(
             .environment(environment)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot update the configuration of function {name}"))?;
+            .checked(|| format!("cannot update the configuration of function {name}"))?;
         wait_ready(client, name).await?;
         progress(&format!("function {name}: code and configuration updated"));
     } else {
@@ -115,8 +107,7 @@ pub async fn ensure_function(
         .function_name(name)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot publish a version of function {name}"))?
+        .checked(|| format!("cannot publish a version of function {name}"))?
         .version
         .with_context(|| format!("lambda returned no version for function {name}"))?;
     let alias_arn = ensure_alias(client, name, &version).await?;
@@ -178,10 +169,7 @@ async fn create_function(
                 waited += delay;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
-            Err(err) => {
-                return Err(sdk_error(err))
-                    .with_context(|| format!("cannot create function {name}"))
-            }
+            Err(err) => return Err(err).checked(|| format!("cannot create function {name}")),
         }
     }
 }
@@ -195,8 +183,7 @@ async fn wait_ready(client: &Client, name: &str) -> anyhow::Result<()> {
             .function_name(name)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot read the state of function {name}"))?;
+            .checked(|| format!("cannot read the state of function {name}"))?;
         let pending = matches!(config.state, Some(State::Pending))
             || matches!(
                 config.last_update_status,
@@ -223,26 +210,14 @@ async fn wait_ready(client: &Client, name: &str) -> anyhow::Result<()> {
 
 /// Points the alias at `version`, creating it when missing. Returns its ARN.
 async fn ensure_alias(client: &Client, name: &str, version: &str) -> anyhow::Result<String> {
-    let exists = match client
+    let exists = client
         .get_alias()
         .function_name(name)
         .name(ALIAS)
         .send()
         .await
-    {
-        Ok(_) => true,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            false
-        }
-        Err(err) => {
-            return Err(sdk_error(err))
-                .with_context(|| format!("cannot read alias {ALIAS} of function {name}"))
-        }
-    };
+        .found(|| format!("cannot read alias {ALIAS} of function {name}"))?
+        .is_some();
     let arn = if exists {
         client
             .update_alias()
@@ -251,8 +226,7 @@ async fn ensure_alias(client: &Client, name: &str, version: &str) -> anyhow::Res
             .function_version(version)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot update alias {ALIAS} of function {name}"))?
+            .checked(|| format!("cannot update alias {ALIAS} of function {name}"))?
             .alias_arn
     } else {
         client
@@ -262,8 +236,7 @@ async fn ensure_alias(client: &Client, name: &str, version: &str) -> anyhow::Res
             .function_version(version)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot create alias {ALIAS} of function {name}"))?
+            .checked(|| format!("cannot create alias {ALIAS} of function {name}"))?
             .alias_arn
     };
     arn.with_context(|| format!("lambda returned no ARN for alias {ALIAS} of function {name}"))
@@ -280,8 +253,7 @@ pub async fn versions(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
             .set_marker(marker)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot list the versions of function {name}"))?;
+            .checked(|| format!("cannot list the versions of function {name}"))?;
         versions.extend(
             page.versions()
                 .iter()
@@ -313,8 +285,7 @@ async fn prune_versions(client: &Client, name: &str, live: &str) -> anyhow::Resu
             .qualifier(version.to_string())
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot delete version {version} of function {name}"))?;
+            .checked(|| format!("cannot delete version {version} of function {name}"))?;
         deleted += 1;
     }
     Ok(deleted)
@@ -332,26 +303,15 @@ pub async fn ensure_permission(
     source_arn: &str,
     statement_id: &str,
 ) -> anyhow::Result<bool> {
-    let policy = match client
+    let policy = client
         .get_policy()
         .function_name(name)
         .qualifier(ALIAS)
         .send()
         .await
-    {
-        Ok(output) => output.policy.unwrap_or_default(),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            String::new()
-        }
-        Err(err) => {
-            return Err(sdk_error(err))
-                .with_context(|| format!("cannot read the policy of function {name}:{ALIAS}"))
-        }
-    };
+        .found(|| format!("cannot read the policy of function {name}:{ALIAS}"))?
+        .and_then(|output| output.policy)
+        .unwrap_or_default();
     let present = serde_json::from_str::<serde_json::Value>(&policy)
         .ok()
         .and_then(|p| p.get("Statement").cloned())
@@ -374,8 +334,7 @@ pub async fn ensure_permission(
         .source_arn(source_arn)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot let API Gateway invoke function {name}:{ALIAS}"))?;
+        .checked(|| format!("cannot let API Gateway invoke function {name}:{ALIAS}"))?;
     Ok(true)
 }
 
@@ -386,15 +345,11 @@ pub async fn ensure_permission(
 ///
 /// When Lambda refuses.
 pub async fn delete_function(client: &Client, name: &str) -> anyhow::Result<bool> {
-    match client.delete_function().function_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(sdk_error(err)).with_context(|| format!("cannot delete function {name}")),
-    }
+    Ok(client
+        .delete_function()
+        .function_name(name)
+        .send()
+        .await
+        .found(|| format!("cannot delete function {name}"))?
+        .is_some())
 }

@@ -5,7 +5,7 @@ use anyhow::Context;
 use aws_sdk_iam::Client;
 
 use super::plan::{POLICY_NAME, ROLE_NAME};
-use super::{progress, sdk_error};
+use super::{progress, Answer};
 
 /// Who may assume the role.
 const TRUST_POLICY: &str = r#"{
@@ -37,19 +37,14 @@ const POLICY: &str = r#"{
 ///
 /// When IAM refuses, naming the role.
 pub async fn ensure_role(iam: &Client) -> anyhow::Result<String> {
-    let existing = match iam.get_role().role_name(ROLE_NAME).send().await {
-        Ok(output) => output.role.map(|role| role.arn),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| format!("cannot read IAM role {ROLE_NAME}"))
-        }
-    };
+    let existing = iam
+        .get_role()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .found(|| format!("cannot read IAM role {ROLE_NAME}"))?
+        .and_then(|output| output.role)
+        .map(|role| role.arn);
     let arn = match existing {
         Some(arn) => {
             iam.update_assume_role_policy()
@@ -57,10 +52,7 @@ pub async fn ensure_role(iam: &Client) -> anyhow::Result<String> {
                 .policy_document(TRUST_POLICY)
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| {
-                    format!("cannot update the trust policy of IAM role {ROLE_NAME}")
-                })?;
+                .checked(|| format!("cannot update the trust policy of IAM role {ROLE_NAME}"))?;
             progress(&format!(
                 "IAM role {ROLE_NAME}: exists, trust policy updated"
             ));
@@ -74,8 +66,7 @@ pub async fn ensure_role(iam: &Client) -> anyhow::Result<String> {
                 .assume_role_policy_document(TRUST_POLICY)
                 .send()
                 .await
-                .map_err(sdk_error)
-                .with_context(|| format!("cannot create IAM role {ROLE_NAME}"))?;
+                .checked(|| format!("cannot create IAM role {ROLE_NAME}"))?;
             progress(&format!("IAM role {ROLE_NAME}: created"));
             output
                 .role
@@ -89,10 +80,7 @@ pub async fn ensure_role(iam: &Client) -> anyhow::Result<String> {
         .policy_document(POLICY)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| {
-            format!("cannot put inline policy {POLICY_NAME} on IAM role {ROLE_NAME}")
-        })?;
+        .checked(|| format!("cannot put inline policy {POLICY_NAME} on IAM role {ROLE_NAME}"))?;
     progress(&format!("IAM policy {POLICY_NAME}: logs and invoke"));
     Ok(arn)
 }
@@ -103,19 +91,15 @@ pub async fn ensure_role(iam: &Client) -> anyhow::Result<String> {
 ///
 /// When IAM refuses.
 pub async fn delete_role(iam: &Client) -> anyhow::Result<bool> {
-    let policies = match iam.list_role_policies().role_name(ROLE_NAME).send().await {
-        Ok(output) => output.policy_names,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_no_such_entity_exception()) =>
-        {
-            return Ok(false)
-        }
-        Err(err) => {
-            return Err(sdk_error(err))
-                .with_context(|| format!("cannot list the policies of IAM role {ROLE_NAME}"))
-        }
+    let Some(policies) = iam
+        .list_role_policies()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .found(|| format!("cannot list the policies of IAM role {ROLE_NAME}"))?
+        .map(|output| output.policy_names)
+    else {
+        return Ok(false);
     };
     for policy in policies {
         iam.delete_role_policy()
@@ -123,14 +107,12 @@ pub async fn delete_role(iam: &Client) -> anyhow::Result<bool> {
             .policy_name(&policy)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cannot delete policy {policy} of IAM role {ROLE_NAME}"))?;
+            .checked(|| format!("cannot delete policy {policy} of IAM role {ROLE_NAME}"))?;
     }
     iam.delete_role()
         .role_name(ROLE_NAME)
         .send()
         .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot delete IAM role {ROLE_NAME}"))?;
+        .checked(|| format!("cannot delete IAM role {ROLE_NAME}"))?;
     Ok(true)
 }

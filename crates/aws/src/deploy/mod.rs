@@ -22,6 +22,7 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_lambda::error::SdkError;
 
 use crate::args::{DeployArgs, DestroyArgs};
 use lamed_config::config::Handler;
@@ -41,6 +42,86 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     anyhow::anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&err))
+}
+
+/// What every step does with an SDK call's answer: an error carries its
+/// cause chain and says what could not be done; a lookup or a delete reads
+/// "not found" as `None` instead.
+pub(crate) trait Answer<T, E> {
+    /// The output, or the error with `what` ("cannot create function x").
+    fn checked<C, F>(self, what: F) -> anyhow::Result<T>
+    where
+        C: std::fmt::Display + Send + Sync + 'static,
+        F: FnOnce() -> C;
+
+    /// The output, `None` when the service answers that the thing is not
+    /// there (see [`NotFound`]), or any other error with `what`.
+    fn found<C, F>(self, what: F) -> anyhow::Result<Option<T>>
+    where
+        E: NotFound,
+        C: std::fmt::Display + Send + Sync + 'static,
+        F: FnOnce() -> C;
+}
+
+impl<T, E, R> Answer<T, E> for Result<T, SdkError<E, R>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn checked<C, F>(self, what: F) -> anyhow::Result<T>
+    where
+        C: std::fmt::Display + Send + Sync + 'static,
+        F: FnOnce() -> C,
+    {
+        self.map_err(sdk_error).with_context(what)
+    }
+
+    fn found<C, F>(self, what: F) -> anyhow::Result<Option<T>>
+    where
+        E: NotFound,
+        C: std::fmt::Display + Send + Sync + 'static,
+        F: FnOnce() -> C,
+    {
+        match self {
+            Ok(output) => Ok(Some(output)),
+            Err(err) if err.as_service_error().is_some_and(E::not_found) => Ok(None),
+            Err(err) => Err(err).checked(what),
+        }
+    }
+}
+
+/// The error of an SDK operation, which may say that what the call names
+/// is not there.
+pub(crate) trait NotFound {
+    /// Whether the service answered "not found" (no such role, function,
+    /// alias, path, method...).
+    fn not_found(&self) -> bool;
+}
+
+/// `NotFound` for the errors of the operations that look up or delete:
+/// `Type: predicate`, the predicate the SDK generates for the service's
+/// "not found" error.
+macro_rules! not_found {
+    ($($error:ty: $is:ident),* $(,)?) => {$(
+        impl NotFound for $error {
+            fn not_found(&self) -> bool {
+                self.$is()
+            }
+        }
+    )*};
+}
+
+not_found! {
+    aws_sdk_iam::operation::get_role::GetRoleError: is_no_such_entity_exception,
+    aws_sdk_iam::operation::list_role_policies::ListRolePoliciesError: is_no_such_entity_exception,
+    aws_sdk_lambda::operation::get_function::GetFunctionError: is_resource_not_found_exception,
+    aws_sdk_lambda::operation::get_alias::GetAliasError: is_resource_not_found_exception,
+    aws_sdk_lambda::operation::get_policy::GetPolicyError: is_resource_not_found_exception,
+    aws_sdk_lambda::operation::delete_function::DeleteFunctionError: is_resource_not_found_exception,
+    aws_sdk_apigateway::operation::delete_resource::DeleteResourceError: is_not_found_exception,
+    aws_sdk_apigateway::operation::delete_method::DeleteMethodError: is_not_found_exception,
+    aws_sdk_apigateway::operation::delete_deployment::DeleteDeploymentError: is_not_found_exception,
+    aws_sdk_apigateway::operation::delete_api_key::DeleteApiKeyError: is_not_found_exception,
 }
 
 /// The AWS configuration from the standard chain (environment, profile,

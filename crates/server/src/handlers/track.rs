@@ -9,16 +9,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::value::MapDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::namespace_param;
 use crate::error::ApiError;
 use crate::params::QueryParams;
 use crate::state::AppState;
 use crate::visitor::RequestVisitor;
-use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome};
-use lamed_core::value::Value;
+use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome, DEFAULT_NAMESPACE};
+use lamed_core::value::{Decimal, InvalidValue, Value};
 use lamed_service::tracking;
 
 /// Count one event; 200 `{}` for a new event and a duplicate alike, 200
@@ -162,23 +162,103 @@ async fn store_events(state: &AppState, events: Vec<Event>) -> Result<Vec<TrackO
     Ok(tracking::track(&*state.store, &state.metrics, events).await?)
 }
 
+/// The event in a `GET /track` query string.
 fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
-    let mut params = QueryParams::parse(query).map_err(|_| InvalidField::InvalidUtf8("query"))?;
-    let event = Event {
-        namespace: namespace_param(&params)?,
-        experiment: params.take("experiment")?,
-        variant: params.take("variant")?,
-        event: params.take("event")?,
-        uuid: params.take("uuid")?,
-        value: params.optional("value")?.map(parse_value).transpose()?,
-    };
-    event.validate()?;
-    Ok(event)
+    let params = QueryParams::parse(query).map_err(|_| InvalidField::InvalidUtf8("query"))?;
+    // A value that is not UTF-8 is passed on as bytes that are not either,
+    // so that its field is `Given::Invalid`.
+    let pairs = params
+        .pairs()
+        .map(|(name, value)| (name, value.map_or(&b"\xFF"[..], str::as_bytes)));
+    let sent = SentEvent::deserialize(MapDeserializer::<_, QueryError>::new(pairs))
+        .map_err(|QueryError(field)| field)?;
+    sent.into_event(InvalidField::InvalidUtf8)
 }
 
-/// A goal's value as sent; the error names the parameter.
-fn parse_value(text: &str) -> Result<Value, InvalidField> {
-    Value::parse(text).map_err(InvalidField::Value)
+/// The wire shape of one event: the parameters of `GET /track`'s query
+/// string, and each object of `POST /track`'s array.
+///
+/// Every field is read whatever it holds, so that [`SentEvent::into_event`]
+/// can report the first problem in the order of the fields.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SentEvent {
+    /// Groups experiments; [`DEFAULT_NAMESPACE`] when not given.
+    namespace: Given<String>,
+    experiment: Given<String>,
+    variant: Given<String>,
+    event: Given<String>,
+    uuid: Given<String>,
+    /// A goal's value: a JSON number or decimal text.
+    value: Given<Decimal>,
+}
+
+/// One field of a [`SentEvent`] as it was sent.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Given<T> {
+    /// Not given, or `null`.
+    #[default]
+    Absent,
+    /// Of the field's kind.
+    Valid(T),
+    /// Anything else (not a string in JSON, not UTF-8 in a query).
+    Invalid(IgnoredAny),
+}
+
+impl SentEvent {
+    /// The event these fields make, checked in the order of the fields (the
+    /// first problem is the one reported). `invalid` names the problem of a
+    /// field that is [`Given::Invalid`].
+    fn into_event(self, invalid: fn(&'static str) -> InvalidField) -> Result<Event, InvalidField> {
+        let optional = |given, name| match given {
+            Given::Absent => Ok(None),
+            Given::Valid(text) => Ok(Some(text)),
+            Given::Invalid(_) => Err(invalid(name)),
+        };
+        let required = |given, name| optional(given, name)?.ok_or(InvalidField::Missing(name));
+        let value = match self.value {
+            Given::Absent => None,
+            Given::Valid(sent) => Some(Value::try_from(sent).map_err(InvalidField::Value)?),
+            Given::Invalid(_) => return Err(invalid("value")),
+        };
+        let event = Event {
+            namespace: optional(self.namespace, "namespace")?
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            experiment: required(self.experiment, "experiment")?,
+            variant: required(self.variant, "variant")?,
+            event: required(self.event, "event")?,
+            uuid: required(self.uuid, "uuid")?,
+            value,
+        };
+        event.validate()?;
+        Ok(event)
+    }
+}
+
+/// What makes a JSON field [`Given::Invalid`]: not a string, or for `value`
+/// neither a number nor a string.
+fn not_json_kind(field: &'static str) -> InvalidField {
+    match field {
+        "value" => InvalidField::Value(InvalidValue::NotANumber),
+        _ => InvalidField::NotAString(field),
+    }
+}
+
+/// The only way a query string fails to be a [`SentEvent`]: a field given
+/// more than once.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct QueryError(InvalidField);
+
+impl de::Error for QueryError {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        QueryError(InvalidField::InvalidUtf8("query"))
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        QueryError(InvalidField::Repeated(field))
+    }
 }
 
 /// Why a `POST /track` body is refused as a whole.
@@ -191,8 +271,7 @@ enum BatchError {
     Malformed(serde_json::Error),
 }
 
-/// One checked event per element of the JSON array in `body`, each parsed
-/// straight into an [`Event`] (no intermediate JSON tree), refusing the
+/// One checked event per element of the JSON array in `body`, refusing the
 /// batch as soon as it holds more than `limit` elements.
 ///
 /// An element that is not a valid event (not an object, a field missing or
@@ -212,6 +291,18 @@ fn parse_batch(body: &[u8], limit: usize) -> Result<Vec<Result<Event, InvalidFie
         Err(_) if too_many => Err(BatchError::TooMany),
         Err(err) => Err(BatchError::Malformed(err)),
     }
+}
+
+/// The event one element of a batch makes. The element is read whole
+/// first, as a JSON object is: a repeated key's last value wins, unknown
+/// keys are ignored.
+fn event_from_json(element: serde_json::Value) -> Result<Event, InvalidField> {
+    let serde_json::Value::Object(fields) = element else {
+        return Err(InvalidField::NotAnObject);
+    };
+    SentEvent::deserialize(serde_json::Value::Object(fields))
+        .map_err(|_| InvalidField::NotAnObject)?
+        .into_event(not_json_kind)
 }
 
 /// Deserializes the batch array, counting elements as they come; flags
@@ -247,203 +338,12 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
                 }
                 return Ok(items);
             }
-            match seq.next_element::<BatchItem>()? {
-                Some(BatchItem(item)) => items.push(item),
+            match seq.next_element()? {
+                Some(element) => items.push(event_from_json(element)),
                 None => return Ok(items),
             }
         }
     }
-}
-
-/// Visitor methods for JSON types the visitor has no use for: each reads
-/// the value (nested ones without keeping anything) and yields `$other`.
-macro_rules! accept_other_types {
-    ($other:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok($other)
-        }
-    };
-}
-
-/// One element of a batch: an [`Event`], or why it is not one.
-struct BatchItem(Result<Event, InvalidField>);
-
-impl<'de> Deserialize<'de> for BatchItem {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(BatchItemVisitor)
-    }
-}
-
-struct BatchItemVisitor;
-
-impl<'de> Visitor<'de> for BatchItemVisitor {
-    type Value = BatchItem;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("an event")
-    }
-
-    accept_other_types!(BatchItem(Err(InvalidField::NotAnObject)));
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(BatchItem(Err(InvalidField::NotAnObject)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BatchItem(Err(InvalidField::NotAnObject)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // As in a JSON object read whole: a repeated key's last value wins,
-        // unknown keys are ignored.
-        let mut fields: [Option<FieldValue>; EventField::COUNT] = Default::default();
-        while let Some(key) = map.next_key::<EventField>()? {
-            match key {
-                EventField::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                known => fields[known as usize] = Some(map.next_value()?),
-            }
-        }
-        Ok(BatchItem(event_from_fields(fields)))
-    }
-}
-
-/// The keys of an event object; the discriminant indexes the fields array.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum EventField {
-    Namespace,
-    Experiment,
-    Variant,
-    Event,
-    Uuid,
-    Value,
-    #[serde(other)]
-    Other,
-}
-
-impl EventField {
-    /// How many known keys there are.
-    const COUNT: usize = EventField::Other as usize;
-}
-
-/// The value of one known key: a string, a number (kept as its shortest
-/// decimal text, for `value`), null, or anything else.
-#[derive(Debug)]
-enum FieldValue {
-    String(String),
-    Number(String),
-    Null,
-    NotAString,
-}
-
-impl<'de> Deserialize<'de> for FieldValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(FieldValueVisitor)
-    }
-}
-
-struct FieldValueVisitor;
-
-impl<'de> Visitor<'de> for FieldValueVisitor {
-    type Value = FieldValue;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a string")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(FieldValue::NotAString)
-    }
-
-    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
-        Ok(FieldValue::Number(number.to_string()))
-    }
-
-    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
-        Ok(FieldValue::Number(number.to_string()))
-    }
-
-    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
-        // Shortest round-trip digits, never an exponent: the sender's own
-        // digits for every value `Value` accepts.
-        Ok(FieldValue::Number(number.to_string()))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(FieldValue::NotAString)
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(FieldValue::String(value.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
-        Ok(FieldValue::String(value))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(FieldValue::Null)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(FieldValue::NotAString)
-    }
-}
-
-/// The event an object's known keys make, checked in the order of its
-/// fields (the first problem is the one reported).
-fn event_from_fields(
-    mut fields: [Option<FieldValue>; EventField::COUNT],
-) -> Result<Event, InvalidField> {
-    // A number or a decimal string.
-    let value = match fields[EventField::Value as usize].take() {
-        None | Some(FieldValue::Null) => None,
-        Some(FieldValue::String(text) | FieldValue::Number(text)) => Some(parse_value(&text)?),
-        Some(FieldValue::NotAString) => {
-            return Err(InvalidField::Value(
-                lamed_core::value::InvalidValue::NotANumber,
-            ))
-        }
-    };
-    let mut field = |key: EventField, name: &'static str| -> Result<Option<String>, InvalidField> {
-        match fields[key as usize].take() {
-            None | Some(FieldValue::Null) => Ok(None),
-            Some(FieldValue::String(value)) => Ok(Some(value)),
-            Some(FieldValue::Number(_) | FieldValue::NotAString) => {
-                Err(InvalidField::NotAString(name))
-            }
-        }
-    };
-    let namespace = field(EventField::Namespace, "namespace")?
-        .unwrap_or_else(|| lamed_core::model::DEFAULT_NAMESPACE.into());
-    let mut required = |key, name| field(key, name)?.ok_or(InvalidField::Missing(name));
-    let event = Event {
-        namespace,
-        experiment: required(EventField::Experiment, "experiment")?,
-        variant: required(EventField::Variant, "variant")?,
-        event: required(EventField::Event, "event")?,
-        uuid: required(EventField::Uuid, "uuid")?,
-        value,
-    };
-    event.validate()?;
-    Ok(event)
 }
 
 /// The answer to a batch.
@@ -560,6 +460,86 @@ mod tests {
             Err(BatchError::Malformed(_))
         ));
         assert_eq!(parse_batch(b" [ ] ", 2).unwrap(), vec![]);
+    }
+
+    /// The query form reads the same shape: the same event, the same
+    /// problems, and its own (a parameter repeated or not UTF-8).
+    #[test]
+    fn the_query_form_reads_the_same_shape() {
+        let ok = "experiment=e&variant=v&event=participate&uuid=1";
+        assert_eq!(event_from_query(Some(ok)), Ok(event("1")));
+        assert_eq!(
+            event_from_query(Some(&format!("{ok}&namespace=alephbet&other=1&other=2"))),
+            Ok(event("1"))
+        );
+        let goal = "experiment=e&variant=v&event=buy&uuid=1";
+        let valued = event_from_query(Some(&format!("{goal}&value=12.50"))).unwrap();
+        assert_eq!(valued.value, Value::parse("12.5").ok());
+        for (query, problem) in [
+            (None, InvalidField::Missing("experiment")),
+            (
+                Some("experiment=e&variant=v&event=participate"),
+                InvalidField::Missing("uuid"),
+            ),
+            (Some("uuid=1&uuid=2"), InvalidField::Repeated("uuid")),
+            (
+                Some("experiment=e&variant=%FF&event=participate&uuid=1"),
+                InvalidField::InvalidUtf8("variant"),
+            ),
+            (Some("%FF=1"), InvalidField::InvalidUtf8("query")),
+            (
+                Some(&format!("{goal}&value=1e3")),
+                InvalidField::Value(InvalidValue::NotANumber),
+            ),
+            (
+                Some(&format!("{goal}&value=%FF")),
+                InvalidField::InvalidUtf8("value"),
+            ),
+            (
+                Some(&format!("{ok}&value=1")),
+                InvalidField::ValueOnParticipation,
+            ),
+            (
+                Some(&format!("{ok}&namespace=")),
+                InvalidField::Empty("namespace"),
+            ),
+        ] {
+            assert_eq!(event_from_query(query), Err(problem), "{query:?}");
+        }
+    }
+
+    /// A batch's `value` is a JSON number or decimal text.
+    #[test]
+    fn a_batch_value_is_a_number_or_text() {
+        let body = br#"[
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": 12.5},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": "12.50"},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": 12},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": null},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": -1},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": true},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": {"a": 1}},
+            {"experiment": "e", "variant": "v", "event": "buy", "uuid": "1", "value": 1e-7}
+        ]"#;
+        let values: Vec<_> = parse_batch(body, 100)
+            .unwrap()
+            .into_iter()
+            .map(|item| item.map(|event| event.value.map(|value| value.to_string())))
+            .collect();
+        let not_a_number = Err(InvalidField::Value(InvalidValue::NotANumber));
+        assert_eq!(
+            values,
+            vec![
+                Ok(Some("12.5".into())),
+                Ok(Some("12.5".into())),
+                Ok(Some("12".into())),
+                Ok(None),
+                Err(InvalidField::Value(InvalidValue::Negative)),
+                not_a_number.clone(),
+                not_a_number,
+                Err(InvalidField::Value(InvalidValue::TooPrecise)),
+            ]
+        );
     }
 
     /// A body that is not one JSON array is malformed.
