@@ -24,7 +24,9 @@ bash scripts/aws-test-env.sh >/dev/null
 # The power-cut test (tests/operations/power_cut.rs) mounts the data
 # directory through LazyFS, built from the source kept beside the repository
 # (../shared/tools/lazyfs); without it, that test says it is skipped.
+# (or this machine's copy, for a clone elsewhere).
 lazyfs_build=${LAMED_LAZYFS_BUILD:-../shared/tools/lazyfs/build.sh}
+[ -f "$lazyfs_build" ] || lazyfs_build=/work/shared/tools/lazyfs/build.sh
 if [ -f "$lazyfs_build" ]; then
     echo "== LazyFS for the power-cut test (target/lazyfs)"
     LAMED_LAZYFS=$(bash "$lazyfs_build" target/lazyfs)
