@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refreshes assets/bots/isbot-patterns.json, the crawler list of the bot
-# filter (src/bots.rs), from the npm package isbot (public domain,
+# filter (crates/core/src/bots.rs), from the npm package isbot (public domain,
 # https://github.com/omrilotan/isbot): its exported `list`, unchanged.
 # Then runs the bot filter's tests, which compile every pattern and check
 # known crawlers and browsers. Review the diff and commit it.
@@ -27,4 +27,4 @@ node -e '
 ' "$work/package" >assets/bots/isbot-patterns.json.new
 mv assets/bots/isbot-patterns.json.new assets/bots/isbot-patterns.json
 echo "update-bot-patterns: $(grep -m1 '"version"' assets/bots/isbot-patterns.json | tr -d ' ,')" >&2
-cargo test --workspace --features lamed/aws --lib bots
+cargo test -p lamed-core --lib bots
