@@ -2,6 +2,9 @@
 //! `lamed experiments` through [`Api`]), the load generator and the tests.
 //! Plain HTTP only: it talks to lamed on loopback or inside a trusted
 //! network.
+//!
+//! A leaf: it may import no other lamed crate, so the load generator and
+//! the tests use it without the server.
 
 use std::net::SocketAddr;
 use std::time::Duration;

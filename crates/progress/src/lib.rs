@@ -4,6 +4,9 @@
 //! Plain lines are what logs and tests read: a [`Bar`] prints one at most
 //! every [`PLAIN_INTERVAL`] and one when it finishes, with the count, the
 //! rate and the time left; a step ([`step`]) is always one line.
+//!
+//! A leaf: it may import no other lamed crate; any command layer (the
+//! binary, `lamed deploy`) may use it.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

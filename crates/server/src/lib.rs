@@ -1,5 +1,17 @@
 //! The HTTP server: runs the router on a listener until a shutdown signal,
 //! then closes the store so every accepted event is committed.
+//!
+//! HTTP only: the route table, thin handlers (parse, call a service,
+//! answer), errors, metrics and TLS. It may import the services, the
+//! settings, the store (for its handle and error) and the core: never the
+//! AWS crate or the binary; the Lambda entry calls this router.
+//!
+//! # Layout
+//!
+//! - [`routes`]: every path once; [`router`]: the axum router built from
+//!   it; [`handlers`]: one file per resource.
+//! - [`state`], [`error`], [`params`], [`visitor`], [`health`],
+//!   [`metrics`], [`ignored`], [`tls`].
 
 pub mod error;
 pub mod handlers;

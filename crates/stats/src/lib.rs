@@ -1,5 +1,7 @@
 //! Statistics for one goal of an experiment, as pure functions with no
-//! I/O, one concept per module:
+//! I/O. The bottom layer: it may import no other lamed crate (third-party
+//! numerics only), so every figure can be checked alone against published
+//! references. One concept per module:
 //!
 //! - [`intervals`]: Wilson intervals of rates, the relative uplift;
 //! - [`hypothesis`]: the z-test against the control, the chi-square test
