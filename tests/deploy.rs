@@ -24,7 +24,7 @@ const FUNCTIONS: [&str; 5] = [
 ];
 
 /// Every path deploy creates for the standard config plus one extra path.
-const PATHS: [&str; 18] = [
+const PATHS: [&str; 19] = [
     "/",
     "/track",
     "/event",
@@ -40,6 +40,7 @@ const PATHS: [&str; 18] = [
     "/api/experiments/{experiment}",
     "/api/experiments/{experiment}/report",
     "/api/experiments/{experiment}/weights",
+    "/api/lifecycle",
     "/dashboard",
     "/dashboard/{asset}",
     "/my_tracking_endpoint",
