@@ -173,6 +173,8 @@ test('pausing in the dashboard stops counting; AlephBet drops the ignored events
   const { context, page, errors } = await openDashboard(lamed, ns);
   const exp = card(page, name);
   await exp.locator('.badge[data-status="running"]').waitFor();
+  // The badge shows before the report and its toolbar: wait for the buttons.
+  await exp.locator('button[data-action="pause"]').waitFor();
   assert.equal(await exp.locator('button[data-action="resume"]').count(), 0, 'no Resume while running');
 
   // Dismissing the confirmation changes nothing.
@@ -189,8 +191,9 @@ test('pausing in the dashboard stops counting; AlephBet drops the ignored events
   const paused = await record(lamed, ns, name);
   assert.equal(paused.status, 'paused');
   assert.equal(typeof paused.paused_ms, 'number');
-  assert.equal(await exp.locator('button[data-action="pause"]').count(), 0, 'no Pause while paused');
+  await exp.locator('button[data-action="resume"]').waitFor();
   assert.equal(await exp.locator('button[data-action="resume"]').count(), 1, 'Resume offered');
+  assert.equal(await exp.locator('button[data-action="pause"]').count(), 0, 'no Pause while paused');
 
   // A new visitor: both events answered 200 {"ignored":"paused"}, dropped from
   // the queue, not counted, and not re-sent on the next load.
@@ -274,7 +277,8 @@ test('stopping with a winner in the dashboard freezes the report', { timeout: 60
   assert.equal(stopped.status, 'stopped');
   assert.equal(stopped.decision.winner, 'blue');
   assert.equal(stopped.decision.note, 'blue sells more');
-  // Only Archive is left for a stopped experiment.
+  // Only Archive is left for a stopped experiment (once the toolbar is drawn).
+  await exp.locator('button[data-action="archive"]').waitFor();
   assert.deepEqual(await exp.locator('button[data-action]').evaluateAll((bs) => bs.map((b) => b.dataset.action)), ['archive']);
 
   // Later visitors are ignored; the report stays as it was at the stop.
