@@ -28,7 +28,8 @@ use redis::aio::MultiplexedConnection;
 use crate::progress::Bar;
 use crate::registry::{Decision, ExperimentRecord, GoalSpec, Status};
 use crate::sixpack::{
-    self, conversion_member, parse_created_at, valid_name, NameKind, DEFAULT_GOAL, EXCLUDED,
+    self, conversion_member, parse_created_at, participant_member, valid_name, NameKind,
+    DEFAULT_GOAL, EXCLUDED,
 };
 use crate::store::{DynStore, StoreExt};
 
@@ -315,7 +316,7 @@ async fn write(
         };
         let Some(held) = held else { continue };
         store
-            .join(namespace, name, client, held)
+            .join(namespace, name, &participant_member(client), held)
             .await
             .with_context(fail)?;
         for (goal, bitmaps) in source.goals.iter().zip(&source.conversions) {

@@ -7,9 +7,10 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use util::{test_venv_bin, Server};
+use util::{loadgen, test_venv_bin, Server};
 
 const API_KEY: &str = "sixpack-test-key-0123456789";
 
@@ -446,4 +447,139 @@ async fn import_from_sixpack_keeps_counts_and_clients() {
         .unwrap();
     assert_eq!(view["created_at"], "2024-05-01 10:30");
     assert_eq!(view["alternatives"], json!(["red", "blue"]));
+}
+
+/// A flood of `/participate` calls as anonymous traffic could send it:
+/// each for an experiment nobody registered, with a new client and
+/// `traffic_fraction=0.01`.
+fn flood(prefix: &str, calls: usize) -> Arc<Vec<String>> {
+    Arc::new(
+        (0..calls)
+            .map(|i| {
+                format!(
+                    "/participate?experiment={prefix}-{i}&client_id=visitor-{i}\
+                     &alternatives=a&alternatives=b&traffic_fraction=0.01"
+                )
+            })
+            .collect(),
+    )
+}
+
+const FLOOD_CALLS: usize = 10_000;
+
+/// What a flood may add to the store: a few pages of bookkeeping, nothing
+/// per call.
+const FLOOD_GROWTH_BYTES: i64 = 64 * 1024;
+
+/// The bytes of the embedded store's database and log.
+fn store_bytes(data_dir: &std::path::Path) -> i64 {
+    std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("lamed.db"))
+        .map(|entry| entry.metadata().unwrap().len() as i64)
+        .sum()
+}
+
+/// Every experiment the namespace lists, whatever its status.
+async fn listed(server: &Server) -> Vec<String> {
+    let answer = server
+        .get_with_key("/api/experiments?namespace=sixpack&status=all")
+        .await;
+    assert_eq!(answer.status, 200);
+    let list = answer.json().unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// In required mode, a flood of participations for unknown experiments is
+/// answered (every call, 200, the control) and writes nothing: the store
+/// grows by less than 64 KB. In open mode the same flood creates at most
+/// the capped number of experiments, each of them listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participate_flood_stays_within_the_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("required");
+    let server = Server::start(&data, &["--registration", "required", "--api-key", API_KEY]);
+    let before = store_bytes(&data);
+    let report = loadgen::run(server.addr, flood("flood", FLOOD_CALLS), 8).await;
+    assert_eq!(report.count(200), FLOOD_CALLS);
+    let grown = store_bytes(&data) - before;
+    assert!(
+        grown < FLOOD_GROWTH_BYTES,
+        "the store grew by {grown} bytes"
+    );
+    assert!(listed(&server).await.is_empty());
+    drop(server);
+
+    let cap = 20;
+    let data = dir.path().join("open");
+    let server = Server::start(
+        &data,
+        &["--max-experiments", &cap.to_string(), "--api-key", API_KEY],
+    );
+    let report = loadgen::run(server.addr, flood("flood", FLOOD_CALLS), 8).await;
+    assert_eq!(report.count(200), FLOOD_CALLS);
+    let names = listed(&server).await;
+    assert_eq!(names.len(), cap, "{names:?}");
+    for name in names {
+        let report = server
+            .get_with_key(&format!("/api/experiments/{name}/report?namespace=sixpack"))
+            .await
+            .json()
+            .unwrap();
+        let participants: u64 = report["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["participants"].as_u64().unwrap())
+            .sum();
+        assert_eq!(participants, 1, "{name} counted its one participant");
+    }
+}
+
+/// On Redis, the required-mode flood writes no key and leaves
+/// `used_memory` within 64 KB.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participate_flood_writes_nothing_to_redis() {
+    let redis = util::redis_server::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--redis",
+            &redis.url(),
+            "--registration",
+            "required",
+            "--api-key",
+            API_KEY,
+        ],
+    );
+    let used_memory = || -> i64 {
+        let info = redis.cmd("INFO memory");
+        let line = info
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .expect("used_memory in INFO");
+        line.trim().parse().unwrap()
+    };
+    // A small flood first, so that the connections are open and Redis has
+    // met every command once (Redis 7 allocates a latency histogram per
+    // command on its first call). The scripts' Lua heap (garbage until Lua
+    // collects it) is emptied before each measure (lamed loads the scripts
+    // again), so only data is compared.
+    loadgen::run(server.addr, flood("warm-up", 1_000), 8).await;
+    redis.cmd("SCRIPT FLUSH");
+    let (before, keys) = (used_memory(), redis.cmd("DBSIZE"));
+    let report = loadgen::run(server.addr, flood("flood", FLOOD_CALLS), 8).await;
+    assert_eq!(report.count(200), FLOOD_CALLS);
+    redis.cmd("SCRIPT FLUSH");
+    let grown = used_memory() - before;
+    assert!(grown < FLOOD_GROWTH_BYTES, "Redis grew by {grown} bytes");
+    assert_eq!(redis.cmd("DBSIZE"), keys, "no key was written");
+    assert!(listed(&server).await.is_empty());
 }

@@ -167,11 +167,35 @@ pub fn conversion_uuid(experiment: &str, goal: &str, client_id: &str) -> String 
         .to_string()
 }
 
-/// The membership of a client's conversion on a goal. Names hold no
-/// control characters, so `\x1f` keeps it apart from every client id (the
-/// membership of the participation).
+/// The membership of a client's participation: a hash of its id, so that
+/// no client id (often a user id or an e-mail address) is stored.
+pub fn participant_member(client_id: &str) -> String {
+    member_hash(&[b"sixpack participant", client_id.as_bytes()])
+}
+
+/// The membership of a client's conversion on a goal: a hash of its id and
+/// the goal, apart from every participation's.
 pub fn conversion_member(client_id: &str, goal: &str) -> String {
-    format!("{client_id}\x1f{goal}")
+    member_hash(&[b"sixpack conversion", client_id.as_bytes(), goal.as_bytes()])
+}
+
+/// The membership a store written before memberships were hashed kept
+/// verbatim (`client` for a participation, `client \x1f goal` for a
+/// conversion), as it is kept now: what the layout upgrade writes.
+pub fn hashed_legacy_member(raw: &str) -> String {
+    match raw.split_once('\x1f') {
+        Some((client_id, goal)) => conversion_member(client_id, goal),
+        None => participant_member(raw),
+    }
+}
+
+/// 32 hex digits of the parts' identity hash: 128 bits, so two members of
+/// one experiment never collide in practice.
+fn member_hash(parts: &[&[u8]]) -> String {
+    crate::names::hash_parts(parts)[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Whether `callback` may name a JSONP function: Sixpack's
@@ -398,6 +422,19 @@ mod tests {
             conversion_uuid("e", "l", "c")
         );
         assert_eq!(participation_uuid("e", "c").len(), 40);
-        assert_ne!(conversion_member("c", "k"), "c");
+        assert_ne!(conversion_member("c", "k"), participant_member("c"));
+    }
+
+    /// Memberships hold no client id: a fixed-width hash per client and
+    /// goal; a verbatim membership of an older store hashes to the same.
+    #[test]
+    fn memberships_are_hashed() {
+        let member = participant_member("alice@example.com");
+        assert_eq!(member.len(), 32);
+        assert!(!member.contains("alice"));
+        assert_ne!(member, participant_member("bob@example.com"));
+        assert_ne!(conversion_member("c", "k"), conversion_member("c", "l"));
+        assert_eq!(hashed_legacy_member("alice@example.com"), member);
+        assert_eq!(hashed_legacy_member("c\x1fk"), conversion_member("c", "k"));
     }
 }

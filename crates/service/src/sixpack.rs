@@ -10,16 +10,16 @@
 //! Each operation is one function over `&dyn Store`, so that it can
 //! become one store call.
 
-use lamed_core::model::{check_field, Event, Ignored, TrackOutcome, MAX_NAME_BYTES, PARTICIPATE};
+use lamed_core::model::{check_field, Event, Ignored, MAX_NAME_BYTES, PARTICIPATE};
 use lamed_core::registry::{ExperimentRecord, Status};
 use lamed_core::sixpack::{
-    self, choose, conversion_member, conversion_uuid, in_traffic, participation_uuid, valid_name,
-    Conversion, ConversionValue, ExperimentDetails, NameKind, Named, Participation, SixpackConfig,
-    DEFAULT_GOAL, EXCLUDED,
+    self, choose, conversion_member, conversion_uuid, in_traffic, participant_member,
+    participation_uuid, valid_name, Conversion, ConversionValue, ExperimentDetails, NameKind,
+    Named, Participation, SixpackConfig, DEFAULT_GOAL, EXCLUDED,
 };
-use lamed_store::{Store, StoreError, StoreExt};
+use lamed_store::{Join, Joined, Store, StoreError};
 
-use crate::tracking::{track, Meter};
+use crate::tracking::{count_join, Meter};
 
 /// Why a Sixpack request fails.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,9 @@ pub struct ParticipateRequest {
     pub traffic_fraction: Option<String>,
     /// The visitor is a bot (the caller's bot rules said so).
     pub bot: bool,
+    /// When the request arrived, in Unix ms: the creation time of an
+    /// experiment it registers.
+    pub now_ms: i64,
 }
 
 impl ParticipateRequest {
@@ -74,6 +77,7 @@ impl ParticipateRequest {
             prefetch: false,
             traffic_fraction: None,
             bot: false,
+            now_ms: 0,
         }
     }
 }
@@ -193,6 +197,7 @@ pub async fn participate(
         prefetch,
         traffic_fraction,
         bot,
+        now_ms,
     } = request;
     check_experiment_and_client(&experiment, &client_id)?;
     check_alternatives(config, &alternatives)?;
@@ -249,6 +254,7 @@ pub async fn participate(
         client_id: &client_id,
         alternatives: &alternatives,
         defined: record.as_ref().is_some_and(|r| !r.automatic),
+        now_ms,
     };
 
     if let Some(forced) = force.filter(|f| alternatives.contains(f)) {
@@ -267,17 +273,14 @@ pub async fn participate(
         return Ok(shown(reply(control, Some(record.status.as_str()))));
     }
     let control = winner_or_control(record.as_ref(), &alternatives);
-    match store.membership(namespace, &experiment, &client_id).await? {
+    match participant.held().await? {
         Some(held) if held == EXCLUDED => return Ok(shown(reply(control, None))),
         Some(held) => return Ok(shown(reply(&held, None))),
         None => {}
     }
+    // Left out by the fraction: a pure function of the client, so nothing
+    // needs remembering (and anonymous traffic writes nothing).
     if !in_traffic(&experiment, &client_id, fraction) {
-        if !prefetch {
-            store
-                .join(namespace, &experiment, &client_id, EXCLUDED)
-                .await?;
-        }
         return Ok(shown(reply(control, None)));
     }
     let chosen = choose(&experiment, &client_id, &alternatives);
@@ -304,65 +307,59 @@ struct Participant<'a> {
     alternatives: &'a [String],
     /// The experiment's record already lists the alternatives.
     defined: bool,
+    /// When the request arrived.
+    now_ms: i64,
 }
 
 impl Participant<'_> {
-    /// Counts the participation (once: its uuid is the client's), then
-    /// remembers the client, then, for a new experiment, registers its
-    /// alternatives (control first) over the record tracking created.
-    /// Counting first means a failure after it leaves nothing remembered,
-    /// so the client's retry counts again and the dedupe absorbs it.
+    /// What the client joined with, if it did.
+    async fn held(&self) -> Result<Option<String>, StoreError> {
+        let member = participant_member(self.client_id);
+        self.store
+            .membership(self.namespace, self.experiment, &member)
+            .await
+    }
+
+    /// Counts the participation and remembers the client in one store
+    /// operation, with, for a new experiment, its alternatives registered
+    /// (control first): all of it or nothing, so a retry after a failure
+    /// counts once.
     ///
     /// Answers the alternative remembered, or why tracking ignored it.
     async fn count(&self, alternative: &str) -> Result<Result<String, Ignored>, SixpackError> {
-        let event = Event {
-            namespace: self.namespace.to_owned(),
-            experiment: self.experiment.to_owned(),
-            variant: alternative.to_owned(),
-            event: PARTICIPATE.to_owned(),
-            uuid: participation_uuid(self.experiment, self.client_id),
-            value: None,
+        let definition = match self.defined {
+            true => None,
+            false => Some(
+                ExperimentRecord::register(
+                    None,
+                    self.namespace,
+                    self.experiment,
+                    sixpack::definition(self.alternatives, String::new(), Vec::new()),
+                    self.now_ms,
+                )
+                .map_err(|err| SixpackError::Invalid(err.to_string()))?,
+            ),
         };
-        if let Some(TrackOutcome::Ignored(why)) =
-            track(self.store, self.meter, vec![event]).await?.pop()
-        {
-            return Ok(Err(why));
-        }
-        let held = self
-            .store
-            .join(self.namespace, self.experiment, self.client_id, alternative)
-            .await?;
-        if !self.defined {
-            self.define().await?;
-        }
-        Ok(Ok(held))
-    }
-
-    /// Registers the alternatives on the record tracking created (keeping
-    /// its status), unless someone defined it meanwhile.
-    async fn define(&self) -> Result<(), SixpackError> {
-        let Some(record) = self.store.record(self.namespace, self.experiment).await? else {
-            return Ok(());
-        };
-        if !record.automatic {
-            return Ok(());
-        }
-        let definition = sixpack::definition(
-            self.alternatives,
-            record.description.clone(),
-            record.goals.clone(),
-        );
-        let created_ms = record.created_ms;
-        let record = ExperimentRecord::register(
-            Some(record),
-            self.namespace,
-            self.experiment,
+        let join = Join {
+            event: Event {
+                namespace: self.namespace.to_owned(),
+                experiment: self.experiment.to_owned(),
+                variant: alternative.to_owned(),
+                event: PARTICIPATE.to_owned(),
+                uuid: participation_uuid(self.experiment, self.client_id),
+                value: None,
+            },
+            member: participant_member(self.client_id),
+            participant: None,
             definition,
-            created_ms,
-        )
-        .map_err(|err| SixpackError::Invalid(err.to_string()))?;
-        self.store.put_record(record).await?;
-        Ok(())
+        };
+        Ok(match count_join(self.store, self.meter, join).await? {
+            Joined::Counted | Joined::Duplicate | Joined::NotParticipating => {
+                Ok(alternative.to_owned())
+            }
+            Joined::Held(held) => Ok(held),
+            Joined::Ignored(why) => Err(why),
+        })
     }
 }
 
@@ -408,7 +405,11 @@ pub async fn convert(
             ))
         }
     }
-    let alternative = match store.membership(namespace, &experiment, &client_id).await? {
+    let participant = participant_member(&client_id);
+    let alternative = match store
+        .membership(namespace, &experiment, &participant)
+        .await?
+    {
         Some(held) if held != EXCLUDED => held,
         _ => return Err(invalid("this client was not participating")),
     };
@@ -419,30 +420,25 @@ pub async fn convert(
         return Err(invalid(NameKind::Kpi.message()));
     }
     let goal = kpi.as_deref().unwrap_or(DEFAULT_GOAL);
-    let member = conversion_member(&client_id, goal);
-    let mut ignored = None;
-    if store
-        .membership(namespace, &experiment, &member)
-        .await?
-        .is_none()
-    {
-        let event = Event {
+    let join = Join {
+        event: Event {
             namespace: namespace.clone(),
             experiment: experiment.clone(),
             variant: alternative.clone(),
             event: goal.to_owned(),
             value: None,
             uuid: conversion_uuid(&experiment, goal, &client_id),
-        };
-        match track(store, meter, vec![event]).await?.pop() {
-            Some(TrackOutcome::Ignored(why)) => ignored = Some(why),
-            _ => {
-                store
-                    .join(namespace, &experiment, &member, &alternative)
-                    .await?;
-            }
-        }
-    }
+        },
+        member: conversion_member(&client_id, goal),
+        participant: Some(participant),
+        definition: None,
+    };
+    let ignored = match count_join(store, meter, join).await? {
+        Joined::Counted | Joined::Duplicate | Joined::Held(_) => None,
+        // Deleted or started again since it was read.
+        Joined::NotParticipating => return Err(invalid("this client was not participating")),
+        Joined::Ignored(why) => Some(why),
+    };
     Ok(Converted {
         answer: Conversion {
             status: "ok",
@@ -504,7 +500,7 @@ mod tests {
     use crate::registry::{self, Patch};
     use crate::tracking::Unmetered;
     use lamed_core::clock::Clock;
-    use lamed_core::model::Caps;
+    use lamed_core::model::{Caps, TrackOutcome};
     use lamed_store::reference::ReferenceStore;
 
     const ALTERNATIVES: [&str; 2] = ["red", "blue"];
@@ -629,31 +625,34 @@ mod tests {
     }
 
     /// A client the traffic fraction leaves out sees the control, counts
-    /// nothing, stays out later and cannot convert; a prefetch leaves
-    /// nothing remembered.
+    /// nothing, is remembered nowhere (the fraction decides again, the
+    /// same way) and cannot convert; a prefetch leaves nothing remembered.
     #[tokio::test]
     async fn a_client_outside_the_traffic_fraction_is_left_out() {
         let store = store();
         let namespace = SixpackConfig::default().namespace;
         let (out, prefetched) = (client(false, 0), client(false, 1));
-        let mut request = ParticipateRequest::new("e", &prefetched, &ALTERNATIVES);
-        request.traffic_fraction = Some("0.5".into());
+        let with_half = |id: &str| {
+            let mut request = ParticipateRequest::new("e", id, &ALTERNATIVES);
+            request.traffic_fraction = Some("0.5".into());
+            request
+        };
+        let mut request = with_half(&prefetched);
         request.prefetch = true;
         let done = join(&store, request).await;
         assert_eq!(done.answer.alternative.name, "red");
-        let held = store.membership(&namespace, "e", &prefetched).await;
+        let member = participant_member(&prefetched);
+        let held = store.membership(&namespace, "e", &member).await;
         assert_eq!(held.unwrap(), None);
 
-        let mut request = ParticipateRequest::new("e", &out, &ALTERNATIVES);
-        request.traffic_fraction = Some("0.5".into());
-        let done = join(&store, request).await;
-        assert_eq!(done.answer.alternative.name, "red");
-        assert_eq!(done.answer.ignored, None);
-        let held = store.membership(&namespace, "e", &out).await.unwrap();
-        assert_eq!(held.as_deref(), Some(EXCLUDED));
-        // Without a fraction now, the client stays out.
-        let done = join(&store, ParticipateRequest::new("e", &out, &ALTERNATIVES)).await;
-        assert_eq!(done.answer.alternative.name, "red");
+        for _ in 0..2 {
+            let done = join(&store, with_half(&out)).await;
+            assert_eq!(done.answer.alternative.name, "red");
+            assert_eq!(done.answer.ignored, None);
+        }
+        let member = participant_member(&out);
+        let held = store.membership(&namespace, "e", &member).await.unwrap();
+        assert_eq!(held, None, "a left-out client takes no row");
         assert_eq!(count(&store, PARTICIPATE, "red").await, 0);
         // Nothing was counted, so there is no experiment to convert in.
         assert_eq!(
@@ -663,9 +662,7 @@ mod tests {
 
         // A client inside the fraction takes part.
         let inside = client(true, 0);
-        let mut request = ParticipateRequest::new("e", &inside, &ALTERNATIVES);
-        request.traffic_fraction = Some("0.5".into());
-        let done = join(&store, request).await;
+        let done = join(&store, with_half(&inside)).await;
         let shown = done.answer.alternative.name;
         assert_eq!(count(&store, PARTICIPATE, &shown).await, 1);
         assert!(convert_kpi(&store, &inside, None).await.is_ok());
@@ -704,7 +701,8 @@ mod tests {
         request.record_force = true;
         join(&store, request).await;
         assert_eq!(count(&store, PARTICIPATE, "blue").await, 1);
-        let held = store.membership("sixpack", "e", "c").await.unwrap();
+        let member = participant_member("c");
+        let held = store.membership("sixpack", "e", &member).await.unwrap();
         assert_eq!(held.as_deref(), Some("blue"));
     }
 

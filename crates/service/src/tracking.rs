@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lamed_core::model::{Event, TrackOutcome};
-use lamed_store::{Store, StoreError};
+use lamed_store::{Join, Joined, Store, StoreError};
 
 /// Hears each call that counts events: how long it took and what it
 /// counted, or that it failed. `lamed serve` records them as metrics.
@@ -43,4 +43,33 @@ pub async fn track(
         .inspect_err(|err| meter.failed(err))?;
     meter.tracked(started.elapsed(), &outcomes);
     Ok(outcomes)
+}
+
+/// A member joining an experiment with the event that counts it, in one
+/// store operation ([`Store::count_join`]); tells `meter` what tracking
+/// decided (a member that had joined adds nothing).
+///
+/// # Errors
+///
+/// The store's failure (nothing was written).
+pub async fn count_join(
+    store: &dyn Store,
+    meter: &dyn Meter,
+    join: Join,
+) -> Result<Joined, StoreError> {
+    let started = Instant::now();
+    let joined = store
+        .count_join(join)
+        .await
+        .inspect_err(|err| meter.failed(err))?;
+    let outcome = match &joined {
+        Joined::Counted => Some(TrackOutcome::Counted),
+        Joined::Duplicate => Some(TrackOutcome::Duplicate),
+        Joined::Ignored(why) => Some(TrackOutcome::Ignored(why.clone())),
+        Joined::Held(_) | Joined::NotParticipating => None,
+    };
+    if let Some(outcome) = outcome {
+        meter.tracked(started.elapsed(), &[outcome]);
+    }
+    Ok(joined)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DynStore, Store, StoreExt};
+use super::{DynStore, Join, Joined, Store, StoreExt};
 use lamed_core::clock::Clock;
 use lamed_core::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
 use lamed_core::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};
@@ -28,6 +28,9 @@ macro_rules! conformance_tests {
             daily_counters_follow_totals: DEFAULTS,
             delete_removes_one_experiment: DEFAULTS,
             memberships_keep_the_first_value: DEFAULTS,
+            joins_are_whole_or_nothing: DEFAULTS,
+            ignored_joins_write_nothing: TEST_CAPS,
+            required_joins_write_nothing: REQUIRED,
             values_add_once: DEFAULTS,
             weight_history_keeps_the_first: DEFAULTS,
             caps_are_enforced: TEST_CAPS,
@@ -323,6 +326,202 @@ pub async fn memberships_keep_the_first_value(store: DynStore, _clock: Clock) {
     assert_eq!(
         store.join("m", "e", "client", "again").await.expect("join"),
         "again"
+    );
+}
+
+/// A participation: member `member` joins `namespace/experiment` with
+/// `variant`, counted under `uuid`, defining the experiment with variants
+/// `a` and `b` unless its owner did.
+fn participation(namespace: &str, experiment: &str, member: &str, variant: &str) -> Join {
+    let mut definition = registered(namespace, experiment);
+    definition.automatic = false;
+    definition.description = "defined by a join".into();
+    Join {
+        event: event(namespace, experiment, PARTICIPATE, variant, member),
+        member: member.into(),
+        participant: None,
+        definition: Some(definition),
+    }
+}
+
+/// A conversion of `participant` on `goal`, on `variant`.
+fn conversion(namespace: &str, experiment: &str, participant: &str, variant: &str) -> Join {
+    Join {
+        event: event(namespace, experiment, "buy", variant, participant),
+        member: format!("{participant}+buy"),
+        participant: Some(participant.into()),
+        definition: None,
+    }
+}
+
+/// Joins count their event and remember their member in one step: among
+/// concurrent first joins of one member (with different variants) one is
+/// counted and the others answer what it holds; the first counted join
+/// defines the experiment, never over an owner's record; a conversion
+/// needs its participant on the same variant; a paused experiment takes
+/// nothing. Default settings.
+pub async fn joins_are_whole_or_nothing(store: DynStore, _clock: Clock) {
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let variant = ["a", "b"][i % 2];
+            tokio::spawn(async move {
+                store
+                    .count_join(participation("j", "e", "c1", variant))
+                    .await
+                    .expect("join")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.expect("task"));
+    }
+    let held = store.membership("j", "e", "c1").await.expect("read");
+    let held = held.expect("the member is remembered");
+    assert_eq!(
+        answers.iter().filter(|a| **a == Joined::Counted).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| *a == Joined::Counted || *a == Joined::Held(held.clone())),
+        "{answers:?} vs {held}"
+    );
+    let participants: u64 = counts(store.as_ref(), "j").await.values().sum();
+    assert_eq!(participants, 1, "one client counted in one variant");
+    let record = store
+        .record("j", "e")
+        .await
+        .expect("read")
+        .expect("defined");
+    assert_eq!(
+        (record.automatic, record.description.as_str()),
+        (false, "defined by a join")
+    );
+    assert_eq!(record.status, Status::Running);
+
+    // A conversion on another variant than the participant's, or of a
+    // stranger, writes nothing; the right one counts once.
+    let other = if held == "a" { "b" } else { "a" };
+    for wrong in [
+        conversion("j", "e", "c1", other),
+        conversion("j", "e", "stranger", "a"),
+    ] {
+        assert_eq!(
+            store.count_join(wrong).await.expect("join"),
+            Joined::NotParticipating
+        );
+    }
+    assert_eq!(
+        store
+            .count_join(conversion("j", "e", "c1", &held))
+            .await
+            .expect("join"),
+        Joined::Counted
+    );
+    assert_eq!(
+        store
+            .count_join(conversion("j", "e", "c1", &held))
+            .await
+            .expect("join"),
+        Joined::Held(held.clone())
+    );
+    let buys = counts(store.as_ref(), "j").await;
+    assert_eq!(
+        buys.get(&("e".into(), "buy".into(), held.clone())),
+        Some(&1)
+    );
+    assert_eq!(buys.len(), 2, "{buys:?}");
+
+    // An owner's record stays as it is; a paused experiment takes nothing.
+    let mut owned = registered("j", "owned");
+    owned.automatic = false;
+    store.put_record(owned.clone()).await.expect("put");
+    store
+        .count_join(participation("j", "owned", "c2", "a"))
+        .await
+        .expect("join");
+    let kept = store
+        .record("j", "owned")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.description, owned.description);
+    change(store.as_ref(), "j", "owned", Change::Pause).await;
+    assert_eq!(
+        store
+            .count_join(participation("j", "owned", "c3", "a"))
+            .await
+            .expect("join"),
+        Joined::Ignored(Ignored::Inactive(Status::Paused))
+    );
+    assert_eq!(
+        store.membership("j", "owned", "c3").await.expect("read"),
+        None
+    );
+}
+
+/// A join that tracking would ignore writes nothing: over the experiments
+/// cap, no experiment, record or membership appears. [`TEST_CAPS`].
+pub async fn ignored_joins_write_nothing(store: DynStore, _clock: Clock) {
+    for name in ["e1", "e2"] {
+        let joined = store
+            .count_join(participation("capped", name, "c", "a"))
+            .await
+            .expect("join");
+        assert_eq!(joined, Joined::Counted);
+    }
+    let over = store
+        .count_join(participation("capped", "e3", "c", "a"))
+        .await
+        .expect("join");
+    assert!(
+        matches!(
+            over,
+            Joined::Ignored(Ignored::Cap(CapExceeded::Experiments { .. }))
+        ),
+        "{over:?}"
+    );
+    assert_eq!(store.record("capped", "e3").await.expect("read"), None);
+    assert_eq!(
+        store.membership("capped", "e3", "c").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store.experiments("capped").await.expect("list"),
+        vec!["e1", "e2"]
+    );
+}
+
+/// In required mode a join for an unknown experiment writes nothing, and
+/// one for a registered experiment counts. [`REQUIRED`].
+pub async fn required_joins_write_nothing(store: DynStore, _clock: Clock) {
+    let joined = store
+        .count_join(participation("r", "unknown", "c", "a"))
+        .await
+        .expect("join");
+    assert_eq!(joined, Joined::Ignored(Ignored::Unregistered));
+    assert_eq!(store.record("r", "unknown").await.expect("read"), None);
+    assert_eq!(
+        store.membership("r", "unknown", "c").await.expect("read"),
+        None
+    );
+    assert!(store.experiments("r").await.expect("list").is_empty());
+
+    let mut owned = registered("r", "known");
+    owned.automatic = false;
+    store.put_record(owned).await.expect("put");
+    let joined = store
+        .count_join(participation("r", "known", "c", "a"))
+        .await
+        .expect("join");
+    assert_eq!(joined, Joined::Counted);
+    assert_eq!(
+        store.membership("r", "known", "c").await.expect("read"),
+        Some("a".to_owned())
     );
 }
 

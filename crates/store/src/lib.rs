@@ -24,7 +24,7 @@ use lamed_core::clock::Clock;
 use std::path::PathBuf;
 
 use lamed_core::model::Caps;
-use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
+use lamed_core::model::{Counter, DailyCounter, Event, Ignored, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
 pub mod embedded;
@@ -143,6 +143,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         value: &str,
     ) -> Result<String, StoreError>;
 
+    /// A member joining an experiment, counted with its event in one
+    /// atomic step (Sixpack's participation and conversion): either the
+    /// event is counted and the member remembered, with the experiment's
+    /// [`Join::definition`] when it has no owner's record yet, or nothing
+    /// is written. A retry answers [`Joined::Held`] and counts nothing.
+    async fn count_join(&self, join: Join) -> Result<Joined, StoreError>;
+
     /// Every period's stored weights, sorted by period.
     async fn weight_history(
         &self,
@@ -211,6 +218,39 @@ pub trait StoreExt: Store {
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
+
+/// A member joining an experiment with the event that counts it (see
+/// [`Store::count_join`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    /// Counted when the member joins; the member joins with its variant.
+    pub event: Event,
+    /// Who joins: a hash (see `lamed_core::sixpack::participant_member`).
+    pub member: String,
+    /// Joins only while this member holds the event's variant: a
+    /// conversion needs its participation.
+    pub participant: Option<String>,
+    /// Written with the first count when the experiment has no record or
+    /// only tracking's automatic one; never over an owner's record, so a
+    /// status set meanwhile stays.
+    pub definition: Option<ExperimentRecord>,
+}
+
+/// What [`Store::count_join`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The event was counted and the member now holds its variant.
+    Counted,
+    /// The dedupe memory holds the event already (an experiment deleted
+    /// and started again within the window): nothing written.
+    Duplicate,
+    /// The member had joined, with this value: nothing written.
+    Held(String),
+    /// The participant does not hold the event's variant: nothing written.
+    NotParticipating,
+    /// Tracking does not count the event: nothing written.
+    Ignored(Ignored),
+}
 
 /// A shared handle on some store.
 pub type DynStore = Arc<dyn Store>;

@@ -41,6 +41,13 @@
 //! - **Memberships** are set once per `(namespace, experiment, member)`:
 //!   the first value joined stays, whatever is joined later, until the
 //!   experiment is deleted. They create no experiment and count nothing.
+//! - **Joins** ([`Store::count_join`]): a member that holds a value
+//!   answers it (`Held`) and nothing changes; a join that needs a
+//!   participant holding the event's variant answers `NotParticipating`
+//!   without it; otherwise the event is tracked as above, and only when it
+//!   is counted does the member hold its variant and, for an experiment
+//!   with no record or an automatic one, the definition become its record.
+//!   A duplicate or ignored event writes nothing.
 //! - **Values**: a counted event's value (if any) is added to its
 //!   counter's exact sum and sum of squares; a duplicate adds nothing (the
 //!   first value wins). A counter reads its totals while it has a valued
@@ -58,7 +65,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::DAILY_RETENTION_DAYS;
-use super::{Kept, Store, StoreError};
+use super::{Join, Joined, Kept, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
@@ -112,6 +119,53 @@ enum Kind {
 }
 
 impl ReferenceStore {
+    /// One event, as the contract says: registry, caps, dedupe, count.
+    fn track_one(&self, state: &mut State, event: Event, now: i64) -> TrackOutcome {
+        if let Some(ignored) = state.ignored_by_registry(&event, &self.caps) {
+            return TrackOutcome::Ignored(ignored);
+        }
+        if let Some(cap) = state.cap_exceeded(&event, &self.caps) {
+            return TrackOutcome::Ignored(Ignored::Cap(cap));
+        }
+        let identity = (
+            event.namespace.clone(),
+            event.experiment.clone(),
+            event.event.clone(),
+            event.variant.clone(),
+            event.uuid.clone(),
+        );
+        let inside_window = |first: i64| self.window_ms == 0 || now - first < self.window_ms;
+        if state
+            .first_seen
+            .get(&identity)
+            .is_some_and(|&first| inside_window(first))
+        {
+            return TrackOutcome::Duplicate;
+        }
+        state.first_seen.insert(identity, now);
+        state
+            .records
+            .entry((event.namespace.clone(), event.experiment.clone()))
+            .or_insert_with(|| {
+                ExperimentRecord::automatic(&event.namespace, &event.experiment, now)
+            });
+        let day = now.div_euclid(86_400_000);
+        *state
+            .tracked
+            .entry(counter_key(&event))
+            .or_default()
+            .entry(day)
+            .or_default() += 1;
+        if let Some(value) = event.value {
+            state
+                .values
+                .entry(counter_key(&event))
+                .or_default()
+                .add(value);
+        }
+        TrackOutcome::Counted
+    }
+
     /// An empty store with a dedupe window in seconds (0 = forever).
     pub fn new(window_seconds: u64, caps: Caps, clock: Clock) -> Self {
         ReferenceStore {
@@ -133,6 +187,20 @@ impl ReferenceStore {
 }
 
 impl State {
+    /// Writes a record whole; its variants and goals become known.
+    fn put_record(&mut self, record: ExperimentRecord) {
+        let key = (record.namespace.clone(), record.name.clone());
+        let names = self.registered.entry(key.clone()).or_default();
+        names.extend(
+            record
+                .variants
+                .iter()
+                .map(|v| (Kind::Variant, v.name.clone())),
+        );
+        names.extend(record.goals.iter().map(|g| (Kind::Goal, g.name.clone())));
+        self.records.insert(key, record);
+    }
+
     /// Every counter that exists, tracked or imported.
     fn counter_keys(&self) -> impl Iterator<Item = &CounterKey> {
         self.tracked.keys().chain(self.imported.keys())
@@ -259,56 +327,53 @@ impl Store for ReferenceStore {
     async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
         let mut state = self.open_state()?;
         let now = self.clock.now_ms();
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(ignored) = state.ignored_by_registry(&event, &self.caps) {
-                outcomes.push(TrackOutcome::Ignored(ignored));
-                continue;
-            }
-            if let Some(cap) = state.cap_exceeded(&event, &self.caps) {
-                outcomes.push(TrackOutcome::Ignored(Ignored::Cap(cap)));
-                continue;
-            }
-            let identity = (
-                event.namespace.clone(),
-                event.experiment.clone(),
-                event.event.clone(),
-                event.variant.clone(),
-                event.uuid.clone(),
-            );
-            let inside_window = |first: i64| self.window_ms == 0 || now - first < self.window_ms;
-            if state
-                .first_seen
-                .get(&identity)
-                .is_some_and(|&first| inside_window(first))
-            {
-                outcomes.push(TrackOutcome::Duplicate);
-                continue;
-            }
-            state.first_seen.insert(identity, now);
+        Ok(events
+            .into_iter()
+            .map(|event| self.track_one(&mut state, event, now))
+            .collect())
+    }
+
+    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+        let mut state = self.open_state()?;
+        let Join {
+            event,
+            member,
+            participant,
+            definition,
+        } = join;
+        let key = (event.namespace.clone(), event.experiment.clone());
+        let held = |state: &State, member: &str| {
             state
-                .records
-                .entry((event.namespace.clone(), event.experiment.clone()))
-                .or_insert_with(|| {
-                    ExperimentRecord::automatic(&event.namespace, &event.experiment, now)
-                });
-            let day = now.div_euclid(86_400_000);
-            *state
-                .tracked
-                .entry(counter_key(&event))
-                .or_default()
-                .entry(day)
-                .or_default() += 1;
-            if let Some(value) = event.value {
-                state
-                    .values
-                    .entry(counter_key(&event))
-                    .or_default()
-                    .add(value);
-            }
-            outcomes.push(TrackOutcome::Counted);
+                .kept
+                .get(&key)
+                .and_then(|kept| kept.get(&Kept::Member(member.to_owned())))
+                .cloned()
+        };
+        if let Some(value) = held(&state, &member) {
+            return Ok(Joined::Held(value));
         }
-        Ok(outcomes)
+        if let Some(participant) = participant {
+            if held(&state, &participant).as_deref() != Some(event.variant.as_str()) {
+                return Ok(Joined::NotParticipating);
+            }
+        }
+        let variant = event.variant.clone();
+        match self.track_one(&mut state, event, self.clock.now_ms()) {
+            TrackOutcome::Counted => {}
+            TrackOutcome::Duplicate => return Ok(Joined::Duplicate),
+            TrackOutcome::Ignored(why) => return Ok(Joined::Ignored(why)),
+        }
+        state
+            .kept
+            .entry(key.clone())
+            .or_default()
+            .insert(Kept::Member(member), variant);
+        if let Some(definition) = definition {
+            if state.records.get(&key).is_none_or(|r| r.automatic) {
+                state.put_record(definition);
+            }
+        }
+        Ok(Joined::Counted)
     }
 
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
@@ -410,17 +475,7 @@ impl Store for ReferenceStore {
     }
 
     async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
-        let mut state = self.open_state()?;
-        let key = (record.namespace.clone(), record.name.clone());
-        let names = state.registered.entry(key.clone()).or_default();
-        names.extend(
-            record
-                .variants
-                .iter()
-                .map(|v| (Kind::Variant, v.name.clone())),
-        );
-        names.extend(record.goals.iter().map(|g| (Kind::Goal, g.name.clone())));
-        state.records.insert(key, record);
+        self.open_state()?.put_record(record);
         Ok(())
     }
 

@@ -239,6 +239,7 @@ async fn participate_with(state: &AppState, params: QueryParams) -> Result<Parti
         prefetch: params.optional("prefetch")?.is_some_and(sixpack::to_bool),
         traffic_fraction: params.optional("traffic_fraction")?.map(str::to_owned),
         bot: is_bot(state, &params)?,
+        now_ms: lamed_core::clock::Clock::System.now_ms(),
     };
     let bot = request.bot;
     let participated =

@@ -11,8 +11,9 @@ use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::catalog::parse_record;
 use super::writer::Batch;
-use crate::{Kept, StoreError};
+use crate::{Join, Joined, Kept, StoreError};
 use lamed_core::model::{Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -226,6 +227,36 @@ impl Write for DeleteExperiment {
     }
 }
 
+/// Removes up to [`super::DELETE_CHUNK_ROWS`] of an experiment's
+/// memberships, then of its weights; answers how many rows went.
+pub(super) struct DeleteKeptChunk {
+    pub(super) namespace: String,
+    pub(super) experiment: String,
+}
+
+impl Write for DeleteKeptChunk {
+    type Output = usize;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (table, key) in [("members", "member"), ("weights", "period")] {
+            let limit = super::DELETE_CHUNK_ROWS - removed;
+            removed += batch.tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2
+                     AND {key} IN (SELECT {key} FROM {table}
+                                   WHERE namespace = ?1 AND experiment = ?2 LIMIT ?3)"
+                ),
+                params![self.namespace, self.experiment, limit as i64],
+            )?;
+            if removed == super::DELETE_CHUNK_ROWS {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Keeps a value under a key unless the experiment keeps one there;
 /// answers the value held. Memberships and weights have a table each.
 pub(super) struct PutOnce {
@@ -254,6 +285,83 @@ impl Write for PutOnce {
             |row| row.get(0),
         )?;
         Ok(held)
+    }
+}
+
+/// A member joining an experiment with the event that counts it, in the
+/// writer's transaction (see [`crate::Store::count_join`]).
+pub(super) struct CountJoin {
+    pub(super) join: Option<Join>,
+}
+
+impl Write for CountJoin {
+    type Output = Joined;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Joined, StoreError> {
+        let Some(Join {
+            event,
+            member,
+            participant,
+            definition,
+        }) = self.join.take()
+        else {
+            return Err(StoreError::unavailable("a join was applied twice"));
+        };
+        let held = |batch: &Batch<'_>, member: &str| -> Result<Option<String>, StoreError> {
+            Ok(batch
+                .tx
+                .prepare_cached(
+                    "SELECT value FROM members
+                     WHERE namespace = ?1 AND experiment = ?2 AND member = ?3",
+                )?
+                .query_row(params![event.namespace, event.experiment, member], |row| {
+                    row.get(0)
+                })
+                .optional()?)
+        };
+        if let Some(value) = held(batch, &member)? {
+            return Ok(Joined::Held(value));
+        }
+        if let Some(participant) = &participant {
+            if held(batch, participant)?.as_deref() != Some(event.variant.as_str()) {
+                return Ok(Joined::NotParticipating);
+            }
+        }
+        let (namespace, experiment, variant) = (
+            event.namespace.clone(),
+            event.experiment.clone(),
+            event.variant.clone(),
+        );
+        match track_one(batch, event)? {
+            TrackOutcome::Counted => {}
+            TrackOutcome::Duplicate => return Ok(Joined::Duplicate),
+            TrackOutcome::Ignored(why) => return Ok(Joined::Ignored(why)),
+        }
+        batch
+            .tx
+            .prepare_cached(
+                "INSERT INTO members (namespace, experiment, member, value)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![namespace, experiment, member, variant])?;
+        if let Some(definition) = definition {
+            let current: Option<String> = batch
+                .tx
+                .query_row(
+                    "SELECT record FROM registry WHERE namespace = ?1 AND experiment = ?2",
+                    params![namespace, experiment],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let automatic = match current {
+                Some(json) => parse_record(&json)?.automatic,
+                None => true,
+            };
+            if automatic {
+                write_record(batch, &definition)?;
+            }
+        }
+        Ok(Joined::Counted)
     }
 }
 

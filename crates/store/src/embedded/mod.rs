@@ -37,11 +37,12 @@ use std::thread;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Kept, Store, StoreError};
+use super::{Join, Joined, Kept, Store, StoreError};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
-    Command, DeleteExperiment, Heartbeat, ImportCounter, PutOnce, PutRecord, Request, Track, Write,
+    Command, CountJoin, DeleteExperiment, DeleteKeptChunk, Heartbeat, ImportCounter, PutOnce,
+    PutRecord, Request, Track, Write,
 };
 pub use durability::Durability;
 use durability::LogSyncer;
@@ -59,6 +60,10 @@ use writer::Writer;
 /// busy server's writes; beyond it, requests are refused with a
 /// [`StoreError`] rather than queued without limit.
 pub const WRITER_QUEUE_COMMANDS: usize = 4096;
+
+/// Most memberships or weights one write of a delete removes: a few
+/// milliseconds of the writer, so tracking never waits longer on a delete.
+const DELETE_CHUNK_ROWS: usize = 2_000;
 
 /// How the embedded store is set up.
 #[derive(Debug, Clone)]
@@ -389,6 +394,18 @@ impl Store for EmbeddedStore {
         experiment: &str,
     ) -> Result<bool, StoreError> {
         let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        // Memberships and weights may be millions of rows: removed in
+        // chunks, each its own short write, so no commit waits on them.
+        // What joins meanwhile goes with the final, atomic delete.
+        loop {
+            let chunk = DeleteKeptChunk {
+                namespace: namespace.clone(),
+                experiment: experiment.clone(),
+            };
+            if self.ask(chunk).await? < DELETE_CHUNK_ROWS {
+                break;
+            }
+        }
         self.ask(DeleteExperiment {
             namespace,
             experiment,
@@ -447,6 +464,10 @@ impl Store for EmbeddedStore {
             .optional()
         })
         .await
+    }
+
+    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+        self.ask(CountJoin { join: Some(join) }).await
     }
 
     async fn put_once(

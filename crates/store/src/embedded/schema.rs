@@ -8,6 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::Durability;
 use crate::StoreError;
+use lamed_core::sixpack::hashed_legacy_member;
 
 /// Milliseconds in a day: `daily` rows are keyed by UTC day number.
 const MS_PER_DAY: i64 = 86_400_000;
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS weights (
     PRIMARY KEY (namespace, experiment, period)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS daily_by_day ON daily (day);
 ";
 
 /// The UTC day number (days since the Unix epoch) of a Unix millisecond:
@@ -98,9 +100,13 @@ pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreErr
 
 /// The layout version this lamed writes, kept in `PRAGMA user_version`:
 /// 0 before versions (the tables up to `members`), 1 with `value_sums` and
-/// `weights`. A newer layout is refused rather than half understood: an
-/// older lamed would count events without their values.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// `weights`, 2 with hashed memberships (no client id at rest) and the
+/// daily fold's index. A newer layout is refused rather than half
+/// understood: an older lamed would count events without their values.
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+/// The first version whose memberships hold hashes, not client ids.
+const HASHED_MEMBERS: i64 = 2;
 
 /// The data directory was written by a newer lamed.
 #[derive(Debug, thiserror::Error)]
@@ -160,12 +166,42 @@ pub(super) fn open_writer_connection(
     let found = check_version(&conn)?;
     conn.execute_batch(SCHEMA)?;
     if found < SCHEMA_VERSION {
-        // Every change up to this version only adds tables, which the
-        // schema above just created.
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        // Every other change up to this version only adds tables and
+        // indexes, which the schema above just created.
+        let upgrade = conn.unchecked_transaction()?;
+        if found < HASHED_MEMBERS {
+            hash_members(&upgrade)?;
+        }
+        upgrade.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        upgrade.commit()?;
     }
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// Replaces every membership's client id with its hash (as
+/// `lamed_core::sixpack` keys memberships now), so no client id stays at
+/// rest.
+fn hash_members(conn: &Connection) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, String, String)> = conn
+        .prepare("SELECT namespace, experiment, member, value FROM members")?
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    conn.execute("DELETE FROM members", [])?;
+    let mut insert = conn.prepare(
+        "INSERT OR IGNORE INTO members (namespace, experiment, member, value)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (namespace, experiment, member, value) in &rows {
+        let hashed = hashed_legacy_member(member);
+        insert.execute(rusqlite::params![namespace, experiment, hashed, value])?;
+    }
+    if !rows.is_empty() {
+        tracing::info!(memberships = rows.len(), "memberships hashed");
+    }
+    Ok(())
 }
 
 fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
@@ -184,6 +220,41 @@ mod tests {
         assert_eq!(day_of(MS_PER_DAY - 1), 0);
         assert_eq!(day_of(MS_PER_DAY), 1);
         assert_eq!(day_of(-1), -1);
+    }
+
+    /// Opening a version 1 store replaces its memberships' client ids with
+    /// their hashes, keeping each value.
+    #[test]
+    fn memberships_are_hashed_on_upgrade() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lamed.db");
+        let old = Connection::open(&path).expect("create");
+        old.execute_batch(SCHEMA).expect("tables");
+        old.execute_batch(
+            "INSERT INTO members VALUES ('sixpack', 'e', 'alice@example.com', 'red');
+             INSERT INTO members VALUES ('sixpack', 'e', 'alice@example.com\x1fbuy', 'red');
+             PRAGMA user_version = 1;",
+        )
+        .expect("old rows");
+        drop(old);
+        let conn = open_writer_connection(&path, Durability::default()).expect("upgrade");
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT member, value FROM members ORDER BY member")
+            .expect("query")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let mut expected = vec![
+            (hashed_legacy_member("alice@example.com"), "red".to_owned()),
+            (
+                hashed_legacy_member("alice@example.com\x1fbuy"),
+                "red".to_owned(),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(rows, expected);
+        assert!(rows.iter().all(|(member, _)| !member.contains("alice")));
     }
 
     /// A database of a newer layout is refused, for writing and reading,

@@ -8,6 +8,10 @@
 -- prefix of the daily counters' keys (the day number follows), 2 how many
 -- keys after KEYS[2] tell whether it existed.
 --
+-- UNLINK, not DEL: a large value (a million memberships) is freed by
+-- Redis's background thread, so the script costs O(keys) and tracking
+-- never waits on a delete.
+--
 -- The dedupe memory is kept, as in the embedded store: it expires on its
 -- own, and a re-sent event stays a duplicate. Returns 1 when the experiment
 -- existed.
@@ -17,9 +21,9 @@ local day_prefix, telling = ARGV[1], tonumber(ARGV[2])
 local removed = {unpack(KEYS, 3)}
 local existed = redis.call('EXISTS', unpack(removed, 1, telling))
 for _, day in ipairs(redis.call('ZRANGE', days_key, 0, -1)) do
-  redis.call('DEL', day_prefix .. day)
+  redis.call('UNLINK', day_prefix .. day)
 end
-redis.call('DEL', unpack(removed))
+redis.call('UNLINK', unpack(removed))
 -- The next event starts the day's bookkeeping afresh.
 redis.call('HDEL', meta_key, 'day')
 if existed > 0 then

@@ -18,7 +18,7 @@ use super::coalesce::Coalescer;
 use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
-use crate::{Kept, Store, StoreError};
+use crate::{Join, Joined, Kept, Store, StoreError};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -180,6 +180,10 @@ impl Store for RedisStore {
     ) -> Result<Option<String>, StoreError> {
         self.run(self.read_membership(namespace, experiment, member))
             .await
+    }
+
+    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+        self.run(self.join_event(join)).await
     }
 
     async fn put_once(

@@ -5,7 +5,7 @@
 -- KEYS are the experiment's fixed keys, in the order of TRACK_KEYS in
 -- track.rs: 1 variants (set), 2 goals (set), 3 counter slots (hash),
 -- 4 totals (string), 5 values (string), 6 registry (hash), 7 dedupe
--- meta (hash), 8 days (zset). They share one hash slot, so the script
+-- meta (hash), 8 days (zset), 9 memberships (hash). They share one hash slot, so the script
 -- runs unchanged on a Redis Cluster; so do the keys it names from the
 -- prefixes in ARGV 7 and 8.
 --
@@ -14,15 +14,26 @@
 --       (tests), or empty to read the server's TIME, 6 registration mode
 --       (1 = required), 7 the prefix of the daily counters' keys (the
 --       day number follows), 8 the prefix of the dedupe shards' keys
---       (`<bucket>:<shard>` follows); then 6 per event: may_create (0/1),
+--       (`<bucket>:<shard>` follows); then 9 per event: may_create (0/1),
 --       event, variant, is_goal (0/1), digest (8 binary bytes of the
 --       dedupe key), the value's limbs (six integers below 10^9 separated
---       by spaces, see src/value.rs) or empty for an event without a value.
+--       by spaces, see src/value.rs) or empty for an event without a value,
+--       then for a join (Sixpack's participation or conversion; empty
+--       otherwise): the member, the participant that must hold the event's
+--       variant, and the definition (a record as JSON) that registers an
+--       experiment without an owner's record.
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
 -- again with may_create = 1), 5 paused, 6 stopped, 7 archived,
--- 8 unregistered (required mode).
+-- 8 unregistered (required mode), 9 the member has joined already (nothing
+-- written), 10 the participant does not hold the variant (nothing written).
+--
+-- Joins: a member joins with the event's variant only when the event is
+-- counted (code 0), in the same call, so a participation is whole or not
+-- at all; a duplicate or ignored event writes no membership. The first
+-- counted join with a definition writes the record unless an owner's
+-- record is there (the `record` field), keeping the status.
 --
 -- The registry: the registry hash holds the experiment's status (and its
 -- record, which only `registry.rs` reads). Only a running experiment
@@ -63,15 +74,15 @@
 -- hash, the slots of the batch's counters, two BITFIELDs that add to every
 -- counter at once), per new event one or two.
 
-local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key = unpack(KEYS)
+local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key, xkey = unpack(KEYS)
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
 local required = ARGV[6] == '1'
 local day_prefix, shard_prefix = ARGV[7], ARGV[8]
-local FIRST_EVENT, STRIDE = 9, 6
+local FIRST_EVENT, STRIDE = 9, 9
 local INACTIVE = {paused = 5, stopped = 6, archived = 7}
-local UNREGISTERED = 8
+local UNREGISTERED, HELD, NOT_PARTICIPATING = 8, 9, 10
 
 local call = redis.call
 local floor = math.floor
@@ -143,6 +154,20 @@ if n_cur == 0 and prev then
     if b and b < prev then
       old_buckets[#old_buckets + 1] = bucket
     end
+  end
+end
+
+-- Memberships of the joins: what each member and participant holds
+-- (false: nothing), and whether an owner's record is there.
+local holds, has_record = {}, nil
+for i = FIRST_EVENT, #ARGV, STRIDE do
+  for _, m in ipairs({ARGV[i + 6], ARGV[i + 7]}) do
+    if m ~= '' and holds[m] == nil then
+      holds[m] = call('HGET', xkey, m)
+    end
+  end
+  if ARGV[i + 8] ~= '' and has_record == nil then
+    has_record = call('HEXISTS', rkey, 'record') == 1
   end
 end
 
@@ -342,12 +367,18 @@ end
 local answer = {0}
 local increments, counted = {}, {}
 local new_variants, new_goals, new_fields = {}, {}, {}
+local joined, definition = {}, nil
 for i = FIRST_EVENT, #ARGV, STRIDE do
   local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
+  local member, participant = ARGV[i + 6], ARGV[i + 7]
   local code, creates = 0, false
-  if inactive then
+  if member ~= '' and holds[member] then
+    code = HELD
+  elseif participant ~= '' and holds[participant] ~= variant then
+    code = NOT_PARTICIPATING
+  elseif inactive then
     code = inactive
   elseif required and (not status or (not slot_of[field]
       and (not is_variant[variant] or (is_goal and not is_goal_name[event])))) then
@@ -388,6 +419,14 @@ for i = FIRST_EVENT, #ARGV, STRIDE do
     if ARGV[i + 5] ~= '' then
       add_value(slot, ARGV[i + 5])
     end
+    if member ~= '' then
+      holds[member] = variant
+      joined[#joined + 1] = member
+      joined[#joined + 1] = variant
+    end
+    if ARGV[i + 8] ~= '' and not has_record then
+      definition, has_record = ARGV[i + 8], true
+    end
   end
   answer[#answer + 1] = code
 end
@@ -395,6 +434,19 @@ end
 -- The first counted event of an experiment without a status registers it.
 if not status and #counted > 0 then
   call('HSET', rkey, 'status', 'running', 'created', now)
+end
+
+chunked('HSET', xkey, joined, 2)
+-- A definition's names become known, as an owner's record's do.
+if definition then
+  call('HSET', rkey, 'record', definition)
+  local record = cjson.decode(definition)
+  for _, v in ipairs(record.variants or {}) do
+    new_variants[#new_variants + 1] = v.name
+  end
+  for _, g in ipairs(record.goals or {}) do
+    new_goals[#new_goals + 1] = g.name
+  end
 end
 
 chunked('SADD', vkey, new_variants, 1)

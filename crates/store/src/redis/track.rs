@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::keys::{invocation, Family, Key};
 use super::register::Registration;
 use super::store::RedisStore;
-use crate::StoreError;
+use crate::{Join, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{RegistrationMode, Status};
 use lamed_core::value::Value;
@@ -24,7 +24,7 @@ use lamed_core::value::Value;
 pub(super) const MAX_BATCH: usize = 256;
 
 /// The keys `track.lua` gets, in its order.
-const TRACK_KEYS: [Key; 8] = [
+const TRACK_KEYS: [Key; 9] = [
     Key::Variants,
     Key::Goals,
     Key::Slots,
@@ -33,6 +33,7 @@ const TRACK_KEYS: [Key; 8] = [
     Key::Registry,
     Key::Meta,
     Key::Days,
+    Key::Members,
 ];
 
 /// One event ready for the script.
@@ -40,6 +41,28 @@ struct Prepared {
     event: Event,
     base: String,
     digest: [u8; 8],
+    join: JoinArgs,
+}
+
+/// What a join adds to its event, as the script reads it: empty strings
+/// for a plain event.
+#[derive(Debug, Clone, Default)]
+struct JoinArgs {
+    member: String,
+    participant: String,
+    /// The definition's record as JSON.
+    definition: String,
+}
+
+/// What the script decided for one event.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Tracking's outcome.
+    Tracked(TrackOutcome),
+    /// The member had joined already.
+    Held,
+    /// The participant does not hold the event's variant.
+    NotParticipating,
 }
 
 /// One event waiting in the coalescer, with where its answer goes: the
@@ -54,6 +77,7 @@ pub(super) struct Job {
     digest: [u8; 8],
     /// The value's limbs as the script reads them; empty without a value.
     value_limbs: String,
+    join: JoinArgs,
     reply: oneshot::Sender<Result<(i64, bool), StoreError>>,
 }
 
@@ -69,20 +93,73 @@ impl RedisStore {
         &self,
         events: Vec<Event>,
     ) -> Result<Vec<TrackOutcome>, StoreError> {
-        let prepared: Vec<Prepared> = events
+        let prepared = events
             .into_iter()
-            .map(|event| {
-                let key = event.dedupe_key();
-                let mut digest = [0u8; 8];
-                digest.copy_from_slice(&key[..8]);
-                Prepared {
-                    base: self.experiment_base(&event.namespace, &event.experiment),
-                    event,
-                    digest,
-                }
-            })
+            .map(|event| self.prepare(event, JoinArgs::default()))
             .collect();
-        let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; prepared.len()];
+        self.count_prepared(prepared)
+            .await?
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Tracked(outcome) => Ok(outcome),
+                other => Err(StoreError::unavailable(format!(
+                    "the tracking script answered {other:?} for an event without a join"
+                ))),
+            })
+            .collect()
+    }
+
+    /// A member joining with its event, in one script call (see
+    /// [`crate::Store::count_join`]).
+    pub(super) async fn join_event(&self, join: Join) -> Result<Joined, StoreError> {
+        let definition = match &join.definition {
+            Some(record) => serde_json::to_string(record)
+                .map_err(|err| StoreError::caused_by("cannot encode a record", err))?,
+            None => String::new(),
+        };
+        let args = JoinArgs {
+            member: join.member.clone(),
+            participant: join.participant.clone().unwrap_or_default(),
+            definition,
+        };
+        let prepared = vec![self.prepare(join.event.clone(), args)];
+        let outcome = self.count_prepared(prepared).await?.pop();
+        Ok(match outcome {
+            Some(Outcome::Tracked(TrackOutcome::Counted)) => Joined::Counted,
+            Some(Outcome::Tracked(TrackOutcome::Duplicate)) => Joined::Duplicate,
+            Some(Outcome::Tracked(TrackOutcome::Ignored(why))) => Joined::Ignored(why),
+            Some(Outcome::NotParticipating) => Joined::NotParticipating,
+            Some(Outcome::Held) => {
+                let (namespace, experiment) = (&join.event.namespace, &join.event.experiment);
+                match self
+                    .read_membership(namespace, experiment, &join.member)
+                    .await?
+                {
+                    Some(value) => Joined::Held(value),
+                    // Deleted since: nothing is held any more.
+                    None => Joined::NotParticipating,
+                }
+            }
+            None => return Err(StoreError::unavailable("a join left unanswered")),
+        })
+    }
+
+    /// An event and its join, ready for the script.
+    fn prepare(&self, event: Event, join: JoinArgs) -> Prepared {
+        let key = event.dedupe_key();
+        let mut digest = [0u8; 8];
+        digest.copy_from_slice(&key[..8]);
+        Prepared {
+            base: self.experiment_base(&event.namespace, &event.experiment),
+            event,
+            digest,
+            join,
+        }
+    }
+
+    /// Counts prepared events: one outcome per event, in order.
+    async fn count_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; prepared.len()];
 
         // Experiments known here: counted in one round, creating nothing.
         // Their events leave every cap as it is, so they need not wait for
@@ -134,7 +211,7 @@ impl RedisStore {
         &self,
         prepared: &'a [Prepared],
         mut pending: BTreeSet<usize>,
-        outcomes: &mut [Option<TrackOutcome>],
+        outcomes: &mut [Option<Outcome>],
     ) -> Result<HashSet<&'a str>, StoreError> {
         let mut created = HashSet::new();
         while let Some(first) = pending.pop_first() {
@@ -158,7 +235,8 @@ impl RedisStore {
                 // added itself), so the cap refuses the later events too.
                 Registration::Refused(cap) => {
                     for i in std::iter::once(first).chain(later) {
-                        outcomes[i] = Some(TrackOutcome::Ignored(Ignored::Cap(cap.clone())));
+                        let ignored = TrackOutcome::Ignored(Ignored::Cap(cap.clone()));
+                        outcomes[i] = Some(Outcome::Tracked(ignored));
                     }
                     continue;
                 }
@@ -173,13 +251,31 @@ impl RedisStore {
                 .map(|i| (i, i < barrier))
                 .collect();
             let mut counted = false;
-            for (i, code, was_created) in self.count(prepared, &selected).await? {
+            let answers = match self.count(prepared, &selected).await {
+                Ok(answers) => answers,
+                // A registration whose count failed would hold a place
+                // under the cap while listed nowhere: take it back (a
+                // retry registers it again).
+                Err(err) => {
+                    if added {
+                        let (namespace, experiment) = (&p.event.namespace, &p.event.experiment);
+                        if let Err(undo) = self.unregister(namespace, experiment).await {
+                            tracing::warn!(
+                                cause = undo.chain(),
+                                "cannot take back a registration whose count failed"
+                            );
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            for (i, code, was_created) in answers {
                 if was_created {
                     created.insert(p.base.as_str());
                 }
                 match self.outcome(&prepared[i].event, code)? {
                     Some(outcome) => {
-                        counted |= outcome == TrackOutcome::Counted;
+                        counted |= outcome == Outcome::Tracked(TrackOutcome::Counted);
                         outcomes[i] = Some(outcome);
                     }
                     None => {
@@ -216,6 +312,7 @@ impl RedisStore {
                 variant: p.event.variant.clone(),
                 digest: p.digest,
                 value_limbs: p.event.value.map(script_limbs).unwrap_or_default(),
+                join: p.join.clone(),
                 reply,
             });
             receivers.push((i, receiver));
@@ -301,7 +398,10 @@ impl RedisStore {
                 .arg(&job.variant)
                 .arg(u8::from(job.is_goal))
                 .arg(&job.digest[..])
-                .arg(&job.value_limbs);
+                .arg(&job.value_limbs)
+                .arg(&job.join.member)
+                .arg(&job.join.participant)
+                .arg(&job.join.definition);
         }
         let mut conn = self.conn();
         let answer: Vec<i64> = invocation
@@ -323,12 +423,12 @@ impl RedisStore {
 
     /// Turns one script code into an outcome; `None` for "unknown here"
     /// (in open mode: register it first).
-    fn outcome(&self, event: &Event, code: i64) -> Result<Option<TrackOutcome>, StoreError> {
+    fn outcome(&self, event: &Event, code: i64) -> Result<Option<Outcome>, StoreError> {
         let caps = &self.inner.options.caps;
-        let ignored = |why| Ok(Some(TrackOutcome::Ignored(why)));
+        let ignored = |why| Ok(Some(Outcome::Tracked(TrackOutcome::Ignored(why))));
         match code {
-            0 => Ok(Some(TrackOutcome::Counted)),
-            1 => Ok(Some(TrackOutcome::Duplicate)),
+            0 => Ok(Some(Outcome::Tracked(TrackOutcome::Counted))),
+            1 => Ok(Some(Outcome::Tracked(TrackOutcome::Duplicate))),
             2 => ignored(Ignored::Cap(CapExceeded::Variants {
                 experiment: event.experiment.clone(),
                 variant: event.variant.clone(),
@@ -345,6 +445,8 @@ impl RedisStore {
             6 => ignored(Ignored::Inactive(Status::Stopped)),
             7 => ignored(Ignored::Inactive(Status::Archived)),
             8 => ignored(Ignored::Unregistered),
+            9 => Ok(Some(Outcome::Held)),
+            10 => Ok(Some(Outcome::NotParticipating)),
             other => Err(StoreError::unavailable(format!(
                 "unexpected script answer code {other}"
             ))),
@@ -700,6 +802,7 @@ mod tests {
                         variant: format!("v{i}"),
                         digest,
                         value_limbs: String::new(),
+                        join: super::JoinArgs::default(),
                         reply: tokio::sync::oneshot::channel().0,
                     }
                 })
