@@ -19,8 +19,11 @@ use crate::StoreError;
 
 /// The version of the key layout in `keys.rs`: raised whenever a key's
 /// name or encoding changes, so an instance never reads keys it would
-/// misunderstand.
-pub(super) const LAYOUT_VERSION: u32 = 1;
+/// misunderstand. 2: memberships keep hashes, not client ids.
+pub(super) const LAYOUT_VERSION: u32 = 2;
+
+/// The oldest layout this lamed upgrades (`upgrade.rs`).
+const UPGRADES_FROM: u32 = 1;
 
 /// What `P:layout` holds: the layout version and the dedupe window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,22 @@ impl RedisStore {
                  fix: use another Redis or database (db) for lamed"
             )));
         };
+        if theirs.version == UPGRADES_FROM && theirs.window_seconds == mine.window_seconds {
+            let rewritten = self.hash_legacy_members().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(mine.encode())
+                .exec_async(&mut self.conn())
+                .await
+                .map_err(|e| self.error(e))?;
+            tracing::info!(
+                rewritten,
+                from = theirs.version,
+                to = mine.version,
+                "redis key layout upgraded: memberships hashed"
+            );
+            return Ok(());
+        }
         if theirs.version != mine.version {
             return Err(StoreError::unavailable(format!(
                 "{at}: the keys are in layout version {}, this lamed writes version {}; \
@@ -164,6 +183,65 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ttl, -1, "no expiry");
+    }
+
+    /// A Redis of layout 1 is upgraded at open: its memberships are kept
+    /// under their hash, with their values, and the stamp says layout 2;
+    /// opening again changes nothing. On a standalone Redis and a cluster.
+    #[tokio::test]
+    async fn layout_1_memberships_are_hashed() {
+        let server = RedisServer::start();
+        upgrade_hashes_memberships(&server.url(), "u").await;
+        let cluster = crate::redis::testing::RedisCluster::shared();
+        upgrade_hashes_memberships(&cluster.urls(), "layout-upgrade").await;
+    }
+
+    async fn upgrade_hashes_memberships(url: &str, prefix: &str) {
+        use crate::Store;
+        use lamed_core::sixpack::{conversion_member, participant_member};
+        let store = open(url, prefix, 60, Caps::default(), Clock::System).await;
+        let members = store.members_key("sixpack", "e");
+        let legacy = [
+            ("alice@example.com", "red"),
+            ("alice@example.com\x1fbuy", "red"),
+        ];
+        redis::cmd("HSET")
+            .arg(&members)
+            .arg(&legacy[..])
+            .exec_async(&mut store.conn())
+            .await
+            .unwrap();
+        redis::cmd("SET")
+            .arg(store.layout_key())
+            .arg("layout=1 uuid_expiry_seconds=60")
+            .exec_async(&mut store.conn())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let store = open(url, prefix, 60, Caps::default(), Clock::System).await;
+            let held = |member: String| {
+                let store = store.clone();
+                async move { store.membership("sixpack", "e", &member).await.unwrap() }
+            };
+            let alice = participant_member("alice@example.com");
+            assert_eq!(held(alice).await.as_deref(), Some("red"));
+            let bought = conversion_member("alice@example.com", "buy");
+            assert_eq!(held(bought).await.as_deref(), Some("red"));
+            assert_eq!(held("alice@example.com".into()).await, None);
+            let stamp: String = redis::cmd("GET")
+                .arg(store.layout_key())
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+            assert!(stamp.contains("layout=2"), "{stamp}");
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&members)
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+            assert_eq!(fields.len(), 3, "two members and the mark: {fields:?}");
+            assert!(fields.iter().all(|f| !f.contains("alice")), "{fields:?}");
+        }
     }
 
     /// Another layout version, or a foreign value, is refused too.

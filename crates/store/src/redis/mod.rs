@@ -12,6 +12,7 @@
 //! | `connection.rs` | opening (TLS, cluster detection), deadlines, errors |
 //! | `keys.rs` | the key layout |
 //! | `layout.rs` | one dedupe window and layout version per Redis and key prefix, refused at open on a difference |
+//! | `upgrade.rs` | upgrading layout 1 at open: memberships hashed |
 //! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
 //! | `registry.rs` | experiments' registry records |
@@ -52,6 +53,8 @@ mod store;
 mod tests;
 #[cfg(feature = "redis")]
 mod track;
+#[cfg(feature = "redis")]
+mod upgrade;
 #[cfg(feature = "redis")]
 mod weights;
 
