@@ -321,8 +321,10 @@ pub async fn memberships_keep_the_first_value(store: DynStore, _clock: Clock) {
         .track(vec![event("m", "e", PARTICIPATE, "a", "1")])
         .await
         .expect("track");
+    assert_eq!(store.member_count("m", "e").await.expect("count"), 1);
     assert!(store.delete_experiment("m", "e").await.expect("delete"));
     assert_eq!(held("m", "e", "client").await, None);
+    assert_eq!(store.member_count("m", "e").await.expect("count"), 0);
     assert_eq!(
         store.join("m", "e", "client", "again").await.expect("join"),
         "again"
@@ -429,6 +431,12 @@ pub async fn joins_are_whole_or_nothing(store: DynStore, _clock: Clock) {
             .expect("join"),
         Joined::Held(held.clone())
     );
+    assert_eq!(
+        store.member_count("j", "e").await.expect("count"),
+        2,
+        "the participant and its conversion"
+    );
+    assert_eq!(store.member_count("j", "none").await.expect("count"), 0);
     let buys = counts(store.as_ref(), "j").await;
     assert_eq!(
         buys.get(&("e".into(), "buy".into(), held.clone())),

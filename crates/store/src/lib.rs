@@ -150,6 +150,10 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// is written. A retry answers [`Joined::Held`] and counts nothing.
     async fn count_join(&self, join: Join) -> Result<Joined, StoreError>;
 
+    /// How many members an experiment remembers (see
+    /// [`Store::membership`]): 0 for an unknown one.
+    async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError>;
+
     /// Every period's stored weights, sorted by period.
     async fn weight_history(
         &self,

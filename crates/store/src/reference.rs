@@ -511,6 +511,18 @@ impl Store for ReferenceStore {
             .cloned())
     }
 
+    async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError> {
+        let state = self.open_state()?;
+        let kept = state
+            .kept
+            .get(&(namespace.to_owned(), experiment.to_owned()));
+        Ok(kept
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| matches!(key, Kept::Member(_)))
+            .count() as u64)
+    }
+
     async fn put_once(
         &self,
         namespace: &str,

@@ -91,6 +91,10 @@ pub struct Report {
     /// against them, and its goal's estimates stratified by period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveReport>,
+    /// Members the experiment remembers (Sixpack's clients and their
+    /// conversions), kept until it is deleted: what it costs the store.
+    #[serde(default)]
+    pub memberships: u64,
 }
 
 /// One variant's participants.
@@ -279,6 +283,7 @@ pub fn build(
         daily: daily_series,
         record: None,
         adaptive: None,
+        memberships: 0,
     })
 }
 
@@ -365,14 +370,21 @@ pub async fn load(
         }
         None => None,
     };
-    let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+    let (owned_namespace, owned_experiment) = (namespace.to_owned(), experiment.to_owned());
     let mut report = tokio::task::spawn_blocking(move || {
-        build(&namespace, &experiment, &counters, &daily, &request)
+        build(
+            &owned_namespace,
+            &owned_experiment,
+            &counters,
+            &daily,
+            &request,
+        )
     })
     .await
     .map_err(|err| StoreError::unavailable(format!("report task failed: {err}")))??;
     report.record = record;
     report.adaptive = adaptive;
+    report.memberships = store.member_count(namespace, experiment).await?;
     Ok(report)
 }
 

@@ -466,6 +466,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError> {
+        let key = [namespace, experiment].map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM members WHERE namespace = ?1 AND experiment = ?2",
+            )?
+            .query_row(key, |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(|n| n as u64)
+    }
+
     async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
         self.ask(CountJoin { join: Some(join) }).await
     }

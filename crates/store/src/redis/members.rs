@@ -5,6 +5,7 @@
 
 use super::keys::Key;
 use super::store::RedisStore;
+use super::upgrade::CONVERTED;
 use crate::StoreError;
 
 impl RedisStore {
@@ -26,6 +27,23 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// How many members the experiment's hash holds (not counting the mark
+    /// of a hash the layout upgrade rewrote).
+    pub(super) async fn count_members(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<u64, StoreError> {
+        let key = self.members_key(namespace, experiment);
+        let (fields, marked): (u64, bool) = redis::pipe()
+            .hlen(&key)
+            .hexists(&key, CONVERTED)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(fields - u64::from(marked))
     }
 
     /// `HSETNX` then `HGET` in one transaction: sets a hash field unless it

@@ -186,6 +186,10 @@ impl Store for RedisStore {
         self.run(self.join_event(join)).await
     }
 
+    async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError> {
+        self.run(self.count_members(namespace, experiment)).await
+    }
+
     async fn put_once(
         &self,
         namespace: &str,
