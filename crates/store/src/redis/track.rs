@@ -118,7 +118,7 @@ impl RedisStore {
         }
         outcomes
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered")))
+            .map(|o| o.ok_or_else(|| StoreError::corrupt("event left unanswered")))
             .collect()
     }
 
@@ -228,7 +228,7 @@ impl RedisStore {
             match receiver.await {
                 Ok(Ok((code, created))) => answers.push((i, code, created)),
                 Ok(Err(err)) => return Err(err),
-                Err(_) => return Err(StoreError::unavailable("event left unanswered")),
+                Err(_) => return Err(StoreError::corrupt("event left unanswered")),
             }
         }
         Ok(answers)
@@ -313,7 +313,7 @@ impl RedisStore {
                 created: created == 1,
                 codes: codes.to_vec(),
             }),
-            _ => Err(StoreError::unavailable(format!(
+            _ => Err(StoreError::corrupt(format!(
                 "unexpected script answer of {} values for {} events",
                 answer.len(),
                 batch.len()
@@ -345,7 +345,7 @@ impl RedisStore {
             6 => ignored(Ignored::Inactive(Status::Stopped)),
             7 => ignored(Ignored::Inactive(Status::Archived)),
             8 => ignored(Ignored::Unregistered),
-            other => Err(StoreError::unavailable(format!(
+            other => Err(StoreError::corrupt(format!(
                 "unexpected script answer code {other}"
             ))),
         }
@@ -748,6 +748,7 @@ mod tests {
         ];
         let err = store.track(batch.clone()).await.unwrap_err();
         assert!(err.chain().contains("WRONGTYPE"), "{}", err.chain());
+        assert!(!err.is_transient(), "a planted key is no outage: {err:?}");
         assert_eq!(counts(&store).await, before, "nothing counted");
         let _: () = redis::cmd("DEL")
             .arg(&goals)
@@ -796,6 +797,7 @@ mod tests {
         for _ in 0..3 {
             let err = store.track(batch.clone()).await.unwrap_err();
             assert!(err.chain().contains("OOM"), "{}", err.chain());
+            assert!(err.is_transient(), "memory can be freed: {err:?}");
         }
         assert_eq!(counts(&store).await, before, "nothing counted");
 
