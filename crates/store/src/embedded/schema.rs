@@ -169,7 +169,7 @@ pub(super) fn open_writer_connection(
 }
 
 fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
-    StoreError::caused_by(format!("cannot open database {}", path.display()), err)
+    StoreError::sqlite(format!("cannot open database {}", path.display()), err)
 }
 
 #[cfg(test)]
