@@ -50,8 +50,9 @@ pub use embedded::{DataDirInUse, Durability, EmbeddedOptions, EmbeddedStore};
 ///   variant, uuid)` is counted at most once within the dedupe window, even
 ///   when sent concurrently or re-sent after a crash.
 /// - A clone of a store (or of its `Arc`) shares its state.
-/// - Errors mean "nothing can be promised": the caller answers 503 so the
-///   client retries, which is safe because counting is idempotent.
+/// - Errors mean "nothing can be promised": the caller answers a transient
+///   one 503 so the client retries, which is safe because counting is
+///   idempotent, and a permanent one 500 (see [`StoreError`]).
 /// - Values: a counted event's value adds to its counter's exact sum and
 ///   sum of squares, atomically with the count; a duplicate adds nothing.
 /// - The registry: an experiment's record decides, atomically with each
