@@ -771,7 +771,10 @@ async fn corrupt_record_answers_500_not_503() {
     send_all(&server, &[track("f", "e", "v", "participate", "1")]).await;
     let db = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
     let changed = db
-        .execute("UPDATE registry SET record = '{not json' WHERE experiment = 'e'", [])
+        .execute(
+            "UPDATE registry SET record = '{not json' WHERE experiment = 'e'",
+            [],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     let answer = server.get_with_key("/api/experiments/e?namespace=f").await;

@@ -173,19 +173,25 @@ async fn a_corrupt_record_answers_500_not_503() {
     let track = util::track("n", "sound", "a", "participate", "u1");
     assert_eq!(server.get(&track).await.status, 200);
 
-    let answer = server.get_with_key("/api/experiments/broken?namespace=n").await;
+    let answer = server
+        .get_with_key("/api/experiments/broken?namespace=n")
+        .await;
     assert_eq!(answer.status, 500, "{:?}", answer.body);
     assert!(answer.headers.get("retry-after").is_none());
     assert_eq!(
         answer.json().unwrap(),
         serde_json::json!({"error": "internal error: see the server log"})
     );
-    let answer = server.get_with_key("/api/experiments/sound?namespace=n").await;
+    let answer = server
+        .get_with_key("/api/experiments/sound?namespace=n")
+        .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(internal_errors().await, "1");
 
     let participate = |client: &str| {
-        format!("/participate?experiment=shade&client_id={client}&alternatives=red&alternatives=blue")
+        format!(
+            "/participate?experiment=shade&client_id={client}&alternatives=red&alternatives=blue"
+        )
     };
     let before = registry_keys(&redis);
     assert_eq!(server.get(&participate("c1")).await.status, 200);

@@ -126,7 +126,10 @@ async fn report_internal_errors(
 ) -> Response {
     let response = next.run(request).await;
     if let Some(InternalError(cause)) = response.extensions().get() {
-        tracing::error!(cause = cause.chain(), "store fault a retry will not fix; answering 500");
+        tracing::error!(
+            cause = cause.chain(),
+            "store fault a retry will not fix; answering 500"
+        );
         state.metrics.internal_error();
     }
     response

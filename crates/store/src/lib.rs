@@ -452,11 +452,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("busy.db");
         let holder = rusqlite::Connection::open(&path).unwrap();
-        holder.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE").unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE")
+            .unwrap();
         let writer = rusqlite::Connection::open(&path).unwrap();
         writer.busy_timeout(std::time::Duration::ZERO).unwrap();
         let err = StoreError::from(writer.execute("INSERT INTO t VALUES (1)", []).unwrap_err());
         assert!(err.is_transient(), "{err:?}");
-        assert!(err.chain().contains("database is locked"), "{}", err.chain());
+        assert!(
+            err.chain().contains("database is locked"),
+            "{}",
+            err.chain()
+        );
     }
 }

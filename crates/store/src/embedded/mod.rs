@@ -671,7 +671,10 @@ mod tests {
         assert!(store.record("n", "e").await.unwrap().is_some());
         let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
         let changed = conn
-            .execute("UPDATE registry SET record = '{not json' WHERE experiment = 'e'", [])
+            .execute(
+                "UPDATE registry SET record = '{not json' WHERE experiment = 'e'",
+                [],
+            )
             .unwrap();
         assert_eq!(changed, 1);
         for err in [
@@ -679,7 +682,11 @@ mod tests {
             store.records("n").await.unwrap_err(),
         ] {
             assert!(!err.is_transient(), "{err:?}");
-            assert!(err.chain().contains("a stored record is corrupt"), "{}", err.chain());
+            assert!(
+                err.chain().contains("a stored record is corrupt"),
+                "{}",
+                err.chain()
+            );
         }
         store.close().await.unwrap();
     }

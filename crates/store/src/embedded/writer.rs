@@ -494,7 +494,10 @@ mod tests {
             store.track(vec![participation("gone", "u")]),
         )
         .await;
-        assert!(gone.is_err(), "the caller gave up while the writer was busy");
+        assert!(
+            gone.is_err(),
+            "the caller gave up while the writer was busy"
+        );
         assert_eq!(
             store.track(vec![participation("kept", "u")]).await.unwrap(),
             vec![TrackOutcome::Counted]
@@ -527,7 +530,8 @@ mod tests {
         let err = tracked.unwrap_err();
         assert!(err.is_transient(), "{err:?}");
         assert!(
-            err.chain().contains("rolled back with another write that failed"),
+            err.chain()
+                .contains("rolled back with another write that failed"),
             "{}",
             err.chain()
         );
