@@ -759,6 +759,37 @@ async fn store_failure_answers_503_and_loses_nothing() {
     assert_eq!(server.counts("f").await.values().sum::<u64>(), 1);
 }
 
+/// A stored record that does not parse is no outage: reading it answers
+/// 500 with a short public message and no Retry-After (a retry would fail
+/// alike), counted in `lamed_internal_errors_total`; tracking, which does
+/// not read it, still counts.
+#[tokio::test]
+async fn corrupt_record_answers_500_not_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_logging("127.0.0.1:0", &data, &[], "off");
+    send_all(&server, &[track("f", "e", "v", "participate", "1")]).await;
+    let db = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE registry SET record = '{not json' WHERE experiment = 'e'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let answer = server.get_with_key("/api/experiments/e?namespace=f").await;
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert!(answer.headers.get("retry-after").is_none());
+    assert_eq!(
+        answer.json().unwrap(),
+        json!({"error": "internal error: see the server log"})
+    );
+    let metrics = server.get_with_key("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("\nlamed_internal_errors_total 1\n"), "{text}");
+    send_all(&server, &[track("f", "e", "v", "participate", "2")]).await;
+}
+
 /// Dedupe entries older than the window are pruned from disk, so storage
 /// stays bounded by the window; counts stay.
 #[tokio::test]

@@ -118,6 +118,94 @@ async fn redis_outage_answers_503_and_loses_nothing() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
 
+/// The keys of the registry hashes (one per experiment with a record).
+fn registry_keys(redis: &RedisServer) -> std::collections::BTreeSet<String> {
+    // A RESP array: "*<n>", then "$<len>" and the key, per key.
+    redis
+        .cmd("KEYS *:r")
+        .split("\r\n")
+        .filter(|line| !line.is_empty() && !line.starts_with(['*', '$']))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Overwrites the record of the one experiment given a record since
+/// `before` (the registry keys then) with text that is not JSON.
+fn corrupt_new_record(redis: &RedisServer, before: &std::collections::BTreeSet<String>) {
+    let now = registry_keys(redis);
+    let new: Vec<&String> = now.difference(before).collect();
+    assert_eq!(new.len(), 1, "one new record: {now:?}");
+    let reply = redis.cmd(&format!("HSET {} record {{not-json", new[0]));
+    assert!(reply.starts_with(':'), "HSET answered {reply:?}");
+}
+
+/// A record that does not parse, written straight into Redis, is a fault
+/// no retry fixes: reading it answers 500 with a short public message and
+/// no `Retry-After` (not the 503 of an outage), on the API and, in
+/// Sixpack's shape, on Sixpack's; `/metrics` counts each; an experiment
+/// whose record is sound is still served.
+#[tokio::test]
+async fn a_corrupt_record_answers_500_not_503() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_logging(
+        "127.0.0.1:0",
+        &dir.path().join("data"),
+        &["--redis", &redis.url(), "--api-key", API_KEY],
+        // The faults are logged at error level on purpose.
+        "off",
+    );
+    let internal_errors = || async {
+        let metrics = server.get_with_key("/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix("lamed_internal_errors_total "))
+            .unwrap_or_else(|| panic!("no internal errors counter in {text}"))
+            .to_owned()
+    };
+    assert_eq!(internal_errors().await, "0");
+
+    // Tracking an unknown experiment writes its record (open mode).
+    let before = registry_keys(&redis);
+    let track = util::track("n", "broken", "a", "participate", "u1");
+    assert_eq!(server.get(&track).await.status, 200);
+    corrupt_new_record(&redis, &before);
+    let track = util::track("n", "sound", "a", "participate", "u1");
+    assert_eq!(server.get(&track).await.status, 200);
+
+    let answer = server
+        .get_with_key("/api/experiments/broken?namespace=n")
+        .await;
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert!(answer.headers.get("retry-after").is_none());
+    assert_eq!(
+        answer.json().unwrap(),
+        serde_json::json!({"error": "internal error: see the server log"})
+    );
+    let answer = server
+        .get_with_key("/api/experiments/sound?namespace=n")
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(internal_errors().await, "1");
+
+    let participate = |client: &str| {
+        format!(
+            "/participate?experiment=shade&client_id={client}&alternatives=red&alternatives=blue"
+        )
+    };
+    let before = registry_keys(&redis);
+    assert_eq!(server.get(&participate("c1")).await.status, 200);
+    corrupt_new_record(&redis, &before);
+    let answer = server.get(&participate("c2")).await;
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert!(answer.headers.get("retry-after").is_none());
+    assert_eq!(
+        answer.json().unwrap(),
+        serde_json::json!({"status": "failed", "message": "internal error: see the server log"})
+    );
+    assert_eq!(internal_errors().await, "2");
+}
+
 /// Seeds a Redis the way Lamed (integer counters) and Gimel (HyperLogLog
 /// counters) lay data out, including names with ':' and spaces.
 async fn seed_lamed_and_gimel(redis: &RedisServer) {

@@ -1,5 +1,11 @@
 //! The HTTP error type: every failure becomes a status and a JSON body
 //! `{"error": "..."}` that names the problem.
+//!
+//! A store failure is answered by its kind: a transient one 503 with
+//! `Retry-After` (the client retries), a permanent one 500 with a short
+//! public message and no `Retry-After` (a retry fails the same way). A 500
+//! carries its cause as an [`InternalError`] extension, which the router
+//! logs and counts on `/metrics` (a response cannot reach the metrics).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -40,9 +46,11 @@ pub enum ApiError {
     /// The request headers are larger than we read (431).
     #[error("{0}")]
     HeadersTooLarge(String),
-    /// The store cannot take the request now; the client should retry (503).
-    #[error("store unavailable, retry later")]
-    Unavailable(#[from] StoreError),
+    /// The store failed: 503 with `Retry-After` when the failure may pass
+    /// (the client should retry), 500 when it will not (see
+    /// [`StoreError::is_transient`]).
+    #[error("{}", store_message(.0))]
+    Store(#[from] StoreError),
     /// The request took longer than the request timeout; like any 503 the
     /// client should retry (503).
     #[error("request timed out, retry later")]
@@ -66,10 +74,36 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::TimedOut | ApiError::Overloaded => {
+            ApiError::Store(err) if !err.is_transient() => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) | ApiError::TimedOut | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
+    }
+}
+
+/// What a client is told of a permanent failure: the details (which may
+/// name keys, files, hosts) go to the log only.
+pub(crate) const INTERNAL_ERROR_MESSAGE: &str = "internal error: see the server log";
+
+/// The public message of a store failure.
+fn store_message(err: &StoreError) -> &'static str {
+    if err.is_transient() {
+        "store unavailable, retry later"
+    } else {
+        INTERNAL_ERROR_MESSAGE
+    }
+}
+
+/// A permanent failure answered 500, put in the response's extensions for
+/// the router to log with its whole chain and count.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalError(pub(crate) StoreError);
+
+impl InternalError {
+    /// Marks `response` as answering `err`.
+    pub(crate) fn attach(response: &mut Response, err: &StoreError) {
+        response.extensions_mut().insert(InternalError(err.clone()));
     }
 }
 
@@ -82,14 +116,22 @@ impl From<InvalidField> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            // The details go to the log, not to the public.
-            ApiError::Unavailable(cause) => tracing::error!(cause = cause.chain(), "answering 503"),
+            // The details go to the log, not to the public (a 500 is
+            // logged by the router, which counts it too).
+            ApiError::Store(cause) if cause.is_transient() => {
+                tracing::error!(cause = cause.chain(), "answering 503")
+            }
             ApiError::TimedOut => tracing::error!("request timed out; answering 503"),
             ApiError::Overloaded => tracing::warn!("too many requests in flight; answering 503"),
             _ => {}
         }
         let status = self.status();
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::Store(cause) = &self {
+            if !cause.is_transient() {
+                InternalError::attach(&mut response, cause);
+            }
+        }
         // Every 503 tells the client when to retry.
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -97,5 +139,30 @@ impl IntoResponse for ApiError {
                 .insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store failure that may pass is 503 with Retry-After; one that
+    /// will not is 500 without it, tells the public nothing of its cause,
+    /// and carries the cause for the router to log and count.
+    #[test]
+    fn store_failures_are_answered_by_kind() {
+        let transient = ApiError::Store(StoreError::unavailable("redis at x: timed out"));
+        let response = transient.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert!(response.extensions().get::<InternalError>().is_none());
+
+        let permanent = ApiError::Store(StoreError::corrupt("record of e at lmd:{0}:r"));
+        assert_eq!(permanent.to_string(), INTERNAL_ERROR_MESSAGE);
+        let response = permanent.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get("retry-after").is_none());
+        let InternalError(cause) = response.extensions().get().expect("marked");
+        assert!(cause.chain().contains("record of e"), "{}", cause.chain());
     }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: what was accepted, what was refused or ignored and
 //! why, how long the store took and how large batches are, whether the
-//! store takes writes, and how many uuids the dedupe memory holds.
+//! store takes writes, how many requests met a store fault a retry will
+//! not fix, and how many uuids the dedupe memory holds.
 
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct Metrics {
     store_healthy: Gauge,
     /// Write checks done for `/health`, by result (`ok`, `failed`).
     health_checks: Family<ResultLabel, Counter>,
+    /// Requests answered 500: corrupt data, an unexpected answer, a bug.
+    /// Apart from the 503s, which monitoring reads as load or an outage.
+    internal_errors: Counter,
     /// Uuids the dedupe memory holds; registered only for stores that
     /// know it (see [`Metrics::show_dedupe_entries`]).
     dedupe_entries: Gauge,
@@ -65,6 +69,7 @@ impl Default for Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let store_healthy = Gauge::default();
         let health_checks = Family::<ResultLabel, Counter>::default();
+        let internal_errors = Counter::default();
         registry.register(
             "events_counted",
             "Events counted as new within the dedupe window",
@@ -105,6 +110,11 @@ impl Default for Metrics {
             "Write checks done for /health (at most one a second), by result",
             health_checks.clone(),
         );
+        registry.register(
+            "internal_errors",
+            "Requests answered 500: a store fault a retry will not fix (corrupt data, a bug)",
+            internal_errors.clone(),
+        );
         Metrics {
             registry,
             counted,
@@ -115,6 +125,7 @@ impl Default for Metrics {
             batch_size,
             store_healthy,
             health_checks,
+            internal_errors,
             dedupe_entries: Gauge::default(),
         }
     }
@@ -173,6 +184,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one request answered 500.
+    pub fn internal_error(&self) {
+        self.internal_errors.inc();
+    }
+
     /// Adds the dedupe memory gauge, for a store that knows its size.
     pub fn show_dedupe_entries(&mut self) {
         self.registry.register(
@@ -206,7 +222,11 @@ impl lamed_service::tracking::Meter for Metrics {
         self.outcomes(outcomes);
     }
 
-    fn failed(&self, _: &lamed_store::StoreError) {
-        self.reject("store_unavailable");
+    /// A permanent failure is counted as an internal error when it is
+    /// answered (500), not as a refusal.
+    fn failed(&self, err: &lamed_store::StoreError) {
+        if err.is_transient() {
+            self.reject("store_unavailable");
+        }
     }
 }

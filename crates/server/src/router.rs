@@ -15,7 +15,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::handlers::track;
 use crate::routes::{route_of, HEALTH_PATH, ROUTES};
 use crate::state::AppState;
@@ -92,6 +92,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     router
         .fallback(|| async { ApiError::NotFound("no such path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            report_internal_errors,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             options.request_timeout,
@@ -110,6 +114,25 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         ))
         .layer(cors())
         .with_state(state)
+}
+
+/// Logs each 500 with its whole cause and counts it on `/metrics`: here,
+/// once for every handler and API (ours and Sixpack's), since a response
+/// cannot reach the metrics.
+async fn report_internal_errors(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(InternalError(cause)) = response.extensions().get() {
+        tracing::error!(
+            cause = cause.chain(),
+            "store fault a retry will not fix; answering 500"
+        );
+        state.metrics.internal_error();
+    }
+    response
 }
 
 /// Runs the request within the timeout, else answers 503 with Retry-After

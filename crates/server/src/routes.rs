@@ -205,7 +205,7 @@ impl Endpoint {
             Endpoint::DashboardAsset => "the dashboard's scripts and stylesheet",
             Endpoint::Lifecycle => "the registry's lifecycle, as the dashboard reads it: `{\"statuses\", \"transitions\": {\"running\": [\"paused\", \"stopped\", \"archived\"], ..}, \"listed_by_default\"}`",
             Endpoint::Health => "200 `{\"status\": \"ok\"}` when the store took the last write check, else 503 `{\"status\": \"unavailable\"}` (the reason goes to the log and `/metrics`); at most one check a second",
-            Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_dedupe_entries` (embedded store only)",
+            Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_internal_errors_total`, `lamed_dedupe_entries` (embedded store only)",
             Endpoint::SixpackParticipate => "Sixpack's participate, in Sixpack's shape (see [Sixpack API](#sixpack-api-server-side-experiments))",
             Endpoint::SixpackConvert => "Sixpack's convert, in Sixpack's shape",
             Endpoint::SixpackStatus => "Sixpack's status, in Sixpack's shape",

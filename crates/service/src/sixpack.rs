@@ -30,7 +30,8 @@ pub enum SixpackError {
     /// Nothing of that name: Sixpack's message (404).
     #[error("{0}")]
     NotFound(&'static str),
-    /// The store cannot answer now (503: the client shows its control).
+    /// The store failed: 503 when a retry may work, 500 when not (the
+    /// client shows its control either way).
     #[error(transparent)]
     Store(#[from] StoreError),
 }

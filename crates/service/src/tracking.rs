@@ -30,16 +30,29 @@ impl Meter for Unmetered {
 ///
 /// # Errors
 ///
-/// The store's failure (nothing is known to be counted).
+/// The store's failure (nothing is known to be counted), or
+/// [`StoreError::Corrupt`] when it answers another number of outcomes than
+/// events (callers pair them by position).
 pub async fn track(
     store: &dyn Store,
     meter: &dyn Meter,
     events: Vec<Event>,
 ) -> Result<Vec<TrackOutcome>, StoreError> {
     let started = Instant::now();
+    let sent = events.len();
     let outcomes = store
         .track(events)
         .await
+        .and_then(|outcomes| {
+            if outcomes.len() == sent {
+                Ok(outcomes)
+            } else {
+                Err(StoreError::corrupt(format!(
+                    "store answered {} outcomes for {sent} events",
+                    outcomes.len()
+                )))
+            }
+        })
         .inspect_err(|err| meter.failed(err))?;
     meter.tracked(started.elapsed(), &outcomes);
     Ok(outcomes)

@@ -50,8 +50,9 @@ pub use embedded::{DataDirInUse, Durability, EmbeddedOptions, EmbeddedStore};
 ///   variant, uuid)` is counted at most once within the dedupe window, even
 ///   when sent concurrently or re-sent after a crash.
 /// - A clone of a store (or of its `Arc`) shares its state.
-/// - Errors mean "nothing can be promised": the caller answers 503 so the
-///   client retries, which is safe because counting is idempotent.
+/// - Errors mean "nothing can be promised": the caller answers a transient
+///   one 503 so the client retries, which is safe because counting is
+///   idempotent, and a permanent one 500 (see [`StoreError`]).
 /// - Values: a counted event's value adds to its counter's exact sum and
 ///   sum of squares, atomically with the count; a duplicate adds nothing.
 /// - The registry: an experiment's record decides, atomically with each
@@ -264,15 +265,34 @@ pub type DynStore = Arc<dyn Store>;
 pub type StoreCause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why a store could not do what was asked.
+///
+/// Failures come in two kinds, told apart where they arise (each backend
+/// knows its own errors), because a client must treat them differently:
+/// a transient one ([`StoreError::Unavailable`], [`StoreError::Closed`])
+/// may pass, so the caller answers 503 and the client retries; a
+/// permanent one ([`StoreError::Corrupt`]) fails the same way on every
+/// retry, so the caller answers 500 and an operator must look.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (disk full, I/O error, connection lost...). The
-    /// cause is kept as the error's source, so logs show the whole chain.
+    /// The backend cannot serve now (unreachable, busy, timed out, disk or
+    /// memory full, queue full, connection lost). The cause is kept as the
+    /// error's source, so logs show the whole chain.
     #[error("store unavailable: {context}")]
     Unavailable {
         /// What the store was doing.
         context: String,
         /// The backend's own error, when there is one.
+        #[source]
+        source: Option<StoreCause>,
+    },
+    /// What the store holds or answered is not what lamed wrote or expects
+    /// (a record that does not parse, an unexpected script answer, a
+    /// broken invariant): damaged data or a bug, which no retry fixes.
+    #[error("store corrupt or inconsistent: {context}")]
+    Corrupt {
+        /// What the store was doing.
+        context: String,
+        /// The backend's or the parser's own error, when there is one.
         #[source]
         source: Option<StoreCause>,
     },
@@ -288,8 +308,17 @@ impl StoreError {
         format!("{:#}", anyhow::Error::new(self.clone()))
     }
 
-    /// A failure with no underlying error (a refused configuration, a
-    /// script's own message).
+    /// True when a retry may succeed: the caller answers 503 with
+    /// `Retry-After`; false for [`StoreError::Corrupt`] (500).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } | StoreError::Closed => true,
+            StoreError::Corrupt { .. } => false,
+        }
+    }
+
+    /// A transient failure with no underlying error (a refused
+    /// configuration, a deadline passed).
     pub fn unavailable(context: impl Into<String>) -> Self {
         StoreError::Unavailable {
             context: context.into(),
@@ -297,8 +326,8 @@ impl StoreError {
         }
     }
 
-    /// A failure caused by a backend error, which stays reachable as the
-    /// source.
+    /// A transient failure caused by a backend error, which stays
+    /// reachable as the source.
     pub fn caused_by(
         context: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -308,11 +337,72 @@ impl StoreError {
             source: Some(Arc::new(source)),
         }
     }
+
+    /// A permanent failure with no underlying error (an unexpected answer,
+    /// a broken invariant).
+    pub fn corrupt(context: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A permanent failure caused by another error (stored JSON that does
+    /// not parse, a database file that is not one), kept as the source.
+    pub fn corrupt_because(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A SQLite error, of the kind its code says: a busy or locked
+    /// database, a full disk, an I/O error or a file that cannot be opened
+    /// may pass; a damaged file, a schema or type mismatch or a misused
+    /// API will not.
+    pub fn sqlite(context: impl Into<String>, err: rusqlite::Error) -> Self {
+        if sqlite_is_transient(&err) {
+            StoreError::caused_by(context, err)
+        } else {
+            StoreError::corrupt_because(context, err)
+        }
+    }
+}
+
+/// See [`StoreError::sqlite`]. Anything not known to pass is permanent:
+/// a value that does not convert or a statement SQLite refuses is a bug or
+/// damaged data, and answering it 503 would make clients retry it forever.
+fn sqlite_is_transient(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match err {
+        rusqlite::Error::SqliteFailure(failure, _) => matches!(
+            failure.code,
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::OutOfMemory
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::ReadOnly
+                | ErrorCode::PermissionDenied
+                | ErrorCode::OperationInterrupted
+                | ErrorCode::OperationAborted
+                | ErrorCode::SchemaChanged
+                | ErrorCode::NoLargeFileSupport
+        ),
+        // A data directory that is not there (yet) is the operator's to fix.
+        rusqlite::Error::InvalidPath(_) => true,
+        _ => false,
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        StoreError::caused_by("sqlite failed", err)
+        StoreError::sqlite("sqlite failed", err)
     }
 }
 
@@ -358,5 +448,65 @@ pub async fn open(config: &StoreOptions) -> Result<DynStore, StoreError> {
             caps: config.caps,
             clock: Clock::System,
         })?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    fn sqlite_failure(code: std::os::raw::c_int) -> StoreError {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None).into()
+    }
+
+    /// SQLite errors that may pass (busy, locked, full, I/O) are
+    /// transient; a damaged file, a schema or type mismatch are not.
+    #[test]
+    fn sqlite_errors_are_classified_by_code() {
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_CANTOPEN,
+            ffi::SQLITE_NOMEM,
+        ] {
+            assert!(sqlite_failure(code).is_transient(), "code {code}");
+        }
+        for code in [
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_NOTADB,
+            ffi::SQLITE_ERROR,
+            ffi::SQLITE_MISMATCH,
+            ffi::SQLITE_CONSTRAINT,
+        ] {
+            let err = sqlite_failure(code);
+            assert!(matches!(err, StoreError::Corrupt { .. }), "code {code}");
+        }
+        let conversion =
+            rusqlite::Error::InvalidColumnType(0, "count".into(), rusqlite::types::Type::Text);
+        assert!(!StoreError::from(conversion).is_transient());
+    }
+
+    /// A real `SQLITE_BUSY` (another connection holds the write lock) is
+    /// transient, with SQLite's error kept in the chain.
+    #[test]
+    fn a_busy_database_is_transient() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE")
+            .unwrap();
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let err = StoreError::from(writer.execute("INSERT INTO t VALUES (1)", []).unwrap_err());
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            err.chain().contains("database is locked"),
+            "{}",
+            err.chain()
+        );
     }
 }

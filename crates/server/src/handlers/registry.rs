@@ -138,7 +138,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 /// experiment is not found; the rest is malformed input.
 fn edit_error(err: EditError) -> ApiError {
     let err = match err {
-        EditError::Store(err) => return ApiError::Unavailable(err),
+        EditError::Store(err) => return ApiError::Store(err),
         EditError::Registry(err) => err,
     };
     match err {

@@ -34,7 +34,7 @@ pub async fn report(
         .await
         .map(Json)
         .map_err(|err| match err {
-            LoadError::Store(err) => ApiError::Unavailable(err),
+            LoadError::Store(err) => ApiError::Store(err),
             LoadError::Report(err @ ReportError::UnknownExperiment(_)) => {
                 ApiError::NotFound(format!("{err} in namespace '{namespace}'"))
             }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError, INTERNAL_ERROR_MESSAGE};
 use crate::params::QueryParams;
 use crate::state::AppState;
 use lamed_core::bots::Visitor;
@@ -31,20 +31,21 @@ enum Failure {
     BadRequest(String),
     /// 404 with Sixpack's message.
     NotFound(&'static str),
-    /// 503: the store cannot answer now (the client answers its control).
-    Unavailable(StoreError),
+    /// The store failed: 503 when it may pass, 500 when it will not (the
+    /// client answers its control either way).
+    Store(StoreError),
 }
 
 impl From<StoreError> for Failure {
     fn from(err: StoreError) -> Self {
-        Failure::Unavailable(err)
+        Failure::Store(err)
     }
 }
 
 impl From<ApiError> for Failure {
     fn from(err: ApiError) -> Self {
         match err {
-            ApiError::Unavailable(cause) => Failure::Unavailable(cause),
+            ApiError::Store(cause) => Failure::Store(cause),
             other => Failure::BadRequest(other.to_string()),
         }
     }
@@ -55,7 +56,7 @@ impl From<SixpackError> for Failure {
         match err {
             SixpackError::Invalid(message) => Failure::BadRequest(message),
             SixpackError::NotFound(message) => Failure::NotFound(message),
-            SixpackError::Store(cause) => Failure::Unavailable(cause),
+            SixpackError::Store(cause) => Failure::Store(cause),
         }
     }
 }
@@ -91,7 +92,7 @@ pub async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         if state.health.healthy(&*state.store, &state.metrics).await {
             Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
         } else {
-            Err(Failure::Unavailable(StoreError::unavailable(
+            Err(Failure::Store(StoreError::unavailable(
                 "the store takes no writes",
             )))
         }
@@ -142,7 +143,16 @@ where
         Err(Failure::NotFound(message)) => {
             respond(callback.as_deref(), StatusCode::NOT_FOUND, &failed(message))
         }
-        Err(Failure::Unavailable(cause)) => {
+        Err(Failure::Store(cause)) if !cause.is_transient() => {
+            let mut response = respond(
+                callback.as_deref(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &failed(INTERNAL_ERROR_MESSAGE),
+            );
+            InternalError::attach(&mut response, &cause);
+            response
+        }
+        Err(Failure::Store(cause)) => {
             tracing::error!(cause = cause.chain(), "sixpack: answering 503");
             let mut response = respond(
                 callback.as_deref(),

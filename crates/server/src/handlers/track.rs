@@ -52,7 +52,8 @@ pub async fn track_one(
             Ok(answer_ignored(&state, &event, &why))
         }
         Some(_) => Ok(empty_ok()),
-        None => Err(ApiError::Unavailable(lamed_store::StoreError::unavailable(
+        // A store that answers fewer outcomes than events is broken.
+        None => Err(ApiError::Store(lamed_store::StoreError::corrupt(
             "store returned no outcome",
         ))),
     }

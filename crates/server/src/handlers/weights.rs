@@ -70,8 +70,13 @@ pub async fn weights(
     let found = service::weights(state.store.as_ref(), &namespace, &experiment, now_ms)
         .await
         .map_err(|err| match err {
-            WeightsError::Store(err) => ApiError::Unavailable(err),
-            WeightsError::Invalid(why) => ApiError::Unavailable(StoreError::unavailable(why)),
+            WeightsError::Store(err) => ApiError::Store(err),
+            // Stored weights that do not parse, or a record whose options
+            // the statistics refuse (they were checked when registered):
+            // every retry would fail the same way, so 500, not 503.
+            WeightsError::Invalid(why) => ApiError::Store(StoreError::corrupt(format!(
+                "weights of experiment '{experiment}' in namespace '{namespace}': {why}"
+            ))),
         })?;
     let Some(found) = found else {
         return Err(ApiError::NotFound(format!(

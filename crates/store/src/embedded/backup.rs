@@ -287,7 +287,7 @@ fn sync_parent(path: &Path) {
 }
 
 fn cannot(path: &Path, what: &str, err: rusqlite::Error) -> StoreError {
-    StoreError::caused_by(format!("cannot {what} database {}", path.display()), err)
+    StoreError::sqlite(format!("cannot {what} database {}", path.display()), err)
 }
 
 /// True when `err` says a lamed process holds the data directory.

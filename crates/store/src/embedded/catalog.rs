@@ -176,8 +176,9 @@ impl Catalog {
     }
 }
 
-/// A stored record, read back.
+/// A stored record, read back; one that does not parse is corrupt (a
+/// permanent failure: re-reading it fails the same way).
 pub(super) fn parse_record(json: &str) -> Result<ExperimentRecord, StoreError> {
     serde_json::from_str(json)
-        .map_err(|err| StoreError::caused_by("a stored record is corrupt", err))
+        .map_err(|err| StoreError::corrupt_because("a stored record is corrupt", err))
 }

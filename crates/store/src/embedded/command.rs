@@ -37,6 +37,10 @@ pub(super) trait Command: Send {
     /// Events it adds to a transaction (see [`Write::weight`]).
     fn weight(&self) -> usize;
 
+    /// True when its caller stopped waiting (timed out, or its request was
+    /// dropped): no one would hear the answer, so it need not be applied.
+    fn caller_gone(&self) -> bool;
+
     /// Does its work in the open transaction; on success it becomes the
     /// answer that waits for the commit, on failure it comes back unapplied
     /// with the error that fails the whole transaction.
@@ -84,6 +88,10 @@ impl<W: Write> Request<W> {
 impl<W: Write> Command for Request<W> {
     fn weight(&self) -> usize {
         self.write.weight()
+    }
+
+    fn caller_gone(&self) -> bool {
+        self.reply.is_closed()
     }
 
     fn apply(mut self: Box<Self>, batch: &mut Batch<'_>) -> Result<Box<dyn Answer>, NotApplied> {
@@ -305,7 +313,7 @@ impl Write for CountJoin {
             definition,
         }) = self.join.take()
         else {
-            return Err(StoreError::unavailable("a join was applied twice"));
+            return Err(StoreError::corrupt("a join was applied twice"));
         };
         let held = |batch: &Batch<'_>, member: &str| -> Result<Option<String>, StoreError> {
             Ok(batch

@@ -293,7 +293,15 @@ impl EmbeddedStore {
             query(&conn).map_err(StoreError::from)
         })
         .await
-        .map_err(|err| StoreError::caused_by("read task failed", err))?
+        .map_err(|err| {
+            // A read that panicked is a bug; one cancelled (the runtime
+            // shutting down) may pass.
+            if err.is_panic() {
+                StoreError::corrupt_because("read task panicked", err)
+            } else {
+                StoreError::caused_by("read task failed", err)
+            }
+        })?
     }
 }
 
@@ -683,6 +691,37 @@ mod tests {
         assert_eq!(reader.records("n").await.unwrap(), vec![]);
         assert_eq!(reader.record("n", "e").await.unwrap(), None);
         assert_eq!(reader.experiments("n").await.unwrap(), vec!["e".to_owned()]);
+    }
+
+    /// A record that does not parse is a permanent failure (re-reading it
+    /// fails the same way, so it must not be answered "retry later"),
+    /// named as such in the chain.
+    #[tokio::test]
+    async fn a_corrupt_record_is_a_permanent_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.track(vec![event(1)]).await.unwrap();
+        assert!(store.record("n", "e").await.unwrap().is_some());
+        let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE registry SET record = '{not json' WHERE experiment = 'e'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        for err in [
+            store.record("n", "e").await.unwrap_err(),
+            store.records("n").await.unwrap_err(),
+        ] {
+            assert!(!err.is_transient(), "{err:?}");
+            assert!(
+                err.chain().contains("a stored record is corrupt"),
+                "{}",
+                err.chain()
+            );
+        }
+        store.close().await.unwrap();
     }
 
     fn event(uuid: usize) -> Event {

@@ -205,7 +205,7 @@ fn hash_members(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
-    StoreError::caused_by(format!("cannot open database {}", path.display()), err)
+    StoreError::sqlite(format!("cannot open database {}", path.display()), err)
 }
 
 #[cfg(test)]

@@ -4,8 +4,13 @@
 //! It waits for a command, drains whatever else is already queued (up to
 //! [`MAX_EVENTS_PER_COMMIT`] events) into the same transaction, commits
 //! once, then answers every caller. When anything in the transaction
-//! fails, it rolls back and every caller gets the error, and the in-memory
+//! fails, it rolls back and every caller gets an error, and the in-memory
 //! dedupe index and catalog are put back to what is really stored.
+//!
+//! A command whose caller stopped waiting (its request timed out) is
+//! dropped unapplied: under overload the queue then sheds the work no one
+//! waits for instead of doing it late. Its caller was not told it was
+//! stored, and re-sends it; counting is idempotent.
 //!
 //! The writer ends when the store is closed (every sender dropped). Should
 //! it die any other way (a panic), nothing could be counted any more, so it
@@ -99,8 +104,28 @@ type CounterKey = (String, String, String, String);
 /// A transaction that rolled back, and the callers it owes its error.
 struct Failed {
     error: StoreError,
+    /// The command whose work failed; `None` when the transaction itself
+    /// failed (to begin or to commit).
+    culprit: Option<Box<dyn Command>>,
     applied: Vec<Box<dyn Answer>>,
     unapplied: Vec<Box<dyn Command>>,
+}
+
+impl Failed {
+    /// What the callers other than the culprit are answered. A permanent
+    /// failure of one command is not theirs: their writes were rolled back
+    /// only for sharing its transaction, and re-sent they are applied, so
+    /// they get a transient error (503, not 500) that names the cause.
+    fn error_for_others(&self) -> StoreError {
+        if self.culprit.is_some() && !self.error.is_transient() {
+            StoreError::caused_by(
+                "rolled back with another write that failed",
+                self.error.clone(),
+            )
+        } else {
+            self.error.clone()
+        }
+    }
 }
 
 impl Writer {
@@ -163,9 +188,19 @@ impl Writer {
     }
 
     /// Applies the commands in one transaction, then answers them: every
-    /// one with its result after the commit, or every one with the error
-    /// when anything failed (the transaction then rolled back).
-    fn commit(&mut self, commands: Vec<Box<dyn Command>>) {
+    /// one with its result after the commit, or every one with an error
+    /// when anything failed (the transaction then rolled back). Commands
+    /// whose callers stopped waiting are dropped first.
+    fn commit(&mut self, mut commands: Vec<Box<dyn Command>>) {
+        let queued = commands.len();
+        commands.retain(|command| !command.caller_gone());
+        let skipped = queued - commands.len();
+        if skipped > 0 {
+            tracing::debug!(skipped, "dropped writes whose callers stopped waiting");
+        }
+        if commands.is_empty() {
+            return;
+        }
         match self.apply(commands) {
             Ok(applied) => {
                 if let Some(syncer) = &self.log_syncer {
@@ -182,13 +217,17 @@ impl Writer {
                 self.publish_remembered();
                 tracing::error!(
                     cause = failed.error.chain(),
-                    "store write failed; answering 503"
+                    "store write failed; rolled back"
                 );
+                let others = failed.error_for_others();
+                if let Some(culprit) = failed.culprit {
+                    culprit.fail(&failed.error);
+                }
                 for answer in failed.applied {
-                    answer.fail(&failed.error);
+                    answer.fail(&others);
                 }
                 for command in failed.unapplied {
-                    command.fail(&failed.error);
+                    command.fail(&others);
                 }
                 // Rebuild what the rolled-back work may have added to the
                 // catalog from what is really stored.
@@ -211,6 +250,7 @@ impl Writer {
             Err(err) => {
                 return Err(Failed {
                     error: err.into(),
+                    culprit: None,
                     applied,
                     unapplied: commands.collect(),
                 })
@@ -232,8 +272,9 @@ impl Writer {
                 Err(NotApplied { error, command }) => {
                     return Err(Failed {
                         error,
+                        culprit: Some(command),
                         applied,
-                        unapplied: std::iter::once(command).chain(commands).collect(),
+                        unapplied: commands.collect(),
                     })
                 }
             }
@@ -242,6 +283,7 @@ impl Writer {
             Ok(()) => Ok(applied),
             Err(error) => Err(Failed {
                 error,
+                culprit: None,
                 applied,
                 unapplied: Vec::new(),
             }),
@@ -386,6 +428,117 @@ mod tests {
             vec![TrackOutcome::Counted, TrackOutcome::Counted]
         );
         assert_eq!(store.experiments("n").await.unwrap(), vec!["e", "f"]);
+        store.close().await.unwrap();
+    }
+
+    /// A write that holds the writer for a while, so that what is sent
+    /// meanwhile queues and is applied together in the next transaction.
+    struct Slow(Duration);
+
+    impl Write for Slow {
+        type Output = ();
+
+        fn apply(&mut self, _batch: &mut Batch<'_>) -> Result<(), StoreError> {
+            std::thread::sleep(self.0);
+            Ok(())
+        }
+    }
+
+    /// A write that finds the store inconsistent: a permanent failure.
+    struct Inconsistent;
+
+    impl Write for Inconsistent {
+        type Output = ();
+
+        fn apply(&mut self, _batch: &mut Batch<'_>) -> Result<(), StoreError> {
+            Err(StoreError::corrupt("a planted inconsistency"))
+        }
+    }
+
+    fn participation(experiment: &str, uuid: &str) -> Event {
+        Event {
+            namespace: "n".into(),
+            experiment: experiment.into(),
+            variant: "a".into(),
+            event: PARTICIPATE.into(),
+            uuid: uuid.into(),
+            value: None,
+        }
+    }
+
+    /// Holds the writer in a [`Slow`] write of `for_ms` and returns once
+    /// it has taken it; the task answers when the write is done.
+    async fn hold_writer(
+        store: &crate::EmbeddedStore,
+        for_ms: u64,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let slow = tokio::spawn({
+            let store = store.clone();
+            async move { store.ask(Slow(Duration::from_millis(for_ms))).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        slow
+    }
+
+    /// A write whose caller stopped waiting before the writer reached it
+    /// is dropped unapplied: of two events queued behind a slow write, the
+    /// one whose caller timed out is neither counted nor remembered (sent
+    /// again, it counts), the one whose caller waits is counted.
+    #[tokio::test]
+    async fn a_write_whose_caller_is_gone_is_skipped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        let slow = hold_writer(&store, 300).await;
+        let gone = tokio::time::timeout(
+            Duration::from_millis(10),
+            store.track(vec![participation("gone", "u")]),
+        )
+        .await;
+        assert!(
+            gone.is_err(),
+            "the caller gave up while the writer was busy"
+        );
+        assert_eq!(
+            store.track(vec![participation("kept", "u")]).await.unwrap(),
+            vec![TrackOutcome::Counted]
+        );
+        slow.await.unwrap().unwrap();
+        assert_eq!(store.experiments("n").await.unwrap(), vec!["kept"]);
+        assert_eq!(
+            store.track(vec![participation("gone", "u")]).await.unwrap(),
+            vec![TrackOutcome::Counted],
+            "the skipped event was not remembered"
+        );
+        store.close().await.unwrap();
+    }
+
+    /// A permanent failure is its own write's: the write that fails gets
+    /// it, while an event applied before it in the same transaction, rolled
+    /// back with it, gets a transient error (503: sent again, it counts).
+    #[tokio::test]
+    async fn a_permanent_failure_fails_only_its_own_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        let slow = hold_writer(&store, 200).await;
+        let (tracked, inconsistent) = tokio::join!(
+            store.track(vec![participation("e", "u")]),
+            store.ask(Inconsistent),
+        );
+        slow.await.unwrap().unwrap();
+        let err = inconsistent.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        let err = tracked.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            err.chain()
+                .contains("rolled back with another write that failed"),
+            "{}",
+            err.chain()
+        );
+        assert_eq!(
+            store.track(vec![participation("e", "u")]).await.unwrap(),
+            vec![TrackOutcome::Counted]
+        );
         store.close().await.unwrap();
     }
 

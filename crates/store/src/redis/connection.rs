@@ -187,9 +187,44 @@ impl RedisStore {
     }
 
     /// A Redis error as a store error naming the nodes, the Redis error
-    /// kept as its source.
+    /// kept as its source, of the kind [`is_transient`] says.
     pub(super) fn error(&self, err: RedisError) -> StoreError {
-        StoreError::caused_by(format!("redis at {}", self.inner.target), err)
+        let context = format!("redis at {}", self.inner.target);
+        if is_transient(&err) {
+            StoreError::caused_by(context, err)
+        } else {
+            StoreError::corrupt_because(context, err)
+        }
+    }
+}
+
+/// Whether a retry may succeed. Permanent: an answer of the wrong type, or
+/// a server error that says lamed's data or commands are wrong
+/// ([`is_permanent_reply`]), alone or inside a pipeline or transaction.
+/// Anything else may pass: I/O, timeouts, a dropped connection, `BUSY`,
+/// `LOADING`, `OOM` (under `noeviction`), `MISCONF`, `READONLY`, a
+/// cluster failing over.
+fn is_transient(err: &RedisError) -> bool {
+    if err.kind() == redis::ErrorKind::UnexpectedReturnType {
+        return false;
+    }
+    match err.clone().into_server_errors() {
+        Some(replies) => !replies.iter().any(|(_, reply)| is_permanent_reply(reply)),
+        None => true,
+    }
+}
+
+/// `WRONGTYPE` (a key of lamed's holds something else), `CROSSSLOT` (a bug
+/// in the key layout) and `ERR` (a command or script error: a bug, or a
+/// value the script cannot read), but for "max number of clients", the
+/// one load refusal Redis sends as a plain `ERR`.
+fn is_permanent_reply(reply: &redis::ServerError) -> bool {
+    match reply.code() {
+        "WRONGTYPE" | "CROSSSLOT" => true,
+        "ERR" => !reply
+            .details()
+            .is_some_and(|detail| detail.contains("max number of clients")),
+        _ => false,
     }
 }
 

@@ -125,7 +125,7 @@ impl RedisStore {
             0 => Ok(Added::Refused),
             1 => Ok(Added::Already),
             2 => Ok(Added::Now),
-            other => Err(StoreError::unavailable(format!(
+            other => Err(StoreError::corrupt(format!(
                 "unexpected register script answer {other}"
             ))),
         }

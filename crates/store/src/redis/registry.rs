@@ -22,7 +22,7 @@ impl RedisStore {
         self.register(namespace, name, None).await?;
         let base = self.experiment_base(namespace, name);
         let json = serde_json::to_string(record)
-            .map_err(|err| StoreError::caused_by("cannot encode a record", err))?;
+            .map_err(|err| StoreError::corrupt_because("cannot encode a record", err))?;
         let mut transaction = redis::pipe();
         transaction.atomic().hset_multiple(
             Key::Registry.of(&base),
@@ -62,16 +62,16 @@ impl RedisStore {
             .await
             .map_err(|e| self.error(e))?;
         let [status, record, created] = <[Option<String>; 3]>::try_from(fields)
-            .map_err(|_| StoreError::unavailable("unexpected answer reading a record"))?;
+            .map_err(|_| StoreError::corrupt("unexpected answer reading a record"))?;
         let Some(status) = status else {
             return Ok(None);
         };
         let corrupt =
-            |what: &str| StoreError::unavailable(format!("a stored record is corrupt: {what}"));
+            |what: &str| StoreError::corrupt(format!("a stored record is corrupt: {what}"));
         let status = Status::parse(&status).ok_or_else(|| corrupt("unknown status"))?;
         let mut record = match (record, created) {
             (Some(json), _) => serde_json::from_str(&json)
-                .map_err(|err| StoreError::caused_by("a stored record is corrupt", err))?,
+                .map_err(|err| StoreError::corrupt_because("a stored record is corrupt", err))?,
             (None, Some(created)) => ExperimentRecord::automatic(
                 namespace,
                 experiment,

@@ -102,7 +102,7 @@ impl RedisStore {
             .into_iter()
             .map(|outcome| match outcome {
                 Outcome::Tracked(outcome) => Ok(outcome),
-                other => Err(StoreError::unavailable(format!(
+                other => Err(StoreError::corrupt(format!(
                     "the tracking script answered {other:?} for an event without a join"
                 ))),
             })
@@ -140,7 +140,7 @@ impl RedisStore {
                     None => Joined::NotParticipating,
                 }
             }
-            None => return Err(StoreError::unavailable("a join left unanswered")),
+            None => return Err(StoreError::corrupt("a join left unanswered")),
         })
     }
 
@@ -195,7 +195,7 @@ impl RedisStore {
         }
         outcomes
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::unavailable("event left unanswered")))
+            .map(|o| o.ok_or_else(|| StoreError::corrupt("event left unanswered")))
             .collect()
     }
 
@@ -325,7 +325,7 @@ impl RedisStore {
             match receiver.await {
                 Ok(Ok((code, created))) => answers.push((i, code, created)),
                 Ok(Err(err)) => return Err(err),
-                Err(_) => return Err(StoreError::unavailable("event left unanswered")),
+                Err(_) => return Err(StoreError::corrupt("event left unanswered")),
             }
         }
         Ok(answers)
@@ -413,7 +413,7 @@ impl RedisStore {
                 created: created == 1,
                 codes: codes.to_vec(),
             }),
-            _ => Err(StoreError::unavailable(format!(
+            _ => Err(StoreError::corrupt(format!(
                 "unexpected script answer of {} values for {} events",
                 answer.len(),
                 batch.len()
@@ -447,7 +447,7 @@ impl RedisStore {
             8 => ignored(Ignored::Unregistered),
             9 => Ok(Some(Outcome::Held)),
             10 => Ok(Some(Outcome::NotParticipating)),
-            other => Err(StoreError::unavailable(format!(
+            other => Err(StoreError::corrupt(format!(
                 "unexpected script answer code {other}"
             ))),
         }
@@ -851,6 +851,7 @@ mod tests {
         ];
         let err = store.track(batch.clone()).await.unwrap_err();
         assert!(err.chain().contains("WRONGTYPE"), "{}", err.chain());
+        assert!(!err.is_transient(), "a planted key is no outage: {err:?}");
         assert_eq!(counts(&store).await, before, "nothing counted");
         let _: () = redis::cmd("DEL")
             .arg(&goals)
@@ -899,6 +900,7 @@ mod tests {
         for _ in 0..3 {
             let err = store.track(batch.clone()).await.unwrap_err();
             assert!(err.chain().contains("OOM"), "{}", err.chain());
+            assert!(err.is_transient(), "memory can be freed: {err:?}");
         }
         assert_eq!(counts(&store).await, before, "nothing counted");
 

@@ -131,7 +131,7 @@ impl RedisStore {
             .map(|node| {
                 let (host, port) = node.rsplit_once(':').unwrap_or((&node, ""));
                 let port = port.parse().map_err(|_| {
-                    StoreError::unavailable(format!("unexpected cluster node address {node}"))
+                    StoreError::corrupt(format!("unexpected cluster node address {node}"))
                 })?;
                 Ok((host.to_owned(), port))
             })
