@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use lamed_config::config::Config;
 use lamed_core::bots::BotFilter;
 use lamed_core::sixpack::SixpackConfig;
+use lamed_service::adaptive::Flights;
 use lamed_store::DynStore;
 
 /// Shared state. Every request clones it, so it is one reference count:
@@ -43,6 +44,9 @@ pub struct Shared {
     pub ignored: IgnoredNames,
     /// The Sixpack API's namespace and limit.
     pub sixpack: SixpackConfig,
+    /// The new periods' adaptive weights being computed: once per
+    /// experiment, however many requests ask at the period's start.
+    pub weight_flights: Flights,
 }
 
 impl Deref for AppState {
@@ -103,6 +107,7 @@ impl AppState {
             health: HealthCheck::default(),
             ignored: IgnoredNames::default(),
             sixpack,
+            weight_flights: Flights::default(),
         }))
     }
 

@@ -17,7 +17,13 @@
 //! arrives in; AlephBet's goals mostly arrive in the visit that assigned
 //! the variant, so with hourly periods few cross a boundary.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use lamed_core::model::{Counter, PARTICIPATE};
 use lamed_core::names::parts_hasher;
@@ -125,12 +131,44 @@ pub enum WeightsError {
 
 /// The weights of the period holding `now_ms`: those stored for it, or,
 /// for its first request, computed from the goal's counts and stored
-/// (another server's, if it stored first, win).
+/// (another server's, if it stored first, win). Reads that one period,
+/// not the history. On one server a period's weights are computed once:
+/// requests that arrive meanwhile wait for that computation (see
+/// [`Flights`]), whose posterior draws run off the async workers.
 ///
 /// # Errors
 ///
 /// A store failure, or stored weights that do not parse.
 pub async fn current_weights(
+    store: &dyn Store,
+    flights: &Flights,
+    record: &ExperimentRecord,
+    adaptive: &Adaptive,
+    now_ms: i64,
+) -> Result<WeightPeriod, WeightsError> {
+    let (namespace, name) = (&record.namespace, &record.name);
+    let period = adaptive.period_of(now_ms);
+    if let Some(stored) = store.weights_of(namespace, name, period).await? {
+        return parse_period(&stored);
+    }
+    let key = (namespace.clone(), name.clone(), period);
+    flights
+        .once(key, || async {
+            // A flight that ended between the read above and joining this
+            // one has stored the weights: read them rather than compute
+            // again.
+            if let Some(stored) = store.weights_of(namespace, name, period).await? {
+                return parse_period(&stored);
+            }
+            flights.computed.fetch_add(1, Ordering::Relaxed);
+            compute_weights(store, record, adaptive, now_ms).await
+        })
+        .await
+}
+
+/// Computes the weights of the period holding `now_ms` from the goal's
+/// counts now, and stores them; answers the weights then held.
+async fn compute_weights(
     store: &dyn Store,
     record: &ExperimentRecord,
     adaptive: &Adaptive,
@@ -138,11 +176,7 @@ pub async fn current_weights(
 ) -> Result<WeightPeriod, WeightsError> {
     let (namespace, name) = (&record.namespace, &record.name);
     let period = adaptive.period_of(now_ms);
-    let history = store.weight_history(namespace, name).await?;
-    if let Some((_, stored)) = history.iter().rev().find(|(p, _)| *p == period) {
-        return parse_period(stored);
-    }
-    let counters = store.counters(namespace).await?;
+    let counters = store.experiment_counters(namespace, name).await?;
     let snapshot = tallies(record, &adaptive.goal, &counters);
     let counts: Vec<VariantCounts> = record
         .variants
@@ -155,7 +189,12 @@ pub async fn current_weights(
         })
         .collect();
     let options = adaptive.bandit_options(counts.len());
-    let bandit = thompson_weights(&counts, &options, seed(namespace, name, period))
+    let seed = seed(namespace, name, period);
+    // Up to 100,000 posterior draws per variant: milliseconds of CPU that
+    // would stall the tracking requests sharing an async worker.
+    let bandit = tokio::task::spawn_blocking(move || thompson_weights(&counts, &options, seed))
+        .await
+        .map_err(|err| WeightsError::Invalid(format!("weights task failed: {err}")))?
         .map_err(|err| WeightsError::Invalid(err.to_string()))?;
     let computed = WeightPeriod {
         period,
@@ -170,6 +209,86 @@ pub async fn current_weights(
         .map_err(|err| WeightsError::Invalid(format!("cannot encode weights: {err}")))?;
     let held = store.put_weights(namespace, name, period, &json).await?;
     parse_period(&held)
+}
+
+/// `(namespace, experiment, period)`: one period's weights.
+type FlightKey = (String, String, i64);
+
+/// The new periods' weights being computed on this server, one
+/// computation per experiment and period ("single flight"): at a period's
+/// boundary every request of a busy experiment finds no stored weights,
+/// and without this each would compute them (up to 100,000 draws per
+/// variant) only for the first stored to win. Shared by every request (a
+/// server keeps one in its state); cheap when idle: a flight is forgotten
+/// when it ends, its weights being stored by then.
+#[derive(Debug, Default)]
+pub struct Flights {
+    /// The flights under way, each the cell its answer is set in.
+    /// std Mutex: held to find or forget a flight, never across `.await`.
+    running: Mutex<HashMap<FlightKey, Arc<OnceCell<WeightPeriod>>>>,
+    /// How many times weights were computed, for tests and metrics.
+    computed: AtomicU64,
+}
+
+impl Flights {
+    /// How many times weights were computed (not read back) so far.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// How many flights are under way.
+    pub fn running(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The answer of `key`'s flight: `compute` runs unless a flight for
+    /// `key` is under way, whose answer is then awaited. When a flight
+    /// fails (or its request goes away), one of its waiters runs its own
+    /// `compute`.
+    async fn once<F, Fut>(&self, key: FlightKey, compute: F) -> Result<WeightPeriod, WeightsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<WeightPeriod, WeightsError>>,
+    {
+        let cell = Arc::clone(self.lock().entry(key.clone()).or_default());
+        let boarded = Boarded {
+            flights: self,
+            key,
+            cell,
+        };
+        let answer = boarded.cell.get_or_try_init(compute).await.cloned();
+        drop(boarded);
+        answer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<FlightKey, Arc<OnceCell<WeightPeriod>>>> {
+        // The map stays consistent whatever panicked while holding it:
+        // every change is one insert or remove.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One request's place in a flight: leaving (answered, failed or
+/// cancelled), the last one aboard forgets the flight, unless its answer
+/// is set, when any may (later requests read the stored weights).
+struct Boarded<'a> {
+    flights: &'a Flights,
+    key: FlightKey,
+    cell: Arc<OnceCell<WeightPeriod>>,
+}
+
+impl Drop for Boarded<'_> {
+    fn drop(&mut self) {
+        let mut running = self.flights.lock();
+        let ours = running
+            .get(&self.key)
+            .is_some_and(|cell| Arc::ptr_eq(cell, &self.cell));
+        // Two references: the map's and ours. Others take theirs under the
+        // map's lock, which is held here.
+        if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) == 2) {
+            running.remove(&self.key);
+        }
+    }
 }
 
 /// Reads one stored period.
@@ -431,16 +550,17 @@ mod tests {
         let record = record(&labels, adaptive.clone());
         let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
         store.put_record(record.clone()).await.unwrap();
+        let flights = Flights::default();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut weights = Vec::new();
         let mut pooled = vec![(0, 0); lift.len()];
         for hour in 0..periods {
             let now = hour as i64 * HOUR_MS + 1;
-            let period = current_weights(&store, &record, &adaptive, now)
+            let period = current_weights(&store, &flights, &record, &adaptive, now)
                 .await
                 .unwrap();
             // A second request in the period answers the same.
-            let again = current_weights(&store, &record, &adaptive, now + 1_000)
+            let again = current_weights(&store, &flights, &record, &adaptive, now + 1_000)
                 .await
                 .unwrap();
             assert_eq!(again, period);
@@ -562,6 +682,75 @@ mod tests {
             naive_covered < covered,
             "naive {naive_covered} vs {covered}"
         );
+    }
+
+    /// Requests that all ask for a new period's weights at once, on a
+    /// real store, get the same weights, computed once (not once each, only
+    /// for the first stored to win); the next period is computed once
+    /// more, and no flight is left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_new_period_is_computed_once() {
+        const REQUESTS: usize = 32;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            lamed_store::EmbeddedStore::open(lamed_store::EmbeddedOptions {
+                data_dir: dir.path().to_owned(),
+                uuid_expiry_seconds: 0,
+                fsync: Default::default(),
+                caps: Caps::default(),
+                clock: Clock::System,
+            })
+            .unwrap(),
+        );
+        // The most draws allowed: the computation is slow, so without
+        // single flight every request would find no weights stored.
+        let adaptive = Adaptive {
+            burn_in: 10,
+            draws: 100_000,
+            ..Adaptive::on("buy")
+        };
+        let record = record(&["a", "b", "c"], adaptive.clone());
+        store.put_record(record.clone()).await.unwrap();
+        for (variant, participants, conversions) in [("a", 500, 50), ("b", 500, 60), ("c", 500, 70)]
+        {
+            for (event, count) in [(PARTICIPATE, participants), ("buy", conversions)] {
+                store
+                    .import_counter("sim", "e", event, variant, count)
+                    .await
+                    .unwrap();
+            }
+        }
+        let flights = Arc::new(Flights::default());
+        for (hour, computed) in [(3, 1), (4, 2)] {
+            let start = Arc::new(tokio::sync::Barrier::new(REQUESTS));
+            let requests: Vec<_> = (0..REQUESTS)
+                .map(|i| {
+                    let (store, flights, record, adaptive, start) = (
+                        Arc::clone(&store),
+                        Arc::clone(&flights),
+                        record.clone(),
+                        adaptive.clone(),
+                        Arc::clone(&start),
+                    );
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        let now = hour * HOUR_MS + i as i64;
+                        current_weights(store.as_ref(), &flights, &record, &adaptive, now).await
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for request in requests {
+                answers.push(request.await.unwrap().unwrap());
+            }
+            assert!(answers.iter().all(|a| *a == answers[0]), "one answer");
+            assert_eq!(answers[0].period, adaptive.period_of(hour * HOUR_MS));
+            assert!(!answers[0].burn_in);
+            assert_eq!(flights.computed(), computed, "computed once per period");
+            assert_eq!(flights.running(), 0, "no flight left behind");
+        }
+        let history = store.weight_history("sim", "e").await.unwrap();
+        assert_eq!(history.len(), 2);
     }
 
     /// Strata: what arrived before the first period counts under the

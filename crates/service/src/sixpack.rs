@@ -468,11 +468,11 @@ pub async fn details(
     let Some(record) = store.record(namespace, &name).await? else {
         return Err(SixpackError::NotFound("experiment not found"));
     };
-    let counters = store.counters(namespace).await?;
+    let counters = store.experiment_counters(namespace, &name).await?;
     let total = |event: &str| -> u64 {
         counters
             .iter()
-            .filter(|c| c.experiment == name && c.event == event)
+            .filter(|c| c.event == event)
             .map(|c| c.count)
             .sum()
     };

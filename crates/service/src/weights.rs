@@ -6,7 +6,7 @@
 use lamed_stats::apportion;
 use lamed_store::Store;
 
-use crate::adaptive::{self, WeightsError};
+use crate::adaptive::{self, Flights, WeightsError};
 
 /// An experiment's weights for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,15 +24,16 @@ pub struct Weights {
 }
 
 /// The experiment's weights at `now_ms`: for an adaptive experiment those
-/// of the period holding it (computed and stored by its first request),
-/// otherwise the registered weights scaled to 100. `None` for an
-/// experiment without registered variants.
+/// of the period holding it (computed and stored by its first request, the
+/// others waiting for it in `flights`), otherwise the registered weights
+/// scaled to 100. `None` for an experiment without registered variants.
 ///
 /// # Errors
 ///
 /// A store failure, or stored weights that do not parse.
 pub async fn weights(
     store: &dyn Store,
+    flights: &Flights,
     namespace: &str,
     experiment: &str,
     now_ms: i64,
@@ -46,7 +47,8 @@ pub async fn weights(
     };
     Ok(Some(match &record.adaptive {
         Some(settings) => {
-            let period = adaptive::current_weights(store, &record, settings, now_ms).await?;
+            let period =
+                adaptive::current_weights(store, flights, &record, settings, now_ms).await?;
             Weights {
                 adaptive: true,
                 period: Some(period.period),
@@ -96,12 +98,20 @@ mod tests {
     #[tokio::test]
     async fn registered_weights_scale_to_100() {
         let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
-        assert_eq!(weights(&store, "ns", "e", 0).await.unwrap(), None);
+        assert_eq!(
+            weights(&store, &Flights::default(), "ns", "e", 0)
+                .await
+                .unwrap(),
+            None
+        );
         let json = r#"{"variants": [{"name": "b", "weight": 3}, "a"]}"#;
         registry::put(&store, "ns", "e", definition(json), 0)
             .await
             .unwrap();
-        let found = weights(&store, "ns", "e", 0).await.unwrap().unwrap();
+        let found = weights(&store, &Flights::default(), "ns", "e", 0)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             found,
             Weights {
@@ -126,7 +136,10 @@ mod tests {
             .await
             .unwrap();
         let now = 5 * adaptive.period_end_ms(0) + 7;
-        let found = weights(&store, "ns", "e", now).await.unwrap().unwrap();
+        let found = weights(&store, &Flights::default(), "ns", "e", now)
+            .await
+            .unwrap()
+            .unwrap();
         let period = adaptive.period_of(now);
         assert!(found.adaptive && found.burn_in);
         assert_eq!(found.period, Some(period));

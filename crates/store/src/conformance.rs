@@ -40,7 +40,9 @@ macro_rules! conformance_tests {
             health_and_close: DEFAULTS,
             import_is_idempotent: DEFAULTS,
             registry_lifecycle: DEFAULTS,
-            required_registration: REQUIRED
+            required_registration: REQUIRED,
+            experiment_counters_are_the_namespace_filtered: DEFAULTS,
+            weights_of_reads_one_period: DEFAULTS
         );
     };
     (@each $fresh:path; $($check:ident: $setup:ident),* $(,)?) => {
@@ -1007,4 +1009,128 @@ pub async fn required_registration(store: DynStore, _clock: Clock) {
         track_one(store, &paused).await,
         Skipped(Ignored::Inactive(Status::Paused))
     );
+}
+
+/// One experiment's counters are the namespace's counters of that
+/// experiment, in the same order (by event and variant), values and
+/// imported bases included; an unknown experiment, or one deleted, has
+/// none; and the same name in another namespace is another experiment.
+/// Default settings.
+pub async fn experiment_counters_are_the_namespace_filtered(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let valued = |uuid: &str, micros: u64| Event {
+        value: Some(Value::from_micros(micros).expect("within limits")),
+        ..event("x", "shop", "buy", "b", uuid)
+    };
+    store
+        .track(vec![
+            event("x", "shop", PARTICIPATE, "b", "1"),
+            event("x", "shop", PARTICIPATE, "a", "2"),
+            event("x", "shop", PARTICIPATE, "a", "3"),
+            valued("1", 2_500_000),
+            event("x", "shop", "add", "a", "2"),
+            event("x", "other", PARTICIPATE, "a", "1"),
+            event("x", "shop:2", PARTICIPATE, "a", "1"),
+            event("y", "shop", PARTICIPATE, "a", "1"),
+        ])
+        .await
+        .expect("track");
+    store
+        .import_counter("x", "shop", "buy", "a", 7)
+        .await
+        .expect("import");
+    store
+        .import_counter("x", "imported only", PARTICIPATE, "a", 3)
+        .await
+        .expect("import");
+    let of = |experiment: &'static str| async move {
+        store
+            .experiment_counters("x", experiment)
+            .await
+            .expect("read")
+    };
+    let namespace = store.counters("x").await.expect("read");
+    for experiment in ["shop", "other", "shop:2", "imported only"] {
+        let filtered: Vec<_> = namespace
+            .iter()
+            .filter(|c| c.experiment == experiment)
+            .cloned()
+            .collect();
+        assert!(!filtered.is_empty(), "{experiment} has counters");
+        assert_eq!(of(experiment).await, filtered, "{experiment}");
+    }
+    let shop: Vec<_> = of("shop")
+        .await
+        .into_iter()
+        .map(|c| (c.event, c.variant, c.count, c.values.map(|v| v.sum)))
+        .collect();
+    let row =
+        |event: &str, variant: &str, count, sum| (event.to_owned(), variant.to_owned(), count, sum);
+    assert_eq!(
+        shop,
+        vec![
+            row("add", "a", 1, None),
+            row("buy", "a", 7, None),
+            row("buy", "b", 1, Some(2_500_000)),
+            row(PARTICIPATE, "a", 2, None),
+            row(PARTICIPATE, "b", 1, None),
+        ]
+    );
+    assert!(of("unknown").await.is_empty());
+    assert!(of("sho").await.is_empty(), "a prefix is another name");
+    assert_eq!(
+        store
+            .experiment_counters("y", "shop")
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert!(store
+        .experiment_counters("unknown", "shop")
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.delete_experiment("x", "shop").await.expect("delete"));
+    assert!(of("shop").await.is_empty());
+    assert_eq!(of("other").await.len(), 1);
+}
+
+/// One period's weights read back as stored (the first stored for it),
+/// `None` for a period, an experiment or a namespace without any, and
+/// `None` after the experiment's delete. Default settings.
+pub async fn weights_of_reads_one_period(store: DynStore, _clock: Clock) {
+    let of = |namespace: &'static str, experiment: &'static str, period: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .weights_of(namespace, experiment, period)
+                .await
+                .expect("read")
+        }
+    };
+    assert_eq!(of("w", "e", 5).await, None);
+    for (period, weights) in [(5, "[5]"), (-2, "[-2]"), (40, "[40]"), (5, "[again]")] {
+        store
+            .put_weights("w", "e", period, weights)
+            .await
+            .expect("put");
+    }
+    assert_eq!(of("w", "e", 5).await.as_deref(), Some("[5]"));
+    assert_eq!(of("w", "e", -2).await.as_deref(), Some("[-2]"));
+    assert_eq!(of("w", "e", 40).await.as_deref(), Some("[40]"));
+    assert_eq!(of("w", "e", 4).await, None);
+    assert_eq!(of("w", "other", 5).await, None);
+    assert_eq!(of("v", "e", 5).await, None);
+    let history = store.weight_history("w", "e").await.expect("history");
+    for (period, weights) in history {
+        assert_eq!(of("w", "e", period).await, Some(weights), "{period}");
+    }
+
+    store
+        .track(vec![event("w", "e", PARTICIPATE, "a", "1")])
+        .await
+        .expect("track");
+    assert!(store.delete_experiment("w", "e").await.expect("delete"));
+    assert_eq!(of("w", "e", 5).await, None);
 }

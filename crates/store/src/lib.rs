@@ -172,6 +172,28 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Finishes pending writes and releases the store; later calls fail
     /// with [`StoreError::Closed`].
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// One experiment's counters: [`Store::counters`] of its namespace
+    /// filtered to it (empty for an unknown experiment), sorted by event
+    /// and variant, at the cost of reading that experiment only. A report, a Sixpack details page and
+    /// a new period's weights need no more; reading the namespace made a
+    /// dashboard of N experiments cost N².
+    async fn experiment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<Counter>, StoreError>;
+
+    /// One period's stored weights ([`StoreExt::put_weights`]); `None` when
+    /// that period has none. The weights endpoint reads the current period
+    /// only, not the [`Store::weight_history`] (a row per period: 43,200
+    /// after 30 days of minute periods).
+    async fn weights_of(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Daily counters are kept this many days (a bit over a year, for

@@ -252,7 +252,8 @@ async fn toggle(
 }
 
 /// Everything the stores read back must be equal: counters (in any order),
-/// experiments, registry records, and each experiment's daily counters.
+/// experiments, registry records, and each experiment's daily counters and
+/// counters.
 async fn same_reads(
     backend: &dyn Store,
     reference: &ReferenceStore,
@@ -279,6 +280,11 @@ async fn same_reads(
                 || format!("daily_counters({namespace}, {experiment}) after {after}"),
                 backend.daily_counters(namespace, experiment).await,
                 reference.daily_counters(namespace, experiment).await,
+            )?;
+            same(
+                || format!("experiment_counters({namespace}, {experiment}) after {after}"),
+                backend.experiment_counters(namespace, experiment).await,
+                reference.experiment_counters(namespace, experiment).await,
             )?;
         }
     }

@@ -53,8 +53,10 @@
 //!   first value wins). A counter reads its totals while it has a valued
 //!   event; delete removes them.
 //! - **Weight history**: one stored text per `(experiment, period)`, set
-//!   once: the first text stored for a period stays. Listed by period;
-//!   removed with the experiment.
+//!   once: the first text stored for a period stays. Listed by period,
+//!   or read one period at a time; removed with the experiment.
+//! - **One experiment's counters** are the namespace's counters of that
+//!   experiment, in the same order.
 //! - **Import** sets a counter's imported base, ignoring caps (but the
 //!   names then exist), and returns the previous base.
 //! - **Close**: every later call fails with [`StoreError::Closed`].
@@ -574,6 +576,32 @@ impl Store for ReferenceStore {
             .expect("reference store lock poisoned")
             .closed = true;
         Ok(())
+    }
+
+    async fn experiment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<Counter>, StoreError> {
+        // The namespace's counters are sorted by experiment, event and
+        // variant: filtered, they are sorted as the contract asks.
+        let mut counters = self.counters(namespace).await?;
+        counters.retain(|c| c.experiment == experiment);
+        Ok(counters)
+    }
+
+    async fn weights_of(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .kept
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .and_then(|kept| kept.get(&Kept::Weights(period)))
+            .cloned())
     }
 }
 

@@ -67,7 +67,8 @@ pub async fn weights(
 ) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
     let now_ms = Clock::System.now_ms();
-    let found = service::weights(state.store.as_ref(), &namespace, &experiment, now_ms)
+    let (store, flights) = (state.store.as_ref(), &state.weight_flights);
+    let found = service::weights(store, flights, &namespace, &experiment, now_ms)
         .await
         .map_err(|err| match err {
             WeightsError::Store(err) => ApiError::Store(err),

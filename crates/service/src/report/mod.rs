@@ -340,14 +340,10 @@ pub async fn load(
     experiment: &str,
     request: &ReportRequest,
 ) -> Result<Report, LoadError> {
-    let counters = store.counters(namespace).await?;
+    let counters = store.experiment_counters(namespace, experiment).await?;
     let daily = store.daily_counters(namespace, experiment).await?;
     let record = store.record(namespace, experiment).await?;
-    let counted: BTreeSet<&str> = counters
-        .iter()
-        .filter(|c| c.experiment == experiment)
-        .map(|c| c.variant.as_str())
-        .collect();
+    let counted: BTreeSet<&str> = counters.iter().map(|c| c.variant.as_str()).collect();
     let mut request = request.clone().with_record(record.as_ref(), &counted);
     let adaptive = match record
         .as_ref()

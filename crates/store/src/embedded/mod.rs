@@ -10,7 +10,8 @@
 //! tables, opening connections), [`command`] (what callers ask the writer),
 //! [`writer`] (the writer thread, group commit), [`prune`] (expiring dedupe
 //! rows, folding old days), [`catalog`] (names, for the caps) and [`seen`]
-//! (the dedupe memory).
+//! (the dedupe memory); reads run on a few connections of their own
+//! ([`readers`]).
 //!
 //! The queue to the writer is bounded ([`WRITER_QUEUE_COMMANDS`]): when the
 //! writer falls behind (a slow or locked disk), callers get a
@@ -24,6 +25,7 @@ mod command;
 mod dedupe_table;
 mod durability;
 mod prune;
+mod readers;
 mod schema;
 mod seen;
 mod writer;
@@ -51,7 +53,8 @@ use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 use lamed_core::value::{ValueTotals, LIMBS};
 use prune::Pruner;
-use schema::{has_table, open_reader_connection, open_writer_connection};
+use readers::Readers;
+use schema::{has_table, open_writer_connection};
 use seen::{cutoff, SeenIndex};
 use writer::Writer;
 
@@ -135,9 +138,8 @@ struct Inner {
     writer: Mutex<Option<mpsc::SyncSender<Box<dyn Command>>>>,
     /// Joined on close so that the last commit has happened when it returns.
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
-    /// Read-only connection for queries; std Mutex: only used inside
-    /// `spawn_blocking`, never held across `.await`.
-    reader: Arc<Mutex<Connection>>,
+    /// Read-only connections for queries, used inside `spawn_blocking`.
+    readers: Arc<Readers>,
     /// How many uuids the dedupe memory holds, as the writer last saw it;
     /// `None` when read-only (no writer, no dedupe memory).
     remembered: Option<Arc<AtomicUsize>>,
@@ -181,7 +183,7 @@ impl EmbeddedStore {
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
         let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
-        let reader = open_reader_connection(&path)?;
+        let readers = Readers::open(&path, |_| Ok(()))?;
 
         let remembered = Arc::new(AtomicUsize::new(seen.len()));
         let (sender, receiver) = mpsc::sync_channel(queue_commands);
@@ -209,7 +211,7 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(sender)),
                 writer_thread: Mutex::new(Some(writer_thread)),
-                reader: Arc::new(Mutex::new(reader)),
+                readers: Arc::new(readers),
                 remembered: Some(remembered),
             }),
         })
@@ -229,10 +231,26 @@ impl EmbeddedStore {
                 path.display()
             )));
         }
-        let reader = open_reader_connection(&path)?;
         // A store last written by a lamed from before the registry (or the
         // memberships, values, weights) lacks their tables until its server
-        // restarts: read them as empty.
+        // restarts: read them as empty, on every connection (temporary
+        // tables live in the connection that made them).
+        let readers = Readers::open(&path, |reader| {
+            Self::create_missing_tables(reader).map_err(StoreError::from)
+        })?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(None),
+                writer_thread: Mutex::new(None),
+                readers: Arc::new(readers),
+                remembered: None,
+            }),
+        })
+    }
+
+    /// Creates, as empty temporary tables, the tables a store written by
+    /// an older lamed lacks.
+    fn create_missing_tables(reader: &Connection) -> rusqlite::Result<()> {
         for (table, columns) in [
             ("registry", "namespace TEXT, experiment TEXT, record TEXT"),
             (
@@ -249,18 +267,11 @@ impl EmbeddedStore {
                 "namespace TEXT, experiment TEXT, period INTEGER, weights TEXT",
             ),
         ] {
-            if !has_table(&reader, table)? {
+            if !has_table(reader, table)? {
                 reader.execute_batch(&format!("CREATE TEMP TABLE {table} ({columns})"))?;
             }
         }
-        Ok(EmbeddedStore {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(None),
-                writer_thread: Mutex::new(None),
-                reader: Arc::new(Mutex::new(reader)),
-                remembered: None,
-            }),
-        })
+        Ok(())
     }
 
     /// Sends a write to the writer and waits for its answer; refuses at
@@ -282,15 +293,14 @@ impl EmbeddedStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs a read query on the reader connection off the async threads.
+    /// Runs a read query on a read connection off the async threads.
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = Arc::clone(&self.inner.reader);
+        let readers = Arc::clone(&self.inner.readers);
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().expect("reader lock poisoned");
-            query(&conn).map_err(StoreError::from)
+            readers.with(|conn| query(conn).map_err(StoreError::from))
         })
         .await
         .map_err(|err| {
@@ -313,48 +323,8 @@ impl Store for EmbeddedStore {
 
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
         let namespace = namespace.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT experiment, event, variant, SUM(count) FROM (
-                     SELECT experiment, event, variant, count FROM counters WHERE namespace = ?1
-                     UNION ALL
-                     SELECT experiment, event, variant, count FROM daily WHERE namespace = ?1
-                     UNION ALL
-                     SELECT experiment, event, variant, count FROM imported WHERE namespace = ?1)
-                 GROUP BY experiment, event, variant ORDER BY experiment, event, variant",
-            )?;
-            let rows = stmt.query_map([&namespace], |row| {
-                Ok(Counter {
-                    experiment: row.get(0)?,
-                    event: row.get(1)?,
-                    variant: row.get(2)?,
-                    count: row.get::<_, i64>(3)? as u64,
-                    values: None,
-                })
-            })?;
-            let mut counters: Vec<Counter> = rows.collect::<Result<_, _>>()?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT experiment, event, variant, n, s0, s1, q0, q1, q2 FROM value_sums
-                 WHERE namespace = ?1",
-            )?;
-            let mut rows = stmt.query([&namespace])?;
-            while let Some(row) = rows.next()? {
-                let names: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-                let mut limbs = [0i64; LIMBS];
-                for (i, limb) in limbs.iter_mut().enumerate() {
-                    *limb = row.get(3 + i)?;
-                }
-                // Both are sorted by the same names, so a binary search
-                // finds the counter the sums belong to.
-                if let Ok(at) = counters.binary_search_by(|c| {
-                    (&c.experiment, &c.event, &c.variant).cmp(&(&names.0, &names.1, &names.2))
-                }) {
-                    counters[at].values = ValueTotals::from_limbs(limbs);
-                }
-            }
-            Ok(counters)
-        })
-        .await
+        self.read(move |conn| read_counters(conn, &Counters::Namespace(&namespace)))
+            .await
     }
 
     async fn daily_counters(
@@ -577,6 +547,107 @@ impl Store for EmbeddedStore {
         }
         Ok(())
     }
+
+    async fn experiment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<Counter>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| read_counters(conn, &Counters::Experiment(&namespace, &experiment)))
+            .await
+    }
+
+    async fn weights_of(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT weights FROM weights
+                 WHERE namespace = ?1 AND experiment = ?2 AND period = ?3",
+            )?
+            .query_row(rusqlite::params![namespace, experiment, period], |row| {
+                row.get(0)
+            })
+            .optional()
+        })
+        .await
+    }
+}
+
+/// Whose counters [`read_counters`] reads.
+enum Counters<'a> {
+    /// A namespace's.
+    Namespace(&'a str),
+    /// One experiment's: namespace and experiment.
+    Experiment(&'a str, &'a str),
+}
+
+impl Counters<'_> {
+    /// The rows' condition, over the parameters of [`Counters::params`];
+    /// both name a prefix of every table's primary key.
+    fn condition(&self) -> &'static str {
+        match self {
+            Counters::Namespace(_) => "namespace = ?1",
+            Counters::Experiment(..) => "namespace = ?1 AND experiment = ?2",
+        }
+    }
+
+    fn params(&self) -> Vec<&str> {
+        match *self {
+            Counters::Namespace(namespace) => vec![namespace],
+            Counters::Experiment(namespace, experiment) => vec![namespace, experiment],
+        }
+    }
+}
+
+/// Counters (tracked plus imported, with their values' sums), sorted by
+/// experiment, event and variant.
+fn read_counters(conn: &Connection, of: &Counters<'_>) -> rusqlite::Result<Vec<Counter>> {
+    let condition = of.condition();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT experiment, event, variant, SUM(count) FROM (
+             SELECT experiment, event, variant, count FROM counters WHERE {condition}
+             UNION ALL
+             SELECT experiment, event, variant, count FROM daily WHERE {condition}
+             UNION ALL
+             SELECT experiment, event, variant, count FROM imported WHERE {condition})
+         GROUP BY experiment, event, variant ORDER BY experiment, event, variant"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(of.params()), |row| {
+        Ok(Counter {
+            experiment: row.get(0)?,
+            event: row.get(1)?,
+            variant: row.get(2)?,
+            count: row.get::<_, i64>(3)? as u64,
+            values: None,
+        })
+    })?;
+    let mut counters: Vec<Counter> = rows.collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT experiment, event, variant, n, s0, s1, q0, q1, q2 FROM value_sums
+         WHERE {condition}"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(of.params()))?;
+    while let Some(row) = rows.next()? {
+        let names: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let mut limbs = [0i64; LIMBS];
+        for (i, limb) in limbs.iter_mut().enumerate() {
+            *limb = row.get(3 + i)?;
+        }
+        // Both are sorted by the same names, so a binary search
+        // finds the counter the sums belong to.
+        if let Ok(at) = counters.binary_search_by(|c| {
+            (&c.experiment, &c.event, &c.variant).cmp(&(&names.0, &names.1, &names.2))
+        }) {
+            counters[at].values = ValueTotals::from_limbs(limbs);
+        }
+    }
+    Ok(counters)
 }
 
 #[cfg(test)]
@@ -584,6 +655,7 @@ mod tests {
     use super::*;
     use crate::conformance;
     use lamed_core::model::PARTICIPATE;
+    use std::time::Duration;
 
     /// Opens a store on the system clock.
     pub(super) fn open(dir: &Path, window: u64, caps: Caps) -> EmbeddedStore {
@@ -629,6 +701,86 @@ mod tests {
         EmbeddedStore::open_read_only(dir.path()).expect("readers still open");
         first.close().await.unwrap();
         open(dir.path(), 60, Caps::default()).close().await.unwrap();
+    }
+
+    /// Reads run side by side: while slow reads hold all but one read
+    /// connection, another read is answered at once; while they hold all,
+    /// a read waits, and is answered once any one is free. The same on a
+    /// read-only store, whose stand-in tables every connection has.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_queue_behind_a_slow_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 86_400, Caps::default());
+        store.track(vec![event(1)]).await.unwrap();
+        reads_run_side_by_side(&store).await;
+        store.close().await.unwrap();
+        let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
+        conn.execute_batch("DROP TABLE members").unwrap();
+        drop(conn);
+        reads_run_side_by_side(&EmbeddedStore::open_read_only(dir.path()).unwrap()).await;
+    }
+
+    /// [`reads_do_not_queue_behind_a_slow_one`] on one store, which
+    /// counted [`event`] 1.
+    async fn reads_run_side_by_side(store: &EmbeddedStore) {
+        let mut slow = Vec::new();
+        for _ in 0..readers::READ_CONNECTIONS - 1 {
+            slow.push(hold_a_connection(store).await);
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(5), store.counters("n"))
+            .await
+            .expect("answered beside the slow reads")
+            .unwrap();
+        assert_eq!(answered[0].count, 1);
+        let membership = store.membership("n", "e", "m");
+        assert_eq!(membership.await.unwrap(), None);
+
+        slow.push(hold_a_connection(store).await);
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.counters("n").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "every connection is busy");
+        let (release, held) = slow.remove(0);
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("answered once a connection is free");
+        assert_eq!(answered.unwrap().unwrap()[0].count, 1);
+        for (release, held) in slow {
+            release.send(()).unwrap();
+            held.await.unwrap().unwrap();
+        }
+    }
+
+    /// A read that holds a connection until told to let go; returns once
+    /// it holds it, having read the `members` table on it (so that
+    /// holding every connection proves each has the table).
+    async fn hold_a_connection(
+        store: &EmbeddedStore,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (holding, held) = tokio::sync::oneshot::channel();
+        let store = store.clone();
+        let task = tokio::spawn(async move {
+            store
+                .read(move |conn| {
+                    conn.query_row("SELECT count(*) FROM members", [], |row| {
+                        row.get::<_, i64>(0)
+                    })?;
+                    holding.send(()).expect("test waits");
+                    released.recv().expect("test releases");
+                    Ok(())
+                })
+                .await
+        });
+        held.await.expect("the read holds a connection");
+        (release, task)
     }
 
     /// Counts, remembered uuids and caps survive a reopen.

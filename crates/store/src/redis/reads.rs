@@ -50,59 +50,67 @@ impl RedisStore {
     /// Every counter of a namespace: tracked plus imported.
     pub(super) async fn read_counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
         let names = self.live_experiments(namespace).await?;
-        let per_experiment = try_join_all(names.iter().map(|name| {
-            let mut conn = self.conn();
-            let base = self.experiment_base(namespace, name);
-            async move {
-                redis::pipe()
-                    .cmd("HGETALL")
-                    .arg(Key::Slots.of(&base))
-                    .cmd("GET")
-                    .arg(Key::Totals.of(&base))
-                    .cmd("HGETALL")
-                    .arg(Key::Imported.of(&base))
-                    .cmd("GET")
-                    .arg(Key::Values.of(&base))
-                    .query_async::<(
-                        Slots,
-                        Option<Vec<u8>>,
-                        HashMap<String, u64>,
-                        Option<Vec<u8>>,
-                    )>(&mut conn)
-                    .await
+        let per_experiment = try_join_all(
+            names
+                .iter()
+                .map(|name| self.read_experiment_counters(namespace, name)),
+        )
+        .await?;
+        Ok(per_experiment.into_iter().flatten().collect())
+    }
+
+    /// One experiment's counters, sorted by event and variant: tracked plus
+    /// imported. An experiment that does not exist has none of its keys
+    /// (delete removes them together), so it reads as empty.
+    pub(super) async fn read_experiment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<Counter>, StoreError> {
+        let mut conn = self.conn();
+        let base = self.experiment_base(namespace, experiment);
+        let (slots, tracked, imported, values) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(Key::Slots.of(&base))
+            .cmd("GET")
+            .arg(Key::Totals.of(&base))
+            .cmd("HGETALL")
+            .arg(Key::Imported.of(&base))
+            .cmd("GET")
+            .arg(Key::Values.of(&base))
+            .query_async::<(
+                Slots,
+                Option<Vec<u8>>,
+                HashMap<String, u64>,
+                Option<Vec<u8>>,
+            )>(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let (tracked, values) = (tracked.unwrap_or_default(), values.unwrap_or_default());
+        let mut sums: BTreeMap<(String, String), (u64, Option<ValueTotals>)> = BTreeMap::new();
+        for (field, slot) in slots {
+            if let Some(id) = split_field(&field) {
+                let limbs = std::array::from_fn(|k| slot_i64(&values, slot * LIMBS + k));
+                let entry = sums.entry(id).or_default();
+                entry.0 += slot_count(&tracked, slot);
+                entry.1 = ValueTotals::from_limbs(limbs);
             }
-        }))
-        .await
-        .map_err(|e| self.error(e))?;
-        let mut counters = Vec::new();
-        for (name, (slots, tracked, imported, values)) in names.iter().zip(per_experiment) {
-            let (tracked, values) = (tracked.unwrap_or_default(), values.unwrap_or_default());
-            let mut sums: BTreeMap<(String, String), (u64, Option<ValueTotals>)> = BTreeMap::new();
-            for (field, slot) in slots {
-                if let Some(id) = split_field(&field) {
-                    let limbs = std::array::from_fn(|k| slot_i64(&values, slot * LIMBS + k));
-                    let entry = sums.entry(id).or_default();
-                    entry.0 += slot_count(&tracked, slot);
-                    entry.1 = ValueTotals::from_limbs(limbs);
-                }
-            }
-            for (field, count) in imported {
-                if let Some(id) = split_field(&field) {
-                    sums.entry(id).or_default().0 += count;
-                }
-            }
-            counters.extend(
-                sums.into_iter()
-                    .map(|((event, variant), (count, values))| Counter {
-                        experiment: name.clone(),
-                        event,
-                        variant,
-                        count,
-                        values,
-                    }),
-            );
         }
-        Ok(counters)
+        for (field, count) in imported {
+            if let Some(id) = split_field(&field) {
+                sums.entry(id).or_default().0 += count;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|((event, variant), (count, values))| Counter {
+                experiment: experiment.to_owned(),
+                event,
+                variant,
+                count,
+                values,
+            })
+            .collect())
     }
 
     /// One experiment's counts per listed day, sorted by day, event and

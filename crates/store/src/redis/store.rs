@@ -242,4 +242,23 @@ impl Store for RedisStore {
         self.mark_closed();
         Ok(())
     }
+
+    async fn experiment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<Counter>, StoreError> {
+        self.run(self.read_experiment_counters(namespace, experiment))
+            .await
+    }
+
+    async fn weights_of(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(self.read_weights_of(namespace, experiment, period))
+            .await
+    }
 }

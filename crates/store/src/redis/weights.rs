@@ -27,4 +27,19 @@ impl RedisStore {
         history.sort_unstable_by_key(|(period, _)| *period);
         Ok(history)
     }
+
+    /// One period's weights, `None` when it has none.
+    pub(super) async fn read_weights_of(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        period: i64,
+    ) -> Result<Option<String>, StoreError> {
+        redis::cmd("HGET")
+            .arg(self.weights_key(namespace, experiment))
+            .arg(period)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+    }
 }
