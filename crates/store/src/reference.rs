@@ -32,8 +32,12 @@
 //!   either does. Daily counters hold tracked events only, for the last
 //!   [`DAILY_RETENTION_DAYS`] days. An experiment is listed while one of
 //!   its counters or its record exists.
-//! - **Records** are written whole and read back as written; writing one
-//!   makes its variants and goals known, without caps.
+//! - **Records** are written whole and read back as written, with the
+//!   version the store gave them: [`FIRST_VERSION`] for a new record (also
+//!   the one tracking creates), one more than the stored one for a
+//!   replacement. A write whose [`Precondition`] fails changes nothing and
+//!   answers the current version. Writing one makes its variants and goals
+//!   known, without caps. A deleted record's versions start over.
 //! - **Delete** removes an experiment's counters, daily counters, imported
 //!   bases and record (its names then stop counting towards caps); the
 //!   dedupe memory stays, so a re-sent event is still a duplicate.
@@ -58,12 +62,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::DAILY_RETENTION_DAYS;
-use super::{Kept, Store, StoreError};
+use super::{Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
 };
-use lamed_core::registry::{ExperimentRecord, RegistrationMode};
+use lamed_core::registry::{ExperimentRecord, RegistrationMode, FIRST_VERSION};
 use lamed_core::value::ValueTotals;
 
 /// `(namespace, experiment)`: one experiment.
@@ -409,9 +413,19 @@ impl Store for ReferenceStore {
             .collect())
     }
 
-    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
+    async fn put_record(
+        &self,
+        mut record: ExperimentRecord,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
         let mut state = self.open_state()?;
         let key = (record.namespace.clone(), record.name.clone());
+        let current = state.records.get(&key).map(|r| r.version);
+        if !precondition.holds(current) {
+            return Ok(PutOutcome::Conflict { current });
+        }
+        record.version = current.map_or(FIRST_VERSION, |v| v + 1);
+        let version = record.version;
         let names = state.registered.entry(key.clone()).or_default();
         names.extend(
             record
@@ -421,7 +435,7 @@ impl Store for ReferenceStore {
         );
         names.extend(record.goals.iter().map(|g| (Kind::Goal, g.name.clone())));
         state.records.insert(key, record);
-        Ok(())
+        Ok(PutOutcome::Written { version })
     }
 
     async fn import_counter(
