@@ -430,7 +430,11 @@ mod tests {
         };
         let record = record(&labels, adaptive.clone());
         let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
-        store.put_record(record.clone()).await.unwrap();
+        let written = store
+            .put_record(record.clone(), lamed_store::Precondition::Absent)
+            .await
+            .unwrap();
+        assert!(matches!(written, lamed_store::PutOutcome::Written { .. }));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut weights = Vec::new();
         let mut pooled = vec![(0, 0); lift.len()];

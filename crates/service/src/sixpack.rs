@@ -339,7 +339,9 @@ impl Participant<'_> {
     }
 
     /// Registers the alternatives on the record tracking created (keeping
-    /// its status), unless someone defined it meanwhile.
+    /// its status), unless someone defined it meanwhile. Written on the
+    /// version read: when the owner paused or edited the record since, the
+    /// owner's record stays and this definition is dropped.
     async fn define(&self) -> Result<(), SixpackError> {
         let Some(record) = self.store.record(self.namespace, self.experiment).await? else {
             return Ok(());
@@ -352,7 +354,7 @@ impl Participant<'_> {
             record.description.clone(),
             record.goals.clone(),
         );
-        let created_ms = record.created_ms;
+        let (created_ms, read) = (record.created_ms, record.version);
         let record = ExperimentRecord::register(
             Some(record),
             self.namespace,
@@ -361,7 +363,11 @@ impl Participant<'_> {
             created_ms,
         )
         .map_err(|err| SixpackError::Invalid(err.to_string()))?;
-        self.store.put_record(record).await?;
+        // A conflict is the owner's write winning: nothing to do.
+        let _ = self
+            .store
+            .put_record(record, lamed_store::Precondition::Version(read))
+            .await?;
         Ok(())
     }
 }
