@@ -1,5 +1,6 @@
 //! The HTTP error type: every failure becomes a status and a JSON body
-//! `{"error": "..."}` that names the problem.
+//! `{"error": "..."}` that names the problem (a 412 adds
+//! `"current_version"`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -31,6 +32,15 @@ pub enum ApiError {
     /// experiment (409).
     #[error("{0}")]
     Conflict(String),
+    /// The record changed since the version `If-Match` names (412); the
+    /// body names the current version, and the `ETag` header carries it.
+    #[error("{message}")]
+    PreconditionFailed {
+        /// What changed.
+        message: String,
+        /// The record's version now; `None` when it has no record.
+        current: Option<u64>,
+    },
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
@@ -63,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -89,7 +100,22 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let body = match &self {
+            ApiError::PreconditionFailed { current, .. } => {
+                json!({ "error": self.to_string(), "current_version": current })
+            }
+            _ => json!({ "error": self.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::PreconditionFailed {
+            current: Some(version),
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, crate::etag::etag(version));
+        }
         // Every 503 tells the client when to retry.
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
