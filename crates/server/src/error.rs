@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::etag::{etag, MalformedIfMatch};
 use lamed_core::model::InvalidField;
 use lamed_store::StoreError;
 
@@ -84,6 +85,12 @@ impl ApiError {
     }
 }
 
+impl From<MalformedIfMatch> for ApiError {
+    fn from(err: MalformedIfMatch) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
 impl From<InvalidField> for ApiError {
     fn from(err: InvalidField) -> Self {
         ApiError::BadRequest(err.to_string())
@@ -114,7 +121,7 @@ impl IntoResponse for ApiError {
         {
             response
                 .headers_mut()
-                .insert(axum::http::header::ETAG, crate::etag::etag(version));
+                .insert(axum::http::header::ETAG, etag(version));
         }
         // Every 503 tells the client when to retry.
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -5,7 +5,6 @@
 use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, HeaderValue};
 
-use crate::error::ApiError;
 use lamed_service::registry::Expected;
 
 /// The `ETag` of a record at `version`: the number, quoted (strong).
@@ -23,20 +22,15 @@ pub fn etag(version: u64) -> HeaderValue {
 /// # Errors
 ///
 /// A value that is not `*` or a list of entity tags (`7` without its
-/// quotes, say) is malformed: 400.
-pub fn if_match(headers: &HeaderMap) -> Result<Expected, ApiError> {
+/// quotes, say) is malformed (a 400).
+pub fn if_match(headers: &HeaderMap) -> Result<Expected, MalformedIfMatch> {
     let mut values = headers.get_all(IF_MATCH).iter().peekable();
     if values.peek().is_none() {
         return Ok(Expected::Current);
     }
     let mut versions = Vec::new();
     for value in values {
-        let malformed = || {
-            ApiError::BadRequest(format!(
-                "If-Match must be * or ETags as GET answers them, such as \"7\" with its quotes; got {}",
-                String::from_utf8_lossy(value.as_bytes())
-            ))
-        };
+        let malformed = || MalformedIfMatch(String::from_utf8_lossy(value.as_bytes()).into_owned());
         let text = value.to_str().map_err(|_| malformed())?;
         if text.trim() == "*" {
             return Ok(Expected::Exists);
@@ -50,6 +44,11 @@ pub fn if_match(headers: &HeaderMap) -> Result<Expected, ApiError> {
     }
     Ok(Expected::OneOf(versions))
 }
+
+/// An `If-Match` value that is neither `*` nor a list of entity tags.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("If-Match must be * or ETags as GET answers them, such as \"7\" with its quotes; got {0}")]
+pub struct MalformedIfMatch(pub String);
 
 /// One entity tag of a list.
 struct EntityTag<'a> {
