@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use redis::aio::MultiplexedConnection;
 
 use crate::progress::Bar;
@@ -31,7 +31,7 @@ use crate::sixpack::{
     self, conversion_member, parse_created_at, participant_member, valid_name, NameKind,
     DEFAULT_GOAL, EXCLUDED,
 };
-use crate::store::{DynStore, StoreExt};
+use crate::store::{DynStore, Precondition, PutOutcome, StoreExt};
 
 /// One Sixpack experiment as read from its Redis.
 #[derive(Debug)]
@@ -251,6 +251,10 @@ async fn write(
             .collect(),
     );
     let previous = store.record(namespace, name).await.with_context(fail)?;
+    // Written over what was read, so a concurrent edit is not undone.
+    let precondition = previous
+        .as_ref()
+        .map_or(Precondition::Absent, |r| Precondition::Version(r.version));
     let mut record = ExperimentRecord::register(previous, namespace, name, definition, created_ms)
         .with_context(fail)?;
     record.created_ms = created_ms;
@@ -275,7 +279,16 @@ async fn write(
             decided_ms: now_ms,
         });
     }
-    store.put_record(record).await.with_context(fail)?;
+    let written = store
+        .put_record(record, precondition)
+        .await
+        .with_context(fail)?;
+    if let PutOutcome::Conflict { .. } = written {
+        bail!(
+            "{}: its record changed during the import; run the import again",
+            fail()
+        );
+    }
 
     for (alternative, bitmap) in source.alternatives.iter().zip(&source.participants) {
         store

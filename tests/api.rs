@@ -89,7 +89,8 @@ async fn experiments_shape_scope_and_delete() {
     assert_eq!(answer.json().unwrap(), json!([{"meta": {"scope": null}}]));
 }
 
-/// CORS on every response and preflight on every path; no caching.
+/// CORS on every response (exposing `ETag`) and preflight on every path
+/// (allowing `If-Match`); no caching.
 #[tokio::test]
 async fn cors_and_cache_headers() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +105,7 @@ async fn cors_and_cache_headers() {
                     ("access-control-request-method", "GET"),
                     (
                         "access-control-request-headers",
-                        "x-api-key, content-type, authorization",
+                        "x-api-key, content-type, authorization, if-match",
                     ),
                 ],
                 b"",
@@ -115,7 +116,7 @@ async fn cors_and_cache_headers() {
         let allowed = answer.headers["access-control-allow-headers"]
             .to_str()
             .unwrap();
-        for header in ["content-type", "x-api-key", "authorization"] {
+        for header in ["content-type", "x-api-key", "authorization", "if-match"] {
             assert!(allowed.contains(header), "{path}: {allowed}");
         }
     }
@@ -133,6 +134,14 @@ async fn cors_and_cache_headers() {
         assert_eq!(
             answer.headers["cache-control"], "no-cache, no-store, must-revalidate",
             "{path}"
+        );
+        // A page may read a record's version, to send it back in If-Match.
+        let exposed = answer.headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap();
+        assert!(
+            exposed.to_ascii_lowercase().contains("etag"),
+            "{path}: {exposed}"
         );
     }
 }
@@ -1204,4 +1213,105 @@ async fn registry_api_and_required_mode() {
     assert_eq!(with_key(&server, "DELETE", url, json!(null)).await.0, 204);
     let gone = server.get_with_key(url).await;
     assert_eq!(gone.status, 404);
+}
+
+/// A record's ETag is its version; `PUT` and `PATCH` answer the new one.
+/// An edit whose `If-Match` names a version the record has left answers
+/// 412 with the current version and changes nothing; with the current
+/// ETag it goes through and the ETag moves; a malformed `If-Match` is a
+/// 400 and an unknown experiment stays a 404.
+#[tokio::test]
+async fn stale_if_match_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let url = "/api/experiments/hero?namespace=shop";
+    let key = server.api_key.clone();
+    let send = |method: &'static str, if_match: Option<&'static str>, body: serde_json::Value| {
+        let (server, key) = (&server, key.clone());
+        async move {
+            let mut headers = vec![("x-api-key", key.as_str())];
+            headers.extend(if_match.map(|tag| ("if-match", tag)));
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            };
+            server.request(method, url, &headers, &body).await
+        }
+    };
+    let etag = |answer: &util::Answer| {
+        answer.headers["etag"]
+            .to_str()
+            .expect("an ASCII ETag")
+            .to_owned()
+    };
+    let definition = json!({"variants": ["a", "b"], "description": "first"});
+    let created = send("PUT", None, definition).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(etag(&created), "\"1\"");
+    assert_eq!(created.json().unwrap()["version"], 1);
+    let read = send("GET", None, json!(null)).await;
+    assert_eq!((read.status, etag(&read)), (200, "\"1\"".to_owned()));
+
+    // Someone else edits: the record moves to version 2.
+    let other = send("PATCH", Some("\"1\""), json!({"description": "theirs"})).await;
+    assert_eq!((other.status, etag(&other)), (200, "\"2\"".to_owned()));
+
+    // An edit on what was read before is refused, and changes nothing.
+    for (method, body) in [
+        ("PATCH", json!({"status": "paused"})),
+        ("PUT", json!({"variants": ["a", "b", "c"]})),
+    ] {
+        let stale = send(method, Some("\"1\""), body).await;
+        assert_eq!(stale.status, 412, "{method}: {:?}", stale.body);
+        let refusal = stale.json().unwrap();
+        assert_eq!(refusal["current_version"], 2, "{refusal}");
+        assert!(
+            refusal["error"]
+                .as_str()
+                .unwrap()
+                .contains("changed since it was read"),
+            "{refusal}"
+        );
+        assert_eq!(etag(&stale), "\"2\"");
+    }
+    let unchanged = send("GET", None, json!(null)).await.json().unwrap();
+    assert_eq!(
+        (
+            &unchanged["status"],
+            &unchanged["description"],
+            unchanged["variants"].as_array().unwrap().len(),
+            &unchanged["version"]
+        ),
+        (&json!("running"), &json!("theirs"), 2, &json!(2))
+    );
+
+    // With the current ETag (in a list, or `*`) it goes through.
+    let fresh = send("PATCH", Some("\"1\", \"2\""), json!({"status": "paused"})).await;
+    assert_eq!((fresh.status, etag(&fresh)), (200, "\"3\"".to_owned()));
+    assert_eq!(fresh.json().unwrap()["status"], "paused");
+    let any = send("PATCH", Some("*"), json!({"status": "running"})).await;
+    assert_eq!((any.status, etag(&any)), (200, "\"4\"".to_owned()));
+    assert_eq!(
+        etag(&send("GET", None, json!(null)).await),
+        "\"4\"",
+        "the ETag moved with each write"
+    );
+
+    let malformed = send("PATCH", Some("4"), json!({"status": "paused"})).await;
+    assert_eq!(malformed.status, 400);
+    assert!(String::from_utf8_lossy(&malformed.body).contains("such as"));
+    let unknown = server
+        .request(
+            "PATCH",
+            "/api/experiments/nobody?namespace=shop",
+            &[("x-api-key", &key), ("if-match", "\"1\"")],
+            br#"{"status": "paused"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        send("GET", None, json!(null)).await.json().unwrap()["status"],
+        "running"
+    );
 }

@@ -454,7 +454,7 @@ async fn first_deploy_creates_everything() {
         );
         assert_eq!(
             headers["method.response.header.Access-Control-Allow-Headers"],
-            "'Content-Type,X-Api-Key,Authorization'"
+            "'Content-Type,X-Api-Key,Authorization,If-Match'"
         );
         assert_eq!(
             headers["method.response.header.Cache-Control"],

@@ -345,3 +345,95 @@ async fn experiments_on_a_local_data_dir() {
         serde_json::json!({"ignored": "archived"})
     );
 }
+
+/// A stand-in for a server whose record changes between the CLI's read
+/// and its edit: `GET` answers the record at ETag `"1"`, `PATCH` answers
+/// 412 with version 2. Sends each request's head on `heads`.
+async fn moving_server(heads: tokio::sync::mpsc::UnboundedSender<String>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut read = Vec::new();
+            let mut buffer = [0; 4096];
+            let (head, body_start) = loop {
+                let n = socket.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "request ended early");
+                read.extend_from_slice(&buffer[..n]);
+                if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (String::from_utf8_lossy(&read[..end]).into_owned(), end + 4);
+                }
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            while read.len() < body_start + length {
+                let n = socket.read(&mut buffer).await.unwrap();
+                read.extend_from_slice(&buffer[..n]);
+            }
+            let (status, etag, body) = if head.starts_with("GET ") {
+                (
+                    "200 OK",
+                    "\"1\"",
+                    r#"{"name": "hero", "status": "running"}"#,
+                )
+            } else {
+                (
+                    "412 Precondition Failed",
+                    "\"2\"",
+                    r#"{"error": "experiment 'hero' changed since it was read (it is at version 2): read it again and retry", "current_version": 2}"#,
+                )
+            };
+            heads.send(head).unwrap();
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\netag: {etag}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    addr
+}
+
+/// A record that changed between the CLI's read and its `PATCH`: the CLI
+/// sent the ETag it read as `If-Match`, and names the 412 as a change made
+/// meanwhile, to re-read and retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_changed_meanwhile_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+    let addr = moving_server(heads_tx).await;
+    let cli = Cli {
+        target: vec![
+            "--server".into(),
+            format!("http://{addr}"),
+            "--api-key".into(),
+            "moving-server-key-0123".into(),
+        ],
+        home: dir.path().to_owned(),
+    };
+    let run = tokio::task::spawn_blocking(move || cli.run(&["pause", "hero"]));
+    let err = run.await.unwrap().failed();
+    assert!(
+        err.contains(
+            "cannot pause experiment 'hero': it changed meanwhile (now at version 2): \
+             run the command again to re-read it and retry"
+        ),
+        "{err}"
+    );
+    let get = heads.recv().await.unwrap();
+    assert!(
+        get.starts_with("GET /api/experiments/hero?namespace=shop "),
+        "{get}"
+    );
+    let patch = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(patch.starts_with("patch "), "{patch}");
+    assert!(patch.contains("\r\nif-match: \"1\""), "{patch}");
+}

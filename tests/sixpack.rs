@@ -583,3 +583,84 @@ async fn a_participate_flood_writes_nothing_to_redis() {
     assert_eq!(redis.cmd("DBSIZE"), keys, "no key was written");
     assert!(listed(&server).await.is_empty());
 }
+
+/// A desktop browser: the bot filter lets it through.
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+/// The first participations of a new experiment create it and register
+/// its alternatives; a pause sent meanwhile (retried until the experiment
+/// exists) stays, whenever it lands: each participation writes its
+/// definition only over the version of the record it read, and the
+/// `PATCH` without `If-Match` is applied to the current record. A few
+/// experiments in turn, since the pause lands in the window that matters
+/// (between a participation's read of the record and its write) only in
+/// some races.
+async fn a_pause_outlives_first_participations(server: &Server) {
+    const ROUNDS: usize = 5;
+    const CLIENTS: usize = 50;
+    for round in 0..ROUNDS {
+        let experiment = format!("race-{round}");
+        let record_url = format!("/api/experiments/{experiment}?namespace=sixpack");
+        let participations: Vec<_> = (0..CLIENTS)
+            .map(|n| {
+                let addr = server.addr;
+                let path = format!(
+                    "/participate?experiment={experiment}&client_id=c{n}&alternatives=a&alternatives=b"
+                );
+                tokio::spawn(async move {
+                    let headers = [("user-agent", BROWSER)];
+                    util::loadgen::request(addr, "GET", &path, &headers, b"")
+                        .await
+                        .expect("participate")
+                })
+            })
+            .collect();
+        let mut misses = 0;
+        let paused = loop {
+            let answer = server
+                .request(
+                    "PATCH",
+                    &record_url,
+                    &[("x-api-key", &server.api_key)],
+                    br#"{"status": "paused"}"#,
+                )
+                .await;
+            match answer.status {
+                200 => break answer,
+                404 => misses += 1,
+                other => panic!("PATCH answered {other}: {:?}", answer.body),
+            }
+        };
+        assert_eq!(paused.json().unwrap()["status"], "paused");
+        for participation in participations {
+            let answer = participation.await.expect("participation task");
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+        }
+        let record = server.get_with_key(&record_url).await.json().unwrap();
+        assert_eq!(
+            record["status"], "paused",
+            "{experiment}, paused after {misses} PATCHes found no experiment: {record}"
+        );
+    }
+}
+
+/// On the embedded store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_outlives_first_participations_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--api-key", API_KEY]);
+    a_pause_outlives_first_participations(&server).await;
+}
+
+/// On Redis.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_outlives_first_participations_on_redis() {
+    let redis = util::redis_server::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--redis", &redis.url(), "--api-key", API_KEY],
+    );
+    a_pause_outlives_first_participations(&server).await;
+}

@@ -262,13 +262,32 @@ impl Registry {
                     patch["winner"] = json!(winner);
                     patch["note"] = json!(note);
                 }
-                // An unknown experiment is named by the server as it is.
-                self.get(ns, name).await?;
-                let (_, body) = api
-                    .send("PATCH", &path(ns, name), Some(&patch))
+                // Read first: an unknown experiment is named by the server
+                // as it is, and the change applies only to the version read.
+                let read = api.call("GET", &path(ns, name), &[], None).await?;
+                let if_match: Vec<(&str, &str)> = read
+                    .etag
+                    .iter()
+                    .map(|tag| ("if-match", tag.as_str()))
+                    .collect();
+                match api
+                    .call("PATCH", &path(ns, name), &if_match, Some(&patch))
                     .await
-                    .with_context(refused)?;
-                record_from(body)
+                {
+                    Ok(reply) => record_from(reply.json),
+                    Err(err) => match err.downcast_ref::<client::Refused>() {
+                        Some(moved) if moved.status == 412 => {
+                            let now = moved.body["current_version"]
+                                .as_u64()
+                                .map_or_else(String::new, |v| format!(" (now at version {v})"));
+                            Err(anyhow::anyhow!(
+                                "it changed meanwhile{now}: run the command again to re-read it and retry"
+                            ))
+                            .with_context(refused)
+                        }
+                        _ => Err(err).with_context(refused),
+                    },
+                }
             }
         }
     }

@@ -168,24 +168,42 @@ impl Api {
     ///
     /// # Errors
     ///
-    /// When the server cannot be reached, or answers an error: the
-    /// server's own message.
+    /// As [`Api::call`].
     pub async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let reply = self.call(method, path, &[], body).await?;
+        Ok((reply.status, reply.json))
+    }
+
+    /// Sends `method path` with `headers` beside the key and an optional
+    /// JSON body; answers the status, the `ETag` and the JSON body.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached; when it answers an error, a
+    /// [`Refused`] with its status and its own message.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<Reply> {
         let payload = body
             .map(serde_json::to_vec)
             .transpose()?
             .unwrap_or_default();
-        let mut headers = vec![("x-api-key", self.key.as_str())];
+        let mut all = vec![("x-api-key", self.key.as_str())];
         if body.is_some() {
-            headers.push(("content-type", "application/json"));
+            all.push(("content-type", "application/json"));
         }
+        all.extend_from_slice(headers);
         let path = format!("{}{path}", self.base);
-        let answer = request(self.addr, method, &path, &headers, &payload)
+        let answer = request(self.addr, method, &path, &all, &payload)
             .await
             .with_context(|| format!("cannot reach lamed at {}", self.addr))?;
         let json = if answer.body.is_empty() {
@@ -194,17 +212,60 @@ impl Api {
             answer.json()?
         };
         if !(200..300).contains(&answer.status) {
-            bail!(
-                "{}",
-                json["error"].as_str().map_or_else(
+            return Err(Refused {
+                status: answer.status,
+                message: json["error"].as_str().map_or_else(
                     || format!("request failed with status {}", answer.status),
-                    str::to_owned
-                )
-            );
+                    str::to_owned,
+                ),
+                body: json,
+            }
+            .into());
         }
-        Ok((answer.status, json))
+        let etag = answer
+            .headers
+            .get(http::header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok(Reply {
+            status: answer.status,
+            etag,
+            json,
+        })
     }
 }
+
+/// A successful answer of [`Api::call`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Its status code.
+    pub status: u16,
+    /// Its `ETag` header, as sent (quotes included), when it has one.
+    pub etag: Option<String>,
+    /// Its JSON body (`null` when empty).
+    pub json: serde_json::Value,
+}
+
+/// An error answer of the server, the error of [`Api::call`]: it shows
+/// as the server's own message; callers that treat a status apart find
+/// it with `downcast_ref`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Its status code.
+    pub status: u16,
+    /// The server's message (its `"error"`).
+    pub message: String,
+    /// Its whole JSON body (`null` when empty).
+    pub body: serde_json::Value,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// What `encodeURIComponent` leaves alone; everything else is escaped.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

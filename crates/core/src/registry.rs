@@ -19,6 +19,10 @@ use crate::names::{check_field, InvalidField, MAX_NAME_BYTES, PARTICIPATE};
 /// Longest description and decision note, in bytes.
 pub const MAX_NOTE_BYTES: usize = 2_000;
 
+/// The version of a record's first write. Records stored before records
+/// had versions read as this one: each was written at least once.
+pub const FIRST_VERSION: u64 = 1;
+
 /// Who may create experiments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -180,6 +184,17 @@ pub struct ExperimentRecord {
     /// Adaptive weights on one goal, when the owner asked for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<Adaptive>,
+    /// Raised by the store on every write of the record, from
+    /// [`FIRST_VERSION`]; an edit names the version it read so that the
+    /// store refuses it when another write came between (HTTP's `ETag`
+    /// and `If-Match`). The store sets it: what a writer puts here is
+    /// ignored.
+    #[serde(default = "first_version")]
+    pub version: u64,
+}
+
+fn first_version() -> u64 {
+    FIRST_VERSION
 }
 
 impl ExperimentRecord {
@@ -201,6 +216,7 @@ impl ExperimentRecord {
             archived_ms: None,
             decision: None,
             adaptive: None,
+            version: FIRST_VERSION,
         }
     }
 
@@ -728,6 +744,21 @@ mod tests {
         assert_eq!(again.variants.len(), 3);
         let unchecked: Definition = serde_json::from_str(r#"{"variants": ["x"]}"#).unwrap();
         assert!(ExperimentRecord::register(None, "ns", "b", unchecked, 5).is_err());
+    }
+
+    /// A record stored before records had versions reads as written once;
+    /// the version round-trips.
+    #[test]
+    fn records_without_a_version_read_as_the_first() {
+        let mut json = serde_json::to_value(record()).unwrap();
+        json.as_object_mut().unwrap().remove("version");
+        let old: ExperimentRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(old.version, FIRST_VERSION);
+        let mut written = record();
+        written.version = 7;
+        let again: ExperimentRecord =
+            serde_json::from_str(&serde_json::to_string(&written).unwrap()).unwrap();
+        assert_eq!(again, written);
     }
 
     #[test]

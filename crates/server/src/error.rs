@@ -6,12 +6,15 @@
 //! public message and no `Retry-After` (a retry fails the same way). A 500
 //! carries its cause as an [`InternalError`] extension, which the router
 //! logs and counts on `/metrics` (a response cannot reach the metrics).
+//!
+//! A 412 adds `"current_version"` to the body.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::etag::{etag, MalformedIfMatch};
 use lamed_core::model::InvalidField;
 use lamed_store::StoreError;
 
@@ -37,6 +40,15 @@ pub enum ApiError {
     /// experiment (409).
     #[error("{0}")]
     Conflict(String),
+    /// The record changed since the version `If-Match` names (412); the
+    /// body names the current version, and the `ETag` header carries it.
+    #[error("{message}")]
+    PreconditionFailed {
+        /// What changed.
+        message: String,
+        /// The record's version now; `None` when it has no record.
+        current: Option<u64>,
+    },
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
@@ -71,6 +83,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -107,6 +120,12 @@ impl InternalError {
     }
 }
 
+impl From<MalformedIfMatch> for ApiError {
+    fn from(err: MalformedIfMatch) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
 impl From<InvalidField> for ApiError {
     fn from(err: InvalidField) -> Self {
         ApiError::BadRequest(err.to_string())
@@ -126,11 +145,26 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let body = match &self {
+            ApiError::PreconditionFailed { current, .. } => {
+                json!({ "error": self.to_string(), "current_version": current })
+            }
+            _ => json!({ "error": self.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::Store(cause) = &self {
             if !cause.is_transient() {
                 InternalError::attach(&mut response, cause);
             }
+        }
+        if let ApiError::PreconditionFailed {
+            current: Some(version),
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, etag(version));
         }
         // Every 503 tells the client when to retry.
         if status == StatusCode::SERVICE_UNAVAILABLE {

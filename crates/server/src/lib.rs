@@ -10,10 +10,11 @@
 //!
 //! - [`routes`]: every path once; [`router`]: the axum router built from
 //!   it; [`handlers`]: one file per resource.
-//! - [`state`], [`error`], [`params`], [`visitor`], [`health`],
-//!   [`metrics`], [`ignored`], [`tls`].
+//! - [`state`], [`error`], [`params`], [`etag`], [`visitor`],
+//!   [`health`], [`metrics`], [`ignored`], [`tls`].
 
 pub mod error;
+pub mod etag;
 pub mod handlers;
 pub mod health;
 pub mod ignored;

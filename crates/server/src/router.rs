@@ -201,7 +201,12 @@ async fn refuse_oversized_head(request: Request, next: Next) -> Response {
 
 /// The request headers browsers may send cross-origin: `lamed serve`'s
 /// CORS layer and `lamed deploy`'s API Gateway answer the same.
-pub const CORS_ALLOW_HEADERS: [&str; 3] = ["Content-Type", "X-Api-Key", "Authorization"];
+pub const CORS_ALLOW_HEADERS: [&str; 4] =
+    ["Content-Type", "X-Api-Key", "Authorization", "If-Match"];
+
+/// The response headers a cross-origin page may read beyond the safelisted
+/// ones: a record's version, to send back in `If-Match`.
+pub const CORS_EXPOSE_HEADERS: [&str; 1] = ["ETag"];
 
 /// Every response's `Cache-Control` but the weights' (WIRE.md), here and
 /// on API Gateway.
@@ -220,11 +225,15 @@ fn cors() -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers(CORS_ALLOW_HEADERS.map(|name| {
-            // Constant names of valid header characters.
-            HeaderName::from_bytes(name.as_bytes()).expect("a valid header name")
-        }))
+        .allow_headers(CORS_ALLOW_HEADERS.map(header_name))
+        .expose_headers(CORS_EXPOSE_HEADERS.map(header_name))
         .max_age(Duration::from_secs(86_400))
+}
+
+/// A constant header name.
+fn header_name(name: &str) -> HeaderName {
+    // Constant names of valid header characters.
+    HeaderName::from_bytes(name.as_bytes()).expect("a valid header name")
 }
 
 #[cfg(test)]

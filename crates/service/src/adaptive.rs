@@ -549,7 +549,11 @@ mod tests {
         };
         let record = record(&labels, adaptive.clone());
         let store = ReferenceStore::new(0, Caps::default(), Clock::manual(0));
-        store.put_record(record.clone()).await.unwrap();
+        let written = store
+            .put_record(record.clone(), lamed_store::Precondition::Absent)
+            .await
+            .unwrap();
+        assert!(matches!(written, lamed_store::PutOutcome::Written { .. }));
         let flights = Flights::default();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut weights = Vec::new();
@@ -710,7 +714,11 @@ mod tests {
             ..Adaptive::on("buy")
         };
         let record = record(&["a", "b", "c"], adaptive.clone());
-        store.put_record(record.clone()).await.unwrap();
+        let written = store
+            .put_record(record.clone(), lamed_store::Precondition::Absent)
+            .await
+            .unwrap();
+        assert!(matches!(written, lamed_store::PutOutcome::Written { .. }));
         for (variant, participants, conversions) in [("a", 500, 50), ("b", 500, 60), ("c", 500, 70)]
         {
             for (event, count) in [(PARTICIPATE, participants), ("buy", conversions)] {

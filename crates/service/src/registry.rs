@@ -1,15 +1,26 @@
 //! Registry edits over a store: list, show, register or redefine, change
 //! (status or description) and delete experiment records. The rules of a
 //! record are [`lamed_core::registry`]'s; each edit here reads the record,
-//! applies them and writes it back, one function per edit, so that each
-//! can become one store call.
+//! applies them and writes it back on the version it read
+//! ([`Precondition::Version`]), one function per edit, so that each can
+//! become one store call.
+//!
+//! A write that comes between an edit's read and its write is never lost:
+//! an edit that names the version its caller read ([`Expected::OneOf`],
+//! HTTP's `If-Match`) is refused ([`EditError::Moved`]); one that does not
+//! is read and applied again, up to [`EDIT_ATTEMPTS`] times.
 
 use serde::Deserialize;
 
 use lamed_core::registry::{
     status_filter, Change, Definition, ExperimentRecord, RegistryError, Status,
 };
-use lamed_store::{Store, StoreError};
+use lamed_store::{Precondition, PutOutcome, Store, StoreError};
+
+/// How many times an edit that names no version is read, applied and
+/// written before giving up, when other writes keep coming between its
+/// read and its write ([`EditError::Contended`]).
+pub const EDIT_ATTEMPTS: usize = 8;
 
 /// Why a registry edit cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +29,102 @@ pub enum EditError {
     /// move, an unknown experiment, an invalid definition).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The record is not at a version the caller expected: it changed
+    /// since the caller read it. Nothing was written.
+    #[error("experiment '{name}' changed since it was read (it is {}): read it again and retry", at(*.current))]
+    Moved {
+        /// The experiment.
+        name: String,
+        /// Its record's version now; `None` when it has no record.
+        current: Option<u64>,
+    },
+    /// Other writes came between every read and write of the edit,
+    /// [`EDIT_ATTEMPTS`] times. Nothing was written.
+    #[error("experiment '{name}' kept changing while this edit was applied ({attempts} attempts): retry")]
+    Contended {
+        /// The experiment.
+        name: String,
+        /// How many times the edit was tried.
+        attempts: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn at(version: Option<u64>) -> String {
+    version.map_or_else(
+        || "not registered".to_owned(),
+        |v| format!("at version {v}"),
+    )
+}
+
+/// The record versions an edit accepts (HTTP's `If-Match`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever is stored: the edit applies to the current record, read
+    /// and applied again when another write comes between.
+    #[default]
+    Current,
+    /// A record at any version, none at all is refused (`If-Match: *`).
+    Exists,
+    /// A record at one of these versions (the ones the caller read).
+    OneOf(Vec<u64>),
+}
+
+impl Expected {
+    /// Whether a record at `current` (`None`: no record) is one expected.
+    pub fn allows(&self, current: Option<u64>) -> bool {
+        match self {
+            Expected::Current => true,
+            Expected::Exists => current.is_some(),
+            Expected::OneOf(versions) => current.is_some_and(|v| versions.contains(&v)),
+        }
+    }
+}
+
+/// Reads the record, makes the new one from it and writes it on the
+/// version read, until no other write comes between (at most
+/// [`EDIT_ATTEMPTS`] times); answers the record written, with its new
+/// version, and whether it is new. `make` gets `None` when there is no
+/// record; `needs_record` refuses that first, as not registered, before
+/// `expected` is checked (HTTP answers 404 before 412).
+async fn edit(
+    store: &dyn Store,
+    namespace: &str,
+    experiment: &str,
+    expected: &Expected,
+    needs_record: bool,
+    mut make: impl FnMut(Option<ExperimentRecord>) -> Result<ExperimentRecord, EditError>,
+) -> Result<(ExperimentRecord, bool), EditError> {
+    for _ in 0..EDIT_ATTEMPTS {
+        let current = store.record(namespace, experiment).await?;
+        if needs_record && current.is_none() {
+            return Err(not_registered(namespace, experiment));
+        }
+        let read = current.as_ref().map(|r| r.version);
+        if !expected.allows(read) {
+            return Err(EditError::Moved {
+                name: experiment.to_owned(),
+                current: read,
+            });
+        }
+        let mut record = make(current)?;
+        let precondition = read.map_or(Precondition::Absent, Precondition::Version);
+        match store.put_record(record.clone(), precondition).await? {
+            PutOutcome::Written { version } => {
+                record.version = version;
+                return Ok((record, read.is_none()));
+            }
+            // Read again: an expected version no longer matches then, and
+            // anything else is applied to what the other write left.
+            PutOutcome::Conflict { .. } => continue,
+        }
+    }
+    Err(EditError::Contended {
+        name: experiment.to_owned(),
+        attempts: EDIT_ATTEMPTS,
+    })
 }
 
 fn not_registered(namespace: &str, experiment: &str) -> EditError {
@@ -79,7 +183,8 @@ pub struct Registered {
 ///
 /// # Errors
 ///
-/// The definition breaks a rule, or the store failing.
+/// The definition breaks a rule, or the store failing;
+/// [`EditError::Contended`] when other writes keep coming between.
 pub async fn put(
     store: &dyn Store,
     namespace: &str,
@@ -87,10 +192,37 @@ pub async fn put(
     definition: Definition,
     now_ms: i64,
 ) -> Result<Registered, EditError> {
-    let previous = store.record(namespace, experiment).await?;
-    let created = previous.is_none();
-    let record = ExperimentRecord::register(previous, namespace, experiment, definition, now_ms)?;
-    store.put_record(record.clone()).await?;
+    put_if(
+        store,
+        namespace,
+        experiment,
+        definition,
+        now_ms,
+        &Expected::Current,
+    )
+    .await
+}
+
+/// [`put`], when the record is at a version `expected` allows.
+///
+/// # Errors
+///
+/// As [`put`]; [`EditError::Moved`] when the record is not as expected.
+pub async fn put_if(
+    store: &dyn Store,
+    namespace: &str,
+    experiment: &str,
+    definition: Definition,
+    now_ms: i64,
+    expected: &Expected,
+) -> Result<Registered, EditError> {
+    let (record, created) = edit(store, namespace, experiment, expected, false, |previous| {
+        let definition = definition.clone();
+        Ok(ExperimentRecord::register(
+            previous, namespace, experiment, definition, now_ms,
+        )?)
+    })
+    .await?;
     Ok(Registered { record, created })
 }
 
@@ -131,14 +263,17 @@ impl Patch {
 }
 
 /// Moves an experiment in its lifecycle ([`ExperimentRecord::apply`]),
-/// or changes its description, or both (the description first).
+/// or changes its description, or both (the description first), on the
+/// current record: a write that comes between is kept, and the change
+/// applied over it (or refused, when the lifecycle no longer allows it).
 ///
 /// # Errors
 ///
 /// [`RegistryError::NotRegistered`]; a move the lifecycle does not allow
 /// ([`RegistryError::Transition`]); a winner or note without `stopped`, or
-/// another invalid value ([`RegistryError::Invalid`]); or the store
-/// failing. Nothing is written then.
+/// another invalid value ([`RegistryError::Invalid`]);
+/// [`EditError::Contended`] when other writes keep coming between; or the
+/// store failing. Nothing is written then.
 pub async fn change(
     store: &dyn Store,
     namespace: &str,
@@ -146,23 +281,53 @@ pub async fn change(
     patch: Patch,
     now_ms: i64,
 ) -> Result<ExperimentRecord, EditError> {
-    let mut record = show(store, namespace, experiment).await?;
-    if patch.status != Some(Status::Stopped) && (patch.winner.is_some() || patch.note.is_some()) {
-        return Err(RegistryError::Invalid(
-            "'winner' and 'note' go with \"status\": \"stopped\"".into(),
-        )
-        .into());
-    }
-    if let Some(description) = patch.description {
-        let mut definition = record.definition();
-        definition.description = description;
-        record.redefine(definition.validated()?)?;
-    }
-    if let Some(status) = patch.status {
-        let change = Change::toward(status, patch.winner, patch.note.unwrap_or_default());
-        record.apply(change, now_ms)?;
-    }
-    store.put_record(record.clone()).await?;
+    change_if(
+        store,
+        namespace,
+        experiment,
+        patch,
+        now_ms,
+        &Expected::Current,
+    )
+    .await
+}
+
+/// [`change`], when the record is at a version `expected` allows.
+///
+/// # Errors
+///
+/// As [`change`]; [`EditError::Moved`] when the record is not as
+/// expected.
+pub async fn change_if(
+    store: &dyn Store,
+    namespace: &str,
+    experiment: &str,
+    patch: Patch,
+    now_ms: i64,
+    expected: &Expected,
+) -> Result<ExperimentRecord, EditError> {
+    let (record, _) = edit(store, namespace, experiment, expected, true, |current| {
+        let mut record = current.ok_or_else(|| not_registered(namespace, experiment))?;
+        let patch = patch.clone();
+        if patch.status != Some(Status::Stopped) && (patch.winner.is_some() || patch.note.is_some())
+        {
+            return Err(RegistryError::Invalid(
+                "'winner' and 'note' go with \"status\": \"stopped\"".into(),
+            )
+            .into());
+        }
+        if let Some(description) = patch.description {
+            let mut definition = record.definition();
+            definition.description = description;
+            record.redefine(definition.validated()?)?;
+        }
+        if let Some(status) = patch.status {
+            let change = Change::toward(status, patch.winner, patch.note.unwrap_or_default());
+            record.apply(change, now_ms)?;
+        }
+        Ok(record)
+    })
+    .await?;
     Ok(record)
 }
 
@@ -306,6 +471,95 @@ mod tests {
             change(&store, "ns", "other", Patch::status(Status::Paused), 70).await,
             Err(EditError::Registry(RegistryError::NotRegistered { .. }))
         ));
+    }
+
+    /// An edit that expects a version the record has left is refused and
+    /// writes nothing; with the current version it goes through, and the
+    /// record answered carries its new version. `Exists` refuses a
+    /// registration of a new experiment; an unknown one is not registered
+    /// before it is moved.
+    #[tokio::test]
+    async fn expected_versions_guard_edits() {
+        let store = store();
+        let first = registered(&store).await;
+        assert_eq!(first.version, 1);
+        let described = Patch {
+            description: Some("theirs".into()),
+            ..Patch::default()
+        };
+        let theirs = change(&store, "ns", "e", described, 20).await.unwrap();
+        assert_eq!(theirs.version, 2);
+        let stale = Expected::OneOf(vec![1]);
+        let refused = change_if(&store, "ns", "e", Patch::status(Status::Paused), 30, &stale).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(EditError::Moved {
+                    current: Some(2),
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        let again = definition(r#"{"variants": ["a", "b", "c"]}"#);
+        let refused = put_if(&store, "ns", "e", again.clone(), 30, &stale).await;
+        assert!(matches!(refused, Err(EditError::Moved { .. })));
+        assert_eq!(show(&store, "ns", "e").await.unwrap(), theirs);
+
+        let fresh = Expected::OneOf(vec![2]);
+        let paused = change_if(&store, "ns", "e", Patch::status(Status::Paused), 40, &fresh)
+            .await
+            .unwrap();
+        assert_eq!((paused.status, paused.version), (Status::Paused, 3));
+        assert_eq!(show(&store, "ns", "e").await.unwrap(), paused);
+
+        let new = put_if(&store, "ns", "new", again, 50, &Expected::Exists).await;
+        assert!(matches!(new, Err(EditError::Moved { current: None, .. })));
+        assert_eq!(store.record("ns", "new").await.unwrap(), None);
+        let unknown = change_if(
+            &store,
+            "ns",
+            "new",
+            Patch::status(Status::Paused),
+            60,
+            &fresh,
+        );
+        assert!(matches!(
+            unknown.await,
+            Err(EditError::Registry(RegistryError::NotRegistered { .. }))
+        ));
+    }
+
+    /// A pause racing other edits of the same record stays: each edit is
+    /// written over the version it read, and applied again over the
+    /// record another one left. Every edit is kept (the last version
+    /// counts them all).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_edits_lose_nothing() {
+        const EDITS: usize = 4;
+        let store = std::sync::Arc::new(store());
+        registered(&store).await;
+        let mut tasks = Vec::new();
+        for n in 0..=EDITS {
+            let store = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let patch = match n {
+                    0 => Patch::status(Status::Paused),
+                    n => Patch {
+                        description: Some(format!("edit {n}")),
+                        ..Patch::default()
+                    },
+                };
+                // At most EDITS others can come between: never contended.
+                change(&*store, "ns", "e", patch, 20).await.unwrap()
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let record = show(&*store, "ns", "e").await.unwrap();
+        assert_eq!(record.status, Status::Paused);
+        assert_eq!(record.version, 1 + 1 + EDITS as u64);
     }
 
     /// The list leaves archived experiments out unless asked; deleting

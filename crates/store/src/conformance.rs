@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DynStore, Join, Joined, Store, StoreExt};
+use super::{DynStore, Join, Joined, Precondition, PutOutcome, Store, StoreExt};
 use lamed_core::clock::Clock;
 use lamed_core::model::{CapExceeded, Caps, Event, Ignored, TrackOutcome, PARTICIPATE};
 use lamed_core::registry::{Change, Definition, ExperimentRecord, RegistrationMode, Status};
@@ -42,7 +42,10 @@ macro_rules! conformance_tests {
             registry_lifecycle: DEFAULTS,
             required_registration: REQUIRED,
             experiment_counters_are_the_namespace_filtered: DEFAULTS,
-            weights_of_reads_one_period: DEFAULTS
+            weights_of_reads_one_period: DEFAULTS,
+            record_versions_increase: DEFAULTS,
+            refused_record_writes_change_nothing: REQUIRED,
+            concurrent_record_writes_lose_nothing: DEFAULTS
         );
     };
     (@each $fresh:path; $($check:ident: $setup:ident),* $(,)?) => {
@@ -406,6 +409,10 @@ pub async fn joins_are_whole_or_nothing(store: DynStore, _clock: Clock) {
         (false, "defined by a join")
     );
     assert_eq!(record.status, Status::Running);
+    assert_eq!(
+        record.version, 2,
+        "the automatic record, then the definition over it"
+    );
 
     // A conversion on another variant than the participant's, or of a
     // stranger, writes nothing; the right one counts once.
@@ -449,7 +456,8 @@ pub async fn joins_are_whole_or_nothing(store: DynStore, _clock: Clock) {
     // An owner's record stays as it is; a paused experiment takes nothing.
     let mut owned = registered("j", "owned");
     owned.automatic = false;
-    store.put_record(owned.clone()).await.expect("put");
+    let written = store.put_record(owned.clone(), Precondition::Any).await;
+    assert!(matches!(written, Ok(PutOutcome::Written { .. })));
     store
         .count_join(participation("j", "owned", "c2", "a"))
         .await
@@ -523,7 +531,8 @@ pub async fn required_joins_write_nothing(store: DynStore, _clock: Clock) {
 
     let mut owned = registered("r", "known");
     owned.automatic = false;
-    store.put_record(owned).await.expect("put");
+    let written = store.put_record(owned, Precondition::Any).await;
+    assert!(matches!(written, Ok(PutOutcome::Written { .. })));
     let joined = store
         .count_join(participation("r", "known", "c", "a"))
         .await
@@ -876,8 +885,13 @@ async fn change(store: &dyn Store, namespace: &str, name: &str, change: Change) 
         .await
         .expect("read")
         .expect("has a record");
+    let read = record.version;
     record.apply(change, 2_000).expect("allowed");
-    store.put_record(record).await.expect("write");
+    let written = store
+        .put_record(record, Precondition::Version(read))
+        .await
+        .expect("write");
+    assert_eq!(written, PutOutcome::Written { version: read + 1 });
 }
 
 /// Records round-trip; tracking registers what it creates (open mode);
@@ -900,7 +914,11 @@ pub async fn registry_lifecycle(store: DynStore, _clock: Clock) {
     );
 
     let planned = registered("ns", "planned");
-    store.put_record(planned.clone()).await.expect("put");
+    let written = store
+        .put_record(planned.clone(), Precondition::Any)
+        .await
+        .expect("put");
+    assert_eq!(written, PutOutcome::Written { version: 1 });
     assert_eq!(
         store.record("ns", "planned").await.expect("read"),
         Some(planned)
@@ -980,10 +998,11 @@ pub async fn required_registration(store: DynStore, _clock: Clock) {
     assert!(store.experiments("ns").await.expect("list").is_empty());
     assert_eq!(store.record("ns", "typo").await.expect("read"), None);
 
-    store
-        .put_record(registered("ns", "reg"))
+    let written = store
+        .put_record(registered("ns", "reg"), Precondition::Absent)
         .await
         .expect("put");
+    assert_eq!(written, PutOutcome::Written { version: 1 });
     let outcomes = store
         .track(vec![
             event("ns", "reg", PARTICIPATE, "a", "1"),
@@ -1133,4 +1152,185 @@ pub async fn weights_of_reads_one_period(store: DynStore, _clock: Clock) {
         .expect("track");
     assert!(store.delete_experiment("w", "e").await.expect("delete"));
     assert_eq!(of("w", "e", 5).await, None);
+}
+
+/// The stored record of `namespace`/`name`, which must exist.
+async fn stored(store: &dyn Store, namespace: &str, name: &str) -> ExperimentRecord {
+    store
+        .record(namespace, name)
+        .await
+        .expect("read")
+        .expect("has a record")
+}
+
+/// Versions: a new record is at 1, each write raises it by one whatever
+/// the writer put in the record, and a deleted record starts over; the
+/// record tracking creates is at 1 too. `Absent` writes only a new
+/// record, `Version(v)` only over version `v`, and a refused write
+/// answers the current version. Default caps.
+pub async fn record_versions_increase(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let put = |record: ExperimentRecord, precondition: Precondition| async move {
+        store
+            .put_record(record, precondition)
+            .await
+            .expect("put_record")
+    };
+    let written = |version: u64| PutOutcome::Written { version };
+    let conflict = |current: Option<u64>| PutOutcome::Conflict { current };
+
+    let mut record = registered("ns", "v");
+    record.version = 99;
+    assert_eq!(put(record.clone(), Precondition::Absent).await, written(1));
+    assert_eq!(stored(store, "ns", "v").await.version, 1);
+    assert_eq!(
+        put(record.clone(), Precondition::Absent).await,
+        conflict(Some(1))
+    );
+    assert_eq!(
+        put(record.clone(), Precondition::Version(1)).await,
+        written(2)
+    );
+    assert_eq!(put(record.clone(), Precondition::Any).await, written(3));
+    assert_eq!(
+        put(record.clone(), Precondition::Version(2)).await,
+        conflict(Some(3))
+    );
+    assert_eq!(
+        put(record.clone(), Precondition::Version(3)).await,
+        written(4)
+    );
+    assert_eq!(stored(store, "ns", "v").await.version, 4);
+    let listed = store.records("ns").await.expect("records");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version, 4);
+
+    assert!(store.delete_experiment("ns", "v").await.expect("delete"));
+    assert_eq!(
+        put(record.clone(), Precondition::Version(4)).await,
+        conflict(None)
+    );
+    assert_eq!(put(record, Precondition::Any).await, written(1));
+
+    let auto = event("ns", "auto", PARTICIPATE, "a", "1");
+    assert_eq!(track_one(store, &auto).await, TrackOutcome::Counted);
+    let mut created = stored(store, "ns", "auto").await;
+    assert_eq!(created.version, 1);
+    assert_eq!(
+        put(created.clone(), Precondition::Absent).await,
+        conflict(Some(1))
+    );
+    created.apply(Change::Pause, 2_000).expect("allowed");
+    assert_eq!(put(created, Precondition::Version(1)).await, written(2));
+    assert_eq!(stored(store, "ns", "auto").await.status, Status::Paused);
+}
+
+/// A write whose precondition fails changes nothing: not the record, not
+/// the names it would register (in required mode a variant counts only
+/// once registered), not the list of experiments. Open with [`REQUIRED`].
+pub async fn refused_record_writes_change_nothing(store: DynStore, _clock: Clock) {
+    let store = store.as_ref();
+    let first = registered("ns", "reg");
+    let written = store
+        .put_record(first.clone(), Precondition::Absent)
+        .await
+        .expect("put");
+    assert_eq!(written, PutOutcome::Written { version: 1 });
+
+    let mut stale = first.clone();
+    stale.apply(Change::Pause, 2_000).expect("allowed");
+    stale.variants.push(lamed_core::registry::VariantSpec {
+        name: "c".into(),
+        weight: 1,
+    });
+    stale.description = "stale".into();
+    for precondition in [Precondition::Absent, Precondition::Version(2)] {
+        let refused = store
+            .put_record(stale.clone(), precondition)
+            .await
+            .expect("put");
+        assert_eq!(refused, PutOutcome::Conflict { current: Some(1) });
+    }
+    assert_eq!(stored(store, "ns", "reg").await, first);
+    let outcomes = store
+        .track(vec![
+            event("ns", "reg", PARTICIPATE, "c", "1"),
+            event("ns", "reg", PARTICIPATE, "a", "2"),
+        ])
+        .await
+        .expect("track");
+    assert_eq!(
+        outcomes,
+        [
+            TrackOutcome::Ignored(Ignored::Unregistered),
+            TrackOutcome::Counted
+        ],
+        "the refused write registered no variant and paused nothing"
+    );
+
+    let refused = store
+        .put_record(registered("ns", "ghost"), Precondition::Version(1))
+        .await
+        .expect("put");
+    assert_eq!(refused, PutOutcome::Conflict { current: None });
+    assert_eq!(store.record("ns", "ghost").await.expect("read"), None);
+    assert_eq!(store.experiments("ns").await.expect("list"), vec!["reg"]);
+}
+
+/// Tasks editing one record at once, each reading it and writing it back
+/// on the version it read (retrying when refused), lose no edit: every
+/// write that succeeds got its own version, and the last version counts
+/// them all. Default settings.
+pub async fn concurrent_record_writes_lose_nothing(store: DynStore, _clock: Clock) {
+    const TASKS: usize = 6;
+    const EDITS: usize = 5;
+    let created = store
+        .put_record(registered("race", "r"), Precondition::Absent)
+        .await
+        .expect("put");
+    assert_eq!(created, PutOutcome::Written { version: 1 });
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                for edit in 0..EDITS {
+                    loop {
+                        let mut record = stored(store.as_ref(), "race", "r").await;
+                        let read = record.version;
+                        record.description = format!("{task}/{edit}");
+                        match store
+                            .put_record(record, Precondition::Version(read))
+                            .await
+                            .expect("put")
+                        {
+                            PutOutcome::Written { version } => {
+                                assert_eq!(version, read + 1);
+                                versions.push(version);
+                                break;
+                            }
+                            PutOutcome::Conflict { current } => {
+                                assert!(current.is_some_and(|c| c > read), "{current:?}");
+                            }
+                        }
+                    }
+                }
+                versions
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.extend(task.await.expect("task"));
+    }
+    versions.sort_unstable();
+    let expected: Vec<u64> = (2..=(1 + TASKS * EDITS) as u64).collect();
+    assert_eq!(
+        versions, expected,
+        "each successful write had its own version"
+    );
+    assert_eq!(
+        stored(store.as_ref(), "race", "r").await.version,
+        1 + (TASKS * EDITS) as u64
+    );
 }

@@ -61,6 +61,11 @@ pub use embedded::{DataDirInUse, Durability, EmbeddedOptions, EmbeddedStore};
 ///   record ([`ExperimentRecord::automatic`]); in required mode an event
 ///   counts only when its experiment has a record and its variant and goal
 ///   are known to the experiment (registered, or counted before).
+/// - Record versions: every write of a record (by `put_record`, or by
+///   tracking creating it) raises its version, and `put_record` checks
+///   its [`Precondition`] and writes in one atomic step, so of concurrent
+///   writes on the version they read, one wins and the others answer
+///   [`PutOutcome::Conflict`] and change nothing.
 #[async_trait]
 pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Counts a batch of already validated events, returning one outcome per
@@ -114,10 +119,21 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Every registry record of a namespace, sorted by experiment name.
     async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError>;
 
-    /// Writes an experiment's record (creating or replacing it). The
-    /// experiment then exists, with its registered variants and goals known.
-    /// Caps do not apply, as for imports: registering is an owner's act.
-    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError>;
+    /// Writes an experiment's record (creating or replacing it) when
+    /// `precondition` holds, in one atomic step with the check; the store
+    /// raises the record's version (a new record gets
+    /// [`FIRST_VERSION`](lamed_core::registry::FIRST_VERSION)), whatever
+    /// `record.version` says. The experiment then exists, with its
+    /// registered variants and goals known. Caps do not apply, as for
+    /// imports: registering is an owner's act.
+    ///
+    /// Answers the new version, or [`PutOutcome::Conflict`] with the
+    /// current version when the precondition failed: nothing changed then.
+    async fn put_record(
+        &self,
+        record: ExperimentRecord,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError>;
 
     /// What an experiment remembers of one member (a Sixpack client, or a
     /// client and a KPI): the value it joined with, `None` when it never
@@ -194,6 +210,47 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         experiment: &str,
         period: i64,
     ) -> Result<Option<String>, StoreError>;
+}
+
+/// When [`Store::put_record`] may write: object_store's `PutMode`, on a
+/// record's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Always: creates or replaces the record.
+    Any,
+    /// Only when the experiment has no record: creates it.
+    Absent,
+    /// Only when the record is at this version: replaces what the caller
+    /// read, unless another write came between.
+    Version(u64),
+}
+
+impl Precondition {
+    /// Whether a write may replace the record at `current` (`None`: no
+    /// record).
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Precondition::Any => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Version(expected) => current == Some(expected),
+        }
+    }
+}
+
+/// What [`Store::put_record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum PutOutcome {
+    /// The record was written; its new version.
+    Written {
+        /// The version the store gave it.
+        version: u64,
+    },
+    /// The precondition failed and nothing changed.
+    Conflict {
+        /// The stored record's version; `None` when there is no record.
+        current: Option<u64>,
+    },
 }
 
 /// Daily counters are kept this many days (a bit over a year, for

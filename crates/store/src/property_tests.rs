@@ -24,7 +24,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 use super::reference::ReferenceStore;
-use super::{DynStore, Store, StoreError};
+use super::{DynStore, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{Caps, Counter, Event, PARTICIPATE};
 use lamed_core::registry::{Change, Status};
@@ -230,16 +230,18 @@ async fn import(store: &dyn Store, counter: &Event, count: u64) -> Result<Option
 }
 
 /// Pauses a running experiment or resumes a paused one, as its owner
-/// would through the API.
+/// would through the API: written on the version read. Answers what the
+/// write did (`None`: no record).
 async fn toggle(
     store: &dyn Store,
     namespace: &str,
     experiment: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<PutOutcome>, StoreError> {
     let Some(mut record) = store.record(namespace, experiment).await? else {
-        return Ok(());
+        return Ok(None);
     };
+    let read = record.version;
     let change = if record.status == Status::Running {
         Change::Pause
     } else {
@@ -248,7 +250,10 @@ async fn toggle(
     record
         .apply(change, now)
         .map_err(|err| StoreError::unavailable(err.to_string()))?;
-    store.put_record(record).await
+    store
+        .put_record(record, Precondition::Version(read))
+        .await
+        .map(Some)
 }
 
 /// Everything the stores read back must be equal: counters (in any order),
@@ -332,11 +337,12 @@ async fn replay(
                 experiment,
             } => {
                 let (namespace, experiment) = (NAMESPACES[*namespace], EXPERIMENTS[*experiment]);
-                for store in [backend, reference as &dyn Store] {
-                    toggle(store, namespace, experiment, clock.now_ms())
-                        .await
-                        .map_err(|err| TestCaseError::fail(format!("{}: {err}", what())))?;
-                }
+                let now = clock.now_ms();
+                same(
+                    what,
+                    toggle(backend, namespace, experiment, now).await,
+                    toggle(reference, namespace, experiment, now).await,
+                )?;
                 None
             }
             Step::Advance(by) => {

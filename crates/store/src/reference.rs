@@ -32,8 +32,12 @@
 //!   either does. Daily counters hold tracked events only, for the last
 //!   [`DAILY_RETENTION_DAYS`] days. An experiment is listed while one of
 //!   its counters or its record exists.
-//! - **Records** are written whole and read back as written; writing one
-//!   makes its variants and goals known, without caps.
+//! - **Records** are written whole and read back as written, with the
+//!   version the store gave them: [`FIRST_VERSION`] for a new record (also
+//!   the one tracking creates), one more than the stored one for a
+//!   replacement. A write whose [`Precondition`] fails changes nothing and
+//!   answers the current version. Writing one makes its variants and goals
+//!   known, without caps. A deleted record's versions start over.
 //! - **Delete** removes an experiment's counters, daily counters, imported
 //!   bases and record (its names then stop counting towards caps); the
 //!   dedupe memory stays, so a re-sent event is still a duplicate.
@@ -67,12 +71,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::DAILY_RETENTION_DAYS;
-use super::{Join, Joined, Kept, Store, StoreError};
+use super::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
 };
-use lamed_core::registry::{ExperimentRecord, RegistrationMode};
+use lamed_core::registry::{ExperimentRecord, RegistrationMode, FIRST_VERSION};
 use lamed_core::value::ValueTotals;
 
 /// `(namespace, experiment)`: one experiment.
@@ -189,9 +193,13 @@ impl ReferenceStore {
 }
 
 impl State {
-    /// Writes a record whole; its variants and goals become known.
-    fn put_record(&mut self, record: ExperimentRecord) {
+    /// Writes a record whole, one version above the one it replaces; its
+    /// variants and goals become known. Answers the new version.
+    fn put_record(&mut self, mut record: ExperimentRecord) -> u64 {
         let key = (record.namespace.clone(), record.name.clone());
+        let current = self.records.get(&key).map(|r| r.version);
+        record.version = current.map_or(FIRST_VERSION, |v| v + 1);
+        let version = record.version;
         let names = self.registered.entry(key.clone()).or_default();
         names.extend(
             record
@@ -201,6 +209,7 @@ impl State {
         );
         names.extend(record.goals.iter().map(|g| (Kind::Goal, g.name.clone())));
         self.records.insert(key, record);
+        version
     }
 
     /// Every counter that exists, tracked or imported.
@@ -476,9 +485,20 @@ impl Store for ReferenceStore {
             .collect())
     }
 
-    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
-        self.open_state()?.put_record(record);
-        Ok(())
+    async fn put_record(
+        &self,
+        record: ExperimentRecord,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let mut state = self.open_state()?;
+        let key = (record.namespace.clone(), record.name.clone());
+        let current = state.records.get(&key).map(|r| r.version);
+        if !precondition.holds(current) {
+            return Ok(PutOutcome::Conflict { current });
+        }
+        Ok(PutOutcome::Written {
+            version: state.put_record(record),
+        })
     }
 
     async fn import_counter(

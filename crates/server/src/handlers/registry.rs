@@ -5,16 +5,22 @@
 //! new description) and `DELETE` (counts and record). Also
 //! `GET /api/ignored`: the names most often ignored. The edits are
 //! [`lamed_service::registry`]'s; these parse the request and answer.
+//!
+//! One record is answered with its version as `ETag`; `PUT` and `PATCH`
+//! with `If-Match` answer 412 when the record changed since (see
+//! [`crate::etag`]), and without one they apply to the current record.
 
 use super::{experiment_and_namespace, namespace_param};
 use crate::error::ApiError;
+use crate::etag::{etag, if_match};
 use crate::ignored::IgnoredSummary;
 use crate::params::QueryParams;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::header::ETAG;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lamed_core::clock::Clock;
@@ -40,18 +46,17 @@ pub async fn list(
     ))
 }
 
-/// One experiment's record.
+/// One experiment's record, with its version as `ETag`.
 pub async fn show(
     State(state): State<AppState>,
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ExperimentRecord>, ApiError> {
+) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
-    Ok(Json(
-        registry::show(&*state.store, &namespace, &experiment)
-            .await
-            .map_err(edit_error)?,
-    ))
+    let record = registry::show(&*state.store, &namespace, &experiment)
+        .await
+        .map_err(edit_error)?;
+    Ok(tagged(StatusCode::OK, record))
 }
 
 /// Registers an experiment (201) or redefines a registered one (200),
@@ -61,26 +66,29 @@ pub async fn put(
     State(state): State<AppState>,
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
+    let expected = if_match(&headers)?;
     let definition: Definition = json_body(&body)?;
-    let Registered { record, created } = registry::put(
+    let Registered { record, created } = registry::put_if(
         &*state.store,
         &namespace,
         &experiment,
         definition,
         Clock::System.now_ms(),
+        &expected,
     )
     .await
     .map_err(edit_error)?;
-    tracing::info!(%namespace, %experiment, created, "experiment registered");
+    tracing::info!(%namespace, %experiment, created, version = record.version, "experiment registered");
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(record)).into_response())
+    Ok(tagged(status, record))
 }
 
 /// Moves an experiment in its lifecycle, or changes its description.
@@ -88,21 +96,30 @@ pub async fn patch(
     State(state): State<AppState>,
     experiment: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<ExperimentRecord>, ApiError> {
+) -> Result<Response, ApiError> {
     let (namespace, experiment) = experiment_and_namespace(experiment, query.as_deref())?;
+    let expected = if_match(&headers)?;
     let patch: Patch = json_body(&body)?;
-    let record = registry::change(
+    let record = registry::change_if(
         &*state.store,
         &namespace,
         &experiment,
         patch,
         Clock::System.now_ms(),
+        &expected,
     )
     .await
     .map_err(edit_error)?;
-    tracing::info!(%namespace, %experiment, status = record.status.as_str(), "experiment changed");
-    Ok(Json(record))
+    tracing::info!(%namespace, %experiment, status = record.status.as_str(), version = record.version, "experiment changed");
+    Ok(tagged(StatusCode::OK, record))
+}
+
+/// A record as JSON, with its version as `ETag`.
+fn tagged(status: StatusCode, record: ExperimentRecord) -> Response {
+    let etag = etag(record.version);
+    (status, [(ETAG, etag)], Json(record)).into_response()
 }
 
 /// Removes an experiment: its counts and its record.
@@ -134,11 +151,22 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         .map_err(|err| ApiError::BadRequest(format!("body must be a JSON object: {err}")))
 }
 
-/// Lifecycle refusals are conflicts with the current state, an unknown
-/// experiment is not found; the rest is malformed input.
+/// Lifecycle refusals are conflicts with the current state, as are edits
+/// other writes kept coming between; a record not at the version
+/// `If-Match` names fails the precondition; an unknown experiment is not
+/// found; the rest is malformed input.
 fn edit_error(err: EditError) -> ApiError {
     let err = match err {
         EditError::Store(err) => return ApiError::Store(err),
+        EditError::Moved { current, .. } => {
+            return ApiError::PreconditionFailed {
+                message: err.to_string(),
+                current,
+            }
+        }
+        // Writes of other clients kept coming between: the state the
+        // edit met was not the one it could be applied to.
+        EditError::Contended { .. } => return ApiError::Conflict(err.to_string()),
         EditError::Registry(err) => err,
     };
     match err {

@@ -21,6 +21,9 @@ pub(super) struct Catalog {
 struct ExperimentNames {
     /// The record's status; `None` when the experiment has no record.
     status: Option<Status>,
+    /// The record's version, so a conditional write checks it without a
+    /// query; meaningless without a status.
+    version: u64,
     variants: HashSet<String>,
     goals: HashSet<String>,
 }
@@ -86,7 +89,13 @@ impl Catalog {
             .is_none_or(|names| names.status.is_none())
     }
 
-    /// Takes in a record: its status, and its names as known.
+    /// The version of the experiment's record; `None` when it has none.
+    pub(super) fn version(&self, namespace: &str, experiment: &str) -> Option<u64> {
+        let names = self.namespaces.get(namespace)?.get(experiment)?;
+        names.status.map(|_| names.version)
+    }
+
+    /// Takes in a record: its status and version, and its names as known.
     pub(super) fn put_record(&mut self, record: &ExperimentRecord) {
         let names = self
             .namespaces
@@ -95,6 +104,7 @@ impl Catalog {
             .entry(record.name.clone())
             .or_default();
         names.status = Some(record.status);
+        names.version = record.version;
         names
             .variants
             .extend(record.variants.iter().map(|v| v.name.clone()));

@@ -13,9 +13,9 @@ use tokio::sync::oneshot;
 
 use super::catalog::parse_record;
 use super::writer::Batch;
-use crate::{Join, Joined, Kept, StoreError};
+use crate::{Join, Joined, Kept, Precondition, PutOutcome, StoreError};
 use lamed_core::model::{Event, TrackOutcome};
-use lamed_core::registry::ExperimentRecord;
+use lamed_core::registry::{ExperimentRecord, FIRST_VERSION};
 
 /// One kind of write the writer does for a caller.
 pub(super) trait Write: Send + 'static {
@@ -167,16 +167,23 @@ fn track_one(batch: &mut Batch<'_>, event: Event) -> Result<TrackOutcome, StoreE
         return Ok(TrackOutcome::Duplicate);
     }
     if batch.catalog.lacks_record(&event) {
-        let record = ExperimentRecord::automatic(&event.namespace, &event.experiment, batch.now_ms);
-        write_record(batch, &record)?;
+        let mut record =
+            ExperimentRecord::automatic(&event.namespace, &event.experiment, batch.now_ms);
+        write_record(batch, &mut record)?;
     }
     batch.catalog.insert(&event);
     batch.count(event);
     Ok(TrackOutcome::Counted)
 }
 
-/// Writes an experiment's record and takes it into the catalog.
-fn write_record(batch: &mut Batch<'_>, record: &ExperimentRecord) -> Result<(), StoreError> {
+/// Gives an experiment's record the next version (the catalog knows the
+/// current one), writes it and takes it into the catalog; answers the
+/// version written.
+fn write_record(batch: &mut Batch<'_>, record: &mut ExperimentRecord) -> Result<u64, StoreError> {
+    record.version = batch
+        .catalog
+        .version(&record.namespace, &record.name)
+        .map_or(FIRST_VERSION, |v| v + 1);
     let json = serde_json::to_string(record)
         .map_err(|err| StoreError::caused_by("cannot encode a record", err))?;
     batch.tx.execute(
@@ -185,19 +192,31 @@ fn write_record(batch: &mut Batch<'_>, record: &ExperimentRecord) -> Result<(), 
         params![record.namespace, record.name, json],
     )?;
     batch.catalog.put_record(record);
-    Ok(())
+    Ok(record.version)
 }
 
-/// Creates or replaces an experiment's registry record.
+/// Creates or replaces an experiment's registry record when its
+/// precondition holds. The check and the write happen in the writer's
+/// transaction, after every write queued before it, so no other write
+/// comes between them.
 pub(super) struct PutRecord {
     pub(super) record: ExperimentRecord,
+    pub(super) precondition: Precondition,
 }
 
 impl Write for PutRecord {
-    type Output = ();
+    type Output = PutOutcome;
 
-    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
-        write_record(batch, &self.record)
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<PutOutcome, StoreError> {
+        let current = batch
+            .catalog
+            .version(&self.record.namespace, &self.record.name);
+        if !self.precondition.holds(current) {
+            return Ok(PutOutcome::Conflict { current });
+        }
+        Ok(PutOutcome::Written {
+            version: write_record(batch, &mut self.record)?,
+        })
     }
 }
 
@@ -352,7 +371,7 @@ impl Write for CountJoin {
                  VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![namespace, experiment, member, variant])?;
-        if let Some(definition) = definition {
+        if let Some(mut definition) = definition {
             let current: Option<String> = batch
                 .tx
                 .query_row(
@@ -366,7 +385,7 @@ impl Write for CountJoin {
                 None => true,
             };
             if automatic {
-                write_record(batch, &definition)?;
+                write_record(batch, &mut definition)?;
             }
         }
         Ok(Joined::Counted)

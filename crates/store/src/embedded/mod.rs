@@ -39,7 +39,7 @@ use std::thread;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Join, Joined, Kept, Store, StoreError};
+use super::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
@@ -423,8 +423,16 @@ impl Store for EmbeddedStore {
         rows.iter().map(|json| parse_record(json)).collect()
     }
 
-    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
-        self.ask(PutRecord { record }).await
+    async fn put_record(
+        &self,
+        record: ExperimentRecord,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.ask(PutRecord {
+            record,
+            precondition,
+        })
+        .await
     }
 
     async fn membership(

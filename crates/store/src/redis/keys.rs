@@ -26,7 +26,7 @@
 //! | `P:{T}:i` | [`Key::Imported`] | hash | `event \x1f variant` → imported base (`lamed import`) |
 //! | `P:{T}:d:<day>` | [`Family::Day`] | string | daily counters (slots as in `:c`), kept `daily_retention_days` |
 //! | `P:{T}:days` | [`Key::Days`] | zset | the days that have daily counters |
-//! | `P:{T}:r` | [`Key::Registry`] | hash | the registry: `status`, and `record` (JSON) or `created` (ms) for one tracking registered |
+//! | `P:{T}:r` | [`Key::Registry`] | hash | the registry: `status`, `version`, and `record` (JSON) or `created` (ms) for one tracking registered |
 //! | `P:{T}:x` | [`Key::Members`] | hash | memberships: member → value (`members.rs`), no expiry |
 //! | `P:{T}:m` | [`Key::Meta`] | hash | per live dedupe bucket, insertions tried; the last day counted |
 //! | `P:{T}:s:<bucket>:<shard>` | [`Family::DedupeShard`] | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
@@ -296,6 +296,7 @@ mod tests {
             ("delete.lua", include_str!("delete.lua")),
             ("import.lua", include_str!("import.lua")),
             ("register.lua", include_str!("register.lua")),
+            ("put_record.lua", include_str!("put_record.lua")),
         ];
         let suffixes = Key::ALL
             .iter()

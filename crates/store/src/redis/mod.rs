@@ -15,7 +15,7 @@
 //! | `upgrade.rs` | upgrading layout 1 at open: memberships hashed |
 //! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
-//! | `registry.rs` | experiments' registry records |
+//! | `registry.rs`, `put_record.lua` | experiments' registry records, written under a precondition |
 //! | `members.rs` | memberships (Sixpack's clients), kept as long as their experiment |
 //! | `weights.rs` | adaptive experiments' weight history, one entry per period |
 //! | `reads.rs` | counters, daily counters, experiment lists |

@@ -18,7 +18,7 @@ use super::coalesce::Coalescer;
 use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
-use crate::{Join, Joined, Kept, Store, StoreError};
+use crate::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -56,6 +56,7 @@ pub(super) struct Scripts {
     pub(super) register: Script,
     pub(super) delete: Script,
     pub(super) import: Script,
+    pub(super) put_record: Script,
 }
 
 impl Scripts {
@@ -65,11 +66,18 @@ impl Scripts {
             register: Script::new(include_str!("register.lua")),
             delete: Script::new(include_str!("delete.lua")),
             import: Script::new(include_str!("import.lua")),
+            put_record: Script::new(include_str!("put_record.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 4] {
-        [&self.track, &self.register, &self.delete, &self.import]
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.track,
+            &self.register,
+            &self.delete,
+            &self.import,
+            &self.put_record,
+        ]
     }
 }
 
@@ -168,8 +176,12 @@ impl Store for RedisStore {
         self.run(self.read_records(namespace)).await
     }
 
-    async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
-        self.run(self.write_record(&record)).await
+    async fn put_record(
+        &self,
+        record: ExperimentRecord,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.run(self.write_record(&record, precondition)).await
     }
 
     async fn membership(

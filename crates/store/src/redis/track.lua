@@ -14,7 +14,8 @@
 --       (tests), or empty to read the server's TIME, 6 registration mode
 --       (1 = required), 7 the prefix of the daily counters' keys (the
 --       day number follows), 8 the prefix of the dedupe shards' keys
---       (`<bucket>:<shard>` follows); then 9 per event: may_create (0/1),
+--       (`<bucket>:<shard>` follows), 9 the version of a record that has
+--       none stored (the first); then 9 per event: may_create (0/1),
 --       event, variant, is_goal (0/1), digest (8 binary bytes of the
 --       dedupe key), the value's limbs (six integers below 10^9 separated
 --       by spaces, see src/value.rs) or empty for an event without a value,
@@ -80,7 +81,8 @@ local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
 local required = ARGV[6] == '1'
 local day_prefix, shard_prefix = ARGV[7], ARGV[8]
-local FIRST_EVENT, STRIDE = 9, 9
+local first_version = tonumber(ARGV[9])
+local FIRST_EVENT, STRIDE = 10, 9
 local INACTIVE = {paused = 5, stopped = 6, archived = 7}
 local UNREGISTERED, HELD, NOT_PARTICIPATING = 8, 9, 10
 
@@ -439,7 +441,8 @@ end
 chunked('HSET', xkey, joined, 2)
 -- A definition's names become known, as an owner's record's do.
 if definition then
-  call('HSET', rkey, 'record', definition)
+  local version = tonumber(call('HGET', rkey, 'version')) or first_version
+  call('HSET', rkey, 'record', definition, 'version', version + 1)
   local record = cjson.decode(definition)
   for _, v in ipairs(record.variants or {}) do
     new_variants[#new_variants + 1] = v.name

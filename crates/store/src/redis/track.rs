@@ -13,7 +13,7 @@ use super::register::Registration;
 use super::store::RedisStore;
 use crate::{Join, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
-use lamed_core::registry::{RegistrationMode, Status};
+use lamed_core::registry::{RegistrationMode, Status, FIRST_VERSION};
 use lamed_core::value::Value;
 
 /// Most events in one script call (the coalescer splits larger batches):
@@ -390,7 +390,8 @@ impl RedisStore {
                 options.caps.registration == RegistrationMode::Required,
             ))
             .arg(Family::Day.prefix_of(base))
-            .arg(Family::DedupeShard.prefix_of(base));
+            .arg(Family::DedupeShard.prefix_of(base))
+            .arg(FIRST_VERSION);
         for job in batch {
             invocation
                 .arg(u8::from(job.may_create))
