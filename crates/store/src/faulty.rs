@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,6 +163,9 @@ pub struct Injected {
     /// Calls abandoned at their deadline (time-outs that did not fire are
     /// not counted).
     pub timed_out: u64,
+    /// Of those, calls abandoned after they started: they may have
+    /// written.
+    pub cut_short: u64,
 }
 
 /// The counters behind [`Injected`].
@@ -173,6 +176,7 @@ struct Counts {
     failed_after: AtomicU64,
     delayed: AtomicU64,
     timed_out: AtomicU64,
+    cut_short: AtomicU64,
 }
 
 /// A [`Store`] that injects the faults of a [`FaultPlan`] into the calls
@@ -219,6 +223,7 @@ impl<S: Store + ?Sized> FaultyStore<S> {
             failed_after: read(&self.counts.failed_after),
             delayed: read(&self.counts.delayed),
             timed_out: read(&self.counts.timed_out),
+            cut_short: read(&self.counts.cut_short),
         }
     }
 
@@ -253,17 +258,31 @@ impl<S: Store + ?Sized> FaultyStore<S> {
                 call.await
             }
             Fault::TimeOut { deadline, latency } => {
+                let timed_out = || {
+                    count(&self.counts.timed_out);
+                    Err(StoreError::unavailable(format!(
+                        "injected fault: {operation} (call {number}) timed out after {deadline:?}"
+                    )))
+                };
+                // The call would start at or after its deadline: it never
+                // does (no race with the timer's millisecond ticks).
+                if latency >= deadline {
+                    tokio::time::sleep(deadline).await;
+                    return timed_out();
+                }
+                let started = AtomicBool::new(false);
                 let late = async {
                     tokio::time::sleep(latency).await;
+                    started.store(true, Ordering::Relaxed);
                     call.await
                 };
                 match tokio::time::timeout(deadline, late).await {
                     Ok(answer) => answer,
                     Err(_) => {
-                        count(&self.counts.timed_out);
-                        Err(StoreError::unavailable(format!(
-                            "injected fault: {operation} (call {number}) timed out after {deadline:?}"
-                        )))
+                        if started.load(Ordering::Relaxed) {
+                            count(&self.counts.cut_short);
+                        }
+                        timed_out()
                     }
                 }
             }
@@ -457,6 +476,7 @@ mod tests {
                 failed_after: 1,
                 delayed: 1,
                 timed_out: 0,
+                cut_short: 0,
             }
         );
     }
@@ -496,7 +516,7 @@ mod tests {
         let store = FaultyStore::new(Arc::new(slow.clone()), during);
         assert!(store.track(vec![event("1")]).await.is_err());
         assert_eq!(
-            (store.injected().timed_out, slow.injected().delayed),
+            (store.injected().cut_short, slow.injected().delayed),
             (1, 1),
             "abandoned while the store was slow"
         );
