@@ -124,11 +124,14 @@ impl RedisStore {
     }
 }
 
-/// Every operation runs under the store's deadline ([`RedisStore::run`]).
+/// Every operation runs under the store's deadline ([`RedisStore::run`]);
+/// writes of several steps run to their end even when their caller stops
+/// waiting ([`RedisStore::run_whole`]).
 #[async_trait]
 impl Store for RedisStore {
     async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
-        self.run(self.track_events(events)).await
+        self.run_whole(|store| async move { store.track_events(events).await })
+            .await
     }
 
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
@@ -153,7 +156,9 @@ impl Store for RedisStore {
         namespace: &str,
         experiment: &str,
     ) -> Result<bool, StoreError> {
-        self.run(self.delete(namespace, experiment)).await
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.run_whole(|store| async move { store.delete(&namespace, &experiment).await })
+            .await
     }
 
     async fn record(
@@ -169,7 +174,8 @@ impl Store for RedisStore {
     }
 
     async fn put_record(&self, record: ExperimentRecord) -> Result<(), StoreError> {
-        self.run(self.write_record(&record)).await
+        self.run_whole(|store| async move { store.write_record(&record).await })
+            .await
     }
 
     async fn membership(
@@ -183,7 +189,8 @@ impl Store for RedisStore {
     }
 
     async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
-        self.run(self.join_event(join)).await
+        self.run_whole(|store| async move { store.join_event(join).await })
+            .await
     }
 
     async fn put_once(
@@ -230,8 +237,14 @@ impl Store for RedisStore {
         variant: &str,
         count: u64,
     ) -> Result<Option<u64>, StoreError> {
-        self.run(self.import(namespace, experiment, event, variant, count))
-            .await
+        let names = [namespace, experiment, event, variant].map(str::to_owned);
+        self.run_whole(|store| async move {
+            let [namespace, experiment, event, variant] = names;
+            store
+                .import(&namespace, &experiment, &event, &variant, count)
+                .await
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
