@@ -35,6 +35,12 @@
 //! a new generation whose clients and uuids are new names, so the dedupe
 //! memory of the deleted one (kept by design) does not answer them.
 //!
+//! A call cut short (or an error the wrapper did not inject) may leave the
+//! store working on its own: a write queued for the embedded store's
+//! writer, a Redis write's task. Its step waits, still holding the gate,
+//! until the experiment settles (two looks [`SETTLE`] apart agree), and
+//! checks read settled looks, since a look takes several calls.
+//!
 //! `LAMED_FAULT_SEED` replays another seed; calls race, so a seed fixes
 //! the steps and which call number meets which fault, not which request
 //! makes that call.
@@ -58,8 +64,8 @@ use lamed_service::sixpack::{
     convert, participate, ConvertRequest, ParticipateRequest, SixpackError,
 };
 use lamed_service::tracking::{self, Unmetered};
-use lamed_store::faulty::{FaultPlan, FaultyStore, Injected};
-use lamed_store::{DynStore, Store};
+use lamed_store::faulty::{FaultPlan, FaultyStore, Injected, InjectedFault};
+use lamed_store::{DynStore, Store, StoreError};
 
 /// Small caps, so that tracking meets them: five experiments per
 /// namespace (of seven tracked names), two variants (of three), two
@@ -100,6 +106,8 @@ const FAULT_SHARE: f64 = 0.03;
 const MAX_DELAY: Duration = Duration::from_millis(5);
 /// Fewest faults of each kind a run must inject to prove anything.
 const MIN_FAULTS: u64 = 50;
+/// How long an experiment must stay unchanged to count as settled.
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// The goal a KPI counts under.
 fn goal(kpi: Option<&str>) -> &str {
@@ -177,26 +185,76 @@ struct World {
     tally: Mutex<Tally>,
 }
 
+/// How a request's sends went.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    /// A send failed.
+    faulted: bool,
+    /// A failed send may still be writing (cut short while running, or a
+    /// failure the wrapper did not inject): the experiment must settle
+    /// before it is checked or handed on.
+    unsettled: bool,
+}
+
+impl Sent {
+    fn failed(&mut self, err: &StoreError) {
+        self.faulted = true;
+        self.unsettled |= !matches!(
+            InjectedFault::of(err),
+            Some(
+                InjectedFault::FailedBefore
+                    | InjectedFault::FailedAfter { .. }
+                    | InjectedFault::TimedOut { started: false, .. }
+            )
+        );
+    }
+}
+
 /// Sends a request until it is answered: evaluates `$call` again while
-/// its answer matches `$failed` (the store failed), at most `$patience`
-/// times. Evaluates to the answer (`None` when the sender gave up) and
-/// whether any send failed.
+/// `$failure` finds a store failure in its error, after at most
+/// `$patience` failures. Evaluates to the answer (`None` when the sender
+/// gave up) and how the sends went.
 macro_rules! resend {
-    ($world:expr, $patience:expr, $call:expr, $failed:pat) => {{
-        let (mut faulted, mut failures) = (false, 0u32);
+    ($world:expr, $patience:expr, $call:expr, $failure:expr) => {{
+        let (mut sent, mut failures) = (Sent::default(), 0u32);
         loop {
-            assert!(failures < 1_000, "a request failed a thousand times");
-            match $call {
-                $failed if failures >= $patience => break (None, true),
-                $failed => {
-                    faulted = true;
+            let answer = $call;
+            match answer.as_ref().err().and_then($failure) {
+                None => break (Some(answer), sent),
+                Some(err) => {
+                    sent.failed(err);
+                    if failures >= $patience {
+                        $world.tally.lock().unwrap().given_up += 1;
+                        break (None, sent);
+                    }
                     failures += 1;
+                    assert!(failures < 1_000, "a request failed a thousand times");
                     $world.tally.lock().unwrap().resent += 1;
                 }
-                answer => break (Some(answer), faulted),
             }
         }
     }};
+}
+
+/// The store's failure in a Sixpack error.
+fn sixpack_failure(err: &SixpackError) -> Option<&StoreError> {
+    match err {
+        SixpackError::Store(err) => Some(err),
+        _ => None,
+    }
+}
+
+/// The store's failure in a registry error.
+fn edit_failure(err: &EditError) -> Option<&StoreError> {
+    match err {
+        EditError::Store(err) => Some(err),
+        EditError::Registry(_) => None,
+    }
+}
+
+/// A tracking error: always the store's.
+fn store_failure(err: &StoreError) -> Option<&StoreError> {
+    Some(err)
 }
 
 /// How often a request is re-sent after a failure: mostly until it is
@@ -229,10 +287,6 @@ impl World {
 
     fn namespace(&self) -> &str {
         &self.config.namespace
-    }
-
-    fn gave_up(&self) {
-        self.tally.lock().unwrap().given_up += 1;
     }
 
     fn count_step(&self, kind: &'static str) {
@@ -270,6 +324,48 @@ impl World {
         let record = self.checked.record(namespace, experiment).await;
         record.expect("read a record")
     }
+
+    /// One look at an experiment: listed, record, counters, and what each
+    /// of `members` holds.
+    async fn look(&self, namespace: &str, name: &str, members: &[String]) -> Seen {
+        let mut held = BTreeMap::new();
+        for member in members {
+            let value = self.checked.membership(namespace, name, member).await;
+            held.insert(member.clone(), value.expect("read a membership"));
+        }
+        Seen {
+            listed: self.listed(namespace).await.iter().any(|n| n == name),
+            record: self.record(namespace, name).await,
+            counters: self.counters(namespace, name).await,
+            members: held,
+        }
+    }
+
+    /// Looks until two looks [`SETTLE`] apart agree: what the store still
+    /// did on its own for calls cut short has ended.
+    async fn settled(&self, namespace: &str, name: &str, members: &[String]) -> Seen {
+        let mut seen = self.look(namespace, name, members).await;
+        for _ in 0..200 {
+            tokio::time::sleep(SETTLE).await;
+            let again = self.look(namespace, name, members).await;
+            if again == seen {
+                return again;
+            }
+            seen = again;
+        }
+        panic!("{name} never settles: {seen:?}");
+    }
+}
+
+/// What a look saw of one experiment.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    listed: bool,
+    record: Option<ExperimentRecord>,
+    /// `(event, variant) → count`.
+    counters: BTreeMap<(String, String), u64>,
+    /// Member → what it holds.
+    members: BTreeMap<String, Option<String>>,
 }
 
 /// One seeded step of a task.
@@ -310,14 +406,18 @@ async fn participate_step(world: &World, rng: &mut ChaCha8Rng) {
     }
     let member = participant_member(&client);
     let before = world.held(slot.name, &member).await;
-    let (answer, _) = resend!(
+    let (answer, sent) = resend!(
         world,
         patience,
         participate(world.store(), &Unmetered, &world.config, request.clone()).await,
-        Err(SixpackError::Store(_))
+        sixpack_failure
     );
+    if sent.unsettled {
+        let members = [member.clone()];
+        world.settled(world.namespace(), slot.name, &members).await;
+    }
     let Some(answer) = answer else {
-        return world.gave_up();
+        return;
     };
     let done = answer.unwrap_or_else(|err| panic!("participation refused: {err}"));
     let shown = done.answer.alternative.name;
@@ -377,14 +477,22 @@ async fn convert_step(world: &World, rng: &mut ChaCha8Rng) {
         client_id: client.clone(),
         kpi: kpi.map(str::to_owned),
     };
-    let (answer, _) = resend!(
+    let (answer, sent) = resend!(
         world,
         patience,
         convert(world.store(), &Unmetered, &world.config, request.clone()).await,
-        Err(SixpackError::Store(_))
+        sixpack_failure
     );
+    let goal = goal(kpi);
+    if sent.unsettled {
+        let members = [
+            conversion_member(&client, goal),
+            participant_member(&client),
+        ];
+        world.settled(world.namespace(), slot.name, &members).await;
+    }
     let done = match answer {
-        None => return world.gave_up(),
+        None => return,
         Some(Ok(done)) if done.ignored.is_none() => done,
         // Ignored (a cap, a status), or refused (no participation, not
         // running, no experiment): nothing acknowledged.
@@ -392,7 +500,6 @@ async fn convert_step(world: &World, rng: &mut ChaCha8Rng) {
         Some(Err(err)) => panic!("conversion failed: {err}"),
     };
     let alternative = done.answer.alternative.name;
-    let goal = goal(kpi);
     let converted = world
         .held(slot.name, &conversion_member(&client, goal))
         .await;
@@ -439,17 +546,21 @@ async fn track_step(world: &World, rng: &mut ChaCha8Rng) {
             value: None,
         })
         .collect();
-    let (answer, faulted) = resend!(
+    let (answer, sent) = resend!(
         world,
         patience,
         tracking::track(world.store(), &Unmetered, events.clone()).await,
-        Err(_)
+        store_failure
     );
+    if sent.unsettled {
+        for &i in &slots {
+            world.settled(SITE, TRACKED[i], &[]).await;
+        }
+    }
     // Given up: each event was counted once or not at all.
     let outcomes = match answer {
         Some(answer) => answer.expect("answered"),
         None => {
-            world.gave_up();
             let lost = Ignored::Unregistered;
             vec![TrackOutcome::Ignored(lost); events.len()]
         }
@@ -460,19 +571,21 @@ async fn track_step(world: &World, rng: &mut ChaCha8Rng) {
         "{listed:?} exceed the cap of {}",
         CAPS.max_experiments_per_namespace
     );
+    for (event, outcome) in events.iter().zip(&outcomes) {
+        let counted = matches!(outcome, TrackOutcome::Counted | TrackOutcome::Duplicate);
+        if counted && !listed.contains(&event.experiment) {
+            // A registration taken back meanwhile unlists the experiment
+            // for a moment, then lists it again (redis/register.rs).
+            let seen = world.settled(SITE, &event.experiment, &[]).await;
+            assert!(seen.listed, "{} counted, never listed", event.experiment);
+        }
+    }
     for ((&(i, ..), event), outcome) in drawn.iter().zip(&events).zip(outcomes) {
         let key = (event.event.clone(), event.variant.clone());
         let mut model = world.tracked[i].model.lock().unwrap();
         let into = match outcome {
-            TrackOutcome::Counted | TrackOutcome::Duplicate => {
-                assert!(
-                    listed.contains(&event.experiment),
-                    "{} counted but not listed in {listed:?}",
-                    event.experiment
-                );
-                &mut model.sure
-            }
-            TrackOutcome::Ignored(_) if faulted => &mut model.maybe,
+            TrackOutcome::Counted | TrackOutcome::Duplicate => &mut model.sure,
+            TrackOutcome::Ignored(_) if sent.faulted => &mut model.maybe,
             TrackOutcome::Ignored(_) => continue,
         };
         into.entry(key).or_default().insert(event.uuid.clone());
@@ -506,7 +619,7 @@ async fn edit_step(world: &World, rng: &mut ChaCha8Rng) {
         }),
     };
     let target = patch.as_ref().and_then(|p| p.status);
-    let (answer, faulted) = resend!(
+    let (answer, sent) = resend!(
         world,
         u32::MAX,
         match &patch {
@@ -522,16 +635,19 @@ async fn edit_step(world: &World, rng: &mut ChaCha8Rng) {
                 registry::change(world.store(), namespace, name, patch.clone(), now).await
             }
         },
-        Err(EditError::Store(_))
+        edit_failure
     );
     let answer = answer.expect("edits are re-sent until answered");
+    if sent.unsettled {
+        world.settled(namespace, name, &[]).await;
+    }
     let stored = world.record(namespace, name).await;
     let mut model = slot.model.lock().unwrap();
     match answer {
         Ok(record) => {
             assert_eq!(
-                stored.as_ref(),
-                Some(&record),
+                stored.as_ref().map(as_edited),
+                Some(as_edited(&record)),
                 "{name}: acknowledged edit lost"
             );
             model.record = Some(record);
@@ -539,7 +655,7 @@ async fn edit_step(world: &World, rng: &mut ChaCha8Rng) {
         // A re-sent move that had been made before its answer was lost:
         // the client hears "already there", which acknowledges it.
         Err(EditError::Registry(RegistryError::Transition { from, to }))
-            if faulted && from == to && Some(to) == target =>
+            if sent.faulted && from == to && Some(to) == target =>
         {
             let stored = stored.unwrap_or_else(|| panic!("{name}: a made move left no record"));
             assert_eq!(stored.status, to, "{name}: acknowledged move lost");
@@ -550,14 +666,33 @@ async fn edit_step(world: &World, rng: &mut ChaCha8Rng) {
         Err(EditError::Registry(_)) => {
             if let Some(record) = &model.record {
                 assert_eq!(
-                    stored.as_ref(),
-                    Some(record),
+                    stored.as_ref().map(as_edited),
+                    Some(as_edited(record)),
                     "{name}: a refused edit wrote"
                 );
             }
         }
         Err(EditError::Store(_)) => unreachable!("re-sent until answered"),
     }
+}
+
+/// A record as its owner's edits made it, without the times the server
+/// stamps on each send: on Redis, a re-sent edit's first send, cut short,
+/// may still write after the re-send (the same edit, stamped a few
+/// milliseconds earlier), and the last write wins. A version
+/// precondition on `put_record` would refuse that late write; until then
+/// the times are not compared.
+fn as_edited(record: &ExperimentRecord) -> ExperimentRecord {
+    let mut record = record.clone();
+    record.created_ms = 0;
+    record.started_ms = None;
+    record.paused_ms = None;
+    record.stopped_ms = None;
+    record.archived_ms = None;
+    if let Some(decision) = &mut record.decision {
+        decision.decided_ms = 0;
+    }
+    record
 }
 
 /// Deletes a Sixpack or a tracked experiment while it is quiet, checks
@@ -570,60 +705,63 @@ async fn delete_step(world: &World, rng: &mut ChaCha8Rng) {
         let mut generation = slot.gate.write().await;
         let model = slot.model.lock().unwrap().clone();
         let had = !model.participants.is_empty() || model.record.is_some();
-        delete(world, world.namespace(), slot.name, had).await;
-        for k in 0..CLIENTS {
-            let client = client_id(k, *generation);
-            let members = KPIS
-                .iter()
-                .map(|&kpi| conversion_member(&client, goal(kpi)))
-                .chain([participant_member(&client)]);
-            for member in members {
-                let held = world.held(slot.name, &member).await;
-                assert_eq!(
-                    held, None,
-                    "{}: a membership of {client} survived",
-                    slot.name
-                );
-            }
-        }
+        let members = sixpack_members(*generation);
+        let members: Vec<String> = members.into_iter().map(|m| m.2).collect();
+        delete(world, world.namespace(), slot.name, had, &members).await;
         *slot.model.lock().unwrap() = SixpackModel::default();
         *generation += 1;
     } else {
         let slot = &world.tracked[which - SIXPACK.len()];
         let mut generation = slot.gate.write().await;
         let had = !slot.model.lock().unwrap().sure.is_empty();
-        delete(world, SITE, slot.name, had).await;
+        delete(world, SITE, slot.name, had, &[]).await;
         *slot.model.lock().unwrap() = TrackedModel::default();
         *generation += 1;
     }
 }
 
-/// Deletes an experiment through the registry, re-sent until answered;
-/// `had`: the model knows it exists.
-async fn delete(world: &World, namespace: &str, name: &str, had: bool) {
-    let (answer, faulted) = resend!(
+/// Deletes an experiment through the registry, re-sent until answered,
+/// and checks that nothing of it is left, `members` included; `had`: the
+/// model knows it exists.
+async fn delete(world: &World, namespace: &str, name: &str, had: bool, members: &[String]) {
+    let (answer, sent) = resend!(
         world,
         u32::MAX,
         registry::delete(world.store(), namespace, name).await,
-        Err(EditError::Store(_))
+        edit_failure
     );
     match answer.expect("deletes are re-sent until answered") {
         Ok(()) => {}
         // Nothing there, or deleted by a send whose answer was lost.
         Err(EditError::Registry(RegistryError::NotRegistered { .. })) => {
-            assert!(faulted || !had, "{name}: delete found nothing to delete");
+            assert!(
+                sent.faulted || !had,
+                "{name}: delete found nothing to delete"
+            );
         }
         Err(err) => panic!("{name}: delete refused: {err}"),
     }
-    let listed = world.listed(namespace).await;
-    assert!(!listed.iter().any(|n| n == name), "{name}: still listed");
-    assert_eq!(
-        world.record(namespace, name).await,
-        None,
-        "{name}: record left"
-    );
-    let counters = world.counters(namespace, name).await;
-    assert!(counters.is_empty(), "{name}: counters left: {counters:?}");
+    let seen = world.settled(namespace, name, members).await;
+    assert!(!seen.listed, "{name}: still listed");
+    assert_eq!(seen.record, None, "{name}: record left");
+    assert!(seen.counters.is_empty(), "{name}: counters left: {seen:?}");
+    let held: Vec<_> = seen.members.values().flatten().collect();
+    assert!(held.is_empty(), "{name}: memberships left: {held:?}");
+}
+
+/// Every membership of a Sixpack experiment's generation: `(client,
+/// goal, member)`, the goal `None` for the participation.
+fn sixpack_members(generation: u64) -> Vec<(usize, Option<&'static str>, String)> {
+    let mut members = Vec::new();
+    for k in 0..CLIENTS {
+        let client = client_id(k, generation);
+        members.push((k, None, participant_member(&client)));
+        for kpi in KPIS {
+            let goal = goal(kpi);
+            members.push((k, Some(goal), conversion_member(&client, goal)));
+        }
+    }
+    members
 }
 
 /// Checks one experiment, quiet meanwhile.
@@ -662,58 +800,50 @@ async fn sweep_sixpack(world: &World, slot: &Slot<SixpackModel>) {
     let generation = slot.gate.write().await;
     let (namespace, name) = (world.namespace(), slot.name);
     let model = slot.model.lock().unwrap().clone();
-    let counters = world.counters(namespace, name).await;
-    let mut members: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for k in 0..CLIENTS {
-        let client = client_id(k, *generation);
-        let participant = world.held(name, &participant_member(&client)).await;
-        if let Some(alternative) = &participant {
-            *members
-                .entry((PARTICIPATE.into(), alternative.clone()))
-                .or_default() += 1;
-        }
-        if let Some(acknowledged) = model.participants.get(&k) {
+    let members = sixpack_members(*generation);
+    let ids: Vec<String> = members.iter().map(|m| m.2.clone()).collect();
+    let seen = world.settled(namespace, name, &ids).await;
+    let holds = |member: &str| seen.members[member].as_ref();
+    let mut held: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (k, goal, member) in &members {
+        let client = client_id(*k, *generation);
+        let participant = holds(&participant_member(&client));
+        let value = holds(member);
+        if let Some(alternative) = value {
+            let event = goal.unwrap_or(PARTICIPATE);
+            *held.entry((event.into(), alternative.clone())).or_default() += 1;
             assert_eq!(
-                participant.as_ref(),
-                Some(acknowledged),
-                "{name}: acknowledged participation of {client} lost"
+                participant,
+                Some(alternative),
+                "{name}: {client} converted on {goal:?} without that participation"
             );
         }
-        for kpi in KPIS {
-            let goal = goal(kpi);
-            let converted = world.held(name, &conversion_member(&client, goal)).await;
-            if let Some(alternative) = &converted {
-                assert_eq!(
-                    participant.as_ref(),
-                    Some(alternative),
-                    "{name}: {client} converted on {goal} without that participation"
-                );
-                *members
-                    .entry((goal.into(), alternative.clone()))
-                    .or_default() += 1;
-            }
-            if let Some(acknowledged) = model.conversions.get(&(k, goal.to_owned())) {
-                assert_eq!(
-                    converted.as_ref(),
-                    Some(acknowledged),
-                    "{name}: acknowledged conversion of {client} on {goal} lost"
-                );
-            }
+        let acknowledged = match goal {
+            None => model.participants.get(k),
+            Some(goal) => model.conversions.get(&(*k, (*goal).to_owned())),
+        };
+        if let Some(acknowledged) = acknowledged {
+            assert_eq!(
+                value,
+                Some(acknowledged),
+                "{name}: acknowledged {goal:?} of {client} lost"
+            );
         }
     }
-    assert_eq!(counters, members, "{name}: counts differ from memberships");
-    check_names_capped(name, &counters);
-    let record = world.record(namespace, name).await;
+    assert_eq!(
+        seen.counters, held,
+        "{name}: counts differ from memberships"
+    );
+    check_names_capped(name, &seen.counters);
     if let Some(edited) = &model.record {
         assert_eq!(
-            record.as_ref(),
-            Some(edited),
+            seen.record.as_ref().map(as_edited),
+            Some(as_edited(edited)),
             "{name}: acknowledged edit lost"
         );
     }
-    let listed = world.listed(namespace).await.iter().any(|n| n == name);
-    let exists = record.is_some() || !counters.is_empty();
-    assert_eq!(listed, exists, "{name}: listed {listed}, exists {exists}");
+    let exists = seen.record.is_some() || !seen.counters.is_empty();
+    assert_eq!(seen.listed, exists, "{name}: listed ≠ exists: {seen:?}");
 }
 
 /// A tracked experiment: each counter between its acknowledged uuids and
@@ -723,14 +853,15 @@ async fn sweep_tracked(world: &World, slot: &Slot<TrackedModel>) {
     let _generation = slot.gate.write().await;
     let name = slot.name;
     let model = slot.model.lock().unwrap().clone();
-    let counters = world.counters(SITE, name).await;
-    let keys: BTreeSet<&(String, String)> = counters
+    let seen = world.settled(SITE, name, &[]).await;
+    let keys: BTreeSet<&(String, String)> = seen
+        .counters
         .keys()
         .chain(model.sure.keys())
         .chain(model.maybe.keys())
         .collect();
     for key in keys {
-        let count = counters.get(key).copied().unwrap_or(0);
+        let count = seen.counters.get(key).copied().unwrap_or(0);
         let sure = model.sure.get(key).cloned().unwrap_or_default();
         let mut at_most = sure.clone();
         at_most.extend(model.maybe.get(key).into_iter().flatten().cloned());
@@ -745,20 +876,27 @@ async fn sweep_tracked(world: &World, slot: &Slot<TrackedModel>) {
             at_most.len()
         );
     }
-    check_names_capped(name, &counters);
-    let record = world.record(SITE, name).await;
-    let listed = world.listed(SITE).await.iter().any(|n| n == name);
+    check_names_capped(name, &seen.counters);
+    let counted = !seen.counters.is_empty();
     assert_eq!(
-        (listed, record.is_some()),
-        (!counters.is_empty(), !counters.is_empty()),
+        (seen.listed, seen.record.is_some()),
+        (counted, counted),
         "{name}: (listed, record) without counters, or counters without them"
     );
 }
 
-/// All quiet: each namespace lists exactly its experiments with a record
-/// or counters, under the cap; every experiment is swept; and when the
+/// All quiet: every experiment is swept; each namespace lists exactly its
+/// experiments with a record or counters, under the cap; and when the
 /// tracked namespace is under its cap, a new experiment is counted.
 async fn check_quiet(world: &World, epoch: u64) {
+    // Each experiment settled once: the namespaces read in three calls
+    // are then still.
+    for slot in &world.sixpack {
+        sweep_sixpack(world, slot).await;
+    }
+    for slot in &world.tracked {
+        sweep_tracked(world, slot).await;
+    }
     for namespace in [world.namespace(), SITE] {
         let listed: BTreeSet<String> = world.listed(namespace).await.into_iter().collect();
         assert!(listed.len() <= CAPS.max_experiments_per_namespace);
@@ -770,12 +908,6 @@ async fn check_quiet(world: &World, epoch: u64) {
             .chain(counters.into_iter().map(|c| c.experiment))
             .collect();
         assert_eq!(listed, existing, "{namespace}: listed ≠ existing");
-    }
-    for slot in &world.sixpack {
-        sweep_sixpack(world, slot).await;
-    }
-    for slot in &world.tracked {
-        sweep_tracked(world, slot).await;
     }
     let listed = world.listed(SITE).await;
     if listed.len() < CAPS.max_experiments_per_namespace {

@@ -236,21 +236,20 @@ impl<S: Store + ?Sized> FaultyStore<S> {
     ) -> Result<T, StoreError> {
         let number = self.counts.calls.fetch_add(1, Ordering::Relaxed);
         let count = |n: &AtomicU64| n.fetch_add(1, Ordering::Relaxed);
+        let injected = |fault: InjectedFault| {
+            let context = format!("injected fault: {operation} (call {number})");
+            Err(StoreError::caused_by(context, fault))
+        };
         match self.plan.fault(number) {
             Fault::None => call.await,
             Fault::FailBefore => {
                 count(&self.counts.failed_before);
-                Err(StoreError::unavailable(format!(
-                    "injected fault: {operation} (call {number}) failed before the call"
-                )))
+                injected(InjectedFault::FailedBefore)
             }
             Fault::FailAfter => {
                 count(&self.counts.failed_after);
                 let answer = call.await;
-                Err(StoreError::unavailable(format!(
-                    "injected fault: {operation} (call {number}) lost its answer {}",
-                    if answer.is_ok() { "(ok)" } else { "(an error)" }
-                )))
+                injected(InjectedFault::FailedAfter { ok: answer.is_ok() })
             }
             Fault::Delay(pause) => {
                 count(&self.counts.delayed);
@@ -258,17 +257,15 @@ impl<S: Store + ?Sized> FaultyStore<S> {
                 call.await
             }
             Fault::TimeOut { deadline, latency } => {
-                let timed_out = || {
-                    count(&self.counts.timed_out);
-                    Err(StoreError::unavailable(format!(
-                        "injected fault: {operation} (call {number}) timed out after {deadline:?}"
-                    )))
-                };
                 // The call would start at or after its deadline: it never
                 // does (no race with the timer's millisecond ticks).
                 if latency >= deadline {
                     tokio::time::sleep(deadline).await;
-                    return timed_out();
+                    count(&self.counts.timed_out);
+                    return injected(InjectedFault::TimedOut {
+                        deadline,
+                        started: false,
+                    });
                 }
                 let started = AtomicBool::new(false);
                 let late = async {
@@ -279,13 +276,54 @@ impl<S: Store + ?Sized> FaultyStore<S> {
                 match tokio::time::timeout(deadline, late).await {
                     Ok(answer) => answer,
                     Err(_) => {
-                        if started.load(Ordering::Relaxed) {
+                        count(&self.counts.timed_out);
+                        let started = started.load(Ordering::Relaxed);
+                        if started {
                             count(&self.counts.cut_short);
                         }
-                        timed_out()
+                        injected(InjectedFault::TimedOut { deadline, started })
                     }
                 }
             }
+        }
+    }
+}
+
+/// The fault behind a [`FaultyStore`]'s error (its source), so that a
+/// caller knows what the failed call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InjectedFault {
+    /// The call never reached the wrapped store.
+    #[error("failed before the call")]
+    FailedBefore,
+    /// The call was made (and answered `ok` or an error); its answer was
+    /// dropped.
+    #[error("answer lost after the call")]
+    FailedAfter {
+        /// Whether the wrapped store answered `Ok`.
+        ok: bool,
+    },
+    /// The caller stopped waiting at the deadline.
+    #[error("timed out after {deadline:?}")]
+    TimedOut {
+        /// How long it waited.
+        deadline: Duration,
+        /// Whether the call had started: it may then have written, and
+        /// what the store does on its own (a queued write, a task) may
+        /// still be going on.
+        started: bool,
+    },
+}
+
+impl InjectedFault {
+    /// The fault behind `err`, when a [`FaultyStore`] injected it.
+    pub fn of(err: &StoreError) -> Option<InjectedFault> {
+        match err {
+            StoreError::Unavailable {
+                source: Some(source),
+                ..
+            } => source.downcast_ref::<InjectedFault>().copied(),
+            _ => None,
         }
     }
 }
@@ -458,7 +496,10 @@ mod tests {
             [TrackOutcome::Counted]
         );
         let lost = store.track(vec![event("2")]).await.unwrap_err();
-        assert!(lost.to_string().contains("lost its answer"), "{lost}");
+        assert_eq!(
+            InjectedFault::of(&lost),
+            Some(InjectedFault::FailedAfter { ok: true })
+        );
         assert_eq!(count(&inner).await, 2, "failed after: written");
         assert_eq!(
             store.track(vec![event("2")]).await.unwrap(),
@@ -498,13 +539,25 @@ mod tests {
         );
         let store = FaultyStore::new(Arc::clone(&inner), early);
         let err = store.track(vec![event("1")]).await.unwrap_err();
-        assert!(err.to_string().contains("timed out"), "{err}");
+        assert_eq!(
+            InjectedFault::of(&err),
+            Some(InjectedFault::TimedOut {
+                deadline: ms(1),
+                started: false
+            })
+        );
+        assert!(
+            err.chain().contains("timed out after 1ms"),
+            "{}",
+            err.chain()
+        );
         assert_eq!(count(&inner).await, 0);
         assert_eq!(store.injected().timed_out, 1);
 
         let slow = FaultyStore::new(
             Arc::clone(&inner),
-            FaultPlan::none().with(0, Fault::Delay(ms(50))),
+            // Slower than any pause of this process: only the deadline ends it.
+            FaultPlan::none().with(0, Fault::Delay(Duration::from_secs(60))),
         );
         let during = FaultPlan::none().with(
             0,
@@ -514,7 +567,11 @@ mod tests {
             },
         );
         let store = FaultyStore::new(Arc::new(slow.clone()), during);
-        assert!(store.track(vec![event("1")]).await.is_err());
+        let err = store.track(vec![event("1")]).await.unwrap_err();
+        assert!(matches!(
+            InjectedFault::of(&err),
+            Some(InjectedFault::TimedOut { started: true, .. })
+        ));
         assert_eq!(
             (store.injected().cut_short, slow.injected().delayed),
             (1, 1),
