@@ -2,8 +2,10 @@
 //! tracking, registry edits and deletes, sent by concurrent seeded tasks
 //! through [`FaultyStore`] (calls failed before or after they write,
 //! delayed, timed out), each failed request re-sent until answered, as
-//! AlephBet and Sixpack clients do; then the store is checked against
-//! what was acknowledged. On the reference, embedded and Redis stores.
+//! AlephBet and Sixpack clients do (or, one in five participations,
+//! conversions and tracking requests, given up at once); the store is
+//! checked against what was acknowledged. On the reference, embedded and
+//! Redis stores.
 //!
 //! # What must hold
 //!
@@ -12,7 +14,8 @@
 //!   clients holding that alternative, and each KPI's count the clients
 //!   holding its conversion (a client holds each at most once). Tracking:
 //!   a counter is at least the distinct uuids acknowledged for it (counted
-//!   or duplicate), and at most those plus the ones ignored after a fault.
+//!   or duplicate), and at most those plus the ones ignored after a fault
+//!   or given up.
 //! - **No membership without its count, no count without membership**
 //!   (the counts above), and no conversion without its participation on
 //!   the same alternative; every acknowledged participation or conversion
@@ -24,7 +27,8 @@
 //! - **No cap exceeded**: experiments per namespace (checked after every
 //!   tracking step), variants and goals per experiment.
 //! - **No lost record edit**: the last acknowledged edit of an experiment
-//!   is its record, until the next edit or delete.
+//!   is its record, until the next edit or delete (compared without the
+//!   times the server stamps: see [`as_edited`]).
 //!
 //! # How the model stays exact
 //!
@@ -136,7 +140,8 @@ struct SixpackModel {
 struct TrackedModel {
     /// Uuids answered counted or duplicate: counted once.
     sure: BTreeMap<(String, String), BTreeSet<String>>,
-    /// Uuids answered ignored after a failed send: counted at most once.
+    /// Uuids answered ignored after a failed send, or given up: counted at
+    /// most once.
     maybe: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
