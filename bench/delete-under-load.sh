@@ -28,9 +28,6 @@ function request()
   counter = counter + 1
   local who = args[1] .. "-" .. id .. "-" .. counter
   if args[1] == "fill" then
-    if counter > tonumber(args[2]) then
-      wrk.thread:stop()
-    end
     return wrk.format("GET", "/participate?experiment=big&alternatives=a&alternatives=b&client_id=" .. who)
   end
   return wrk.format("GET", "/track?namespace=bench&experiment=e&variant=v" .. (counter % 2)
@@ -40,11 +37,16 @@ LUA
 } >"$dir/phase.lua"
 
 echo "filling experiment big with $members memberships..."
-threads=2
-wrk -t$threads -c64 -d600s -s "$dir/phase.lua" "http://127.0.0.1:$port/" -- fill $((members / threads)) >"$dir/fill.txt"
-total=$(curl -fs -H "X-Api-Key: $key" "http://127.0.0.1:$port/api/experiments/big/report?namespace=sixpack" |
-    python3 -c 'import json,sys; print(sum(v["participants"] for v in json.load(sys.stdin)["variants"]))')
-echo "participants counted: $total"
+participants() {
+    curl -fs -H "X-Api-Key: $key" "http://127.0.0.1:$port/api/experiments/big/report?namespace=sixpack" |
+        python3 -c 'import json,sys; print(sum(v["participants"] for v in json.load(sys.stdin)["variants"]))' 2>/dev/null || echo 0
+}
+wrk -t2 -c64 -d1200s -s "$dir/phase.lua" "http://127.0.0.1:$port/" -- fill >"$dir/fill.txt" &
+fill=$!
+bench_pids+=("$fill")
+until [ "$(participants)" -ge "$members" ]; do sleep 2; done
+kill "$fill"; wait "$fill" 2>/dev/null || true
+echo "participants counted: $(participants)"
 
 p99() { awk '/^ +99%/ {print $2}' "$1"; }
 wrk -t2 -c16 -d"${seconds}s" --latency -s "$dir/phase.lua" "http://127.0.0.1:$port/" -- base >"$dir/base.txt"

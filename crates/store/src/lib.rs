@@ -13,7 +13,9 @@
 //! - [`embedded`]: the SQLite store; [`redis`]: the Redis store;
 //! - `reference`: the in-memory store that states the contract simply;
 //! - `conformance`: the behaviour suite; `property_tests`: random steps
-//!   on every backend, compared with the reference.
+//!   on every backend, compared with the reference;
+//! - `faulty`: a wrapper store that fails, delays or times out calls, for
+//!   tests of what callers do then.
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod faulty;
 #[cfg(test)]
 mod property_tests;
 #[cfg(any(test, feature = "conformance"))]

@@ -169,6 +169,36 @@ impl RedisStore {
         self.within_deadline(operation).await
     }
 
+    /// Runs a write of several steps (register, count, then list again or
+    /// take the registration back; delete, then unlist) under the overall
+    /// deadline, in a task of its own: when the caller stops waiting (this
+    /// deadline, a server's time-out, a closed connection), the steps
+    /// still finish, so the lists never keep half a write (a registration
+    /// without its experiment, holding a place under the cap; an
+    /// experiment unlisted, its counts unread). Each step has the
+    /// connection's response timeout, so the task ends.
+    pub(super) async fn run_whole<T, F>(
+        &self,
+        operation: impl FnOnce(RedisStore) -> F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let task = tokio::spawn(operation(self.clone()));
+        self.within_deadline(async move {
+            match task.await {
+                Ok(answer) => answer,
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(err) => Err(StoreError::caused_by("a redis write was stopped", err)),
+            }
+        })
+        .await
+    }
+
     /// Runs a future under the overall deadline, so that no request waits
     /// on an unresponsive Redis for longer than [`OPERATION_TIMEOUT`].
     pub(super) async fn within_deadline<T>(

@@ -229,6 +229,7 @@ mod tests {
     use crate::Store;
     use lamed_core::clock::Clock;
     use lamed_core::model::{Caps, Event, TrackOutcome, PARTICIPATE};
+    use std::time::{Duration, Instant};
 
     /// Two instances on one Redis, with the same prefix and window.
     async fn two_instances(server: &RedisServer) -> (RedisStore, RedisStore) {
@@ -315,6 +316,74 @@ mod tests {
         a.register("n", "e", caps).await.unwrap();
         assert!(!a.unregister("n", "e").await.unwrap());
         assert_eq!(listed(a).await, (vec![], vec![]));
+    }
+
+    /// Runs `operation` until `cut` has passed, then drops it wherever it
+    /// is, as a server's time-out or a closed connection does; the
+    /// cancellation point moves by microseconds (tokio's timers tick by
+    /// milliseconds, so this spins).
+    async fn cut_short<T>(operation: impl std::future::Future<Output = T>, cut: Duration) {
+        let started = Instant::now();
+        let spin = async {
+            while started.elapsed() < cut {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            _ = operation => {}
+            _ = spin => {}
+        }
+    }
+
+    /// Once the store is quiet, a namespace lists exactly the experiments
+    /// that exist, and the namespace is listed exactly when it lists one.
+    async fn assert_lists_whole(store: &RedisStore, context: &str) {
+        // What was cut short finishes first (or never).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut conn = store.conn();
+        let mut listed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(store.namespace_key("n"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        listed.sort();
+        let namespaces: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(store.namespaces_key())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let exists = store.experiments("n").await.unwrap();
+        assert_eq!(listed, exists, "{context}: listed ≠ existing");
+        assert_eq!(
+            namespaces.is_empty(),
+            listed.is_empty(),
+            "{context}: namespaces"
+        );
+    }
+
+    /// A caller that stops waiting at any point of a creation, a
+    /// take-back (a duplicate of a deleted experiment's event) or a delete
+    /// leaves the lists whole: no registration without its experiment
+    /// (a place under the cap taken by nothing), no experiment unlisted
+    /// (its counts invisible, and outside the cap).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operations_cut_short_leave_the_lists_whole() {
+        let server = RedisServer::start();
+        let (a, b) = two_instances(&server).await;
+        for i in 0..40u64 {
+            let cut = Duration::from_micros(i * 50);
+            let uuid = format!("c{i}");
+            cut_short(a.track(vec![event(&uuid)]), cut).await;
+            assert_lists_whole(&a, &format!("creation cut at {cut:?}")).await;
+            b.track(vec![event(&format!("d{i}"))]).await.unwrap();
+            cut_short(a.delete_experiment("n", "e"), cut).await;
+            assert_lists_whole(&a, &format!("delete cut at {cut:?}")).await;
+            a.delete_experiment("n", "e").await.unwrap();
+            // A duplicate creates nothing: its registration is taken back.
+            cut_short(a.track(vec![event(&uuid)]), cut).await;
+            assert_lists_whole(&a, &format!("take-back cut at {cut:?}")).await;
+            a.delete_experiment("n", "e").await.unwrap();
+        }
     }
 
     /// An experiment deleted through another instance is registered again

@@ -132,11 +132,14 @@ impl RedisStore {
     }
 }
 
-/// Every operation runs under the store's deadline ([`RedisStore::run`]).
+/// Every operation runs under the store's deadline ([`RedisStore::run`]);
+/// writes of several steps run to their end even when their caller stops
+/// waiting ([`RedisStore::run_whole`]).
 #[async_trait]
 impl Store for RedisStore {
     async fn track(&self, events: Vec<Event>) -> Result<Vec<TrackOutcome>, StoreError> {
-        self.run(self.track_events(events)).await
+        self.run_whole(|store| async move { store.track_events(events).await })
+            .await
     }
 
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {
@@ -161,7 +164,9 @@ impl Store for RedisStore {
         namespace: &str,
         experiment: &str,
     ) -> Result<bool, StoreError> {
-        self.run(self.delete(namespace, experiment)).await
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.run_whole(|store| async move { store.delete(&namespace, &experiment).await })
+            .await
     }
 
     async fn record(
@@ -181,7 +186,8 @@ impl Store for RedisStore {
         record: ExperimentRecord,
         precondition: Precondition,
     ) -> Result<PutOutcome, StoreError> {
-        self.run(self.write_record(&record, precondition)).await
+        self.run_whole(|store| async move { store.write_record(&record, precondition).await })
+            .await
     }
 
     async fn membership(
@@ -195,7 +201,8 @@ impl Store for RedisStore {
     }
 
     async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
-        self.run(self.join_event(join)).await
+        self.run_whole(|store| async move { store.join_event(join).await })
+            .await
     }
 
     async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError> {
@@ -246,8 +253,14 @@ impl Store for RedisStore {
         variant: &str,
         count: u64,
     ) -> Result<Option<u64>, StoreError> {
-        self.run(self.import(namespace, experiment, event, variant, count))
-            .await
+        let names = [namespace, experiment, event, variant].map(str::to_owned);
+        self.run_whole(|store| async move {
+            let [namespace, experiment, event, variant] = names;
+            store
+                .import(&namespace, &experiment, &event, &variant, count)
+                .await
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
