@@ -427,16 +427,19 @@ async fn participate_step(world: &World, rng: &mut ChaCha8Rng) {
     let done = answer.unwrap_or_else(|err| panic!("participation refused: {err}"));
     let shown = done.answer.alternative.name;
     let counted = done.answer.ignored.is_none() && !request.bot;
+    // What was acknowledged before the read (not after: another task's
+    // participation may be acknowledged meanwhile) must be read.
+    let acknowledged = slot.model.lock().unwrap().participants.get(&k).cloned();
     let held = world.held(slot.name, &member).await;
-    let mut model = slot.model.lock().unwrap();
-    if let Some(acknowledged) = model.participants.get(&k) {
+    if let Some(acknowledged) = acknowledged {
         assert_eq!(
             held.as_ref(),
-            Some(acknowledged),
+            Some(&acknowledged),
             "{}: client {client} lost or changed its alternative",
             slot.name
         );
     }
+    let mut model = slot.model.lock().unwrap();
     if request.force.is_some() {
         if counted && request.record_force {
             let held = held.unwrap_or_else(|| {
