@@ -768,12 +768,14 @@ async fn store_failure_answers_503_and_loses_nothing() {
     assert_eq!(server.counts("f").await.values().sum::<u64>(), 1);
 }
 
-/// A stored record that does not parse is no outage: reading it answers
-/// 500 with a short public message and no Retry-After (a retry would fail
+/// Stored data that does not parse is no outage: reading it answers 500
+/// with a short public message and no Retry-After (a retry would fail
 /// alike), counted in `lamed_internal_errors_total`; tracking, which does
-/// not read it, still counts.
+/// not read it, still counts. (Here a day's count that is not a number,
+/// which the report reads from disk; a corrupt record refuses the store's
+/// open, tested in the store.)
 #[tokio::test]
-async fn corrupt_record_answers_500_not_503() {
+async fn corrupt_data_answers_500_not_503() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start_logging("127.0.0.1:0", &data, &[], "off");
@@ -781,12 +783,14 @@ async fn corrupt_record_answers_500_not_503() {
     let db = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
     let changed = db
         .execute(
-            "UPDATE registry SET record = '{not json' WHERE experiment = 'e'",
+            "UPDATE daily SET count = 'not a number' WHERE experiment = 'e'",
             [],
         )
         .unwrap();
     assert_eq!(changed, 1);
-    let answer = server.get_with_key("/api/experiments/e?namespace=f").await;
+    let answer = server
+        .get_with_key("/api/experiments/e/report?namespace=f")
+        .await;
     assert_eq!(answer.status, 500, "{:?}", answer.body);
     assert!(answer.headers.get("retry-after").is_none());
     assert_eq!(

@@ -17,7 +17,7 @@ use lamed_core::sixpack::{
     participation_uuid, valid_name, Conversion, ConversionValue, ExperimentDetails, NameKind,
     Named, Participation, SixpackConfig, DEFAULT_GOAL, EXCLUDED,
 };
-use lamed_store::{Join, Joined, Store, StoreError};
+use lamed_store::{Join, JoinAnswer, Joined, Store, StoreError};
 
 use crate::tracking::{count_join, Meter};
 
@@ -274,19 +274,19 @@ pub async fn participate(
         return Ok(shown(reply(control, Some(record.status.as_str()))));
     }
     let control = winner_or_control(record.as_ref(), &alternatives);
-    match participant.held().await? {
-        Some(held) if held == EXCLUDED => return Ok(shown(reply(control, None))),
-        Some(held) => return Ok(shown(reply(&held, None))),
-        None => {}
-    }
+    let chosen = choose(&experiment, &client_id, &alternatives);
     // Left out by the fraction: a pure function of the client, so nothing
     // needs remembering (and anonymous traffic writes nothing).
-    if !in_traffic(&experiment, &client_id, fraction) {
-        return Ok(shown(reply(control, None)));
-    }
-    let chosen = choose(&experiment, &client_id, &alternatives);
-    if prefetch {
-        return Ok(shown(reply(chosen, None)));
+    let included = in_traffic(&experiment, &client_id, fraction);
+    // What the client holds comes first. A join answers it itself (one
+    // store operation); a client that will not join reads it.
+    if prefetch || !included {
+        return Ok(shown(match participant.held().await? {
+            Some(held) if held == EXCLUDED => reply(control, None),
+            Some(held) => reply(&held, None),
+            None if included => reply(chosen, None),
+            None => reply(control, None),
+        }));
     }
     Ok(match participant.count(chosen).await? {
         Ok(held) if held == EXCLUDED => shown(reply(control, None)),
@@ -354,13 +354,15 @@ impl Participant<'_> {
             participant: None,
             definition,
         };
-        Ok(match count_join(self.store, self.meter, join).await? {
-            Joined::Counted | Joined::Duplicate | Joined::NotParticipating => {
-                Ok(alternative.to_owned())
-            }
-            Joined::Held(held) => Ok(held),
-            Joined::Ignored(why) => Err(why),
-        })
+        Ok(
+            match count_join(self.store, self.meter, join).await?.joined {
+                Joined::Counted | Joined::Duplicate | Joined::NotParticipating => {
+                    Ok(alternative.to_owned())
+                }
+                Joined::Held(held) => Ok(held),
+                Joined::Ignored(why) => Err(why),
+            },
+        )
     }
 }
 
@@ -406,14 +408,6 @@ pub async fn convert(
             ))
         }
     }
-    let participant = participant_member(&client_id);
-    let alternative = match store
-        .membership(namespace, &experiment, &participant)
-        .await?
-    {
-        Some(held) if held != EXCLUDED => held,
-        _ => return Err(invalid("this client was not participating")),
-    };
     if kpi
         .as_deref()
         .is_some_and(|kpi| !valid_name(NameKind::Kpi, kpi))
@@ -425,19 +419,25 @@ pub async fn convert(
         event: Event {
             namespace: namespace.clone(),
             experiment: experiment.clone(),
-            variant: alternative.clone(),
+            // The store counts on the participant's alternative.
+            variant: String::new(),
             event: goal.to_owned(),
             value: None,
             uuid: conversion_uuid(&experiment, goal, &client_id),
         },
         member: conversion_member(&client_id, goal),
-        participant: Some(participant),
+        participant: Some(participant_member(&client_id)),
         definition: None,
     };
-    let ignored = match count_join(store, meter, join).await? {
-        Joined::Counted | Joined::Duplicate | Joined::Held(_) => None,
-        // Deleted or started again since it was read.
+    let JoinAnswer {
+        joined,
+        variant: alternative,
+    } = count_join(store, meter, join).await?;
+    let ignored = match joined {
+        // Never joined, or left out by the traffic fraction (as Sixpack
+        // remembered it: an empty alternative).
         Joined::NotParticipating => return Err(invalid("this client was not participating")),
+        Joined::Counted | Joined::Duplicate | Joined::Held(_) => None,
         Joined::Ignored(why) => Some(why),
     };
     Ok(Converted {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lamed_core::model::{Event, TrackOutcome};
-use lamed_store::{Join, Joined, Store, StoreError};
+use lamed_store::{Join, JoinAnswer, Joined, Store, StoreError};
 
 /// Hears each call that counts events: how long it took and what it
 /// counted, or that it failed. `lamed serve` records them as metrics.
@@ -69,13 +69,13 @@ pub async fn count_join(
     store: &dyn Store,
     meter: &dyn Meter,
     join: Join,
-) -> Result<Joined, StoreError> {
+) -> Result<JoinAnswer, StoreError> {
     let started = Instant::now();
-    let joined = store
+    let answer = store
         .count_join(join)
         .await
         .inspect_err(|err| meter.failed(err))?;
-    let outcome = match &joined {
+    let outcome = match &answer.joined {
         Joined::Counted => Some(TrackOutcome::Counted),
         Joined::Duplicate => Some(TrackOutcome::Duplicate),
         Joined::Ignored(why) => Some(TrackOutcome::Ignored(why.clone())),
@@ -84,5 +84,5 @@ pub async fn count_join(
     if let Some(outcome) = outcome {
         meter.tracked(started.elapsed(), &[outcome]);
     }
-    Ok(joined)
+    Ok(answer)
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -444,7 +444,7 @@ impl<S: Store + ?Sized> Store for FaultyStore<S> {
         self.inject("put_once", call).await
     }
 
-    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+    async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError> {
         self.inject("count_join", self.inner.count_join(join)).await
     }
 

@@ -169,7 +169,9 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// event is counted and the member remembered, with the experiment's
     /// [`Join::definition`] when it has no owner's record yet, or nothing
     /// is written. A retry answers [`Joined::Held`] and counts nothing.
-    async fn count_join(&self, join: Join) -> Result<Joined, StoreError>;
+    /// A conversion ([`Join::participant`]) counts on the participant's
+    /// variant, read in the same step.
+    async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError>;
 
     /// How many members an experiment remembers (see
     /// [`Store::membership`]): 0 for an unknown one.
@@ -315,13 +317,36 @@ pub struct Join {
     pub event: Event,
     /// Who joins: a hash (see `lamed_core::sixpack::participant_member`).
     pub member: String,
-    /// Joins only while this member holds the event's variant: a
-    /// conversion needs its participation.
+    /// A conversion's participation: the event counts on the variant this
+    /// member holds (whatever `event.variant` says), and nothing is
+    /// written while it holds none (or an empty value: a client Sixpack
+    /// left out). One step, so a delete or a restart
+    /// between a read and the write cannot convert on a stale variant.
     pub participant: Option<String>,
     /// Written with the first count when the experiment has no record or
     /// only tracking's automatic one; never over an owner's record, so a
     /// status set meanwhile stays.
     pub definition: Option<ExperimentRecord>,
+}
+
+/// What [`Store::count_join`] did, and on which variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinAnswer {
+    /// What was done.
+    pub joined: Joined,
+    /// The variant the event is on: the join's own, or the participant's
+    /// for a conversion (empty when the participant holds none).
+    pub variant: String,
+}
+
+impl JoinAnswer {
+    /// `joined`, on `variant`.
+    pub fn new(joined: Joined, variant: impl Into<String>) -> Self {
+        JoinAnswer {
+            joined,
+            variant: variant.into(),
+        }
+    }
 }
 
 /// What [`Store::count_join`] did.
@@ -334,7 +359,7 @@ pub enum Joined {
     Duplicate,
     /// The member had joined, with this value: nothing written.
     Held(String),
-    /// The participant does not hold the event's variant: nothing written.
+    /// The participant holds no variant: nothing written.
     NotParticipating,
     /// Tracking does not count the event: nothing written.
     Ignored(Ignored),

@@ -71,7 +71,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::DAILY_RETENTION_DAYS;
-use super::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{Join, JoinAnswer, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
@@ -344,10 +344,10 @@ impl Store for ReferenceStore {
             .collect())
     }
 
-    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+    async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError> {
         let mut state = self.open_state()?;
         let Join {
-            event,
+            mut event,
             member,
             participant,
             definition,
@@ -361,30 +361,33 @@ impl Store for ReferenceStore {
                 .cloned()
         };
         if let Some(value) = held(&state, &member) {
-            return Ok(Joined::Held(value));
+            return Ok(JoinAnswer::new(Joined::Held(value.clone()), value));
         }
         if let Some(participant) = participant {
-            if held(&state, &participant).as_deref() != Some(event.variant.as_str()) {
-                return Ok(Joined::NotParticipating);
+            match held(&state, &participant) {
+                Some(variant) if !variant.is_empty() => event.variant = variant,
+                _ => return Ok(JoinAnswer::new(Joined::NotParticipating, "")),
             }
         }
         let variant = event.variant.clone();
         match self.track_one(&mut state, event, self.clock.now_ms()) {
             TrackOutcome::Counted => {}
-            TrackOutcome::Duplicate => return Ok(Joined::Duplicate),
-            TrackOutcome::Ignored(why) => return Ok(Joined::Ignored(why)),
+            TrackOutcome::Duplicate => return Ok(JoinAnswer::new(Joined::Duplicate, variant)),
+            TrackOutcome::Ignored(why) => {
+                return Ok(JoinAnswer::new(Joined::Ignored(why), variant))
+            }
         }
         state
             .kept
             .entry(key.clone())
             .or_default()
-            .insert(Kept::Member(member), variant);
+            .insert(Kept::Member(member), variant.clone());
         if let Some(definition) = definition {
             if state.records.get(&key).is_none_or(|r| r.automatic) {
                 state.put_record(definition);
             }
         }
-        Ok(Joined::Counted)
+        Ok(JoinAnswer::new(Joined::Counted, variant))
     }
 
     async fn counters(&self, namespace: &str) -> Result<Vec<Counter>, StoreError> {

@@ -3,9 +3,11 @@
 //! applied without a query per event.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
+use super::records::CommittedRecords;
 use crate::StoreError;
 use lamed_core::model::{CapExceeded, Caps, Event, Ignored, PARTICIPATE};
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status};
@@ -15,15 +17,16 @@ use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status};
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
     namespaces: HashMap<String, HashMap<String, ExperimentNames>>,
+    /// The experiments whose record changed since the last
+    /// [`Catalog::publish`]: what a commit makes visible to reads.
+    changed: HashSet<(String, String)>,
 }
 
 #[derive(Debug, Default)]
 struct ExperimentNames {
-    /// The record's status; `None` when the experiment has no record.
-    status: Option<Status>,
-    /// The record's version, so a conditional write checks it without a
-    /// query; meaningless without a status.
-    version: u64,
+    /// The record, as this transaction sees it (its status and version
+    /// decide writes without a query); `None` without one.
+    record: Option<Arc<ExperimentRecord>>,
     variants: HashSet<String>,
     goals: HashSet<String>,
 }
@@ -61,14 +64,14 @@ impl Catalog {
     pub(super) fn check(&self, event: &Event, caps: &Caps) -> Option<Ignored> {
         let experiments = self.namespaces.get(&event.namespace);
         let names = experiments.and_then(|experiments| experiments.get(&event.experiment));
-        if let Some(status) = names.and_then(|n| n.status) {
+        if let Some(status) = names.and_then(|n| n.record.as_ref()).map(|r| r.status) {
             if status != Status::Running {
                 return Some(Ignored::Inactive(status));
             }
         }
         if caps.registration == RegistrationMode::Required {
             let registered = names.is_some_and(|n| {
-                n.status.is_some()
+                n.record.is_some()
                     && n.variants.contains(&event.variant)
                     && (event.is_participation() || n.goals.contains(&event.event))
             });
@@ -86,31 +89,53 @@ impl Catalog {
         self.namespaces
             .get(&event.namespace)
             .and_then(|experiments| experiments.get(&event.experiment))
-            .is_none_or(|names| names.status.is_none())
+            .is_none_or(|names| names.record.is_none())
+    }
+
+    /// The experiment's record, as this transaction sees it.
+    pub(super) fn record(&self, namespace: &str, experiment: &str) -> Option<&ExperimentRecord> {
+        self.namespaces
+            .get(namespace)?
+            .get(experiment)?
+            .record
+            .as_deref()
     }
 
     /// The version of the experiment's record; `None` when it has none.
     pub(super) fn version(&self, namespace: &str, experiment: &str) -> Option<u64> {
-        let names = self.namespaces.get(namespace)?.get(experiment)?;
-        names.status.map(|_| names.version)
+        self.record(namespace, experiment).map(|r| r.version)
     }
 
-    /// Takes in a record: its status and version, and its names as known.
+    /// Takes in a record, and its names as known.
     pub(super) fn put_record(&mut self, record: &ExperimentRecord) {
+        let key = (record.namespace.clone(), record.name.clone());
         let names = self
             .namespaces
-            .entry(record.namespace.clone())
+            .entry(key.0.clone())
             .or_default()
-            .entry(record.name.clone())
+            .entry(key.1.clone())
             .or_default();
-        names.status = Some(record.status);
-        names.version = record.version;
+        names.record = Some(Arc::new(record.clone()));
         names
             .variants
             .extend(record.variants.iter().map(|v| v.name.clone()));
         names
             .goals
             .extend(record.goals.iter().map(|g| g.name.clone()));
+        self.changed.insert(key);
+    }
+
+    /// Makes the records changed since the last call visible to reads:
+    /// call it once they are committed.
+    pub(super) fn publish(&mut self, to: &CommittedRecords) {
+        for (namespace, experiment) in self.changed.drain() {
+            let record = self
+                .namespaces
+                .get(&namespace)
+                .and_then(|experiments| experiments.get(&experiment))
+                .and_then(|names| names.record.clone());
+            to.set(namespace, experiment, record);
+        }
     }
 
     /// Which cap, if any, counting `event` would break; `experiments` and
@@ -177,6 +202,8 @@ impl Catalog {
 
     /// Forgets an experiment: its names and its status.
     pub(super) fn remove_experiment(&mut self, namespace: &str, experiment: &str) {
+        self.changed
+            .insert((namespace.to_owned(), experiment.to_owned()));
         if let Some(experiments) = self.namespaces.get_mut(namespace) {
             experiments.remove(experiment);
             if experiments.is_empty() {

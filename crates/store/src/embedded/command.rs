@@ -11,9 +11,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::catalog::parse_record;
 use super::writer::Batch;
-use crate::{Join, Joined, Kept, Precondition, PutOutcome, StoreError};
+use crate::{Join, JoinAnswer, Joined, Kept, Precondition, PutOutcome, StoreError};
 use lamed_core::model::{Event, TrackOutcome};
 use lamed_core::registry::{ExperimentRecord, FIRST_VERSION};
 
@@ -322,11 +321,11 @@ pub(super) struct CountJoin {
 }
 
 impl Write for CountJoin {
-    type Output = Joined;
+    type Output = JoinAnswer;
 
-    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<Joined, StoreError> {
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<JoinAnswer, StoreError> {
         let Some(Join {
-            event,
+            mut event,
             member,
             participant,
             definition,
@@ -347,11 +346,12 @@ impl Write for CountJoin {
                 .optional()?)
         };
         if let Some(value) = held(batch, &member)? {
-            return Ok(Joined::Held(value));
+            return Ok(JoinAnswer::new(Joined::Held(value.clone()), value));
         }
         if let Some(participant) = &participant {
-            if held(batch, participant)?.as_deref() != Some(event.variant.as_str()) {
-                return Ok(Joined::NotParticipating);
+            match held(batch, participant)? {
+                Some(variant) if !variant.is_empty() => event.variant = variant,
+                _ => return Ok(JoinAnswer::new(Joined::NotParticipating, "")),
             }
         }
         let (namespace, experiment, variant) = (
@@ -359,10 +359,11 @@ impl Write for CountJoin {
             event.experiment.clone(),
             event.variant.clone(),
         );
+        let answer = |joined| Ok(JoinAnswer::new(joined, variant.clone()));
         match track_one(batch, event)? {
             TrackOutcome::Counted => {}
-            TrackOutcome::Duplicate => return Ok(Joined::Duplicate),
-            TrackOutcome::Ignored(why) => return Ok(Joined::Ignored(why)),
+            TrackOutcome::Duplicate => return answer(Joined::Duplicate),
+            TrackOutcome::Ignored(why) => return answer(Joined::Ignored(why)),
         }
         batch
             .tx
@@ -370,25 +371,17 @@ impl Write for CountJoin {
                 "INSERT INTO members (namespace, experiment, member, value)
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![namespace, experiment, member, variant])?;
+            .execute(params![namespace, experiment, member, &variant])?;
         if let Some(mut definition) = definition {
-            let current: Option<String> = batch
-                .tx
-                .query_row(
-                    "SELECT record FROM registry WHERE namespace = ?1 AND experiment = ?2",
-                    params![namespace, experiment],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let automatic = match current {
-                Some(json) => parse_record(&json)?.automatic,
-                None => true,
-            };
+            let automatic = batch
+                .catalog
+                .record(&namespace, &experiment)
+                .is_none_or(|current| current.automatic);
             if automatic {
                 write_record(batch, &mut definition)?;
             }
         }
-        Ok(Joined::Counted)
+        answer(Joined::Counted)
     }
 }
 

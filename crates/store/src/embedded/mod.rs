@@ -26,6 +26,7 @@ mod dedupe_table;
 mod durability;
 mod prune;
 mod readers;
+mod records;
 mod schema;
 mod seen;
 mod writer;
@@ -39,7 +40,7 @@ use std::thread;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
@@ -54,6 +55,7 @@ use lamed_core::registry::ExperimentRecord;
 use lamed_core::value::{ValueTotals, LIMBS};
 use prune::Pruner;
 use readers::Readers;
+use records::CommittedRecords;
 use schema::{has_table, open_writer_connection};
 use seen::{cutoff, SeenIndex};
 use writer::Writer;
@@ -140,6 +142,9 @@ struct Inner {
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// Read-only connections for queries, used inside `spawn_blocking`.
     readers: Arc<Readers>,
+    /// The records as committed, kept by the writer; `None` when
+    /// read-only (another process writes, so records are read from disk).
+    records: Option<Arc<CommittedRecords>>,
     /// How many uuids the dedupe memory holds, as the writer last saw it;
     /// `None` when read-only (no writer, no dedupe memory).
     remembered: Option<Arc<AtomicUsize>>,
@@ -179,7 +184,9 @@ impl EmbeddedStore {
             ),
             Durability::Commit | Durability::None => None,
         };
-        let catalog = Catalog::load(&conn)?;
+        let mut catalog = Catalog::load(&conn)?;
+        let records = Arc::new(CommittedRecords::default());
+        catalog.publish(&records);
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
         let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
@@ -190,6 +197,7 @@ impl EmbeddedStore {
         let writer = Writer {
             conn,
             catalog,
+            records: Arc::clone(&records),
             caps: options.caps,
             seen,
             window_ms,
@@ -212,6 +220,7 @@ impl EmbeddedStore {
                 writer: Mutex::new(Some(sender)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 readers: Arc::new(readers),
+                records: Some(records),
                 remembered: Some(remembered),
             }),
         })
@@ -243,6 +252,7 @@ impl EmbeddedStore {
                 writer: Mutex::new(None),
                 writer_thread: Mutex::new(None),
                 readers: Arc::new(readers),
+                records: None,
                 remembered: None,
             }),
         })
@@ -396,6 +406,9 @@ impl Store for EmbeddedStore {
         namespace: &str,
         experiment: &str,
     ) -> Result<Option<ExperimentRecord>, StoreError> {
+        if let Some(records) = &self.inner.records {
+            return Ok(records.get(namespace, experiment));
+        }
         let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
         let json: Option<String> = self
             .read(move |conn| {
@@ -410,6 +423,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn records(&self, namespace: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        if let Some(records) = &self.inner.records {
+            return Ok(records.list(namespace));
+        }
         let namespace = namespace.to_owned();
         let rows: Vec<String> = self
             .read(move |conn| {
@@ -464,7 +480,7 @@ impl Store for EmbeddedStore {
         .map(|n| n as u64)
     }
 
-    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+    async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError> {
         self.ask(CountJoin { join: Some(join) }).await
     }
 
@@ -855,13 +871,16 @@ mod tests {
 
     /// A record that does not parse is a permanent failure (re-reading it
     /// fails the same way, so it must not be answered "retry later"),
-    /// named as such in the chain.
+    /// named as such in the chain: opening the store refuses it (its
+    /// writer keeps every record in memory), and so do reads of the
+    /// read-only store, which reads records from disk.
     #[tokio::test]
     async fn a_corrupt_record_is_a_permanent_failure() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), 86_400, Caps::default());
         store.track(vec![event(1)]).await.unwrap();
         assert!(store.record("n", "e").await.unwrap().is_some());
+        store.close().await.unwrap();
         let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
         let changed = conn
             .execute(
@@ -870,9 +889,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(changed, 1);
+        drop(conn);
+        let reader = EmbeddedStore::open_read_only(dir.path()).unwrap();
+        let opened =
+            EmbeddedStore::open(options(dir.path(), 86_400, Caps::default(), Clock::System));
         for err in [
-            store.record("n", "e").await.unwrap_err(),
-            store.records("n").await.unwrap_err(),
+            opened.err().expect("a corrupt record refuses the open"),
+            reader.record("n", "e").await.unwrap_err(),
+            reader.records("n").await.unwrap_err(),
         ] {
             assert!(!err.is_transient(), "{err:?}");
             assert!(
@@ -881,7 +905,6 @@ mod tests {
                 err.chain()
             );
         }
-        store.close().await.unwrap();
     }
 
     fn event(uuid: usize) -> Event {

@@ -29,6 +29,7 @@ use super::catalog::Catalog;
 use super::command::{Answer, Command, NotApplied};
 use super::durability::LogSyncer;
 use super::prune::Pruner;
+use super::records::CommittedRecords;
 use super::schema::day_of;
 use super::seen::{cutoff, SeenIndex};
 use crate::StoreError;
@@ -60,6 +61,8 @@ pub(super) struct Writer {
     pub(super) conn: Connection,
     /// The names that exist, to enforce the caps.
     pub(super) catalog: Catalog,
+    /// Where reads find the records; changed only after a commit.
+    pub(super) records: Arc<CommittedRecords>,
     /// Caps on what tracking may create.
     pub(super) caps: Caps,
     /// Which events were seen within the window.
@@ -208,6 +211,7 @@ impl Writer {
                 }
                 self.seen.commit();
                 self.publish_remembered();
+                self.catalog.publish(&self.records);
                 for answer in applied {
                     answer.send();
                 }
@@ -232,7 +236,11 @@ impl Writer {
                 // Rebuild what the rolled-back work may have added to the
                 // catalog from what is really stored.
                 match Catalog::load(&self.conn) {
-                    Ok(catalog) => self.catalog = catalog,
+                    Ok(catalog) => {
+                        self.catalog = catalog;
+                        // The same records as published: nothing changes.
+                        self.catalog.publish(&self.records);
+                    }
                     Err(err) => tracing::error!(cause = %err, "catalog reload failed"),
                 }
             }

@@ -18,7 +18,7 @@ use super::coalesce::Coalescer;
 use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
-use crate::{Join, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
+use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -200,7 +200,7 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn count_join(&self, join: Join) -> Result<Joined, StoreError> {
+    async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError> {
         self.run_whole(|store| async move { store.join_event(join).await })
             .await
     }

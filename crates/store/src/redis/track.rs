@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::keys::{invocation, Family, Key};
 use super::register::Registration;
 use super::store::RedisStore;
-use crate::{Join, Joined, StoreError};
+use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{RegistrationMode, Status, FIRST_VERSION};
 use lamed_core::value::Value;
@@ -111,7 +111,19 @@ impl RedisStore {
 
     /// A member joining with its event, in one script call (see
     /// [`crate::Store::count_join`]).
-    pub(super) async fn join_event(&self, join: Join) -> Result<Joined, StoreError> {
+    pub(super) async fn join_event(&self, mut join: Join) -> Result<JoinAnswer, StoreError> {
+        // A conversion counts on its participant's variant: read here, and
+        // checked again by the script, in the same step as the write.
+        if let Some(participant) = &join.participant {
+            let (namespace, experiment) = (&join.event.namespace, &join.event.experiment);
+            match self
+                .read_membership(namespace, experiment, participant)
+                .await?
+            {
+                Some(variant) if !variant.is_empty() => join.event.variant = variant,
+                _ => return Ok(JoinAnswer::new(Joined::NotParticipating, "")),
+            }
+        }
         let definition = match &join.definition {
             Some(record) => serde_json::to_string(record)
                 .map_err(|err| StoreError::caused_by("cannot encode a record", err))?,
@@ -124,24 +136,26 @@ impl RedisStore {
         };
         let prepared = vec![self.prepare(join.event.clone(), args)];
         let outcome = self.count_prepared(prepared).await?.pop();
-        Ok(match outcome {
-            Some(Outcome::Tracked(TrackOutcome::Counted)) => Joined::Counted,
-            Some(Outcome::Tracked(TrackOutcome::Duplicate)) => Joined::Duplicate,
-            Some(Outcome::Tracked(TrackOutcome::Ignored(why))) => Joined::Ignored(why),
-            Some(Outcome::NotParticipating) => Joined::NotParticipating,
+        let on_variant = |joined| Ok(JoinAnswer::new(joined, join.event.variant.clone()));
+        match outcome {
+            Some(Outcome::Tracked(TrackOutcome::Counted)) => on_variant(Joined::Counted),
+            Some(Outcome::Tracked(TrackOutcome::Duplicate)) => on_variant(Joined::Duplicate),
+            Some(Outcome::Tracked(TrackOutcome::Ignored(why))) => on_variant(Joined::Ignored(why)),
+            // The participant's variant changed since it was read.
+            Some(Outcome::NotParticipating) => Ok(JoinAnswer::new(Joined::NotParticipating, "")),
             Some(Outcome::Held) => {
                 let (namespace, experiment) = (&join.event.namespace, &join.event.experiment);
                 match self
                     .read_membership(namespace, experiment, &join.member)
                     .await?
                 {
-                    Some(value) => Joined::Held(value),
+                    Some(value) => Ok(JoinAnswer::new(Joined::Held(value.clone()), value)),
                     // Deleted since: nothing is held any more.
-                    None => Joined::NotParticipating,
+                    None => Ok(JoinAnswer::new(Joined::NotParticipating, "")),
                 }
             }
-            None => return Err(StoreError::corrupt("a join left unanswered")),
-        })
+            None => Err(StoreError::corrupt("a join left unanswered")),
+        }
     }
 
     /// An event and its join, ready for the script.
