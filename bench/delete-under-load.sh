@@ -55,8 +55,10 @@ wrk -t2 -c16 -d"${seconds}s" --latency -s "$dir/phase.lua" "http://127.0.0.1:$po
   curl -fs -o /dev/null -X DELETE -H "X-Api-Key: $key" "http://127.0.0.1:$port/api/experiments/big?namespace=sixpack"
   python3 -c "import sys; print(f'delete took {float(sys.argv[2]) - float(sys.argv[1]):.2f} s')" "$start" "$(date +%s.%N)" >"$dir/delete.txt"
 ) &
+deleter=$!
 wrk -t2 -c16 -d"${seconds}s" --latency -s "$dir/phase.lua" "http://127.0.0.1:$port/" -- during >"$dir/during.txt"
-wait
+# The delete only: a bare `wait` would wait for the server too.
+wait "$deleter"
 cat "$dir/delete.txt"
 echo "GET /track p99 without a delete: $(p99 "$dir/base.txt"), during the delete: $(p99 "$dir/during.txt")"
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $key" "http://127.0.0.1:$port/api/experiments/big?namespace=sixpack")

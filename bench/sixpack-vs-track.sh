@@ -4,8 +4,10 @@
 # with a unique uuid per request, (2) GET /participate with a new client id
 # per request, (3) GET /convert of the clients that round's participate
 # phase enrolled, in the same order. wrk, 64 connections, 2 threads, a
-# browser's User-Agent. Prints the medians and the ratios to /track, and
-# checks that no request was refused.
+# browser's User-Agent. Prints the medians and the ratios to /track, the
+# server's CPU per request (user+system from /proc over the requests wrk
+# counted: steadier than req/s on a shared machine), and checks that no
+# request was refused.
 #
 #   bash bench/sixpack-vs-track.sh [ROUNDS] [SECONDS]
 #   LAMED_BIN=/tmp/other/lamed bash bench/sixpack-vs-track.sh   # another build
@@ -36,13 +38,17 @@ function request()
 end
 LUA
 } >"$dir/phase.lua"
-declare -A runs
+declare -A runs cpus
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 for round in $(seq "$rounds"); do
     for phase in track participate convert; do
         duration=$seconds
+        before=$(cpu)
         wrk -t2 -c64 -d"${duration}s" -s "$dir/phase.lua" "http://127.0.0.1:$port/" -- "$phase" "$round" >"$dir/$phase.txt"
         # A convert phase may outrun its participate phase: clients it never
         # enrolled get Sixpack's 400; every answer must otherwise be 200.
+        cpus[$phase]="${cpus[$phase]:-} $(python3 -c "print(($(cpu) - $before) * 1e6 / $ticks / $(wrk_answered "$dir/$phase.txt"))")"
         if [ "$phase" != convert ] && [ -n "$(wrk_non2xx "$dir/$phase.txt")" ]; then
             cat "$dir/$phase.txt"; echo "refused requests in $phase" >&2; exit 1
         fi
@@ -61,11 +67,14 @@ for round in $(seq "$rounds"); do
         fi
     done
 done
-python3 - "${runs[track]}" "${runs[participate]}" "${runs[convert]}" <<'PY'
+python3 - "${runs[track]}" "${runs[participate]}" "${runs[convert]}" \
+    "${cpus[track]}" "${cpus[participate]}" "${cpus[convert]}" <<'PY'
 import statistics, sys
-track, participate, convert = ([float(x) for x in arg.split()] for arg in sys.argv[1:4])
-t = statistics.median(track)
-for name, runs in (("GET /track", track), ("GET /participate", participate), ("GET /convert", convert)):
+rates = [[float(x) for x in arg.split()] for arg in sys.argv[1:4]]
+cpus = [statistics.median(float(x) for x in arg.split()) for arg in sys.argv[4:7]]
+t = statistics.median(rates[0])
+for name, runs, cpu in zip(("GET /track", "GET /participate", "GET /convert"), rates, cpus):
     m = statistics.median(runs)
-    print(f"{name:17} median {m:8.0f} req/s  ratio to /track {m / t:.2f}  (runs {', '.join(f'{r:.0f}' for r in runs)})")
+    print(f"{name:17} median {m:8.0f} req/s  ratio to /track {m / t:.2f}  "
+          f"CPU {cpu:5.1f} us/request (ratio {cpus[0] / cpu:.2f})  (runs {', '.join(f'{r:.0f}' for r in runs)})")
 PY

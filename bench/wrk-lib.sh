@@ -6,7 +6,7 @@
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 bench_dir=$(mktemp -d)
 bench_pids=()
-trap 'for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$bench_dir"' EXIT
+trap 'for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$bench_dir"' EXIT
 
 # A free port on 127.0.0.1.
 free_port() {

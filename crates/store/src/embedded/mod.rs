@@ -66,9 +66,10 @@ use writer::Writer;
 /// [`StoreError`] rather than queued without limit.
 pub const WRITER_QUEUE_COMMANDS: usize = 4096;
 
-/// Most memberships or weights one write of a delete removes: a few
-/// milliseconds of the writer, so tracking never waits longer on a delete.
-const DELETE_CHUNK_ROWS: usize = 2_000;
+/// Most memberships or weights one write of a delete removes: about a
+/// millisecond of the writer (1,000 rows of ~60 bytes, ~70 pages to log),
+/// so a commit that carries a chunk keeps tracking waiting no longer.
+const DELETE_CHUNK_ROWS: usize = 1_000;
 
 /// How the embedded store is set up.
 #[derive(Debug, Clone)]
@@ -303,6 +304,38 @@ impl EmbeddedStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Deletes an experiment: its memberships and weights, which may be
+    /// millions of rows, in chunks, each its own short write, so no
+    /// commit waits on them; then the rest, and what joined meanwhile, in
+    /// one atomic write.
+    async fn delete_in_chunks(
+        self,
+        namespace: String,
+        experiment: String,
+    ) -> Result<bool, StoreError> {
+        loop {
+            let chunk = DeleteKeptChunk {
+                namespace: namespace.clone(),
+                experiment: experiment.clone(),
+            };
+            let started = std::time::Instant::now();
+            if self.ask(chunk).await? < DELETE_CHUNK_ROWS {
+                break;
+            }
+            // Back-to-back chunks would hold the writer for the whole
+            // delete (seconds for a million rows), and tracking would queue
+            // behind them: pausing as long as a chunk took (its wait in the
+            // queue included, so a busy writer slows the delete more)
+            // leaves tracking at least half of the writer.
+            tokio::time::sleep(started.elapsed()).await;
+        }
+        self.ask(DeleteExperiment {
+            namespace,
+            experiment,
+        })
+        .await
+    }
+
     /// Runs a read query on a read connection off the async threads.
     async fn read<T: Send + 'static>(
         &self,
@@ -381,24 +414,19 @@ impl Store for EmbeddedStore {
         namespace: &str,
         experiment: &str,
     ) -> Result<bool, StoreError> {
-        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
-        // Memberships and weights may be millions of rows: removed in
-        // chunks, each its own short write, so no commit waits on them.
-        // What joins meanwhile goes with the final, atomic delete.
-        loop {
-            let chunk = DeleteKeptChunk {
-                namespace: namespace.clone(),
-                experiment: experiment.clone(),
-            };
-            if self.ask(chunk).await? < DELETE_CHUNK_ROWS {
-                break;
-            }
+        // A task of its own: a caller that stops waiting (its request's
+        // deadline) must not leave the experiment half deleted, with its
+        // counts but without the memberships that keep clients from being
+        // counted again.
+        let deletion = tokio::spawn(
+            self.clone()
+                .delete_in_chunks(namespace.to_owned(), experiment.to_owned()),
+        );
+        match deletion.await {
+            Ok(deleted) => deleted,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(StoreError::caused_by("a delete was stopped", err)),
         }
-        self.ask(DeleteExperiment {
-            namespace,
-            experiment,
-        })
-        .await
     }
 
     async fn record(
