@@ -125,7 +125,8 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
 
     /// Longest a request may take, in milliseconds, before it is answered
-    /// 503 with Retry-After (the client sends it again)
+    /// 503 with Retry-After (the client sends it again); a delete gets at
+    /// least a minute
     ///
     /// Keeps a stuck store from holding connections, and shutdown from
     /// waiting on them.
