@@ -922,7 +922,7 @@ mod tests {
         let opened =
             EmbeddedStore::open(options(dir.path(), 86_400, Caps::default(), Clock::System));
         for err in [
-            opened.err().expect("a corrupt record refuses the open"),
+            opened.expect_err("a corrupt record refuses the open"),
             reader.record("n", "e").await.unwrap_err(),
             reader.records("n").await.unwrap_err(),
         ] {
