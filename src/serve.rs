@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::model::DEFAULT_NAMESPACE;
-use crate::server::{self, AppState, RouterOptions};
+use crate::server::{self, AppState, ConnectionLimits, RouterOptions};
 use crate::snippet;
 use crate::store;
 
@@ -78,12 +78,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
         max_in_flight_requests: config.max_in_flight_requests,
     };
+    let limits =
+        ConnectionLimits::for_this_process(config.max_connections, config.header_timeout_ms);
     let state = AppState::from_config(store, &api_key, &config);
+    let shutdown = server::shutdown_signal();
     match tls {
-        None => server::run(listener, state, &options, server::shutdown_signal()).await?,
-        Some(tls) => {
-            server::run_tls(listener, tls, state, &options, server::shutdown_signal()).await?;
-        }
+        None => server::run(listener, state, &options, &limits, shutdown).await?,
+        Some(tls) => server::run_tls(listener, tls, state, &options, &limits, shutdown).await?,
     }
     tracing::info!("stopped cleanly");
     Ok(())
