@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -39,8 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(redis) => format!("cannot open the redis store at {}", redis.redacted()),
             None => "cannot open the embedded store".to_owned(),
         })?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = server::connections::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener
         .local_addr()

@@ -46,6 +46,13 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener when the connection cap is fitted to the open-file limit.
 pub const RESERVED_FILES: u64 = 256;
 
+/// Connections the kernel holds for lamed before it accepts them: where
+/// they wait at a cap, and what absorbs a burst of connects. Linux caps it
+/// at `net.core.somaxconn` (4,096 by default since 5.4); tokio's own bind
+/// asks for 1,024, which 10,000 connects at once overflowed (dropped SYNs,
+/// retried by clients a second later and more).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// First wait after an accept that failed for want of resources; doubled
 /// on each failure in a row, up to [`MAX_ACCEPT_BACKOFF`].
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -107,6 +114,24 @@ impl ConnectionLimits {
         }
         limits
     }
+}
+
+/// Binds a listener on `addr` with a backlog of [`LISTEN_BACKLOG`].
+///
+/// # Errors
+///
+/// When the address cannot be bound.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's and tokio's own bind: a restart can bind the port while
+    // the last run's connections are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Raises the soft limit on open files to the hard limit, and returns the
@@ -320,20 +345,41 @@ impl Connection {
     async fn run(mut self, stream: TcpStream, peer: SocketAddr, permits: Permits) {
         let Permits {
             connection: slot,
-            handshake,
+            handshake: handshake_slot,
         } = permits;
         self.metrics.connection(true);
         match self.tls.take() {
-            None => self.serve(stream, peer).await,
-            Some(acceptor) => {
-                let timeout = self.limits.tls_handshake_timeout;
-                let handshake_done = tokio::select! {
-                    done = tokio::time::timeout(timeout, acceptor.accept(stream)) => Some(done),
+            None => {
+                // hyper makes its buffers (16 KiB) as it starts; a client
+                // that has sent nothing yet costs about 1 KiB until then
+                // (hyper-util's auto builder waits the same way). The
+                // head may then take one more header timeout.
+                // (Not `readable()`: it answers at once on a new socket.)
+                let mut first = [0u8; 1];
+                let sent = tokio::select! {
+                    sent = tokio::time::timeout(self.limits.header_timeout, stream.peek(&mut first)) => Some(sent),
                     _ = self.stop.changed() => None,
                 };
-                drop(handshake);
+                match sent {
+                    // Boxed: the idle connection's task stays small.
+                    Some(Ok(Ok(_bytes))) => Box::pin(self.serve(stream, peer)).await,
+                    Some(Ok(Err(err))) => {
+                        tracing::debug!(%peer, cause = %err, "connection failed before its first request");
+                    }
+                    Some(Err(_elapsed)) => self.metrics.timed_out("request_head"),
+                    None => {}
+                }
+            }
+            Some(acceptor) => {
+                let timeout = self.limits.tls_handshake_timeout;
+                let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(stream)));
+                let handshake_done = tokio::select! {
+                    done = handshake => Some(done),
+                    _ = self.stop.changed() => None,
+                };
+                drop(handshake_slot);
                 match handshake_done {
-                    Some(Ok(Ok(tls))) => self.serve(tls, peer).await,
+                    Some(Ok(Ok(tls))) => Box::pin(self.serve(tls, peer)).await,
                     Some(Ok(Err(err))) => {
                         self.metrics.handshake_failed();
                         tracing::debug!(%peer, cause = %err, "TLS handshake failed");
