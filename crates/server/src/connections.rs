@@ -158,7 +158,10 @@ pub fn raise_open_file_limit() -> Option<u64> {
                 limit = raised;
             }
         }
-        Some(u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX))
+        // rlim_t is u64 on Linux, another width elsewhere.
+        #[allow(clippy::useless_conversion)]
+        let files = u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX);
+        Some(files)
     }
     #[cfg(not(unix))]
     None
