@@ -43,6 +43,11 @@ struct Args {
     /// each request was due [default: as fast as the connections go]
     #[arg(long)]
     rate: Option<f64>,
+    /// Give a request up (a visitor who leaves) when it is still unanswered
+    /// this many milliseconds after it was due: latencies then include
+    /// waiting in the server's kernel queues, up to this bound
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -80,14 +85,31 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.seed,
     ));
     let paths = Arc::new(workload.paths(&args.path));
-    let report = loadgen::run_paced(args.addr, paths, args.connections, args.rate).await;
+    let timeout = args.timeout_ms.map(std::time::Duration::from_millis);
+    let report = loadgen::run_paced(args.addr, paths, args.connections, args.rate, timeout).await;
     let ok = report.count(200);
-    let mismatches = match &args.api_key {
+    // Besides exactness: events answered 200 but not counted (lost), and
+    // counts above the truth (counted twice).
+    let (mismatches, lost, doubled) = match &args.api_key {
         Some(key) if args.path != "/_bench/empty" => {
             let counts = loadgen::fetch_counts(args.addr, &workload.namespace, key).await?;
-            Some(workload.mismatches(&counts))
+            let count = |id| counts.get(id).copied().unwrap_or(0);
+            let lost: u64 = workload
+                .acknowledged(&report.statuses)
+                .iter()
+                .map(|(id, events)| (events.len() as u64).saturating_sub(count(id)))
+                .sum();
+            let doubled: u64 = counts
+                .iter()
+                .map(|(id, got)| got.saturating_sub(workload.truth.get(id).copied().unwrap_or(0)))
+                .sum();
+            (
+                Some(workload.mismatches(&counts)),
+                Some(lost),
+                Some(doubled),
+            )
         }
-        _ => None,
+        _ => (None, None, None),
     };
     let (p50, p99) = (report.latency_quantile(0.5), report.latency_quantile(0.99));
     if args.json {
@@ -100,7 +122,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3,
                 "answered_503": report.count(503),
                 "p99_accepted_ms": report.accepted_latency_quantile(0.99).as_secs_f64() * 1e3,
+                "p50_accepted_ms": report.accepted_latency_quantile(0.5).as_secs_f64() * 1e3,
+                "timed_out": report.timed_out,
+                "p99_all_ms": timeout.map(|t| report.latency_quantile_with_timeouts(0.99, t).as_secs_f64() * 1e3),
+                "p50_all_ms": timeout.map(|t| report.latency_quantile_with_timeouts(0.5, t).as_secs_f64() * 1e3),
+                "no_answer": report.count(0) - report.timed_out,
+                "rate": args.rate,
                 "counts_exact": mismatches.as_ref().map(Vec::is_empty),
+                "acknowledged_lost": lost, "counted_above_truth": doubled,
             })
         );
     } else {
