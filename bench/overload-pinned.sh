@@ -14,6 +14,7 @@
 #   bash bench/overload-pinned.sh [SECONDS] [CONNECTIONS] [ROUNDS] [MULTIPLE]
 #   SERVE_ARGS="--max-in-flight-requests 64" bash bench/overload-pinned.sh
 #   SERVER_CPU=0 LOAD_CPU=1 TIMEOUT_MS=2000 (the defaults)
+#   LAMED_BIN=/path/to/lamed (another build, for a same-run baseline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -23,6 +24,7 @@ multiple=${4:-2}
 timeout_ms=${TIMEOUT_MS:-2000}
 server_cpu=${SERVER_CPU:-0}
 load_cpu=${LOAD_CPU:-1}
+lamed_bin=${LAMED_BIN:-target/release/lamed}
 CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --quiet --workspace --bins
 dir=$(mktemp -d)
 pid=
@@ -35,7 +37,7 @@ metrics() { curl -fs -H "X-Api-Key: $key" "http://127.0.0.1:$port/metrics"; }
 
 for round in $(seq "$rounds"); do
     # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
-    RUST_LOG=error taskset -c "$server_cpu" target/release/lamed serve --listen "127.0.0.1:$port" \
+    RUST_LOG=error taskset -c "$server_cpu" "$lamed_bin" serve --listen "127.0.0.1:$port" \
         --data-dir "$dir/data-$round" ${SERVE_ARGS:-} >/dev/null 2>"$dir/log-$round.txt" &
     pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
@@ -54,11 +56,19 @@ for round in $(seq "$rounds"); do
         --namespace overload --seed "$round" --api-key "$key" --resend \
         >"$dir/overload-$round.json" 2>"$dir/overload-$round.err" &
     loader=$!
-    # The server's metrics and peak RSS at the end of the paced phase,
+    # The generator's CPU while it paces (is it what limits the offer?),
+    # and the server's metrics and peak RSS at the end of the paced phase,
     # before the re-sends.
+    until grep -q "sending the load" "$dir/overload-$round.err" || ! kill -0 "$loader" 2>/dev/null; do
+        sleep 0.05
+    done
+    lpid=$(pgrep -P "$loader" | head -1)
+    cpu0=$(awk '{print $14 + $15}' "/proc/$lpid/stat"); t0=$(date +%s.%N)
     until grep -q "the load is sent" "$dir/overload-$round.err" || ! kill -0 "$loader" 2>/dev/null; do
         sleep 0.2
     done
+    cpu1=$(awk '{print $14 + $15}' "/proc/$lpid/stat"); t1=$(date +%s.%N)
+    python3 -c "print(($cpu1 - $cpu0) / $(getconf CLK_TCK) / ($t1 - $t0))" >"$dir/loadcpu-$round.txt"
     metrics >"$dir/metrics-after-$round.txt"
     peak=$(kib VmHWM)
     wait "$loader" || true
@@ -100,6 +110,7 @@ for r in range(1, rounds + 1):
     cap = json.load(open(f"{d}/capacity-{r}.json"))
     over = json.load(open(f"{d}/overload-{r}.json"))
     idle, before, peak, after = map(int, open(f"{d}/rss-{r}.txt").read().split())
+    load_cpu = float(open(f"{d}/loadcpu-{r}.txt").read())
     p99_server, server_200s = server_p(f"{d}/metrics-before-{r}.txt", f"{d}/metrics-after-{r}.txt", 0.99)
     p50_server, _ = server_p(f"{d}/metrics-before-{r}.txt", f"{d}/metrics-after-{r}.txt", 0.5)
     offered = over["requests"] / seconds
@@ -117,11 +128,11 @@ for r in range(1, rounds + 1):
         rss_bound_mib=2 * idle / 1024 + 64,
         lost=over["acknowledged_lost"], doubled=over["counted_above_truth"],
         exact=over["counts_exact"], resend_rounds=over["resend_rounds"],
-        ok_after=over["ok_after_resends"],
+        ok_after=over["ok_after_resends"], load_cpu=load_cpu,
     )
     rows.append(row)
     print(f"round {r}: capacity {row['capacity']:.0f} req/s (counts exact: {row['capacity_exact']}); "
-          f"offered {row['offered']:.0f} req/s = {row['offered'] / row['capacity']:.2f}x for {seconds} s over {connections} connections; "
+          f"offered {row['offered']:.0f} req/s = {row['offered'] / row['capacity']:.2f}x for {seconds} s over {connections} connections (generator at {row['load_cpu']:.0%} of its core); "
           f"answered 200 {row['ok']}, 503 {row['answered_503']}, timed out ({timeout_ms} ms) {row['timed_out']}, no answer {row['no_answer']} of {row['requests']}; "
           f"goodput {row['goodput']:.0f}/s = {row['share']:.2f} of capacity; "
           f"server p50/p99 of its 200s <= {row['p50_server_ms']:g}/{row['p99_server_ms']:g} ms ({row['server_200s']:.0f} answers); "

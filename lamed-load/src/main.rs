@@ -91,6 +91,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     ));
     let paths = Arc::new(workload.paths(&args.path));
     let timeout = args.timeout_ms.map(std::time::Duration::from_millis);
+    if args.resend {
+        eprintln!("lamed-load: sending the load");
+    }
     let report = loadgen::run_paced(
         args.addr,
         Arc::clone(&paths),

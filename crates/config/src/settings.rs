@@ -147,11 +147,12 @@ pub struct Settings {
     )]
     pub request_timeout_ms: u64,
 
-    /// Most requests served at once; more are answered 503 with
-    /// Retry-After at once, not queued; 0 for no limit
+    /// Most requests served at once; past it no further request is read
+    /// until one ends (it waits in the kernel); 0 for no limit
     ///
-    /// Bounds memory and open store work under overload; the client sends
-    /// a refused event again later. /health is not limited.
+    /// Bounds memory, open store work and the server's own latency under
+    /// overload without spending CPU on refusals (a 503 costs almost as
+    /// much as an answer). /health waits its turn too.
     #[arg(
         long,
         env = "LAMED_MAX_IN_FLIGHT_REQUESTS",
