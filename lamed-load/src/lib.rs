@@ -292,10 +292,11 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
 /// that falls behind shows it in the latencies instead of slowing the
 /// offered load down.
 ///
-/// With `timeout`, a request still unanswered that long after it was due
-/// (or after it was sent, unpaced) is given up, as a visitor who leaves:
-/// one not sent yet is not sent, and a connection waiting for an answer
-/// is closed (and re-opened for the next). It counts as status 0.
+/// With `timeout`, a request not sent within that long of when it was due
+/// (no connection was free) is not sent, and one sent but unanswered that
+/// long after it was sent is given up, as a visitor who leaves (its
+/// connection is closed, and re-opened for the next). Both count as
+/// status 0, and in [`LoadReport::timed_out`].
 pub async fn run_paced(
     addr: SocketAddr,
     paths: Arc<Vec<String>>,
@@ -323,11 +324,17 @@ pub async fn run_paced(
                     }
                     None => Instant::now(),
                 };
-                let deadline = timeout.map(|timeout| sent + timeout);
-                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                // Overdue by the whole timeout: every connection was busy
+                // (the generator could not offer it in time); not sent.
+                if timeout.is_some_and(|timeout| sent.elapsed() >= timeout) {
                     results.push((index, TIMED_OUT, sent.elapsed()));
                     continue;
                 }
+                // A visitor's request gets the whole timeout once sent: a
+                // late start (no free connection, an artifact of keeping
+                // few connections) must not leave it a deadline of a few
+                // milliseconds, which would only close connections.
+                let deadline = timeout.map(|timeout| Instant::now() + timeout);
                 if connection.is_none() {
                     connection = LoadConnection::open(addr).await.ok();
                 }

@@ -43,9 +43,9 @@ struct Args {
     /// each request was due [default: as fast as the connections go]
     #[arg(long)]
     rate: Option<f64>,
-    /// Give a request up (a visitor who leaves) when it is still unanswered
-    /// this many milliseconds after it was due: latencies then include
-    /// waiting in the server's kernel queues, up to this bound
+    /// Give a request up (a visitor who leaves) when it could not be sent
+    /// within this many milliseconds of when it was due, or was sent and
+    /// is unanswered this long after
     #[arg(long)]
     timeout_ms: Option<u64>,
     /// Afterwards, re-send every request not answered 200 (as AlephBet
