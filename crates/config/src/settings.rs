@@ -157,7 +157,11 @@ pub struct Settings {
         long,
         env = "LAMED_MAX_IN_FLIGHT_REQUESTS",
         value_name = "N",
-        default_value_t = 1024,
+        // 256: enough to keep a core and the store busy, few enough that
+        // the server's own p99 stays under 50 ms at 2x a core's capacity
+        // (1024: 200 ms); waiting past it costs nothing (BENCHMARKS.md,
+        // "Overload per core").
+        default_value_t = 256,
         help_heading = LOCAL_HEADING
     )]
     pub max_in_flight_requests: usize,
