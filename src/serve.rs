@@ -74,14 +74,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<Result<_, crate::config::ConfigError>>()?,
         bench_routes: args.bench_routes,
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
-        // The connections hold the limit: past it no request is read.
-        max_in_flight_requests: 0,
+        max_in_flight_requests: config.max_in_flight_requests,
     };
-    let limits = ConnectionLimits::for_this_process(
-        config.max_connections,
-        config.header_timeout_ms,
-        config.max_in_flight_requests,
-    );
+    let limits =
+        ConnectionLimits::for_this_process(config.max_connections, config.header_timeout_ms);
     let state = AppState::from_config(store, &api_key, &config);
     let shutdown = server::shutdown_signal();
     match tls {

@@ -147,21 +147,16 @@ pub struct Settings {
     )]
     pub request_timeout_ms: u64,
 
-    /// Most requests served at once; past it no further request is read
-    /// until one ends (it waits in the kernel); 0 for no limit
+    /// Most requests served at once; more are answered 503 with
+    /// Retry-After at once, not queued; 0 for no limit
     ///
-    /// Bounds memory, open store work and the server's own latency under
-    /// overload without spending CPU on refusals (a 503 costs almost as
-    /// much as an answer). /health waits its turn too.
+    /// Bounds memory and open store work under overload; the client sends
+    /// a refused event again later. /health is not limited.
     #[arg(
         long,
         env = "LAMED_MAX_IN_FLIGHT_REQUESTS",
         value_name = "N",
-        // 256: enough to keep a core and the store busy, few enough that
-        // the server's own p99 stays under 50 ms at 2x a core's capacity
-        // (1024: 200 ms); waiting past it costs nothing (BENCHMARKS.md,
-        // "Overload per core").
-        default_value_t = 256,
+        default_value_t = 1024,
         help_heading = LOCAL_HEADING
     )]
     pub max_in_flight_requests: usize,

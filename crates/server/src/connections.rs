@@ -15,9 +15,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
@@ -25,9 +24,9 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -77,11 +76,6 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
-    /// Most requests being served at once (0: no limit). At the limit no
-    /// connection's next request is read: it waits in the kernel's socket
-    /// buffers (TCP backpressure), which costs no CPU, where a 503 costs
-    /// almost as much as an answer.
-    pub max_in_flight_requests: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -91,26 +85,19 @@ impl Default for ConnectionLimits {
             max_tls_handshakes: MAX_TLS_HANDSHAKES,
             header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),
             tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
-            max_in_flight_requests: 0,
         }
     }
 }
 
 impl ConnectionLimits {
-    /// The limits `max_connections`, `header_timeout_ms` and
-    /// `max_in_flight_requests` set, with the
+    /// The limits `max_connections` and `header_timeout_ms` set, with the
     /// connection cap fitted to the process's open-file limit (raised to
     /// its hard limit first, as Go's runtime does): a cap the file table
     /// cannot hold would turn into accept errors. A lowered cap is logged.
-    pub fn for_this_process(
-        max_connections: usize,
-        header_timeout_ms: u64,
-        max_in_flight_requests: usize,
-    ) -> Self {
+    pub fn for_this_process(max_connections: usize, header_timeout_ms: u64) -> Self {
         let mut limits = ConnectionLimits {
             max_connections,
             header_timeout: Duration::from_millis(header_timeout_ms),
-            max_in_flight_requests,
             ..ConnectionLimits::default()
         };
         if let Some(files) = raise_open_file_limit() {
@@ -193,8 +180,6 @@ pub(crate) async fn serve(
 ) {
     let slots = permits(limits.max_connections);
     let handshakes = tls.as_ref().map(|_| permits(limits.max_tls_handshakes));
-    let in_flight =
-        (limits.max_in_flight_requests > 0).then(|| permits(limits.max_in_flight_requests).0);
     let mut acceptor = Acceptor {
         listener,
         connections: Arc::clone(&slots.0),
@@ -216,7 +201,6 @@ pub(crate) async fn serve(
             limits: limits.clone(),
             metrics: Arc::clone(&metrics),
             stop: stop.clone(),
-            in_flight: in_flight.clone(),
         };
         tokio::spawn(connection.run(stream, peer, permits));
     }
@@ -356,8 +340,6 @@ struct Connection {
     metrics: Arc<dyn ConnectionMeter>,
     /// Changes (closes) when shutdown starts.
     stop: watch::Receiver<()>,
-    /// The slots of requests being served, shared by every connection.
-    in_flight: Option<Arc<Semaphore>>,
 }
 
 impl Connection {
@@ -383,11 +365,7 @@ impl Connection {
                 };
                 match sent {
                     // Boxed: the idle connection's task stays small.
-                    Some(Ok(Ok(_bytes))) => {
-                        let mut gated = self.gate(stream);
-                        gated.armed = true;
-                        Box::pin(self.serve(gated, peer)).await;
-                    }
+                    Some(Ok(Ok(_bytes))) => Box::pin(self.serve(stream, peer)).await,
                     Some(Ok(Err(err))) => {
                         tracing::debug!(%peer, cause = %err, "connection failed before its first request");
                     }
@@ -397,19 +375,14 @@ impl Connection {
             }
             Some(acceptor) => {
                 let timeout = self.limits.tls_handshake_timeout;
-                // Ungated during the handshake (it is not a request).
-                let gated = self.gate(stream);
-                let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(gated)));
+                let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(stream)));
                 let handshake_done = tokio::select! {
                     done = handshake => Some(done),
                     _ = self.stop.changed() => None,
                 };
                 drop(handshake_slot);
                 match handshake_done {
-                    Some(Ok(Ok(mut tls))) => {
-                        tls.get_mut().0.armed = true;
-                        Box::pin(self.serve(tls, peer)).await;
-                    }
+                    Some(Ok(Ok(tls))) => Box::pin(self.serve(tls, peer)).await,
                     Some(Ok(Err(err))) => {
                         self.metrics.handshake_failed();
                         tracing::debug!(%peer, cause = %err, "TLS handshake failed");
@@ -425,20 +398,6 @@ impl Connection {
         self.metrics.connection(false);
         // Only once the connection and its service are gone.
         drop(slot);
-    }
-
-    /// `stream` behind the in-flight gate (not armed yet).
-    fn gate(&self, stream: TcpStream) -> Gated {
-        Gated {
-            stream,
-            slots: self.in_flight.clone(),
-            metrics: Arc::clone(&self.metrics),
-            armed: false,
-            held: None,
-            fresh: false,
-            wrote: false,
-            waiting: None,
-        }
     }
 
     /// Serves HTTP/1.1 on `io` until the client closes, a request head
@@ -479,135 +438,6 @@ impl Connection {
             }
             tracing::debug!(%peer, cause = %err, "connection ended with an error");
         }
-    }
-}
-
-/// A wait for an in-flight slot.
-type SlotWait = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
-
-/// A connection that reads a request only while it holds an in-flight
-/// slot. The slot is taken when the client has sent something (an idle
-/// connection holds none) and given back at the first read after the
-/// answer was written, the start of the next request. Without a free slot
-/// nothing is read: the request waits in the kernel, costing no CPU.
-///
-/// HTTP/1.1 without pipelining (what browsers send) is one request at a
-/// time, so "read after a write" is the next request; a pipelined one
-/// already in hyper's buffer is served without a slot of its own.
-struct Gated {
-    stream: TcpStream,
-    /// `None`: no limit.
-    slots: Option<Arc<Semaphore>>,
-    metrics: Arc<dyn ConnectionMeter>,
-    /// Off during a TLS handshake, which is not a request.
-    armed: bool,
-    /// The slot of the request being read or served.
-    held: Option<OwnedSemaphorePermit>,
-    /// No byte was read under `held` yet: a read that finds nothing (the
-    /// readiness was stale) gives it back.
-    fresh: bool,
-    /// An answer was written since the slot was taken.
-    wrote: bool,
-    /// Waiting for a slot, with the request unread.
-    waiting: Option<SlotWait>,
-}
-
-impl Gated {
-    /// Holds a slot once the client has sent something, or says to wait.
-    fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(slots) = self.slots.as_ref().filter(|_| self.armed) else {
-            return Poll::Ready(Ok(()));
-        };
-        if self.wrote {
-            // The answer went out: this is the next request.
-            self.held = None;
-            self.wrote = false;
-        }
-        if self.held.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(self.stream.poll_read_ready(cx))?;
-        if self.waiting.is_none() {
-            match Arc::clone(slots).try_acquire_owned() {
-                Ok(permit) => {
-                    self.held = Some(permit);
-                    self.fresh = true;
-                    return Poll::Ready(Ok(()));
-                }
-                Err(_) => {
-                    self.metrics.waited_at("requests");
-                    self.waiting = Some(Box::pin(Arc::clone(slots).acquire_owned()));
-                }
-            }
-        }
-        let waiting = self.waiting.as_mut().expect("set just above");
-        // The slots are never closed.
-        let permit = ready!(waiting.as_mut().poll(cx)).expect("in-flight slots are never closed");
-        self.waiting = None;
-        self.held = Some(permit);
-        self.fresh = true;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for Gated {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_slot(cx))?;
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if this.held.is_some() {
-            match &read {
-                Poll::Ready(Ok(())) if buf.filled().len() > before => this.fresh = false,
-                Poll::Pending if this.fresh => this.held = None,
-                _ => {}
-            }
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Gated {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = Pin::new(&mut this.stream).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.wrote = true;
-        }
-        written
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.wrote = true;
-        }
-        written
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -784,65 +614,6 @@ mod tests {
         }
         stop.send(()).unwrap();
         server.await.unwrap();
-    }
-
-    /// At `max_in_flight_requests`, the next request is not read (it waits
-    /// in the kernel; the wait is counted) until a slot frees; a connection
-    /// that sends nothing, or sits idle after its answer, holds no slot.
-    #[tokio::test]
-    async fn past_the_in_flight_limit_requests_wait_unread() {
-        let release = Arc::new(tokio::sync::Notify::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let held = Arc::clone(&release);
-        let app = Router::new().route("/", get(|| async { "" })).route(
-            "/slow",
-            get(move || async move {
-                held.notified().await;
-                ""
-            }),
-        );
-        let counts = Arc::new(Counts::default());
-        let meter: Arc<dyn ConnectionMeter> = counts.clone();
-        let limits = ConnectionLimits {
-            max_in_flight_requests: 1,
-            ..ConnectionLimits::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(listener, app, None, &limits, meter, async {
-                stopped.await.ok();
-            })
-            .await;
-        });
-        // Idle connections hold no slot, before and after a request.
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        let mut idle = TcpStream::connect(addr).await.unwrap();
-        idle.write_all(REQUEST).await.unwrap();
-        assert_eq!(status_of(&mut idle).await, "HTTP/1.1 200");
-        let mut slow = TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut waiting = TcpStream::connect(addr).await.unwrap();
-        waiting.write_all(REQUEST).await.unwrap();
-        let mut buf = [0u8; 1];
-        let early = tokio::time::timeout(Duration::from_millis(300), waiting.peek(&mut buf)).await;
-        assert!(early.is_err(), "answered past the limit: {early:?}");
-        assert_eq!(counts.seen("wait requests"), 1, "{:?}", counts.0);
-        release.notify_one();
-        assert_eq!(status_of(&mut slow).await, "HTTP/1.1 200");
-        assert_eq!(status_of(&mut waiting).await, "HTTP/1.1 200");
-        // The idle connection's next request finds the slot free.
-        idle.write_all(REQUEST).await.unwrap();
-        assert_eq!(status_of(&mut idle).await, "HTTP/1.1 200");
-        stop.send(()).unwrap();
-        drop((slow, waiting, idle));
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("shutdown in time")
-            .unwrap();
     }
 
     /// A resolver with no certificate (the handshakes never get that far).

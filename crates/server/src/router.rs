@@ -47,9 +47,7 @@ pub struct RouterOptions {
     /// so a stuck store holds no connection and shutdown is never stuck.
     pub request_timeout: Duration,
     /// Most requests served at once (0: no limit); more are answered 503
-    /// at once, so overload costs memory for no queue. `lamed serve` leaves
-    /// it at 0: its connections hold the limit, reading no request past it
-    /// (see [`crate::connections`]), which costs no CPU.
+    /// at once, so overload costs memory for no queue.
     pub max_in_flight_requests: usize,
 }
 
