@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             listener,
             state,
             &RouterOptions::default(),
+            &server::ConnectionLimits::default(),
             std::future::pending(),
         )
         .await

@@ -4,12 +4,11 @@
 use std::io::Write;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::model::DEFAULT_NAMESPACE;
-use crate::server::{self, AppState, RouterOptions};
+use crate::server::{self, AppState, ConnectionLimits, RouterOptions};
 use crate::snippet;
 use crate::store;
 
@@ -39,8 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(redis) => format!("cannot open the redis store at {}", redis.redacted()),
             None => "cannot open the embedded store".to_owned(),
         })?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = server::connections::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener
         .local_addr()
@@ -78,12 +76,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
         max_in_flight_requests: config.max_in_flight_requests,
     };
+    let limits =
+        ConnectionLimits::for_this_process(config.max_connections, config.header_timeout_ms);
     let state = AppState::from_config(store, &api_key, &config);
+    let shutdown = server::shutdown_signal();
     match tls {
-        None => server::run(listener, state, &options, server::shutdown_signal()).await?,
-        Some(tls) => {
-            server::run_tls(listener, tls, state, &options, server::shutdown_signal()).await?;
-        }
+        None => server::run(listener, state, &options, &limits, shutdown).await?,
+        Some(tls) => server::run_tls(listener, tls, state, &options, &limits, shutdown).await?,
     }
     tracing::info!("stopped cleanly");
     Ok(())

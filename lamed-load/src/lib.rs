@@ -224,6 +224,9 @@ pub struct LoadReport {
     pub accepted_latencies: Vec<Duration>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// Requests given up unanswered at their deadline (see
+    /// [`run_paced`]'s `timeout`), counted in `statuses` as 0.
+    pub timed_out: usize,
 }
 
 impl LoadReport {
@@ -240,6 +243,14 @@ impl LoadReport {
     /// The latency at quantile `q` (0..=1) of requests answered 200.
     pub fn accepted_latency_quantile(&self, q: f64) -> Duration {
         quantile(&self.accepted_latencies, q)
+    }
+
+    /// The latency at quantile `q` (0..=1) of every request, those given
+    /// up counted as waiting `timeout` (what a visitor saw, at least).
+    pub fn latency_quantile_with_timeouts(&self, q: f64, timeout: Duration) -> Duration {
+        let mut all = self.latencies.clone();
+        all.extend(std::iter::repeat_n(timeout, self.timed_out));
+        quantile(&all, q)
     }
 
     /// Requests answered with `status`.
@@ -272,7 +283,7 @@ pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<()> {
 /// connections are re-opened; requests that get no answer are recorded
 /// with status 0.
 pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) -> LoadReport {
-    run_paced(addr, paths, connections, None).await
+    run_paced(addr, paths, connections, None, None).await
 }
 
 /// As [`run`], but with `rate` (requests per second) the `i`-th request is
@@ -280,11 +291,18 @@ pub async fn run(addr: SocketAddr, paths: Arc<Vec<String>>, connections: usize) 
 /// visitors are), and its latency counts from when it was due: a server
 /// that falls behind shows it in the latencies instead of slowing the
 /// offered load down.
+///
+/// With `timeout`, a request not sent within that long of when it was due
+/// (no connection was free) is not sent, and one sent but unanswered that
+/// long after it was sent is given up, as a visitor who leaves (its
+/// connection is closed, and re-opened for the next). Both count as
+/// status 0, and in [`LoadReport::timed_out`].
 pub async fn run_paced(
     addr: SocketAddr,
     paths: Arc<Vec<String>>,
     connections: usize,
     rate: Option<f64>,
+    timeout: Option<Duration>,
 ) -> LoadReport {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -306,17 +324,40 @@ pub async fn run_paced(
                     }
                     None => Instant::now(),
                 };
+                // Overdue by the whole timeout: every connection was busy
+                // (the generator could not offer it in time); not sent.
+                if timeout.is_some_and(|timeout| sent.elapsed() >= timeout) {
+                    results.push((index, TIMED_OUT, sent.elapsed()));
+                    continue;
+                }
+                // A visitor's request gets the whole timeout once sent: a
+                // late start (no free connection, an artifact of keeping
+                // few connections) must not leave it a deadline of a few
+                // milliseconds, which would only close connections.
+                let deadline = timeout.map(|timeout| Instant::now() + timeout);
                 if connection.is_none() {
                     connection = LoadConnection::open(addr).await.ok();
                 }
                 let status = match connection.as_mut() {
-                    Some(c) => match c.get(path).await {
-                        Ok(status) => status,
-                        Err(_) => {
-                            connection = None;
-                            0
+                    Some(c) => {
+                        let answer = match deadline {
+                            Some(deadline) => {
+                                tokio::time::timeout_at(deadline.into(), c.get(path)).await
+                            }
+                            None => Ok(c.get(path).await),
+                        };
+                        match answer {
+                            Ok(Ok(status)) => status,
+                            Ok(Err(_)) => {
+                                connection = None;
+                                0
+                            }
+                            Err(_elapsed) => {
+                                connection = None;
+                                TIMED_OUT
+                            }
                         }
-                    },
+                    }
                     None => 0,
                 };
                 results.push((index, status, sent.elapsed()));
@@ -327,9 +368,14 @@ pub async fn run_paced(
     let mut statuses = vec![0u16; paths.len()];
     let mut latencies = Vec::with_capacity(paths.len());
     let mut accepted_latencies = Vec::with_capacity(paths.len());
+    let mut timed_out = 0;
     for worker in workers {
         // A worker only ends by running out of paths; a panic is a bug here.
         for (index, status, latency) in worker.await.expect("load worker panicked") {
+            if status == TIMED_OUT {
+                timed_out += 1;
+                continue;
+            }
             statuses[index] = status;
             if status != 0 {
                 latencies.push(latency);
@@ -344,8 +390,13 @@ pub async fn run_paced(
         latencies,
         accepted_latencies,
         elapsed: started.elapsed(),
+        timed_out,
     }
 }
+
+/// A worker's mark of a request given up at its deadline (no HTTP status
+/// is this large).
+const TIMED_OUT: u16 = u16::MAX;
 
 /// One keep-alive connection of the load generator, driven directly on its
 /// socket: the generator shares the machine's cores with the server it

@@ -401,6 +401,16 @@ impl Config {
                 "request_timeout_ms must be at least 1".into(),
             ));
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.header_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "header_timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.max_batch_events == 0 {
             return Err(ConfigError::Invalid(
                 "max_batch_events must be at least 1".into(),

@@ -39,6 +39,15 @@ pub const LIMITS_HEADING: &str = "Limits (config.json \"limits\")";
 /// Lambda entry (which has no such setting).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// The default of `max_connections`: more than the 10,000 idle
+/// connections of a flood lamed is tested against (`tests/connections.rs`),
+/// within common open-file limits (systemd's hard limit is 524,288, the
+/// packaged unit sets 65,536).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// The default of `header_timeout_ms`: hyper's own default.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 30_000;
+
 /// The namespace of Sixpack's experiments (declared with its rules).
 pub use lamed_core::sixpack::DEFAULT_NAMESPACE as DEFAULT_SIXPACK_NAMESPACE;
 
@@ -152,6 +161,38 @@ pub struct Settings {
         help_heading = LOCAL_HEADING
     )]
     pub max_in_flight_requests: usize,
+
+    /// Most connections open at once; at the cap lamed stops accepting and
+    /// new connections wait in the kernel's backlog (lowered to fit the
+    /// open-file limit)
+    ///
+    /// An idle connection costs about 1 KB here and a few in the kernel, so
+    /// the cap is about file descriptors: lamed raises its open-file limit
+    /// to the hard limit at start and keeps 256 of them for the store and
+    /// logs. Browsers hold a connection per visitor tab, closed after
+    /// header_timeout_ms idle.
+    #[arg(
+        long,
+        env = "LAMED_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        help_heading = LOCAL_HEADING
+    )]
+    pub max_connections: usize,
+
+    /// Longest a connection may wait for a request, or take to send its
+    /// headers, in milliseconds, before it is closed
+    ///
+    /// Frees the slots of idle keep-alive connections and of clients that
+    /// connect and send nothing, or send slowly.
+    #[arg(
+        long,
+        env = "LAMED_HEADER_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = DEFAULT_HEADER_TIMEOUT_MS,
+        help_heading = LOCAL_HEADING
+    )]
+    pub header_timeout_ms: u64,
 
     /// API key for the private endpoints, at least 16 characters
     /// [default: generated once, kept in DIR/api_key]

@@ -10,9 +10,11 @@
 //!
 //! - [`routes`]: every path once; [`router`]: the axum router built from
 //!   it; [`handlers`]: one file per resource.
+//! - [`connections`]: accepting and serving connections within caps.
 //! - [`state`], [`error`], [`params`], [`etag`], [`visitor`],
 //!   [`health`], [`metrics`], [`ignored`], [`tls`].
 
+pub mod connections;
 pub mod error;
 pub mod etag;
 pub mod handlers;
@@ -27,53 +29,59 @@ pub mod tls;
 pub mod visitor;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::Router;
 use tokio::net::TcpListener;
 
+pub use connections::ConnectionLimits;
 pub use router::{router, RouterOptions};
 pub use state::AppState;
 
-/// Serves until `shutdown` completes: stops accepting, lets in-flight
-/// requests finish, then flushes and closes the store.
+/// Serves until `shutdown` completes, within `limits`: stops accepting,
+/// lets in-flight requests finish, then flushes and closes the store.
 ///
 /// # Errors
 ///
-/// When serving fails or the store cannot be closed cleanly.
+/// When the store cannot be closed cleanly.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     options: &RouterOptions,
+    limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let served = serve(listener, router(state.clone(), options), shutdown).await;
-    close_after(served, state).await
+    let app = router(state.clone(), options);
+    let meter = std::sync::Arc::new(state.clone());
+    connections::serve(listener, app, None, limits, meter, shutdown).await;
+    close_store(state).await
 }
 
 /// [`run`] over HTTPS, with `tls`'s certificate (reloaded as it changes).
 ///
 /// # Errors
 ///
-/// When SIGHUP cannot be listened for, serving fails or the store cannot
-/// be closed cleanly.
+/// When SIGHUP cannot be listened for or the store cannot be closed
+/// cleanly.
 pub async fn run_tls(
     listener: TcpListener,
     tls: tls::Tls,
     state: AppState,
     options: &RouterOptions,
+    limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tls.listen(listener)?;
-    let served = serve_tls(listener, router(state.clone(), options), shutdown).await;
-    close_after(served, state).await
+    let serving = tls.start()?;
+    let app = router(state.clone(), options);
+    let meter = std::sync::Arc::new(state.clone());
+    let acceptor = Some(serving.acceptor.clone());
+    connections::serve(listener, app, acceptor, limits, meter, shutdown).await;
+    drop(serving);
+    close_store(state).await
 }
 
 /// Once serving has ended, closes the store, so that every accepted event
 /// is committed.
-async fn close_after(served: anyhow::Result<()>, state: AppState) -> anyhow::Result<()> {
-    served?;
+async fn close_store(state: AppState) -> anyhow::Result<()> {
     tracing::info!("no more requests in flight; closing the store");
     state
         .store
@@ -81,40 +89,6 @@ async fn close_after(served: anyhow::Result<()>, state: AppState) -> anyhow::Res
         .await
         .context("failed to close the store")?;
     Ok(())
-}
-
-/// Serves `app` until `shutdown` completes, recording each connection's
-/// peer address (`ConnectInfo`), where the bot rules find the client.
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("http server failed")
-}
-
-/// [`serve`] over TLS.
-async fn serve_tls(
-    listener: tls::TlsListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // `tap_io` is a no-op here: axum gives the peer address of a wrapped
-    // listener as `ConnectInfo<SocketAddr>` (not of a listener of ours).
-    axum::serve(
-        listener.tap_io(|_| ()),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("https server failed")
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
@@ -211,13 +185,21 @@ mod tests {
                 10,
                 Arc::clone(&config.bots),
             );
-            let app = Router::new().route("/visitor", get(echo)).with_state(state);
+            let state_for_meter = state.clone();
+            let app = axum::Router::new()
+                .route("/visitor", get(echo))
+                .with_state(state);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(serve(listener, app, async {
-                stopped.await.ok();
-            }));
+            let meter = Arc::new(state_for_meter);
+            let limits = ConnectionLimits::default();
+            let server = tokio::spawn(async move {
+                connections::serve(listener, app, None, &limits, meter, async {
+                    stopped.await.ok();
+                })
+                .await;
+            });
             let answer = lamed_client::request(addr, "GET", "/visitor", headers, b"")
                 .await
                 .unwrap();
@@ -225,7 +207,7 @@ mod tests {
             let body = String::from_utf8_lossy(&answer.body);
             assert_eq!(body, expected, "{trusted_proxies} proxies, {headers:?}");
             stop.send(()).unwrap();
-            server.await.unwrap().unwrap();
+            server.await.unwrap();
             store.close().await.unwrap();
         }
     }

@@ -1,7 +1,9 @@
 //! Prometheus metrics: what was accepted, what was refused or ignored and
 //! why, how long the store took and how large batches are, whether the
 //! store takes writes, how many requests met a store fault a retry will
-//! not fix, and how many uuids the dedupe memory holds.
+//! not fix, how many uuids the dedupe memory holds, how long requests
+//! took by status, and the connections: open, waits at their caps,
+//! failed accepts, timeouts.
 
 use std::time::Duration;
 
@@ -23,6 +25,36 @@ struct ReasonLabel {
 struct ResultLabel {
     result: &'static str,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
+/// Upper bounds of the request-duration buckets, in seconds: 1-2-5 steps
+/// from 0.1 ms to 10 s, so that targets such as "p99 under 50 ms" fall on
+/// a bound.
+const REQUEST_SECONDS: [f64; 16] = [
+    0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+    10.0,
+];
+
+/// A request-duration histogram.
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_SECONDS)
+}
+
+type RequestDurations = Family<StatusLabel, Histogram, fn() -> Histogram>;
 
 /// The server's metrics; shared through `AppState`.
 #[derive(Debug)]
@@ -50,6 +82,22 @@ pub struct Metrics {
     /// Uuids the dedupe memory holds; registered only for stores that
     /// know it (see [`Metrics::show_dedupe_entries`]).
     dedupe_entries: Gauge,
+    /// Time from a request's head read to its answer's head, by status:
+    /// the server's own latency, queueing in the kernel excluded.
+    request_duration: RequestDurations,
+    /// Connections open now.
+    connections_open: Gauge,
+    /// Times the listener stopped accepting at a cap, by limit
+    /// (`connections`, `tls_handshakes`).
+    connection_limit_waits: Family<LimitLabel, Counter>,
+    /// Accepts that failed for want of resources (file descriptors,
+    /// memory), after which the listener backed off.
+    accept_errors: Counter,
+    /// Connections closed for being too slow, by stage (`request_head`:
+    /// idle or slow sending a head; `tls_handshake`).
+    connections_timed_out: Family<StageLabel, Counter>,
+    /// TLS handshakes that failed (not timed out).
+    tls_handshakes_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -70,6 +118,43 @@ impl Default for Metrics {
         let store_healthy = Gauge::default();
         let health_checks = Family::<ResultLabel, Counter>::default();
         let internal_errors = Counter::default();
+        let request_duration =
+            RequestDurations::new_with_constructor(request_histogram as fn() -> Histogram);
+        let connections_open = Gauge::default();
+        let connection_limit_waits = Family::<LimitLabel, Counter>::default();
+        let accept_errors = Counter::default();
+        let connections_timed_out = Family::<StageLabel, Counter>::default();
+        let tls_handshakes_failed = Counter::default();
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's head read to its answer's head, by status",
+            request_duration.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connection_limit_waits",
+            "Times the listener stopped accepting at a cap (max_connections, TLS handshakes), by limit",
+            connection_limit_waits.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Accepts that failed for want of resources (file descriptors); the listener backed off",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for being too slow, by stage (request_head, tls_handshake)",
+            connections_timed_out.clone(),
+        );
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes that failed",
+            tls_handshakes_failed.clone(),
+        );
         registry.register(
             "events_counted",
             "Events counted as new within the dedupe window",
@@ -127,6 +212,12 @@ impl Default for Metrics {
             health_checks,
             internal_errors,
             dedupe_entries: Gauge::default(),
+            request_duration,
+            connections_open,
+            connection_limit_waits,
+            accept_errors,
+            connections_timed_out,
+            tls_handshakes_failed,
         }
     }
 }
@@ -202,6 +293,46 @@ impl Metrics {
     pub fn dedupe_entries(&self, entries: u64) {
         self.dedupe_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Records how long one request took to answer, with its status.
+    pub fn request_duration(&self, status: u16, elapsed: Duration) {
+        self.request_duration
+            .get_or_create(&StatusLabel { status })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a connection opened (`true`) or closed (`false`).
+    pub fn connection_opened(&self, opened: bool) {
+        if opened {
+            self.connections_open.inc();
+        } else {
+            self.connections_open.dec();
+        }
+    }
+
+    /// Records that the listener waited at `limit`.
+    pub fn connection_limit_reached(&self, limit: &'static str) {
+        self.connection_limit_waits
+            .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// Records an accept that failed for want of resources.
+    pub fn accept_error(&self) {
+        self.accept_errors.inc();
+    }
+
+    /// Records a connection closed for being too slow in `stage`.
+    pub fn connection_timed_out(&self, stage: &'static str) {
+        self.connections_timed_out
+            .get_or_create(&StageLabel { stage })
+            .inc();
+    }
+
+    /// Records a failed TLS handshake.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshakes_failed.inc();
     }
 
     /// The metrics in the Prometheus text format.

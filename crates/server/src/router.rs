@@ -113,7 +113,19 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             HeaderValue::from_static(CACHE_CONTROL),
         ))
         .layer(cors())
+        .layer(middleware::from_fn_with_state(state.clone(), time_requests))
         .with_state(state)
+}
+
+/// Records how long each request took, from its head read to its
+/// answer's head (the whole stack, refusals included), by status.
+async fn time_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request_duration(response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Logs each 500 with its whole cause and counts it on `/metrics`: here,

@@ -2,14 +2,14 @@
 //! certificate that is reloaded, without dropping a connection, when its
 //! files change or on SIGHUP, so that certbot's renewals just work.
 //!
-//! Why this shape: the TLS handshakes run in their own tasks and hand
-//! finished connections to [`TlsListener`], an `axum::serve` listener, so
-//! plain and TLS serving share one server loop and its graceful shutdown,
-//! and a slow handshake never holds up the next accept. The certificate
-//! is chosen per handshake by [`ReloadingCert`]: a reload swaps it for new
-//! handshakes, while open connections keep the session they have.
+//! Why this shape: each handshake runs in its connection's task (see
+//! [`crate::connections`], which caps the handshakes in progress and times
+//! them out), so plain and TLS serving share one accept loop and its
+//! graceful shutdown, and a slow handshake never holds up the next accept.
+//! The certificate is chosen per handshake by [`ReloadingCert`]: a reload
+//! swaps it for new handshakes, while open connections keep the session
+//! they have.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -20,21 +20,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// How often the certificate and key files are checked for a change.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
-
-/// Longest a client may take over its handshake before it is dropped, so
-/// that half-open connections cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections past their handshake waiting for the server loop.
-const READY_CONNECTIONS: usize = 128;
 
 pub use lamed_config::config::TlsFiles;
 
@@ -98,20 +88,16 @@ impl Tls {
         })
     }
 
-    /// Serves TLS on `tcp`: starts accepting and handshaking, and watching
-    /// the certificate's files (every [`POLL_EVERY`], and on SIGHUP).
+    /// Starts watching the certificate's files (every [`POLL_EVERY`], and
+    /// on SIGHUP), and hands over what handshakes.
     ///
     /// # Errors
     ///
     /// When SIGHUP cannot be listened for.
-    pub fn listen(self, tcp: TcpListener) -> anyhow::Result<TlsListener> {
-        let local_addr = tcp.local_addr().context("cannot read the bound address")?;
+    pub fn start(self) -> anyhow::Result<Serving> {
         let reloads = self.watch()?;
-        let (ready, incoming) = mpsc::channel(READY_CONNECTIONS);
-        tokio::spawn(accept_loop(tcp, self.acceptor, ready));
-        Ok(TlsListener {
-            incoming,
-            local_addr,
+        Ok(Serving {
+            acceptor: self.acceptor,
             reloads,
         })
     }
@@ -166,70 +152,23 @@ impl Tls {
     }
 }
 
-/// TLS connections past their handshake, for `axum::serve`.
-#[derive(Debug)]
-pub struct TlsListener {
-    /// Filled by the accept loop, which ends when this is dropped.
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    /// The reloading task, stopped with the listener.
+/// What handshakes TLS connections, while the certificate is watched.
+pub struct Serving {
+    /// Handshakes with the current certificate.
+    pub acceptor: TlsAcceptor,
+    /// The reloading task, stopped when serving ends.
     reloads: JoinHandle<()>,
 }
 
-impl Drop for TlsListener {
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Serving {
     fn drop(&mut self) {
         self.reloads.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(connection) => connection,
-            // The accept loop only ends once this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local_addr)
-    }
-}
-
-/// Accepts TCP connections and runs each handshake in its own task, until
-/// the listener's receiving end is dropped (the server stopped accepting).
-async fn accept_loop(
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = ready.closed() => return,
-            accepted = tcp.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(cause = %err, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let (acceptor, ready) = (acceptor.clone(), ready.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = ready.send((tls, peer)).await;
-                }
-                Ok(Err(err)) => tracing::debug!(%peer, cause = %err, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
     }
 }
 
