@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
 use super::keys::Item;
 use crate::StoreError;
@@ -120,6 +118,8 @@ impl Action {
                 .build()
                 .map(|check| TransactWriteItem::builder().condition_check(check).build()),
         };
-        built.map_err(|e| StoreError::corrupt_because("dynamodb: cannot build a transaction item", e))
+        built.map_err(|e| {
+            StoreError::corrupt_because("dynamodb: cannot build a transaction item", e)
+        })
     }
 }

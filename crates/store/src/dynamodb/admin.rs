@@ -20,7 +20,11 @@ impl DynamoDbStore {
     /// Not one transaction (an experiment has any number of items): the
     /// gates go first, so an event counted meanwhile starts a new
     /// experiment rather than adding to one half deleted.
-    pub(super) async fn delete(&self, namespace: &str, experiment: &str) -> Result<bool, StoreError> {
+    pub(super) async fn delete(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<bool, StoreError> {
         let counters = try_join_all(
             (0..SHARDS).map(|k| self.query(keys::counters_pk(namespace, experiment, k), "")),
         )
@@ -38,7 +42,9 @@ impl DynamoDbStore {
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect::<keys::Item>()
         };
-        let gates = (0..SHARDS).map(|k| keys::gate(namespace, experiment, k)).collect();
+        let gates = (0..SHARDS)
+            .map(|k| keys::gate(namespace, experiment, k))
+            .collect();
         self.delete_all(gates).await?;
         let rest = counters
             .iter()
@@ -114,7 +120,9 @@ impl DynamoDbStore {
         actions.push(add_name(keys::experiments(namespace), experiment));
         let seed = self.token_seed(&format!("import\u{1f}{namespace}\u{1f}{experiment}"));
         if let client::Outcome::Cancelled(_) = self.transact(actions, &token(&seed, 0)).await? {
-            return Err(StoreError::corrupt("dynamodb: an unconditional import was cancelled"));
+            return Err(StoreError::corrupt(
+                "dynamodb: an unconditional import was cancelled",
+            ));
         }
         let out = self
             .client()

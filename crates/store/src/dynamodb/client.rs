@@ -260,7 +260,11 @@ pub(super) fn number(item: &Item, name: &str) -> Result<Option<i128>, StoreError
             .ok()
             .and_then(|n| n.parse::<i128>().ok())
             .map(Some)
-            .ok_or_else(|| StoreError::corrupt(format!("dynamodb: attribute {name} is {value:?}, not an integer"))),
+            .ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "dynamodb: attribute {name} is {value:?}, not an integer"
+                ))
+            }),
     }
 }
 
@@ -272,10 +276,11 @@ pub(super) fn number(item: &Item, name: &str) -> Result<Option<i128>, StoreError
 pub(super) fn string<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, StoreError> {
     match item.get(name) {
         None => Ok(None),
-        Some(value) => value
-            .as_s()
-            .map(|s| Some(s.as_str()))
-            .map_err(|_| StoreError::corrupt(format!("dynamodb: attribute {name} is {value:?}, not a string"))),
+        Some(value) => value.as_s().map(|s| Some(s.as_str())).map_err(|_| {
+            StoreError::corrupt(format!(
+                "dynamodb: attribute {name} is {value:?}, not a string"
+            ))
+        }),
     }
 }
 
@@ -293,6 +298,10 @@ pub(super) fn string_set(
         Some(value) => value
             .as_ss()
             .map(|set| set.iter().cloned().collect())
-            .map_err(|_| StoreError::corrupt(format!("dynamodb: attribute {name} is {value:?}, not a string set"))),
+            .map_err(|_| {
+                StoreError::corrupt(format!(
+                    "dynamodb: attribute {name} is {value:?}, not a string set"
+                ))
+            }),
     }
 }

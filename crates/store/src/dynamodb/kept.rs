@@ -59,7 +59,9 @@ impl DynamoDbStore {
                     .value(":one", keys::n(1)),
             );
         }
-        let seed = self.token_seed(&format!("keep\u{1f}{namespace}\u{1f}{experiment}\u{1f}{key:?}"));
+        let seed = self.token_seed(&format!(
+            "keep\u{1f}{namespace}\u{1f}{experiment}\u{1f}{key:?}"
+        ));
         match self.transact(actions, &token(&seed, 0)).await? {
             Outcome::Done => Ok(value.to_owned()),
             // Only the put has a condition: the key holds a value.
@@ -80,7 +82,10 @@ impl DynamoDbStore {
         experiment: &str,
     ) -> Result<u64, StoreError> {
         let tallies = self
-            .query(keys::experiment_pk(namespace, experiment), keys::TALLY_PREFIX)
+            .query(
+                keys::experiment_pk(namespace, experiment),
+                keys::TALLY_PREFIX,
+            )
             .await?;
         let mut total: i128 = 0;
         for item in &tallies {
@@ -96,7 +101,10 @@ impl DynamoDbStore {
         experiment: &str,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let items = self
-            .query(keys::experiment_pk(namespace, experiment), keys::WEIGHTS_PREFIX)
+            .query(
+                keys::experiment_pk(namespace, experiment),
+                keys::WEIGHTS_PREFIX,
+            )
             .await?;
         let mut history = Vec::with_capacity(items.len());
         for item in &items {

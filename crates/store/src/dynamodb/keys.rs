@@ -142,7 +142,10 @@ pub(super) fn weights(namespace: &str, experiment: &str, period: i64) -> Item {
 
 /// One shard of an experiment's gate.
 pub(super) fn gate(namespace: &str, experiment: &str, shard: u32) -> Item {
-    key(format!("g{SEP}{namespace}{SEP}{experiment}{SEP}{shard}"), "gate")
+    key(
+        format!("g{SEP}{namespace}{SEP}{experiment}{SEP}{shard}"),
+        "gate",
+    )
 }
 
 /// The partition of one shard of an experiment's counters.

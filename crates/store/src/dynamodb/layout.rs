@@ -43,10 +43,16 @@ impl DynamoDbStore {
         .when("attribute_not_exists(#pk)")
         .name("#pk", keys::PK);
         // Cancelled means another instance stamped the table first.
-        self.transact(vec![stamp], &super::store::token(&self.token_seed("layout"), 0))
-            .await?;
+        self.transact(
+            vec![stamp],
+            &super::store::token(&self.token_seed("layout"), 0),
+        )
+        .await?;
         let stored = self.get(keys::layout()).await?.ok_or_else(|| {
-            StoreError::corrupt(format!("dynamodb table {}: layout item vanished", self.table()))
+            StoreError::corrupt(format!(
+                "dynamodb table {}: layout item vanished",
+                self.table()
+            ))
         })?;
         let number = |name| client::number(&stored, name);
         let (theirs, layout) = (number("window")?, number("layout")?);
@@ -57,9 +63,9 @@ impl DynamoDbStore {
                  fix: use a lamed of the table's version, or another table"
             )));
         }
-        let theirs = theirs.and_then(|w| u64::try_from(w).ok()).ok_or_else(|| {
-            StoreError::corrupt(format!("{at}: the layout item holds no window"))
-        })?;
+        let theirs = theirs
+            .and_then(|w| u64::try_from(w).ok())
+            .ok_or_else(|| StoreError::corrupt(format!("{at}: the layout item holds no window")))?;
         if theirs != window {
             return Err(StoreError::unavailable(format!(
                 "{at}: its dedupe window is uuid_expiry_seconds = {}, this instance has {}; \

@@ -65,8 +65,8 @@
 mod action;
 mod admin;
 mod client;
-mod keys;
 mod kept;
+mod keys;
 mod layout;
 mod options;
 mod reads;

@@ -23,11 +23,16 @@ struct Sum {
 
 impl DynamoDbStore {
     /// A namespace's experiments, sorted.
-    pub(super) async fn read_experiments(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn read_experiments(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<String>, StoreError> {
         match self.get(keys::experiments(namespace)).await? {
             None => Ok(Vec::new()),
             // A BTreeSet: sorted.
-            Some(item) => Ok(client::string_set(&item, keys::NAMES)?.into_iter().collect()),
+            Some(item) => Ok(client::string_set(&item, keys::NAMES)?
+                .into_iter()
+                .collect()),
         }
     }
 
@@ -122,9 +127,7 @@ fn add_item(sums: &mut BTreeMap<(String, String), Sum>, item: &Item) -> Result<(
         .entry(keys::split_counter(rest).ok_or_else(bad)?)
         .or_default();
     for name in item.keys() {
-        let value = || -> Result<i128, StoreError> {
-            Ok(client::number(item, name)?.unwrap_or(0))
-        };
+        let value = || -> Result<i128, StoreError> { Ok(client::number(item, name)?.unwrap_or(0)) };
         if name == keys::COUNT {
             sum.tracked += value()?;
         } else if let Some(day) = name

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 
 use futures_util::future::try_join_all;
 
+use super::action::Action;
 use super::client::{self, Outcome};
 use super::keys::{self, SHARDS};
 use super::store::{token, DynamoDbStore};
 use super::track::record_put;
-use super::action::Action;
 use crate::{Precondition, PutOutcome, StoreError};
 use lamed_core::registry::{ExperimentRecord, FIRST_VERSION};
 
@@ -49,8 +49,8 @@ impl DynamoDbStore {
         namespace: &str,
     ) -> Result<Vec<ExperimentRecord>, StoreError> {
         let names = self.read_experiments(namespace).await?;
-        let records = try_join_all(names.iter().map(|name| self.read_record(namespace, name)))
-            .await?;
+        let records =
+            try_join_all(names.iter().map(|name| self.read_record(namespace, name))).await?;
         Ok(records.into_iter().flatten().map(|(r, _)| r).collect())
     }
 
@@ -72,10 +72,16 @@ impl DynamoDbStore {
             let version = current.map_or(FIRST_VERSION, |v| v + 1);
             record.version = version;
             let mut actions = vec![record_put(&record, current)];
-            let variants: BTreeSet<String> = record.variants.iter().map(|v| v.name.clone()).collect();
+            let variants: BTreeSet<String> =
+                record.variants.iter().map(|v| v.name.clone()).collect();
             let goals: BTreeSet<String> = record.goals.iter().map(|g| g.name.clone()).collect();
             for k in 0..SHARDS {
-                actions.push(gate_set(keys::gate(&ns, &exp, k), &record, &variants, &goals));
+                actions.push(gate_set(
+                    keys::gate(&ns, &exp, k),
+                    &record,
+                    &variants,
+                    &goals,
+                ));
             }
             // Registering creates the experiment, without caps.
             actions.push(add_name(keys::namespaces(), &ns));

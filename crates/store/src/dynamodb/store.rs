@@ -50,8 +50,9 @@ impl DynamoDbStore {
             None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
         };
         let mut instance = [0u8; 16];
-        getrandom::fill(&mut instance)
-            .map_err(|e| StoreError::unavailable(format!("no randomness for the instance id: {e}")))?;
+        getrandom::fill(&mut instance).map_err(|e| {
+            StoreError::unavailable(format!("no randomness for the instance id: {e}"))
+        })?;
         let store = DynamoDbStore {
             inner: Arc::new(Inner {
                 client: Client::new(&sdk),

@@ -66,8 +66,7 @@ impl DynamoDbStore {
                     Ok(_) => tracing::info!(table, "dynamodb table created (on demand)"),
                     // Another instance created it meanwhile.
                     Err(e)
-                        if e
-                            .as_service_error()
+                        if e.as_service_error()
                             .is_some_and(|e| e.is_resource_in_use_exception()) => {}
                     Err(e) => {
                         return Err(self.error("cannot create the table", e.into_service_error()))
@@ -92,8 +91,7 @@ impl DynamoDbStore {
         {
             Ok(out) => Ok(out.table),
             Err(e)
-                if e
-                    .as_service_error()
+                if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
                 Ok(None)
@@ -170,7 +168,9 @@ impl DynamoDbStore {
             (PK.to_owned(), "HASH".to_owned()),
             (SK.to_owned(), "RANGE".to_owned()),
         ];
-        if keys == expected && types(PK).as_deref() == Some("S") && types(SK).as_deref() == Some("S")
+        if keys == expected
+            && types(PK).as_deref() == Some("S")
+            && types(SK).as_deref() == Some("S")
         {
             return Ok(());
         }

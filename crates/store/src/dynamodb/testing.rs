@@ -50,7 +50,8 @@ fn venv_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/aws-test-env.sh");
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/aws-test-env.sh");
             let output = Command::new("bash")
                 .arg(&script)
                 .stderr(Stdio::inherit())
@@ -75,7 +76,14 @@ impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
         let mut child = Command::new(venv_python())
-            .args(["-c", SINGLE_THREADED, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-c",
+                SINGLE_THREADED,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -86,7 +94,10 @@ impl Moto {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("moto_server exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "moto_server did not listen in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Moto {
@@ -117,9 +128,9 @@ impl Moto {
         aws_config::SdkConfig::builder()
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.url)
-            .credentials_provider(
-                aws_sdk_dynamodb::config::SharedCredentialsProvider::new(credentials),
-            )
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                credentials,
+            ))
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build()
     }

@@ -9,7 +9,13 @@ use lamed_core::clock::Clock;
 use lamed_core::model::Caps;
 
 /// Options for `table` on `moto`.
-pub(super) fn options(moto: &Moto, table: &str, window: u64, caps: Caps, clock: Clock) -> DynamoDbOptions {
+pub(super) fn options(
+    moto: &Moto,
+    table: &str,
+    window: u64,
+    caps: Caps,
+    clock: Clock,
+) -> DynamoDbOptions {
     DynamoDbOptions {
         clock,
         sdk: Some(moto.sdk()),
@@ -35,7 +41,8 @@ conformance::conformance_tests!(fresh);
 async fn another_window_is_refused() {
     let moto = Moto::shared();
     let table = unique_table("window");
-    let open = |window| DynamoDbStore::open(options(&moto, &table, window, Caps::DEFAULT, Clock::System));
+    let open =
+        |window| DynamoDbStore::open(options(&moto, &table, window, Caps::DEFAULT, Clock::System));
     open(60).await.expect("first instance");
     open(60).await.expect("same window");
     let err = open(0).await.expect_err("another window");

@@ -183,8 +183,7 @@ impl DynamoDbStore {
             if !view.exists && names.is_none() {
                 names = Some(self.read_names(&event.namespace).await?);
             }
-            let plan = match self.plan(event, &view, names.as_ref(), join.as_ref(), shard, now)
-            {
+            let plan = match self.plan(event, &view, names.as_ref(), join.as_ref(), shard, now) {
                 Planned::Decided(outcome) => return Ok(outcome),
                 Planned::Write(plan) => plan,
             };
@@ -192,10 +191,7 @@ impl DynamoDbStore {
             match self.transact(plan.actions, &token(&seed, round)).await? {
                 Outcome::Done => return Ok(TrackOutcome::Counted),
                 Outcome::Cancelled(failed) => {
-                    let others = failed
-                        .iter()
-                        .enumerate()
-                        .any(|(i, f)| *f && i != dedupe);
+                    let others = failed.iter().enumerate().any(|(i, f)| *f && i != dedupe);
                     if !others {
                         return Ok(TrackOutcome::Duplicate);
                     }
@@ -552,7 +548,10 @@ pub(super) fn record_put(record: &ExperimentRecord, replaces: Option<u64>) -> Ac
     let item: Item = [
         (keys::RECORD.to_owned(), keys::s(json)),
         (keys::VERSION.to_owned(), keys::n(record.version)),
-        (keys::AUTO.to_owned(), AttributeValue::Bool(record.automatic)),
+        (
+            keys::AUTO.to_owned(),
+            AttributeValue::Bool(record.automatic),
+        ),
     ]
     .into();
     let action = Action::put(keys::record(&record.namespace, &record.name), item);
