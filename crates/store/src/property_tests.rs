@@ -505,6 +505,7 @@ mod dynamodb {
                 let store = DynamoDbStore::open(DynamoDbOptions {
                     clock,
                     sdk: Some(sdk),
+                    deadline: crate::dynamodb::testing::DEADLINE,
                     ..DynamoDbOptions::new(unique_table("prop"), WINDOW_SECONDS, CAPS)
                 })
                 .await

@@ -14,7 +14,8 @@ use super::keys::{self, Item};
 use super::store::DynamoDbStore;
 use crate::StoreError;
 
-/// No store call waits longer (a request's own deadline is shorter).
+/// The default deadline of a store call (a request's own is usually
+/// shorter).
 pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Attempts of one transaction cancelled by a conflict or throttling.
@@ -77,12 +78,13 @@ impl DynamoDbStore {
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.check_open()?;
-        match tokio::time::timeout(OPERATION_TIMEOUT, operation).await {
+        let deadline = self.options().deadline;
+        match tokio::time::timeout(deadline, operation).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::unavailable(format!(
-                "dynamodb table {}: no answer within {} s",
+                "dynamodb table {}: no answer within {} ms",
                 self.table(),
-                OPERATION_TIMEOUT.as_secs()
+                deadline.as_millis()
             ))),
         }
     }

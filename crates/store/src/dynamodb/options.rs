@@ -1,5 +1,7 @@
 //! How a DynamoDB store is set up.
 
+use std::time::Duration;
+
 use lamed_core::clock::Clock;
 use lamed_core::model::Caps;
 
@@ -14,6 +16,9 @@ pub struct DynamoDbOptions {
     pub caps: Caps,
     /// The clock deciding windows and days (a manual one in tests).
     pub clock: Clock,
+    /// The longest a store call may take before it answers "unavailable"
+    /// (the server's request timeout is usually shorter).
+    pub deadline: Duration,
     /// The AWS SDK configuration; `None` loads the SDK's usual one
     /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`...).
     pub sdk: Option<aws_config::SdkConfig>,
@@ -27,6 +32,7 @@ impl DynamoDbOptions {
             uuid_expiry_seconds,
             caps,
             clock: Clock::System,
+            deadline: super::client::OPERATION_TIMEOUT,
             sdk: None,
         }
     }

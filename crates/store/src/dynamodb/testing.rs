@@ -21,6 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+/// The deadline of a store call in tests: moto copies the whole table on
+/// every transaction and answers one request at a time, so a batch of a
+/// few hundred events on a loaded machine takes longer than DynamoDB would
+/// (the default is 10 s).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
 /// The region the tests use.
 pub const REGION: &str = "us-east-1";
 

@@ -19,6 +19,7 @@ pub(super) fn options(
     DynamoDbOptions {
         clock,
         sdk: Some(moto.sdk()),
+        deadline: super::testing::DEADLINE,
         ..DynamoDbOptions::new(table, window, caps)
     }
 }

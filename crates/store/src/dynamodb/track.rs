@@ -27,6 +27,17 @@ use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status, FIRST_VERSION};
 
+/// Events of one batch sent at once on the common path.
+const PARALLEL: usize = 16;
+
+/// An event's identity, as one string.
+fn identity(event: &Event) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        event.namespace, event.experiment, event.event, event.variant, event.uuid
+    )
+}
+
 /// Plans of one event before the store gives up (each failed plan means
 /// another writer changed what it relied on: a contended creation).
 const MAX_ROUNDS: u32 = 12;
@@ -81,22 +92,72 @@ enum Planned {
 }
 
 impl DynamoDbStore {
-    /// Counts a batch in order, event by event, each in its own
+    /// Counts a batch as if in order, event by event, each in its own
     /// transaction (all or nothing per event).
+    ///
+    /// First every event whose identity is new to the batch is tried at
+    /// once (up to [`PARALLEL`] at a time) on the common path only: a
+    /// running experiment that knows its names, which no event of a batch
+    /// can change (tracking never pauses, and events on this path create
+    /// nothing), so each such answer (counted, or a duplicate of an event
+    /// before the batch) is the one the batch's order gives. The rest (new
+    /// names, caps, a paused experiment, identities repeated in the batch)
+    /// is then decided one by one, in order. A batch of 1,000 events then
+    /// waits for about 1,000 / 16 round trips, not 1,000.
     pub(super) async fn track_events(
         &self,
         events: Vec<Event>,
     ) -> Result<Vec<TrackOutcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            match self.count(&event, None).await {
-                Ok(outcome) => outcomes.push(outcome),
+        use futures_util::stream::{self, StreamExt};
+        let mut outcomes: Vec<Option<TrackOutcome>> = vec![None; events.len()];
+        let mut identities = std::collections::HashSet::new();
+        let firsts: Vec<usize> = (0..events.len())
+            .filter(|&i| identities.insert(identity(&events[i])))
+            .collect();
+        let quick: Vec<(usize, Result<Option<TrackOutcome>, StoreError>)> =
+            stream::iter(firsts.into_iter().map(|i| {
+                let event = &events[i];
+                async move { (i, self.count_common(event).await) }
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (i, outcome) in quick {
+            outcomes[i] = outcome?;
+        }
+        for (event, outcome) in events.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_some() {
+                continue;
+            }
+            match self.count(event, None).await {
+                Ok(counted) => *outcome = Some(counted),
                 Err(Retry::Failed(err)) => return Err(err),
                 // Only a join asks to read again.
-                Err(Retry::Again) => return Err(self.contended(&event)),
+                Err(Retry::Again) => return Err(self.contended(event)),
             }
         }
-        Ok(outcomes)
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// `event` on the common path only: counted, a duplicate, or `None`
+    /// when its experiment is not running with its names known (then
+    /// nothing was written).
+    async fn count_common(&self, event: &Event) -> Result<Option<TrackOutcome>, StoreError> {
+        let shard = keys::shard_of(&event.uuid);
+        let now = self.now_ms();
+        let seed = self.token_seed(&identity(event));
+        let view = Gate::assumed(event);
+        let Planned::Write(plan) = self.plan(event, &view, None, None, shard, now) else {
+            return Ok(None);
+        };
+        let dedupe = plan.dedupe;
+        Ok(match self.transact(plan.actions, &token(&seed, 0)).await? {
+            Outcome::Done => Some(TrackOutcome::Counted),
+            Outcome::Cancelled(failed) => {
+                let others = failed.iter().enumerate().any(|(i, f)| *f && i != dedupe);
+                (!others).then_some(TrackOutcome::Duplicate)
+            }
+        })
     }
 
     /// A join: its member, its participant's variant, then the event.
@@ -167,16 +228,10 @@ impl DynamoDbStore {
     ) -> Result<TrackOutcome, Retry> {
         let shard = keys::shard_of(&event.uuid);
         let now = self.now_ms();
-        let seed = self.token_seed(&format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            event.namespace, event.experiment, event.event, event.variant, event.uuid
-        ));
-        // A join reads first (it has read its member anyway); a plain
-        // event assumes the common case.
-        let mut gate = match join {
-            Some(_) => Some(self.read_gate(event, shard).await?),
-            None => None,
-        };
+        let seed = self.token_seed(&identity(event));
+        // A join reads first (it has read its member anyway); so does a
+        // plain event, which `count_common` tried on the common path.
+        let mut gate = Some(self.read_gate(event, shard).await?);
         let mut names = None;
         for round in 0..MAX_ROUNDS {
             let view = gate.clone().unwrap_or_else(|| Gate::assumed(event));
@@ -256,6 +311,7 @@ impl DynamoDbStore {
         }
         // The caps.
         if !view.exists {
+            // `count` reads the names whenever the gate is absent.
             let (namespaces, experiments) = names.expect("names are read for a new experiment");
             if !namespaces.contains(ns) && namespaces.len() >= caps.max_namespaces {
                 return Planned::Decided(TrackOutcome::Ignored(Ignored::Cap(
@@ -544,6 +600,7 @@ fn grow_set(key: Item, name: &str, max: usize) -> Action {
 /// Writes `record` whole at its version, over the version it replaces
 /// (`None`: only when there is no record).
 pub(super) fn record_put(record: &ExperimentRecord, replaces: Option<u64>) -> Action {
+    // A record is plain data with string keys: serializing cannot fail.
     let json = serde_json::to_string(record).expect("a record serializes");
     let item: Item = [
         (keys::RECORD.to_owned(), keys::s(json)),
