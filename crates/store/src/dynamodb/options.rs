@@ -19,6 +19,9 @@ pub struct DynamoDbOptions {
     /// The longest a store call may take before it answers "unavailable"
     /// (the server's request timeout is usually shorter).
     pub deadline: Duration,
+    /// Interceptors added to the DynamoDB client: tests observe what the
+    /// store sends (the units-per-event test); empty otherwise.
+    pub interceptors: Vec<aws_sdk_dynamodb::config::SharedInterceptor>,
     /// The AWS SDK configuration; `None` loads the SDK's usual one
     /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`...).
     pub sdk: Option<aws_config::SdkConfig>,
@@ -33,6 +36,7 @@ impl DynamoDbOptions {
             caps,
             clock: Clock::System,
             deadline: super::client::OPERATION_TIMEOUT,
+            interceptors: Vec::new(),
             sdk: None,
         }
     }

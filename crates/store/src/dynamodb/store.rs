@@ -55,7 +55,13 @@ impl DynamoDbStore {
         })?;
         let store = DynamoDbStore {
             inner: Arc::new(Inner {
-                client: Client::new(&sdk),
+                client: {
+                    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+                    for interceptor in &options.interceptors {
+                        config = config.interceptor(interceptor.clone());
+                    }
+                    Client::from_conf(config.build())
+                },
                 options,
                 closed: AtomicBool::new(false),
                 instance,
