@@ -34,9 +34,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (api_key, key_source) = config.api_key_or_generate()?;
     let store = store::open(&config.store_options())
         .await
-        .with_context(|| match &config.redis {
-            Some(redis) => format!("cannot open the redis store at {}", redis.redacted()),
-            None => "cannot open the embedded store".to_owned(),
+        .with_context(|| match (&config.redis, &config.dynamodb_table) {
+            (Some(redis), _) => format!("cannot open the redis store at {}", redis.redacted()),
+            (None, Some(table)) => format!("cannot open the dynamodb store in table {table}"),
+            (None, None) => "cannot open the embedded store".to_owned(),
         })?;
     let listener = server::connections::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -49,7 +50,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DEFAULT_NAMESPACE,
         &api_key,
         &key_source,
-        config.redis.is_none().then_some(config.fsync),
+        (config.redis.is_none() && config.dynamodb_table.is_none()).then_some(config.fsync),
     );
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -57,11 +58,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
-    match &config.redis {
-        Some(redis) => {
+    match (&config.redis, &config.dynamodb_table) {
+        (Some(redis), _) => {
             tracing::info!(address = %bound, tls = tls.is_some(), redis = %redis.redacted(), "serving")
         }
-        None => {
+        (None, Some(table)) => {
+            tracing::info!(address = %bound, tls = tls.is_some(), dynamodb_table = %table, "serving")
+        }
+        (None, None) => {
             tracing::info!(address = %bound, tls = tls.is_some(), data_dir = %config.data_dir.display(), fsync = %config.fsync, "serving")
         }
     }

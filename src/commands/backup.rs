@@ -74,6 +74,11 @@ fn embedded_config(store: &crate::cli::StoreArgs, what: &str) -> anyhow::Result<
             redis.redacted()
         );
     }
+    if let Some(table) = &config.dynamodb_table {
+        anyhow::bail!(
+            "the configuration counts in DynamoDB table {table}, not in a data directory: {what} the table with DynamoDB's own backups (point-in-time recovery)"
+        );
+    }
     Ok(config)
 }
 

@@ -164,7 +164,7 @@ impl Registry {
             return Ok(Registry::Remote(api));
         }
         let config = Config::load(target.store.overrides())?;
-        if config.redis.is_none() && !writes {
+        if config.redis.is_none() && config.dynamodb_table.is_none() && !writes {
             let store = EmbeddedStore::open_read_only(&config.data_dir)?;
             return Ok(Registry::Local(std::sync::Arc::new(store)));
         }

@@ -55,11 +55,13 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
 
 async fn from_store(args: &ReportArgs, request: &ReportRequest) -> anyhow::Result<Vec<Report>> {
     let config = Config::load(args.store.overrides())?;
-    // A Redis store (configured in the file) is read where it is; the
-    // embedded one read-only, so a running server is not disturbed.
-    let store: crate::store::DynStore = match &config.redis {
-        Some(_) => crate::store::open(&config.store_options()).await?,
-        None => std::sync::Arc::new(EmbeddedStore::open_read_only(&config.data_dir)?),
+    // A Redis or DynamoDB store (configured in the file) is read where it
+    // is; the embedded one read-only, so a running server is not disturbed.
+    let store: crate::store::DynStore = if config.redis.is_some() || config.dynamodb_table.is_some()
+    {
+        crate::store::open(&config.store_options()).await?
+    } else {
+        std::sync::Arc::new(EmbeddedStore::open_read_only(&config.data_dir)?)
     };
     let ns = &args.namespace;
     let experiments = match &args.experiment {

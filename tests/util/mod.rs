@@ -49,10 +49,23 @@ impl Server {
     /// Starts `lamed serve` with `RUST_LOG` set to `log` (`off` for tests
     /// that provoke thousands of 503s on purpose).
     pub fn start_logging(listen: &str, data_dir: &Path, args: &[&str], log: &str) -> Server {
+        Self::start_with_env(listen, data_dir, args, log, &[])
+    }
+
+    /// Starts `lamed serve` with `envs` added to its environment (the AWS
+    /// SDK's endpoint and test credentials).
+    pub fn start_with_env(
+        listen: &str,
+        data_dir: &Path,
+        args: &[&str],
+        log: &str,
+        envs: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(lamed_bin())
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", log)
             .env_remove("LAMED_API_KEY")
             .env_remove("LAMED_REDIS_URL")

@@ -480,6 +480,7 @@ impl Config {
     /// What the store layer needs to open the configured store.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
+            dynamodb_table: self.dynamodb_table.clone(),
             redis: self.redis.clone(),
             data_dir: self.data_dir.clone(),
             uuid_expiry_seconds: self.uuid_expiry_seconds,

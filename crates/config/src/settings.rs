@@ -279,6 +279,23 @@ pub struct Settings {
     #[serde(default, with = "redis_value")]
     pub redis: Option<RedisSettings>,
 
+    /// Count in this DynamoDB table instead of the embedded store (created
+    /// when missing)
+    ///
+    /// On demand (nothing to pay while idle), TTL on; a table with another
+    /// key schema is refused. Region, credentials and endpoint come from
+    /// the AWS SDK's usual settings (AWS_REGION, AWS_PROFILE,
+    /// AWS_ENDPOINT_URL...). Not with redis. Needs a lamed built with
+    /// feature dynamodb.
+    #[arg(
+        long,
+        env = "LAMED_DYNAMODB_TABLE",
+        value_name = "NAME",
+        help_heading = COUNTING_HEADING
+    )]
+    #[serde(default)]
+    pub dynamodb_table: Option<String>,
+
     /// Ignore tracking from bots: crawler user agents, a missing user
     /// agent, bot_user_agents and ignored_networks
     ///

@@ -11,6 +11,7 @@
 //!
 //! - this file: the [`Store`] trait, [`StoreError`], [`open`];
 //! - [`embedded`]: the SQLite store; [`redis`]: the Redis store;
+//!   `dynamodb`: the DynamoDB store (feature `dynamodb`);
 //! - `reference`: the in-memory store that states the contract simply;
 //! - `conformance`: the behaviour suite; `property_tests`: random steps
 //!   on every backend, compared with the reference;
@@ -29,6 +30,8 @@ use lamed_core::model::Caps;
 use lamed_core::model::{Counter, DailyCounter, Event, Ignored, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod embedded;
 pub mod redis;
 
@@ -520,7 +523,9 @@ impl From<rusqlite::Error> for StoreError {
 pub struct StoreOptions {
     /// Redis when set (config file, `--redis` or `LAMED_REDIS_URL`).
     pub redis: Option<redis::RedisSettings>,
-    /// The embedded store's directory, when no Redis is set.
+    /// The DynamoDB table when set (`--dynamodb-table`); never with Redis.
+    pub dynamodb_table: Option<String>,
+    /// The embedded store's directory, when no Redis or DynamoDB is set.
     pub data_dir: PathBuf,
     /// The dedupe window in seconds, 0 = forever.
     pub uuid_expiry_seconds: u64,
@@ -530,14 +535,23 @@ pub struct StoreOptions {
     pub caps: Caps,
 }
 
-/// Opens the store the options ask for: Redis when `redis` is set, else
-/// the embedded store in the data directory.
+/// Opens the store the options ask for: DynamoDB when `dynamodb_table` is
+/// set, Redis when `redis` is, else the embedded store in the data
+/// directory.
 ///
 /// # Errors
 ///
 /// When the store cannot be opened; for Redis, when it cannot be reached,
 /// refuses the login, or this build has no Redis support.
 pub async fn open(config: &StoreOptions) -> Result<DynStore, StoreError> {
+    if let Some(table) = &config.dynamodb_table {
+        if config.redis.is_some() {
+            return Err(StoreError::unavailable(
+                "both redis and dynamodb_table are set: choose one store",
+            ));
+        }
+        return open_dynamodb(config, table).await;
+    }
     match &config.redis {
         #[cfg(feature = "redis")]
         Some(settings) => {
@@ -557,6 +571,20 @@ pub async fn open(config: &StoreOptions) -> Result<DynStore, StoreError> {
             clock: Clock::System,
         })?)),
     }
+}
+
+/// The DynamoDB store on `table`, with the SDK's usual configuration.
+#[cfg(feature = "dynamodb")]
+async fn open_dynamodb(config: &StoreOptions, table: &str) -> Result<DynStore, StoreError> {
+    let options = dynamodb::DynamoDbOptions::new(table, config.uuid_expiry_seconds, config.caps);
+    Ok(Arc::new(dynamodb::DynamoDbStore::open(options).await?))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn open_dynamodb(_: &StoreOptions, table: &str) -> Result<DynStore, StoreError> {
+    Err(StoreError::unavailable(format!(
+        "dynamodb table {table} is configured but this lamed was built without the dynamodb feature"
+    )))
 }
 
 #[cfg(test)]

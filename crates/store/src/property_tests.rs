@@ -373,13 +373,23 @@ where
     F: Fn(usize, Clock) -> Fut,
     Fut: Future<Output = (G, DynStore)>,
 {
+    matches_reference_in(CASES, open);
+}
+
+/// [`matches_reference`] with `cases` sequences: a backend whose test
+/// server is slow (moto) runs fewer, the same first ones.
+fn matches_reference_in<G, F, Fut>(cases: u32, open: F)
+where
+    F: Fn(usize, Clock) -> Fut,
+    Fut: Future<Output = (G, DynStore)>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let defaults = Config::default();
     let config = Config {
-        cases: CASES,
+        cases,
         max_shrink_iters: 100,
         failure_persistence: None,
         // The same sequences on every run, unless PROPTEST_RNG_SEED asks
@@ -461,5 +471,47 @@ mod redis {
     fn cluster_matches_reference() {
         let cluster = RedisCluster::start();
         on_urls(&cluster.urls());
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+mod dynamodb {
+    use super::*;
+    use crate::dynamodb::testing::{unique_table, Moto};
+    use crate::dynamodb::{DynamoDbOptions, DynamoDbStore};
+
+    /// Sequences on DynamoDB: moto answers one request at a time (see
+    /// `dynamodb/testing.rs`), so fewer than on the other backends, to
+    /// stay within about 20 seconds; `LAMED_DYNAMODB_CASES` asks for more
+    /// (200 for the others' 10,000 steps).
+    fn cases() -> u32 {
+        std::env::var("LAMED_DYNAMODB_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(DYNAMODB_CASES)
+    }
+
+    /// Cases by default: 150 steps, about 18 s.
+    const DYNAMODB_CASES: u32 = 3;
+
+    /// The DynamoDB store on moto_server agrees with the reference, each
+    /// case on a table of its own.
+    #[test]
+    fn dynamodb_matches_reference() {
+        let moto = Moto::start();
+        matches_reference_in(cases(), |_, clock| {
+            let sdk = moto.sdk();
+            async move {
+                let store = DynamoDbStore::open(DynamoDbOptions {
+                    clock,
+                    sdk: Some(sdk),
+                    deadline: crate::dynamodb::testing::DEADLINE,
+                    ..DynamoDbOptions::new(unique_table("prop"), WINDOW_SECONDS, CAPS)
+                })
+                .await
+                .expect("open dynamodb store");
+                ((), std::sync::Arc::new(store) as DynStore)
+            }
+        });
     }
 }

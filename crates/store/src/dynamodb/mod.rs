@@ -1,0 +1,84 @@
+//! The DynamoDB store: one on-demand table that nothing has to run for,
+//! exact like the other backends, for `lamed deploy` with no Redis.
+//!
+//! # Design
+//!
+//! - **One table**, `PAY_PER_REQUEST`, key `pk` (string, hash) and `sk`
+//!   (string, range), the TTL attribute `ttl`. The store creates it when
+//!   missing and refuses a table with another key schema (`table.rs`).
+//! - **An event is one `TransactWriteItems`**, all or nothing: the dedupe
+//!   marker (a conditional put, `attribute_not_exists(pk) OR #expires <=
+//!   :now`: DynamoDB's TTL deletes expired items only "within a few days",
+//!   so the condition compares the expiry itself), the counter's `ADD`
+//!   (count, the UTC day's count, the value's exact limbs) and a condition
+//!   on the experiment's gate (running, variant and goal known). No read
+//!   first: the transaction states what counting assumes, and only when
+//!   DynamoDB cancels it does the store read why (`track.rs`). A
+//!   transaction of 3 small items costs 6 write units; a marker-then-count
+//!   design would cost 2 but could count without remembering (or the
+//!   reverse) after a crash between the two writes.
+//! - **Gates and counters are sharded** by a hash of the uuid
+//!   ([`keys::SHARDS`] shards): every write unit an event spends lands on
+//!   the partition keys of its shard, never on one item per experiment. A
+//!   partition takes about 1,000 write units per second, a transactional
+//!   write or check costs 2, and an event checks a gate and adds to a
+//!   counter: the ceiling is about `SHARDS` × 500 events per second per
+//!   experiment (counters and gates of one shard are distinct partition
+//!   keys) — 2,000 with 4 shards. Reads sum the shards.
+//! - **The registry**: an experiment's record (JSON, with its version) is
+//!   one item; every write of it is conditional on the version read
+//!   (`registry.rs`) and copies the status and the known names to every
+//!   gate in the same transaction, so counting sees a pause at once.
+//! - **Caps** are sets on two items (the namespaces of the table, the
+//!   experiments of a namespace) and on the gates (variants, goals), each
+//!   grown with `ADD` under a `size(..) < :max` condition in the
+//!   transaction that counts the event creating the name: enforced
+//!   atomically by every instance.
+//! - **Memberships and weights** are items written with
+//!   `attribute_not_exists(pk)`: the first value stays (`kept.rs`).
+//! - **The layout item** holds the dedupe window: an instance with another
+//!   window refuses the table at start, as on Redis (`layout.rs`).
+//! - **Errors**: throttling and transaction conflicts are transient (the
+//!   caller answers 503 with `Retry-After`); the store retries them itself
+//!   a few times within its deadline, with a `ClientRequestToken` derived
+//!   from the event, so a retried transaction DynamoDB already applied is
+//!   not applied twice. A refused request (validation) is permanent.
+//!
+//! One file per concept:
+//!
+//! | file | concept |
+//! |---|---|
+//! | `options.rs` | table, window, caps, clock, the AWS SDK configuration |
+//! | `keys.rs` | the item layout: keys, attribute names, shards |
+//! | `action.rs` | one item action of a transaction, before the SDK's builders |
+//! | `client.rs` | deadlines, transactions with bounded retries, errors by kind |
+//! | `table.rs` | creating the table, refusing another key schema |
+//! | `layout.rs` | one dedupe window per table, refused at open on a difference |
+//! | `track.rs` | counting events and joins: registry, caps, dedupe, counters |
+//! | `registry.rs` | experiments' records, written under a precondition |
+//! | `kept.rs` | memberships and weight periods, set once |
+//! | `reads.rs` | counters, daily counters, experiment lists |
+//! | `admin.rs` | delete, import, health |
+//! | `store.rs` | [`DynamoDbStore`] and its [`Store`](crate::Store) impl |
+//! | `testing.rs` | a private `moto_server` for tests |
+
+mod action;
+mod admin;
+mod client;
+mod kept;
+mod keys;
+mod layout;
+mod options;
+mod reads;
+mod registry;
+mod store;
+mod table;
+#[cfg(test)]
+mod tests;
+mod track;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
+
+pub use options::DynamoDbOptions;
+pub use store::DynamoDbStore;

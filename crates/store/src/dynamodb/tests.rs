@@ -1,0 +1,220 @@
+//! The conformance suite on moto_server, and the refusals at open.
+
+use std::sync::Arc;
+
+use super::testing::{unique_table, Moto};
+use super::{DynamoDbOptions, DynamoDbStore};
+use crate::{conformance, StoreError};
+use lamed_core::clock::Clock;
+use lamed_core::model::Caps;
+
+/// Options for `table` on `moto`.
+pub(super) fn options(
+    moto: &Moto,
+    table: &str,
+    window: u64,
+    caps: Caps,
+    clock: Clock,
+) -> DynamoDbOptions {
+    DynamoDbOptions {
+        clock,
+        sdk: Some(moto.sdk()),
+        deadline: super::testing::DEADLINE,
+        ..DynamoDbOptions::new(table, window, caps)
+    }
+}
+
+/// A store on a table of its own, on the shared moto.
+async fn fresh(window: u64, caps: Caps, clock: Clock) -> (Arc<Moto>, DynamoDbStore) {
+    let moto = Moto::shared();
+    let table = unique_table("conformance");
+    let store = DynamoDbStore::open(options(&moto, &table, window, caps, clock))
+        .await
+        .expect("open dynamodb store");
+    (moto, store)
+}
+
+conformance::conformance_tests!(fresh);
+
+/// A second instance with another dedupe window refuses the table, naming
+/// both windows and the fix; the same window opens it.
+#[tokio::test]
+async fn another_window_is_refused() {
+    let moto = Moto::shared();
+    let table = unique_table("window");
+    let open =
+        |window| DynamoDbStore::open(options(&moto, &table, window, Caps::DEFAULT, Clock::System));
+    open(60).await.expect("first instance");
+    open(60).await.expect("same window");
+    let err = open(0).await.expect_err("another window");
+    let message = err.chain();
+    assert!(err.is_transient(), "{message}");
+    for part in ["uuid_expiry_seconds = 60", "0 (uuids kept forever)", "fix:"] {
+        assert!(message.contains(part), "{message}");
+    }
+}
+
+/// A table whose key schema is not lamed's is refused with a clear
+/// message, and left as it was.
+#[tokio::test]
+async fn a_foreign_table_is_refused() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let moto = Moto::shared();
+    let table = unique_table("foreign");
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create a foreign table");
+    let err = DynamoDbStore::open(options(&moto, &table, 60, Caps::DEFAULT, Clock::System))
+        .await
+        .expect_err("a foreign table");
+    let message = err.chain();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{message}");
+    assert!(message.contains("id (N, HASH)"), "{message}");
+    assert!(message.contains("not lamed's"), "{message}");
+}
+
+/// What the store sends: per request, its operation and, for a
+/// transaction, its actions' kinds.
+#[derive(Debug, Default)]
+struct Sent(std::sync::Mutex<Vec<String>>);
+
+#[derive(Debug)]
+struct Recorder(Arc<Sent>);
+
+impl aws_sdk_dynamodb::config::Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "units-recorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+        let input = context.input();
+        let line = match input.downcast_ref::<TransactWriteItemsInput>() {
+            Some(tx) => {
+                let kinds: Vec<&str> = tx
+                    .transact_items()
+                    .iter()
+                    .map(|item| {
+                        if item.condition_check.is_some() {
+                            "check"
+                        } else if item.put.is_some() {
+                            "put"
+                        } else if item.update.is_some() {
+                            "update"
+                        } else {
+                            "delete"
+                        }
+                    })
+                    .collect();
+                format!("transact {}", kinds.join(" "))
+            }
+            // "Input(TypeErasedBox[!Clone]:GetItemInput { .. })": GetItem.
+            None => {
+                let debug = format!("{input:?}");
+                let name = debug.split(':').nth(1).unwrap_or("?");
+                let name = name.split([' ', '{']).next().unwrap_or("?");
+                name.trim_end_matches("Input").to_owned()
+            }
+        };
+        self.0 .0.lock().unwrap().push(line);
+        Ok(())
+    }
+}
+
+/// The write and read units the README's table gives per request, counted
+/// from what the store actually sends (a transaction's item costs 2 write
+/// units up to 1 KB; a consistent read 1 read unit up to 4 KB): a new
+/// event of a running experiment that knows its names is one transaction
+/// of 3 items (6 units) and no read; a duplicate is the same transaction,
+/// cancelled, and nothing else; a batch of 10 such events is 10 of them;
+/// the event creating an experiment is that transaction, cancelled, then
+/// 3 reads (gate, namespaces, experiments) and a transaction of 9 items.
+#[tokio::test]
+async fn units_per_event_are_what_the_readme_says() {
+    use lamed_core::model::{Event, TrackOutcome, PARTICIPATE};
+    let moto = Moto::shared();
+    let sent = Arc::new(Sent::default());
+    let mut opened = options(
+        &moto,
+        &unique_table("units"),
+        60,
+        Caps::DEFAULT,
+        Clock::System,
+    );
+    opened.interceptors = vec![aws_sdk_dynamodb::config::SharedInterceptor::new(Recorder(
+        Arc::clone(&sent),
+    ))];
+    let store = DynamoDbStore::open(opened).await.expect("open");
+    let event = |uuid: &str| Event {
+        namespace: "u".into(),
+        experiment: "e".into(),
+        variant: "a".into(),
+        event: PARTICIPATE.into(),
+        uuid: uuid.into(),
+        value: None,
+    };
+    let take = || std::mem::take(&mut *sent.0.lock().unwrap());
+    use crate::Store;
+    store.track(vec![event("first")]).await.expect("track");
+    let creation = take();
+    let creation: Vec<&str> = creation
+        .iter()
+        .map(String::as_str)
+        .skip_while(|r| *r != "transact check put update")
+        .collect();
+    assert_eq!(
+        creation,
+        [
+            "transact check put update",
+            "GetItem",
+            "GetItem",
+            "GetItem",
+            "transact update update update update update update put put update"
+        ]
+    );
+    let steps: [(Vec<Event>, TrackOutcome, usize); 3] = [
+        (vec![event("new")], TrackOutcome::Counted, 1),
+        (vec![event("new")], TrackOutcome::Duplicate, 1),
+        (
+            (0..10).map(|i| event(&format!("b{i}"))).collect(),
+            TrackOutcome::Counted,
+            10,
+        ),
+    ];
+    for (events, outcome, transactions) in steps {
+        let outcomes = store.track(events).await.expect("track");
+        assert!(outcomes.iter().all(|o| *o == outcome), "{outcomes:?}");
+        let requests = take();
+        assert_eq!(requests.len(), transactions, "{requests:?}");
+        for request in &requests {
+            assert_eq!(request, "transact check put update", "{requests:?}");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `lamed serve --dynamodb-table` over real HTTP against the real binary:
+//! two instances on one table of a private moto_server.
+
+#![cfg(feature = "dynamodb")]
+
+mod util;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use lamed_load::{self as loadgen, Workload, WorkloadSpec};
+use lamed_store::dynamodb::testing::{Moto, REGION};
+use serde_json::json;
+use util::Server;
+
+const API_KEY: &str = "dynamodb-test-key-0123456789";
+
+/// The AWS SDK's settings for `moto`: what a user sets for DynamoDB Local
+/// or another endpoint.
+fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.url.clone()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ]
+}
+
+fn serve_on(moto: &Moto, table: &str, dir: &std::path::Path, name: &str) -> Server {
+    let env = aws_env(moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_with_env(
+        "127.0.0.1:0",
+        &dir.join(name),
+        &["--dynamodb-table", table, "--api-key", API_KEY],
+        "warn",
+        &env,
+    )
+}
+
+/// Events of the shared workload. Moto deep-copies the table on every
+/// transaction, so a transaction's cost grows with the table: 2,000 events
+/// took 9 minutes there (and queued past the request deadline); 400 keep
+/// the test under a minute and still re-send a quarter across instances.
+const EVENTS: usize = 400;
+
+/// Two instances on one table, created by the first: the events (a
+/// quarter re-sent) sent to both at once are counted exactly on both;
+/// valued events re-sent across instances add their values once; a Sixpack
+/// participation on one converts on the other; a pause from one is
+/// honoured by the other; an instance with another dedupe window is
+/// refused at start, naming both windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_table() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let table = "lamed-http";
+    let a = serve_on(&moto, table, dir.path(), "a");
+    let b = serve_on(&moto, table, dir.path(), "b");
+
+    let workload = Workload::generate(&WorkloadSpec::standard("shared", EVENTS, 0.25, 7));
+    let paths = Arc::new(workload.paths("/track"));
+    let (ra, rb) = tokio::join!(
+        loadgen::run(a.addr, Arc::clone(&paths), 4),
+        loadgen::run(b.addr, Arc::clone(&paths), 4)
+    );
+    assert_eq!(ra.count(200), paths.len());
+    assert_eq!(rb.count(200), paths.len());
+    for server in [&a, &b] {
+        let mismatches = workload.mismatches(&server.counts("shared").await);
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    // Values: each uuid's first value counts, wherever it is re-sent.
+    for uuid in ["v1", "v2"] {
+        let path = format!(
+            "/track?namespace=shop&experiment=cart&variant=a&event=participate&uuid={uuid}"
+        );
+        assert_eq!(a.get(&path).await.status, 200);
+    }
+    for (server, uuid, value) in [(&a, "v1", "19.99"), (&b, "v1", "500"), (&b, "v2", "5.01")] {
+        let path = format!(
+            "/track?namespace=shop&experiment=cart&variant=a&event=buy&uuid={uuid}&value={value}"
+        );
+        assert_eq!(server.get(&path).await.status, 200);
+    }
+    let report = b
+        .get_with_key("/api/experiments/cart/report?namespace=shop")
+        .await;
+    assert_eq!(report.status, 200);
+    let report = report.json().unwrap();
+    let values = &report["goals"][0]["values"]["variants"][0];
+    assert_eq!(values["sum"], 25.0, "{report}");
+
+    // Sixpack: participate on one instance, convert on the other.
+    let participate =
+        "/participate?experiment=shape&alternatives=one&alternatives=two&client_id=c1";
+    let joined = a.get(participate).await.json().unwrap();
+    let shown = joined["alternative"]["name"].clone();
+    assert!(shown == "one" || shown == "two", "{joined}");
+    let converted = b
+        .get("/convert?experiment=shape&client_id=c1&kpi=buy")
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(converted["status"], "ok", "{converted}");
+    assert_eq!(converted["alternative"]["name"], shown, "{converted}");
+
+    // A pause written through one instance stops counting on the other.
+    let paused = a
+        .request(
+            "PATCH",
+            "/api/experiments/cart?namespace=shop",
+            &[("x-api-key", API_KEY)],
+            json!({"status": "paused"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{:?}", paused.body);
+    let late = b
+        .get("/track?namespace=shop&experiment=cart&variant=a&event=participate&uuid=late")
+        .await;
+    assert_eq!(late.json().unwrap(), json!({"ignored": "paused"}));
+
+    // Another window on the same table is refused before serving.
+    let mut other = Command::new(util::lamed_bin());
+    other
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("c"))
+        .args(["--dynamodb-table", table, "--api-key", API_KEY])
+        .args(["--uuid-expiry-seconds", "60"])
+        .envs(aws_env(&moto))
+        .stdin(Stdio::null());
+    let output = other.output().expect("run lamed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("uuid_expiry_seconds"), "{stderr}");
+    assert!(stderr.contains("60"), "{stderr}");
+}
