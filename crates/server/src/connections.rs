@@ -137,34 +137,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Raises the soft limit on open files to the hard limit, and returns the
 /// soft limit now in force (`None` where it cannot be read).
 pub fn raise_open_file_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct it is given, a valid
-        // exclusive reference for the call.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-            return None;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            // SAFETY: setrlimit only reads the struct it is given.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-                limit = raised;
-            }
-        }
-        // rlim_t is u64 on Linux, another width elsewhere.
-        #[allow(clippy::useless_conversion)]
-        let files = u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX);
-        Some(files)
-    }
-    #[cfg(not(unix))]
-    None
+    // Asking for the most there is raises the soft limit to the hard one.
+    rlimit::increase_nofile_limit(u64::MAX).ok()
 }
 
 /// Serves `app` on `listener` within `limits` (over TLS with `tls`) until
