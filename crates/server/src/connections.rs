@@ -520,7 +520,9 @@ mod tests {
         assert_eq!(status_of(&mut waiting).await, "HTTP/1.1 200");
         let waited = started.elapsed();
         assert!(waited < Duration::from_secs(3), "{waited:?}");
-        assert_eq!(counts.seen("wait connections"), 1);
+        // Once it is served, two are open again, so the accept loop may
+        // already be waiting for the next slot: at least this one wait.
+        assert!(counts.seen("wait connections") >= 1);
         assert!(counts.seen("timeout request_head") >= 1);
         stop.send(()).unwrap();
         drop((busy, waiting));
