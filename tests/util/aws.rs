@@ -75,7 +75,7 @@ impl Moto {
 
     /// SDK configuration for checking what deploy built.
     pub async fn sdk(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        lamed_store::dynamodb::sdk::defaults()
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.url)
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(

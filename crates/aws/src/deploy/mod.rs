@@ -127,7 +127,7 @@ not_found! {
 /// The AWS configuration from the standard chain (environment, profile,
 /// SSO, instance role...), with `--region` and `--endpoint-url` on top.
 pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = lamed_store::dynamodb::sdk::defaults();
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }

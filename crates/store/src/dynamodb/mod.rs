@@ -60,6 +60,7 @@
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs` | delete, import, health |
 //! | `store.rs` | [`DynamoDbStore`] and its [`Store`](crate::Store) impl |
+//! | `sdk.rs` | the AWS SDK configuration (HTTPS on ring) of every AWS client |
 //! | `testing.rs` | a private `moto_server` for tests |
 
 mod action;
@@ -71,6 +72,7 @@ mod layout;
 mod options;
 mod reads;
 mod registry;
+pub mod sdk;
 mod store;
 mod table;
 #[cfg(test)]

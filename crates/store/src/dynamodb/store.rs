@@ -47,7 +47,7 @@ impl DynamoDbStore {
     pub async fn open(options: DynamoDbOptions) -> Result<Self, StoreError> {
         let sdk = match &options.sdk {
             Some(sdk) => sdk.clone(),
-            None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+            None => super::sdk::defaults().load().await,
         };
         let mut instance = [0u8; 16];
         getrandom::fill(&mut instance).map_err(|e| {

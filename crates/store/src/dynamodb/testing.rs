@@ -138,6 +138,7 @@ impl Moto {
                 credentials,
             ))
             .behavior_version(aws_config::BehaviorVersion::latest())
+            .http_client(super::sdk::https_client())
             .build()
     }
 }
