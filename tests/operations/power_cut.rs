@@ -162,6 +162,8 @@ struct LazyMount {
     /// Opened read-write, so that neither side waits for the other to
     /// open it; written to on drop to end the reading thread.
     finished_fifo: File,
+    /// LazyFS's log: it says when a fault killed it.
+    log: PathBuf,
 }
 
 impl LazyMount {
@@ -222,6 +224,7 @@ impl LazyMount {
             faults,
             finished: finished_rx,
             finished_fifo,
+            log: work.join("lazyfs.log"),
         };
         let started = Instant::now();
         while !is_mount_point(&mount.mnt) {
@@ -264,12 +267,23 @@ impl LazyMount {
 
     /// Waits, at most `limit`, for LazyFS to die of an armed fault;
     /// returns when it did (the moment of the cut), polled every 2 ms.
+    ///
+    /// # Panics
+    ///
+    /// When LazyFS exited and its log does not say a fault killed it.
     async fn crashed(&mut self, limit: Duration) -> Option<Instant> {
         let child = self.child.as_mut()?;
         let started = Instant::now();
         while started.elapsed() < limit {
             if child.try_wait().is_ok_and(|status| status.is_some()) {
-                return Some(Instant::now());
+                let cut = Instant::now();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                assert!(
+                    log.contains("Triggered fault condition"),
+                    "LazyFS exited, but not of the armed fault (see {})",
+                    self.log.display()
+                );
+                return Some(cut);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -672,9 +686,13 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
         let mut mount =
             LazyMount::mount(lazyfs, &root, &work.path().join(format!("round-{round}")));
         let data = mount.mnt.join("data");
-        eprintln!("TIMING mounted at {:?}", round_began.elapsed());
-        let mut server = Server::start_logging("127.0.0.1:0", &data, &server_args, "error");
-        eprintln!("TIMING started at {:?}", round_began.elapsed());
+        // Once LazyFS has died, every write fails: expected, not logged.
+        let log = if matches!(how, Cut::Random) {
+            "error"
+        } else {
+            "off"
+        };
+        let mut server = Server::start_logging("127.0.0.1:0", &data, &server_args, log);
         let stop = Arc::new(AtomicBool::new(false));
         // Checkpoint rounds send wide batches only, from two senders, so
         // that the writer always has the next batch: the log grows fastest.
@@ -719,19 +737,23 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
             }
             Cut::Checkpoint(moment) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                mount.arm(&moment.fault(&root.join("data/lamed.db"), moments));
+                let fault = moment.fault(&root.join("data/lamed.db"), moments);
+                mount.arm(&fault);
                 let cut = mount.crashed(CHECKPOINT_WITHIN).await.unwrap_or_else(|| {
                     panic!("no checkpoint ({moment:?}) within {CHECKPOINT_WITHIN:?}")
                 });
                 server.kill();
                 mount.unmount();
-                (cut, format!("during a checkpoint ({moment:?})"))
+                let torn = fault
+                    .split_once("persist=")
+                    .map(|(_, writes)| format!(", its writes {writes} on disk"))
+                    .unwrap_or_default();
+                (cut, format!("during a checkpoint ({moment:?}{torn})"))
             }
             Cut::Backup(moment) => {
                 tokio::time::sleep(Duration::from_millis(300 + moments.below(700))).await;
                 mount.arm(&moment.fault());
                 backup_began = Some(Instant::now());
-                eprintln!("TIMING backup at {:?}", round_began.elapsed());
                 let file = mount.mnt.join("backups").join(BACKUP_FILE);
                 let backup = spawn_lamed(&[
                     OsStr::new("backup"),
@@ -755,10 +777,8 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
         assert!(answered > 0, "{mode} round {round}: nothing was answered");
 
         // Power is back: lamed on what reached the disk.
-        eprintln!("TIMING cut at {:?}", round_began.elapsed());
         let server =
             Server::start_logging("127.0.0.1:0", &root.join("data"), &server_args, "error");
-        eprintln!("TIMING restarted at {:?}", round_began.elapsed());
         let acknowledged: Vec<&Sent> = sent.iter().filter(|s| s.answered.is_some()).collect();
         let (lost, _) = send_again(&server, &acknowledged).await;
         let answered_at: HashMap<String, Instant> = acknowledged
@@ -772,8 +792,10 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
             .unwrap_or_default();
         eprintln!(
             "power cut {what}, --fsync={mode}, round {round}: {answered} answered 200, \
-             {} lost (the oldest answered {oldest:?} before the cut)",
-            lost.len()
+             {} lost (the oldest answered {oldest:?} before the cut), restarted {:?} after \
+             the round began",
+            lost.len(),
+            round_began.elapsed()
         );
         match mode {
             "commit" => assert!(
@@ -790,7 +812,6 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
             ),
             _ => {}
         }
-        eprintln!("TIMING resent at {:?}", round_began.elapsed());
         tally.answered += answered;
         tally.lost += lost.len();
         tally.oldest_lost = tally.oldest_lost.max(oldest);
@@ -802,7 +823,7 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
                     .filter(|s| s.answered.is_some_and(|at| at < began))
                     .count() as u64;
             let at_most = (all_sent.len() + sent.len()) as u64;
-            check_backup(&root, work.path(), round, moment, before..=at_most);
+            check_backup(&root, work.path(), moment, before..=at_most);
         }
         all_sent.extend(sent);
 
@@ -824,57 +845,104 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
             "--fsync={mode}, round {round}: the counters do not hold each event once"
         );
         drop(server);
-        eprintln!("TIMING done at {:?}", round_began.elapsed());
     }
     tally
 }
 
-/// After a cut during `lamed backup` at `moment`: before the rename, no
-/// backup file (restore says so); after it, a whole one, which restore
-/// accepts, counting `counted` events (from every event answered before
-/// the backup began to every event sent), each in its dedupe memory.
-fn check_backup(
-    root: &Path,
-    work: &Path,
-    round: usize,
-    moment: BackupMoment,
-    counted: std::ops::RangeInclusive<u64>,
-) {
-    let file = root.join("backups").join(BACKUP_FILE);
-    let restored = work.join(format!("restored-{round}"));
+/// What `lamed restore` makes of `file` (into a new directory under
+/// `work`): the events it counts and those in its dedupe memory, or why it
+/// refused.
+fn restore(file: &Path, work: &Path) -> Result<(u64, u64), String> {
+    let restored = tempfile::tempdir_in(work).unwrap();
     let (code, stdout, stderr) = run_lamed(
         &[
             "restore",
             file.to_str().unwrap(),
             "--data-dir",
-            restored.to_str().unwrap(),
+            restored.path().to_str().unwrap(),
         ],
         Duration::from_secs(30),
     );
-    if matches!(moment, BackupMoment::AfterRename) {
-        assert_eq!(code, Some(0), "a whole backup was refused: {stderr}");
-        let number_before = |words: &str| -> u64 {
-            let (before, _) = stdout.split_once(words).expect(words);
-            let digits = before.rsplit(|c: char| !c.is_ascii_digit()).next();
-            digits.and_then(|n| n.parse().ok()).expect(words)
-        };
-        let events = number_before(" events counted");
-        let remembered = number_before(" events in the dedupe memory");
+    match code {
+        Some(0) => {
+            let number_before = |words: &str| -> u64 {
+                let (before, _) = stdout.split_once(words).expect(words);
+                let digits = before.rsplit(|c: char| !c.is_ascii_digit()).next();
+                digits.and_then(|n| n.parse().ok()).expect(words)
+            };
+            Ok((
+                number_before(" events counted"),
+                number_before(" events in the dedupe memory"),
+            ))
+        }
+        Some(1) => Err(stderr),
+        other => panic!("lamed restore exited {other:?}: {stderr}"),
+    }
+}
+
+/// After a cut during `lamed backup` at `moment`: before the rename, no
+/// backup file (restore says so); after it, a whole one, which restore
+/// accepts, counting `counted` events (from every event answered before
+/// the backup began to every event sent), each in its dedupe memory. The
+/// copy left under its temporary name is refused as no backup, or whole.
+fn check_backup(
+    root: &Path,
+    work: &Path,
+    moment: BackupMoment,
+    counted: std::ops::RangeInclusive<u64>,
+) {
+    let whole = |what: &str, (events, remembered): (u64, u64)| {
         assert!(
             counted.contains(&events),
-            "the backup counts {events} events, not within {counted:?}: {stdout}"
+            "{what} counts {events} events, not within {counted:?}"
         );
-        assert_eq!(events, remembered, "counts and dedupe memory differ");
-        eprintln!("backup cut {moment:?}: whole, restored {events} events");
+        assert_eq!(
+            events, remembered,
+            "{what}: counts and dedupe memory differ"
+        );
+    };
+    let backups = root.join("backups");
+    let file = backups.join(BACKUP_FILE);
+    let outcome = restore(&file, work);
+    if matches!(moment, BackupMoment::AfterRename) {
+        let summary = outcome.unwrap_or_else(|why| panic!("a whole backup was refused: {why}"));
+        whole("the backup", summary);
     } else {
         assert!(
             !file.exists(),
             "a cut {moment:?} left a file under the backup's name"
         );
-        assert_eq!(code, Some(1), "{stdout}");
-        assert!(stderr.contains("no backup at"), "{stderr}");
-        eprintln!("backup cut {moment:?}: no backup file, restore refuses");
+        let why = outcome.expect_err("restore of no file");
+        assert!(why.contains("no backup at"), "{why}");
     }
+    let mut partial = "none".to_owned();
+    for entry in std::fs::read_dir(&backups).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&format!("{BACKUP_FILE}.partial-")) else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue; // its journal
+        }
+        partial = match restore(&path, work) {
+            Ok(summary) => {
+                whole("the copy under the temporary name", summary);
+                "whole".into()
+            }
+            Err(why) => {
+                assert!(why.contains("is not a lamed backup"), "{why}");
+                "refused (not a lamed backup)".into()
+            }
+        };
+        std::fs::remove_file(&path).unwrap();
+    }
+    eprintln!(
+        "backup cut {moment:?}: {} under the backup's name; its temporary copy: {partial}",
+        if file.exists() { "whole" } else { "nothing" }
+    );
+    // The next round's cut may come before its rename.
+    let _ = std::fs::remove_file(&file);
 }
 
 /// Makes in `dir` a data directory of the oldest layout a lamed upgrades:
@@ -939,8 +1007,12 @@ fn legacy_data_dir(dir: &Path) -> Vec<Sent> {
             // One millisecond each, as events arrive: one log row each once
             // converted.
             let first_seen = now_ms - (LEGACY_EVENTS - i) as i64;
-            insert.execute(rusqlite::params![&key[..], first_seen]).unwrap();
-            *daily.entry((&event.experiment, &event.variant)).or_default() += 1;
+            insert
+                .execute(rusqlite::params![&key[..], first_seen])
+                .unwrap();
+            *daily
+                .entry((&event.experiment, &event.variant))
+                .or_default() += 1;
         }
         let mut count = tx
             .prepare("INSERT INTO daily VALUES (?1, ?2, 'done', ?3, ?4, ?5)")
@@ -960,9 +1032,7 @@ fn legacy_data_dir(dir: &Path) -> Vec<Sent> {
             .prepare("INSERT INTO members VALUES ('sixpack', 'sp-color', ?1, 'green')")
             .unwrap();
         for i in 0..LEGACY_MEMBERS {
-            member
-                .execute([format!("legacy-client-{i}")])
-                .unwrap();
+            member.execute([format!("legacy-client-{i}")]).unwrap();
         }
     }
     tx.execute_batch("DROP TABLE seen_log;").unwrap();
@@ -1161,5 +1231,9 @@ async fn power_cuts_during_an_upgrade_keep_every_count() {
     let Some(lazyfs) = lazyfs_or_skip() else {
         return;
     };
-    cut_upgrades(&lazyfs, &mut Moments::seeded("power cuts during an upgrade")).await;
+    cut_upgrades(
+        &lazyfs,
+        &mut Moments::seeded("power cuts during an upgrade"),
+    )
+    .await;
 }
