@@ -3,20 +3,22 @@
 //! cut drops what never reached the disk.
 //!
 //! Each round mounts the data directory's parent through LazyFS, runs
-//! `lamed serve` on it, tracks unique events from several keep-alive
-//! connections, and cuts power. Then lamed starts on what reached the disk
-//! (the directory itself, not through LazyFS), and every event sent is sent
-//! again in batches, whose answers say which events were lost (`counted`
-//! now) and which survived (`duplicate`). Power is cut:
+//! `lamed serve` on it, tracks unique events, and cuts power. Then lamed
+//! starts on what reached the disk (the directory itself, not through
+//! LazyFS), and every event sent is sent again in batches, whose answers
+//! say which events were lost (`counted` now) and which survived
+//! (`duplicate`); a clean stop ends the round. Power is cut (one test
+//! each):
 //! - at a random moment of the load, in the order a real cut happens:
 //!   `kill -9` lamed, drop LazyFS's cache, unmount;
-//! - during a checkpoint: wide batches (long names, so that a commit
-//!   rewrites hundreds of pages) bring the log to its checkpoint size
-//!   (16 MiB) within seconds, and LazyFS dies at a moment of that
-//!   checkpoint: after a few of its page writes reached the disk out of
-//!   order, the others not (LazyFS's `torn-seq` fault), with every page
-//!   written and none synced, or with the database synced and the log not
-//!   yet restarted;
+//! - during a checkpoint: batches of events with long names (so that a
+//!   commit rewrites hundreds of pages) bring the log to its checkpoint
+//!   size (16 MiB) within seconds, and LazyFS dies at a moment of that
+//!   checkpoint: once the database is synced but before the log restarts,
+//!   with every page copied and none synced, and, last, so that the
+//!   database then holds data, with a few of the copied pages on disk out
+//!   of order (LazyFS's `torn-seq`) in `none` mode, where only the
+//!   checkpoint's own sync of the log protects the database;
 //! - during `lamed backup` (its file on LazyFS too): LazyFS dies while the
 //!   copy is written, at its first sync, just before its rename into place,
 //!   or just after.
@@ -28,18 +30,21 @@
 //! - `second` (the default): every lost event was answered less than 1.5 s
 //!   before the cut;
 //! - every mode: the store opens, and after the re-sends every counter
-//!   holds each event once (nothing counted twice);
-//! - backups: the file is absent until renamed into place (`lamed restore`
-//!   refuses it, saying there is no backup), and whole after: restore
+//!   holds each event of every round once (nothing counted twice);
+//! - backups: no file under the backup's name until the rename (`lamed
+//!   restore` says there is no backup), and a whole one after: restore
 //!   accepts it, and it counts every event answered before the backup
-//!   began, each with its dedupe entry.
+//!   began, each with its dedupe entry; the copy left under its temporary
+//!   name is whole or refused as no lamed backup.
 //!
 //! Upgrades: a data directory of the oldest layout (the released fixture of
 //! `upgrade.rs`, plus 40,000 events remembered one row per event and 20,000
 //! memberships under their client ids, both of which the upgrade rewrites)
-//! is served from LazyFS, and power is cut at random moments of its upgrade.
-//! Restarted, lamed opens it upgraded, with the counts the old layout held,
-//! every event still a duplicate and every membership hashed.
+//! is served from LazyFS, and power is cut at random moments of its upgrade
+//! (every other upgrade with `--fsync commit`, so that the cuts find it on
+//! disk at each of its steps). Restarted, lamed finishes it: the counts of
+//! an uncut upgrade, every event still a duplicate, every membership
+//! hashed.
 //!
 //! LazyFS is found at `$LAMED_LAZYFS` (scripts/test.sh builds it), else at
 //! `target/lazyfs/lazyfs/build/lazyfs`. Without FUSE or LazyFS the tests
@@ -83,12 +88,11 @@ const SECOND_MODE_BOUND: Duration = Duration::from_millis(1500);
 /// a timing to get wrong.
 const ROUNDS: [(&str, usize); 3] = [("commit", 2), ("second", 4), ("none", 2)];
 
-/// One cut per moment of a checkpoint, in the modes whose promise is
-/// checked. The first completes its checkpoint on disk, so that the torn
-/// one, last, tears a database that holds data; in `none` mode only the
-/// checkpoint's own sync of the log protects it. (With SQLite's
-/// `synchronous=OFF`, which skips that sync, the torn round counts events
-/// twice.)
+/// One cut per moment of a checkpoint, each in a mode whose promise it
+/// checks too. The torn one comes last, so that it tears a database that
+/// holds the earlier rounds, in `none` mode, where only the checkpoint's
+/// own sync of the log protects it (with SQLite's `synchronous=OFF`, which
+/// skips that sync, it counts events twice).
 const CHECKPOINT_CUTS: [(&str, Cut); 3] = [
     ("second", Cut::Checkpoint(CheckpointMoment::DatabaseSynced)),
     ("commit", Cut::Checkpoint(CheckpointMoment::PagesUnsynced)),
@@ -104,7 +108,7 @@ const BACKUP_CUTS: [(&str, Cut); 4] = [
 ];
 
 /// Longest the log may take to reach its checkpoint size under the wide
-/// batches (about 2 s here).
+/// batches (3 to 5 s here, mostly LazyFS's time per write).
 const CHECKPOINT_WITHIN: Duration = Duration::from_secs(20);
 
 /// LazyFS's cache: it allocates it whole when it mounts (about 0.6 s per
