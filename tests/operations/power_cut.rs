@@ -686,7 +686,7 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
     let root = work.path().join("root");
     std::fs::create_dir_all(root.join("backups")).unwrap();
     let mut tally = Tally::default();
-    // Every event sent so far, answered or not, by uuid.
+    // Every event sent so far, answered or not.
     let mut all_sent: Vec<Sent> = Vec::new();
     for (round, &(mode, how)) in rounds.iter().enumerate() {
         let server_args = ["--api-key", API_KEY, "--fsync", mode];
@@ -744,7 +744,6 @@ async fn cut_power(lazyfs: &Path, rounds: &[(&str, Cut)], moments: &mut Moments)
                 (cut, format!("after {load_for:?} of load{idle}"))
             }
             Cut::Checkpoint(moment) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
                 let fault = moment.fault(&root.join("data/lamed.db"), moments);
                 mount.arm(&fault);
                 let cut = mount.crashed(CHECKPOINT_WITHIN).await.unwrap_or_else(|| {
