@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{progress, Answer};
+use super::{progress, sdk_error, Answer};
 use lamed_config::config::Config;
 use lamed_store::dynamodb::{check_key_schema, DynamoDbOptions, DynamoDbStore};
 use lamed_store::Store;
@@ -133,9 +133,11 @@ async fn ensure_recovery(client: &Client, table: &str) -> anyhow::Result<()> {
             {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
-            Err(err) => Err(err).checked(|| {
-                format!("cannot turn on point-in-time recovery of dynamodb table {table}")
-            })?,
+            Err(err) => {
+                return Err(sdk_error(err)).with_context(|| {
+                    format!("cannot turn on point-in-time recovery of dynamodb table {table}")
+                })
+            }
         }
     }
     progress(&format!(
