@@ -858,8 +858,7 @@ mod tests {
             args.extend(extra);
             Cli::try_parse_from(args)
         };
-        let Command::Import(args) = to_table(&["--to-dynamodb-table", "t"]).unwrap().command
-        else {
+        let Command::Import(args) = to_table(&["--to-dynamodb-table", "t"]).unwrap().command else {
             panic!("not import")
         };
         let config = Config::resolve(None, FileConfig::default(), args.overrides()).unwrap();

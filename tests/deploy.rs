@@ -858,12 +858,17 @@ async fn no_redis_deploys_on_dynamodb() {
         "{err}"
     );
     assert!(
-        err.contains("ok    dynamodb policy: role lamed is created: the functions may use table lamed only"),
+        err.contains(
+            "ok    dynamodb policy: role lamed is created: the functions may use table lamed only"
+        ),
         "{err}"
     );
 
     let stdout = ws.deploy(&[]);
-    assert!(stdout.contains("counts in:       DynamoDB table lamed"), "{stdout}");
+    assert!(
+        stdout.contains("counts in:       DynamoDB table lamed"),
+        "{stdout}"
+    );
     let sdk = ws.moto.sdk().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = dynamodb
@@ -910,7 +915,10 @@ async fn no_redis_deploys_on_dynamodb() {
     let first = snapshot(&ws.moto).await;
     let policy: serde_json::Value = serde_json::from_str(first.policy.as_deref().unwrap()).unwrap();
     let table_arn = table.table_arn().unwrap();
-    assert_eq!(table_arn, "arn:aws:dynamodb:us-east-1:123456789012:table/lamed");
+    assert_eq!(
+        table_arn,
+        "arn:aws:dynamodb:us-east-1:123456789012:table/lamed"
+    );
     let on_dynamodb: Vec<_> = policy["Statement"]
         .as_array()
         .unwrap()
@@ -948,10 +956,15 @@ async fn no_redis_deploys_on_dynamodb() {
     let output = ws.run("preflight", &[]);
     let err = stderr(&output);
     assert!(
-        err.contains("ok    dynamodb: table lamed exists, lamed's key schema; point-in-time recovery on"),
+        err.contains(
+            "ok    dynamodb: table lamed exists, lamed's key schema; point-in-time recovery on"
+        ),
         "{err}"
     );
-    assert!(err.contains("ok    dynamodb policy: role lamed exists"), "{err}");
+    assert!(
+        err.contains("ok    dynamodb policy: role lamed exists"),
+        "{err}"
+    );
 
     // A table restored from a backup comes back without TTL and recovery:
     // deploy turns both on again.
@@ -994,7 +1007,9 @@ async fn no_redis_deploys_on_dynamodb() {
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
     assert!(
-        err.contains("DynamoDB table lamed: kept with its counts (lamed destroy --delete-data deletes it)"),
+        err.contains(
+            "DynamoDB table lamed: kept with its counts (lamed destroy --delete-data deletes it)"
+        ),
         "{err}"
     );
     let after = snapshot(&ws.moto).await;
@@ -1004,7 +1019,11 @@ async fn no_redis_deploys_on_dynamodb() {
     // --delete-data: never without a confirmation.
     let refused = ws.run("destroy", &["--delete-data"]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("pass --yes"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
     assert_eq!(snapshot(&ws.moto).await.tables, first.tables);
     let output = ws.run("destroy", &["--delete-data", "--yes"]);
     let err = stderr(&output);

@@ -149,10 +149,17 @@ async fn import_writes_into_a_table() {
     let client = redis::Client::open(source.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut pipe = redis::pipe();
-    for (variant, event, count) in [("red", "participate", 40), ("red", "buy", 7), ("blue", "participate", 38)] {
+    for (variant, event, count) in [
+        ("red", "participate", 40),
+        ("red", "buy", 7),
+        ("blue", "participate", 38),
+    ] {
         let key = format!("alephbet:counters:button color:{event}:{variant}");
         pipe.cmd("SET").arg(&key).arg(count).ignore();
-        pipe.cmd("SADD").arg("alephbet:counter_keys").arg(&key).ignore();
+        pipe.cmd("SADD")
+            .arg("alephbet:counter_keys")
+            .arg(&key)
+            .ignore();
     }
     pipe.cmd("SADD")
         .arg("alephbet:experiments")
@@ -164,7 +171,13 @@ async fn import_writes_into_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let import = || {
         Command::new(util::lamed_bin())
-            .args(["import", "--redis", &source.url(), "--to-dynamodb-table", "imported"])
+            .args([
+                "import",
+                "--redis",
+                &source.url(),
+                "--to-dynamodb-table",
+                "imported",
+            ])
             .arg("--data-dir")
             .arg(dir.path().join("unused"))
             .envs(aws_env(&moto))

@@ -170,7 +170,9 @@ pub async fn check(sdk: &SdkConfig, table: &str) -> Result<String, String> {
                 Ok(false) => "point-in-time recovery off: deploy turns it on",
                 Err(err) => return Err(format!("{err:#}{fix}")),
             };
-            Ok(format!("table {table} exists, lamed's key schema; {recovery}"))
+            Ok(format!(
+                "table {table} exists, lamed's key schema; {recovery}"
+            ))
         }
         Err(err) => Err(format!("{err:#}{fix}")),
     }

@@ -100,7 +100,9 @@ pub async fn ensure_role(iam: &Client, table_arn: Option<&str>) -> anyhow::Resul
 pub fn scope(table: &str) -> String {
     format!(
         "the functions may use table {table} only, with {}",
-        IAM_ACTIONS.map(|a| a.trim_start_matches("dynamodb:")).join(", ")
+        IAM_ACTIONS
+            .map(|a| a.trim_start_matches("dynamodb:"))
+            .join(", ")
     )
 }
 

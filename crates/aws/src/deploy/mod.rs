@@ -308,13 +308,18 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
             }
         }
         (Some(table), false) => {
-            if dynamodb::describe(&clients.dynamodb, table).await?.is_some() {
+            if dynamodb::describe(&clients.dynamodb, table)
+                .await?
+                .is_some()
+            {
                 progress(&format!(
                     "DynamoDB table {table}: kept with its counts (lamed destroy --delete-data deletes it)"
                 ));
             }
         }
-        (None, true) => progress("--delete-data: the functions counted on Redis, which lamed leaves as it is"),
+        (None, true) => {
+            progress("--delete-data: the functions counted on Redis, which lamed leaves as it is")
+        }
         (None, false) => {}
     }
     progress("done; CloudWatch log groups /aws/lambda/lamed-* are kept (delete them in the console if unwanted)");
@@ -381,7 +386,10 @@ fn confirm(args: &DestroyArgs, table: Option<&str>) -> anyhow::Result<()> {
             format!("AND DynamoDB table {table} with every count in it"),
             table,
         ),
-        (Some(table), false) => (format!("(DynamoDB table {table} and its counts stay)"), "yes"),
+        (Some(table), false) => (
+            format!("(DynamoDB table {table} and its counts stay)"),
+            "yes",
+        ),
         (None, _) => ("(the Redis data stays)".to_owned(), "yes"),
     };
     eprint!(

@@ -534,7 +534,10 @@ mod tests {
         let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
         let mut sent = std::collections::BTreeSet::new();
         for (store, table) in [
-            (r#""redis": {"host": "r", "port": 7000, "password": "p w", "db": 2}"#, None),
+            (
+                r#""redis": {"host": "r", "port": 7000, "password": "p w", "db": 2}"#,
+                None,
+            ),
             ("", Some(DEFAULT_TABLE)),
             (r#""dynamodb_table": "counts.prod""#, Some("counts.prod")),
         ] {

@@ -178,7 +178,6 @@ impl DynamoDbStore {
             Err(e) => Err(self.error("cannot enable TTL", e.into_service_error())),
         }
     }
-
 }
 
 /// Refuses a table whose key is not `pk` (S, hash) and `sk` (S, range):
@@ -204,8 +203,7 @@ pub fn check_key_schema(table: &str, description: &TableDescription) -> Result<(
         (PK.to_owned(), "HASH".to_owned()),
         (SK.to_owned(), "RANGE".to_owned()),
     ];
-    if keys == expected && types(PK).as_deref() == Some("S") && types(SK).as_deref() == Some("S")
-    {
+    if keys == expected && types(PK).as_deref() == Some("S") && types(SK).as_deref() == Some("S") {
         return Ok(());
     }
     let found: Vec<String> = keys
