@@ -1035,6 +1035,53 @@ async fn no_redis_deploys_on_dynamodb() {
     assert!(snapshot(&ws.moto).await.tables.is_empty());
 }
 
+/// A table of that name that is not lamed's (another key schema) stops
+/// preflight and deploy before any change, naming its key and the fix;
+/// the table is left as it was.
+#[tokio::test]
+async fn a_foreign_table_stops_deploy() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ws = Workspace::new();
+    ws.write_config(r#"{"dynamodb_table": "orders"}"#);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&ws.moto.sdk().await);
+    dynamodb
+        .create_table()
+        .table_name("orders")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = snapshot(&ws.moto).await;
+    for command in ["preflight", "deploy"] {
+        let output = ws.run(command, &[]);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{command}: {err}");
+        assert!(err.contains("FAIL  dynamodb: "), "{command}: {err}");
+        assert!(
+            err.contains("dynamodb table orders: its key schema is id (N, HASH), not lamed's"),
+            "{command}: {err}"
+        );
+        assert!(err.contains("nothing was changed"), "{command}: {err}");
+    }
+    assert_eq!(snapshot(&ws.moto).await, before);
+}
+
 /// Preflight passes on a good setup and names each check.
 #[test]
 fn preflight_passes() {

@@ -146,7 +146,8 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         });
     }
     if let Some(table) = counting.as_ref().and_then(Counting::table) {
-        let reachable = network && have_credentials && region.is_some();
+        // As for the identity: a bootstrap AWS would refuse costs no AWS call.
+        let reachable = network && have_credentials && region.is_some() && bootstrap.is_ok();
         checks.push(Check {
             name: "dynamodb",
             outcome: if reachable {
