@@ -305,6 +305,8 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
                 progress(&format!(
                     "DynamoDB table {table}: deleted with every count in it"
                 ));
+            } else {
+                progress(&format!("DynamoDB table {table}: not there"));
             }
         }
         (Some(table), false) => {
