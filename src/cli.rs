@@ -132,9 +132,11 @@ pub enum Command {
     #[command(after_help = examples::DEPLOY)]
     Deploy(DeployArgs),
 
-    /// Remove everything `lamed deploy` created on AWS
+    /// Remove what `lamed deploy` created on AWS, keeping the counts
     ///
-    /// Asks for confirmation on the terminal unless --yes is given.
+    /// Asks for confirmation on the terminal unless --yes is given. The
+    /// DynamoDB table the functions counted in stays (destroy says so);
+    /// --delete-data deletes it too. Redis data is never touched.
     Destroy(DestroyArgs),
 
     /// Write the man pages: lamed.1 and one page per subcommand
