@@ -12,6 +12,7 @@ use crate::config::Overrides;
 use crate::model::DEFAULT_NAMESPACE;
 use crate::settings::{self, Given};
 use crate::store::redis::RedisSettings;
+use serde_json::Value;
 
 /// Lamed: a self-hosted A/B-testing backend for the AlephBet client.
 ///
@@ -131,9 +132,11 @@ pub enum Command {
     #[command(after_help = examples::DEPLOY)]
     Deploy(DeployArgs),
 
-    /// Remove everything `lamed deploy` created on AWS
+    /// Remove what `lamed deploy` created on AWS, keeping the counts
     ///
-    /// Asks for confirmation on the terminal unless --yes is given.
+    /// Asks for confirmation on the terminal unless --yes is given. The
+    /// DynamoDB table the functions counted in stays (destroy says so);
+    /// --delete-data deletes it too. Redis data is never touched.
     Destroy(DestroyArgs),
 
     /// Write the man pages: lamed.1 and one page per subcommand
@@ -211,6 +214,12 @@ pub struct RestoreArgs {
 #[command(mut_arg("to_redis", |arg| {
     with_help_of(settings::arg("redis"), &arg).id("to_redis").long("to-redis")
 }))]
+#[command(mut_arg("to_dynamodb_table", |arg| {
+    with_help_of(settings::arg("dynamodb_table"), &arg)
+        .id("to_dynamodb_table")
+        .long("to-dynamodb-table")
+        .conflicts_with("to_redis")
+}))]
 pub struct ImportArgs {
     /// Redis of the Lamed or Gimel deployment to read from (a URL)
     #[arg(long, value_name = "URL")]
@@ -236,6 +245,11 @@ pub struct ImportArgs {
     /// Target Redis instead of the embedded store (as lamed serve --redis)
     #[arg(long, value_parser = settings::RedisUrls)]
     pub to_redis: Option<RedisSettings>,
+
+    /// Target DynamoDB table instead of the embedded store (as lamed serve
+    /// --dynamodb-table; created when missing)
+    #[arg(long)]
+    pub to_dynamodb_table: Option<String>,
 }
 
 impl ImportArgs {
@@ -246,6 +260,11 @@ impl ImportArgs {
             overrides.settings = overrides
                 .settings
                 .with("redis", settings::redis_urls(redis));
+        }
+        if let Some(table) = &self.to_dynamodb_table {
+            overrides.settings = overrides
+                .settings
+                .with("dynamodb_table", Value::String(table.clone()));
         }
         overrides
     }
@@ -631,6 +650,12 @@ mod tests {
             ("report", "api_key", settings::arg("api_key"), "api-key"),
             ("list", "api_key", settings::arg("api_key"), "api-key"),
             ("import", "to_redis", settings::arg("redis"), "to-redis"),
+            (
+                "import",
+                "to_dynamodb_table",
+                settings::arg("dynamodb_table"),
+                "to-dynamodb-table",
+            ),
             ("configure", "config", config_arg(), "config"),
         ] {
             let arg = option(command, id);
@@ -830,5 +855,16 @@ mod tests {
             "http://x"
         ])
         .is_err());
+        let to_table = |extra: &[&str]| {
+            let mut args = vec!["lamed", "import", "--redis", "redis://127.0.0.1:1"];
+            args.extend(extra);
+            Cli::try_parse_from(args)
+        };
+        let Command::Import(args) = to_table(&["--to-dynamodb-table", "t"]).unwrap().command else {
+            panic!("not import")
+        };
+        let config = Config::resolve(None, FileConfig::default(), args.overrides()).unwrap();
+        assert_eq!(config.dynamodb_table.as_deref(), Some("t"));
+        assert!(to_table(&["--to-dynamodb-table", "t", "--to-redis", "redis://h"]).is_err());
     }
 }

@@ -136,6 +136,10 @@ struct Snapshot {
     api_keys: Vec<String>,
     usage_plans: Vec<String>,
     plan_keys: Vec<String>,
+    /// The DynamoDB tables, with their ARN and creation time.
+    tables: Vec<(String, String, String)>,
+    /// The role's inline policy, decoded.
+    policy: Option<String>,
 }
 
 async fn snapshot(moto: &Moto) -> Snapshot {
@@ -236,6 +240,31 @@ async fn snapshot(moto: &Moto) -> Snapshot {
                 .filter_map(|k| k.id.clone()),
         );
     }
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let mut tables = Vec::new();
+    for name in dynamodb.list_tables().send().await.unwrap().table_names() {
+        let table = dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        tables.push((
+            name.clone(),
+            table.table_arn.unwrap(),
+            format!("{:?}", table.creation_date_time),
+        ));
+    }
+    let policy = iam
+        .get_role_policy()
+        .role_name("lamed")
+        .policy_name("lamed")
+        .send()
+        .await
+        .ok()
+        .map(|policy| decoded(policy.policy_document()));
     Snapshot {
         role,
         functions,
@@ -245,7 +274,16 @@ async fn snapshot(moto: &Moto) -> Snapshot {
         api_keys,
         usage_plans,
         plan_keys,
+        tables,
+        policy,
     }
+}
+
+/// A policy document as IAM returns it (URL-encoded), decoded.
+fn decoded(document: &str) -> String {
+    percent_encoding::percent_decode_str(document)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn line_value<'a>(stdout: &'a str, label: &str) -> &'a str {
@@ -299,6 +337,8 @@ async fn first_deploy_creates_everything() {
         .into_owned();
     assert!(policy.contains("logs:PutLogEvents"), "{policy}");
     assert!(policy.contains("lambda:InvokeFunction"), "{policy}");
+    // Counting on Redis, the functions get no DynamoDB access at all.
+    assert!(!policy.contains("dynamodb"), "{policy}");
 
     let api_key = line_value(&stdout, "API key:");
     for name in FUNCTIONS {
@@ -778,6 +818,8 @@ async fn destroy_leaves_nothing_behind() {
             api_keys: Vec::new(),
             usage_plans: Vec::new(),
             plan_keys: Vec::new(),
+            tables: Vec::new(),
+            policy: None,
         }
     );
     let iam = aws_sdk_iam::Client::new(&sdk);
@@ -788,6 +830,256 @@ async fn destroy_leaves_nothing_behind() {
         .send()
         .await
         .is_err());
+}
+
+/// With no Redis in the config, deploy counts in DynamoDB: preflight
+/// says the table will be created and the policy scoped to it; deploy
+/// creates table "lamed" (on demand, lamed's key, TTL on `ttl`,
+/// point-in-time recovery on), gives the functions a policy allowing
+/// exactly the store's actions on that table's ARN, and tells them the
+/// table. A second deploy changes nothing. `destroy` keeps the table and
+/// says so; `destroy --delete-data` without a terminal or --yes refuses,
+/// and with --yes deletes it (the table named by the config, once no
+/// function is left to name it).
+#[tokio::test]
+async fn no_redis_deploys_on_dynamodb() {
+    use aws_sdk_dynamodb::types::{
+        BillingMode, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
+        TimeToLiveSpecification, TimeToLiveStatus,
+    };
+    let ws = Workspace::new();
+    ws.write_config(r#"{"uuid_expiry_seconds": 3600}"#);
+    let output = ws.run("preflight", &[]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(!err.contains("redis"), "{err}");
+    assert!(
+        err.contains("ok    dynamodb: table lamed is not there yet: deploy creates it"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "ok    dynamodb policy: role lamed is created: the functions may use table lamed only"
+        ),
+        "{err}"
+    );
+
+    let stdout = ws.deploy(&[]);
+    assert!(
+        stdout.contains("counts in:       DynamoDB table lamed"),
+        "{stdout}"
+    );
+    let sdk = ws.moto.sdk().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = dynamodb
+        .describe_table()
+        .table_name("lamed")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(
+        table.billing_mode_summary().and_then(|b| b.billing_mode()),
+        Some(&BillingMode::PayPerRequest)
+    );
+    let keys: Vec<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type().as_str()))
+        .collect();
+    assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
+    let ttl = dynamodb
+        .describe_time_to_live()
+        .table_name("lamed")
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    let recovery = dynamodb
+        .describe_continuous_backups()
+        .table_name("lamed")
+        .send()
+        .await
+        .unwrap()
+        .continuous_backups_description
+        .and_then(|b| b.point_in_time_recovery_description)
+        .and_then(|r| r.point_in_time_recovery_status);
+    assert_eq!(recovery, Some(PointInTimeRecoveryStatus::Enabled));
+
+    // The policy: logs and invoke as on Redis, and the store's actions on
+    // this table's ARN alone.
+    let first = snapshot(&ws.moto).await;
+    let policy: serde_json::Value = serde_json::from_str(first.policy.as_deref().unwrap()).unwrap();
+    let table_arn = table.table_arn().unwrap();
+    assert_eq!(
+        table_arn,
+        "arn:aws:dynamodb:us-east-1:123456789012:table/lamed"
+    );
+    let on_dynamodb: Vec<_> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.to_string().contains("dynamodb"))
+        .collect();
+    assert_eq!(on_dynamodb.len(), 1, "{policy}");
+    assert_eq!(on_dynamodb[0]["Resource"], table_arn, "{policy}");
+    let actions: BTreeSet<&str> = on_dynamodb[0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        lamed_store::dynamodb::IAM_ACTIONS.into_iter().collect()
+    );
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    for name in FUNCTIONS {
+        let config = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        let env = config.environment().unwrap().variables().unwrap();
+        assert_eq!(env["LAMED_DYNAMODB_TABLE"], "lamed", "{name}");
+        assert!(!env.contains_key("LAMED_REDIS_URL"), "{name}");
+    }
+
+    // A second deploy changes nothing.
+    ws.deploy(&[]);
+    assert_eq!(snapshot(&ws.moto).await, first);
+    let output = ws.run("preflight", &[]);
+    let err = stderr(&output);
+    assert!(
+        err.contains(
+            "ok    dynamodb: table lamed exists, lamed's key schema; point-in-time recovery on"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("ok    dynamodb policy: role lamed exists"),
+        "{err}"
+    );
+
+    // A table restored from a backup comes back without TTL and recovery:
+    // deploy turns both on again.
+    dynamodb
+        .update_time_to_live()
+        .table_name("lamed")
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(false)
+                .attribute_name("ttl")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    dynamodb
+        .update_continuous_backups()
+        .table_name("lamed")
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let output = ws.run("deploy", &[]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("DynamoDB table lamed: TTL turned on"), "{err}");
+    assert!(
+        err.contains("DynamoDB table lamed: point-in-time recovery turned on"),
+        "{err}"
+    );
+
+    // destroy keeps the table, and says so.
+    let output = ws.run("destroy", &["--yes"]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "DynamoDB table lamed: kept with its counts (lamed destroy --delete-data deletes it)"
+        ),
+        "{err}"
+    );
+    let after = snapshot(&ws.moto).await;
+    assert_eq!((after.role, after.functions.len()), (None, 0));
+    assert_eq!(after.tables, first.tables);
+
+    // --delete-data: never without a confirmation.
+    let refused = ws.run("destroy", &["--delete-data"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(snapshot(&ws.moto).await.tables, first.tables);
+    let output = ws.run("destroy", &["--delete-data", "--yes"]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("DynamoDB table lamed: deleted with every count in it"),
+        "{err}"
+    );
+    assert!(snapshot(&ws.moto).await.tables.is_empty());
+}
+
+/// A table of that name that is not lamed's (another key schema) stops
+/// preflight and deploy before any change, naming its key and the fix;
+/// the table is left as it was.
+#[tokio::test]
+async fn a_foreign_table_stops_deploy() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ws = Workspace::new();
+    ws.write_config(r#"{"dynamodb_table": "orders"}"#);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&ws.moto.sdk().await);
+    dynamodb
+        .create_table()
+        .table_name("orders")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = snapshot(&ws.moto).await;
+    for command in ["preflight", "deploy"] {
+        let output = ws.run(command, &[]);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{command}: {err}");
+        assert!(err.contains("FAIL  dynamodb: "), "{command}: {err}");
+        assert!(
+            err.contains("dynamodb table orders: its key schema is id (N, HASH), not lamed's"),
+            "{command}: {err}"
+        );
+        assert!(err.contains("nothing was changed"), "{command}: {err}");
+    }
+    assert_eq!(snapshot(&ws.moto).await, before);
 }
 
 /// Preflight passes on a good setup and names each check.
@@ -857,16 +1149,16 @@ async fn failures_stop_before_any_change() {
             lamed(home, &args, &CREDENTIALS),
             &["FAIL  redis", "fix: start Redis"],
         );
-        // Invalid config (a bad value, then no redis at all).
+        // Invalid config (a bad value, then both stores).
         ws.write_config(r#"{"redis": {"host": "127.0.0.1"}, "api_key": "short"}"#);
         check(
             lamed(home, &args, &CREDENTIALS),
             &["FAIL  config", "api_key", "fix: lamed configure"],
         );
-        ws.write_config("{}");
+        ws.write_config(r#"{"redis": {"host": "127.0.0.1"}, "dynamodb_table": "t"}"#);
         check(
             lamed(home, &args, &CREDENTIALS),
-            &["FAIL  redis", "no redis"],
+            &["FAIL  config", "choose the store", "fix: lamed configure"],
         );
         ws.write_config(&config_json(ws.redis.port, true));
     }
@@ -875,6 +1167,7 @@ async fn failures_stop_before_any_change() {
         (snap.role, snap.functions.len(), snap.apis.len()),
         (None, 0, 0)
     );
+    assert!(snap.tables.is_empty(), "{:?}", snap.tables);
 }
 
 /// `lamed configure` creates the config from its commented template (mode

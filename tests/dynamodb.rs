@@ -136,3 +136,71 @@ async fn two_instances_share_one_table() {
     assert!(stderr.contains("uuid_expiry_seconds"), "{stderr}");
     assert!(stderr.contains("60"), "{stderr}");
 }
+
+/// `lamed import --to-dynamodb-table` copies an original Lamed's counters
+/// (a private redis-server seeded with its layout) into a table it
+/// creates; `lamed serve` on that table answers them, and a second run
+/// changes nothing.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_writes_into_a_table() {
+    use util::redis_server::RedisServer;
+    let source = RedisServer::start();
+    let client = redis::Client::open(source.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    for (variant, event, count) in [
+        ("red", "participate", 40),
+        ("red", "buy", 7),
+        ("blue", "participate", 38),
+    ] {
+        let key = format!("alephbet:counters:button color:{event}:{variant}");
+        pipe.cmd("SET").arg(&key).arg(count).ignore();
+        pipe.cmd("SADD")
+            .arg("alephbet:counter_keys")
+            .arg(&key)
+            .ignore();
+    }
+    pipe.cmd("SADD")
+        .arg("alephbet:experiments")
+        .arg("button color")
+        .ignore();
+    pipe.exec_async(&mut conn).await.unwrap();
+
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let import = || {
+        Command::new(util::lamed_bin())
+            .args([
+                "import",
+                "--redis",
+                &source.url(),
+                "--to-dynamodb-table",
+                "imported",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("unused"))
+            .envs(aws_env(&moto))
+            .env_remove("LAMED_REDIS_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lamed import")
+    };
+    for changed in ["3 changed, 0 unchanged", "0 changed, 3 unchanged"] {
+        let output = import();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(changed), "{stdout}");
+    }
+    let server = serve_on(&moto, "imported", dir.path(), "served");
+    let counts = server.counts("alephbet").await;
+    let id = |ev: &str, v: &str| ("button color".to_owned(), ev.to_owned(), v.to_owned());
+    assert_eq!(counts[&id("participate", "red")], 40);
+    assert_eq!(counts[&id("buy", "red")], 7);
+    assert_eq!(counts[&id("participate", "blue")], 38);
+}

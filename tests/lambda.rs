@@ -1,18 +1,22 @@
 //! The Lambda entry: real API Gateway REST (v1) proxy events, turned into
 //! requests by lambda_http, answered through the router exactly as
-//! `lamed serve` answers the same requests over HTTP. The function counts
-//! on a private redis-server, `lamed serve` on its embedded store.
+//! `lamed serve` answers the same requests over HTTP. Each test runs twice,
+//! with the function counting on a private redis-server and in a table of a
+//! private moto_server (DynamoDB); `lamed serve` counts on its embedded
+//! store.
 #![cfg(feature = "aws")]
 
 mod util;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use lambda_http::request::from_str;
 use lamed::config::{Config, FileConfig, Overrides};
 use lamed::settings::Given;
+use lamed_store::dynamodb::testing::{unique_table, Moto};
 use util::redis_server::RedisServer;
 use util::Server;
 
@@ -34,20 +38,69 @@ fn event(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
-/// A private redis-server and the function's configuration pointing at
-/// it, as `lamed deploy` sets it: `LAMED_REDIS_URL` and `LAMED_API_KEY`
-/// become `Overrides`' given settings, then the store comes from the same
-/// `lamed::lambda::open_store` that `lamed::lambda::run` calls.
-async fn lambda_app(redis: &RedisServer) -> axum::Router {
+/// The store a function counts on, as `lamed deploy` configures it.
+enum Backend {
+    /// A private redis-server (`LAMED_REDIS_URL`).
+    Redis(RedisServer),
+    /// A table of its own on the shared private moto_server
+    /// (`LAMED_DYNAMODB_TABLE`).
+    DynamoDb(Arc<Moto>, String),
+}
+
+impl Backend {
+    fn redis() -> Backend {
+        Backend::Redis(RedisServer::start())
+    }
+
+    fn dynamodb() -> Backend {
+        Backend::DynamoDb(Moto::shared(), unique_table("lambda"))
+    }
+}
+
+/// Generates, for each test function taking a [`Backend`], a module of
+/// two tests: `redis` and `dynamodb`.
+macro_rules! on_each_store {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn redis() {
+                super::$test(super::Backend::redis()).await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$test(super::Backend::dynamodb()).await;
+            }
+        }
+    )*};
+}
+
+on_each_store!(
+    events_answer_like_lamed_serve,
+    stage_prefix_is_stripped_exactly,
+    registry_works_on_lambda,
+    values_and_weights_work_on_lambda,
+);
+
+/// The function's configuration for `backend`, as `lamed deploy` sets it:
+/// `LAMED_REDIS_URL` or `LAMED_DYNAMODB_TABLE`, and `LAMED_API_KEY`, become
+/// `Overrides`' given settings; then the store comes from the same
+/// `lamed::lambda::open_store` that `lamed::lambda::run` calls (given the
+/// emulator's AWS configuration, where the function has its role's).
+async fn lambda_app(backend: &Backend) -> axum::Router {
     let file: FileConfig = serde_json::from_str(CONFIG).unwrap();
+    let (setting, value, aws) = match backend {
+        Backend::Redis(redis) => ("redis", redis.url(), None),
+        Backend::DynamoDb(moto, table) => ("dynamodb_table", table.clone(), Some(moto.sdk())),
+    };
     let overrides = Overrides {
-        settings: Given::default().with("redis", serde_json::Value::String(redis.url())),
+        settings: Given::default().with(setting, serde_json::Value::String(value)),
         ..Overrides::default()
     };
     let config = Config::resolve(None, file, overrides).unwrap();
-    let store = lamed::lambda::open_store(&config)
+    let store = lamed::lambda::open_store(&config, aws.as_ref())
         .await
-        .expect("open the redis store");
+        .expect("open the store");
     lamed::lambda::app(store, &config, KEY).unwrap()
 }
 
@@ -149,8 +202,7 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
 /// participate and convert) gets the same status, body
 /// and CORS/cache headers from the Lambda handler as from `lamed serve`;
 /// the stage prefix `/prod` is stripped before routing.
-#[tokio::test]
-async fn events_answer_like_lamed_serve() {
+async fn events_answer_like_lamed_serve(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.json");
     std::fs::write(&config_path, CONFIG).unwrap();
@@ -158,8 +210,7 @@ async fn events_answer_like_lamed_serve() {
         &dir.path().join("served"),
         &["--config", config_path.to_str().unwrap()],
     );
-    let redis = RedisServer::start();
-    let app = lambda_app(&redis).await;
+    let app = lambda_app(&backend).await;
 
     let expectations: &[(&str, u16)] = &[
         ("track-participate", 200),
@@ -216,10 +267,8 @@ async fn events_answer_like_lamed_serve() {
 /// The stage prefix is removed only when it is the first path segment:
 /// `/prod/track` routes as `/track`, a path merely starting with "prod"
 /// is left alone.
-#[tokio::test]
-async fn stage_prefix_is_stripped_exactly() {
-    let redis = RedisServer::start();
-    let app = lambda_app(&redis).await;
+async fn stage_prefix_is_stripped_exactly(backend: Backend) {
+    let app = lambda_app(&backend).await;
     let health = event("unknown-path").replace("\"/nope\"", "\"/health\"");
     let response = lamed::lambda::handle(app.clone(), from_str(&health).unwrap()).await;
     assert_eq!(response.status(), 200);
@@ -267,10 +316,8 @@ async fn call(app: &axum::Router, event: &str) -> (u16, String, Option<String>) 
 /// The registry works behind Lambda as under `lamed serve`: an experiment
 /// registered and paused through the API, then its events answered 200
 /// `{"ignored":"paused"}` and not counted.
-#[tokio::test]
-async fn registry_works_on_lambda() {
-    let redis = RedisServer::start();
-    let app = lambda_app(&redis).await;
+async fn registry_works_on_lambda(backend: Backend) {
+    let app = lambda_app(&backend).await;
     let call = |event: String| {
         let app = app.clone();
         async move {
@@ -333,10 +380,8 @@ async fn registry_works_on_lambda() {
 /// (a re-send with another value adds nothing), a batch's values count,
 /// the report sums them, and an adaptive experiment's weights are answered
 /// public and cacheable.
-#[tokio::test]
-async fn values_and_weights_work_on_lambda() {
-    let redis = RedisServer::start();
-    let app = lambda_app(&redis).await;
+async fn values_and_weights_work_on_lambda(backend: Backend) {
+    let app = lambda_app(&backend).await;
     let call = |event: String| {
         let app = app.clone();
         async move { call(&app, &event).await }
@@ -402,11 +447,11 @@ async fn values_and_weights_work_on_lambda() {
 }
 
 /// Started as a Lambda function (AWS_LAMBDA_RUNTIME_API set) without a
-/// Redis, without an API key, or with an unreachable Redis, the binary
+/// store, without an API key, or with an unreachable Redis, the binary
 /// refuses with a clear message (never the Redis password) and a non-zero
 /// exit, before taking any event.
 #[test]
-fn lambda_without_redis_or_key_refuses() {
+fn lambda_without_a_store_or_key_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let run = |envs: &[(&str, &str)]| {
         let mut command = Command::new(util::lamed_bin());
@@ -416,6 +461,7 @@ fn lambda_without_redis_or_key_refuses() {
             .env("HOME", dir.path())
             .env_remove("LAMED_API_KEY")
             .env_remove("LAMED_REDIS_URL")
+            .env_remove("LAMED_DYNAMODB_TABLE")
             .env_remove("LAMED_CONFIG")
             .stdin(Stdio::null());
         for (name, value) in envs {
@@ -429,7 +475,8 @@ fn lambda_without_redis_or_key_refuses() {
     };
     let (status, stderr) = run(&[("LAMED_API_KEY", KEY)]);
     assert!(!status.success());
-    assert!(stderr.contains("no redis configured"), "{stderr}");
+    assert!(stderr.contains("no store configured"), "{stderr}");
+    assert!(stderr.contains("LAMED_DYNAMODB_TABLE"), "{stderr}");
     assert!(stderr.contains("LAMED_REDIS_URL"), "{stderr}");
     let (status, stderr) = run(&[("LAMED_REDIS_URL", "redis://:s3cret-pw@127.0.0.1:9/0")]);
     assert!(!status.success());

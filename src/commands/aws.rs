@@ -68,6 +68,7 @@ fn print_deployed(deployed: &lamed_aws::deploy::Deployed) -> anyhow::Result<()> 
         base_url: base,
         extra_routes,
         api_key,
+        table,
     } = deployed;
     let stage = lamed_aws::deploy::plan::STAGE;
     let mut out = format!(
@@ -81,6 +82,11 @@ fn print_deployed(deployed: &lamed_aws::deploy::Deployed) -> anyhow::Result<()> 
         out.push_str(&format!(
             "  extra path:      {base}/{path} ({})\n",
             handler.lamed_name()
+        ));
+    }
+    if let Some(table) = table {
+        out.push_str(&format!(
+            "  counts in:       DynamoDB table {table} (kept by lamed destroy)\n"
         ));
     }
     out.push_str(&format!(

@@ -85,6 +85,19 @@ pub struct DestroyArgs {
     #[arg(long)]
     pub yes: bool,
 
+    /// Also delete the DynamoDB table the functions counted in, with every
+    /// count in it
+    ///
+    /// Without it the table stays (and costs only its storage). Asks to
+    /// type the table's name, unless --yes.
+    #[arg(long)]
+    pub delete_data: bool,
+
+    /// Config file naming the table, when no function is left to say it
+    /// [default: ./config.json or ~/.lamed/config.json]
+    #[arg(long, env = "LAMED_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// AWS region [default: from AWS_REGION or the AWS profile]
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,

@@ -3,10 +3,11 @@
 //! events through the same router as `lamed serve`.
 //!
 //! Configuration comes from the function's environment (`lamed deploy` sets
-//! it): `LAMED_API_KEY`, `LAMED_REDIS_URL`, `LAMED_UUID_EXPIRY_SECONDS`,
-//! `LAMED_MAX_*` and `LAMED_EXTRA_ROUTES` (`path=handler,...`). The store must
-//! be Redis: a Lambda's disk is neither shared nor kept, so the embedded
-//! store would count each instance apart and forget on every cold start.
+//! it): `LAMED_API_KEY`, `LAMED_DYNAMODB_TABLE` or `LAMED_REDIS_URL`,
+//! `LAMED_UUID_EXPIRY_SECONDS`, `LAMED_MAX_*` and `LAMED_EXTRA_ROUTES`
+//! (`path=handler,...`). The store must be DynamoDB or Redis: a Lambda's
+//! disk is neither shared nor kept, so the embedded store would count each
+//! instance apart and forget on every cold start.
 
 use std::env;
 
@@ -98,19 +99,24 @@ mod runtime {
     use tower::ServiceExt;
 
     use super::{config_from_env, router_options};
+    use aws_config::SdkConfig;
     use lamed_config::config::Config;
+    use lamed_config::settings::variable;
     use lamed_server::{router, AppState};
+    use lamed_store::dynamodb::{DynamoDbOptions, DynamoDbStore};
     use lamed_store::DynStore;
 
     /// Runs the Lambda runtime loop until the runtime stops the process.
     ///
     /// # Errors
     ///
-    /// When the configuration is unusable or no Redis store is configured
-    /// (before the first event is taken), or the runtime API fails.
+    /// When the configuration is unusable or no DynamoDB table nor Redis
+    /// is configured (before the first event is taken), or the runtime API
+    /// fails.
     pub async fn run() -> anyhow::Result<()> {
         let (config, api_key) = config_from_env()?;
-        let store = open_store(&config).await?;
+        // The SDK's usual configuration: the function's role and region.
+        let store = open_store(&config, None).await?;
         let app = app(store, &config, &api_key)?;
         tracing::info!("lamed is serving API Gateway events");
         lambda_http::run(lambda_http::service_fn(move |request| {
@@ -122,23 +128,42 @@ mod runtime {
     }
 
     /// The store the function counts on: the one seam between the Lambda
-    /// entry and the storage backends.
+    /// entry and the storage backends. `aws` is the AWS SDK configuration
+    /// of a DynamoDB store (tests: an emulator's); `None` is the SDK's
+    /// usual one.
     ///
     /// # Errors
     ///
-    /// When no Redis is configured (the embedded store makes no sense on
-    /// Lambda), or the Redis store cannot be opened.
-    pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
-        let Some(redis) = &config.redis else {
-            anyhow::bail!(
-                "no redis configured: on AWS Lambda lamed counts on Redis; set {} \
-                 (lamed deploy sets it from the redis of config.json)",
-                lamed_config::settings::variable("redis")
-            );
-        };
-        lamed_store::open(&config.store_options())
-            .await
-            .with_context(|| format!("cannot open the redis store at {}", redis.redacted()))
+    /// When neither a DynamoDB table nor a Redis is configured (the
+    /// embedded store makes no sense on Lambda), or the store cannot be
+    /// opened.
+    pub async fn open_store(config: &Config, aws: Option<&SdkConfig>) -> anyhow::Result<DynStore> {
+        let options = config.store_options();
+        match (&config.redis, &config.dynamodb_table) {
+            (None, Some(table)) => {
+                let store = DynamoDbStore::open(DynamoDbOptions {
+                    sdk: aws.cloned(),
+                    ..options.dynamodb(table)
+                })
+                .await
+                .with_context(|| format!("cannot open the dynamodb store in table {table}"))?;
+                Ok(Arc::new(store))
+            }
+            (Some(redis), None) => lamed_store::open(&options)
+                .await
+                .with_context(|| format!("cannot open the redis store at {}", redis.redacted())),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both {} and {} are set: choose the store the function counts in",
+                variable("redis"),
+                variable("dynamodb_table")
+            ),
+            (None, None) => anyhow::bail!(
+                "no store configured: on AWS Lambda lamed counts in DynamoDB or on Redis; \
+                 set {} or {} (lamed deploy sets them from config.json)",
+                variable("dynamodb_table"),
+                variable("redis")
+            ),
+        }
     }
 
     /// The router of `lamed serve` over `store`, as the function serves it.

@@ -286,13 +286,13 @@ pub struct Settings {
     /// key schema is refused. Region, credentials and endpoint come from
     /// the AWS SDK's usual settings (AWS_REGION, AWS_PROFILE,
     /// AWS_ENDPOINT_URL...). Not with redis. Needs a lamed built with
-    /// feature dynamodb. Not sent to AWS Lambda yet: its entry still
-    /// counts on Redis.
+    /// feature dynamodb. lamed deploy counts in it on AWS Lambda (in a
+    /// table named "lamed" when neither this nor redis is set).
     #[arg(
         long,
         env = "LAMED_DYNAMODB_TABLE",
         value_name = "NAME",
-        help_heading = LOCAL_HEADING
+        help_heading = COUNTING_HEADING
     )]
     #[serde(default)]
     pub dynamodb_table: Option<String>,

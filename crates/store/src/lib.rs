@@ -576,8 +576,17 @@ pub async fn open(config: &StoreOptions) -> Result<DynStore, StoreError> {
 /// The DynamoDB store on `table`, with the SDK's usual configuration.
 #[cfg(feature = "dynamodb")]
 async fn open_dynamodb(config: &StoreOptions, table: &str) -> Result<DynStore, StoreError> {
-    let options = dynamodb::DynamoDbOptions::new(table, config.uuid_expiry_seconds, config.caps);
+    let options = config.dynamodb(table);
     Ok(Arc::new(dynamodb::DynamoDbStore::open(options).await?))
+}
+
+#[cfg(feature = "dynamodb")]
+impl StoreOptions {
+    /// The options of a DynamoDB store on `table` (the configured one, or
+    /// the one `lamed deploy` chose), with the SDK's usual configuration.
+    pub fn dynamodb(&self, table: &str) -> dynamodb::DynamoDbOptions {
+        dynamodb::DynamoDbOptions::new(table, self.uuid_expiry_seconds, self.caps)
+    }
 }
 
 #[cfg(not(feature = "dynamodb"))]

@@ -7,10 +7,11 @@
 //! - [`preflight`]: every check before a change, each with its fix.
 //! - [`package`]: the zip with `bootstrap`, stripped and within AWS
 //!   Lambda's size limits.
-//! - [`iam`], [`functions`], [`apigateway`]: one AWS service each, every
-//!   step looking up before it creates.
+//! - [`dynamodb`], [`iam`], [`functions`], [`apigateway`]: one AWS
+//!   service each, every step looking up before it creates.
 
 pub mod apigateway;
+pub mod dynamodb;
 pub mod functions;
 pub mod iam;
 pub mod package;
@@ -25,7 +26,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_lambda::error::SdkError;
 
 use crate::args::{DeployArgs, DestroyArgs};
-use lamed_config::config::Handler;
+use lamed_config::config::{Config, Handler, Overrides};
+use lamed_config::settings::variable;
 use lamed_progress::Steps;
 use lamed_server::routes::Function;
 use plan::STAGE;
@@ -122,6 +124,8 @@ not_found! {
     aws_sdk_apigateway::operation::delete_method::DeleteMethodError: is_not_found_exception,
     aws_sdk_apigateway::operation::delete_deployment::DeleteDeploymentError: is_not_found_exception,
     aws_sdk_apigateway::operation::delete_api_key::DeleteApiKeyError: is_not_found_exception,
+    aws_sdk_dynamodb::operation::describe_table::DescribeTableError: is_resource_not_found_exception,
+    aws_sdk_dynamodb::operation::delete_table::DeleteTableError: is_resource_not_found_exception,
 }
 
 /// The AWS configuration from the standard chain (environment, profile,
@@ -145,6 +149,8 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     /// API Gateway (the REST API, key and usage plan).
     pub apigateway: aws_sdk_apigateway::Client,
+    /// DynamoDB (the table, when the functions count in one).
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl Clients {
@@ -154,6 +160,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             lambda: aws_sdk_lambda::Client::new(config),
             apigateway: aws_sdk_apigateway::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
         }
     }
 }
@@ -176,6 +183,8 @@ pub struct Deployed {
     pub extra_routes: Vec<(String, Handler)>,
     /// The API key the management API requires.
     pub api_key: String,
+    /// The DynamoDB table the functions count in; `None` on Redis.
+    pub table: Option<String>,
 }
 
 /// Runs `lamed deploy`.
@@ -197,10 +206,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     let clients = Clients::new(&ready.sdk);
     let region = ready.region.as_str();
 
-    let role_arn = iam::ensure_role(&clients.iam).await?;
+    let table_arn = match plan.counting.table() {
+        Some(table) => Some(dynamodb::ensure_table(&ready.sdk, &ready.config, table).await?),
+        None => None,
+    };
+    let role_arn = iam::ensure_role(&clients.iam, table_arn.as_deref()).await?;
     let (key_id, api_key) =
         apigateway::ensure_api_key(&clients.apigateway, ready.config.api_key.as_deref()).await?;
-    let environment = plan.environment(&ready.config, &api_key)?;
+    let environment = plan.environment(&ready.config, &api_key);
     let mut alias_arns = HashMap::new();
     for spec in &plan.functions {
         let deployed = functions::ensure_function(
@@ -246,42 +259,35 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
         api,
         extra_routes: plan.extra_routes,
         api_key,
+        table: plan.counting.table().map(str::to_owned),
     })
 }
 
-/// Runs `lamed destroy`.
+/// Runs `lamed destroy`: everything deploy built except the counts. A
+/// DynamoDB table is deleted only with `--delete-data`, once confirmed.
 ///
 /// # Errors
 ///
 /// When not confirmed, when AWS cannot be reached, or a removal fails.
 pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "refusing to destroy without confirmation: standard input is not a terminal; pass --yes"
-            );
-        }
-        eprint!(
-            "lamed: this removes lamed's REST API, API key, usage plan, Lambda functions and IAM role \
-             (the Redis data stays). Type 'yes' to continue: "
+    // Refused before any AWS call: nobody can answer the question.
+    if !args.yes && !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to destroy without confirmation: standard input is not a terminal; pass --yes"
         );
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("cannot read the confirmation")?;
-        if answer.trim() != "yes" {
-            anyhow::bail!("not confirmed; nothing was removed");
-        }
     }
     let sdk = sdk_config(args.region.as_deref(), args.endpoint_url.as_deref()).await;
     let region = sdk
         .region()
         .map(|r| r.to_string())
         .context(preflight::NO_REGION)?;
+    let clients = Clients::new(&sdk);
+    let table = deployed_table(&clients.lambda, &args).await?;
+    if !args.yes {
+        confirm(&args, table.as_deref())?;
+    }
     let _steps = Steps::start("removing");
     progress(&format!("removing lamed from region {region}"));
-    let clients = Clients::new(&sdk);
     for what in apigateway::destroy(&clients.apigateway).await? {
         progress(&format!("{what}: removed"));
     }
@@ -293,6 +299,112 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     if iam::delete_role(&clients.iam).await? {
         progress(&format!("IAM role {}: removed", plan::ROLE_NAME));
     }
+    match (&table, args.delete_data) {
+        (Some(table), true) => {
+            if dynamodb::delete_table(&clients.dynamodb, table).await? {
+                progress(&format!(
+                    "DynamoDB table {table}: deleted with every count in it"
+                ));
+            } else {
+                progress(&format!("DynamoDB table {table}: not there"));
+            }
+        }
+        (Some(table), false) => {
+            if dynamodb::describe(&clients.dynamodb, table)
+                .await?
+                .is_some()
+            {
+                progress(&format!(
+                    "DynamoDB table {table}: kept with its counts (lamed destroy --delete-data deletes it)"
+                ));
+            }
+        }
+        (None, true) => {
+            progress("--delete-data: the functions counted on Redis, which lamed leaves as it is")
+        }
+        (None, false) => {}
+    }
     progress("done; CloudWatch log groups /aws/lambda/lamed-* are kept (delete them in the console if unwanted)");
+    Ok(())
+}
+
+/// The DynamoDB table of the deployment: the one its functions were given
+/// (`LAMED_DYNAMODB_TABLE`), else, when none is left, the one deploy would
+/// choose from the config. `None` when it counts on Redis.
+///
+/// # Errors
+///
+/// When Lambda cannot be asked; with `--delete-data`, also when the
+/// config cannot be read (without it, the table is only mentioned).
+async fn deployed_table(
+    lambda: &aws_sdk_lambda::Client,
+    args: &DestroyArgs,
+) -> anyhow::Result<Option<String>> {
+    let variable = variable("dynamodb_table");
+    let mut deployed = false;
+    for name in Function::ALL.map(Function::name) {
+        let Some(function) = lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .found(|| format!("cannot read function {name}"))?
+        else {
+            continue;
+        };
+        deployed = true;
+        let table = function
+            .configuration
+            .and_then(|c| c.environment)
+            .and_then(|e| e.variables)
+            .and_then(|mut variables| variables.remove(&variable));
+        if table.is_some() {
+            return Ok(table);
+        }
+    }
+    if deployed {
+        return Ok(None);
+    }
+    let from_config = Config::load(Overrides {
+        config: args.config.clone(),
+        ..Overrides::default()
+    })
+    .map_err(anyhow::Error::from)
+    .and_then(|config| plan::Counting::of(&config));
+    match from_config {
+        Ok(counting) => Ok(counting.table().map(str::to_owned)),
+        Err(err) if args.delete_data => {
+            Err(err).context("no function is left to name the table; cannot read the config")
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Asks on the terminal; with `--delete-data`, the table's name must be
+/// typed: deleting counts is never one keystroke away.
+fn confirm(args: &DestroyArgs, table: Option<&str>) -> anyhow::Result<()> {
+    let (kept, answer) = match (table, args.delete_data) {
+        (Some(table), true) => (
+            format!("AND DynamoDB table {table} with every count in it"),
+            table,
+        ),
+        (Some(table), false) => (
+            format!("(DynamoDB table {table} and its counts stay)"),
+            "yes",
+        ),
+        (None, _) => ("(the Redis data stays)".to_owned(), "yes"),
+    };
+    eprint!(
+        "lamed: this removes lamed's REST API, API key, usage plan, Lambda functions and IAM role \
+         {kept}. Type '{answer}' to continue: "
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the confirmation")?;
+    if line.trim() != answer {
+        anyhow::bail!("not confirmed; nothing was removed");
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::args::Arch;
 use lamed_config::config::{Config, Handler};
+use lamed_config::settings::Settings;
 use lamed_server::routes::{self, Access, Deploy, Endpoint, Function, ROUTES};
 
 /// IAM role and inline policy name.
@@ -35,6 +36,59 @@ pub const HANDLER: &str = "bootstrap";
 pub const DEFAULT_MEMORY_MB: i32 = 128;
 /// The original's timeout (seconds).
 pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
+/// The DynamoDB table the functions count in when the config names
+/// neither a Redis nor a table.
+pub const DEFAULT_TABLE: &str = "lamed";
+
+/// Where the functions count: nothing runs on AWS for DynamoDB, so it is
+/// the choice when the config names no Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counting {
+    /// On the config's Redis.
+    Redis,
+    /// In this DynamoDB table, which deploy creates when missing.
+    DynamoDb(String),
+}
+
+impl Counting {
+    /// The store of `config` on AWS Lambda: its Redis, else its
+    /// `dynamodb_table`, else [`DEFAULT_TABLE`].
+    ///
+    /// # Errors
+    ///
+    /// When both are set, or the table's name is not one DynamoDB takes.
+    pub fn of(config: &Config) -> anyhow::Result<Counting> {
+        match (&config.redis, &config.dynamodb_table) {
+            (Some(_), Some(table)) => anyhow::bail!(
+                "both redis and dynamodb_table ({table}) are set: choose the store the functions count in"
+            ),
+            (Some(_), None) => Ok(Counting::Redis),
+            (None, table) => {
+                let table = table.as_deref().unwrap_or(DEFAULT_TABLE);
+                // DynamoDB's rule for table names.
+                let valid = (3..=255).contains(&table.len())
+                    && table
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                if !valid {
+                    anyhow::bail!(
+                        "dynamodb_table '{table}' is not a DynamoDB table name: \
+                         3 to 255 letters, digits, '_', '-' or '.'"
+                    );
+                }
+                Ok(Counting::DynamoDb(table.to_owned()))
+            }
+        }
+    }
+
+    /// The table, when counting in DynamoDB.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Counting::Redis => None,
+            Counting::DynamoDb(table) => Some(table),
+        }
+    }
+}
 
 /// One Lambda function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +129,8 @@ pub struct Plan {
     pub extra_routes: Vec<(String, Handler)>,
     /// The processor architecture of the functions.
     pub arch: Arch,
+    /// Where the functions count.
+    pub counting: Counting,
 }
 
 impl Plan {
@@ -99,27 +155,21 @@ impl Plan {
         self.routes.iter().filter(move |r| r.path == path)
     }
 
-    /// The function environment: how the configuration reaches the Lambda.
-    ///
-    /// # Errors
-    ///
-    /// When no Redis is configured.
-    pub fn environment(
-        &self,
-        config: &Config,
-        api_key: &str,
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        config
-            .redis
-            .as_ref()
-            .context("no redis in the config: lamed on AWS Lambda counts on Redis")?;
-        // Every setting that applies on Lambda, from its definition
-        // (lamed_config::settings), with the key deploy keeps in API Gateway.
-        let settings = lamed_config::settings::Settings {
+    /// The settings the functions run with: the config's, with the key
+    /// deploy keeps in API Gateway and the table they count in.
+    pub fn settings(&self, config: &Config, api_key: &str) -> Settings {
+        Settings {
             api_key: Some(api_key.to_owned()),
+            dynamodb_table: self.counting.table().map(str::to_owned),
             ..config.settings.clone()
-        };
-        let mut env = settings.lambda_environment();
+        }
+    }
+
+    /// The function environment: how the configuration reaches the Lambda.
+    pub fn environment(&self, config: &Config, api_key: &str) -> BTreeMap<String, String> {
+        // Every setting that applies on Lambda, from its definition
+        // (lamed_config::settings).
+        let mut env = self.settings(config, api_key).lambda_environment();
         if !self.extra_routes.is_empty() {
             let routes = self
                 .extra_routes
@@ -129,7 +179,7 @@ impl Plan {
                 .join(",");
             env.insert(crate::lambda::EXTRA_ROUTES_VAR.to_owned(), routes);
         }
-        Ok(env)
+        env
     }
 }
 
@@ -178,6 +228,7 @@ fn table_routes() -> Vec<Route> {
 /// When an `extra_wiring` entry is invalid: an unknown handler, a path
 /// lamed already uses, a bad method, or memory/timeout out of Lambda's range.
 pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
+    let counting = Counting::of(config)?;
     let mut functions: Vec<FunctionSpec> = Function::ALL
         .into_iter()
         .map(|function| FunctionSpec {
@@ -267,6 +318,7 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
         routes,
         extra_routes,
         arch,
+        counting,
     })
 }
 
@@ -415,12 +467,10 @@ mod tests {
         assert!(!route.api_key_required);
         let track = &plan.functions[0];
         assert_eq!((track.memory_mb, track.timeout_seconds), (256, 5));
-        let env = plan
-            .environment(
-                &config(r#"{"redis": {"host": "r", "password": "pw"}}"#),
-                "k".repeat(20).as_str(),
-            )
-            .unwrap();
+        let env = plan.environment(
+            &config(r#"{"redis": {"host": "r", "password": "pw"}}"#),
+            "k".repeat(20).as_str(),
+        );
         assert_eq!(env["LAMED_EXTRA_ROUTES"], "t=lamed.track");
         assert_eq!(env["LAMED_REDIS_URL"], "redis://:pw@r:6379/0");
         for taken in ["track", "event", "health", "metrics", "api"] {
@@ -470,52 +520,82 @@ mod tests {
 
     /// Every setting that applies on Lambda reaches it: the environment
     /// deploy writes, read back as the function reads its variables, gives
-    /// the same settings (those that stay local keep their defaults).
+    /// the settings the functions run with (those that stay local keep
+    /// their defaults). The two stores are exclusive, so every setting is
+    /// sent by one of the two deployments: on Redis, and on DynamoDB (with
+    /// the default table, then a named one).
     #[test]
     fn environment_round_trip() {
-        let config = config(
-            r#"{"redis": {"host": "r", "port": 7000, "password": "p w", "db": 2},
-                "uuid_expiry_seconds": 60, "max_batch_events": 7,
+        let common = r#""uuid_expiry_seconds": 60, "max_batch_events": 7,
                 "bot_filter": false, "bot_user_agents": ["^acme/", "x{1,2}"],
                 "ignored_networks": ["10.0.0.0/8", "2001:db8::/32"], "trusted_proxies": 2,
                 "limits": {"max_namespaces": 3, "max_experiments_per_namespace": 4,
-                           "max_variants_per_experiment": 5, "max_goals_per_experiment": 6}}"#,
-        );
-        let key = "k".repeat(20);
-        let env = plan(&config, Arch::X86_64)
-            .unwrap()
-            .environment(&config, &key)
-            .unwrap();
+                           "max_variants_per_experiment": 5, "max_goals_per_experiment": 6}"#;
         let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
-        for info in &on_lambda {
-            assert!(env.contains_key(&info.env), "{} is not sent", info.env);
+        let mut sent = std::collections::BTreeSet::new();
+        for (store, table) in [
+            (
+                r#""redis": {"host": "r", "port": 7000, "password": "p w", "db": 2}"#,
+                None,
+            ),
+            ("", Some(DEFAULT_TABLE)),
+            (r#""dynamodb_table": "counts.prod""#, Some("counts.prod")),
+        ] {
+            let separator = if store.is_empty() { "" } else { "," };
+            let config = config(&format!("{{{store}{separator} {common}}}"));
+            let key = "k".repeat(20);
+            let plan = plan(&config, Arch::X86_64).unwrap();
+            assert_eq!(plan.counting.table(), table);
+            let env = plan.environment(&config, &key);
+            sent.extend(env.keys().cloned());
+            assert!(!env.contains_key("LAMED_LISTEN"));
+            // The function's reader, with these variables given as flags
+            // (the same parsers) instead of mutating this process's
+            // environment.
+            let args: Vec<String> = env
+                .iter()
+                .filter_map(|(name, value)| {
+                    let info = on_lambda.iter().find(|i| &i.env == name)?;
+                    Some(format!("--{}={value}", info.arg.get_long()?))
+                })
+                .collect();
+            let overrides = {
+                use clap::{CommandFactory, FromArgMatches};
+                let matches = Overrides::command()
+                    .mut_args(|arg| arg.env(None::<&'static str>))
+                    .no_binary_name(true)
+                    .try_get_matches_from(&args)
+                    .unwrap();
+                Overrides::from_arg_matches(&matches).unwrap()
+            };
+            let read = Config::load_named_only(overrides).unwrap();
+            assert_eq!(read.settings, plan.settings(&config, &key), "{store}");
+            assert_eq!(read.dynamodb_table.as_deref(), table);
+            assert_eq!(read.caps, config.caps);
         }
-        assert!(!env.contains_key("LAMED_LISTEN"));
-        // The function's reader, with these variables given as flags (the
-        // same parsers) instead of mutating this process's environment.
-        let args: Vec<String> = env
-            .iter()
-            .filter_map(|(name, value)| {
-                let info = on_lambda.iter().find(|i| &i.env == name)?;
-                Some(format!("--{}={value}", info.arg.get_long()?))
-            })
-            .collect();
-        let overrides = {
-            use clap::{CommandFactory, FromArgMatches};
-            let matches = Overrides::command()
-                .mut_args(|arg| arg.env(None::<&'static str>))
-                .no_binary_name(true)
-                .try_get_matches_from(&args)
-                .unwrap();
-            Overrides::from_arg_matches(&matches).unwrap()
-        };
-        let read = Config::load_named_only(overrides).unwrap();
-        let expected = lamed_config::settings::Settings {
-            api_key: Some(key),
-            ..config.settings.clone()
-        };
-        assert_eq!(read.settings, expected);
-        assert_eq!(read.caps, config.caps);
+        for info in &on_lambda {
+            assert!(sent.contains(&info.env), "{} is not sent", info.env);
+        }
+    }
+
+    /// The store of a deployment: Redis when configured, else DynamoDB in
+    /// the named table or "lamed"; both, or a name DynamoDB refuses, are
+    /// refused before anything is built.
+    #[test]
+    fn counting_follows_the_config() {
+        let counting = |json: &str| Counting::of(&config(json)).map_err(|e| format!("{e:#}"));
+        assert_eq!(counting(r#"{"redis": {"host": "r"}}"#), Ok(Counting::Redis));
+        assert_eq!(counting("{}"), Ok(Counting::DynamoDb("lamed".into())));
+        assert_eq!(
+            counting(r#"{"dynamodb_table": "a_b-c.d"}"#),
+            Ok(Counting::DynamoDb("a_b-c.d".into()))
+        );
+        let both = counting(r#"{"redis": {"host": "r"}, "dynamodb_table": "t"}"#).unwrap_err();
+        assert!(both.contains("choose"), "{both}");
+        for bad in ["ab", "a b c", "tä ble"] {
+            let err = counting(&format!(r#"{{"dynamodb_table": "{bad}"}}"#)).unwrap_err();
+            assert!(err.contains("not a DynamoDB table name"), "{err}");
+        }
     }
 
     fn plan_err(config: &Config) -> String {

@@ -1,7 +1,9 @@
 //! `lamed preflight`, also run by `lamed deploy` before any change: the
-//! config, Redis (PING and its eviction policy), the AWS region, credentials and identity, and a
-//! Linux executable for the target architecture, packaged within AWS
-//! Lambda's size limits. Every failure says how to fix it.
+//! config, the store the functions will count in (Redis: PING and its
+//! eviction policy; DynamoDB: the table reachable and lamed's, or to be
+//! created, and the policy scoped to it), the AWS region, credentials and
+//! identity, and a Linux executable for the target architecture, packaged
+//! within AWS Lambda's size limits. Every failure says how to fix it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +14,8 @@ use aws_sdk_sts::config::ProvideCredentials;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{package, plan, sdk_config, sdk_error};
+use super::plan::Counting;
+use super::{dynamodb, iam, package, plan, sdk_config, sdk_error};
 use crate::args::AwsArgs;
 use lamed_config::config::{Config, Overrides};
 use lamed_store::redis::{eviction_refusal, RedisNode};
@@ -70,6 +73,8 @@ pub async fn run(args: AwsArgs) -> anyhow::Result<()> {
 pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
     let mut checks = Vec::new();
 
+    // Where the functions will count, once the config is planned.
+    let mut counting = None;
     let config = Config::load(Overrides {
         config: args.config.clone(),
         ..Overrides::default()
@@ -81,11 +86,12 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "no config file found".to_owned());
-            let planned = plan::plan(&config, args.arch).map(|_| ());
+            let planned = plan::plan(&config, args.arch);
+            counting = planned.as_ref().ok().map(|plan| plan.counting.clone());
             checks.push(Check {
                 name: "config",
                 outcome: match planned {
-                    Ok(()) => Ok(source),
+                    Ok(_) => Ok(source),
                     Err(err) => Err(format!("{err:#}\n  fix: lamed configure")),
                 },
             });
@@ -100,17 +106,17 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         }
     };
 
-    if let Some(config) = &config {
-        let outcome = match &config.redis {
-            None => Err(
-                "no redis in the config: lamed on AWS Lambda counts on Redis\n  \
-                 fix: lamed configure, and set \"redis\" to a Redis reachable from AWS Lambda"
-                    .to_owned(),
-            ),
-            Some(target) if !network => Ok(format!("{} (not contacted)", target.redacted())),
-            Some(target) => ping_all(&target.nodes)
+    if let Some(Counting::Redis) = &counting {
+        let target = config
+            .as_ref()
+            .and_then(|config| config.redis.as_ref())
+            .context("counting on redis without a redis")?;
+        let outcome = if network {
+            ping_all(&target.nodes)
                 .await
-                .map(|notes| format!("{} answers PING{notes}", target.redacted())),
+                .map(|notes| format!("{} answers PING{notes}", target.redacted()))
+        } else {
+            Ok(format!("{} (not contacted)", target.redacted()))
         };
         checks.push(Check {
             name: "redis",
@@ -137,6 +143,26 @@ pub async fn prepare(args: &AwsArgs, network: bool) -> anyhow::Result<Ready> {
         checks.push(Check {
             name: "aws identity",
             outcome: identity(&sdk).await,
+        });
+    }
+    if let Some(table) = counting.as_ref().and_then(Counting::table) {
+        // As for the identity: a bootstrap AWS would refuse costs no AWS call.
+        let reachable = network && have_credentials && region.is_some() && bootstrap.is_ok();
+        checks.push(Check {
+            name: "dynamodb",
+            outcome: if reachable {
+                dynamodb::check(&sdk, table).await
+            } else {
+                Ok(format!("table {table} (not contacted)"))
+            },
+        });
+        checks.push(Check {
+            name: "dynamodb policy",
+            outcome: if reachable {
+                iam::check_policy(&aws_sdk_iam::Client::new(&sdk), table).await
+            } else {
+                Ok(iam::scope(table))
+            },
         });
     }
 

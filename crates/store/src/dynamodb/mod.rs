@@ -84,3 +84,20 @@ pub mod testing;
 
 pub use options::DynamoDbOptions;
 pub use store::DynamoDbStore;
+pub use table::check_key_schema;
+
+/// The IAM actions the store needs on an existing table, and no more:
+/// `lamed deploy` grants exactly these on the table's ARN to its functions
+/// (a transaction's items are authorised as their own actions: a
+/// condition check as `ConditionCheckItem`, a put as `PutItem`...).
+/// Creating the table and its TTL is deploy's, under the deployer's
+/// credentials. A test records what the store sends and compares.
+pub const IAM_ACTIONS: [&str; 7] = [
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+];

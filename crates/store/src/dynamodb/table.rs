@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TableDescription, TableStatus, TimeToLiveSpecification,
+    TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 
 use super::keys::{PK, SK, TTL};
@@ -77,7 +77,7 @@ impl DynamoDbStore {
                 description
             }
         };
-        self.check_schema(&description)
+        check_key_schema(self.table(), &description)
     }
 
     /// The table's description; `None` when there is no such table.
@@ -119,6 +119,35 @@ impl DynamoDbStore {
         }
     }
 
+    /// Turns TTL on when it is off, as a table restored from a backup comes
+    /// back; returns whether it was off. `lamed deploy` calls it, not
+    /// [`open`](Self::open): the functions' role may neither read nor
+    /// change TTL.
+    ///
+    /// # Errors
+    ///
+    /// When DynamoDB refuses either request.
+    pub async fn ensure_ttl(&self) -> Result<bool, StoreError> {
+        let out = self
+            .client()
+            .describe_time_to_live()
+            .table_name(self.table())
+            .send()
+            .await
+            .map_err(|e| self.error("cannot read TTL", e.into_service_error()))?;
+        let status = out
+            .time_to_live_description
+            .and_then(|d| d.time_to_live_status);
+        if matches!(
+            status,
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) {
+            return Ok(false);
+        }
+        self.enable_ttl().await?;
+        Ok(true)
+    }
+
     /// Turns TTL on for `ttl`, so that expired dedupe markers are removed
     /// some day (only to save space: the window is checked on `expires`).
     async fn enable_ttl(&self) -> Result<(), StoreError> {
@@ -149,44 +178,45 @@ impl DynamoDbStore {
             Err(e) => Err(self.error("cannot enable TTL", e.into_service_error())),
         }
     }
+}
 
-    /// Refuses a table whose key is not `pk` (S, hash) and `sk` (S, range).
-    fn check_schema(&self, description: &TableDescription) -> Result<(), StoreError> {
-        let keys: Vec<(String, String)> = description
-            .key_schema()
+/// Refuses a table whose key is not `pk` (S, hash) and `sk` (S, range):
+/// what the store checks at open and `lamed preflight` before a deploy.
+///
+/// # Errors
+///
+/// [`StoreError::Unavailable`] naming the table's key schema and the fix.
+pub fn check_key_schema(table: &str, description: &TableDescription) -> Result<(), StoreError> {
+    let keys: Vec<(String, String)> = description
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_owned()))
+        .collect();
+    let types = |name: &str| {
+        description
+            .attribute_definitions()
             .iter()
-            .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_owned()))
-            .collect();
-        let types = |name: &str| {
-            description
-                .attribute_definitions()
-                .iter()
-                .find(|d| d.attribute_name == name)
-                .map(|d| d.attribute_type.as_str().to_owned())
-        };
-        let expected = vec![
-            (PK.to_owned(), "HASH".to_owned()),
-            (SK.to_owned(), "RANGE".to_owned()),
-        ];
-        if keys == expected
-            && types(PK).as_deref() == Some("S")
-            && types(SK).as_deref() == Some("S")
-        {
-            return Ok(());
-        }
-        let found: Vec<String> = keys
-            .iter()
-            .map(|(name, kind)| {
-                let ty = types(name).unwrap_or_else(|| "?".into());
-                format!("{name} ({ty}, {kind})")
-            })
-            .collect();
-        Err(StoreError::unavailable(format!(
-            "dynamodb table {}: its key schema is {}, not lamed's {SCHEMA}; \
-             it is not a lamed table; fix: name another table with --dynamodb-table \
-             (lamed creates it)",
-            self.table(),
-            found.join(", ")
-        )))
+            .find(|d| d.attribute_name == name)
+            .map(|d| d.attribute_type.as_str().to_owned())
+    };
+    let expected = vec![
+        (PK.to_owned(), "HASH".to_owned()),
+        (SK.to_owned(), "RANGE".to_owned()),
+    ];
+    if keys == expected && types(PK).as_deref() == Some("S") && types(SK).as_deref() == Some("S") {
+        return Ok(());
     }
+    let found: Vec<String> = keys
+        .iter()
+        .map(|(name, kind)| {
+            let ty = types(name).unwrap_or_else(|| "?".into());
+            format!("{name} ({ty}, {kind})")
+        })
+        .collect();
+    Err(StoreError::unavailable(format!(
+        "dynamodb table {table}: its key schema is {}, not lamed's {SCHEMA}; \
+         it is not a lamed table; fix: name another table with --dynamodb-table \
+         (lamed creates it)",
+        found.join(", ")
+    )))
 }

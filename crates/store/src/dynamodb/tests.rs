@@ -218,3 +218,68 @@ async fn units_per_event_are_what_the_readme_says() {
         }
     }
 }
+
+/// The IAM action that authorises one request the [`Recorder`] saw: a
+/// transaction's items are authorised one by one, as their own actions.
+fn iam_actions(request: &str) -> Vec<String> {
+    match request.strip_prefix("transact ") {
+        Some(kinds) => kinds
+            .split(' ')
+            .map(|kind| {
+                let action = match kind {
+                    "check" => "ConditionCheckItem",
+                    "put" => "PutItem",
+                    "update" => "UpdateItem",
+                    _ => "DeleteItem",
+                };
+                format!("dynamodb:{action}")
+            })
+            .collect(),
+        None => vec![format!("dynamodb:{request}")],
+    }
+}
+
+/// The policy `lamed deploy` gives its functions is what the store needs
+/// on a table that exists, no more and no less: the conformance checks
+/// that between them call every method of the store, each on a store
+/// reopened over a table created before (as deploy creates it), send
+/// exactly the actions of [`super::IAM_ACTIONS`].
+#[tokio::test]
+async fn iam_actions_are_what_the_store_sends() {
+    use crate::DynStore;
+    let moto = Moto::shared();
+    let sent = Arc::new(Sent::default());
+    let reopened = || async {
+        let table = unique_table("iam");
+        let options = || options(&moto, &table, 86_400, Caps::DEFAULT, Clock::System);
+        DynamoDbStore::open(options()).await.expect("create");
+        let mut recorded = options();
+        recorded.interceptors = vec![aws_sdk_dynamodb::config::SharedInterceptor::new(Recorder(
+            Arc::clone(&sent),
+        ))];
+        let store: DynStore = Arc::new(DynamoDbStore::open(recorded).await.expect("reopen"));
+        store
+    };
+    let clock = Clock::System;
+    conformance::counts_each_identity_once(reopened().await, clock.clone()).await;
+    conformance::daily_counters_follow_totals(reopened().await, clock.clone()).await;
+    conformance::delete_removes_one_experiment(reopened().await, clock.clone()).await;
+    conformance::memberships_keep_the_first_value(reopened().await, clock.clone()).await;
+    conformance::joins_are_whole_or_nothing(reopened().await, clock.clone()).await;
+    conformance::values_add_once(reopened().await, clock.clone()).await;
+    conformance::weight_history_keeps_the_first(reopened().await, clock.clone()).await;
+    conformance::weights_of_reads_one_period(reopened().await, clock.clone()).await;
+    conformance::health_and_close(reopened().await, clock.clone()).await;
+    conformance::import_is_idempotent(reopened().await, clock.clone()).await;
+    conformance::registry_lifecycle(reopened().await, clock.clone()).await;
+    conformance::experiment_counters_are_the_namespace_filtered(reopened().await, clock).await;
+    let used: std::collections::BTreeSet<String> = sent
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|request| iam_actions(request))
+        .collect();
+    let granted = super::IAM_ACTIONS.iter().map(|a| (*a).to_owned()).collect();
+    assert_eq!(used, granted);
+}
