@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_lambda::error::SdkError;
 
 use crate::args::{DeployArgs, DestroyArgs};
