@@ -19,21 +19,30 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_ins
 python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
 # The HTTPS e2e test makes its certificates with openssl.
 command -v openssl >/dev/null || apt_install openssl
-echo "== moto_server for the AWS tests (a venv in target/venv)"
-bash scripts/aws-test-env.sh >/dev/null
-# The power-cut test (tests/operations/power_cut.rs) mounts the data
-# directory through LazyFS, built from the source kept beside the repository
-# (../shared/tools/lazyfs); without it, that test says it is skipped.
-# (or this machine's copy, for a clone elsewhere).
+# The tests' tools are made beside the lint and the build (they need no
+# Rust): moto_server's venv, and LazyFS for the power-cut test
+# (tests/operations/power_cut.rs), built from the source kept beside the
+# repository (../shared/tools/lazyfs, or this machine's copy for a clone
+# elsewhere); without it, that test says it is skipped.
+mkdir -p target/setup
+echo "== beside the build: moto_server's venv (target/venv), LazyFS (target/lazyfs)"
+bash scripts/aws-test-env.sh >target/setup/venv.log 2>&1 &
+venv_pid=$!
 lazyfs_build=${LAMED_LAZYFS_BUILD:-../shared/tools/lazyfs/build.sh}
 [ -f "$lazyfs_build" ] || lazyfs_build=/work/shared/tools/lazyfs/build.sh
+lazyfs_pid=
 if [ -f "$lazyfs_build" ]; then
-    echo "== LazyFS for the power-cut test (target/lazyfs)"
-    LAMED_LAZYFS=$(bash "$lazyfs_build" target/lazyfs)
-    export LAMED_LAZYFS
+    bash "$lazyfs_build" target/lazyfs >target/setup/lazyfs.path 2>target/setup/lazyfs.log &
+    lazyfs_pid=$!
 else
     echo "== no $lazyfs_build: the power-cut test will be skipped"
 fi
+# A setup step's log, when it failed.
+setup_failed() {
+    echo "test.sh: $1 failed:" >&2
+    cat "$2" >&2
+    exit 1
+}
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -48,9 +57,55 @@ cargo check --workspace
 echo "== cargo check without default features (redis): it must keep building"
 cargo check --workspace --no-default-features
 all=(--workspace --all-features)
-echo "== cargo test"
+echo "== cargo test: build"
 cargo build "${all[@]}" --bins
-cargo test "${all[@]}"
+cargo test "${all[@]}" --no-run
+wait "$venv_pid" || setup_failed "the venv (scripts/aws-test-env.sh)" target/setup/venv.log
+if [ -n "$lazyfs_pid" ]; then
+    wait "$lazyfs_pid" || setup_failed "LazyFS's build" target/setup/lazyfs.log
+    LAMED_LAZYFS=$(cat target/setup/lazyfs.path)
+    export LAMED_LAZYFS
+fi
+
+# The tests run in two lanes at once, most of their time being waits on
+# moto, Redis and child processes; the tests that measure time (power cuts,
+# connection limits) run after them, alone. Every test target of tests/ not
+# named here runs in lane b; doc tests run once, in lane b.
+lane_a_tests=(dynamodb deploy lambda)
+alone_tests=(operations connections)
+lane_b_tests=()
+for target in tests/*.rs tests/*/main.rs; do
+    [ -f "$target" ] || continue
+    name=${target#tests/}
+    name=${name%.rs}
+    name=${name%/main}
+    [[ " ${lane_a_tests[*]} ${alone_tests[*]} " == *" $name "* ]] || lane_b_tests+=(--test "$name")
+done
+lane_a() {
+    cargo test --all-features -p lamed-store -p lamed-service --lib --bins --tests
+    cargo test --all-features -p lamed "${lane_a_tests[@]/#/--test=}"
+}
+lane_b() {
+    cargo test "${all[@]}" --exclude lamed --exclude lamed-store --exclude lamed-service \
+        --lib --bins --tests
+    cargo test --all-features -p lamed --lib --bins --examples "${lane_b_tests[@]}"
+    cargo test "${all[@]}" --doc
+}
+echo "== cargo test: two lanes (logs in target/setup/lane-{a,b}.log, printed when done)"
+lane_a >target/setup/lane-a.log 2>&1 &
+lane_a_pid=$!
+lane_b >target/setup/lane-b.log 2>&1 &
+lane_b_pid=$!
+lanes_ok=true
+for lane in a b; do
+    pid_var=lane_${lane}_pid
+    if wait "${!pid_var}"; then status=passed; else status=FAILED; lanes_ok=false; fi
+    echo "== lane $lane $status:"
+    cat "target/setup/lane-$lane.log"
+done
+$lanes_ok
+echo "== cargo test: alone (${alone_tests[*]})"
+cargo test --all-features -p lamed "${alone_tests[@]/#/--test=}"
 if [ -f e2e/run.sh ]; then
     echo "== end-to-end: AlephBet in Chromium"
     LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh
