@@ -57,8 +57,8 @@ cargo check --workspace
 echo "== cargo check without default features (redis): it must keep building"
 cargo check --workspace --no-default-features
 all=(--workspace --all-features)
+# The test build also leaves target/debug/lamed, which e2e/ runs.
 echo "== cargo test: build"
-cargo build "${all[@]}" --bins
 cargo test "${all[@]}" --no-run
 wait "$venv_pid" || setup_failed "the venv (scripts/aws-test-env.sh)" target/setup/venv.log
 if [ -n "$lazyfs_pid" ]; then
@@ -67,45 +67,12 @@ if [ -n "$lazyfs_pid" ]; then
     export LAMED_LAZYFS
 fi
 
-# The tests run in two lanes at once, most of their time being waits on
-# moto, Redis and child processes; the tests that measure time (power cuts,
-# connection limits) run after them, alone. Every test target of tests/ not
-# named here runs in lane b; doc tests run once, in lane b.
-lane_a_tests=(dynamodb deploy lambda)
-alone_tests=(operations connections)
-lane_b_tests=()
-for target in tests/*.rs tests/*/main.rs; do
-    [ -f "$target" ] || continue
-    name=${target#tests/}
-    name=${name%.rs}
-    name=${name%/main}
-    [[ " ${lane_a_tests[*]} ${alone_tests[*]} " == *" $name "* ]] || lane_b_tests+=(--test "$name")
-done
-lane_a() {
-    cargo test --all-features -p lamed-store -p lamed-service --lib --bins --tests
-    cargo test --all-features -p lamed "${lane_a_tests[@]/#/--test=}"
-}
-lane_b() {
-    cargo test "${all[@]}" --exclude lamed --exclude lamed-store --exclude lamed-service \
-        --lib --bins --tests
-    cargo test --all-features -p lamed --lib --bins --examples "${lane_b_tests[@]}"
-    cargo test "${all[@]}" --doc
-}
-echo "== cargo test: two lanes (logs in target/setup/lane-{a,b}.log, printed when done)"
-lane_a >target/setup/lane-a.log 2>&1 &
-lane_a_pid=$!
-lane_b >target/setup/lane-b.log 2>&1 &
-lane_b_pid=$!
-lanes_ok=true
-for lane in a b; do
-    pid_var=lane_${lane}_pid
-    if wait "${!pid_var}"; then status=passed; else status=FAILED; lanes_ok=false; fi
-    echo "== lane $lane $status:"
-    cat "target/setup/lane-$lane.log"
-done
-$lanes_ok
-echo "== cargo test: alone (${alone_tests[*]})"
-cargo test --all-features -p lamed "${alone_tests[@]/#/--test=}"
+# The test binaries run two at a time, then alone those that measure time
+# (scripts/run_tests.py says which and why); the doc tests after them.
+echo "== cargo test: run"
+cargo test "${all[@]}" --no-run --message-format=json-render-diagnostics |
+    python3 scripts/run_tests.py
+cargo test "${all[@]}" --doc
 if [ -f e2e/run.sh ]; then
     echo "== end-to-end: AlephBet in Chromium"
     LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh
