@@ -60,7 +60,7 @@ impl RedisStore {
         if written == 0 {
             // Listed by this call for a record it did not write: take the
             // listing back unless the experiment exists.
-            if matches!(registration, Registration::Added) {
+            if matches!(registration, Registration::Added(_)) {
                 self.unregister(namespace, name).await?;
             }
             let current = (version > 0).then_some(version);
