@@ -311,7 +311,7 @@ impl RedisStore {
                             fenced += 1;
                             if fenced > MAX_FENCED {
                                 return Err(StoreError::corrupt(format!(
-                                    "experiment {:?} of namespace {:?} refused {MAX_FENCED} registrations: its namespace's sequence went back",
+                                    "experiment {:?} of namespace {:?} refused {MAX_FENCED} registrations (did the namespace's sequence go back?)",
                                     p.event.experiment, p.event.namespace
                                 )));
                             }
@@ -331,7 +331,8 @@ impl RedisStore {
     }
 
     /// Counts events through the coalescer: `(index, number a creation is
-    /// allowed with)` per event. Returns `(index, script code, created)` per event.
+    /// allowed with)` per event. Returns `(index, script code, created)`
+    /// per event.
     async fn count(
         &self,
         prepared: &[Prepared],
