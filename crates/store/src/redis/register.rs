@@ -625,6 +625,79 @@ mod tests {
         assert_eq!(leaving(&a).await, 0);
     }
 
+    /// Three instances race on four experiments under a cap of two: new
+    /// events (creations), duplicates of deleted experiments' events
+    /// (registrations taken back) and deletes. After every round the
+    /// namespace lists at most two experiments, exactly those that exist,
+    /// none left marked. (The narrow interleavings are the tests above:
+    /// this one rarely meets them, so it checks the steps together.)
+    async fn racing_take_backs(redis: Redis) {
+        let caps = Caps {
+            max_experiments_per_namespace: 2,
+            ..Caps::DEFAULT
+        };
+        let stores = [
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+        ];
+        let names = ["e0", "e1", "e2", "e3"];
+        let in_experiment = |name: &str, uuid: String| Event {
+            experiment: name.into(),
+            ..event(&uuid)
+        };
+        // Each experiment's "old" event, then deleted: sent again, it is a
+        // duplicate whose registration is taken back.
+        for name in names {
+            stores[0]
+                .track(vec![in_experiment(name, "old".into())])
+                .await
+                .unwrap();
+            stores[0].delete_experiment("n", name).await.unwrap();
+        }
+        for round in 0..30usize {
+            let tasks: Vec<_> = stores
+                .iter()
+                .enumerate()
+                .map(|(j, store)| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for step in 0..8usize {
+                            let name = names[(round + j * 3 + step) % 4];
+                            if (round + step + j) % 7 == 0 {
+                                store.delete_experiment("n", name).await.unwrap();
+                                continue;
+                            }
+                            let uuid = if (step + j) % 2 == 0 {
+                                "old".to_owned()
+                            } else {
+                                format!("r{round}.{j}.{step}")
+                            };
+                            store.track(vec![in_experiment(name, uuid)]).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let context = format!("round {round}");
+            assert_lists_whole(&stores[0], &context).await;
+            let listed = listed(&stores[0]).await.1;
+            assert!(listed.len() <= 2, "{context}: {listed:?} under a cap of 2");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_take_backs_never_pass_the_cap() {
+        racing_take_backs(Redis::standalone()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_take_backs_never_pass_the_cap_on_a_cluster() {
+        racing_take_backs(Redis::cluster("takeback-race")).await;
+    }
+
     /// Runs `operation` until `cut` has passed, then drops it wherever it
     /// is, as a server's time-out or a closed connection does; the
     /// cancellation point moves by microseconds (tokio's timers tick by
