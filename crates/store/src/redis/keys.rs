@@ -17,9 +17,12 @@
 //! | key | Rust name | type | holds |
 //! |---|---|---|---|
 //! | `P:namespaces` | [`RedisStore::namespaces_key`] | set | namespaces (namespaces cap) |
+//! | `{P:namespaces}:leaving` | [`RedisStore::namespaces_leaving_key`] | hash | namespaces being taken back (still listed) → the take-back's number; in the slot of `P:namespaces` |
+//! | `{P:namespaces}:seq` | [`RedisStore::namespaces_sequence_key`] | string | the last number of a namespace's registration or take-back; never goes back |
 //! | `P:{N}:exps` | [`RedisStore::namespace_key`] | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
 //! | `P:{N}:leaving` | [`RedisStore::leaving_key`] | hash | experiments of `P:{N}:exps` being taken back → the take-back's number (`register.rs`) |
 //! | `P:{N}:seq` | [`RedisStore::sequence_key`] | string | the namespace's last number of a registration or take-back; never goes back |
+//! | `P:{N}:fence` | [`RedisStore::namespace_fence_key`] | string | the namespace's fence: the highest number of a take-back of the namespace that found its list empty; registrations of the namespace numbered up to it may not list an experiment in it |
 //! | `P:{T}:v`, `P:{T}:g` | [`Key::Variants`], [`Key::Goals`] | set | variants, goals (their caps); `:v` exists iff the experiment does |
 //! | `P:{T}:f` | [`Key::Slots`] | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
 //! | `P:{T}:c` | [`Key::Totals`] | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
@@ -222,6 +225,30 @@ impl RedisStore {
         format!("{}:{{{}}}:seq", self.prefix(), tag(&[namespace.as_bytes()]))
     }
 
+    /// `P:{N}:fence`: the highest number of a take-back of the namespace
+    /// that found its list of experiments empty (`register.rs`).
+    pub(super) fn namespace_fence_key(&self, namespace: &str) -> String {
+        format!(
+            "{}:{{{}}}:fence",
+            self.prefix(),
+            tag(&[namespace.as_bytes()])
+        )
+    }
+
+    /// `{P:namespaces}:leaving`: the marks of the namespaces being taken
+    /// back, in the slot of [`namespaces_key`](Self::namespaces_key) (its
+    /// whole name is the hash tag; `P` holds no braces).
+    pub(super) fn namespaces_leaving_key(&self) -> String {
+        format!("{{{}}}:leaving", self.namespaces_key())
+    }
+
+    /// `{P:namespaces}:seq`: the numbers of the namespaces' registrations
+    /// and take-backs, in the slot of
+    /// [`namespaces_key`](Self::namespaces_key).
+    pub(super) fn namespaces_sequence_key(&self) -> String {
+        format!("{{{}}}:seq", self.namespaces_key())
+    }
+
     /// `P:namespaces`: every namespace.
     pub(super) fn namespaces_key(&self) -> String {
         format!("{}:namespaces", self.prefix())
@@ -331,6 +358,7 @@ mod tests {
                 ":exps",
                 ":leaving",
                 ":seq",
+                ":fence",
                 ":namespaces",
                 ":layout",
                 ":heartbeat",

@@ -8,73 +8,88 @@
 //! Only experiments that exist may stay listed, or they would count
 //! against the caps: a registration whose events are then not counted
 //! (duplicates of an event sent before a delete) is taken back
-//! ([`RedisStore::unregister`]), and so is a deleted experiment's.
+//! ([`RedisStore::unregister`]), and so is a deleted experiment's; a
+//! namespace stays listed while it lists an experiment.
 //!
 //! # Why the lists stay right
 //!
 //! A take-back cannot check that the experiment does not exist and unlist
 //! it in one step (other slots). Unlisting first would free its place
 //! under the cap for a moment, in which another experiment could take it;
-//! checking first would let a creation come between. So each namespace
-//! numbers its registrations and take-backs (`P:{N}:seq`), and a take-back
-//! of an experiment goes in three steps:
+//! checking first would let a creation come between. So each list numbers
+//! its registrations and take-backs (a sequence in its slot), and a
+//! take-back goes in three steps:
 //!
-//! 1. in the list's slot, it marks the experiment as leaving, with a new
-//!    number `t`; the experiment stays listed, so its place stays taken;
-//! 2. in the experiment's slot, in one step (`fence.lua`), it finds the
-//!    experiment (then it removes its mark, if still `t`, and is done), or
-//!    raises the experiment's fence to `t`;
-//! 3. in the list's slot, it unlists the experiment if its mark is still
-//!    `t`.
+//! 1. in the list's slot, it marks the member as leaving, with a new
+//!    number `t`; the member stays listed, so its place stays taken;
+//! 2. in the member's slot, in one step (`fence.lua`), it finds the member
+//!    (then it removes its mark, if still `t`, and is done), or raises the
+//!    member's fence to `t`;
+//! 3. in the list's slot, it unlists the member if its mark is still `t`.
 //!
-//! A registration answers a number, and the counting script creates an
-//! experiment only for a number above its fence; refused, the events are
-//! registered again. A registration that finds the experiment listed gets
-//! the namespace's last number; one that finds it marked removes the mark
-//! and gets a new number, and takes the experiment back in turn unless it
-//! creates it; one that finds it unlisted lists it under the cap, with a
-//! new number.
+//! A registration answers a number, and the member is created only for a
+//! number above its fence; refused, it is registered again. A
+//! registration that finds the member listed gets the list's last number;
+//! one that finds it marked removes the mark and gets a new number, and
+//! takes the member back in turn unless it creates it; one that finds it
+//! unlisted lists it under the cap, with a new number.
 //!
-//! - **No experiment that exists is unlisted.** Step 3 follows a fence
-//!   that found no experiment, so a creation before the fence is found by
-//!   it; after it, a creation under a cap needs a registration numbered
-//!   above `t`. Every registration before the mark has a lower number;
-//!   every one after it removed the mark (step 3 then does nothing), or
-//!   came after step 3 and listed the experiment itself. An owner's
-//!   record or an import creates without looking at the fence, and lists
-//!   the experiment afterwards ([`RedisStore::relist`]): it removes the
-//!   mark, or lists it again after step 3. A delete removes the keys
+//! The member is an experiment in its namespace's list: it exists while
+//! its variants do, its fence is `P:{T}:t`, and `track.rs` creates it.
+//! Or it is a namespace in the list of namespaces, one level up: it
+//! exists while its list of experiments holds one (Redis removes an empty
+//! set), its fence is `P:{N}:fence` in that list's slot, and
+//! `register.lua` lists an experiment in an empty list only for a
+//! registration of the namespace numbered above that fence. A take-back
+//! that empties a namespace's list takes the namespace back.
+//!
+//! - **Nothing that exists is unlisted.** Step 3 follows a fence that
+//!   found no member, so a creation before the fence is found by it; after
+//!   it, a creation needs a registration numbered above `t`. Every
+//!   registration before the mark has a lower number; every one after it
+//!   removed the mark (step 3 then does nothing), or came after step 3 and
+//!   listed the member itself. An owner's record or an import creates an
+//!   experiment without looking at the fences, and lists it and its
+//!   namespace afterwards ([`RedisStore::relist`]): that removes the
+//!   marks, or lists them again after step 3. A delete removes the keys
 //!   (`delete.lua`), then takes the listing back the same way.
-//! - **No cap is exceeded.** An experiment enters its list under the cap,
-//!   or by an owner's record or an import (no cap, by design). As a
-//!   creation under a cap keeps its registration's listing (above), its
-//!   creator never lists the experiment again afterwards; that relisting
-//!   once let a creation pass the cap after a take-back unlisted it.
-//! - **No registration stays without its experiment** (a place taken by
-//!   nothing): whoever listed an experiment, or kept it from a take-back,
-//!   takes it back unless one of its events is counted, in a task that
-//!   runs to its end when its caller stops waiting (`run_whole`).
-//! - **A refused registration gets through.** A listed experiment without
-//!   a mark has a fence below its namespace's last number: a fence is a
+//! - **No cap is exceeded.** A member enters its list under the cap, or
+//!   by an owner's record or an import (no cap, by design). As a creation
+//!   keeps its registration's listing (above), no creator lists anything
+//!   again afterwards; that relisting once let a creation pass a cap
+//!   after a take-back unlisted it.
+//! - **No registration stays without what it registered** (a place taken
+//!   by nothing): whoever listed an experiment, or kept it from a
+//!   take-back, takes it back unless one of its events is counted, in a
+//!   task that runs to its end when its caller stops waiting
+//!   (`run_whole`), and the take-back that empties a namespace's list
+//!   takes the namespace back.
+//! - **A refused registration gets through.** A listed member without a
+//!   mark has a fence below its list's last number: a fence is a
 //!   take-back's number, and a mark is removed with a new number, or by
-//!   the newest take-back when it found the experiment (raising no fence).
-//!   So registering again gets a number above the fence, unless another
-//!   take-back came between.
-//!
-//! The list of namespaces is kept as before: a take-back that empties a
-//! namespace's list unlists the namespace, then lists it again if an
-//! experiment was listed meanwhile, and a creator lists its namespace
-//! again after creating. So a namespace is listed whenever it lists an
-//! experiment, but one listed again that way is not counted under the
-//! namespaces cap: a namespace registered in that moment may pass it.
+//!   the newest take-back when it found the member (raising no fence). So
+//!   registering again gets a number above the fence, unless another
+//!   take-back came between ([`MAX_FENCED`] bounds the tries).
 
-use super::keys::{invocation, Key};
+use super::keys::Key;
 use super::store::RedisStore;
 use crate::StoreError;
 use lamed_core::model::{CapExceeded, Caps};
 
-/// The keys `fence.lua` gets, in its order.
-const FENCE_KEYS: [Key; 2] = [Key::Variants, Key::Fence];
+/// Most registrations of one namespace (or creations of one experiment)
+/// a call may find fenced before it gives up: each needs a take-back
+/// between registering and creating, so a call that meets this many is
+/// looping on a broken sequence, not racing.
+pub(super) const MAX_FENCED: usize = 1_000;
+
+/// One of the lists (`register.lua`).
+#[derive(Debug, Clone, Copy)]
+enum List<'a> {
+    /// The list of namespaces.
+    Namespaces,
+    /// A namespace's list of experiments.
+    Experiments(&'a str),
+}
 
 /// What registering an experiment did, with the number a creation of it
 /// is allowed with (see the module documentation).
@@ -98,6 +113,8 @@ enum Added {
     Now,
     Kept,
     Refused,
+    /// The namespace's registration was taken back since.
+    Fenced,
 }
 
 impl RedisStore {
@@ -134,52 +151,70 @@ impl RedisStore {
     ) -> Result<Registration, StoreError> {
         let limit = |n: usize| if caps.is_some() { n } else { 0 };
         let caps = caps.copied().unwrap_or_default();
-        let mut call = self.inner.scripts.register.prepare_invoke();
-        call.key(self.namespaces_key());
-        let (added, _) = self
-            .add(call, namespace, limit(caps.max_namespaces))
-            .await?;
-        if added == Added::Refused {
-            return Ok(Registration::Refused(CapExceeded::Namespaces {
-                namespace: namespace.to_owned(),
-                limit: caps.max_namespaces,
-            }));
+        let experiments = List::Experiments(namespace);
+        for _ in 0..MAX_FENCED {
+            let cap = limit(caps.max_namespaces);
+            let (added, number) = self.add(List::Namespaces, namespace, cap, 0).await?;
+            if added == Added::Refused {
+                return Ok(Registration::Refused(CapExceeded::Namespaces {
+                    namespace: namespace.to_owned(),
+                    limit: caps.max_namespaces,
+                }));
+            }
+            let cap = limit(caps.max_experiments_per_namespace);
+            return Ok(
+                match self.add(experiments, experiment, cap, number).await? {
+                    (Added::Already, number) => Registration::Listed(number),
+                    (Added::Now | Added::Kept, number) => Registration::Added(number),
+                    (Added::Refused, _) => Registration::Refused(CapExceeded::Experiments {
+                        namespace: namespace.to_owned(),
+                        experiment: experiment.to_owned(),
+                        limit: caps.max_experiments_per_namespace,
+                    }),
+                    // The namespace's registration was taken back meanwhile.
+                    (Added::Fenced, _) => continue,
+                },
+            );
         }
-        let call = self.list_call(namespace);
-        let cap = limit(caps.max_experiments_per_namespace);
-        Ok(match self.add(call, experiment, cap).await? {
-            (Added::Already, number) => Registration::Listed(number),
-            (Added::Now | Added::Kept, number) => Registration::Added(number),
-            (Added::Refused, _) => Registration::Refused(CapExceeded::Experiments {
-                namespace: namespace.to_owned(),
-                experiment: experiment.to_owned(),
-                limit: caps.max_experiments_per_namespace,
-            }),
-        })
+        Err(StoreError::corrupt(format!(
+            "namespace {namespace:?} refused {MAX_FENCED} registrations (did its sequence go back?)"
+        )))
     }
 
-    /// A call of `register.lua` on a namespace's list of experiments, with
-    /// its marks and sequence.
-    fn list_call(&self, namespace: &str) -> redis::ScriptInvocation<'_> {
+    /// A call of `register.lua` on `list`, with its marks and sequence.
+    fn list_call(&self, list: List<'_>) -> redis::ScriptInvocation<'_> {
         let mut call = self.inner.scripts.register.prepare_invoke();
-        call.key(self.namespace_key(namespace))
-            .key(self.leaving_key(namespace))
-            .key(self.sequence_key(namespace));
+        match list {
+            List::Namespaces => call
+                .key(self.namespaces_key())
+                .key(self.namespaces_leaving_key())
+                .key(self.namespaces_sequence_key()),
+            List::Experiments(namespace) => call
+                .key(self.namespace_key(namespace))
+                .key(self.leaving_key(namespace))
+                .key(self.sequence_key(namespace))
+                .key(self.namespace_fence_key(namespace)),
+        };
         call
     }
 
-    /// Adds `member` to a capped list (`cap` 0 = no cap) atomically;
-    /// answers what it did and the number a creation is allowed with.
+    /// Adds `member` to `list` under `cap` (0 = no cap) atomically, with
+    /// the number of the namespace's registration for a list of
+    /// experiments; answers what it did and the number a creation is
+    /// allowed with.
     async fn add(
         &self,
-        mut call: redis::ScriptInvocation<'_>,
+        list: List<'_>,
         member: &str,
         cap: usize,
+        namespace_number: u64,
     ) -> Result<(Added, u64), StoreError> {
-        let (answer, number): (i64, u64) = call
+        let (answer, number): (i64, u64) = self
+            .list_call(list)
             .arg("add")
             .arg(member)
             .arg(cap)
+            .arg(namespace_number)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
@@ -188,6 +223,7 @@ impl RedisStore {
             1 => Added::Already,
             2 => Added::Now,
             3 => Added::Kept,
+            4 => Added::Fenced,
             other => {
                 return Err(StoreError::corrupt(format!(
                     "unexpected register script answer {other}"
@@ -200,60 +236,75 @@ impl RedisStore {
     /// Takes the experiment's listing back unless it exists: a
     /// registration that led to no counted event, or the end of a delete.
     /// Marks it ([`leave`](Self::leave)), then fences its creation unless
-    /// it exists and unlists it ([`settle`](Self::settle)); see the module
-    /// documentation for why this order is race-safe. Returns whether it
-    /// exists.
+    /// it exists and unlists it ([`settle`](Self::settle)), and its
+    /// namespace the same way when that emptied the namespace's list; see
+    /// the module documentation for why this order is race-safe. Returns
+    /// whether it exists.
     pub(super) async fn unregister(
         &self,
         namespace: &str,
         experiment: &str,
     ) -> Result<bool, StoreError> {
-        match self.leave(namespace, experiment).await? {
+        match self.leave(List::Experiments(namespace), experiment).await? {
             Some(number) => self.settle(namespace, experiment, number).await,
             // Not listed: whoever creates it lists it.
             None => self.exists(namespace, experiment).await,
         }
     }
 
-    /// Step 1 of a take-back: marks the listed experiment as leaving, with
-    /// a new number; `None` when it is not listed.
-    pub(super) async fn leave(
-        &self,
-        namespace: &str,
-        experiment: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    /// Step 1 of a take-back: marks the listed `member` of `list` as
+    /// leaving, with a new number; `None` when it is not listed.
+    async fn leave(&self, list: List<'_>, member: &str) -> Result<Option<u64>, StoreError> {
         let number: u64 = self
-            .list_call(namespace)
+            .list_call(list)
             .arg("leave")
-            .arg(experiment)
+            .arg(member)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
         Ok((number > 0).then_some(number))
     }
 
-    /// Steps 2 and 3 of the take-back numbered `number`: unmarks the
-    /// experiment if it exists, else fences its creation and unlists it.
-    /// Returns whether it exists.
-    pub(super) async fn settle(
+    /// Steps 2 and 3 of the experiment's take-back numbered `number`:
+    /// unmarks the experiment if it exists, else fences its creation and
+    /// unlists it, then takes the namespace back if its list is empty.
+    /// Returns whether the experiment exists.
+    async fn settle(
         &self,
         namespace: &str,
         experiment: &str,
         number: u64,
     ) -> Result<bool, StoreError> {
-        let exists = self.fence(namespace, experiment, number).await?;
+        let base = self.experiment_base(namespace, experiment);
+        let exists = self
+            .fence(&Key::Variants.of(&base), &Key::Fence.of(&base), number)
+            .await?;
+        let list = List::Experiments(namespace);
         if exists {
-            self.list_call(namespace)
-                .arg("stay")
-                .arg(experiment)
-                .arg(number)
-                .invoke_async::<i64>(&mut self.conn())
-                .await
-                .map_err(|e| self.error(e))?;
-        } else {
-            self.go(namespace, experiment, number).await?;
+            self.unmark(list, experiment, number).await?;
+        } else if self.go(list, experiment, number).await? == 0 {
+            if let Some(number) = self.leave(List::Namespaces, namespace).await? {
+                self.settle_namespace(namespace, number).await?;
+            }
         }
         Ok(exists)
+    }
+
+    /// Steps 2 and 3 of the namespace's take-back numbered `number`: the
+    /// namespace exists while its list holds an experiment.
+    async fn settle_namespace(&self, namespace: &str, number: u64) -> Result<(), StoreError> {
+        let exists = self
+            .fence(
+                &self.namespace_key(namespace),
+                &self.namespace_fence_key(namespace),
+                number,
+            )
+            .await?;
+        if exists {
+            self.unmark(List::Namespaces, namespace, number).await
+        } else {
+            self.go(List::Namespaces, namespace, number).await.map(drop)
+        }
     }
 
     /// Whether the experiment exists now.
@@ -266,91 +317,73 @@ impl RedisStore {
     }
 
     /// Step 2 of a take-back numbered `number` (`fence.lua`): true when
-    /// the experiment exists; else no registration numbered up to
-    /// `number` creates it any more.
-    async fn fence(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        number: u64,
-    ) -> Result<bool, StoreError> {
-        let base = self.experiment_base(namespace, experiment);
-        let exists: i64 = invocation(&self.inner.scripts.fence, &base, &FENCE_KEYS)
+    /// `exists` does (the member exists); else no registration numbered
+    /// up to `number` creates it any more (`fence` is its fence).
+    async fn fence(&self, exists: &str, fence: &str, number: u64) -> Result<bool, StoreError> {
+        let answer: i64 = self
+            .inner
+            .scripts
+            .fence
+            .key(exists)
+            .key(fence)
             .arg(number)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
-        Ok(exists == 1)
+        Ok(answer == 1)
     }
 
-    /// Step 3 of a take-back numbered `number`: unlists the experiment
-    /// unless another call kept it since, and the namespace from the list
-    /// of namespaces when that was its last experiment, so that neither
-    /// counts towards its cap any more (as in the embedded store).
-    async fn go(&self, namespace: &str, experiment: &str, number: u64) -> Result<(), StoreError> {
-        let left: i64 = self
-            .list_call(namespace)
+    /// Step 3 of a take-back numbered `number` that found the member:
+    /// removes its mark, unless another call took it over since.
+    async fn unmark(&self, list: List<'_>, member: &str, number: u64) -> Result<(), StoreError> {
+        self.list_call(list)
+            .arg("stay")
+            .arg(member)
+            .arg(number)
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+            .map(drop)
+    }
+
+    /// Step 3 of a take-back numbered `number` that found no member:
+    /// unlists it, unless another call took it over since, so that it no
+    /// longer counts towards its cap (as in the embedded store). Returns
+    /// how many the list holds then, or -1 when it was taken over.
+    async fn go(&self, list: List<'_>, member: &str, number: u64) -> Result<i64, StoreError> {
+        self.list_call(list)
             .arg("go")
-            .arg(experiment)
+            .arg(member)
             .arg(number)
             .invoke_async(&mut self.conn())
             .await
-            .map_err(|e| self.error(e))?;
-        if left != 0 {
-            return Ok(());
-        }
-        let mut conn = self.conn();
-        redis::cmd("SREM")
-            .arg(self.namespaces_key())
-            .arg(namespace)
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        // An experiment listed since the count keeps its namespace: a
-        // creator listing it after this check adds the namespace itself
-        // ([`add_namespace`](Self::add_namespace)).
-        let listed: i64 = redis::cmd("SCARD")
-            .arg(self.namespace_key(namespace))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        if listed > 0 {
-            self.add_namespace(namespace).await?;
-        }
-        Ok(())
+            .map_err(|e| self.error(e))
     }
 
     /// Lists an experiment that an owner's record or an import created
-    /// (no cap), unmarked: a take-back may have unlisted it between its
-    /// registration and its creation, which did not look at the fence.
-    /// Then its namespace ([`add_namespace`](Self::add_namespace)).
+    /// (no cap), unmarked, then its namespace: a take-back may have
+    /// unlisted them between their registration and the creation, which
+    /// did not look at the fences.
     pub(super) async fn relist(&self, namespace: &str, experiment: &str) -> Result<(), StoreError> {
-        self.list_call(namespace)
-            .arg("relist")
-            .arg(experiment)
-            .invoke_async::<i64>(&mut self.conn())
-            .await
-            .map_err(|e| self.error(e))?;
-        self.add_namespace(namespace).await
-    }
-
-    /// Lists the namespace again (no cap) after one of its experiments was
-    /// created: a take-back emptying the namespace's list may have
-    /// unlisted it since its registration, before that experiment was
-    /// listed; it then either saw the experiment or is followed by this.
-    pub(super) async fn add_namespace(&self, namespace: &str) -> Result<(), StoreError> {
-        redis::cmd("SADD")
-            .arg(self.namespaces_key())
-            .arg(namespace)
-            .exec_async(&mut self.conn())
-            .await
-            .map_err(|e| self.error(e))
+        for (list, member) in [
+            (List::Experiments(namespace), experiment),
+            (List::Namespaces, namespace),
+        ] {
+            self.list_call(list)
+                .arg("relist")
+                .arg(member)
+                .invoke_async::<i64>(&mut self.conn())
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Registration;
+    use super::{List, Registration};
+    use crate::redis::keys::Key;
     use crate::redis::testing::{RedisCluster, RedisServer};
     use crate::redis::tests::open;
     use crate::redis::RedisStore;
@@ -431,13 +464,19 @@ mod tests {
         (namespaces, experiments)
     }
 
-    /// How many of namespace `n`'s experiments are marked as leaving.
+    /// How many of namespace `n`'s experiments, and of the namespaces, are
+    /// marked as leaving.
     async fn leaving(store: &RedisStore) -> usize {
-        redis::cmd("HLEN")
-            .arg(store.leaving_key("n"))
-            .query_async(&mut store.conn())
-            .await
-            .unwrap()
+        let mut marked = 0;
+        for key in [store.leaving_key("n"), store.namespaces_leaving_key()] {
+            let n: usize = redis::cmd("HLEN")
+                .arg(key)
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+            marked += n;
+        }
+        marked
     }
 
     /// Taking back a registration while another instance creates the
@@ -472,7 +511,11 @@ mod tests {
             a.register("n", "e", caps).await.unwrap(),
             Registration::Added(_)
         ));
-        let number = a.leave("n", "e").await.unwrap().expect("listed");
+        let number = a
+            .leave(List::Experiments("n"), "e")
+            .await
+            .unwrap()
+            .expect("listed");
         assert_eq!(
             b.track(vec![event("2")]).await.unwrap(),
             [TrackOutcome::Counted]
@@ -509,7 +552,11 @@ mod tests {
             Registration::Added(_)
         ));
         b.track(vec![event("1")]).await.unwrap();
-        let number = a.leave("n", "e").await.unwrap().expect("listed");
+        let number = a
+            .leave(List::Experiments("n"), "e")
+            .await
+            .unwrap()
+            .expect("listed");
         // Meanwhile c would create "f": "e" still holds the place.
         assert_eq!(
             c.track(vec![other("2")]).await.unwrap(),
@@ -605,7 +652,11 @@ mod tests {
         let redis = Redis::standalone();
         let (a, b) = (redis.instance(ONE).await, redis.instance(ONE).await);
         a.register("n", "e", Some(&ONE)).await.unwrap();
-        let number = a.leave("n", "e").await.unwrap().expect("listed");
+        let number = a
+            .leave(List::Experiments("n"), "e")
+            .await
+            .unwrap()
+            .expect("listed");
         let Registration::Added(kept) = b.register("n", "e", Some(&ONE)).await.unwrap() else {
             panic!("b keeps e")
         };
@@ -617,12 +668,130 @@ mod tests {
 
         assert!(a.delete_experiment("n", "e").await.unwrap());
         a.register("n", "e", Some(&ONE)).await.unwrap();
-        let number = a.leave("n", "e").await.unwrap().expect("listed");
+        let number = a
+            .leave(List::Experiments("n"), "e")
+            .await
+            .unwrap()
+            .expect("listed");
         b.register("n", "e", Some(&ONE)).await.unwrap();
         assert!(!a.settle("n", "e", number).await.unwrap());
         assert!(!b.unregister("n", "e").await.unwrap(), "b creates nothing");
         assert_eq!(listed(&a).await, (vec![], vec![]));
         assert_eq!(leaving(&a).await, 0);
+    }
+
+    /// A namespace whose last experiment was taken back keeps its place
+    /// under the namespaces cap until its own take-back knows whether it
+    /// lists an experiment again: another namespace is refused meanwhile,
+    /// and the namespace that gets an experiment stays listed.
+    async fn a_namespace_take_back_keeps_its_place(redis: Redis) {
+        let caps = Caps {
+            max_namespaces: 1,
+            ..Caps::DEFAULT
+        };
+        let (a, b, c) = (
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+        );
+        assert!(matches!(
+            a.register("n", "e", Some(&caps)).await.unwrap(),
+            Registration::Added(_)
+        ));
+        // a takes "e" back, which empties "n"; then a marks "n" leaving.
+        let number = a.leave(List::Experiments("n"), "e").await.unwrap().unwrap();
+        let base = a.experiment_base("n", "e");
+        let (variants, fence) = (Key::Variants.of(&base), Key::Fence.of(&base));
+        assert!(!a.fence(&variants, &fence, number).await.unwrap());
+        assert_eq!(a.go(List::Experiments("n"), "e", number).await.unwrap(), 0);
+        let number = a.leave(List::Namespaces, "n").await.unwrap().unwrap();
+        // Meanwhile c would create namespace "m": "n" still holds the place.
+        let elsewhere = Event {
+            namespace: "m".into(),
+            ..event("1")
+        };
+        assert_eq!(
+            c.track(vec![elsewhere]).await.unwrap(),
+            [TrackOutcome::Ignored(Ignored::Cap(
+                CapExceeded::Namespaces {
+                    namespace: "m".into(),
+                    limit: 1,
+                }
+            ))]
+        );
+        // And b creates "f" in "n", keeping "n".
+        assert_eq!(
+            b.track(vec![other("2")]).await.unwrap(),
+            [TrackOutcome::Counted]
+        );
+        a.settle_namespace("n", number).await.unwrap();
+        assert_eq!(listed(&a).await, (vec!["n".into()], vec!["f".into()]));
+        assert_eq!(leaving(&a).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_take_back_never_lets_a_namespace_past_the_cap() {
+        a_namespace_take_back_keeps_its_place(Redis::standalone()).await;
+    }
+
+    #[tokio::test]
+    async fn a_namespace_take_back_never_lets_a_namespace_past_the_cap_on_a_cluster() {
+        a_namespace_take_back_keeps_its_place(Redis::cluster("takeback-ns-place")).await;
+    }
+
+    /// A registration of a namespace taken back for good before it lists
+    /// an experiment there lists nothing: the namespace's fence refuses
+    /// it, and it registers the namespace again, under the cap, which
+    /// another namespace took meanwhile.
+    async fn a_fenced_namespace_registers_again(redis: Redis) {
+        let caps = Caps {
+            max_namespaces: 1,
+            ..Caps::DEFAULT
+        };
+        let (a, b, c) = (
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+            redis.instance(caps).await,
+        );
+        a.register("n", "e", Some(&caps)).await.unwrap();
+        // b registers "n" (listed by a), not yet "e".
+        let (added, number) = b.add(List::Namespaces, "n", 1, 0).await.unwrap();
+        assert_eq!(added, super::Added::Already);
+        // a's event was a duplicate: a takes "e", then "n", back.
+        assert!(!a.unregister("n", "e").await.unwrap());
+        assert_eq!(listed(&a).await, (vec![], vec![]));
+        let elsewhere = Event {
+            namespace: "m".into(),
+            ..event("1")
+        };
+        assert_eq!(
+            c.track(vec![elsewhere]).await.unwrap(),
+            [TrackOutcome::Counted],
+            "m takes the place n left"
+        );
+        let (added, _) = b.add(List::Experiments("n"), "e", 0, number).await.unwrap();
+        assert_eq!(added, super::Added::Fenced);
+        assert_eq!(
+            b.track(vec![event("2")]).await.unwrap(),
+            [TrackOutcome::Ignored(Ignored::Cap(
+                CapExceeded::Namespaces {
+                    namespace: "n".into(),
+                    limit: 1,
+                }
+            ))],
+            "registered again: the cap is taken"
+        );
+        assert_eq!(listed(&a).await, (vec!["m".into()], vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_fenced_namespace_registration_lists_nothing() {
+        a_fenced_namespace_registers_again(Redis::standalone()).await;
+    }
+
+    #[tokio::test]
+    async fn a_fenced_namespace_registration_lists_nothing_on_a_cluster() {
+        a_fenced_namespace_registers_again(Redis::cluster("takeback-ns-fence")).await;
     }
 
     /// Three instances race on four experiments under a cap of two: new

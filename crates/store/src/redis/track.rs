@@ -4,12 +4,12 @@
 //! Concurrent requests' events of one experiment share a call through the
 //! [`Coalescer`](super::coalesce::Coalescer).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::oneshot;
 
 use super::keys::{invocation, Family, Key};
-use super::register::Registration;
+use super::register::{Registration, MAX_FENCED};
 use super::store::RedisStore;
 use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
@@ -22,12 +22,6 @@ use lamed_core::value::Value;
 /// and digests, far under any Lua limit (`unpack` fails past ~8,000 values;
 /// the script also sends variadic commands in chunks of 1,000).
 pub(super) const MAX_BATCH: usize = 256;
-
-/// Most times one call's new events may find their registration fenced
-/// (`register.rs`) before it gives up: each time needs a take-back of the
-/// experiment between registering and counting, so a call that meets this
-/// many is looping on a broken sequence, not racing.
-const MAX_FENCED: usize = 1_000;
 
 /// The keys `track.lua` gets, in its order.
 const TRACK_KEYS: [Key; 10] = [
@@ -206,16 +200,9 @@ impl RedisStore {
             }
         }
 
-        let created = self.track_new(&prepared, new, &mut outcomes).await?;
-
-        // Its registration keeps an experiment this call created listed
-        // (see `register.rs`), but a take-back emptying the namespace may
-        // have unlisted the namespace meanwhile.
-        for base in created {
-            if let Some(p) = prepared.iter().find(|p| p.base == base) {
-                self.add_namespace(&p.event.namespace).await?;
-            }
-        }
+        // What this call creates stays listed through its registration
+        // (see `register.rs`): nothing to list afterwards.
+        self.track_new(&prepared, new, &mut outcomes).await?;
         outcomes
             .into_iter()
             .map(|o| o.ok_or_else(|| StoreError::corrupt("event left unanswered")))
@@ -229,14 +216,13 @@ impl RedisStore {
     /// nothing), the registration is taken back, and its next event is
     /// registered again where it stands. Experiments are done one after
     /// the other (a cap decision depends on the ones before); new
-    /// experiments are rare. Returns the experiments this created.
-    async fn track_new<'a>(
+    /// experiments are rare.
+    async fn track_new(
         &self,
-        prepared: &'a [Prepared],
+        prepared: &[Prepared],
         mut pending: BTreeSet<usize>,
         outcomes: &mut [Option<Outcome>],
-    ) -> Result<HashSet<&'a str>, StoreError> {
-        let mut created = HashSet::new();
+    ) -> Result<(), StoreError> {
         let mut fenced = 0;
         while let Some(first) = pending.pop_first() {
             let p = &prepared[first];
@@ -293,10 +279,7 @@ impl RedisStore {
                     return Err(err);
                 }
             };
-            for (i, code, was_created) in answers {
-                if was_created {
-                    created.insert(p.base.as_str());
-                }
+            for (i, code, _) in answers {
                 match self.outcome(&prepared[i].event, code)? {
                     Some(outcome) => {
                         counted |= outcome == Outcome::Tracked(TrackOutcome::Counted);
@@ -327,7 +310,7 @@ impl RedisStore {
                     .await?;
             self.set_known(&p.base, exists);
         }
-        Ok(created)
+        Ok(())
     }
 
     /// Counts events through the coalescer: `(index, number a creation is
