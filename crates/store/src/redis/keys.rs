@@ -21,7 +21,7 @@
 //! | `{P:namespaces}:seq` | [`RedisStore::namespaces_sequence_key`] | string | the last number of a namespace's registration or take-back; never goes back |
 //! | `P:{N}:exps` | [`RedisStore::namespace_key`] | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
 //! | `P:{N}:leaving` | [`RedisStore::leaving_key`] | hash | experiments of `P:{N}:exps` being taken back → the take-back's number (`register.rs`) |
-//! | `P:{N}:seq` | [`RedisStore::sequence_key`] | string | the namespace's last number of a registration or take-back; never goes back |
+//! | `P:{N}:seq` | [`RedisStore::sequence_key`] | string | the last number of a registration or take-back of one of the namespace's experiments; never goes back |
 //! | `P:{N}:fence` | [`RedisStore::namespace_fence_key`] | string | the namespace's fence: the highest number of a take-back of the namespace that found its list empty; registrations of the namespace numbered up to it may not list an experiment in it |
 //! | `P:{T}:v`, `P:{T}:g` | [`Key::Variants`], [`Key::Goals`] | set | variants, goals (their caps); `:v` exists iff the experiment does |
 //! | `P:{T}:f` | [`Key::Slots`] | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
