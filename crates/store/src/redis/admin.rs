@@ -43,8 +43,9 @@ impl RedisStore {
     /// script runs either before `delete.lua` (the event is deleted with
     /// the experiment) or after it, when it finds no experiment and
     /// creates one only with a registration numbered above the fence: the
-    /// take-back then either finds it and keeps it listed, or comes before
-    /// that registration, which lists it again (see `register.rs`).
+    /// take-back then either finds it and keeps it listed, or marked it
+    /// before that registration, which then kept the listing or listed it
+    /// anew (see `register.rs`).
     /// Taking the listing back before `delete.lua` instead would leave
     /// listed an experiment that a concurrent registration listed again
     /// and whose event then counted just before `delete.lua`, which exists
