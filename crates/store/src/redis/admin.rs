@@ -9,7 +9,7 @@ use crate::StoreError;
 
 /// The keys `delete.lua` gets, in its order: the days, the dedupe meta
 /// (whose last day counted it forgets), then the keys it removes, every
-/// one but the meta, of which the first [`DELETE_TELLING`] tell whether the
+/// one but the meta and the fence, of which the first [`DELETE_TELLING`] tell whether the
 /// experiment existed.
 const DELETE_KEYS: [Key; 12] = [
     Key::Days,
@@ -34,21 +34,22 @@ const DELETE_TELLING: usize = 4;
 const IMPORT_KEYS: [Key; 3] = [Key::Variants, Key::Goals, Key::Imported];
 
 impl RedisStore {
-    /// Removes an experiment's counters (`delete.lua`), then unlists it
-    /// unless it exists again ([`unregister`](Self::unregister)); true when
-    /// it existed.
+    /// Removes an experiment's counters (`delete.lua`), then takes its
+    /// listing back unless it exists again
+    /// ([`unregister`](Self::unregister)); true when it existed.
     ///
     /// Why a track on another instance counts either in the experiment
     /// deleted or in one that stays listed, never in a hidden one: its
     /// script runs either before `delete.lua` (the event is deleted with
-    /// the experiment) or after it, when it finds no experiment, creates
-    /// one and lists it again afterwards (every creator does, see
-    /// `register.rs`). That relist comes either after this call's unlist
-    /// (so it stays listed), or before it, and then the creation came
-    /// before this call's existence check, which sees it and lists it
-    /// again. Unlisting before `delete.lua` instead would leave listed an
-    /// experiment that a concurrent registration listed again and whose
-    /// event then counted just before `delete.lua`, which exists no more.
+    /// the experiment) or after it, when it finds no experiment and
+    /// creates one only with a registration numbered above the fence: the
+    /// take-back then either finds it and keeps it listed, or marked it
+    /// before that registration, which then kept the listing or listed it
+    /// anew (see `register.rs`).
+    /// Taking the listing back before `delete.lua` instead would leave
+    /// listed an experiment that a concurrent registration listed again
+    /// and whose event then counted just before `delete.lua`, which exists
+    /// no more.
     pub(super) async fn delete(
         &self,
         namespace: &str,
@@ -167,22 +168,24 @@ mod tests {
     }
 
     /// A delete removes every key of an experiment but the dedupe meta
-    /// (its dedupe memory expires on its own), so a key added to the
-    /// layout is removed too once it is added to `DELETE_KEYS`.
+    /// (its dedupe memory expires on its own) and the fence (registrations
+    /// fenced before may still come: see `register.rs`), so a key added
+    /// to the layout is removed too once it is added to `DELETE_KEYS`.
     #[test]
-    fn a_delete_names_every_key_but_the_meta() {
+    fn a_delete_names_every_key_but_the_meta_and_the_fence() {
         let removed = &DELETE_KEYS[2..];
         for key in Key::ALL {
-            assert_eq!(removed.contains(&key), key != Key::Meta, "{key:?}");
+            let kept = [Key::Meta, Key::Fence].contains(&key);
+            assert_eq!(removed.contains(&key), !kept, "{key:?}");
         }
         assert_eq!(DELETE_KEYS[..2], [Key::Days, Key::Meta]);
         assert!(DELETE_TELLING <= removed.len());
     }
 
     /// The interleaving a delete used to lose: another instance re-creates
-    /// the experiment right after its counters are removed and lists it
-    /// again before the delete unlists it. The delete's existence check
-    /// sees it and lists it again.
+    /// the experiment right after its counters are removed, before the
+    /// delete takes the listing back. The delete's fence finds it, and it
+    /// stays listed.
     #[tokio::test]
     async fn an_experiment_recreated_during_a_delete_stays_listed() {
         let server = RedisServer::start();

@@ -169,13 +169,13 @@ impl RedisStore {
         self.within_deadline(operation).await
     }
 
-    /// Runs a write of several steps (register, count, then list again or
-    /// take the registration back; delete, then unlist) under the overall
-    /// deadline, in a task of its own: when the caller stops waiting (this
-    /// deadline, a server's time-out, a closed connection), the steps
-    /// still finish, so the lists never keep half a write (a registration
-    /// without its experiment, holding a place under the cap; an
-    /// experiment unlisted, its counts unread). Each step has the
+    /// Runs a write of several steps (register, count, then take the
+    /// registration back; delete, then take the listing back) under the
+    /// overall deadline, in a task of its own: when the caller stops
+    /// waiting (this deadline, a server's time-out, a closed connection),
+    /// the steps still finish, so the lists never keep half a write (a
+    /// registration without its experiment, holding a place under the
+    /// cap; an experiment unlisted, its counts unread). Each step has the
     /// connection's response timeout, so the task ends.
     pub(super) async fn run_whole<T, F>(
         &self,

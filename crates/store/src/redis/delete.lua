@@ -13,8 +13,9 @@
 -- never waits on a delete.
 --
 -- The dedupe memory is kept, as in the embedded store: it expires on its
--- own, and a re-sent event stays a duplicate. Returns 1 when the experiment
--- existed.
+-- own, and a re-sent event stays a duplicate. So is the fence (not in
+-- KEYS): a registration fenced before must not create the experiment
+-- after (see register.rs). Returns 1 when the experiment existed.
 
 local days_key, meta_key = KEYS[1], KEYS[2]
 local day_prefix, telling = ARGV[1], tonumber(ARGV[2])

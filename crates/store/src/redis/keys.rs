@@ -17,7 +17,12 @@
 //! | key | Rust name | type | holds |
 //! |---|---|---|---|
 //! | `P:namespaces` | [`RedisStore::namespaces_key`] | set | namespaces (namespaces cap) |
+//! | `{P:namespaces}:leaving` | [`RedisStore::namespaces_leaving_key`] | hash | namespaces being taken back (still listed) → the take-back's number; in the slot of `P:namespaces` |
+//! | `{P:namespaces}:seq` | [`RedisStore::namespaces_sequence_key`] | string | the last number of a namespace's registration or take-back; never goes back |
 //! | `P:{N}:exps` | [`RedisStore::namespace_key`] | set | experiment names of a namespace; `N` hashes the namespace (experiments cap) |
+//! | `P:{N}:leaving` | [`RedisStore::leaving_key`] | hash | experiments of `P:{N}:exps` being taken back → the take-back's number (`register.rs`) |
+//! | `P:{N}:seq` | [`RedisStore::sequence_key`] | string | the last number of a registration or take-back of one of the namespace's experiments; never goes back |
+//! | `P:{N}:fence` | [`RedisStore::namespace_fence_key`] | string | the namespace's fence: the highest number of a take-back of the namespace that found its list empty; registrations of the namespace numbered up to it may not list an experiment in it |
 //! | `P:{T}:v`, `P:{T}:g` | [`Key::Variants`], [`Key::Goals`] | set | variants, goals (their caps); `:v` exists iff the experiment does |
 //! | `P:{T}:f` | [`Key::Slots`] | hash | `event \x1f variant` → counter slot; a field with a slot has been counted |
 //! | `P:{T}:c` | [`Key::Totals`] | string | totals: a 64-bit counter per slot (BITFIELD `i64 #slot`) |
@@ -29,6 +34,7 @@
 //! | `P:{T}:r` | [`Key::Registry`] | hash | the registry: `status`, `version`, and `record` (JSON) or `created` (ms) for one tracking registered |
 //! | `P:{T}:x` | [`Key::Members`] | hash | memberships: member → value (`members.rs`), no expiry |
 //! | `P:{T}:m` | [`Key::Meta`] | hash | per live dedupe bucket, insertions tried; the last day counted |
+//! | `P:{T}:t` | [`Key::Fence`] | string | the fence: the highest number of a take-back that found no experiment; registrations numbered up to it may not create it (`register.rs`); kept by a delete |
 //! | `P:{T}:s:<bucket>:<shard>` | [`Family::DedupeShard`] | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
 //! | `P:heartbeat` | [`RedisStore::heartbeat_key`] | string | the last health check's write |
 //! | `P:layout` | [`RedisStore::layout_key`] | string | layout version and dedupe window, written once, never expires (`layout.rs`) |
@@ -70,12 +76,15 @@ pub(super) enum Key {
     Members,
     /// `:m`, hash: the dedupe memory's bookkeeping and the last day counted.
     Meta,
+    /// `:t`, string: the fence, the highest number of a take-back that
+    /// found no experiment (`register.rs`).
+    Fence,
 }
 
 impl Key {
     /// Every fixed key of an experiment.
     #[cfg(test)]
-    pub(super) const ALL: [Key; 11] = [
+    pub(super) const ALL: [Key; 12] = [
         Key::Variants,
         Key::Goals,
         Key::Slots,
@@ -87,6 +96,7 @@ impl Key {
         Key::Registry,
         Key::Members,
         Key::Meta,
+        Key::Fence,
     ];
 
     /// What follows the base in the key's name.
@@ -103,6 +113,7 @@ impl Key {
             Key::Registry => ":r",
             Key::Members => ":x",
             Key::Meta => ":m",
+            Key::Fence => ":t",
         }
     }
 
@@ -198,6 +209,46 @@ impl RedisStore {
         )
     }
 
+    /// `P:{N}:leaving`: the marks of a namespace's experiments being taken
+    /// back (in the slot of [`namespace_key`](Self::namespace_key)).
+    pub(super) fn leaving_key(&self, namespace: &str) -> String {
+        format!(
+            "{}:{{{}}}:leaving",
+            self.prefix(),
+            tag(&[namespace.as_bytes()])
+        )
+    }
+
+    /// `P:{N}:seq`: a namespace's numbers of registrations and take-backs
+    /// (in the slot of [`namespace_key`](Self::namespace_key)).
+    pub(super) fn sequence_key(&self, namespace: &str) -> String {
+        format!("{}:{{{}}}:seq", self.prefix(), tag(&[namespace.as_bytes()]))
+    }
+
+    /// `P:{N}:fence`: the highest number of a take-back of the namespace
+    /// that found its list of experiments empty (`register.rs`).
+    pub(super) fn namespace_fence_key(&self, namespace: &str) -> String {
+        format!(
+            "{}:{{{}}}:fence",
+            self.prefix(),
+            tag(&[namespace.as_bytes()])
+        )
+    }
+
+    /// `{P:namespaces}:leaving`: the marks of the namespaces being taken
+    /// back, in the slot of [`namespaces_key`](Self::namespaces_key) (its
+    /// whole name is the hash tag; `P` holds no braces).
+    pub(super) fn namespaces_leaving_key(&self) -> String {
+        format!("{{{}}}:leaving", self.namespaces_key())
+    }
+
+    /// `{P:namespaces}:seq`: the numbers of the namespaces' registrations
+    /// and take-backs, in the slot of
+    /// [`namespaces_key`](Self::namespaces_key).
+    pub(super) fn namespaces_sequence_key(&self) -> String {
+        format!("{{{}}}:seq", self.namespaces_key())
+    }
+
     /// `P:namespaces`: every namespace.
     pub(super) fn namespaces_key(&self) -> String {
         format!("{}:namespaces", self.prefix())
@@ -255,7 +306,7 @@ mod tests {
         let suffixes: Vec<&str> = names.iter().map(|n| &n[base.len()..]).collect();
         assert_eq!(
             suffixes,
-            [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m"]
+            [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m", ":t"]
         );
         assert_eq!(day_key(base, 20_000), format!("{base}:d:20000"));
         assert_eq!(Family::DedupeShard.prefix_of(base), format!("{base}:s:"));
@@ -297,12 +348,21 @@ mod tests {
             ("import.lua", include_str!("import.lua")),
             ("register.lua", include_str!("register.lua")),
             ("put_record.lua", include_str!("put_record.lua")),
+            ("fence.lua", include_str!("fence.lua")),
         ];
         let suffixes = Key::ALL
             .iter()
             .map(|key| key.suffix())
             .chain(Family::ALL.iter().map(|family| family.suffix()))
-            .chain([":exps", ":namespaces", ":layout", ":heartbeat"]);
+            .chain([
+                ":exps",
+                ":leaving",
+                ":seq",
+                ":fence",
+                ":namespaces",
+                ":layout",
+                ":heartbeat",
+            ]);
         for suffix in suffixes {
             for (name, code) in scripts {
                 for quote in ['\'', '"'] {

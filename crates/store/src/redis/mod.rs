@@ -13,7 +13,7 @@
 //! | `keys.rs` | the key layout |
 //! | `layout.rs` | one dedupe window and layout version per Redis and key prefix, refused at open on a difference |
 //! | `upgrade.rs` | upgrading layout 1 at open: memberships hashed |
-//! | `register.rs`, `register.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
+//! | `register.rs`, `register.lua`, `fence.lua` | namespace and experiment lists under their caps, holding only experiments that exist |
 //! | `track.rs`, `track.lua`, `coalesce.rs` | counting events: registry status, dedupe, caps, counters |
 //! | `registry.rs`, `put_record.lua` | experiments' registry records, written under a precondition |
 //! | `members.rs` | memberships (Sixpack's clients), kept as long as their experiment |

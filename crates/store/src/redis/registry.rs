@@ -23,8 +23,9 @@ const PUT_RECORD_KEYS: [Key; 3] = [Key::Registry, Key::Variants, Key::Goals];
 impl RedisStore {
     /// Writes a record whole when `precondition` holds, with its variants
     /// and goals as known names, raising its version, in one script call
-    /// (all in one slot); then lists the experiment as every creator does
-    /// (see `register.rs`). No caps: an owner's act.
+    /// (all in one slot); then lists the experiment and its namespace
+    /// again, as a creation that ignores the fences must (see
+    /// `register.rs`). No caps: an owner's act.
     pub(super) async fn write_record(
         &self,
         record: &ExperimentRecord,
@@ -60,7 +61,7 @@ impl RedisStore {
         if written == 0 {
             // Listed by this call for a record it did not write: take the
             // listing back unless the experiment exists.
-            if matches!(registration, Registration::Added) {
+            if matches!(registration, Registration::Added(_)) {
                 self.unregister(namespace, name).await?;
             }
             let current = (version > 0).then_some(version);

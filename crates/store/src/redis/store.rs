@@ -54,6 +54,7 @@ pub(super) struct Inner {
 pub(super) struct Scripts {
     pub(super) track: Script,
     pub(super) register: Script,
+    pub(super) fence: Script,
     pub(super) delete: Script,
     pub(super) import: Script,
     pub(super) put_record: Script,
@@ -64,16 +65,18 @@ impl Scripts {
         Scripts {
             track: Script::new(include_str!("track.lua")),
             register: Script::new(include_str!("register.lua")),
+            fence: Script::new(include_str!("fence.lua")),
             delete: Script::new(include_str!("delete.lua")),
             import: Script::new(include_str!("import.lua")),
             put_record: Script::new(include_str!("put_record.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.track,
             &self.register,
+            &self.fence,
             &self.delete,
             &self.import,
             &self.put_record,

@@ -5,7 +5,8 @@
 -- KEYS are the experiment's fixed keys, in the order of TRACK_KEYS in
 -- track.rs: 1 variants (set), 2 goals (set), 3 counter slots (hash),
 -- 4 totals (string), 5 values (string), 6 registry (hash), 7 dedupe
--- meta (hash), 8 days (zset), 9 memberships (hash). They share one hash slot, so the script
+-- meta (hash), 8 days (zset), 9 memberships (hash), 10 fence (string).
+-- They share one hash slot, so the script
 -- runs unchanged on a Redis Cluster; so do the keys it names from the
 -- prefixes in ARGV 7 and 8.
 --
@@ -15,8 +16,9 @@
 --       (1 = required), 7 the prefix of the daily counters' keys (the
 --       day number follows), 8 the prefix of the dedupe shards' keys
 --       (`<bucket>:<shard>` follows), 9 the version of a record that has
---       none stored (the first); then 9 per event: may_create (0/1),
---       event, variant, is_goal (0/1), digest (8 binary bytes of the
+--       none stored (the first); then 9 per event: the registration
+--       number a creation is allowed with (0: may not create; see
+--       register.rs), event, variant, is_goal (0/1), digest (8 binary bytes of the
 --       dedupe key), the value's limbs (six integers below 10^9 separated
 --       by spaces, see src/value.rs) or empty for an event without a value,
 --       then for a join (Sixpack's participation or conversion; empty
@@ -26,7 +28,8 @@
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
--- again with may_create = 1), 5 paused, 6 stopped, 7 archived,
+-- again with the registration's number; also when the number is not above
+-- the fence: a take-back found no experiment after that registration), 5 paused, 6 stopped, 7 archived,
 -- 8 unregistered (required mode), 9 the member has joined already (nothing
 -- written), 10 the participant does not hold the variant (nothing written).
 --
@@ -48,8 +51,9 @@
 -- (what it wrote before the error stays), so the script runs in two
 -- phases. Phase 1 reads every key whose content decides a code without
 -- being written by the dedupe step (the meta hash, the registry status,
--- the counter slots, the variants and goals sets, with their types checked); an error there
--- (WRONGTYPE, a Lua error) leaves Redis as it was. Phase 2 decides the
+-- the counter slots, the variants and goals sets, the fence, with their
+-- types checked); an error there (WRONGTYPE, a Lua error) leaves Redis as
+-- it was. Phase 2 decides the
 -- codes in order and writes, with commands that no input can make fail:
 -- every variadic command goes through `chunked` (Lua's `unpack` fails past
 -- ~8,000 values; track.rs also caps a call at 256 events), and the keys it
@@ -75,7 +79,7 @@
 -- hash, the slots of the batch's counters, two BITFIELDs that add to every
 -- counter at once), per new event one or two.
 
-local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key, xkey = unpack(KEYS)
+local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key, xkey, tkey = unpack(KEYS)
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
@@ -210,6 +214,11 @@ for i = FIRST_EVENT, #ARGV, STRIDE do
     next_slot = next_slot or call('HLEN', fkey)
   end
 end
+-- Registrations numbered up to the fence may not create the experiment.
+local fence = 0
+if variant_count == 0 then
+  fence = tonumber(call('GET', tkey)) or 0
+end
 
 -- ================== Phase 2: decisions, dedupe, writes ==================
 
@@ -328,11 +337,11 @@ end
 -- or goal first counted in this batch counts towards the cap for the
 -- events after it. Returns the code, and whether counting the event
 -- creates the experiment.
-local function check_caps(may_create, event, variant, is_goal)
+local function check_caps(number, event, variant, is_goal)
   local creates = false
   if not is_variant[variant] then
     if variant_count == 0 then
-      if may_create ~= '1' then
+      if tonumber(number) <= fence then
         return 4, false
       end
       creates = true
@@ -371,7 +380,7 @@ local increments, counted = {}, {}
 local new_variants, new_goals, new_fields = {}, {}, {}
 local joined, definition = {}, nil
 for i = FIRST_EVENT, #ARGV, STRIDE do
-  local may_create, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local number, event, variant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local is_goal, digest = ARGV[i + 3] == '1', ARGV[i + 4]
   local field = event .. '\31' .. variant
   local member, participant = ARGV[i + 6], ARGV[i + 7]
@@ -386,7 +395,7 @@ for i = FIRST_EVENT, #ARGV, STRIDE do
       and (not is_variant[variant] or (is_goal and not is_goal_name[event])))) then
     code = UNREGISTERED
   elseif not slot_of[field] then
-    code, creates = check_caps(may_create, event, variant, is_goal)
+    code, creates = check_caps(number, event, variant, is_goal)
   end
   if code == 0 and seen_before(digest) then
     code = 1

@@ -4,12 +4,12 @@
 //! Concurrent requests' events of one experiment share a call through the
 //! [`Coalescer`](super::coalesce::Coalescer).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::oneshot;
 
 use super::keys::{invocation, Family, Key};
-use super::register::Registration;
+use super::register::{Registration, MAX_FENCED};
 use super::store::RedisStore;
 use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
@@ -24,7 +24,7 @@ use lamed_core::value::Value;
 pub(super) const MAX_BATCH: usize = 256;
 
 /// The keys `track.lua` gets, in its order.
-const TRACK_KEYS: [Key; 9] = [
+const TRACK_KEYS: [Key; 10] = [
     Key::Variants,
     Key::Goals,
     Key::Slots,
@@ -34,6 +34,7 @@ const TRACK_KEYS: [Key; 9] = [
     Key::Meta,
     Key::Days,
     Key::Members,
+    Key::Fence,
 ];
 
 /// One event ready for the script.
@@ -70,7 +71,9 @@ enum Outcome {
 /// batch failed.
 #[derive(Debug)]
 pub(super) struct Job {
-    may_create: bool,
+    /// The registration number a creation of the experiment is allowed
+    /// with; 0 when this event may not create it (`register.rs`).
+    creates_with: u64,
     is_goal: bool,
     event: String,
     variant: String,
@@ -185,7 +188,7 @@ impl RedisStore {
         let (known, new): (Vec<usize>, Vec<usize>) =
             (0..prepared.len()).partition(|&i| required || self.is_known(&prepared[i].base));
         let mut new: BTreeSet<usize> = new.into_iter().collect();
-        let selected: Vec<(usize, bool)> = known.into_iter().map(|i| (i, false)).collect();
+        let selected: Vec<(usize, u64)> = known.into_iter().map(|i| (i, 0)).collect();
         for (i, code, _) in self.count(&prepared, &selected).await? {
             match self.outcome(&prepared[i].event, code)? {
                 Some(outcome) => outcomes[i] = Some(outcome),
@@ -197,16 +200,9 @@ impl RedisStore {
             }
         }
 
-        let created = self.track_new(&prepared, new, &mut outcomes).await?;
-
-        // A delete on another instance may have unlisted an experiment
-        // between registering and counting (the lists live in other hash
-        // slots): what this call created is listed again.
-        for base in created {
-            if let Some(p) = prepared.iter().find(|p| p.base == base) {
-                self.relist(&p.event.namespace, &p.event.experiment).await?;
-            }
-        }
+        // What this call creates stays listed through its registration
+        // (see `register.rs`): nothing to list afterwards.
+        self.track_new(&prepared, new, &mut outcomes).await?;
         outcomes
             .into_iter()
             .map(|o| o.ok_or_else(|| StoreError::corrupt("event left unanswered")))
@@ -220,14 +216,14 @@ impl RedisStore {
     /// nothing), the registration is taken back, and its next event is
     /// registered again where it stands. Experiments are done one after
     /// the other (a cap decision depends on the ones before); new
-    /// experiments are rare. Returns the experiments this created.
-    async fn track_new<'a>(
+    /// experiments are rare.
+    async fn track_new(
         &self,
-        prepared: &'a [Prepared],
+        prepared: &[Prepared],
         mut pending: BTreeSet<usize>,
         outcomes: &mut [Option<Outcome>],
-    ) -> Result<HashSet<&'a str>, StoreError> {
-        let mut created = HashSet::new();
+    ) -> Result<(), StoreError> {
+        let mut fenced = 0;
         while let Some(first) = pending.pop_first() {
             let p = &prepared[first];
             let later: Vec<usize> = pending
@@ -239,12 +235,12 @@ impl RedisStore {
                 pending.remove(i);
             }
             let caps = Some(&self.inner.options.caps);
-            let added = match self
+            let (added, number) = match self
                 .register(&p.event.namespace, &p.event.experiment, caps)
                 .await?
             {
-                Registration::Listed => false,
-                Registration::Added => true,
+                Registration::Listed(number) => (false, number),
+                Registration::Added(number) => (true, number),
                 // Lists only grow during this walk (what it takes back it
                 // added itself), so the cap refuses the later events too.
                 Registration::Refused(cap) => {
@@ -260,9 +256,9 @@ impl RedisStore {
             // after that may not create it (the script answers "unknown",
             // and they wait for their turn again).
             let barrier = pending.first().copied().unwrap_or(usize::MAX);
-            let selected: Vec<(usize, bool)> = std::iter::once(first)
+            let selected: Vec<(usize, u64)> = std::iter::once(first)
                 .chain(later)
-                .map(|i| (i, i < barrier))
+                .map(|i| (i, if i < barrier { number } else { 0 }))
                 .collect();
             let mut counted = false;
             let answers = match self.count(prepared, &selected).await {
@@ -283,16 +279,26 @@ impl RedisStore {
                     return Err(err);
                 }
             };
-            for (i, code, was_created) in answers {
-                if was_created {
-                    created.insert(p.base.as_str());
-                }
+            for (i, code, _) in answers {
                 match self.outcome(&prepared[i].event, code)? {
                     Some(outcome) => {
                         counted |= outcome == Outcome::Tracked(TrackOutcome::Counted);
                         outcomes[i] = Some(outcome);
                     }
                     None => {
+                        // With a number: a take-back fenced this
+                        // registration (see `register.rs`); the next one
+                        // gets a number above the fence, unless the
+                        // namespace's sequence went back.
+                        if i < barrier {
+                            fenced += 1;
+                            if fenced > MAX_FENCED {
+                                return Err(StoreError::corrupt(format!(
+                                    "experiment {:?} of namespace {:?} refused {MAX_FENCED} registrations (did the namespace's sequence go back?)",
+                                    p.event.experiment, p.event.namespace
+                                )));
+                            }
+                        }
                         pending.insert(i);
                     }
                 }
@@ -304,23 +310,24 @@ impl RedisStore {
                     .await?;
             self.set_known(&p.base, exists);
         }
-        Ok(created)
+        Ok(())
     }
 
-    /// Counts events through the coalescer: `(index, may_create)` per
-    /// event. Returns `(index, script code, created)` per event.
+    /// Counts events through the coalescer: `(index, number a creation is
+    /// allowed with)` per event. Returns `(index, script code, created)`
+    /// per event.
     async fn count(
         &self,
         prepared: &[Prepared],
-        selected: &[(usize, bool)],
+        selected: &[(usize, u64)],
     ) -> Result<Vec<(usize, i64, bool)>, StoreError> {
         let mut groups: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
         let mut receivers = Vec::with_capacity(selected.len());
-        for &(i, may_create) in selected {
+        for &(i, creates_with) in selected {
             let p = &prepared[i];
             let (reply, receiver) = oneshot::channel();
             groups.entry(p.base.as_str()).or_default().push(Job {
-                may_create,
+                creates_with,
                 is_goal: !p.event.is_participation(),
                 event: p.event.event.clone(),
                 variant: p.event.variant.clone(),
@@ -408,7 +415,7 @@ impl RedisStore {
             .arg(FIRST_VERSION);
         for job in batch {
             invocation
-                .arg(u8::from(job.may_create))
+                .arg(job.creates_with)
                 .arg(&job.event)
                 .arg(&job.variant)
                 .arg(u8::from(job.is_goal))
@@ -482,6 +489,31 @@ fn script_now(clock: &lamed_core::clock::Clock) -> String {
     clock
         .manual_ms()
         .map_or_else(String::new, |ms| ms.to_string())
+}
+
+#[cfg(test)]
+impl RedisStore {
+    /// Counts one event in one script call, creating its experiment only
+    /// with a registration numbered `creates_with`, without registering:
+    /// the script's code (4: refused, register first).
+    pub(super) async fn count_with(&self, event: Event, creates_with: u64) -> i64 {
+        let p = self.prepare(event, JoinArgs::default());
+        let job = Job {
+            creates_with,
+            is_goal: !p.event.is_participation(),
+            event: p.event.event.clone(),
+            variant: p.event.variant.clone(),
+            digest: p.digest,
+            value_limbs: String::new(),
+            join: JoinArgs::default(),
+            reply: oneshot::channel().0,
+        };
+        let answer = self
+            .run_batch(&p.base, &[job])
+            .await
+            .expect("a script call");
+        answer.codes[0]
+    }
 }
 
 #[cfg(test)]
@@ -811,7 +843,7 @@ mod tests {
                     let mut digest = [0u8; 8];
                     digest[..4].copy_from_slice(&i.to_be_bytes());
                     super::Job {
-                        may_create: true,
+                        creates_with: 1,
                         is_goal: false,
                         event: PARTICIPATE.into(),
                         variant: format!("v{i}"),
