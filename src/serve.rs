@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::model::DEFAULT_NAMESPACE;
-use crate::server::{self, AppState, ConnectionLimits, RouterOptions};
+use crate::server::{self, AppState, ConnectionLimits, InFlight, RouterOptions};
 use crate::snippet;
 use crate::store;
 
@@ -70,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
+    let in_flight = InFlight::new(config.max_in_flight_requests);
     let options = RouterOptions {
         extra_routes: config
             .extra_wiring
@@ -78,10 +79,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<Result<_, crate::config::ConfigError>>()?,
         bench_routes: args.bench_routes,
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
-        max_in_flight_requests: config.max_in_flight_requests,
+        in_flight: in_flight.clone(),
     };
-    let limits =
-        ConnectionLimits::for_this_process(config.max_connections, config.header_timeout_ms);
+    let limits = ConnectionLimits::for_this_process(
+        config.max_connections,
+        config.header_timeout_ms,
+        in_flight,
+    );
     let state = AppState::from_config(store, &api_key, &config);
     let shutdown = server::shutdown_signal();
     match tls {

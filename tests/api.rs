@@ -978,47 +978,92 @@ async fn batches_over_the_limit_are_refused_while_parsed() {
     assert_eq!(server.counts("o").await.values().sum::<u64>(), 3);
 }
 
-/// With `--max-in-flight-requests 2` and both requests waiting on the
-/// store (another process holds its write lock), a third is answered 503
-/// with Retry-After at once, well before the store's own lock wait (1 s);
-/// once the lock is gone every 200 is counted and re-sends count once.
+/// With `--max-in-flight-requests 2` and the store held (another process
+/// holds its write lock), requests hold their slots while they wait on it.
+/// A client that sends half a head keeps a slot for 50 ms only, so a
+/// request sent after that gets it; once the slow head is complete it is
+/// read without a slot and, none being free, answered 503 with
+/// Retry-After at once. The next request is not read at all: it waits in
+/// the kernel (counted on /metrics) and is served once the lock goes.
+/// Every 200 is counted and re-sends count once.
 #[tokio::test]
-async fn requests_over_the_in_flight_limit_answer_503_at_once() {
+async fn past_the_in_flight_limit_requests_wait_unread_or_answer_503() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--max-in-flight-requests", "2"]);
-    let events: Vec<String> = (0..3)
+    let events: Vec<String> = (0..4)
         .map(|i| track("l", "e", "v", "buy", &i.to_string()))
         .collect();
     let blocker = rusqlite::Connection::open(data.join("lamed.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let third = async {
-        // Let the first two reach the store.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let started = std::time::Instant::now();
-        let answer = server
-            .request(
-                "GET",
-                &events[2],
-                &[("origin", "https://site.example")],
-                b"",
-            )
-            .await;
-        let took = started.elapsed();
-        blocker.execute_batch("ROLLBACK").unwrap();
-        (answer, took)
+    let start = Instant::now();
+    let at = |ms: u64| tokio::time::sleep_until((start + Duration::from_millis(ms)).into());
+    let sent_at = |ms: u64, event: usize| {
+        let request = server.get(&events[event]);
+        async move {
+            at(ms).await;
+            let answer = request.await;
+            (answer, Instant::now())
+        }
     };
-    let (first, second, (third, took)) =
-        tokio::join!(server.get(&events[0]), server.get(&events[1]), third);
-    assert_eq!(third.status, 503, "{:?}", third.body);
-    assert!(took < std::time::Duration::from_millis(300), "{took:?}");
-    assert_eq!(third.headers["retry-after"], "1");
-    assert_eq!(third.headers["access-control-allow-origin"], "*");
-    assert_eq!(
-        third.json().unwrap(),
-        json!({"error": "server busy, retry later"})
+    let slow_head = async {
+        at(200).await;
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "GET {} HTTP/1.1\r\nhost: x\r\nuser-agent: {}\r\n\
+             origin: https://site.example\r\nconnection: close\r\n\r\n",
+            events[3],
+            util::loadgen::USER_AGENT
+        );
+        let (begun, rest) = head.as_bytes().split_at(10);
+        stream.write_all(begun).await.unwrap();
+        at(400).await;
+        let finished = Instant::now();
+        stream.write_all(rest).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        (answer, finished.elapsed())
+    };
+    let release = async {
+        at(800).await;
+        blocker.execute_batch("ROLLBACK").unwrap();
+        Instant::now()
+    };
+    let ((first, _), (second, _), (third, third_at), (slow, took), released_at) = tokio::join!(
+        sent_at(0, 0),
+        sent_at(300, 1),
+        sent_at(500, 2),
+        slow_head,
+        release
     );
-    let acknowledged = [&first, &second]
+    assert!(slow.starts_with("HTTP/1.1 503"), "{slow}");
+    assert!(took < Duration::from_millis(300), "{took:?}");
+    let slow = slow.to_ascii_lowercase();
+    assert!(slow.contains("retry-after: 1\r\n"), "{slow}");
+    assert!(slow.contains("access-control-allow-origin: *"), "{slow}");
+    assert!(
+        slow.ends_with(r#"{"error":"server busy, retry later"}"#),
+        "{slow}"
+    );
+    assert_eq!(third.status, 200, "{:?}", third.body);
+    assert!(
+        third_at > released_at,
+        "the third was served before a slot freed"
+    );
+    let metrics = server.get_with_key("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let waits: u64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("lamed_connection_limit_waits_total{limit=\"requests\"} ")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(waits >= 1, "{text}");
+    let acknowledged = [&first, &second, &third]
         .iter()
         .filter(|answer| answer.status == 200)
         .count() as u64;
@@ -1026,7 +1071,7 @@ async fn requests_over_the_in_flight_limit_answer_503_at_once() {
     // AlephBet re-sends everything not answered 200; each counts once.
     send_all(&server, &events).await;
     send_all(&server, &events).await;
-    assert_eq!(server.counts("l").await.values().sum::<u64>(), 3);
+    assert_eq!(server.counts("l").await.values().sum::<u64>(), 4);
 }
 
 /// The dashboard's page and files carry a strict Content-Security-Policy

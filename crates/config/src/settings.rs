@@ -148,16 +148,19 @@ pub struct Settings {
     )]
     pub request_timeout_ms: u64,
 
-    /// Most requests served at once; more are answered 503 with
-    /// Retry-After at once, not queued; 0 for no limit
+    /// Most requests read and served at once; past it no request is read
+    /// (it waits in the kernel's socket buffers); 0 for no limit
     ///
-    /// Bounds memory and open store work under overload; the client sends
-    /// a refused event again later. /health is not limited.
+    /// Bounds memory, open store work and the server's own latency under
+    /// overload at almost no CPU (TCP backpressure, where a 503 costs
+    /// nearly as much as an answer). A request head still incomplete 50 ms
+    /// after its first bytes is read without a slot, and answered 503
+    /// with Retry-After when none is free then; /health is never refused.
     #[arg(
         long,
         env = "LAMED_MAX_IN_FLIGHT_REQUESTS",
         value_name = "N",
-        default_value_t = 1024,
+        default_value_t = 256,
         help_heading = LOCAL_HEADING
     )]
     pub max_in_flight_requests: usize,

@@ -30,6 +30,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::in_flight::{Gated, Handoff, InFlight};
 use crate::state::AppState;
 use lamed_config::settings::{DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS};
 
@@ -76,6 +77,9 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// The in-flight slots (`max_in_flight_requests`, shared with the
+    /// router): past the limit no request is read (`in_flight.rs`).
+    pub in_flight: InFlight,
 }
 
 impl Default for ConnectionLimits {
@@ -85,19 +89,25 @@ impl Default for ConnectionLimits {
             max_tls_handshakes: MAX_TLS_HANDSHAKES,
             header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),
             tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            in_flight: InFlight::default(),
         }
     }
 }
 
 impl ConnectionLimits {
-    /// The limits `max_connections` and `header_timeout_ms` set, with the
-    /// connection cap fitted to the process's open-file limit (raised to
+    /// The limits `max_connections` and `header_timeout_ms` set, and the
+    /// router's `in_flight` slots, with the connection cap fitted to the process's open-file limit (raised to
     /// its hard limit first, as Go's runtime does): a cap the file table
     /// cannot hold would turn into accept errors. A lowered cap is logged.
-    pub fn for_this_process(max_connections: usize, header_timeout_ms: u64) -> Self {
+    pub fn for_this_process(
+        max_connections: usize,
+        header_timeout_ms: u64,
+        in_flight: InFlight,
+    ) -> Self {
         let mut limits = ConnectionLimits {
             max_connections,
             header_timeout: Duration::from_millis(header_timeout_ms),
+            in_flight,
             ..ConnectionLimits::default()
         };
         if let Some(files) = raise_open_file_limit() {
@@ -325,6 +335,14 @@ impl Connection {
             handshake: handshake_slot,
         } = permits;
         self.metrics.connection(true);
+        // Where the read gate leaves a request's in-flight slot for it.
+        let handoff = Handoff::default();
+        let gated = Gated::new(
+            stream,
+            &self.limits.in_flight,
+            handoff.clone(),
+            Arc::clone(&self.metrics),
+        );
         match self.tls.take() {
             None => {
                 // hyper makes its buffers (16 KiB) as it starts; a client
@@ -333,13 +351,17 @@ impl Connection {
                 // head may then take one more header timeout.
                 // (Not `readable()`: it answers at once on a new socket.)
                 let mut first = [0u8; 1];
+                let mut gated = gated;
                 let sent = tokio::select! {
-                    sent = tokio::time::timeout(self.limits.header_timeout, stream.peek(&mut first)) => Some(sent),
+                    sent = tokio::time::timeout(self.limits.header_timeout, gated.stream().peek(&mut first)) => Some(sent),
                     _ = self.stop.changed() => None,
                 };
                 match sent {
                     // Boxed: the idle connection's task stays small.
-                    Some(Ok(Ok(_bytes))) => Box::pin(self.serve(stream, peer)).await,
+                    Some(Ok(Ok(_bytes))) => {
+                        gated.armed = true;
+                        Box::pin(self.serve(gated, handoff, peer)).await;
+                    }
                     Some(Ok(Err(err))) => {
                         tracing::debug!(%peer, cause = %err, "connection failed before its first request");
                     }
@@ -349,14 +371,18 @@ impl Connection {
             }
             Some(acceptor) => {
                 let timeout = self.limits.tls_handshake_timeout;
-                let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(stream)));
+                // Unarmed during the handshake, which is not a request.
+                let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(gated)));
                 let handshake_done = tokio::select! {
                     done = handshake => Some(done),
                     _ = self.stop.changed() => None,
                 };
                 drop(handshake_slot);
                 match handshake_done {
-                    Some(Ok(Ok(tls))) => Box::pin(self.serve(tls, peer)).await,
+                    Some(Ok(Ok(mut tls))) => {
+                        tls.get_mut().0.armed = true;
+                        Box::pin(self.serve(tls, handoff, peer)).await;
+                    }
                     Some(Ok(Err(err))) => {
                         self.metrics.handshake_failed();
                         tracing::debug!(%peer, cause = %err, "TLS handshake failed");
@@ -376,7 +402,7 @@ impl Connection {
 
     /// Serves HTTP/1.1 on `io` until the client closes, a request head
     /// takes too long, or shutdown (after the request in flight).
-    async fn serve<I>(&mut self, io: I, peer: SocketAddr)
+    async fn serve<I>(&mut self, io: I, handoff: Handoff, peer: SocketAddr)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -387,6 +413,11 @@ impl Connection {
                     // Where the bot rules find the client (as axum's
                     // `into_make_service_with_connect_info` records it).
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    // The head is complete: the request takes the slot its
+                    // bytes were read under (the router holds it).
+                    if let Some(slot) = handoff.claim() {
+                        request.extensions_mut().insert(slot);
+                    }
                     request.map(axum::body::Body::new)
                 });
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -476,9 +507,22 @@ mod tests {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
+        start_app(limits, tls, Router::new().route("/", get(|| async { "" }))).await
+    }
+
+    /// [`start`] serving `app`.
+    async fn start_app(
+        limits: ConnectionLimits,
+        tls: Option<TlsAcceptor>,
+        app: Router,
+    ) -> (
+        SocketAddr,
+        Arc<Counts>,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", get(|| async { "" }));
         let counts = Arc::new(Counts::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let meter: Arc<dyn ConnectionMeter> = counts.clone();
@@ -531,6 +575,110 @@ mod tests {
             .expect("shutdown in time")
             .unwrap();
         assert_eq!(counts.seen("open true"), counts.seen("open false"));
+    }
+
+    /// An app whose `/slow` answers once `release` is notified, holding
+    /// the in-flight slot its request was read with until it answers (as
+    /// the router's `shed_load` does).
+    fn slow_app(release: Arc<tokio::sync::Notify>) -> Router {
+        Router::new()
+            .route("/", get(|| async { "" }))
+            .route(
+                "/slow",
+                get(move || async move {
+                    release.notified().await;
+                    ""
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    let slot = request
+                        .extensions()
+                        .get::<crate::in_flight::HeldSlot>()
+                        .cloned();
+                    let response = next.run(request).await;
+                    drop(slot);
+                    response
+                },
+            ))
+    }
+
+    /// Asserts that nothing is answered on `stream` for 300 ms.
+    async fn assert_unanswered(stream: &TcpStream, what: &str) {
+        let mut buf = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_millis(300), stream.peek(&mut buf)).await;
+        assert!(early.is_err(), "{what}: answered {early:?}");
+    }
+
+    /// At `max_in_flight_requests`, the next request is not read (it waits
+    /// in the kernel; the wait is counted) until a slot frees; a connection
+    /// that sends nothing, or sits idle after its answer, holds no slot.
+    #[tokio::test]
+    async fn past_the_in_flight_limit_requests_wait_unread() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let limits = ConnectionLimits {
+            in_flight: InFlight::new(1),
+            ..ConnectionLimits::default()
+        };
+        let (addr, counts, stop, server) =
+            start_app(limits, None, slow_app(Arc::clone(&release))).await;
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(REQUEST).await.unwrap();
+        assert_eq!(status_of(&mut idle).await, "HTTP/1.1 200");
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut waiting = TcpStream::connect(addr).await.unwrap();
+        waiting.write_all(REQUEST).await.unwrap();
+        assert_unanswered(&waiting, "past the limit").await;
+        assert_eq!(counts.seen("wait requests"), 1, "{:?}", counts.0);
+        release.notify_one();
+        assert_eq!(status_of(&mut slow).await, "HTTP/1.1 200");
+        assert_eq!(status_of(&mut waiting).await, "HTTP/1.1 200");
+        // The idle connection's next request finds the slot free.
+        idle.write_all(REQUEST).await.unwrap();
+        assert_eq!(status_of(&mut idle).await, "HTTP/1.1 200");
+        stop.send(()).unwrap();
+        drop((slow, waiting, idle));
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("shutdown in time")
+            .unwrap();
+    }
+
+    /// A client that sends half a request head and stops holds its slot
+    /// for [`HEAD_SLOT_TIME`] only: at a limit of one, another client is
+    /// served meanwhile, and the half-sent request is still served once
+    /// its head is complete.
+    #[tokio::test]
+    async fn a_half_sent_head_gives_its_slot_back() {
+        let limits = ConnectionLimits {
+            in_flight: InFlight::new(1),
+            ..ConnectionLimits::default()
+        };
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (addr, _counts, stop, server) = start_app(limits, None, slow_app(release)).await;
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        tokio::time::sleep(crate::in_flight::HEAD_SLOT_TIME * 2).await;
+        let mut visitor = TcpStream::connect(addr).await.unwrap();
+        visitor.write_all(REQUEST).await.unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(1), status_of(&mut visitor)).await;
+        assert_eq!(
+            served.expect("served while a head is half-sent"),
+            "HTTP/1.1 200"
+        );
+        half.write_all(b"st: x\r\n\r\n").await.unwrap();
+        assert_eq!(status_of(&mut half).await, "HTTP/1.1 200");
+        stop.send(()).unwrap();
+        drop((half, visitor));
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("shutdown in time")
+            .unwrap();
     }
 
     /// Shutdown lets a request in flight finish and closes idle

@@ -20,6 +20,7 @@ pub mod etag;
 pub mod handlers;
 pub mod health;
 pub mod ignored;
+pub mod in_flight;
 pub mod metrics;
 pub mod params;
 pub mod router;
@@ -34,6 +35,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use connections::ConnectionLimits;
+pub use in_flight::InFlight;
 pub use router::{router, RouterOptions};
 pub use state::AppState;
 

@@ -137,7 +137,7 @@ impl Default for Metrics {
         );
         registry.register(
             "connection_limit_waits",
-            "Times the listener stopped accepting at a cap (max_connections, TLS handshakes), by limit",
+            "Times the listener stopped accepting at a cap (max_connections, TLS handshakes), or a connection waited to read a request (max_in_flight_requests: limit \"requests\"), by limit",
             connection_limit_waits.clone(),
         );
         registry.register(

@@ -1,7 +1,6 @@
 //! The axum router: the route table's rows (see [`crate::routes`])
 //! with the layers every response passes through.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -10,13 +9,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, InternalError};
 use crate::handlers::track;
+use crate::in_flight::{HeldSlot, InFlight};
 use crate::routes::{route_of, HEALTH_PATH, ROUTES};
 use crate::state::AppState;
 use lamed_config::config::Handler;
@@ -46,9 +45,10 @@ pub struct RouterOptions {
     /// A request that takes longer is answered 503 (the client retries),
     /// so a stuck store holds no connection and shutdown is never stuck.
     pub request_timeout: Duration,
-    /// Most requests served at once (0: no limit); more are answered 503
-    /// at once, so overload costs memory for no queue.
-    pub max_in_flight_requests: usize,
+    /// The slots of requests served at once (`max_in_flight_requests`),
+    /// shared with the connections' read gate (`in_flight.rs`): a request
+    /// read without one takes one here or is answered 503.
+    pub in_flight: InFlight,
 }
 
 impl Default for RouterOptions {
@@ -59,14 +59,9 @@ impl Default for RouterOptions {
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             // AWS Lambda (the user of the default) runs one request per
             // instance and limits concurrency itself.
-            max_in_flight_requests: 0,
+            in_flight: InFlight::default(),
         }
     }
-}
-
-/// The slots for `max` requests in flight; 0 means no limit.
-fn in_flight_slots(max: usize) -> InFlight {
-    (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))))
 }
 
 /// The path of the opt-in benchmark route.
@@ -102,7 +97,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             answer_in_time,
         ))
         .layer(middleware::from_fn_with_state(
-            in_flight_slots(options.max_in_flight_requests),
+            options.in_flight.clone(),
             shed_load,
         ))
         .layer(middleware::from_fn(refuse_oversized_head))
@@ -167,29 +162,27 @@ async fn answer_in_time(State(timeout): State<Duration>, request: Request, next:
     }
 }
 
-/// The slots of requests in flight, or `None` for no limit.
-type InFlight = Option<Arc<Semaphore>>;
-
 /// Paths never refused for load: `/health` answers from the last write
 /// check without touching the store, and a busy server answering its
 /// probe 503 would be restarted or taken out of rotation, moving its load
 /// onto the others.
 const UNLIMITED_PATHS: [&str; 1] = [HEALTH_PATH];
 
-/// Serves the request when a slot is free, else answers 503 with
-/// Retry-After at once (never queues: a queue would only grow under
-/// overload, and the client re-sends anything not answered 200).
-async fn shed_load(State(slots): State<InFlight>, request: Request, next: Next) -> Response {
-    let Some(slots) = slots else {
+/// Serves the request under the slot its connection read it with, else
+/// under a free one, else answers 503 with Retry-After at once (never
+/// queues: a queue would only grow under overload, and the client re-sends
+/// anything not answered 200). The slot is held until the response is
+/// produced.
+async fn shed_load(State(slots): State<InFlight>, mut request: Request, next: Next) -> Response {
+    if let Some(HeldSlot(_slot)) = request.extensions_mut().remove::<HeldSlot>() {
         return next.run(request).await;
-    };
+    }
     if UNLIMITED_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    match slots.try_acquire_owned() {
-        // Held until the response is produced.
-        Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::Overloaded.into_response(),
+    match slots.try_take() {
+        Ok(_slot) => next.run(request).await,
+        Err(()) => ApiError::Overloaded.into_response(),
     }
 }
 
@@ -265,6 +258,8 @@ mod tests {
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::routes::Access;
