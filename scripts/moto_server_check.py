@@ -95,7 +95,7 @@ def run(impl, seq):
 
 def main(seeds):
     for seed in seeds:
-        seq = gen(random.Random(seed), 300)
+        seq = gen(random.Random(seed), 200)
         ours = run(PATCHED, seq)
         theirs = run(ORIG, seq)
         for i, (x, y) in enumerate(zip(theirs, ours)):
@@ -106,4 +106,4 @@ def main(seeds):
 
 
 if __name__ == "__main__":
-    main([int(s) for s in sys.argv[1:]] or [1, 2, 3])
+    main([int(s) for s in sys.argv[1:]] or [1])
