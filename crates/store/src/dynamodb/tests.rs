@@ -293,9 +293,7 @@ async fn iam_actions_are_what_the_store_sends() {
 /// condition that holds then writes all of them.
 #[tokio::test]
 async fn a_cancelled_transaction_leaves_its_items_as_they_were() {
-    use aws_sdk_dynamodb::types::{
-        AttributeValue, ConditionCheck, Put, TransactWriteItem, Update,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
     use std::collections::HashMap;
     let moto = Moto::shared();
     let table = unique_table("rollback");
@@ -305,7 +303,8 @@ async fn a_cancelled_transaction_leaves_its_items_as_they_were() {
         .expect("open dynamodb store");
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk());
     let s = |v: &str| AttributeValue::S(v.to_owned());
-    let key = |pk: &str, sk: &str| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
+    let key =
+        |pk: &str, sk: &str| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
     let get = |pk: &'static str, sk: &'static str| {
         let client = client.clone();
         let table = table.clone();
@@ -337,7 +336,9 @@ async fn a_cancelled_transaction_leaves_its_items_as_they_were() {
         get("t", "new").await,
         get("elsewhere", "new").await,
     ];
-    assert!(before[0].is_some() && before[1].is_some() && before[2].is_none() && before[3].is_none());
+    assert!(
+        before[0].is_some() && before[1].is_some() && before[2].is_none() && before[3].is_none()
+    );
 
     let transaction = |guard: &str| {
         let update = |pk: &str, sk: &str| {
@@ -396,9 +397,15 @@ async fn a_cancelled_transaction_leaves_its_items_as_they_were() {
 
     transaction("1").await.expect("the condition holds");
     let n = |item: Option<HashMap<String, AttributeValue>>| item.and_then(|i| i.get("n").cloned());
-    assert_eq!(n(get("t", "counted").await), Some(AttributeValue::N("6".to_owned())));
+    assert_eq!(
+        n(get("t", "counted").await),
+        Some(AttributeValue::N("6".to_owned()))
+    );
     assert!(get("t", "new").await.is_some());
-    assert_eq!(n(get("elsewhere", "new").await), Some(AttributeValue::N("1".to_owned())));
+    assert_eq!(
+        n(get("elsewhere", "new").await),
+        Some(AttributeValue::N("1".to_owned()))
+    );
 }
 
 /// `scripts/moto_server.py`'s transaction patch gives moto's own answers:
