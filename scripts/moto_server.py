@@ -7,8 +7,10 @@ changes, both for the DynamoDB store's tests
    lock: a ``TransactWriteItems`` checks its conditions and writes item by
    item, and an ``UpdateItem ADD`` reads then writes, so two requests
    served at once interleave, which DynamoDB never does to one item. One
-   at a time gives the store what DynamoDB promises it (and costs nothing:
-   moto is pure Python under one GIL).
+   at a time gives the store what DynamoDB promises it, and costs nothing
+   (moto is pure Python under one GIL). Still needed with change 2: with
+   threads, the conformance test ``concurrent_duplicates_count_once``
+   counted a duplicate twice in one run of three.
 
 2. ``TransactWriteItems`` costs what it touches. Moto 5.2.6 deep-copies
    the whole table before the transaction (once per item it names) to put
