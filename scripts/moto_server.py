@@ -35,6 +35,10 @@ changes, both for the DynamoDB store's tests
    - an action whose key moto cannot read fails there, before it writes,
      so it needs no snapshot.
 
+   scripts/moto_server_check.py (run by a test) checks this on random
+   transactions: moto's function and this one give the same answers and
+   leave the same tables.
+
    The change is textual: two passages of moto's own source of the
    function are replaced and the result compiled in moto's module. The
    source is pinned by its SHA-256 (moto ``MOTO_VERSION``): another moto
@@ -52,9 +56,9 @@ import sys
 import textwrap
 from importlib.metadata import version
 
+import moto.dynamodb.models
 import moto.server
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models import __dict__ as MODELS
 from moto.dynamodb.models.table import Table
 
 #: The moto the patch is written for (scripts/aws-test-env.sh installs it).
@@ -83,7 +87,7 @@ SNAPSHOT_NEW = """\
 #: Moto's rollback (twice, at two depths): put the copied tables back.
 ROLLBACK = """\
 for table_name in original_table_state:
-{indent}    self.tables[table_name] = original_table_state[table_name]
+    self.tables[table_name] = original_table_state[table_name]
 """
 ROLLBACK_NEW = """\
 _lamed_restore(self, original_table_state)
@@ -123,7 +127,8 @@ def snapshot(backend, transact_items):
         if table.name not in copied:
             continue
         if table.stream_shard is not None:
-            saved.setdefault(table.name, copy.deepcopy(table))
+            if table.name not in saved:
+                saved[table.name] = copy.deepcopy(table)
             continue
         items = saved.setdefault(table.name, {})
         if (hash_value, range_value) in items:
@@ -175,16 +180,20 @@ def patched(original):
             f"expected {SOURCE_SHA256}): install moto[server]=={MOTO_VERSION} "
             "(scripts/aws-test-env.sh) or redo the patch for this version"
         )
-    replacements = [(SNAPSHOT, SNAPSHOT_NEW, 1)]
-    for indent in (" " * 16, " " * 12):
-        old = textwrap.indent(ROLLBACK.format(indent=""), indent)
-        replacements.append((old, textwrap.indent(ROLLBACK_NEW, indent), 1))
-    for old, new, count in replacements:
+    replacements = [(SNAPSHOT, SNAPSHOT_NEW)] + [
+        (textwrap.indent(ROLLBACK, indent), textwrap.indent(ROLLBACK_NEW, indent))
+        for indent in (" " * 16, " " * 12)
+    ]
+    for old, new in replacements:
         # The hash pins the source, so this holds unless the passages were
         # edited here.
-        assert source.count(old) == count, f"passage not found once:\n{old}"
+        assert source.count(old) == 1, f"passage not found once:\n{old}"
         source = source.replace(old, new)
-    namespace = dict(MODELS, _lamed_snapshot=snapshot, _lamed_restore=restore)
+    namespace = dict(
+        vars(moto.dynamodb.models),
+        _lamed_snapshot=snapshot,
+        _lamed_restore=restore,
+    )
     code = compile(textwrap.dedent(source), __file__, "exec")
     exec(code, namespace)
     return namespace[original.__name__]
