@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test venv at target/venv (created once, reused afterwards): moto_server,
-# the AWS emulator the deploy tests run against, and sixpack-client, the
+# The test venv at target/venv (created once, reused afterwards): moto, the
+# AWS emulator the AWS tests run against (started by scripts/moto_server.py,
+# at the version it names), and sixpack-client, the
 # Python Sixpack client the Sixpack API tests drive, and scipy, which computes
 # the revenue test's reference figures (scripts/revenue_reference.py). Prints
 # the moto_server path; the venv's python is beside it.
@@ -11,9 +12,11 @@ pip_install() {
     [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
 }
-if [ ! -x "$venv/bin/moto_server" ]; then
-    echo "aws-test-env: installing moto[server] into $venv" >&2
-    pip_install 'moto[server]'
+# The moto scripts/moto_server.py (how the tests start it) is written for.
+moto=$(sed -n 's/^MOTO_VERSION = "\(.*\)"$/\1/p' scripts/moto_server.py)
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$moto')" 2>/dev/null; then
+    echo "aws-test-env: installing moto[server]==$moto into $venv" >&2
+    pip_install "moto[server]==$moto"
 fi
 if ! "$venv/bin/python" -c 'import sixpack.sixpack' 2>/dev/null; then
     echo "aws-test-env: installing sixpack-client into $venv" >&2

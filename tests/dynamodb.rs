@@ -38,11 +38,11 @@ fn serve_on(moto: &Moto, table: &str, dir: &std::path::Path, name: &str) -> Serv
     )
 }
 
-/// Events of the shared workload. Moto deep-copies the table on every
-/// transaction, so a transaction's cost grows with the table: 2,000 events
-/// took 9 minutes there (and queued past the request deadline); 400 keep
-/// the test under a minute and still re-send a quarter across instances.
-const EVENTS: usize = 400;
+/// Events of the shared workload, as the issue asks (a quarter re-sent
+/// across both instances). Moto's transactions cost what they touch
+/// (`scripts/moto_server.py`): about 30 s here, where moto's own copy of
+/// the whole table per transaction took 9 minutes.
+const EVENTS: usize = 2_000;
 
 /// Two instances on one table, created by the first: the events (a
 /// quarter re-sent) sent to both at once are counted exactly on both;

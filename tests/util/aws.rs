@@ -33,11 +33,6 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on port {port} in 30 s");
 }
 
-/// The `moto_server` of the test venv.
-fn moto_server_path() -> PathBuf {
-    super::test_venv_bin().join("moto_server")
-}
-
 /// A running process killed by PID on drop.
 struct Owned(Child);
 
@@ -48,9 +43,10 @@ impl Drop for Owned {
     }
 }
 
-/// A private moto_server.
+/// A private moto_server, started as every test starts it
+/// (`lamed_store::dynamodb::testing`).
 pub struct Moto {
-    _child: Owned,
+    _server: lamed_store::dynamodb::testing::Moto,
     /// Its URL, for `--endpoint-url`.
     pub url: String,
 }
@@ -58,18 +54,10 @@ pub struct Moto {
 impl Moto {
     /// Starts moto_server on a free port and waits until it listens.
     pub fn start() -> Moto {
-        let port = free_port();
-        let mut child = Command::new(moto_server_path())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        wait_for_port(port, "moto_server", &mut child);
+        let server = lamed_store::dynamodb::testing::Moto::start();
         Moto {
-            _child: Owned(child),
-            url: format!("http://127.0.0.1:{port}"),
+            url: server.url.clone(),
+            _server: server,
         }
     }
 

@@ -480,10 +480,13 @@ mod dynamodb {
     use crate::dynamodb::testing::{unique_table, Moto};
     use crate::dynamodb::{DynamoDbOptions, DynamoDbStore};
 
-    /// Sequences on DynamoDB: moto answers one request at a time (see
-    /// `dynamodb/testing.rs`), so fewer than on the other backends, to
-    /// stay within about 20 seconds; `LAMED_DYNAMODB_CASES` asks for more
-    /// (200 for the others' 10,000 steps).
+    /// Sequences on DynamoDB: fewer than on the other backends, because
+    /// moto (pure Python, one request at a time, see
+    /// `dynamodb/testing.rs`) takes 2 to 3 ms a request and a step sends
+    /// about 34 (most are the reads compared every [`READ_EVERY`] steps),
+    /// so a case of 50 steps takes 8 to 10 s on two loaded cores and
+    /// 10,000 steps would take about half an hour.
+    /// `LAMED_DYNAMODB_CASES` asks for more (200 for the others' 10,000).
     fn cases() -> u32 {
         std::env::var("LAMED_DYNAMODB_CASES")
             .ok()
@@ -491,8 +494,10 @@ mod dynamodb {
             .unwrap_or(DYNAMODB_CASES)
     }
 
-    /// Cases by default: 150 steps, about 18 s.
-    const DYNAMODB_CASES: u32 = 3;
+    /// Cases by default: 200 steps, the most within a minute on two cores
+    /// shared with other tests (measured there: 3 cases 19 to 33 s, 5
+    /// cases 67 s, 8 cases 69 s; about 6 s a case on an idle machine).
+    const DYNAMODB_CASES: u32 = 4;
 
     /// The DynamoDB store on moto_server agrees with the reference, each
     /// case on a table of its own.

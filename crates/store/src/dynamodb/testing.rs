@@ -1,16 +1,18 @@
 //! A private `moto_server` (the AWS API emulator) for tests: on a free
 //! loopback port, stopped by PID when the last test holding it drops it
-//! (also when a test panics).
+//! (also when a test panics). Every test starts moto here.
 //!
-//! Moto runs **single-threaded** here. Its `TransactWriteItems` checks and
-//! writes without a lock and, when a condition fails, restores a copy of
-//! the whole table taken before: under moto's default threaded server,
-//! concurrent requests lose each other's writes, so the emulator, not the
-//! store, would break atomicity. One request at a time is what DynamoDB's
-//! per-item atomicity promises the store; conflicts between concurrent
-//! transactions (which DynamoDB cancels with `TransactionConflict`) are not
-//! emulated either way. Moto also ignores `ClientRequestToken` and never
-//! expires items by TTL: no test relies on either.
+//! It runs through `scripts/moto_server.py`, moto's server with two
+//! changes that keep its answers: one request at a time (moto takes no
+//! lock, so concurrent requests would interleave inside one transaction,
+//! which DynamoDB's per-item atomicity never shows the store), and a
+//! `TransactWriteItems` that snapshots, for its rollback, only the items
+//! it names instead of deep-copying the whole table, so that a
+//! transaction costs what it touches, not the table's size. Conflicts
+//! between concurrent transactions (which DynamoDB cancels with
+//! `TransactionConflict`) are not emulated. Moto also ignores
+//! `ClientRequestToken` and never expires items by TTL: no test relies on
+//! either.
 
 #![allow(dead_code)]
 
@@ -21,19 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-/// The deadline of a store call in tests: moto copies the whole table on
-/// every transaction and answers one request at a time, so a batch of a
-/// few hundred events on a loaded machine takes longer than DynamoDB would
-/// (the default is 10 s).
+/// The deadline of a store call in tests: moto answers one request at a
+/// time, so a batch of a few hundred events on a loaded machine takes
+/// longer than DynamoDB would (the default is 10 s).
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The region the tests use.
 pub const REGION: &str = "us-east-1";
-
-/// Starts moto's server with werkzeug's `threaded=False` (see the module
-/// documentation); the arguments follow as for `moto_server`.
-const SINGLE_THREADED: &str = "import moto.server as s; run = s.run_simple; \
-     s.run_simple = lambda *a, **k: run(*a, **{**k, 'threaded': False}); s.main()";
 
 /// A running `moto_server`, killed by PID when dropped.
 #[derive(Debug)]
@@ -52,14 +48,12 @@ impl Drop for Moto {
 
 /// The Python of the test venv (`scripts/aws-test-env.sh`, which installs
 /// moto on first use and prints `moto_server`'s path).
-fn venv_python() -> PathBuf {
+pub fn venv_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/aws-test-env.sh");
             let output = Command::new("bash")
-                .arg(&script)
+                .arg(script("aws-test-env.sh"))
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("run scripts/aws-test-env.sh");
@@ -68,6 +62,13 @@ fn venv_python() -> PathBuf {
             moto.with_file_name("python")
         })
         .clone()
+}
+
+/// A file of the repository's `scripts/`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name)
 }
 
 fn free_port() -> u16 {
@@ -82,17 +83,13 @@ impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
         let mut child = Command::new(venv_python())
-            .args([
-                "-c",
-                SINGLE_THREADED,
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(script("moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Errors only (the launcher drops moto's request log): a moto
+            // the launcher refuses says why here.
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start moto_server");
         let deadline = Instant::now() + Duration::from_secs(30);

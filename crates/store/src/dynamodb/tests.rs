@@ -283,3 +283,145 @@ async fn iam_actions_are_what_the_store_sends() {
     let granted = super::IAM_ACTIONS.iter().map(|a| (*a).to_owned()).collect();
     assert_eq!(used, granted);
 }
+
+/// A transaction cancelled by a failed condition leaves every item it
+/// named as it was, through the SDK against the patched moto
+/// (`scripts/moto_server.py` snapshots only those items): the item it
+/// updated keeps its value, the item it would have created stays absent,
+/// in a bucket that existed (same `pk`) and in one that did not, and the
+/// item of the failed check is unchanged; the same transaction with a
+/// condition that holds then writes all of them.
+#[tokio::test]
+async fn a_cancelled_transaction_leaves_its_items_as_they_were() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+    use std::collections::HashMap;
+    let moto = Moto::shared();
+    let table = unique_table("rollback");
+    // The store's table: pk and sk, a range-key table.
+    DynamoDbStore::open(options(&moto, &table, 60, Caps::DEFAULT, Clock::System))
+        .await
+        .expect("open dynamodb store");
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk());
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let key =
+        |pk: &str, sk: &str| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
+    let get = |pk: &'static str, sk: &'static str| {
+        let client = client.clone();
+        let table = table.clone();
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key(pk, sk)))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get item")
+                .item
+        }
+    };
+    for (pk, sk, n) in [("t", "counted", "5"), ("t", "guard", "1")] {
+        client
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(key(pk, sk)))
+            .item("n", AttributeValue::N(n.to_owned()))
+            .send()
+            .await
+            .expect("put item");
+    }
+    let before = [
+        get("t", "counted").await,
+        get("t", "guard").await,
+        get("t", "new").await,
+        get("elsewhere", "new").await,
+    ];
+    assert!(
+        before[0].is_some() && before[1].is_some() && before[2].is_none() && before[3].is_none()
+    );
+
+    let transaction = |guard: &str| {
+        let update = |pk: &str, sk: &str| {
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&table)
+                        .set_key(Some(key(pk, sk)))
+                        .update_expression("ADD n :one")
+                        .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let put_new = TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&table)
+                    .set_item(Some(key("t", "new")))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let check = TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name(&table)
+                    .set_key(Some(key("t", "guard")))
+                    .condition_expression("n = :n")
+                    .expression_attribute_values(":n", AttributeValue::N(guard.to_owned()))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        // The check last: the other actions have run when it fails.
+        client
+            .transact_write_items()
+            .transact_items(update("t", "counted"))
+            .transact_items(put_new)
+            .transact_items(update("elsewhere", "new"))
+            .transact_items(check)
+            .send()
+    };
+    let err = transaction("2").await.expect_err("a failed condition");
+    let err = err.into_service_error();
+    assert!(err.is_transaction_canceled_exception(), "{err:?}");
+    let after = [
+        get("t", "counted").await,
+        get("t", "guard").await,
+        get("t", "new").await,
+        get("elsewhere", "new").await,
+    ];
+    assert_eq!(after, before);
+
+    transaction("1").await.expect("the condition holds");
+    let n = |item: Option<HashMap<String, AttributeValue>>| item.and_then(|i| i.get("n").cloned());
+    assert_eq!(
+        n(get("t", "counted").await),
+        Some(AttributeValue::N("6".to_owned()))
+    );
+    assert!(get("t", "new").await.is_some());
+    assert_eq!(
+        n(get("elsewhere", "new").await),
+        Some(AttributeValue::N("1".to_owned()))
+    );
+}
+
+/// `scripts/moto_server.py`'s transaction patch gives moto's own answers:
+/// `scripts/moto_server_check.py` runs the same random transactions on
+/// moto's `TransactWriteItems` and on the patched one and compares every
+/// answer and the tables after each.
+#[test]
+fn the_moto_patch_keeps_motos_answers() {
+    let output = std::process::Command::new(super::testing::venv_python())
+        .arg(super::testing::script("moto_server_check.py"))
+        .output()
+        .expect("run scripts/moto_server_check.py");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
