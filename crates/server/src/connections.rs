@@ -337,11 +337,12 @@ impl Connection {
         self.metrics.connection(true);
         // Where the read gate leaves a request's in-flight slot for it.
         let handoff = Handoff::default();
+        let metrics = Arc::clone(&self.metrics);
         let gated = Gated::new(
             stream,
             &self.limits.in_flight,
             handoff.clone(),
-            Arc::clone(&self.metrics),
+            Arc::new(move || metrics.waited_at("requests")),
         );
         match self.tls.take() {
             None => {

@@ -26,7 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::connections::ConnectionMeter;
+/// Told each time a connection waits for a slot (the metrics).
+pub(crate) type OnWait = Arc<dyn Fn() + Send + Sync>;
 
 /// Longest a request head may take, from its first bytes, while holding a
 /// slot. A browser sends a head in one write, which arrives within a
@@ -109,7 +110,7 @@ pub(crate) struct Gated {
     stream: TcpStream,
     slots: Option<Arc<Semaphore>>,
     handoff: Handoff,
-    meter: Arc<dyn ConnectionMeter>,
+    on_wait: OnWait,
     /// Off during a TLS handshake, which is not a request.
     pub(crate) armed: bool,
     stage: Stage,
@@ -124,18 +125,18 @@ pub(crate) struct Gated {
 
 impl Gated {
     /// `stream` behind the gate of `in_flight` (not armed yet), handing its
-    /// slots over through `handoff`.
+    /// slots over through `handoff`, calling `on_wait` when it waits.
     pub(crate) fn new(
         stream: TcpStream,
         in_flight: &InFlight,
         handoff: Handoff,
-        meter: Arc<dyn ConnectionMeter>,
+        on_wait: OnWait,
     ) -> Self {
         Gated {
             stream,
             slots: in_flight.0.clone(),
             handoff,
-            meter,
+            on_wait,
             armed: false,
             stage: Stage::Between,
             fresh: false,
@@ -190,7 +191,7 @@ impl Gated {
             match Arc::clone(slots).try_acquire_owned() {
                 Ok(permit) => break permit,
                 Err(_) => {
-                    self.meter.waited_at("requests");
+                    (self.on_wait)();
                     self.waiting = Some(Box::pin(Arc::clone(slots).acquire_owned()));
                 }
             }
