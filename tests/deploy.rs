@@ -1040,33 +1040,10 @@ async fn no_redis_deploys_on_dynamodb() {
 /// the table is left as it was.
 #[tokio::test]
 async fn a_foreign_table_stops_deploy() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let ws = Workspace::new();
     ws.write_config(r#"{"dynamodb_table": "orders"}"#);
     let dynamodb = aws_sdk_dynamodb::Client::new(&ws.moto.sdk().await);
-    dynamodb
-        .create_table()
-        .table_name("orders")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    lamed_store::dynamodb::testing::create_foreign_table(&dynamodb, "orders").await;
     let before = snapshot(&ws.moto).await;
     for command in ["preflight", "deploy"] {
         let output = ws.run(command, &[]);

@@ -145,3 +145,36 @@ pub fn unique_table(label: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("lamed-{label}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Creates `table` with a key schema that is not lamed's (a numeric hash
+/// key `id`): what the store and `lamed deploy` must refuse to use.
+///
+/// # Panics
+///
+/// When the table cannot be created.
+pub async fn create_foreign_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .expect("attribute definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key schema"),
+        )
+        .send()
+        .await
+        .expect("create a foreign table");
+}

@@ -58,33 +58,10 @@ async fn another_window_is_refused() {
 /// message, and left as it was.
 #[tokio::test]
 async fn a_foreign_table_is_refused() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let moto = Moto::shared();
     let table = unique_table("foreign");
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create a foreign table");
+    crate::dynamodb::testing::create_foreign_table(&client, &table).await;
     let err = DynamoDbStore::open(options(&moto, &table, 60, Caps::DEFAULT, Clock::System))
         .await
         .expect_err("a foreign table");
