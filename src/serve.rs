@@ -45,6 +45,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
 
+    // Listening before the banner: whoever reads it may signal at once.
+    let shutdown = server::shutdown_signal().context("cannot listen for shutdown signals")?;
     let banner = snippet::banner(
         &config.base_url(bound),
         DEFAULT_NAMESPACE,
@@ -87,7 +89,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         in_flight,
     );
     let state = AppState::from_config(store, &api_key, &config);
-    let shutdown = server::shutdown_signal();
     match tls {
         None => server::run(listener, state, &options, &limits, shutdown).await?,
         Some(tls) => server::run_tls(listener, tls, state, &options, &limits, shutdown).await?,

@@ -93,32 +93,39 @@ async fn close_store(state: AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(cause = %err, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
+/// Listens for Ctrl-C (SIGINT) and SIGTERM from the call on, and returns
+/// a future that completes on the first of them. Listening starts here,
+/// not when the future is first polled, so that a signal sent as soon as
+/// the banner is out still shuts down cleanly instead of killing.
+///
+/// # Errors
+///
+/// When the signal handlers cannot be installed.
+#[cfg(unix)]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("ctrl-c received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    })
+}
+
+/// Completes on Ctrl-C.
+///
+/// # Errors
+///
+/// Never here; the signature matches the Unix one.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("ctrl-c received; shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("ctrl-c received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
+    })
 }
 
 #[cfg(test)]
