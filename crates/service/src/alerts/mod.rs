@@ -1,0 +1,465 @@
+//! Alerts: which experiments need attention ([`evaluate`]), and their
+//! signed webhooks ([`signing`], [`format`], [`delivery`]), with every
+//! state in the store so that a restart resumes pending deliveries and
+//! several instances on one store send each alert once.
+//!
+//! The store keeps three kinds of documents (see
+//! [`Store::alert_state`](lamed_store::Store::alert_state)):
+//! - `watch/<experiment>`: what the last check saw and the open alerts
+//!   ([`evaluate::Watch`]); a check writes it under the version it read,
+//!   so of two instances checking at once one wins and raises;
+//! - `delivery/<webhook-id>`: one message to one endpoint
+//!   ([`delivery::Delivery`]), created once (the id is derived from the
+//!   experiment, the alert, the watch's version and the endpoint) and
+//!   leased by the instance sending an attempt;
+//! - `disabled/<url>`: an endpoint that answered 410.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use lamed_core::model::PARTICIPATE;
+use lamed_core::registry::ExperimentRecord;
+use lamed_store::{Precondition, PutOutcome, Store, StoreError};
+
+use crate::report::{self, ReportRequest};
+
+pub mod delivery;
+pub mod evaluate;
+pub mod format;
+pub mod signing;
+
+use delivery::{Backoff, Delivery, Outcome, State};
+use evaluate::{Observation, Rules, Watch};
+use format::{Format, Origin};
+use signing::Secret;
+
+/// One webhook endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// Where to POST.
+    pub url: String,
+    /// The signing secret (`standard` format); `None` sends unsigned.
+    pub secret: Option<Secret>,
+    /// The event types it takes (`experiment.srm`...); all when empty.
+    pub events: Vec<String>,
+    /// Its body format.
+    pub format: Format,
+}
+
+impl Endpoint {
+    fn takes(&self, event: &str) -> bool {
+        self.events.is_empty()
+            || self
+                .events
+                .iter()
+                .any(|e| e == event || e == "*" || e == "experiment.*")
+    }
+}
+
+/// What the checks and deliveries need, from the settings.
+#[derive(Debug, Clone)]
+pub struct AlertOptions {
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// The evaluation's rules.
+    pub rules: Rules,
+    /// The retry schedule.
+    pub backoff: Backoff,
+    /// The server's public base URL, for the dashboard link.
+    pub public_url: String,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
+/// What a check or a delivery pass did, for the log and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Alerts raised (each to every endpoint that takes it).
+    pub raised: u64,
+    /// Attempts answered 2xx.
+    pub delivered: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    /// Deliveries given up.
+    pub failed: u64,
+    /// Endpoints disabled by a 410, by URL.
+    pub disabled: Vec<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(key: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt_because(format!("alert state {key}"), e))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Plain structs of strings and numbers: serializing cannot fail.
+    serde_json::to_string(value).expect("alert state serializes")
+}
+
+/// The key of an experiment's watch.
+fn watch_key(namespace: &str, experiment: &str) -> String {
+    format!("watch/{}", to_json(&[namespace, experiment]))
+}
+
+/// The `webhook-id` of one alert to one endpoint: stable across
+/// instances and retries, distinct for a recurrence.
+fn message_id(namespace: &str, experiment: &str, key: &str, version: u64, url: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in [namespace, experiment, key, &version.to_string(), url] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let hex = hasher.finalize().to_hex();
+    format!("msg_{}", &hex[..32])
+}
+
+/// A number in [0, 1) from an id and an attempt: the jitter of its wait,
+/// different for each message so that retries spread out.
+fn jitter(id: &str, attempt: usize) -> f64 {
+    let hash = blake3::hash(format!("{id}/{attempt}").as_bytes());
+    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().unwrap_or_default();
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The dashboard's address for one experiment.
+fn dashboard(public_url: &str, namespace: &str, experiment: &str) -> String {
+    format!(
+        "{}/dashboard#{}/{}",
+        public_url.trim_end_matches('/'),
+        namespace,
+        experiment
+    )
+}
+
+/// One check of every experiment at `now_ms`: evaluates each, keeps what
+/// it saw, and creates the deliveries of what it raised (sent by
+/// [`deliver_due`]). A report is made only for an experiment with new
+/// events since the last check.
+///
+/// # Errors
+///
+/// A store failure (the next check tries again).
+pub async fn check(
+    store: &dyn Store,
+    options: &AlertOptions,
+    now_ms: i64,
+) -> Result<Summary, StoreError> {
+    let mut summary = Summary::default();
+    let mut watched: std::collections::BTreeMap<String, (u64, Watch)> = store
+        .alert_states("watch/")
+        .await?
+        .into_iter()
+        .map(|(key, doc)| Ok((key.clone(), (doc.version, parse(&key, &doc.value)?))))
+        .collect::<Result<_, StoreError>>()?;
+    for namespace in store.namespaces().await? {
+        for record in store.records(&namespace).await? {
+            let key = watch_key(&namespace, &record.name);
+            let previous = watched.remove(&key);
+            check_one(
+                store,
+                options,
+                now_ms,
+                &namespace,
+                Some(&record),
+                &key,
+                previous,
+                &mut summary,
+            )
+            .await?;
+        }
+    }
+    // Watched experiments without a record now: deleted.
+    for (key, previous) in watched {
+        let Some(names) = key
+            .strip_prefix("watch/")
+            .and_then(|n| serde_json::from_str::<[String; 2]>(n).ok())
+        else {
+            continue;
+        };
+        if previous.1.status.as_deref() == Some("deleted") {
+            continue;
+        }
+        check_one(
+            store,
+            options,
+            now_ms,
+            &names[0],
+            None,
+            &key,
+            Some(previous),
+            &mut summary,
+        )
+        .await?;
+    }
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_one(
+    store: &dyn Store,
+    options: &AlertOptions,
+    now_ms: i64,
+    namespace: &str,
+    record: Option<&ExperimentRecord>,
+    key: &str,
+    previous: Option<(u64, Watch)>,
+    summary: &mut Summary,
+) -> Result<(), StoreError> {
+    let (version, watch) = previous.unwrap_or_default();
+    let experiment = match (record, key.strip_prefix("watch/")) {
+        (Some(record), _) => record.name.clone(),
+        (None, Some(names)) => serde_json::from_str::<[String; 2]>(names)
+            .map(|[_, e]| e)
+            .unwrap_or_default(),
+        (None, None) => return Ok(()),
+    };
+    let counters = match record {
+        Some(_) => store.experiment_counters(namespace, &experiment).await?,
+        None => Vec::new(),
+    };
+    let events: u64 = counters.iter().map(|c| c.count).sum();
+    let participants: u64 = counters
+        .iter()
+        .filter(|c| c.event == PARTICIPATE)
+        .map(|c| c.count)
+        .sum();
+    let report = if record.is_some() && (events != watch.events || version == 0) && events > 0 {
+        match report::load(store, namespace, &experiment, &ReportRequest::default()).await {
+            Ok(report) => Some(report),
+            Err(report::LoadError::Store(err)) => return Err(err),
+            Err(report::LoadError::Report(_)) => None,
+        }
+    } else {
+        None
+    };
+    let seen = Observation {
+        status: record.map(|r| r.status),
+        winner: record
+            .and_then(|r| r.decision.as_ref())
+            .and_then(|d| d.winner.clone()),
+        participants,
+        events,
+        report: report.as_ref(),
+    };
+    let step = evaluate::evaluate(&watch, &seen, now_ms, &options.rules);
+    if step.watch == watch {
+        return Ok(());
+    }
+    // The deliveries first, each created once: a crash before the watch
+    // is written makes the next check raise the same ids again, which
+    // the store refuses as existing.
+    let origin = Origin {
+        namespace: namespace.to_owned(),
+        experiment: experiment.clone(),
+        dashboard: dashboard(&options.public_url, namespace, &experiment),
+    };
+    for (alert, raised_ms) in &step.raised {
+        summary.raised += 1;
+        for endpoint in options.endpoints.iter().filter(|e| e.takes(&alert.event)) {
+            if store
+                .alert_state(&disabled_key(&endpoint.url))
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let id = message_id(namespace, &experiment, &alert.key, version, &endpoint.url);
+            let delivery = Delivery {
+                id: id.clone(),
+                url: endpoint.url.clone(),
+                format: endpoint.format,
+                event: alert.event.clone(),
+                namespace: namespace.to_owned(),
+                experiment: experiment.clone(),
+                body: format::body(endpoint.format, alert, &origin, *raised_ms),
+                created_ms: now_ms,
+                state: State::Pending,
+                next_ms: now_ms,
+                lease_until_ms: 0,
+                attempts: Vec::new(),
+            };
+            // A conflict: another instance (or this one before a crash)
+            // created it from the same watch version: it is sent once.
+            let _created = store
+                .put_alert_state(
+                    &format!("delivery/{id}"),
+                    Some(&to_json(&delivery)),
+                    Precondition::Absent,
+                )
+                .await?;
+        }
+    }
+    let precondition = if version == 0 {
+        Precondition::Absent
+    } else {
+        Precondition::Version(version)
+    };
+    // A conflict: another instance checked this experiment meanwhile and
+    // keeps its own watch; the deliveries above are the same either way.
+    let _kept = store
+        .put_alert_state(key, Some(&to_json(&step.watch)), precondition)
+        .await?;
+    Ok(())
+}
+
+fn disabled_key(url: &str) -> String {
+    format!("disabled/{url}")
+}
+
+/// Every delivery, newest first, as `GET /api/webhooks/deliveries` lists
+/// them.
+///
+/// # Errors
+///
+/// A store failure.
+pub async fn deliveries(store: &dyn Store) -> Result<Vec<Delivery>, StoreError> {
+    let mut all: Vec<Delivery> = store
+        .alert_states("delivery/")
+        .await?
+        .into_iter()
+        .map(|(key, doc)| parse(&key, &doc.value))
+        .collect::<Result<_, _>>()?;
+    all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+    Ok(all)
+}
+
+/// Sends every pending delivery that is due at `now_ms`, one attempt
+/// each: leased first (so one instance sends it), then sent, then its
+/// result kept.
+///
+/// # Errors
+///
+/// A store failure (the next pass tries again; a lease that was taken
+/// lapses after the attempt's timeout).
+pub async fn deliver_due(
+    store: &dyn Store,
+    options: &AlertOptions,
+    now_ms: i64,
+) -> Result<Summary, StoreError> {
+    let mut summary = Summary::default();
+    for (key, doc) in store.alert_states("delivery/").await? {
+        let mut delivery: Delivery = parse(&key, &doc.value)?;
+        if delivery.state != State::Pending
+            || delivery.next_ms > now_ms
+            || delivery.lease_until_ms > now_ms
+        {
+            continue;
+        }
+        let disabled = store.alert_state(&disabled_key(&delivery.url)).await?;
+        if disabled.is_some() {
+            delivery.state = State::Disabled;
+            // A conflict: another instance changed it meanwhile; the next
+            // pass sees it again.
+            let _marked = store
+                .put_alert_state(
+                    &key,
+                    Some(&to_json(&delivery)),
+                    Precondition::Version(doc.version),
+                )
+                .await?;
+            continue;
+        }
+        delivery.lease_until_ms = now_ms + options.timeout.as_millis() as i64 + 30_000;
+        let version = match store
+            .put_alert_state(
+                &key,
+                Some(&to_json(&delivery)),
+                Precondition::Version(doc.version),
+            )
+            .await?
+        {
+            PutOutcome::Written { version } => version,
+            // Another instance leased it first.
+            PutOutcome::Conflict { .. } => continue,
+        };
+        let outcome = send(&delivery, options).await;
+        let attempt = delivery.attempts.len();
+        delivery.record(
+            now_ms,
+            outcome,
+            &options.backoff,
+            jitter(&delivery.id, attempt),
+        );
+        match delivery.state {
+            State::Delivered => summary.delivered += 1,
+            State::Pending => summary.retried += 1,
+            State::Failed => summary.failed += 1,
+            State::Disabled => {
+                let _disabled = store
+                    .put_alert_state(
+                        &disabled_key(&delivery.url),
+                        Some(&to_json(&serde_json::json!({ "since_ms": now_ms }))),
+                        Precondition::Any,
+                    )
+                    .await?;
+                summary.disabled.push(delivery.url.clone());
+            }
+        }
+        // Held under the lease: a conflict means the attempt outlived its
+        // lease and another instance took it over, whose result stands.
+        let _recorded = store
+            .put_alert_state(
+                &key,
+                Some(&to_json(&delivery)),
+                Precondition::Version(version),
+            )
+            .await?;
+    }
+    Ok(summary)
+}
+
+/// One attempt: signed now (`webhook-timestamp` is the time of sending,
+/// which receivers check against their own clock), the same id always.
+async fn send(delivery: &Delivery, options: &AlertOptions) -> Outcome {
+    let endpoint = options.endpoints.iter().find(|e| e.url == delivery.url);
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    if let Some(secret) = endpoint.and_then(|e| e.secret.as_ref()) {
+        let timestamp = lamed_core::clock::Clock::System.now_ms() / 1000;
+        headers.extend(signing::headers(
+            secret,
+            &delivery.id,
+            timestamp,
+            delivery.body.as_bytes(),
+        ));
+    } else {
+        headers.push(("webhook-id", delivery.id.clone()));
+    }
+    delivery::post(&delivery.url, &headers, &delivery.body, options.timeout).await
+}
+
+/// Sends one signed test event to every endpoint now, outside the store
+/// (`lamed webhooks test`); answers each endpoint's outcome.
+pub async fn send_test(options: &AlertOptions, now_ms: i64) -> Vec<(String, Outcome)> {
+    let alert = evaluate::Alert {
+        key: "test".into(),
+        event: "webhook.test".into(),
+        summary: "a test event from lamed webhooks test".into(),
+        figures: serde_json::json!({}),
+    };
+    let origin = Origin {
+        namespace: String::new(),
+        experiment: String::new(),
+        dashboard: format!("{}/dashboard", options.public_url.trim_end_matches('/')),
+    };
+    let mut outcomes = Vec::new();
+    for endpoint in &options.endpoints {
+        let id = message_id("", "", "test", now_ms as u64, &endpoint.url);
+        let delivery = Delivery {
+            id,
+            url: endpoint.url.clone(),
+            format: endpoint.format,
+            event: alert.event.clone(),
+            namespace: String::new(),
+            experiment: String::new(),
+            body: format::body(endpoint.format, &alert, &origin, now_ms),
+            created_ms: now_ms,
+            state: State::Pending,
+            next_ms: now_ms,
+            lease_until_ms: 0,
+            attempts: Vec::new(),
+        };
+        outcomes.push((endpoint.url.clone(), send(&delivery, options).await));
+    }
+    outcomes
+}
