@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use lamed_core::clock::Clock;
 use lamed_core::model::PARTICIPATE;
 use lamed_core::registry::ExperimentRecord;
-use lamed_store::{Precondition, PutOutcome, Store, StoreError};
+use lamed_store::{DynStore, Precondition, PutOutcome, Store, StoreError};
 
 use crate::report::{self, ReportRequest};
 
@@ -83,8 +84,10 @@ pub struct Summary {
     pub retried: u64,
     /// Deliveries given up.
     pub failed: u64,
-    /// Endpoints disabled by a 410, by URL.
+    /// Endpoints disabled by a 410 in this pass, by URL.
     pub disabled: Vec<String>,
+    /// Endpoints disabled now, in all (a delivery pass counts them).
+    pub disabled_endpoints: u64,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(key: &str, text: &str) -> Result<T, StoreError> {
@@ -406,6 +409,7 @@ pub async fn deliver_due(
             )
             .await?;
     }
+    summary.disabled_endpoints = store.alert_states("disabled/").await?.len() as u64;
     Ok(summary)
 }
 
@@ -462,4 +466,45 @@ pub async fn send_test(options: &AlertOptions, now_ms: i64) -> Vec<(String, Outc
         outcomes.push((endpoint.url.clone(), send(&delivery, options).await));
     }
     outcomes
+}
+
+/// Checks every `check_every` and sends what is due as it falls due
+/// (polling the store every second at most, so that a delivery another
+/// instance created, or one left by a restart, is sent too), until the
+/// task is dropped. `heard` is told each delivery pass's summary (the
+/// server's metrics).
+pub async fn run(
+    store: DynStore,
+    options: AlertOptions,
+    check_every: Duration,
+    clock: Clock,
+    heard: impl Fn(&Summary) + Send + 'static,
+) {
+    let poll = Duration::from_millis(options.backoff.first_ms.clamp(50, 1000) as u64);
+    let mut next_check = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_check {
+            next_check += check_every;
+            match check(store.as_ref(), &options, clock.now_ms()).await {
+                Ok(summary) if summary.raised > 0 => {
+                    tracing::info!(raised = summary.raised, "alerts raised");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err.chain(), "alert check failed"),
+            }
+        }
+        match deliver_due(store.as_ref(), &options, clock.now_ms()).await {
+            Ok(summary) => {
+                for url in &summary.disabled {
+                    tracing::warn!(%url, "webhook endpoint answered 410 gone: disabled");
+                }
+                if summary.failed > 0 {
+                    tracing::warn!(failed = summary.failed, "webhook deliveries given up");
+                }
+                heard(&summary);
+            }
+            Err(err) => tracing::warn!(error = %err.chain(), "webhook delivery pass failed"),
+        }
+        tokio::time::sleep(poll).await;
+    }
 }

@@ -1,0 +1,239 @@
+//! Alerts delivered as webhooks to real local receivers
+//! (`scripts/webhook_receiver.py`), each delivery verified by the
+//! reference Standard Webhooks library (PyPI `standardwebhooks`), not by
+//! lamed's own code.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::{test_venv_bin, Server};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A running receiver and what it heard, one JSON object per request.
+struct Receiver {
+    child: Child,
+    url: String,
+    heard: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    /// `secret` `-` for an unsigned (Slack) endpoint; `plan` the statuses
+    /// answered in order ("500,500,500"), then 200.
+    fn start(secret: &str, plan: &str) -> Receiver {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/webhook_receiver.py");
+        let mut child = Command::new(test_venv_bin().join("python"))
+            .args([script, secret, plan])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the webhook receiver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().expect("a first line").expect("readable");
+        let port = first
+            .strip_prefix("listening ")
+            .expect("the receiver says its port")
+            .to_owned();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        std::thread::spawn(move || {
+            for line in lines {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line).expect("a JSON line");
+                sink.lock().unwrap().push(value);
+            }
+        });
+        Receiver {
+            child,
+            url: format!("http://127.0.0.1:{port}/hook"),
+            heard,
+        }
+    }
+
+    fn heard(&self) -> Vec<Value> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    /// Waits until it heard `n` requests (at most `limit`).
+    fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let heard = self.heard();
+            if heard.len() >= n {
+                return heard;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "heard {} of {n} requests in {limit:?}: {heard:#?}",
+                heard.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs `count` participations of `variant` (and `goals` conversions).
+async fn seed(server: &Server, experiment: &str, variant: &str, count: usize, goals: usize) {
+    let mut events = Vec::new();
+    for i in 0..count {
+        let uuid = format!("{experiment}-{variant}-{i}");
+        events.push(json!({"namespace": "shop", "experiment": experiment,
+            "variant": variant, "event": "participate", "uuid": uuid}));
+        if i < goals {
+            events.push(json!({"namespace": "shop", "experiment": experiment,
+                "variant": variant, "event": "buy", "uuid": uuid}));
+        }
+    }
+    for chunk in events.chunks(1000) {
+        let body = serde_json::to_vec(chunk).unwrap();
+        let answer = server
+            .request(
+                "POST",
+                "/track",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+}
+
+fn body(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().expect("a body")).expect("a JSON body")
+}
+
+/// A seeded sample-ratio mismatch raises exactly one alert; its endpoint
+/// answers 500 three times, lamed is killed with SIGKILL after the first,
+/// and after the restart the same `webhook-id` comes four times in all,
+/// each verified, the last answered 200. A clear winner raises one
+/// decision alert at an endpoint answering 410, which disables it: the
+/// later pause is not sent there, and `/metrics` counts it. A Slack
+/// endpoint gets the mismatch as `{"text"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_signed_retried_across_a_kill_and_sent_once() {
+    let flaky = Receiver::start(SECRET, "500,500,500");
+    let gone = Receiver::start(SECRET, "410");
+    let slack = Receiver::start("-", "");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"webhooks": [
+            {"url": flaky.url, "secret": SECRET, "events": ["experiment.srm"]},
+            {"url": gone.url, "secret": SECRET,
+             "events": ["experiment.decision", "experiment.status"]},
+            {"url": slack.url, "format": "slack", "events": ["experiment.srm"]},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let args = [
+        "--config",
+        config,
+        "--alert-check-seconds",
+        "1",
+        "--webhook-first-retry-ms",
+        "300",
+    ];
+    let mut server = Server::start(&data, &args);
+    // 600 against 800 on an even split: p ≈ 1e-6.
+    seed(&server, "split", "a", 600, 0).await;
+    seed(&server, "split", "b", 800, 0).await;
+    // 1,000 each, 5% against 12%: far past the sequential boundary.
+    seed(&server, "offer", "a", 1000, 50).await;
+    seed(&server, "offer", "b", 1000, 120).await;
+
+    let first = flaky.wait_for(1, Duration::from_secs(10));
+    // Past the attempt's record (the receiver answers before lamed writes
+    // it), then the crash.
+    std::thread::sleep(Duration::from_millis(300));
+    let listen = server.addr.to_string();
+    server.kill();
+    let server = Server::start_on(&listen, &data, &args);
+
+    let heard = flaky.wait_for(4, Duration::from_secs(20));
+    let id = first[0]["id"].as_str().expect("a webhook-id");
+    assert!(id.starts_with("msg_"), "{id}");
+    for request in &heard {
+        assert_eq!(request["id"], id, "one id on every attempt: {heard:#?}");
+        assert_eq!(request["verified"], true, "{request:#?}");
+        assert_eq!(request["content_type"], "application/json");
+    }
+    let statuses: Vec<i64> = heard
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 500, 200]);
+    let srm = body(&heard[0]);
+    assert_eq!(srm["type"], "experiment.srm");
+    assert_eq!(srm["data"]["experiment"], "split");
+    assert_eq!(srm["data"]["namespace"], "shop");
+    assert!(srm["data"]["figures"]["p_value"].as_f64().unwrap() < 0.001);
+    assert_eq!(
+        srm["data"]["figures"]["observed"],
+        json!({"a": 600, "b": 800})
+    );
+    assert!(srm["data"]["dashboard"]
+        .as_str()
+        .unwrap()
+        .ends_with("/dashboard#shop/split"));
+
+    let decision = gone.wait_for(1, Duration::from_secs(10));
+    assert_eq!(decision[0]["verified"], true);
+    assert_eq!(decision[0]["status"], 410);
+    let decided = body(&decision[0]);
+    assert_eq!(decided["type"], "experiment.decision");
+    assert_eq!(decided["data"]["experiment"], "offer");
+    assert_eq!(decided["data"]["figures"]["variant"], "b");
+    assert_eq!(decided["data"]["figures"]["direction"], "better");
+
+    let slacked = slack.wait_for(1, Duration::from_secs(10));
+    let text = body(&slacked[0]);
+    assert_eq!(
+        text.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["text"]
+    );
+    assert!(
+        text["text"].as_str().unwrap().contains("*split* (shop)"),
+        "{text}"
+    );
+
+    // The pause would go to the disabled endpoint: it does not.
+    let paused = server
+        .request(
+            "PATCH",
+            "/api/experiments/offer?namespace=shop",
+            &[
+                ("x-api-key", &server.api_key),
+                ("content-type", "application/json"),
+            ],
+            br#"{"status": "paused"}"#,
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{:?}", paused.body);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gone.heard().len(), 1, "a disabled endpoint gets nothing");
+    assert_eq!(flaky.heard().len(), 4, "each alert sent once");
+    assert_eq!(slack.heard().len(), 1, "each alert sent once");
+    let metrics = server.get_with_key("/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains("lamed_webhook_endpoints_disabled 1"),
+        "{metrics}"
+    );
+}
