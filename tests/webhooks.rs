@@ -237,3 +237,117 @@ async fn alerts_are_signed_retried_across_a_kill_and_sent_once() {
         "{metrics}"
     );
 }
+
+/// A running experiment that had participants and gets none for
+/// `stall_hours` raises one stalled alert, on the injectable clock (the
+/// check and the delivery pass called as `lamed serve` calls them), and
+/// not again while it stays stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_experiment_raises_one_alert_after_stall_hours() {
+    use lamed::alerts::delivery::{Backoff, ATTEMPT_TIMEOUT};
+    use lamed::alerts::evaluate::Rules;
+    use lamed::alerts::format::Format;
+    use lamed::alerts::signing::Secret;
+    use lamed::alerts::{check, deliver_due, AlertOptions, Endpoint};
+    use lamed::clock::Clock;
+    use lamed::model::Caps;
+    use lamed_store::reference::ReferenceStore;
+    use lamed_store::Store;
+
+    const HOUR: u64 = 3_600_000;
+    let receiver = Receiver::start(SECRET, "");
+    let clock = Clock::manual_at_now();
+    let store = ReferenceStore::new(86_400, Caps::default(), clock.clone());
+    let events = (0..10)
+        .map(|i| lamed::Event {
+            namespace: "shop".into(),
+            experiment: "banner".into(),
+            variant: if i % 2 == 0 { "a" } else { "b" }.into(),
+            event: "participate".into(),
+            uuid: format!("u{i}"),
+            value: None,
+        })
+        .collect();
+    store.track(events).await.expect("track");
+    let options = AlertOptions {
+        endpoints: vec![Endpoint {
+            url: receiver.url.clone(),
+            secret: Some(Secret::parse(SECRET).unwrap()),
+            events: Vec::new(),
+            format: Format::Standard,
+        }],
+        rules: Rules {
+            stall_ms: 6 * HOUR as i64,
+        },
+        backoff: Backoff::default(),
+        public_url: "http://lamed.test".into(),
+        timeout: ATTEMPT_TIMEOUT,
+    };
+    let mut raised = Vec::new();
+    for step in [0, 6 * HOUR - 60_000, 60_000, 3 * HOUR, HOUR] {
+        clock.advance(Duration::from_millis(step));
+        let checked = check(&store, &options, clock.now_ms())
+            .await
+            .expect("check");
+        let sent = deliver_due(&store, &options, clock.now_ms())
+            .await
+            .expect("deliver");
+        raised.push((checked.raised, sent.delivered));
+    }
+    assert_eq!(raised, [(0, 0), (0, 0), (1, 1), (0, 0), (0, 0)]);
+    let heard = receiver.wait_for(1, Duration::from_secs(5));
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0]["verified"], true, "{heard:#?}");
+    let stalled = body(&heard[0]);
+    assert_eq!(stalled["type"], "experiment.stalled");
+    assert_eq!(stalled["data"]["experiment"], "banner");
+    assert_eq!(stalled["data"]["figures"]["participants"], 10);
+    assert_eq!(stalled["data"]["figures"]["hours"], 6);
+}
+
+/// Two `lamed serve` instances on one Redis, both checking every second:
+/// each alert reaches the endpoint once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_deliver_each_alert_once() {
+    let redis = util::redis_server::RedisServer::start();
+    let receiver = Receiver::start(SECRET, "");
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--webhook-url",
+        receiver.url.as_str(),
+        "--webhook-secret",
+        SECRET,
+        "--alert-check-seconds",
+        "1",
+        "--webhook-first-retry-ms",
+        "200",
+        "--api-key",
+        "a-test-key-of-twenty",
+    ];
+    let first = Server::start(&dir.path().join("one"), &args);
+    let second = Server::start(&dir.path().join("two"), &args);
+    seed(&first, "split", "a", 600, 0).await;
+    seed(&second, "split", "b", 800, 0).await;
+    seed(&first, "offer", "a", 1000, 50).await;
+    seed(&second, "offer", "b", 1000, 120).await;
+    receiver.wait_for(2, Duration::from_secs(10));
+    // Several more checks on both.
+    std::thread::sleep(Duration::from_millis(3000));
+    let heard = receiver.heard();
+    let mut types: Vec<String> = heard
+        .iter()
+        .map(|r| {
+            assert_eq!(r["verified"], true, "{r:#?}");
+            body(r)["type"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["experiment.decision", "experiment.srm"],
+        "{heard:#?}"
+    );
+}
