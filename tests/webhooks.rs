@@ -236,6 +236,30 @@ async fn alerts_are_signed_retried_across_a_kill_and_sent_once() {
         metrics.contains("lamed_webhook_endpoints_disabled 1"),
         "{metrics}"
     );
+    let listed = server.get_with_key("/api/webhooks/deliveries").await;
+    assert_eq!(listed.status, 200);
+    let listed: Value = serde_json::from_slice(&listed.body).unwrap();
+    let deliveries = listed["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3, "{listed:#}");
+    let to = |url: &str| deliveries.iter().find(|d| d["url"] == url).unwrap().clone();
+    let retried = to(&flaky.url);
+    assert_eq!(
+        (&retried["id"], &retried["state"]),
+        (&json!(id), &json!("delivered"))
+    );
+    let statuses: Vec<&Value> = retried["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!(500), &json!(500), &json!(500), &json!(200)]
+    );
+    assert_eq!(to(&gone.url)["state"], "disabled");
+    assert_eq!(to(&slack.url)["state"], "delivered");
+    assert_eq!(server.get("/api/webhooks/deliveries").await.status, 401);
 }
 
 /// A running experiment that had participants and gets none for
