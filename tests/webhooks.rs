@@ -375,3 +375,35 @@ async fn two_instances_on_one_redis_deliver_each_alert_once() {
         "{heard:#?}"
     );
 }
+
+/// `lamed webhooks test` sends one signed `webhook.test` event to the
+/// endpoint (verified), and exits 1 when the endpoint refuses it.
+#[test]
+fn webhooks_test_sends_one_signed_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{}").unwrap();
+    for (plan, code) in [("", 0), ("500", 1)] {
+        let receiver = Receiver::start(SECRET, plan);
+        let (status, stdout, stderr) = util::run_lamed(
+            &[
+                "webhooks",
+                "test",
+                "--config",
+                config.to_str().unwrap(),
+                "--webhook-url",
+                &receiver.url,
+                "--webhook-secret",
+                SECRET,
+            ],
+            Duration::from_secs(20),
+        );
+        assert_eq!(status, Some(code), "{stdout}{stderr}");
+        let heard = receiver.wait_for(1, Duration::from_secs(5));
+        assert_eq!(heard.len(), 1);
+        assert_eq!(heard[0]["verified"], true, "{heard:#?}");
+        assert_eq!(body(&heard[0])["type"], "webhook.test");
+        let expected = if code == 0 { "200" } else { "500" };
+        assert_eq!(stdout.trim(), format!("{}: {expected}", receiver.url));
+    }
+}
