@@ -191,7 +191,7 @@ async fn alerts_are_signed_retried_across_a_kill_and_sent_once() {
     assert!(srm["data"]["dashboard"]
         .as_str()
         .unwrap()
-        .ends_with("/dashboard#shop/split"));
+        .ends_with("/dashboard#namespace=shop"));
 
     let decision = gone.wait_for(1, Duration::from_secs(10));
     assert_eq!(decision[0]["verified"], true);
@@ -327,6 +327,17 @@ async fn a_stalled_experiment_raises_one_alert_after_stall_hours() {
     assert_eq!(stalled["data"]["experiment"], "banner");
     assert_eq!(stalled["data"]["figures"]["participants"], 10);
     assert_eq!(stalled["data"]["figures"]["hours"], 6);
+    // A finished delivery is listed for a week, then removed.
+    let listed = lamed::alerts::deliveries(&store).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    clock.advance(Duration::from_millis(7 * 24 * HOUR));
+    deliver_due(&store, &options, clock.now_ms())
+        .await
+        .expect("deliver");
+    assert!(lamed::alerts::deliveries(&store)
+        .await
+        .expect("list")
+        .is_empty());
 }
 
 /// Two `lamed serve` instances on one Redis, both checking every second:

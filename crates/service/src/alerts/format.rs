@@ -34,7 +34,7 @@ pub struct Origin {
     pub namespace: String,
     /// The experiment.
     pub experiment: String,
-    /// The dashboard's address for this experiment.
+    /// The dashboard's address for this experiment's namespace.
     pub dashboard: String,
 }
 
@@ -103,7 +103,7 @@ mod tests {
         Origin {
             namespace: "shop".into(),
             experiment: "checkout & pay".into(),
-            dashboard: "http://127.0.0.1:8080/dashboard#shop/checkout".into(),
+            dashboard: "http://127.0.0.1:8080/dashboard#namespace=shop".into(),
         }
     }
 

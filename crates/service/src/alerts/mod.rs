@@ -125,15 +125,27 @@ fn jitter(id: &str, attempt: usize) -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The dashboard's address for one experiment.
-fn dashboard(public_url: &str, namespace: &str, experiment: &str) -> String {
+/// The dashboard's address showing one namespace (the view its fragment
+/// names: `#namespace=...`).
+fn dashboard(public_url: &str, namespace: &str) -> String {
+    let encoded: String = namespace
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
     format!(
-        "{}/dashboard#{}/{}",
-        public_url.trim_end_matches('/'),
-        namespace,
-        experiment
+        "{}/dashboard#namespace={encoded}",
+        public_url.trim_end_matches('/')
     )
 }
+
+/// Delivered, failed and disabled deliveries are kept this long for
+/// `GET /api/webhooks/deliveries`, then removed.
+const KEEP_FINISHED_MS: i64 = 7 * 86_400_000;
 
 /// One check of every experiment at `now_ms`: evaluates each, keeps what
 /// it saw, and creates the deliveries of what it raised (sent by
@@ -255,7 +267,7 @@ async fn check_one(
     let origin = Origin {
         namespace: namespace.to_owned(),
         experiment: experiment.clone(),
-        dashboard: dashboard(&options.public_url, namespace, &experiment),
+        dashboard: dashboard(&options.public_url, namespace),
     };
     for (alert, raised_ms) in &step.raised {
         summary.raised += 1;
@@ -343,6 +355,13 @@ pub async fn deliver_due(
     let mut summary = Summary::default();
     for (key, doc) in store.alert_states("delivery/").await? {
         let mut delivery: Delivery = parse(&key, &doc.value)?;
+        if delivery.state != State::Pending && delivery.created_ms < now_ms - KEEP_FINISHED_MS {
+            // A conflict: another instance removed or changed it first.
+            let _removed = store
+                .put_alert_state(&key, None, Precondition::Version(doc.version))
+                .await?;
+            continue;
+        }
         if delivery.state != State::Pending
             || delivery.next_ms > now_ms
             || delivery.lease_until_ms > now_ms
@@ -506,5 +525,35 @@ pub async fn run(
             Err(err) => tracing::warn!(error = %err.chain(), "webhook delivery pass failed"),
         }
         tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_link_names_the_namespace_view() {
+        assert_eq!(
+            dashboard("https://ab.example.com/", "my shop/ü"),
+            "https://ab.example.com/dashboard#namespace=my%20shop%2F%C3%BC"
+        );
+    }
+
+    /// Ids differ by alert, recurrence (watch version) and endpoint, and
+    /// are stable otherwise.
+    #[test]
+    fn message_ids_are_stable_and_distinct() {
+        let id = message_id("ns", "e", "srm", 3, "http://a/");
+        assert_eq!(id, message_id("ns", "e", "srm", 3, "http://a/"));
+        assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
+        for other in [
+            message_id("ns", "e", "srm", 4, "http://a/"),
+            message_id("ns", "e", "stalled", 3, "http://a/"),
+            message_id("ns", "e", "srm", 3, "http://b/"),
+            message_id("nse", "", "srm", 3, "http://a/"),
+        ] {
+            assert_ne!(id, other);
+        }
     }
 }
