@@ -260,6 +260,24 @@ async fn alerts_are_signed_retried_across_a_kill_and_sent_once() {
     assert_eq!(to(&gone.url)["state"], "disabled");
     assert_eq!(to(&slack.url)["state"], "delivered");
     assert_eq!(server.get("/api/webhooks/deliveries").await.status, 401);
+    let open = server.get_with_key("/api/alerts?namespace=shop").await;
+    assert_eq!(open.status, 200);
+    let open: Value = serde_json::from_slice(&open.body).unwrap();
+    let keys = |experiment: &str| -> Vec<String> {
+        open[experiment]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys("split"), ["srm"], "{open:#}");
+    assert_eq!(
+        keys("offer"),
+        ["decision:buy:b", "status:paused"],
+        "{open:#}"
+    );
+    assert_eq!(open["offer"]["status:paused"]["event"], "experiment.status");
 }
 
 /// A running experiment that had participants and gets none for

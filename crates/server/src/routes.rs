@@ -135,6 +135,8 @@ pub enum Endpoint {
     Lifecycle,
     /// `GET`: the recent webhook deliveries of alerts.
     WebhookDeliveries,
+    /// `GET`: the open alerts of a namespace's experiments.
+    OpenAlerts,
 }
 
 impl Endpoint {
@@ -151,6 +153,7 @@ impl Endpoint {
             | Endpoint::Weights
             | Endpoint::Lifecycle
             | Endpoint::WebhookDeliveries
+            | Endpoint::OpenAlerts
             | Endpoint::ListRecords
             | Endpoint::ShowRecord
             | Endpoint::IgnoredNames
@@ -186,6 +189,7 @@ impl Endpoint {
             | Endpoint::DeleteRecord
             | Endpoint::Weights
             | Endpoint::Report
+            | Endpoint::OpenAlerts
             | Endpoint::IgnoredNames => "?namespace=",
             _ => "",
         }
@@ -215,6 +219,7 @@ impl Endpoint {
             Endpoint::SixpackConvert => "Sixpack's convert, in Sixpack's shape",
             Endpoint::SixpackStatus => "Sixpack's status, in Sixpack's shape",
             Endpoint::SixpackExperiment => "one experiment of the Sixpack namespace in Sixpack's shape",
+            Endpoint::OpenAlerts => "the open alerts of a namespace's experiments (what the dashboard's badges show): `{\"<experiment>\": {\"<key>\": {\"raised_ms\", \"event\", \"summary\"}}}`; keys `srm`, `decision:<goal>:<variant>`, `stalled`, `status:<status>`; checked only while webhooks are configured (see [Alerts](#alerts-signed-webhooks))",
             Endpoint::WebhookDeliveries => "the alerts' webhook deliveries, newest first (at most 100): `{\"deliveries\": [{\"id\", \"url\", \"format\", \"event\", \"namespace\", \"experiment\", \"body\", \"created_ms\", \"state\": \"pending\" \\| \"delivered\" \\| \"failed\" \\| \"disabled\", \"next_ms\", \"attempts\": [{\"at_ms\", \"status\", \"error\"}]}]}` (see [Alerts](#alerts-signed-webhooks))",
         }
     }
@@ -244,6 +249,7 @@ impl Endpoint {
             Endpoint::SixpackStatus => on(filter, sixpack::status),
             Endpoint::SixpackExperiment => on(filter, sixpack::experiment),
             Endpoint::WebhookDeliveries => on(filter, webhooks::deliveries),
+            Endpoint::OpenAlerts => on(filter, webhooks::open),
         }
     }
 }
@@ -351,7 +357,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 19] = [
+pub const ROUTES: [Route; 20] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -387,6 +393,12 @@ pub const ROUTES: [Route; 19] = [
         ],
         access: Access::ApiKey,
         deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/alerts",
+        endpoints: &[Endpoint::OpenAlerts],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(ALERTS_IN_SERVE),
     },
     Route {
         path: "/api/webhooks/deliveries",

@@ -44,9 +44,14 @@ pub struct Observation<'a> {
 /// An alert that is open: raised, and not cleared since.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenAlert {
-    /// When it was raised, in Unix milliseconds: with the experiment and
-    /// the key it names the delivery (the same `webhook-id` on every retry).
+    /// When it was raised, in Unix milliseconds.
     pub raised_ms: i64,
+    /// Its event type, for the dashboard's badge.
+    #[serde(default)]
+    pub event: String,
+    /// Its sentence, for the badge's title.
+    #[serde(default)]
+    pub summary: String,
 }
 
 /// What a check remembers of one experiment, kept in the store between
@@ -184,7 +189,14 @@ pub fn evaluate(previous: &Watch, seen: &Observation<'_>, now_ms: i64, rules: &R
                 open.insert(key, was.clone());
             }
             None => {
-                open.insert(key, OpenAlert { raised_ms: now_ms });
+                open.insert(
+                    key,
+                    OpenAlert {
+                        raised_ms: now_ms,
+                        event: alert.event.clone(),
+                        summary: alert.summary.clone(),
+                    },
+                );
                 raised.push((alert, now_ms));
             }
         }

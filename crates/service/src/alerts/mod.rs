@@ -31,7 +31,7 @@ pub mod format;
 pub mod signing;
 
 use delivery::{Backoff, Delivery, Outcome, State};
-use evaluate::{Observation, Rules, Watch};
+use evaluate::{Observation, OpenAlert, Rules, Watch};
 use format::{Format, Origin};
 use signing::Secret;
 
@@ -320,6 +320,36 @@ async fn check_one(
 
 fn disabled_key(url: &str) -> String {
     format!("disabled/{url}")
+}
+
+/// The open alerts of a namespace's experiments, by experiment and key
+/// (`GET /api/alerts`, the dashboard's badges); experiments without one
+/// are left out.
+///
+/// # Errors
+///
+/// A store failure.
+pub async fn open_alerts(
+    store: &dyn Store,
+    namespace: &str,
+) -> Result<
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, OpenAlert>>,
+    StoreError,
+> {
+    // `watch/["<namespace>",` starts exactly this namespace's keys.
+    let prefix = format!("watch/[{},", to_json(&namespace));
+    let mut open = std::collections::BTreeMap::new();
+    for (key, doc) in store.alert_states(&prefix).await? {
+        let watch: Watch = parse(&key, &doc.value)?;
+        let Ok([_, experiment]) = serde_json::from_str::<[String; 2]>(&key["watch/".len()..])
+        else {
+            continue;
+        };
+        if !watch.open.is_empty() {
+            open.insert(experiment, watch.open);
+        }
+    }
+    Ok(open)
 }
 
 /// Every delivery, newest first, as `GET /api/webhooks/deliveries` lists
