@@ -231,7 +231,9 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
     /// Every alert-state document whose key starts with `prefix`, sorted by
-    /// key.
+    /// key. Keys come in families, the part before their first `/`
+    /// (`watch/...`, `delivery/...`), and `prefix` holds that `/`, so a
+    /// backend may keep each family apart (Redis does).
     async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
 
     /// Writes (`Some`) or removes (`None`) the document under `key` when

@@ -1,16 +1,21 @@
-//! The alerts' state on Redis: one hash (`P:alerts`, one hash slot) of
+//! The alerts' state on Redis: one hash per family of keys (the part
+//! before the first `/`: `P:alerts:watch`, `P:alerts:delivery`...) of
 //! key → `<version>:<document>`, written by `alerts.lua` under a
-//! precondition, so that of several instances one wins each claim. The
-//! documents are few (open alerts, recent deliveries), so a listing reads
-//! the whole hash.
+//! precondition, so that of several instances one wins each claim. A
+//! listing reads the hash of its prefix's family only (the delivery pass
+//! reads the deliveries every second, not every experiment's watch); a
+//! prefix without `/` reads the family it names a part of, so it must name
+//! the whole family (`watch/...`), as lamed's listings do.
 
 use super::store::RedisStore;
 use crate::{Precondition, PutOutcome, StoreError, Versioned};
 
 impl RedisStore {
-    /// `P:alerts`: every alert-state document.
-    pub(super) fn alerts_key(&self) -> String {
-        format!("{}:alerts", self.prefix())
+    /// `P:alerts:<family>`: the alert-state documents whose key starts
+    /// with `<family>/` (or, for a key without `/`, equals it).
+    pub(super) fn alerts_key(&self, key: &str) -> String {
+        let family = key.split_once('/').map_or(key, |(family, _)| family);
+        format!("{}:alerts:{family}", self.prefix())
     }
 
     /// Every namespace with experiments.
@@ -30,7 +35,7 @@ impl RedisStore {
         key: &str,
     ) -> Result<Option<Versioned>, StoreError> {
         let held: Option<String> = redis::cmd("HGET")
-            .arg(self.alerts_key())
+            .arg(self.alerts_key(key))
             .arg(key)
             .query_async(&mut self.conn())
             .await
@@ -44,7 +49,7 @@ impl RedisStore {
         prefix: &str,
     ) -> Result<Vec<(String, Versioned)>, StoreError> {
         let all: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.alerts_key())
+            .arg(self.alerts_key(prefix))
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.error(e))?;
@@ -73,7 +78,7 @@ impl RedisStore {
             .inner
             .scripts
             .alerts
-            .key(self.alerts_key())
+            .key(self.alerts_key(key))
             .arg(key)
             .arg(mode)
             .arg(expected)
