@@ -76,6 +76,10 @@ pub struct AlertOptions {
 /// What a check or a delivery pass did, for the log and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
+    /// Experiments checked.
+    pub checked: u64,
+    /// Reports made for them (those with new events).
+    pub reports: u64,
     /// Alerts raised (each to every endpoint that takes it).
     pub raised: u64,
     /// Attempts answered 2xx.
@@ -239,7 +243,9 @@ async fn check_one(
         .filter(|c| c.event == PARTICIPATE)
         .map(|c| c.count)
         .sum();
+    summary.checked += 1;
     let report = if record.is_some() && (events != watch.events || version == 0) && events > 0 {
+        summary.reports += 1;
         match report::load(store, namespace, &experiment, &ReportRequest::default()).await {
             Ok(report) => Some(report),
             Err(report::LoadError::Store(err)) => return Err(err),
@@ -534,11 +540,20 @@ pub async fn run(
     loop {
         if tokio::time::Instant::now() >= next_check {
             next_check += check_every;
+            let started = std::time::Instant::now();
             match check(store.as_ref(), &options, clock.now_ms()).await {
-                Ok(summary) if summary.raised > 0 => {
-                    tracing::info!(raised = summary.raised, "alerts raised");
+                Ok(summary) => {
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    if summary.raised > 0 {
+                        tracing::info!(raised = summary.raised, "alerts raised");
+                    }
+                    tracing::debug!(
+                        checked = summary.checked,
+                        reports = summary.reports,
+                        elapsed_ms,
+                        "alert check"
+                    );
                 }
-                Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err.chain(), "alert check failed"),
             }
         }
