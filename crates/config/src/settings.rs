@@ -384,6 +384,8 @@ pub struct Settings {
         long,
         env = "LAMED_WEBHOOK_URL",
         value_name = "URL",
+        // Some endpoints' paths are their secret (Slack's): kept out of logs.
+        hide_env_values = true,
         help_heading = LOCAL_HEADING
     )]
     #[serde(default)]

@@ -147,6 +147,19 @@ fn dashboard(public_url: &str, namespace: &str) -> String {
     )
 }
 
+/// An endpoint's URL for logs: scheme and host only, since the path of
+/// some (Slack's) is their secret.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}/…")
+        }
+        None => "<invalid url>".to_owned(),
+    }
+}
+
 /// Delivered, failed and disabled deliveries are kept this long for
 /// `GET /api/webhooks/deliveries`, then removed.
 const KEEP_FINISHED_MS: i64 = 7 * 86_400_000;
@@ -560,6 +573,7 @@ pub async fn run(
         match deliver_due(store.as_ref(), &options, clock.now_ms()).await {
             Ok(summary) => {
                 for url in &summary.disabled {
+                    let url = redacted(url);
                     tracing::warn!(%url, "webhook endpoint answered 410 gone: disabled");
                 }
                 if summary.failed > 0 {
@@ -576,6 +590,19 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_keep_only_scheme_and_host() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T0/B0/SECRET"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redacted("http://user:pw@10.0.0.1:8080/x?k=1"),
+            "http://10.0.0.1:8080/…"
+        );
+        assert_eq!(redacted("nothing"), "<invalid url>");
+    }
 
     #[test]
     fn the_dashboard_link_names_the_namespace_view() {
