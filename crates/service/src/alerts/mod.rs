@@ -324,16 +324,55 @@ async fn check_one(
                 .await?;
         }
     }
-    let precondition = if version == 0 {
+    let raised: Vec<(String, OpenAlert)> = step
+        .raised
+        .iter()
+        .filter_map(|(alert, _)| {
+            Some((alert.key.clone(), step.watch.open.get(&alert.key)?.clone()))
+        })
+        .collect();
+    keep_watch(store, key, version, &step.watch, &raised).await
+}
+
+/// Writes a check's watch over the version it read. When another
+/// instance wrote meanwhile, its watch stands, with the alerts raised here
+/// added to its open ones: their deliveries exist, so a later check must
+/// not raise them again (it clears them if they do not hold).
+async fn keep_watch(
+    store: &dyn Store,
+    key: &str,
+    version: u64,
+    watch: &Watch,
+    raised: &[(String, OpenAlert)],
+) -> Result<(), StoreError> {
+    let mut precondition = if version == 0 {
         Precondition::Absent
     } else {
         Precondition::Version(version)
     };
-    // A conflict: another instance checked this experiment meanwhile and
-    // keeps its own watch; the deliveries above are the same either way.
-    let _kept = store
-        .put_alert_state(key, Some(&to_json(&step.watch)), precondition)
-        .await?;
+    let mut next = watch.clone();
+    // Each round loses only to another write: a few rounds suffice.
+    for _ in 0..5 {
+        if let PutOutcome::Written { .. } = store
+            .put_alert_state(key, Some(&to_json(&next)), precondition)
+            .await?
+        {
+            return Ok(());
+        }
+        let Some(doc) = store.alert_state(key).await? else {
+            precondition = Precondition::Absent;
+            continue;
+        };
+        let mut theirs: Watch = parse(key, &doc.value)?;
+        if raised.iter().all(|(k, _)| theirs.open.contains_key(k)) {
+            return Ok(());
+        }
+        for (k, open) in raised {
+            theirs.open.entry(k.clone()).or_insert_with(|| open.clone());
+        }
+        next = theirs;
+        precondition = Precondition::Version(doc.version);
+    }
     Ok(())
 }
 
@@ -590,6 +629,52 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two instances check one experiment at once: this one raised
+    /// `stalled` (and created its delivery), the other wrote its watch
+    /// first without it. The stored watch is the other's, with `stalled`
+    /// open, so the next check does not raise it a second time.
+    #[tokio::test]
+    async fn a_lost_watch_race_keeps_the_raised_alert_open() {
+        use lamed_core::model::Caps;
+        use lamed_store::reference::ReferenceStore;
+        let store = ReferenceStore::new(60, Caps::default(), Clock::manual(0));
+        let key = watch_key("ns", "e");
+        let read = Watch {
+            participants: 10,
+            changed_ms: 0,
+            status: Some("running".into()),
+            ..Watch::default()
+        };
+        let written = store
+            .put_alert_state(&key, Some(&to_json(&read)), Precondition::Absent)
+            .await
+            .unwrap();
+        assert_eq!(written, PutOutcome::Written { version: 1 });
+        let theirs = Watch {
+            participants: 10,
+            events: 12,
+            ..read.clone()
+        };
+        let _ = store
+            .put_alert_state(&key, Some(&to_json(&theirs)), Precondition::Version(1))
+            .await
+            .unwrap();
+        let stalled = OpenAlert {
+            raised_ms: 5,
+            event: "experiment.stalled".into(),
+            summary: "stalled".into(),
+        };
+        let mut mine = read.clone();
+        mine.open.insert("stalled".into(), stalled.clone());
+        keep_watch(&store, &key, 1, &mine, &[("stalled".into(), stalled)])
+            .await
+            .unwrap();
+        let kept = store.alert_state(&key).await.unwrap().unwrap();
+        let kept: Watch = parse(&key, &kept.value).unwrap();
+        assert_eq!(kept.events, 12, "the other instance's watch stands");
+        assert_eq!(kept.open.keys().collect::<Vec<_>>(), ["stalled"]);
+    }
 
     #[test]
     fn logged_urls_keep_only_scheme_and_host() {
