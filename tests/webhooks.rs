@@ -436,3 +436,73 @@ fn webhooks_test_sends_one_signed_event() {
         assert_eq!(stdout.trim(), format!("{}: {expected}", receiver.url));
     }
 }
+
+/// Endpoints that never answer cost one timeout per delivery pass, not
+/// one each: the attempts of a pass are sent at once, and the answering
+/// endpoint is delivered in the same pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_delays_no_other() {
+    use lamed::alerts::delivery::Backoff;
+    use lamed::alerts::evaluate::Rules;
+    use lamed::alerts::format::Format;
+    use lamed::alerts::signing::Secret;
+    use lamed::alerts::{check, deliver_due, AlertOptions, Endpoint};
+    use lamed::clock::Clock;
+    use lamed::model::Caps;
+    use lamed_store::reference::ReferenceStore;
+    use lamed_store::{Precondition, Store};
+
+    let receiver = Receiver::start(SECRET, "");
+    // Accepted by the kernel, never read or answered.
+    let silent: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut urls: Vec<String> = silent
+        .iter()
+        .map(|l| format!("http://{}/hook", l.local_addr().unwrap()))
+        .collect();
+    urls.push(receiver.url.clone());
+    let clock = Clock::manual_at_now();
+    let store = ReferenceStore::new(86_400, Caps::default(), clock.clone());
+    let record = lamed::registry::ExperimentRecord::automatic("shop", "banner", clock.now_ms());
+    let _ = store
+        .put_record(record, Precondition::Absent)
+        .await
+        .unwrap();
+    let options = AlertOptions {
+        endpoints: urls
+            .iter()
+            .map(|url| Endpoint {
+                url: url.clone(),
+                secret: Some(Secret::parse(SECRET).unwrap()),
+                events: Vec::new(),
+                format: Format::Standard,
+            })
+            .collect(),
+        rules: Rules {
+            stall_ms: 3_600_000,
+        },
+        backoff: Backoff::default(),
+        public_url: "http://lamed.test".into(),
+        timeout: Duration::from_millis(1500),
+    };
+    check(&store, &options, clock.now_ms()).await.unwrap();
+    // Paused: one status alert to each of the four endpoints.
+    let mut record = store.record("shop", "banner").await.unwrap().unwrap();
+    record.status = lamed::registry::Status::Paused;
+    let _ = store.put_record(record, Precondition::Any).await.unwrap();
+    let checked = check(&store, &options, clock.now_ms()).await.unwrap();
+    assert_eq!(checked.raised, 1);
+    let started = Instant::now();
+    let sent = deliver_due(&store, &options, clock.now_ms()).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!((sent.delivered, sent.retried), (1, 3));
+    assert!(
+        took < Duration::from_millis(2900),
+        "three timeouts in a row: {took:?}"
+    );
+    assert_eq!(
+        receiver.wait_for(1, Duration::from_secs(1))[0]["verified"],
+        true
+    );
+}

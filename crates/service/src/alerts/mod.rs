@@ -160,6 +160,10 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// Most attempts one delivery pass sends at once; the rest wait for the
+/// next pass (a second later at most).
+const MAX_SENT_AT_ONCE: usize = 32;
+
 /// Delivered, failed and disabled deliveries are kept this long for
 /// `GET /api/webhooks/deliveries`, then removed.
 const KEEP_FINISHED_MS: i64 = 7 * 86_400_000;
@@ -441,6 +445,7 @@ pub async fn deliver_due(
     now_ms: i64,
 ) -> Result<Summary, StoreError> {
     let mut summary = Summary::default();
+    let mut leased = Vec::new();
     for (key, doc) in store.alert_states("delivery/").await? {
         let mut delivery: Delivery = parse(&key, &doc.value)?;
         if delivery.state != State::Pending && delivery.created_ms < now_ms - KEEP_FINISHED_MS {
@@ -471,7 +476,7 @@ pub async fn deliver_due(
             continue;
         }
         delivery.lease_until_ms = now_ms + options.timeout.as_millis() as i64 + 30_000;
-        let version = match store
+        match store
             .put_alert_state(
                 &key,
                 Some(&to_json(&delivery)),
@@ -479,11 +484,18 @@ pub async fn deliver_due(
             )
             .await?
         {
-            PutOutcome::Written { version } => version,
+            PutOutcome::Written { version } => leased.push((key, version, delivery)),
             // Another instance leased it first.
             PutOutcome::Conflict { .. } => continue,
-        };
-        let outcome = send(&delivery, options).await;
+        }
+        if leased.len() == MAX_SENT_AT_ONCE {
+            break;
+        }
+    }
+    // Sent at once: a slow endpoint (up to the timeout) delays no other.
+    let outcomes =
+        futures_util::future::join_all(leased.iter().map(|(_, _, d)| send(d, options))).await;
+    for ((key, version, mut delivery), outcome) in leased.into_iter().zip(outcomes) {
         let attempt = delivery.attempts.len();
         delivery.record(
             now_ms,
