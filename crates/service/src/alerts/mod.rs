@@ -475,7 +475,9 @@ pub async fn deliver_due(
                 .await?;
             continue;
         }
-        delivery.lease_until_ms = now_ms + options.timeout.as_millis() as i64 + 30_000;
+        // The attempt's timeout and time to record it: an instance killed
+        // mid-attempt holds the delivery this long.
+        delivery.lease_until_ms = now_ms + options.timeout.as_millis() as i64 + 5_000;
         match store
             .put_alert_state(
                 &key,
