@@ -3,7 +3,9 @@
 # AWS emulator the AWS tests run against (started by scripts/moto_server.py,
 # at the version it names), and sixpack-client, the
 # Python Sixpack client the Sixpack API tests drive, and scipy, which computes
-# the revenue test's reference figures (scripts/revenue_reference.py). Prints
+# the revenue test's reference figures (scripts/revenue_reference.py), and
+# standardwebhooks, the reference verifier of the webhook tests' receiver
+# (scripts/webhook_receiver.py). Prints
 # the moto_server path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +27,9 @@ fi
 if ! "$venv/bin/python" -c 'import scipy' 2>/dev/null; then
     echo "aws-test-env: installing scipy into $venv" >&2
     pip_install 'scipy==1.17.1'
+fi
+if ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+    echo "aws-test-env: installing standardwebhooks into $venv" >&2
+    pip_install 'standardwebhooks==1.1.0'
 fi
 echo "$venv/bin/moto_server"

@@ -139,6 +139,13 @@ pub enum Command {
     /// --delete-data deletes it too. Redis data is never touched.
     Destroy(DestroyArgs),
 
+    /// Alerts' webhooks: send a signed test event to every endpoint
+    ///
+    /// The endpoints are those lamed serve would use: config.json's
+    /// "webhooks" and --webhook-url with --webhook-secret.
+    #[command(subcommand)]
+    Webhooks(WebhooksAction),
+
     /// Write the man pages: lamed.1 and one page per subcommand
     ///
     /// Generated from the same definitions as --help. Install them where
@@ -584,6 +591,24 @@ pub struct DashboardArgs {
     /// Where the configuration is
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// The subcommands of `lamed webhooks`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhooksAction {
+    /// Send a signed test event (type webhook.test) to every endpoint now
+    ///
+    /// Prints each endpoint's answer; exit status 1 when one did not answer
+    /// 2xx. Nothing is kept in the store and nothing is retried.
+    Test(WebhooksTestArgs),
+}
+
+/// Options of `lamed webhooks test`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WebhooksTestArgs {
+    /// The config file and every setting
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 /// Options of `lamed serve`: every setting (see [`crate::settings`]),

@@ -31,7 +31,7 @@ pub use lamed_config::{config, settings};
 pub use lamed_core::{bots, clock, model, registry, results, sixpack, value};
 pub use lamed_progress as progress;
 pub use lamed_server as server;
-pub use lamed_service::{adaptive, report};
+pub use lamed_service::{adaptive, alerts, report};
 pub use lamed_stats as stats;
 pub use lamed_store as store;
 

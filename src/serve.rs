@@ -2,10 +2,17 @@
 //! the banner, and run until a shutdown signal.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::alerts::delivery::{Backoff, ATTEMPT_TIMEOUT};
+use crate::alerts::evaluate::Rules;
+use crate::alerts::format::Format;
+use crate::alerts::signing::Secret;
+use crate::alerts::{self, AlertOptions, Endpoint};
 use crate::cli::ServeArgs;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::DEFAULT_NAMESPACE;
 use crate::server::{self, AppState, ConnectionLimits, InFlight, RouterOptions};
@@ -39,6 +46,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, Some(table)) => format!("cannot open the dynamodb store in table {table}"),
             (None, None) => "cannot open the embedded store".to_owned(),
         })?;
+    let alerting = alert_options(&config)?;
     let listener = server::connections::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener
@@ -89,10 +97,78 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         in_flight,
     );
     let state = AppState::from_config(store, &api_key, &config);
+    let alerts = alerting.map(|mut alerting| {
+        if alerting.public_url.is_empty() {
+            alerting.public_url = config.base_url(bound);
+        }
+        let state = state.clone();
+        tokio::spawn(alerts::run(
+            state.store.clone(),
+            alerting,
+            Duration::from_secs(config.alert_check_seconds),
+            Clock::System,
+            move |summary| {
+                state.metrics.webhooks(
+                    summary.delivered,
+                    summary.retried,
+                    summary.failed,
+                    summary.disabled.len() as u64,
+                    summary.disabled_endpoints,
+                )
+            },
+        ))
+    });
     match tls {
         None => server::run(listener, state, &options, &limits, shutdown).await?,
         Some(tls) => server::run_tls(listener, tls, state, &options, &limits, shutdown).await?,
     }
+    if let Some(alerts) = alerts {
+        // Its state is in the store: an attempt cut here is sent again.
+        alerts.abort();
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The alerts' options from the settings; `None` without any webhook.
+/// A malformed secret stops the start, before the port is bound.
+pub fn alert_options(config: &Config) -> anyhow::Result<Option<AlertOptions>> {
+    if config.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let endpoints = config
+        .webhooks
+        .iter()
+        .map(|webhook| {
+            let secret = webhook
+                .secret
+                .as_deref()
+                .map(Secret::parse)
+                .transpose()
+                .with_context(|| format!("webhook {}", webhook.url))?;
+            let format = match webhook.format.as_str() {
+                "slack" => Format::Slack,
+                _ => Format::Standard,
+            };
+            Ok(Endpoint {
+                url: webhook.url.clone(),
+                secret,
+                events: webhook.events.clone(),
+                format,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(AlertOptions {
+        endpoints,
+        rules: Rules {
+            stall_ms: i64::try_from(config.stall_hours.saturating_mul(3_600_000))
+                .unwrap_or(i64::MAX),
+        },
+        backoff: Backoff {
+            first_ms: i64::try_from(config.webhook_first_retry_ms).unwrap_or(i64::MAX),
+            ..Backoff::default()
+        },
+        public_url: config.public_url.clone().unwrap_or_default(),
+        timeout: ATTEMPT_TIMEOUT,
+    }))
 }

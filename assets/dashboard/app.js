@@ -115,6 +115,20 @@ function restoreView() {
 // Bumped by every load, so the answers of an earlier load are dropped.
 let generation = 0;
 
+// The namespace's open alerts by experiment and key (GET /api/alerts).
+let openAlerts = {};
+
+/** The badge words of an open alert; status changes already show as the status badge. */
+function alertLabel(key) {
+  if (key === "srm") return "split mismatch";
+  if (key === "stalled") return "stalled";
+  if (key.startsWith("decision:")) {
+    const [, goal, variant] = key.split(":");
+    return `decided: ${variant} on ${goal}`;
+  }
+  return null;
+}
+
 /** Loads the namespace's experiments (counted and registered), then each report. */
 async function loadExperiments() {
   $("key-form").hidden = true;
@@ -130,10 +144,14 @@ async function loadExperiments() {
   try {
     lifecycle = lifecycle || (await api("/api/lifecycle"));
     // A namespace with no counts answers 404 here; its records may still exist.
-    [counted, records] = await Promise.all([
+    let alerts;
+    [counted, records, alerts] = await Promise.all([
       api(`/experiments?${query}`).catch((err) => { if (err.status === 404) return [{}]; throw err; }),
       api(`/api/experiments?${query}&status=all`),
+      // Badges are extra: a server without the route still shows the rest.
+      api(`/api/alerts?${query}`).catch(() => ({})),
     ]);
+    if (mine === generation) openAlerts = alerts;
   } catch (err) {
     if (mine === generation && err.message !== "API key refused") setStatus(err.message, true);
     return;
@@ -183,6 +201,10 @@ function cardHead(name, record) {
     if (record.automatic) badges.push(el("span", { class: "badge", title: "created by its first event, not registered by its owner" }, "automatic"));
   } else {
     badges.push(el("span", { class: "badge", title: "no registry record: counted as before the registry" }, "no record"));
+  }
+  for (const [key, alert] of Object.entries(openAlerts[name] || {})) {
+    const label = alertLabel(key);
+    if (label) badges.push(el("span", { class: "badge alert", "data-alert": key, title: alert.summary }, label));
   }
   const head = [el("h2", {}, name, " ", badges)];
   if (record && record.description) head.push(el("p", { class: "description" }, record.description));

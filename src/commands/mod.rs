@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod experiments;
 pub mod man;
 pub mod report;
+pub mod webhooks;
 
 /// The width, in characters, of each column of a text table.
 pub(crate) fn column_widths<R: AsRef<[String]>>(rows: &[R]) -> Vec<usize> {

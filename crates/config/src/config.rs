@@ -82,12 +82,52 @@ pub struct FileConfig {
     /// `lamed.delete`); `lamed serve` serves them too. Only in the file.
     #[serde(default)]
     pub extra_wiring: Vec<ExtraWiring>,
+    /// Webhook endpoints for alerts. Only in the file.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
     /// Every other key: the settings (typed when resolved, see
     /// [`crate::settings`]), comments (`_`-prefixed) and unknown keys,
     /// which are reported as warnings, not errors, so that config files
     /// written for other Lamed versions keep working.
     #[serde(flatten)]
     pub settings: Map<String, Value>,
+}
+
+/// One webhook endpoint of `config.json`'s `webhooks`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Where alerts are POSTed.
+    pub url: String,
+    /// The Standard Webhooks secret (`whsec_...`); none sends unsigned.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The event types it takes (`experiment.srm`, `experiment.decision`,
+    /// `experiment.stalled`, `experiment.status`); all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// `standard` (signed JSON) or `slack` (`{"text"}`).
+    #[serde(default = "standard_format")]
+    pub format: String,
+}
+
+fn standard_format() -> String {
+    "standard".into()
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            // Some endpoints' paths are their secret (Slack's).
+            .field(
+                "url",
+                &self.url.split('/').take(3).collect::<Vec<_>>().join("/"),
+            )
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("events", &self.events)
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 /// One `extra_wiring` entry, as Lamed writes it.
@@ -253,6 +293,9 @@ pub struct Config {
     pub bots: Arc<BotFilter>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
+    /// Every webhook endpoint: `webhooks`, then `webhook_url` with
+    /// `webhook_secret`.
+    pub webhooks: Vec<Webhook>,
     /// Unknown keys found in the file, for a warning.
     pub unknown_keys: Vec<String>,
 }
@@ -272,6 +315,7 @@ impl fmt::Debug for Config {
             .field("source", &self.source)
             .field("settings", &self.settings)
             .field("extra_wiring", &self.extra_wiring.len())
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -362,7 +406,7 @@ impl Config {
             }
             settings.api_key = Some(read_api_key_file(path)?);
         }
-        let config = Config {
+        let mut config = Config {
             source,
             caps: settings.caps(),
             bots: Arc::new(
@@ -376,8 +420,21 @@ impl Config {
             ),
             settings,
             extra_wiring: file.extra_wiring,
+            webhooks: file.webhooks,
             unknown_keys,
         };
+        if let Some(url) = &config.settings.webhook_url {
+            config.webhooks.push(Webhook {
+                url: url.clone(),
+                secret: config.settings.webhook_secret.clone(),
+                events: Vec::new(),
+                format: standard_format(),
+            });
+        } else if config.settings.webhook_secret.is_some() {
+            return Err(ConfigError::Invalid(
+                "webhook_secret is set without webhook_url".into(),
+            ));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -451,6 +508,42 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)".into(),
+            ));
+        }
+        for webhook in &self.webhooks {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook url '{}' must start with http:// or https://",
+                    webhook.url
+                )));
+            }
+            if !matches!(webhook.format.as_str(), "standard" | "slack") {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook format '{}' must be \"standard\" or \"slack\"",
+                    webhook.format
+                )));
+            }
+            if webhook.format == "standard"
+                && !webhook
+                    .secret
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("whsec_"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook {} needs a secret starting with whsec_ (Standard Webhooks signs every message)",
+                    webhook.url
+                )));
+            }
+        }
+        if !self.webhooks.is_empty() && self.dynamodb_table.is_some() {
+            return Err(ConfigError::Invalid(
+                "webhooks need the embedded store or redis: alerts keep no state in dynamodb yet"
+                    .into(),
+            ));
+        }
+        if self.alert_check_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "alert_check_seconds must be at least 1".into(),
             ));
         }
         for wiring in &self.extra_wiring {

@@ -375,6 +375,65 @@ pub struct Settings {
     )]
     pub sixpack_namespace: String,
 
+    /// A webhook endpoint to send alerts to (Standard Webhooks, signed with
+    /// webhook_secret), besides config.json's "webhooks"
+    ///
+    /// Alerts: a sample-ratio mismatch (p < 0.001), a decision reached, a
+    /// stalled experiment, a status change (README: "Alerts").
+    #[arg(
+        long,
+        env = "LAMED_WEBHOOK_URL",
+        value_name = "URL",
+        // Some endpoints' paths are their secret (Slack's): kept out of logs.
+        hide_env_values = true,
+        help_heading = LOCAL_HEADING
+    )]
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The signing secret of webhook_url: whsec_ and base64, as Standard
+    /// Webhooks secrets are
+    #[arg(
+        long,
+        env = "LAMED_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = LOCAL_HEADING
+    )]
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Hours without a new participant after which a running experiment
+    /// that had some is stalled
+    #[arg(
+        long,
+        env = "LAMED_STALL_HOURS",
+        value_name = "HOURS",
+        default_value_t = 6,
+        help_heading = LOCAL_HEADING
+    )]
+    pub stall_hours: u64,
+    /// Seconds between two checks of the experiments for alerts
+    ///
+    /// Each check reads every experiment's counters and makes a report
+    /// only for one with events since the last check. Several instances on
+    /// one store send each alert once.
+    #[arg(
+        long,
+        env = "LAMED_ALERT_CHECK_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 300,
+        help_heading = LOCAL_HEADING
+    )]
+    pub alert_check_seconds: u64,
+    /// Milliseconds before a failed webhook is retried the first time;
+    /// each later wait is three times longer (up to 10 hours, for 24 hours)
+    #[arg(
+        long,
+        env = "LAMED_WEBHOOK_FIRST_RETRY_MS",
+        value_name = "MS",
+        default_value_t = 5_000,
+        help_heading = LOCAL_HEADING
+    )]
+    pub webhook_first_retry_ms: u64,
     /// Caps on what the public tracking endpoint may create.
     #[command(flatten)]
     pub limits: LimitSettings,
@@ -811,6 +870,9 @@ pub fn readme_table(cli: &Command) -> String {
     table.extend(others.into_iter().map(row));
     table.push_str(
         "| `extra_wiring` | | `[]` | extra paths, each serving `lamed.track`, `lamed.all` or `lamed.delete` (config.json only) |\n",
+    );
+    table.push_str(
+        "| `webhooks` | | `[]` | webhook endpoints for alerts, each `{\"url\", \"secret\", \"events\", \"format\"}`: `events` a list of event types (all when missing), `format` `standard` (signed) or `slack` (config.json only) |\n",
     );
     table.extend(cli.get_arguments().filter(|arg| !is_builtin(arg)).map(row));
     table

@@ -98,6 +98,11 @@ pub struct Metrics {
     connections_timed_out: Family<StageLabel, Counter>,
     /// TLS handshakes that failed (not timed out).
     tls_handshakes_failed: Counter,
+    /// Webhook attempts, by result (`delivered`, `retried`, `failed`,
+    /// `disabled`).
+    webhook_attempts: Family<ResultLabel, Counter>,
+    /// Webhook endpoints disabled by a 410 answer, now.
+    webhook_endpoints_disabled: Gauge,
 }
 
 impl Default for Metrics {
@@ -125,6 +130,18 @@ impl Default for Metrics {
         let accept_errors = Counter::default();
         let connections_timed_out = Family::<StageLabel, Counter>::default();
         let tls_handshakes_failed = Counter::default();
+        let webhook_attempts = Family::<ResultLabel, Counter>::default();
+        let webhook_endpoints_disabled = Gauge::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by result",
+            webhook_attempts.clone(),
+        );
+        registry.register(
+            "webhook_endpoints_disabled",
+            "Webhook endpoints disabled by a 410 answer",
+            webhook_endpoints_disabled.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from a request's head read to its answer's head, by status",
@@ -218,6 +235,8 @@ impl Default for Metrics {
             accept_errors,
             connections_timed_out,
             tls_handshakes_failed,
+            webhook_attempts,
+            webhook_endpoints_disabled,
         }
     }
 }
@@ -245,6 +264,30 @@ impl Metrics {
                 reason: why.reason().to_owned(),
             })
             .inc();
+    }
+
+    /// Records what a webhook delivery pass did: attempts by result, and
+    /// how many endpoints a 410 disabled (`disabled_now`, in all).
+    pub fn webhooks(
+        &self,
+        delivered: u64,
+        retried: u64,
+        failed: u64,
+        disabled: u64,
+        disabled_now: u64,
+    ) {
+        for (result, n) in [
+            ("delivered", delivered),
+            ("retried", retried),
+            ("failed", failed),
+            ("disabled", disabled),
+        ] {
+            self.webhook_attempts
+                .get_or_create(&ResultLabel { result })
+                .inc_by(n);
+        }
+        self.webhook_endpoints_disabled
+            .set(i64::try_from(disabled_now).unwrap_or(i64::MAX));
     }
 
     /// Records one refusal.

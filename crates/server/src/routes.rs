@@ -12,7 +12,9 @@ use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::error::ApiError;
-use crate::handlers::{dashboard, experiments, health, registry, report, sixpack, track, weights};
+use crate::handlers::{
+    dashboard, experiments, health, registry, report, sixpack, track, webhooks, weights,
+};
 use crate::state::AppState;
 use lamed_config::config::Handler;
 
@@ -131,6 +133,10 @@ pub enum Endpoint {
     Weights,
     /// `GET`: the registry's lifecycle rules, for the dashboard.
     Lifecycle,
+    /// `GET`: the recent webhook deliveries of alerts.
+    WebhookDeliveries,
+    /// `GET`: the open alerts of a namespace's experiments.
+    OpenAlerts,
 }
 
 impl Endpoint {
@@ -146,6 +152,8 @@ impl Endpoint {
             | Endpoint::Report
             | Endpoint::Weights
             | Endpoint::Lifecycle
+            | Endpoint::WebhookDeliveries
+            | Endpoint::OpenAlerts
             | Endpoint::ListRecords
             | Endpoint::ShowRecord
             | Endpoint::IgnoredNames
@@ -181,6 +189,7 @@ impl Endpoint {
             | Endpoint::DeleteRecord
             | Endpoint::Weights
             | Endpoint::Report
+            | Endpoint::OpenAlerts
             | Endpoint::IgnoredNames => "?namespace=",
             _ => "",
         }
@@ -205,11 +214,13 @@ impl Endpoint {
             Endpoint::DashboardAsset => "the dashboard's scripts and stylesheet",
             Endpoint::Lifecycle => "the registry's lifecycle, as the dashboard reads it: `{\"statuses\", \"transitions\": {\"running\": [\"paused\", \"stopped\", \"archived\"], ..}, \"listed_by_default\"}`",
             Endpoint::Health => "200 `{\"status\": \"ok\"}` when the store took the last write check, else 503 `{\"status\": \"unavailable\"}` (the reason goes to the log and `/metrics`); at most one check a second",
-            Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_internal_errors_total`, `lamed_dedupe_entries` (embedded store only), `lamed_request_duration_seconds{status}`, `lamed_connections_open`, `lamed_connection_limit_waits_total{limit}`, `lamed_accept_errors_total`, `lamed_connections_timed_out_total{stage}`, `lamed_tls_handshakes_failed_total`",
+            Endpoint::Metrics => "Prometheus/OpenMetrics text: `lamed_events_counted_total`, `lamed_events_duplicate_total`, `lamed_rejected_total{reason}`, `lamed_events_ignored_total{reason}`, `lamed_store_latency_seconds`, `lamed_batch_size_events`, `lamed_store_healthy` (0/1), `lamed_store_health_checks_total{result}`, `lamed_internal_errors_total`, `lamed_dedupe_entries` (embedded store only), `lamed_request_duration_seconds{status}`, `lamed_connections_open`, `lamed_connection_limit_waits_total{limit}`, `lamed_accept_errors_total`, `lamed_connections_timed_out_total{stage}`, `lamed_tls_handshakes_failed_total`, `lamed_webhook_attempts_total{result}`, `lamed_webhook_endpoints_disabled`",
             Endpoint::SixpackParticipate => "Sixpack's participate, in Sixpack's shape (see [Sixpack API](#sixpack-api-server-side-experiments))",
             Endpoint::SixpackConvert => "Sixpack's convert, in Sixpack's shape",
             Endpoint::SixpackStatus => "Sixpack's status, in Sixpack's shape",
             Endpoint::SixpackExperiment => "one experiment of the Sixpack namespace in Sixpack's shape",
+            Endpoint::OpenAlerts => "the open alerts of a namespace's experiments (what the dashboard's badges show): `{\"<experiment>\": {\"<key>\": {\"raised_ms\", \"event\", \"summary\"}}}`; keys `srm`, `decision:<goal>:<variant>`, `stalled`, `status:<status>`; checked only while webhooks are configured (see [Alerts](#alerts-signed-webhooks))",
+            Endpoint::WebhookDeliveries => "the alerts' webhook deliveries, newest first (at most 100): `{\"deliveries\": [{\"id\", \"url\", \"format\", \"event\", \"namespace\", \"experiment\", \"body\", \"created_ms\", \"state\": \"pending\" \\| \"delivered\" \\| \"failed\" \\| \"disabled\", \"next_ms\", \"attempts\": [{\"at_ms\", \"status\", \"error\"}]}]}` (see [Alerts](#alerts-signed-webhooks))",
         }
     }
 
@@ -237,6 +248,8 @@ impl Endpoint {
             Endpoint::SixpackConvert => on(filter, sixpack::convert),
             Endpoint::SixpackStatus => on(filter, sixpack::status),
             Endpoint::SixpackExperiment => on(filter, sixpack::experiment),
+            Endpoint::WebhookDeliveries => on(filter, webhooks::deliveries),
+            Endpoint::OpenAlerts => on(filter, webhooks::open),
         }
     }
 }
@@ -335,13 +348,16 @@ const DELETE: Route = Route {
     deploy: Deploy::Lambda(Function::Delete),
 };
 
+/// Why the webhook deliveries are not on Lambda.
+const ALERTS_IN_SERVE: &str = "alerts are checked and sent by lamed serve only, so far";
+
 /// Why per-process counters are not deployed on AWS Lambda.
 const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda every instance \
      counts apart and is recycled, so a request would see a random fraction";
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 18] = [
+pub const ROUTES: [Route; 20] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -377,6 +393,18 @@ pub const ROUTES: [Route; 18] = [
         ],
         access: Access::ApiKey,
         deploy: Deploy::Lambda(Function::Report),
+    },
+    Route {
+        path: "/api/alerts",
+        endpoints: &[Endpoint::OpenAlerts],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(ALERTS_IN_SERVE),
+    },
+    Route {
+        path: "/api/webhooks/deliveries",
+        endpoints: &[Endpoint::WebhookDeliveries],
+        access: Access::ApiKey,
+        deploy: Deploy::ServeOnly(ALERTS_IN_SERVE),
     },
     Route {
         path: "/api/ignored",

@@ -9,6 +9,8 @@
 //!
 //! - [`adaptive`]: adaptive experiments: weights per period from Thompson
 //!   sampling, their stored history, and the report stratified by it.
+//! - [`alerts`]: which experiments need attention, and their signed
+//!   webhooks, with their state in the store.
 //! - [`registry`]: registry edits: register, redefine, change status,
 //!   describe, delete and list experiment records.
 //! - [`report`]: one experiment's statistics, verdicts and daily series.
@@ -17,6 +19,7 @@
 //! - [`weights`]: the weights a page splits an experiment's traffic by.
 
 pub mod adaptive;
+pub mod alerts;
 pub mod registry;
 pub mod report;
 pub mod sixpack;

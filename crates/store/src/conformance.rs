@@ -48,6 +48,13 @@ macro_rules! conformance_tests {
             concurrent_record_writes_lose_nothing: DEFAULTS
         );
     };
+    // The alerts' state, on the backends that keep it (not DynamoDB yet).
+    ($fresh:path, alerts) => {
+        $crate::conformance::conformance_tests!(@each $fresh;
+            alert_states_are_claimed_once: DEFAULTS,
+            alert_states_list_by_prefix: DEFAULTS
+        );
+    };
     (@each $fresh:path; $($check:ident: $setup:ident),* $(,)?) => {
         $(
             /// Conformance: the check of the same name.
@@ -1337,5 +1344,125 @@ pub async fn concurrent_record_writes_lose_nothing(store: DynStore, _clock: Cloc
     assert_eq!(
         stored(store.as_ref(), "race", "r").await.version,
         1 + (TASKS * EDITS) as u64
+    );
+}
+
+/// Alert state: a set-once claim that exactly one of concurrent writers
+/// wins, versions raised by each write, a write on a stale version and a
+/// removal under a precondition.
+pub async fn alert_states_are_claimed_once(store: DynStore, _clock: Clock) {
+    const TASKS: usize = 8;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .put_alert_state(
+                        "delivery/msg_1",
+                        Some(&format!("{task}")),
+                        Precondition::Absent,
+                    )
+                    .await
+                    .expect("claim")
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let PutOutcome::Written { version } = task.await.expect("task") {
+            winners.push(version);
+        }
+    }
+    assert_eq!(winners, [1], "one claim wins");
+    let held = store
+        .alert_state("delivery/msg_1")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(held.version, 1);
+    let stale = store
+        .put_alert_state("delivery/msg_1", Some("x"), Precondition::Version(2))
+        .await
+        .expect("put");
+    assert_eq!(stale, PutOutcome::Conflict { current: Some(1) });
+    let next = store
+        .put_alert_state(
+            "delivery/msg_1",
+            Some("{\"a\":\"b:c\"}"),
+            Precondition::Version(1),
+        )
+        .await
+        .expect("put");
+    assert_eq!(next, PutOutcome::Written { version: 2 });
+    let held = store
+        .alert_state("delivery/msg_1")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!((held.version, held.value.as_str()), (2, "{\"a\":\"b:c\"}"));
+    let removed = store
+        .put_alert_state("delivery/msg_1", None, Precondition::Version(2))
+        .await
+        .expect("remove");
+    assert_eq!(removed, PutOutcome::Written { version: 0 });
+    assert_eq!(
+        store.alert_state("delivery/msg_1").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .put_alert_state("nothing", None, Precondition::Version(1))
+            .await
+            .expect("remove"),
+        PutOutcome::Conflict { current: None }
+    );
+}
+
+/// Listing by prefix: only the keys that start with it, sorted; keys hold
+/// any character (`%`, `_`, quotes); the namespaces with records.
+pub async fn alert_states_list_by_prefix(store: DynStore, _clock: Clock) {
+    for key in [
+        "watch/[\"n\",\"b\"]",
+        "watch/[\"n\",\"a_%\"]",
+        "watcher",
+        "delivery/x",
+    ] {
+        let written = store
+            .put_alert_state(key, Some(key), Precondition::Any)
+            .await
+            .expect("put");
+        assert_eq!(written, PutOutcome::Written { version: 1 });
+    }
+    let listed: Vec<String> = store
+        .alert_states("watch/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(key, doc)| {
+            assert_eq!(doc.value, key);
+            key
+        })
+        .collect();
+    assert_eq!(listed, ["watch/[\"n\",\"a_%\"]", "watch/[\"n\",\"b\"]"]);
+    assert_eq!(
+        store
+            .alert_states("watch/[\"n\",\"a_")
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(store.alert_states("none/").await.expect("list").is_empty());
+    assert!(store.namespaces().await.expect("namespaces").is_empty());
+    for namespace in ["zeta", "alpha"] {
+        let written = store
+            .put_record(registered(namespace, "e"), Precondition::Absent)
+            .await
+            .expect("put");
+        assert_eq!(written, PutOutcome::Written { version: 1 });
+    }
+    assert_eq!(
+        store.namespaces().await.expect("namespaces"),
+        ["alpha", "zeta"]
     );
 }

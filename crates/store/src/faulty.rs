@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError, Versioned};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -421,6 +421,31 @@ impl<S: Store + ?Sized> Store for FaultyStore<S> {
     ) -> Result<Option<String>, StoreError> {
         let call = self.inner.weights_of(namespace, experiment, period);
         self.inject("weights_of", call).await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let call = self.inner.namespaces();
+        self.inject("namespaces", call).await
+    }
+
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let call = self.inner.alert_state(key);
+        self.inject("alert_state", call).await
+    }
+
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let call = self.inner.alert_states(prefix);
+        self.inject("alert_states", call).await
+    }
+
+    async fn put_alert_state(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let call = self.inner.put_alert_state(key, value, precondition);
+        self.inject("put_alert_state", call).await
     }
 
     async fn membership(

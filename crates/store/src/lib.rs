@@ -219,6 +219,45 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         experiment: &str,
         period: i64,
     ) -> Result<Option<String>, StoreError>;
+
+    /// Every namespace with an experiment record, sorted: where the
+    /// alerts' check looks.
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The alerts' state document under `key` (an open alert, a webhook
+    /// delivery: see `lamed-service`'s `alerts`), with its version;
+    /// `None` when there is none. These documents are few and small, and
+    /// outlive the experiments they name (a deletion is an alert).
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Every alert-state document whose key starts with `prefix`, sorted by
+    /// key. Keys come in families, the part before their first `/`
+    /// (`watch/...`, `delivery/...`), and `prefix` holds that `/`, so a
+    /// backend may keep each family apart (Redis does).
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
+
+    /// Writes (`Some`) or removes (`None`) the document under `key` when
+    /// `precondition` holds, in one atomic step with the check, as
+    /// [`Store::put_record`] does: a write raises the version (a new
+    /// document gets 1); [`Precondition::Absent`] is a set-once claim, of
+    /// which exactly one of concurrent writers wins. Answers the new
+    /// version (0 for a removal), or [`PutOutcome::Conflict`] with nothing
+    /// changed. Durable when it returns `Ok`.
+    async fn put_alert_state(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError>;
+}
+
+/// A document with the version its last write gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// Raised by every write; 1 for a new document.
+    pub version: u64,
+    /// The document.
+    pub value: String,
 }
 
 /// When [`Store::put_record`] may write: object_store's `PutMode`, on a

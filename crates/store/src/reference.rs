@@ -71,7 +71,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::DAILY_RETENTION_DAYS;
-use super::{Join, JoinAnswer, Joined, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{
+    Join, JoinAnswer, Joined, Kept, Precondition, PutOutcome, Store, StoreError, Versioned,
+};
 use lamed_core::clock::Clock;
 use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
@@ -115,6 +117,8 @@ struct State {
     kept: BTreeMap<ExperimentKey, BTreeMap<Kept, String>>,
     /// Sums of the counted events' values, per counter with any.
     values: BTreeMap<CounterKey, ValueTotals>,
+    /// The alerts' state documents.
+    alerts: BTreeMap<String, Versioned>,
 }
 
 /// Whether a registered name is a variant or a goal.
@@ -626,6 +630,52 @@ impl Store for ReferenceStore {
             .and_then(|kept| kept.get(&Kept::Weights(period)))
             .cloned())
     }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let state = self.open_state()?;
+        let names: BTreeSet<String> = state.records.keys().map(|(n, _)| n.clone()).collect();
+        Ok(names.into_iter().collect())
+    }
+
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.open_state()?.alerts.get(key).cloned())
+    }
+
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state
+            .alerts
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, doc)| (key.clone(), doc.clone()))
+            .collect())
+    }
+
+    async fn put_alert_state(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let mut state = self.open_state()?;
+        let current = state.alerts.get(key).map(|doc| doc.version);
+        if !precondition.holds(current) {
+            return Ok(PutOutcome::Conflict { current });
+        }
+        let Some(value) = value else {
+            state.alerts.remove(key);
+            return Ok(PutOutcome::Written { version: 0 });
+        };
+        let version = current.map_or(FIRST_VERSION, |v| v + 1);
+        state.alerts.insert(
+            key.to_owned(),
+            Versioned {
+                version,
+                value: value.to_owned(),
+            },
+        );
+        Ok(PutOutcome::Written { version })
+    }
 }
 
 #[cfg(test)]
@@ -638,4 +688,5 @@ mod tests {
     }
 
     conformance::conformance_tests!(fresh);
+    conformance::conformance_tests!(fresh, alerts);
 }

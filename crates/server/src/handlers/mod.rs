@@ -8,6 +8,7 @@ pub mod registry;
 pub mod report;
 pub mod sixpack;
 pub mod track;
+pub mod webhooks;
 pub mod weights;
 
 use axum::extract::rejection::PathRejection;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
 use super::options::DynamoDbOptions;
-use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
+use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError, Versioned};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -253,4 +253,33 @@ impl Store for DynamoDbStore {
         self.run(self.read_weights_of(namespace, experiment, period))
             .await
     }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        Err(alerts_unsupported())
+    }
+
+    async fn alert_state(&self, _: &str) -> Result<Option<Versioned>, StoreError> {
+        Err(alerts_unsupported())
+    }
+
+    async fn alert_states(&self, _: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        Err(alerts_unsupported())
+    }
+
+    async fn put_alert_state(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        Err(alerts_unsupported())
+    }
+}
+
+/// Alerts keep their state on the embedded store and Redis only, so far.
+fn alerts_unsupported() -> StoreError {
+    StoreError::corrupt(
+        "webhook alerts are not supported on the DynamoDB store yet: \
+         use the embedded store or Redis, or configure no webhooks",
+    )
 }

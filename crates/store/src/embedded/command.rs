@@ -325,6 +325,46 @@ impl Write for PutOnce {
     }
 }
 
+/// Writes or removes an alert-state document under a precondition
+/// (see [`crate::Store::put_alert_state`]).
+pub(super) struct PutAlertState {
+    pub(super) key: String,
+    pub(super) value: Option<String>,
+    pub(super) precondition: Precondition,
+}
+
+impl Write for PutAlertState {
+    type Output = PutOutcome;
+
+    fn apply(&mut self, batch: &mut Batch<'_>) -> Result<PutOutcome, StoreError> {
+        let current: Option<i64> = batch
+            .tx
+            .query_row(
+                "SELECT version FROM alert_state WHERE key = ?1",
+                [&self.key],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let current = current.map(|v| v as u64);
+        if !self.precondition.holds(current) {
+            return Ok(PutOutcome::Conflict { current });
+        }
+        let Some(value) = &self.value else {
+            batch
+                .tx
+                .execute("DELETE FROM alert_state WHERE key = ?1", [&self.key])?;
+            return Ok(PutOutcome::Written { version: 0 });
+        };
+        let version = current.map_or(FIRST_VERSION, |v| v + 1);
+        batch.tx.execute(
+            "INSERT INTO alert_state (key, version, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET version = excluded.version, value = excluded.value",
+            params![self.key, version as i64, value],
+        )?;
+        Ok(PutOutcome::Written { version })
+    }
+}
+
 /// A member joining an experiment with the event that counts it, in the
 /// writer's transaction (see [`crate::Store::count_join`]).
 pub(super) struct CountJoin {

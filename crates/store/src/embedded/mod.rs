@@ -41,12 +41,12 @@ use std::thread;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
+use super::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError, Versioned};
 pub use backup::{backup, check_backup, is_in_use, restore, StoreSummary};
 use catalog::{parse_record, Catalog};
 use command::{
-    Command, CountJoin, DeleteExperiment, DeleteKeptChunk, Heartbeat, ImportCounter, PutOnce,
-    PutRecord, Request, Track, Write,
+    Command, CountJoin, DeleteExperiment, DeleteKeptChunk, Heartbeat, ImportCounter, PutAlertState,
+    PutOnce, PutRecord, Request, Track, Write,
 };
 pub use durability::Durability;
 use durability::LogSyncer;
@@ -638,6 +638,67 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT DISTINCT namespace FROM registry ORDER BY namespace")?;
+            let rows = stmt.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT version, value FROM alert_state WHERE key = ?1")?
+                .query_row([key], |row| {
+                    Ok(Versioned {
+                        version: row.get::<_, i64>(0)? as u64,
+                        value: row.get(1)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            // `substr` rather than LIKE: keys hold `%` and `_`.
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, version, value FROM alert_state
+                 WHERE key >= ?1 AND substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )?;
+            let rows = stmt.query_map([prefix], |row| {
+                Ok((
+                    row.get(0)?,
+                    Versioned {
+                        version: row.get::<_, i64>(1)? as u64,
+                        value: row.get(2)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn put_alert_state(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.ask(PutAlertState {
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+            precondition,
+        })
+        .await
+    }
 }
 
 /// Whose counters [`read_counters`] reads.
@@ -744,6 +805,7 @@ mod tests {
     }
 
     conformance::conformance_tests!(fresh);
+    conformance::conformance_tests!(fresh, alerts);
 
     /// One writer per data directory: a second open is refused, named as
     /// such, until the first is closed; readers are not affected.

@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS weights (
     PRIMARY KEY (namespace, experiment, period)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_state (
+    key TEXT PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS daily_by_day ON daily (day);
 ";
 

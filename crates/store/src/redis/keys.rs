@@ -349,6 +349,7 @@ mod tests {
             ("register.lua", include_str!("register.lua")),
             ("put_record.lua", include_str!("put_record.lua")),
             ("fence.lua", include_str!("fence.lua")),
+            ("alerts.lua", include_str!("alerts.lua")),
         ];
         let suffixes = Key::ALL
             .iter()
@@ -362,6 +363,7 @@ mod tests {
                 ":namespaces",
                 ":layout",
                 ":heartbeat",
+                ":alerts",
             ]);
         for suffix in suffixes {
             for (name, code) in scripts {

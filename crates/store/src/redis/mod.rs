@@ -21,12 +21,15 @@
 //! | `reads.rs` | counters, daily counters, experiment lists |
 //! | `admin.rs`, `delete.lua`, `import.lua` | delete, import, health, close |
 //! | `eviction.rs` | refusing a Redis whose `maxmemory-policy` may evict lamed's keys |
+//! | `alerts.rs`, `alerts.lua` | the alerts' state documents, written under a precondition |
 //! | `testing.rs` | private `redis-server`s and clusters for tests |
 
 pub mod settings;
 
 #[cfg(feature = "redis")]
 mod admin;
+#[cfg(feature = "redis")]
+mod alerts;
 #[cfg(feature = "redis")]
 mod coalesce;
 #[cfg(feature = "redis")]

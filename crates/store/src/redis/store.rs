@@ -18,7 +18,7 @@ use super::coalesce::Coalescer;
 use super::connection::{connect, Conn};
 use super::options::RedisOptions;
 use super::track::{Job, MAX_BATCH};
-use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError};
+use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError, Versioned};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 
@@ -58,6 +58,7 @@ pub(super) struct Scripts {
     pub(super) delete: Script,
     pub(super) import: Script,
     pub(super) put_record: Script,
+    pub(super) alerts: Script,
 }
 
 impl Scripts {
@@ -69,10 +70,11 @@ impl Scripts {
             delete: Script::new(include_str!("delete.lua")),
             import: Script::new(include_str!("import.lua")),
             put_record: Script::new(include_str!("put_record.lua")),
+            alerts: Script::new(include_str!("alerts.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 6] {
+    fn all(&self) -> [&Script; 7] {
         [
             &self.track,
             &self.register,
@@ -80,6 +82,7 @@ impl Scripts {
             &self.delete,
             &self.import,
             &self.put_record,
+            &self.alerts,
         ]
     }
 }
@@ -287,6 +290,28 @@ impl Store for RedisStore {
         period: i64,
     ) -> Result<Option<String>, StoreError> {
         self.run(self.read_weights_of(namespace, experiment, period))
+            .await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        self.run(self.read_namespaces()).await
+    }
+
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.run(self.read_alert_state(key)).await
+    }
+
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        self.run(self.read_alert_states(prefix)).await
+    }
+
+    async fn put_alert_state(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.run(self.write_alert_state(key, value, precondition))
             .await
     }
 }

@@ -48,6 +48,7 @@ pub(super) async fn fresh(window: u64, caps: Caps, clock: Clock) -> (RedisServer
 }
 
 conformance::conformance_tests!(fresh);
+conformance::conformance_tests!(fresh, alerts);
 
 /// The whole conformance suite again on a three-master Redis Cluster, so
 /// every check (a new one too) must pass with no cross-slot error.
@@ -76,6 +77,7 @@ mod cluster {
     }
 
     conformance::conformance_tests!(fresh);
+    conformance::conformance_tests!(fresh, alerts);
 
     /// A single seed node is detected as a cluster member.
     #[tokio::test]
