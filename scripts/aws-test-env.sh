@@ -3,7 +3,8 @@
 # AWS emulator the AWS tests run against (started by scripts/moto_server.py,
 # at the version it names), and sixpack-client, the
 # Python Sixpack client the Sixpack API tests drive, and scipy, which computes
-# the revenue test's reference figures (scripts/revenue_reference.py). Prints
+# the revenue test's reference figures (scripts/revenue_reference.py), and
+# statsmodels (scripts/multitest_reference.py). Prints
 # the moto_server path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +26,11 @@ fi
 if ! "$venv/bin/python" -c 'import scipy' 2>/dev/null; then
     echo "aws-test-env: installing scipy into $venv" >&2
     pip_install 'scipy==1.17.1'
+fi
+# statsmodels' multipletests: scripts/multitest_reference.py, the
+# reference of the segments' multiple-testing correction.
+if ! "$venv/bin/python" -c 'import statsmodels' 2>/dev/null; then
+    echo "aws-test-env: installing statsmodels into $venv" >&2
+    pip_install 'statsmodels==0.14.5'
 fi
 echo "$venv/bin/moto_server"

@@ -173,7 +173,9 @@ mod runtime {
     /// When an extra route is malformed.
     pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
         let options = router_options(config).context("invalid extra routes")?;
-        let state = AppState::from_config(Arc::clone(&store), api_key, config);
+        // Behind API Gateway's CloudFront, its viewer headers are its own.
+        let state = AppState::from_config(Arc::clone(&store), api_key, config)
+            .with_segments(Arc::new(config.segments.trusting_cloudfront(true)));
         Ok(router(state, &options))
     }
 

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 use crate::settings::{Given, Settings};
 use lamed_core::bots::{BotFilter, BotRules};
 use lamed_core::model::Caps;
+use lamed_core::segmenter::Segmenter;
+use lamed_core::segments::Dimension;
 use lamed_core::sixpack::SixpackConfig;
 use lamed_store::redis::RedisSettings;
 use lamed_store::StoreOptions;
@@ -251,6 +253,10 @@ pub struct Config {
     /// The bot rules (from the `bot_*` settings), built here so that a bad
     /// pattern or network is a configuration error for every command.
     pub bots: Arc<BotFilter>,
+    /// The segment rules (from `segments` and `geoip_db`), built here so
+    /// that an unknown dimension or a bad database file is a configuration
+    /// error for every command.
+    pub segments: Arc<Segmenter>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
     /// Unknown keys found in the file, for a warning.
@@ -374,6 +380,7 @@ impl Config {
                 })
                 .map_err(|err| ConfigError::Invalid(err.to_string()))?,
             ),
+            segments: Arc::new(segmenter(&settings)?),
             settings,
             extra_wiring: file.extra_wiring,
             unknown_keys,
@@ -612,6 +619,29 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The private key (certbot's `privkey.pem`): PKCS#8, PKCS#1 or SEC1.
     pub key: PathBuf,
+}
+
+/// The segment rules of the `segments` and `geoip_db` settings (CloudFront's
+/// headers untrusted: the Lambda entry trusts them, see
+/// [`Segmenter::trusting_cloudfront`]).
+fn segmenter(settings: &Settings) -> Result<Segmenter, ConfigError> {
+    let dimensions = settings
+        .segments
+        .iter()
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| name.parse::<Dimension>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| ConfigError::Invalid(format!("segments: {err}")))?;
+    let geoip = match &settings.geoip_db {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|err| {
+                ConfigError::Invalid(format!("cannot read geoip_db {}: {err}", path.display()))
+            })?;
+            Some((path.display().to_string(), bytes))
+        }
+        None => None,
+    };
+    Segmenter::new(&dimensions, geoip, false).map_err(|err| ConfigError::Invalid(err.to_string()))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use super::seen::{cutoff, SeenIndex};
 use crate::StoreError;
 use lamed_core::clock::Clock;
 use lamed_core::model::{Caps, Event};
+use lamed_core::segments::Dimension;
 use lamed_core::value::{add_limbs, LIMBS};
 
 /// Most events the writer puts in one transaction; bounds commit latency.
@@ -99,7 +100,14 @@ pub(super) struct Batch<'conn> {
     /// The limbs of the counted events' values per counter, added to
     /// `value_sums` on commit.
     values: HashMap<CounterKey, [i64; LIMBS]>,
+    /// Counted events and the limbs of their values per segment counter,
+    /// added to `segments` on commit.
+    segments: HashMap<SegmentKey, (i64, [i64; LIMBS])>,
 }
+
+/// A segment counter's names: namespace, experiment, dimension, value,
+/// event, variant.
+type SegmentKey = (String, String, Dimension, String, String, String);
 
 /// A counter's names: namespace, experiment, event, variant.
 type CounterKey = (String, String, String, String);
@@ -273,6 +281,7 @@ impl Writer {
             cutoff: cutoff(now_ms, self.window_ms),
             counts: HashMap::new(),
             values: HashMap::new(),
+            segments: HashMap::new(),
         };
         while let Some(command) = commands.next() {
             match command.apply(&mut batch) {
@@ -322,6 +331,21 @@ impl Batch<'_> {
     /// Adds one to today's row of the event's counter, and its value to
     /// the counter's sums.
     pub(super) fn count(&mut self, event: Event) {
+        for (dimension, value) in self.catalog.segment_values(&event) {
+            let key = (
+                event.namespace.clone(),
+                event.experiment.clone(),
+                dimension,
+                value,
+                event.event.clone(),
+                event.variant.clone(),
+            );
+            let (count, limbs) = self.segments.entry(key).or_default();
+            *count += 1;
+            if let Some(value) = event.value {
+                add_limbs(limbs, value);
+            }
+        }
         let key = (
             event.namespace,
             event.experiment,
@@ -339,6 +363,8 @@ impl Batch<'_> {
         let other = |(ns, exp, _, _): &CounterKey| !(ns == namespace && exp == experiment);
         self.counts.retain(|key, _| other(key));
         self.values.retain(|key, _| other(key));
+        self.segments
+            .retain(|(ns, exp, ..), _| !(ns == namespace && exp == experiment));
     }
 
     /// Writes what the commands left in memory (dedupe log rows, counts),
@@ -372,6 +398,36 @@ impl Batch<'_> {
                 ])?;
             }
         }
+        if !self.segments.is_empty() {
+            let mut add_segments = self.tx.prepare_cached(
+                "INSERT INTO segments (namespace, experiment, dimension, value, event, variant,
+                 count, n, s0, s1, q0, q1, q2)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count, n = n + excluded.n,
+                 s0 = s0 + excluded.s0, s1 = s1 + excluded.s1,
+                 q0 = q0 + excluded.q0, q1 = q1 + excluded.q1, q2 = q2 + excluded.q2",
+            )?;
+            for ((namespace, experiment, dimension, value, event, variant), (count, limbs)) in
+                &self.segments
+            {
+                let [n, s0, s1, q0, q1, q2] = limbs;
+                add_segments.execute(params![
+                    namespace,
+                    experiment,
+                    dimension.as_str(),
+                    value,
+                    event,
+                    variant,
+                    count,
+                    n,
+                    s0,
+                    s1,
+                    q0,
+                    q1,
+                    q2
+                ])?;
+            }
+        }
         self.tx.commit()?;
         Ok(())
     }
@@ -401,6 +457,7 @@ mod tests {
         };
         let store = open(dir.path(), 86_400, caps);
         let event = |experiment: &str, variant: &str| Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: experiment.into(),
             variant: variant.into(),
@@ -465,6 +522,7 @@ mod tests {
 
     fn participation(experiment: &str, uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: experiment.into(),
             variant: "a".into(),
