@@ -388,7 +388,7 @@ function rateBars(goal) {
   const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${goal.goal} rate by variant` });
   goal.variants.forEach((v, i) => {
     const y = gap + i * (bar + gap);
-    const w = ((v.rate || 0) / max) * (width - left - 40);
+    const w = ((v.rate || 0) / max) * (width - left - 50);
     chart.append(svg("text", { x: left - 4, y: y + bar - 4, "text-anchor": "end" }, v.label),
       svg("rect", { x: left, y, width: w, height: bar, fill: COLOURS[i % COLOURS.length] }),
       svg("text", { x: left + w + 4, y: y + bar - 4 }, v.rate === null ? "–" : pct(v.rate, 1)));
