@@ -242,12 +242,11 @@ impl Catalog {
             .values()
             .map(|(dimension, value)| {
                 let held = &mut names.segment_values[dimension.index()];
-                let value = capped(
-                    value,
-                    held.contains(value),
-                    named_count(held.iter().map(String::as_str)),
-                )
-                .to_owned();
+                if held.contains(value) {
+                    return (dimension, value.to_owned());
+                }
+                let value =
+                    capped(value, false, named_count(held.iter().map(String::as_str))).to_owned();
                 held.insert(value.clone());
                 (dimension, value)
             })

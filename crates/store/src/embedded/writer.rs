@@ -101,13 +101,14 @@ pub(super) struct Batch<'conn> {
     /// `value_sums` on commit.
     values: HashMap<CounterKey, [i64; LIMBS]>,
     /// Counted events and the limbs of their values per segment counter,
-    /// added to `segments` on commit.
-    segments: HashMap<SegmentKey, (i64, [i64; LIMBS])>,
+    /// by counter (a handful each, searched in order: no key built per
+    /// event), added to `segments` on commit.
+    segments: HashMap<CounterKey, Vec<SegmentCell>>,
 }
 
-/// A segment counter's names: namespace, experiment, dimension, value,
-/// event, variant.
-type SegmentKey = (String, String, Dimension, String, String, String);
+/// One segment counter of a counter: its dimension and value, the events
+/// counted and the limbs of their values.
+type SegmentCell = (Dimension, String, i64, [i64; LIMBS]);
 
 /// A counter's names: namespace, experiment, event, variant.
 type CounterKey = (String, String, String, String);
@@ -331,27 +332,33 @@ impl Batch<'_> {
     /// Adds one to today's row of the event's counter, and its value to
     /// the counter's sums.
     pub(super) fn count(&mut self, event: Event) {
-        for (dimension, value) in self.catalog.segment_values(&event) {
-            let key = (
-                event.namespace.clone(),
-                event.experiment.clone(),
-                dimension,
-                value,
-                event.event.clone(),
-                event.variant.clone(),
-            );
-            let (count, limbs) = self.segments.entry(key).or_default();
-            *count += 1;
-            if let Some(value) = event.value {
-                add_limbs(limbs, value);
-            }
-        }
+        let segment = self.catalog.segment_values(&event);
         let key = (
             event.namespace,
             event.experiment,
             event.event,
             event.variant,
         );
+        if !segment.is_empty() {
+            if !self.segments.contains_key(&key) {
+                self.segments.insert(key.clone(), Vec::new());
+            }
+            let cells = self.segments.get_mut(&key).expect("inserted above");
+            for (dimension, value) in segment {
+                let at = match cells.iter().position(|c| c.0 == dimension && c.1 == value) {
+                    Some(at) => at,
+                    None => {
+                        cells.push((dimension, value, 0, [0; LIMBS]));
+                        cells.len() - 1
+                    }
+                };
+                let cell = &mut cells[at];
+                cell.2 += 1;
+                if let Some(value) = event.value {
+                    add_limbs(&mut cell.3, value);
+                }
+            }
+        }
         if let Some(value) = event.value {
             add_limbs(self.values.entry(key.clone()).or_default(), value);
         }
@@ -363,8 +370,7 @@ impl Batch<'_> {
         let other = |(ns, exp, _, _): &CounterKey| !(ns == namespace && exp == experiment);
         self.counts.retain(|key, _| other(key));
         self.values.retain(|key, _| other(key));
-        self.segments
-            .retain(|(ns, exp, ..), _| !(ns == namespace && exp == experiment));
+        self.segments.retain(|key, _| other(key));
     }
 
     /// Writes what the commands left in memory (dedupe log rows, counts),
@@ -407,8 +413,11 @@ impl Batch<'_> {
                  s0 = s0 + excluded.s0, s1 = s1 + excluded.s1,
                  q0 = q0 + excluded.q0, q1 = q1 + excluded.q1, q2 = q2 + excluded.q2",
             )?;
-            for ((namespace, experiment, dimension, value, event, variant), (count, limbs)) in
-                &self.segments
+            let cells = self
+                .segments
+                .iter()
+                .flat_map(|(key, cells)| cells.iter().map(move |cell| (key, cell)));
+            for ((namespace, experiment, event, variant), (dimension, value, count, limbs)) in cells
             {
                 let [n, s0, s1, q0, q1, q2] = limbs;
                 add_segments.execute(params![
