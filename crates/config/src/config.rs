@@ -735,6 +735,31 @@ mod tests {
 
     /// TLS takes a certificate and a key together, from flags or the file
     /// alike (one of each is fine); with them the base URL is https://.
+    /// The segment settings: an unknown dimension and a missing or bad
+    /// geoip file stop the start, naming the setting and the value; `[]`
+    /// turns segments off.
+    #[test]
+    fn segment_settings_are_checked() {
+        let resolve = |args: &[&str]| Config::resolve(None, FileConfig::default(), flags(args));
+        let err = resolve(&["--segments", "device,os"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segments") && err.contains("'os'"), "{err}");
+        let err = resolve(&["--geoip-db", "/nonexistent/x.mmdb"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("geoip_db /nonexistent/x.mmdb"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.mmdb");
+        std::fs::write(&bad, "not a database").unwrap();
+        let err = resolve(&["--geoip-db", bad.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no MaxMind-format database"), "{err}");
+        assert!(resolve(&["--segments", "[]"]).unwrap().segments.is_off());
+        assert!(!resolve(&[]).unwrap().segments.is_off());
+    }
+
     #[test]
     fn tls_needs_both_files() {
         let bound: SocketAddr = "127.0.0.1:8443".parse().unwrap();
