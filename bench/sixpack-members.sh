@@ -3,7 +3,8 @@
 # Sixpack's clients make them) participate in one experiment through
 # lamed's Sixpack API, half of them convert on a KPI; then the bytes of the
 # memberships are read from the store itself:
-#   - embedded store: the `members` table's pages (SQLite's dbstat);
+#   - embedded store: the pages of the memberships' log and its index
+#     (`members` in layouts before 3) (SQLite's dbstat);
 #   - Redis: MEMORY USAGE of the experiment's `:x` hash (SAMPLES 0: exact).
 # Bytes per participant = bytes / CLIENTS after the participations; per
 # conversion = the growth from the conversions / conversions.
@@ -70,7 +71,7 @@ members_bytes_sqlite() {
     python3 - "$1" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-print(db.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'members'").fetchone()[0])
+print(db.execute("SELECT sum(pgsize) FROM dbstat WHERE name IN ('members', 'member_log', 'member_log_by_experiment')").fetchone()[0])
 PY
 }
 

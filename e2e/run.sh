@@ -3,14 +3,12 @@
 # `lamed serve`. Installs what it needs when missing (Chromium, node packages),
 # then runs the tests with Node's built-in test runner.
 #   LAMED_BIN   the lamed binary (default: ../target/debug/lamed)
+#   --prepare   only install what is missing (scripts/test.sh does it while
+#               the Rust build runs), then exit
 set -euo pipefail
 cd "$(dirname "$0")"
-
-export LAMED_BIN="${LAMED_BIN:-$PWD/../target/debug/lamed}"
-if [ ! -x "$LAMED_BIN" ]; then
-    echo "e2e/run.sh: no lamed binary at $LAMED_BIN (build it, or set LAMED_BIN)" >&2
-    exit 1
-fi
+prepare_only=false
+[ "${1:-}" = --prepare ] && prepare_only=true
 
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -31,4 +29,11 @@ if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" 
     echo "$want" >"$stamp"
 fi
 
+$prepare_only && exit 0
+
+export LAMED_BIN="${LAMED_BIN:-$PWD/../target/debug/lamed}"
+if [ ! -x "$LAMED_BIN" ]; then
+    echo "e2e/run.sh: no lamed binary at $LAMED_BIN (build it, or set LAMED_BIN)" >&2
+    exit 1
+fi
 exec node --test --test-concurrency=1 --test-reporter=tap tests/*.test.mjs

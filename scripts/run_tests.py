@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs the test binaries that `cargo test --no-run --message-format=json`
-built (its output on stdin): two at a time, then the tests that measure
-time alone.
+built (its output on stdin): `shared` runs two at a time all but the tests
+that measure time, `alone` runs those one by one (scripts/test.sh runs the
+browser suite beside the first, never beside the second).
 
 Most of the suite's time is spent waiting on moto, Redis and the processes
 the tests start, so two binaries at once take little more than one. Each
@@ -83,6 +84,9 @@ def run(binary, printing):
 
 
 def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in ("shared", "alone"):
+        sys.exit("usage: run_tests.py shared|alone < cargo's JSON messages")
+    phase = sys.argv[1]
     binaries = list(test_binaries(sys.stdin))
     if not binaries:
         sys.exit("run_tests.py: no test binaries on stdin")
@@ -93,11 +97,24 @@ def main():
         (b for b in binaries if key(b) not in ALONE),
         key=lambda b: order.get(key(b), len(order)),
     )
-    pending = queue.Queue()
-    for binary in shared:
-        pending.put(binary)
-    printing = threading.Lock()
     failed = []
+    printing = threading.Lock()
+    if phase == "shared":
+        run_in_lanes(shared, printing, failed)
+    else:
+        for binary in alone:
+            if not run(binary, printing):
+                failed.append(binary)
+    if failed:
+        names = ", ".join(f"{b[0]} {b[2]} {b[1]}" for b in failed)
+        sys.exit(f"run_tests.py: failed: {names}")
+
+
+def run_in_lanes(binaries, printing, failed):
+    """Runs `binaries` in order, LANES at a time; appends the failed."""
+    pending = queue.Queue()
+    for binary in binaries:
+        pending.put(binary)
 
     def lane():
         while True:
@@ -114,13 +131,7 @@ def main():
         thread.start()
     for thread in lanes:
         thread.join()
-    print(f"== {len(shared)} binaries, {LANES} at a time: {time.monotonic() - started:.1f} s", flush=True)
-    for binary in alone:
-        if not run(binary, printing):
-            failed.append(binary)
-    if failed:
-        names = ", ".join(f"{b[0]} {b[2]} {b[1]}" for b in failed)
-        sys.exit(f"run_tests.py: failed: {names}")
+    print(f"== {len(binaries)} binaries, {LANES} at a time: {time.monotonic() - started:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

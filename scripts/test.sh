@@ -20,23 +20,34 @@ python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
 # The HTTPS e2e test makes its certificates with openssl.
 command -v openssl >/dev/null || apt_install openssl
 # The tests' tools are made beside the lint and the build (they need no
-# Rust): moto_server's venv, and LazyFS for the power-cut test
+# Rust): moto_server's venv; LazyFS for the power-cut test
 # (tests/operations/power_cut.rs), built from the source kept beside the
 # repository (../shared/tools/lazyfs, or this machine's copy for a clone
-# elsewhere); without it, that test says it is skipped.
+# elsewhere; without it, that test says it is skipped); then Chromium and
+# the browser tests' node packages. LazyFS's build and Chromium may both
+# need apt, which takes one caller at a time: one job makes them in turn.
 mkdir -p target/setup
-echo "== beside the build: moto_server's venv (target/venv), LazyFS (target/lazyfs)"
+echo "== beside the build: moto_server's venv (target/venv), LazyFS (target/lazyfs), Chromium and e2e's packages"
 bash scripts/aws-test-env.sh >target/setup/venv.log 2>&1 &
 venv_pid=$!
 lazyfs_build=${LAMED_LAZYFS_BUILD:-../shared/tools/lazyfs/build.sh}
 [ -f "$lazyfs_build" ] || lazyfs_build=/work/shared/tools/lazyfs/build.sh
-lazyfs_pid=
-if [ -f "$lazyfs_build" ]; then
-    bash "$lazyfs_build" target/lazyfs >target/setup/lazyfs.path 2>target/setup/lazyfs.log &
-    lazyfs_pid=$!
-else
-    echo "== no $lazyfs_build: the power-cut test will be skipped"
-fi
+[ -f "$lazyfs_build" ] || echo "== no $lazyfs_build: the power-cut test will be skipped"
+# Writes the name of the step that failed to target/setup/failed.
+make_tools() {
+    if [ -f "$lazyfs_build" ]; then
+        bash "$lazyfs_build" target/lazyfs >target/setup/lazyfs.path 2>target/setup/lazyfs.log ||
+            { echo "LazyFS's build:target/setup/lazyfs.log" >target/setup/failed; return 1; }
+    fi
+    bash e2e/run.sh --prepare >target/setup/e2e.log 2>&1 ||
+        { echo "the browser tests' setup (e2e/run.sh --prepare):target/setup/e2e.log" >target/setup/failed; return 1; }
+}
+rm -f target/setup/failed
+make_tools &
+tools_pid=$!
+# A fresh clone (CI) compiles everything once: incremental compilation's
+# caches would only cost time to write.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
 # A setup step's log, when it failed.
 setup_failed() {
     echo "test.sh: $1 failed:" >&2
@@ -57,23 +68,41 @@ cargo check --workspace
 echo "== cargo check without default features (redis): it must keep building"
 cargo check --workspace --no-default-features
 all=(--workspace --all-features)
-# The test build also leaves target/debug/lamed, which e2e/ runs.
+# The test build also leaves target/debug/lamed, which e2e/ runs; its
+# messages name the test binaries scripts/run_tests.py runs.
 echo "== cargo test: build"
-cargo test "${all[@]}" --no-run
+binaries=target/test-binaries.json
+cargo test "${all[@]}" --no-run --message-format=json-render-diagnostics >"$binaries"
 wait "$venv_pid" || setup_failed "the venv (scripts/aws-test-env.sh)" target/setup/venv.log
-if [ -n "$lazyfs_pid" ]; then
-    wait "$lazyfs_pid" || setup_failed "LazyFS's build" target/setup/lazyfs.log
+if ! wait "$tools_pid"; then
+    failure=$(cat target/setup/failed)
+    setup_failed "${failure%%:*}" "${failure#*:}"
+fi
+if [ -f "$lazyfs_build" ]; then
     LAMED_LAZYFS=$(cat target/setup/lazyfs.path)
     export LAMED_LAZYFS
 fi
 
-# The test binaries run two at a time, then alone those that measure time
-# (scripts/run_tests.py says which and why); the doc tests after them.
+# The browser suite runs beside the Rust test binaries (most of their time
+# is waiting on moto, Redis and servers); those run two at a time, then
+# alone those that measure time (scripts/run_tests.py says which and why),
+# once the browser suite is done; the doc tests last.
+echo "== end-to-end: AlephBet in Chromium, beside the Rust tests (printed when done)"
+LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh >target/e2e.log 2>&1 &
+e2e_pid=$!
 echo "== cargo test: run"
-cargo test "${all[@]}" --no-run --message-format=json-render-diagnostics |
-    python3 scripts/run_tests.py
-cargo test "${all[@]}" --doc
-if [ -f e2e/run.sh ]; then
-    echo "== end-to-end: AlephBet in Chromium"
-    LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh
-fi
+# Prints the browser suite's output once it has ended; fails if it failed.
+e2e_done() {
+    local status=0
+    wait "$e2e_pid" || status=$?
+    echo "== end-to-end: AlephBet in Chromium: exit $status"
+    cat target/e2e.log
+    return "$status"
+}
+# Every part runs even when one fails; the exit status says if any did.
+failed=0
+python3 scripts/run_tests.py shared <"$binaries" || failed=1
+e2e_done || failed=1
+python3 scripts/run_tests.py alone <"$binaries" || failed=1
+cargo test "${all[@]}" --doc || failed=1
+exit "$failed"

@@ -81,10 +81,21 @@ pub fn banner(
          \x20 experiments URL: {base_url}/experiments (header X-Api-Key)\n\
          \x20 dashboard URL:   {} (asks for the API key)\n\
          \x20 API key:         {key_line}\n\
+         \x20 test event:      {}\n\
          {power_cut_line}\
          \n{SNIPPET_START}\n{}\n{SNIPPET_END}\n",
         dashboard_url(base_url),
+        test_event_command(base_url),
         alephbet_snippet(&format!("{base_url}/track"), namespace)
+    )
+}
+
+/// A curl command that counts one event, sent as a browser (curl's own
+/// User-Agent is ignored as a bot's); a second run counts nothing.
+pub fn test_event_command(base_url: &str) -> String {
+    format!(
+        "curl -A '{}' '{base_url}/track?experiment=hello&variant=a&event=participate&uuid=first-test'",
+        crate::bots::TEST_EVENT_USER_AGENT
     )
 }
 

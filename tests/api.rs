@@ -1364,3 +1364,52 @@ async fn stale_if_match_is_refused_and_changes_nothing() {
         "running"
     );
 }
+
+/// The banner's test event counts once (sent as a browser), while curl's
+/// own User-Agent is answered as a bot's, with a hint saying how to test.
+#[tokio::test]
+async fn the_banners_test_event_counts_and_curl_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let line = server
+        .banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("test event:"))
+        .expect("the banner shows a test event")
+        .trim();
+    let quoted: Vec<&str> = line.split('\'').collect();
+    let (user_agent, url) = match quoted[..] {
+        ["curl -A ", user_agent, " ", url, ""] => (user_agent, url),
+        _ => panic!("not a curl command: {line}"),
+    };
+    let path = url
+        .strip_prefix(&format!("http://{}", server.addr))
+        .expect("the server's own URL");
+    for _ in 0..2 {
+        let answer = server
+            .request("GET", path, &[("user-agent", user_agent)], b"")
+            .await;
+        assert_eq!((answer.status, answer.json().unwrap()), (200, json!({})));
+    }
+    let curl = server
+        .request("GET", path, &[("user-agent", "curl/8.5.0")], b"")
+        .await;
+    let body = curl.json().unwrap();
+    assert_eq!((curl.status, &body["ignored"]), (200, &json!("bot")));
+    assert!(
+        body["hint"].as_str().unwrap().contains("User-Agent"),
+        "{body}"
+    );
+    let report = server
+        .get_with_key(&format!(
+            "/api/experiments/hello/report?namespace={}",
+            lamed::model::DEFAULT_NAMESPACE
+        ))
+        .await;
+    let report = report.json().unwrap();
+    assert_eq!(
+        report["variants"],
+        json!([{"label": "a", "participants": 1}]),
+        "{report}"
+    );
+}

@@ -103,6 +103,38 @@ fn bad_config_exits_1_with_message() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// Output into a pipe whose reader has gone (`lamed ... | head`) ends
+/// quietly: exit 0, nothing on stderr (neither "Broken pipe" nor a panic).
+#[test]
+fn broken_pipes_end_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &[
+            "dashboard",
+            "--url",
+            "http://127.0.0.1:1/dashboard",
+            "--no-browser",
+        ][..],
+        &["man", "pages"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(util::lamed_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            (out.status.code(), stderr.as_ref()),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
+}
+
 /// A port already in use is a clear error.
 #[test]
 fn busy_port_is_reported() {

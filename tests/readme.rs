@@ -49,3 +49,10 @@ fn settings_table_is_current() {
 fn routes_table_is_current() {
     assert_section_is("routes", &lamed::server::routes::readme_table());
 }
+
+/// The quick start's test event is the one the banner prints.
+#[test]
+fn test_event_is_the_banners() {
+    let command = lamed::snippet::test_event_command("http://127.0.0.1:8080");
+    assert_section_is("test-event", &format!("```sh\n{command}\n```\n"));
+}

@@ -1,7 +1,10 @@
 //! `lamed dashboard`: opens the built-in dashboard in the default browser,
 //! or prints its URL where there is no browser (a server over SSH).
 
+use std::io::Write;
 use std::process::{Command, Stdio};
+
+use anyhow::Context;
 
 use crate::cli::DashboardArgs;
 use crate::config::Config;
@@ -19,7 +22,7 @@ pub fn run(args: DashboardArgs) -> anyhow::Result<()> {
             crate::snippet::dashboard_url(&config.base_url(config.listen))
         }
     };
-    println!("{url}");
+    writeln!(std::io::stdout(), "{url}").context("cannot write to stdout")?;
     if args.no_browser {
         return Ok(());
     }

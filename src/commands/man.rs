@@ -18,11 +18,8 @@ use crate::cli::{Cli, ManArgs};
 pub fn run(args: ManArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for path in write_pages(&args.dir)? {
-        match writeln!(stdout, "{}", path.display()) {
-            // `lamed man | head`: the reader has seen enough.
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => break,
-            other => other.context("cannot write to stdout")?,
-        }
+        // `lamed man | head` ends quietly: main knows a broken pipe.
+        writeln!(stdout, "{}", path.display()).context("cannot write to stdout")?;
     }
     Ok(())
 }

@@ -1064,20 +1064,29 @@ async fn every_count(server: &Server) -> BTreeMap<&'static str, BTreeMap<loadgen
 }
 
 /// The layout of the store at `db` after its upgrade: the version, whether
-/// the one-row-per-event log is gone, and the memberships (all, and still
-/// under a client id).
+/// the one-row-per-event log is gone, and the memberships (all, in the
+/// `members` table of layouts up to 2 or the log of layout 3, and those
+/// still under a client id).
 fn upgraded_layout(db: &Path) -> (i64, bool, usize, usize) {
     let conn = rusqlite::Connection::open(db).unwrap();
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     let query = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
-    (
-        version,
-        query("SELECT count(*) FROM sqlite_master WHERE name = 'seen'") == 0,
-        query("SELECT count(*) FROM members") as usize,
-        query("SELECT count(*) FROM members WHERE member LIKE 'legacy-client-%'") as usize,
-    )
+    let has = |table: &str| {
+        query(&format!(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+        )) > 0
+    };
+    let (mut members, mut plain) = (0, 0);
+    if has("members") {
+        members += query("SELECT count(*) FROM members");
+        plain += query("SELECT count(*) FROM members WHERE member LIKE 'legacy-client-%'");
+    }
+    if has("member_log") {
+        members += query("SELECT coalesce(sum(members), 0) FROM member_log");
+    }
+    (version, !has("seen"), members as usize, plain as usize)
 }
 
 /// How far the upgrade of the store in `data` got on disk, read from a
@@ -1176,7 +1185,7 @@ async fn cut_upgrades(lazyfs: &Path, moments: &mut Moments) {
         let (version, converted, members, plain) = upgraded_layout(&data.join("lamed.db"));
         assert_eq!(
             (version, converted, members, plain),
-            (2, true, members_before, 0),
+            (3, true, members_before, 0),
             "cut {at:?} into an upgrade: layout (version, log converted, memberships, unhashed)"
         );
         eprintln!(

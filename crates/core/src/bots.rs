@@ -50,6 +50,12 @@ use ipnet::IpNet;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::Deserialize;
 
+/// A desktop browser's User-Agent, which the bot rules count as a person:
+/// what the banner's and the README's test events send, since curl's own
+/// User-Agent is on the crawler list.
+pub const TEST_EVENT_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
 /// The bot settings as written (`bot_filter`, `bot_user_agents`,
 /// `ignored_networks`, `trusted_proxies`), before they are compiled.
 #[derive(Debug, Clone, Copy)]
@@ -533,7 +539,15 @@ mod tests {
     #[test]
     fn browsers_are_people() {
         let filter = filter(json!({}));
-        for user_agent in [CHROME, FIREFOX, SAFARI, IPHONE, ANDROID, EDGE] {
+        for user_agent in [
+            CHROME,
+            FIREFOX,
+            SAFARI,
+            IPHONE,
+            ANDROID,
+            EDGE,
+            TEST_EVENT_USER_AGENT,
+        ] {
             assert_eq!(
                 kind(&filter, Some(user_agent), Some("192.0.2.1")),
                 "person",

@@ -213,6 +213,19 @@ impl Ignored {
         }
     }
 
+    /// A short hint for whoever reads the answer by hand, where the
+    /// reason alone puzzles: a first test with curl is ignored as a bot.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Ignored::Bot => Some(
+                "not counted: the User-Agent is a crawler's or a script's (curl's is), or the \
+                 address is in ignored_networks; to send a test event, send a browser's \
+                 User-Agent (curl -A 'Mozilla/5.0 ...', as lamed serve's banner shows)",
+            ),
+            _ => None,
+        }
+    }
+
     /// Every reason, for metrics that start at zero.
     pub const REASONS: [&'static str; 6] = [
         "unregistered",

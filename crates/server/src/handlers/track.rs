@@ -67,12 +67,16 @@ pub fn empty_ok() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
-/// 200 with body `{"ignored": "<reason>"}`: well-formed, deliberately not
-/// counted, and not to be re-sent. The experiment's name is noted for
-/// `GET /api/ignored`.
+/// 200 with body `{"ignored": "<reason>"}` (and a `hint` where the reason
+/// alone puzzles): well-formed, deliberately not counted, and not to be
+/// re-sent. The experiment's name is noted for `GET /api/ignored`.
 fn answer_ignored(state: &AppState, event: &Event, why: &Ignored) -> Response {
     state.ignored.note(&event.namespace, &event.experiment, why);
-    Json(serde_json::json!({ "ignored": why.reason() })).into_response()
+    let mut body = serde_json::json!({ "ignored": why.reason() });
+    if let Some(hint) = why.hint() {
+        body["hint"] = hint.into();
+    }
+    Json(body).into_response()
 }
 
 /// Count a JSON array of events, answering one result per event.

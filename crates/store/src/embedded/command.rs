@@ -7,10 +7,10 @@
 //! ended, then answers: with the result when it committed, or with the
 //! error every caller of a failed transaction gets.
 
-use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::memberships::DELETE_CHUNK_LOG_ROWS;
 use super::writer::Batch;
 use crate::{Join, JoinAnswer, Joined, Kept, Precondition, PutOutcome, StoreError};
 use lamed_core::model::{Event, TrackOutcome};
@@ -242,19 +242,22 @@ impl Write for DeleteExperiment {
             )?;
         }
         // Memberships and weights alone do not make an experiment exist.
-        for table in ["members", "weights", "segments"] {
+        for table in ["member_log", "weights", "segments"] {
             batch.tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
                 params![namespace, experiment],
             )?;
         }
+        batch.memberships.forget(namespace, experiment);
         batch.catalog.remove_experiment(namespace, experiment);
         Ok(removed > 0)
     }
 }
 
-/// Removes up to [`super::DELETE_CHUNK_ROWS`] of an experiment's
-/// memberships, then of its weights; answers how many rows went.
+/// Removes up to [`DELETE_CHUNK_LOG_ROWS`] of an experiment's membership
+/// log rows, then up to [`super::DELETE_CHUNK_ROWS`] of its weights;
+/// answers how many rows went. The memberships stay in memory until the
+/// experiment's delete ([`DeleteExperiment`]) commits.
 pub(super) struct DeleteKeptChunk {
     pub(super) namespace: String,
     pub(super) experiment: String,
@@ -264,10 +267,11 @@ impl Write for DeleteKeptChunk {
     type Output = usize;
 
     fn apply(&mut self, batch: &mut Batch<'_>) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for (table, key) in [("members", "member"), ("weights", "period")] {
-            let limit = super::DELETE_CHUNK_ROWS - removed;
-            removed += batch.tx.execute(
+        for (table, key, limit) in [
+            ("member_log", "id", DELETE_CHUNK_LOG_ROWS),
+            ("weights", "period", super::DELETE_CHUNK_ROWS),
+        ] {
+            let removed = batch.tx.execute(
                 &format!(
                     "DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2
                      AND {key} IN (SELECT {key} FROM {table}
@@ -275,11 +279,11 @@ impl Write for DeleteKeptChunk {
                 ),
                 params![self.namespace, self.experiment, limit as i64],
             )?;
-            if removed == super::DELETE_CHUNK_ROWS {
-                break;
+            if removed > 0 {
+                return Ok(removed);
             }
         }
-        Ok(removed)
+        Ok(0)
     }
 }
 
@@ -296,18 +300,25 @@ impl Write for PutOnce {
     type Output = String;
 
     fn apply(&mut self, batch: &mut Batch<'_>) -> Result<String, StoreError> {
-        let (table, key_column, value_column, key) = match &self.key {
-            Kept::Member(member) => ("members", "member", "value", Value::from(member.clone())),
-            Kept::Weights(period) => ("weights", "period", "weights", Value::from(*period)),
+        let (namespace, experiment) = (&self.namespace, &self.experiment);
+        let period = match &self.key {
+            Kept::Member(member) => {
+                if let Some(held) = batch.memberships.held(namespace, experiment, member) {
+                    return Ok(held);
+                }
+                batch
+                    .memberships
+                    .add(namespace, experiment, member, &self.value);
+                return Ok(self.value.clone());
+            }
+            Kept::Weights(period) => *period,
         };
         let held: String = batch.tx.query_row(
-            &format!(
-                "INSERT INTO {table} (namespace, experiment, {key_column}, {value_column})
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET {value_column} = {value_column}
-                 RETURNING {value_column}"
-            ),
-            params![self.namespace, self.experiment, key, self.value],
+            "INSERT INTO weights (namespace, experiment, period, weights)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET weights = weights
+             RETURNING weights",
+            params![namespace, experiment, period, self.value],
             |row| row.get(0),
         )?;
         Ok(held)
@@ -333,23 +344,16 @@ impl Write for CountJoin {
         else {
             return Err(StoreError::corrupt("a join was applied twice"));
         };
-        let held = |batch: &Batch<'_>, member: &str| -> Result<Option<String>, StoreError> {
-            Ok(batch
-                .tx
-                .prepare_cached(
-                    "SELECT value FROM members
-                     WHERE namespace = ?1 AND experiment = ?2 AND member = ?3",
-                )?
-                .query_row(params![event.namespace, event.experiment, member], |row| {
-                    row.get(0)
-                })
-                .optional()?)
+        let held = |batch: &Batch<'_>, member: &str| {
+            batch
+                .memberships
+                .held(&event.namespace, &event.experiment, member)
         };
-        if let Some(value) = held(batch, &member)? {
+        if let Some(value) = held(batch, &member) {
             return Ok(JoinAnswer::new(Joined::Held(value.clone()), value));
         }
         if let Some(participant) = &participant {
-            match held(batch, participant)? {
+            match held(batch, participant) {
                 Some(variant) if !variant.is_empty() => event.variant = variant,
                 _ => return Ok(JoinAnswer::new(Joined::NotParticipating, "")),
             }
@@ -366,12 +370,8 @@ impl Write for CountJoin {
             TrackOutcome::Ignored(why) => return answer(Joined::Ignored(why)),
         }
         batch
-            .tx
-            .prepare_cached(
-                "INSERT INTO members (namespace, experiment, member, value)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![namespace, experiment, member, &variant])?;
+            .memberships
+            .add(&namespace, &experiment, &member, &variant);
         if let Some(mut definition) = definition {
             let automatic = batch
                 .catalog

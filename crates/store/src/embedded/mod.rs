@@ -24,6 +24,7 @@ mod catalog;
 mod command;
 mod dedupe_table;
 mod durability;
+mod memberships;
 mod prune;
 mod readers;
 mod records;
@@ -54,6 +55,7 @@ use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
 use lamed_core::segments::{sort_counters, SegmentCounter};
 use lamed_core::value::{ValueTotals, LIMBS};
+use memberships::{CommittedMembers, Memberships};
 use prune::Pruner;
 use readers::Readers;
 use records::CommittedRecords;
@@ -150,6 +152,9 @@ struct Inner {
     /// How many uuids the dedupe memory holds, as the writer last saw it;
     /// `None` when read-only (no writer, no dedupe memory).
     remembered: Option<Arc<AtomicUsize>>,
+    /// The memberships as committed, kept by the writer; `None` when
+    /// read-only (they are read from the log on disk).
+    members: Option<Arc<CommittedMembers>>,
 }
 
 impl EmbeddedStore {
@@ -192,6 +197,9 @@ impl EmbeddedStore {
         let window_ms = options.uuid_expiry_seconds.saturating_mul(1000);
         let seen = SeenIndex::load(&conn, cutoff(options.clock.now_ms(), window_ms))?;
         tracing::debug!(remembered = seen.len(), "dedupe memory loaded");
+        let memberships = Memberships::load(&conn)?;
+        let members = memberships.committed();
+        tracing::debug!(memberships = members.len(), "memberships loaded");
         let readers = Readers::open(&path, |_| Ok(()))?;
 
         let remembered = Arc::new(AtomicUsize::new(seen.len()));
@@ -202,6 +210,7 @@ impl EmbeddedStore {
             records: Arc::clone(&records),
             caps: options.caps,
             seen,
+            memberships,
             window_ms,
             clock: options.clock,
             pruner: Pruner::new(),
@@ -224,6 +233,7 @@ impl EmbeddedStore {
                 readers: Arc::new(readers),
                 records: Some(records),
                 remembered: Some(remembered),
+                members: Some(members),
             }),
         })
     }
@@ -256,6 +266,7 @@ impl EmbeddedStore {
                 readers: Arc::new(readers),
                 records: None,
                 remembered: None,
+                members: None,
             }),
         })
     }
@@ -268,6 +279,10 @@ impl EmbeddedStore {
             (
                 "members",
                 "namespace TEXT, experiment TEXT, member TEXT, value TEXT",
+            ),
+            (
+                "member_log",
+                "namespace TEXT, experiment TEXT, members INTEGER, entries BLOB",
             ),
             (
                 "value_sums",
@@ -320,7 +335,7 @@ impl EmbeddedStore {
                 experiment: experiment.clone(),
             };
             let started = std::time::Instant::now();
-            if self.ask(chunk).await? < DELETE_CHUNK_ROWS {
+            if self.ask(chunk).await? == 0 {
                 break;
             }
             // Back-to-back chunks would hold the writer for the whole
@@ -486,27 +501,21 @@ impl Store for EmbeddedStore {
         experiment: &str,
         member: &str,
     ) -> Result<Option<String>, StoreError> {
-        let key = [namespace, experiment, member].map(str::to_owned);
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT value FROM members WHERE namespace = ?1 AND experiment = ?2 AND member = ?3",
-            )?
-            .query_row(key, |row| row.get(0))
-            .optional()
-        })
-        .await
+        if let Some(members) = &self.inner.members {
+            return Ok(members.get(namespace, experiment, member));
+        }
+        let [namespace, experiment, member] = [namespace, experiment, member].map(str::to_owned);
+        self.read(move |conn| memberships::read_membership(conn, &namespace, &experiment, &member))
+            .await
     }
 
     async fn member_count(&self, namespace: &str, experiment: &str) -> Result<u64, StoreError> {
-        let key = [namespace, experiment].map(str::to_owned);
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT count(*) FROM members WHERE namespace = ?1 AND experiment = ?2",
-            )?
-            .query_row(key, |row| row.get::<_, i64>(0))
-        })
-        .await
-        .map(|n| n as u64)
+        if let Some(members) = &self.inner.members {
+            return Ok(members.count(namespace, experiment));
+        }
+        let [namespace, experiment] = [namespace, experiment].map(str::to_owned);
+        self.read(move |conn| memberships::read_member_count(conn, &namespace, &experiment))
+            .await
     }
 
     async fn count_join(&self, join: Join) -> Result<JoinAnswer, StoreError> {
@@ -812,7 +821,7 @@ mod tests {
         reads_run_side_by_side(&store).await;
         store.close().await.unwrap();
         let conn = Connection::open(dir.path().join("lamed.db")).unwrap();
-        conn.execute_batch("DROP TABLE members").unwrap();
+        conn.execute_batch("DROP TABLE member_log").unwrap();
         drop(conn);
         reads_run_side_by_side(&EmbeddedStore::open_read_only(dir.path()).unwrap()).await;
     }
@@ -853,7 +862,7 @@ mod tests {
     }
 
     /// A read that holds a connection until told to let go; returns once
-    /// it holds it, having read the `members` table on it (so that
+    /// it holds it, having read the `member_log` table on it (so that
     /// holding every connection proves each has the table).
     async fn hold_a_connection(
         store: &EmbeddedStore,
@@ -867,7 +876,7 @@ mod tests {
         let task = tokio::spawn(async move {
             store
                 .read(move |conn| {
-                    conn.query_row("SELECT count(*) FROM members", [], |row| {
+                    conn.query_row("SELECT count(*) FROM member_log", [], |row| {
                         row.get::<_, i64>(0)
                     })?;
                     holding.send(()).expect("test waits");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::memberships::convert_members_table;
 use super::Durability;
 use crate::StoreError;
 use lamed_core::sixpack::hashed_legacy_member;
@@ -21,8 +22,10 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// (see [`super::seen`]): per row, the millisecond of a commit and the
 /// 16-byte hashes of the identities it first saw then (a store written
 /// before this layout had one row per event in `seen`, which opening
-/// converts); `members` the memberships (Sixpack's clients, kept as long
-/// as their experiment); `value_sums` the limbs of each counter's sum and
+/// converts); `member_log` the append-only log of memberships (Sixpack's
+/// clients, kept as long as their experiment; see [`super::memberships`]:
+/// per row, the members one commit added to one experiment; older layouts
+/// had a `members` table, which opening converts); `value_sums` the limbs of each counter's sum and
 /// sum of squares of values (see [`lamed_core::value`]; a counter without
 /// valued events has no row); `weights` each period's adaptive weights
 /// (JSON, set once per period); `segments` the segment counters (issue 26:
@@ -53,11 +56,11 @@ CREATE TABLE IF NOT EXISTS registry (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (namespace, experiment)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS members (
-    namespace TEXT NOT NULL, experiment TEXT NOT NULL, member TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (namespace, experiment, member)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS member_log (
+    id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, experiment TEXT NOT NULL,
+    members INTEGER NOT NULL, entries BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS member_log_by_experiment ON member_log (namespace, experiment);
 CREATE TABLE IF NOT EXISTS value_sums (
     namespace TEXT NOT NULL, experiment TEXT NOT NULL, event TEXT NOT NULL,
     variant TEXT NOT NULL, n INTEGER NOT NULL, s0 INTEGER NOT NULL, s1 INTEGER NOT NULL,
@@ -110,13 +113,17 @@ pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreErr
 /// The layout version this lamed writes, kept in `PRAGMA user_version`:
 /// 0 before versions (the tables up to `members`), 1 with `value_sums` and
 /// `weights`, 2 with hashed memberships (no client id at rest) and the
-/// daily fold's index, 3 with `segments` (an older lamed would count
-/// without them, and leave them behind when it deletes). A newer layout is refused rather than half
+/// daily fold's index, 3 with the memberships in a log, 4 with `segments`
+/// (an older lamed would count without them, and leave them behind when it
+/// deletes). A newer layout is refused rather than half
 /// understood: an older lamed would count events without their values.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose memberships hold hashes, not client ids.
 const HASHED_MEMBERS: i64 = 2;
+
+/// The first version whose memberships are in `member_log`.
+const LOGGED_MEMBERS: i64 = 3;
 
 /// The data directory was written by a newer lamed.
 #[derive(Debug, thiserror::Error)]
@@ -179,39 +186,22 @@ pub(super) fn open_writer_connection(
         // Every other change up to this version only adds tables and
         // indexes, which the schema above just created.
         let upgrade = conn.unchecked_transaction()?;
-        if found < HASHED_MEMBERS {
-            hash_members(&upgrade)?;
+        if found < LOGGED_MEMBERS && has_table(&upgrade, "members")? {
+            let hashed = found >= HASHED_MEMBERS;
+            let moved = convert_members_table(&upgrade, |member| match hashed {
+                true => member.to_owned(),
+                // No client id stays at rest.
+                false => hashed_legacy_member(member),
+            })?;
+            if moved > 0 {
+                tracing::info!(memberships = moved, "memberships moved to the log");
+            }
         }
         upgrade.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         upgrade.commit()?;
     }
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
-}
-
-/// Replaces every membership's client id with its hash (as
-/// `lamed_core::sixpack` keys memberships now), so no client id stays at
-/// rest.
-fn hash_members(conn: &Connection) -> Result<(), StoreError> {
-    let rows: Vec<(String, String, String, String)> = conn
-        .prepare("SELECT namespace, experiment, member, value FROM members")?
-        .query_map([], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    conn.execute("DELETE FROM members", [])?;
-    let mut insert = conn.prepare(
-        "INSERT OR IGNORE INTO members (namespace, experiment, member, value)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (namespace, experiment, member, value) in &rows {
-        let hashed = hashed_legacy_member(member);
-        insert.execute(rusqlite::params![namespace, experiment, hashed, value])?;
-    }
-    if !rows.is_empty() {
-        tracing::info!(memberships = rows.len(), "memberships hashed");
-    }
-    Ok(())
 }
 
 fn cannot_open(path: &Path, err: rusqlite::Error) -> StoreError {
@@ -232,39 +222,48 @@ mod tests {
         assert_eq!(day_of(-1), -1);
     }
 
-    /// Opening a version 1 store replaces its memberships' client ids with
-    /// their hashes, keeping each value.
+    /// Opening a store of layout 1 or 2 moves its `members` table into the
+    /// log, each value kept: layout 1's client ids replaced by their
+    /// hashes, layout 2's hashes as they are.
     #[test]
-    fn memberships_are_hashed_on_upgrade() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("lamed.db");
-        let old = Connection::open(&path).expect("create");
-        old.execute_batch(SCHEMA).expect("tables");
-        old.execute_batch(
-            "INSERT INTO members VALUES ('sixpack', 'e', 'alice@example.com', 'red');
-             INSERT INTO members VALUES ('sixpack', 'e', 'alice@example.com\x1fbuy', 'red');
-             PRAGMA user_version = 1;",
-        )
-        .expect("old rows");
-        drop(old);
-        let conn = open_writer_connection(&path, Durability::default()).expect("upgrade");
-        let rows: Vec<(String, String)> = conn
-            .prepare("SELECT member, value FROM members ORDER BY member")
-            .expect("query")
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("read");
-        let mut expected = vec![
-            (hashed_legacy_member("alice@example.com"), "red".to_owned()),
-            (
-                hashed_legacy_member("alice@example.com\x1fbuy"),
-                "red".to_owned(),
-            ),
-        ];
-        expected.sort();
-        assert_eq!(rows, expected);
-        assert!(rows.iter().all(|(member, _)| !member.contains("alice")));
+    fn memberships_move_to_the_log_on_upgrade() {
+        use super::super::memberships::Memberships;
+        let alice = "alice@example.com";
+        let hashed = hashed_legacy_member(alice);
+        for (version, stored) in [(1, alice.to_owned()), (2, hashed.clone())] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("lamed.db");
+            let old = Connection::open(&path).expect("create");
+            old.execute_batch(&format!(
+                "CREATE TABLE members (namespace TEXT NOT NULL, experiment TEXT NOT NULL,
+                    member TEXT NOT NULL, value TEXT NOT NULL,
+                    PRIMARY KEY (namespace, experiment, member)) WITHOUT ROWID;
+                 INSERT INTO members VALUES ('sixpack', 'e', '{stored}', 'red');
+                 INSERT INTO members VALUES ('sixpack', 'f', '{stored}', 'blue');
+                 PRAGMA user_version = {version};"
+            ))
+            .expect("old rows");
+            drop(old);
+            let conn = open_writer_connection(&path, Durability::default()).expect("upgrade");
+            assert!(!has_table(&conn, "members").unwrap(), "layout {version}");
+            let members = Memberships::load(&conn).expect("load").committed();
+            assert_eq!(members.get("sixpack", "e", &hashed).as_deref(), Some("red"));
+            assert_eq!(
+                members.get("sixpack", "f", &hashed).as_deref(),
+                Some("blue")
+            );
+            assert_eq!(members.len(), 2, "layout {version}");
+            let raw: Vec<Vec<u8>> = conn
+                .prepare("SELECT entries FROM member_log")
+                .expect("query")
+                .query_map([], |row| row.get(0))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("log");
+            assert!(raw
+                .iter()
+                .all(|row| !String::from_utf8_lossy(row).contains("alice")));
+        }
     }
 
     /// A database of a newer layout is refused, for writing and reading,

@@ -28,6 +28,7 @@ use rusqlite::{params, Connection, Transaction};
 use super::catalog::Catalog;
 use super::command::{Answer, Command, NotApplied};
 use super::durability::LogSyncer;
+use super::memberships::Memberships;
 use super::prune::Pruner;
 use super::records::CommittedRecords;
 use super::schema::day_of;
@@ -68,6 +69,8 @@ pub(super) struct Writer {
     pub(super) caps: Caps,
     /// Which events were seen within the window.
     pub(super) seen: SeenIndex,
+    /// Each experiment's members and the values they joined with.
+    pub(super) memberships: Memberships,
     /// Dedupe window in milliseconds, 0 = forever.
     pub(super) window_ms: u64,
     /// Where "now" comes from.
@@ -91,6 +94,8 @@ pub(super) struct Batch<'conn> {
     pub(super) caps: &'conn Caps,
     /// Which events were seen, including in this transaction.
     pub(super) seen: &'conn mut SeenIndex,
+    /// The memberships, including this transaction's.
+    pub(super) memberships: &'conn mut Memberships,
     /// The transaction's time, in Unix milliseconds.
     pub(super) now_ms: i64,
     /// Events first seen at or before this are outside the dedupe window.
@@ -219,6 +224,7 @@ impl Writer {
                     syncer.committed();
                 }
                 self.seen.commit();
+                self.memberships.commit();
                 self.publish_remembered();
                 self.catalog.publish(&self.records);
                 for answer in applied {
@@ -227,6 +233,7 @@ impl Writer {
             }
             Err(failed) => {
                 self.seen.rollback();
+                self.memberships.rollback();
                 self.publish_remembered();
                 tracing::error!(
                     cause = failed.error.chain(),
@@ -278,6 +285,7 @@ impl Writer {
             catalog: &mut self.catalog,
             caps: &self.caps,
             seen: &mut self.seen,
+            memberships: &mut self.memberships,
             now_ms,
             cutoff: cutoff(now_ms, self.window_ms),
             counts: HashMap::new(),
@@ -377,6 +385,7 @@ impl Batch<'_> {
     /// then commits.
     fn commit(self) -> Result<(), StoreError> {
         self.seen.write_pending(&self.tx)?;
+        self.memberships.write_pending(&self.tx)?;
         {
             // Only today's row changes: totals are the sum of the days (plus
             // what was folded out of the retention, plus imports), so each
