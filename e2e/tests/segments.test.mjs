@@ -116,7 +116,9 @@ test('country from the geoip file, and p-values corrected as statsmodels does', 
     const [blue, red] = values[c].goals[0].variants;
     return [blue.conversions, blue.participants, red.conversions, red.participants];
   });
-  const python = path.join(ROOT, 'target', 'venv', 'bin', 'python');
+  // The test venv's python (scripts/aws-test-env.sh makes it, statsmodels pinned).
+  const moto = execFileSync('bash', [path.join(ROOT, 'scripts/aws-test-env.sh')], { encoding: 'utf8' }).trim();
+  const python = path.join(path.dirname(moto), 'python');
   const script = `
 import json, sys
 from statsmodels.stats.proportion import proportions_ztest
