@@ -321,12 +321,43 @@ impl Segmenter {
             }
         }
         let reader = self.geoip.as_ref()?;
-        let record: GeoRecord<'_> = reader.lookup(client?).ok()?;
+        let client = client?.to_canonical();
+        if !is_public(client) {
+            return None;
+        }
+        let record: GeoRecord<'_> = reader.lookup(client).ok()?;
         record
             .country
             .and_then(|country| country.iso_code)
             .or(record.country_code)
             .and_then(country_code)
+    }
+}
+
+/// Whether an address can be a visitor's on the internet: not private,
+/// loopback, link-local, shared (CGNAT), documentation or unspecified.
+/// (Country databases built from registry data give such ranges the
+/// registry's country: ip-location-db's answers AU for 192.168.7.7.)
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
     }
 }
 
@@ -426,6 +457,27 @@ mod tests {
         assert!(Segmenter::off()
             .segment(&headers, &visitor(IPHONE, None))
             .is_empty());
+    }
+
+    /// Addresses no visitor on the internet has are not looked up.
+    #[test]
+    fn segmenter_looks_up_public_addresses_only() {
+        for (ip, public) in [
+            ("8.8.8.8", true),
+            ("192.168.7.7", false),
+            ("10.0.0.1", false),
+            ("100.64.0.1", false),
+            ("203.0.113.9", false),
+            ("127.0.0.1", false),
+            ("2a00:1450::1", true),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("2001:db8::1", false),
+            ("::ffff:192.168.1.1", false),
+        ] {
+            let ip: IpAddr = ip.parse().expect("address");
+            assert_eq!(is_public(ip.to_canonical()), public, "{ip}");
+        }
     }
 
     /// A file that is no MaxMind database is refused, naming the file.
