@@ -5,7 +5,8 @@
 # Python Sixpack client the Sixpack API tests drive, and scipy, which computes
 # the revenue test's reference figures (scripts/revenue_reference.py), and
 # standardwebhooks, the reference verifier of the webhook tests' receiver
-# (scripts/webhook_receiver.py). Prints
+# (scripts/webhook_receiver.py), and statsmodels
+# (scripts/multitest_reference.py). Prints
 # the moto_server path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,11 @@ fi
 if ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
     echo "aws-test-env: installing standardwebhooks into $venv" >&2
     pip_install 'standardwebhooks==1.1.0'
+fi
+# statsmodels' multipletests: scripts/multitest_reference.py, the
+# reference of the segments' multiple-testing correction.
+if ! "$venv/bin/python" -c 'import statsmodels' 2>/dev/null; then
+    echo "aws-test-env: installing statsmodels into $venv" >&2
+    pip_install 'statsmodels==0.14.5'
 fi
 echo "$venv/bin/moto_server"

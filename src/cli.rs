@@ -10,7 +10,9 @@ pub use lamed_aws::args::{Arch, AwsArgs, DeployArgs, DestroyArgs};
 
 use crate::config::Overrides;
 use crate::model::DEFAULT_NAMESPACE;
+use crate::segments::Dimension;
 use crate::settings::{self, Given};
+use crate::stats::Correction;
 use crate::store::redis::RedisSettings;
 use serde_json::Value;
 
@@ -380,6 +382,22 @@ pub struct ReportArgs {
     /// Expected traffic split for the sample-ratio check, e.g. red:80,blue:20
     #[arg(long, value_name = "SPLIT", requires = "experiment")]
     pub weights: Option<String>,
+
+    /// Also break the results down by device, browser or country
+    /// (exploratory)
+    ///
+    /// Per value: participants, conversions and rates of each variant, the
+    /// uplift against the control with p-values corrected across values ×
+    /// variants × goals, and the sample-ratio check. Values with fewer
+    /// than 30 participants in a variant are shown without tests.
+    #[arg(long, value_name = "DIMENSION", requires = "experiment")]
+    pub by: Option<Dimension>,
+
+    /// Correction of the breakdown's p-values: benjamini-hochberg (bh) or
+    /// holm
+    #[arg(long, value_name = "METHOD", default_value = "benjamini-hochberg",
+          value_parser = |name: &str| crate::report::segments::parse_correction(name))]
+    pub correction: Correction,
 
     /// Print JSON (the report API's shape) instead of tables
     #[arg(long)]

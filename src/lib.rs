@@ -28,7 +28,7 @@ pub use lamed_aws::deploy;
 pub use lamed_aws::lambda;
 pub use lamed_client as client;
 pub use lamed_config::{config, settings};
-pub use lamed_core::{bots, clock, model, registry, results, sixpack, value};
+pub use lamed_core::{bots, clock, model, registry, results, segments, sixpack, value};
 pub use lamed_progress as progress;
 pub use lamed_server as server;
 pub use lamed_service::{adaptive, alerts, report};

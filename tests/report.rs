@@ -258,6 +258,44 @@ async fn report_command_table_and_json() {
     assert_eq!(json["experiment"], "button color");
     assert_eq!(variant(&json["goals"][0], "red")["successes"], 4);
 
+    // By device (issue 26): the tests' desktop browser; 40 a variant, so
+    // tested, and one test in the family.
+    let out = run(&[
+        "button color",
+        "--namespace",
+        "shop",
+        "--control",
+        "red",
+        "--by",
+        "device",
+        "--correction",
+        "holm",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("by device (exploratory: decide on the overall result; p-values corrected with holm across 1 tests)"),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.contains("by device"))
+        .map(|l| l.split_whitespace().collect())
+        .filter(|cells: &Vec<&str>| cells.first().is_some_and(|c| *c == "blue" || *c == "*red"))
+        .collect();
+    assert_eq!(&rows[0][..4], &["blue", "40", "12", "30.00%"], "{text}");
+    assert_eq!(&rows[1][..4], &["*red", "40", "4", "10.00%"], "{text}");
+    let out = run(&["button color", "--namespace", "shop", "--by", "os"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown dimension is a usage error"
+    );
+
     let out = run(&["nope", "--namespace", "shop"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

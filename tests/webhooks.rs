@@ -327,6 +327,7 @@ async fn a_stalled_experiment_raises_one_alert_after_stall_hours() {
             event: "participate".into(),
             uuid: format!("u{i}"),
             value: None,
+            segment: Default::default(),
         })
         .collect();
     store.track(events).await.expect("track");

@@ -175,9 +175,10 @@ async function loadExperiments() {
   }
 }
 
-async function loadReport(card, name, record, control) {
+async function loadReport(card, name, record, control, by) {
   const params = new URLSearchParams({ namespace: namespace() });
   if (control) params.set("control", control);
+  if (by) params.set("by", by);
   try {
     const report = await api(`/api/experiments/${encodeURIComponent(name)}/report?${params}`);
     renderReport(card, report);
@@ -296,14 +297,23 @@ async function loadIgnored(query, mine) {
 
 function renderReport(card, report) {
   const record = report.record || null;
-  const controlSelect = el("select", { "aria-label": "control variant", onchange: (e) => loadReport(card, report.experiment, record, e.target.value) },
+  const by = report.segments ? report.segments.dimension : "";
+  const controlSelect = el("select", { "aria-label": "control variant", onchange: (e) => loadReport(card, report.experiment, record, e.target.value, by) },
     report.variants.map((v) => {
       const option = el("option", { value: v.label }, v.label);
       option.selected = v.label === report.control;
       return option;
     }));
+  const bySelect = el("select", { "aria-label": "break down by", "data-breakdown": "",
+    onchange: (e) => loadReport(card, report.experiment, record, report.control, e.target.value) },
+    [["", "nothing"], ["device", "device"], ["browser", "browser"], ["country", "country"]].map(([value, label]) => {
+      const option = el("option", { value }, label);
+      option.selected = value === by;
+      return option;
+    }));
   const toolbar = el("div", { class: "toolbar" },
     el("label", {}, "Control ", controlSelect),
+    el("label", {}, "Break down by ", bySelect),
     el("button", { type: "button", onclick: () => exportCsv(report) }, "Export CSV"),
     lifecycleButtons(report.experiment, record, report.variants.map((v) => v.label)),
     el("button", { type: "button", class: "danger", onclick: () => deleteExperiment(report.experiment) }, "Delete"));
@@ -316,6 +326,7 @@ function renderReport(card, report) {
   if (report.goals.length === 0) parts.push(el("p", { class: "note" }, "No goal completed yet."));
   for (const goal of report.goals) parts.push(...renderGoal(goal, report));
   if (report.adaptive) parts.push(...adaptiveSection(report.adaptive));
+  if (report.segments) parts.push(segmentSection(report));
   parts.push(el("div", { class: "charts" },
     participantsChart(report),
     report.goals.filter((g) => g.analysis).map((g) => conversionChart(g, report))));
@@ -349,6 +360,62 @@ function renderGoal(goal, report) {
   if (goal.values) out.push(valuesTable(goal));
   else if (goal.values_note) out.push(el("p", { class: "note" }, `Values: ${goal.values_note}`));
   return out;
+}
+
+/**
+ * The breakdown by one dimension: per value, a table per goal (participants,
+ * conversions, rate, uplift, p-value corrected across every value, variant
+ * and goal) and a small chart of the rates; exploratory, so it says so.
+ */
+function segmentSection(report) {
+  const s = report.segments;
+  const parts = [el("p", { class: "note exploratory" },
+    `By ${s.dimension}: ${s.note}. p-values corrected (${s.correction}) across ${num(s.tests)} tests; values with fewer than 30 participants in a variant are not tested.`)];
+  if (!s.values.length) parts.push(el("p", { class: "note" }, `No ${s.dimension} recorded for this experiment.`));
+  const head = el("tr", {}, ["Variant", "Participants", "Conversions", "Rate (95% CI)", "Uplift (95% CI)", `p (${s.correction})`].map((h) => el("th", {}, h)));
+  const cells = [];
+  for (const value of s.values) {
+    const tables = value.goals.map((goal) => {
+      const rows = goal.variants.map((v) => {
+        const u = v.uplift;
+        const upliftText = v.label === report.control ? "control"
+          : u ? `${pct(u.estimate)} (${u.interval ? `${pct(u.interval.lower)} … ${pct(u.interval.upper)}` : "–"})` : "–";
+        const rateText = v.rate === null ? "–" : `${pct(v.rate, 2)} (${v.interval ? `${pct(v.interval.lower, 2)} … ${pct(v.interval.upper, 2)}` : "–"})`;
+        return el("tr", { "data-variant": v.label },
+          el("td", {}, v.label),
+          el("td", {}, num(v.participants)),
+          el("td", {}, num(v.conversions)),
+          el("td", {}, rateText),
+          el("td", { class: v.significant ? (u && u.estimate > 0 ? "good" : "bad") : "" }, upliftText),
+          el("td", {}, v.adjusted_p_value === null ? "–" : pValue(v.adjusted_p_value)));
+      });
+      return el("div", { class: "scroll" }, el("p", { class: "note" }, goal.goal),
+        el("table", { "data-segment-goal": goal.goal }, el("thead", {}, head.cloneNode(true)), el("tbody", {}, rows)));
+    });
+    const srm = value.srm && value.srm.mismatch
+      ? el("p", { class: "srm", role: "alert" }, `Sample ratio mismatch in ${value.value} (p = ${pValue(value.srm.test.p_value)}).`) : null;
+    const untested = value.tested ? null : el("span", { class: "note" }, " (too few participants for tests)");
+    cells.push(el("div", { class: "segment", "data-segment": value.value }, el("h3", {}, value.value, untested), srm, tables,
+      value.goals.length ? rateBars(value.goals[0]) : null));
+  }
+  parts.push(el("div", { class: "segments" }, cells));
+  return el("div", { "data-segments": s.dimension }, parts);
+}
+
+/** One small chart per value: the first goal's rate per variant, as bars. */
+function rateBars(goal) {
+  const width = 220, bar = 16, gap = 6, left = 70;
+  const height = goal.variants.length * (bar + gap) + gap;
+  const max = Math.max(1e-9, ...goal.variants.map((v) => (v.interval ? v.interval.upper : v.rate || 0)));
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${goal.goal} rate by variant` });
+  goal.variants.forEach((v, i) => {
+    const y = gap + i * (bar + gap);
+    const w = ((v.rate || 0) / max) * (width - left - 50);
+    chart.append(svg("text", { x: left - 4, y: y + bar - 4, "text-anchor": "end" }, v.label),
+      svg("rect", { x: left, y, width: w, height: bar, fill: COLOURS[i % COLOURS.length] }),
+      svg("text", { x: left + w + 4, y: y + bar - 4 }, v.rate === null ? "–" : pct(v.rate, 1)));
+  });
+  return chart;
 }
 
 /** A goal's values: sums, means per participant and per conversion, and the

@@ -117,6 +117,7 @@ impl Workload {
                 .entry((experiment.clone(), event.clone(), variant.clone()))
                 .or_default() += 1;
             events.push(Event {
+                segment: Default::default(),
                 namespace: spec.namespace.clone(),
                 experiment,
                 variant,

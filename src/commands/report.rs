@@ -9,6 +9,7 @@ use crate::cli::ReportArgs;
 use crate::client;
 use crate::client::alephbet_encode;
 use crate::config::Config;
+use crate::report::segments::SegmentBreakdown;
 use crate::report::{self, Report, ReportRequest};
 use crate::stats::{GoalAnalysis, Interval, MeanAnalysis, StratifiedAnalysis};
 use crate::store::EmbeddedStore;
@@ -29,6 +30,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
             .map(report::parse_weights)
             .transpose()?,
         srm: None,
+        by: args.by,
+        correction: args.correction,
     };
     let reports = match &args.remote.server {
         Some(server) => from_server(server, &args, &request).await?,
@@ -120,6 +123,12 @@ async fn from_server(
             query.push_str(&format!("&{name}={}", alephbet_encode(value)));
         }
     }
+    if let Some(dimension) = request.by {
+        query.push_str(&format!(
+            "&by={dimension}&correction={}",
+            report::segments::correction_name(request.correction)
+        ));
+    }
     let mut reports = Vec::new();
     for experiment in experiments {
         let path = format!(
@@ -185,7 +194,63 @@ pub fn render(report: &Report, colour: bool) -> String {
     if let Some(adaptive) = &report.adaptive {
         out.push_str(&adaptive_lines(adaptive));
     }
+    if let Some(breakdown) = &report.segments {
+        out.push_str(&segment_lines(report, breakdown));
+    }
     out.push('\n');
+    out
+}
+
+/// The breakdown by one dimension: per value and goal, a row per variant
+/// (participants, conversions, rate, uplift, raw and corrected p-values).
+fn segment_lines(report: &Report, breakdown: &SegmentBreakdown) -> String {
+    let mut out = format!(
+        "\n  by {} ({}; p-values corrected with {} across {} tests)\n",
+        breakdown.dimension, breakdown.note, breakdown.correction, breakdown.tests
+    );
+    for value in &breakdown.values {
+        let srm = match &value.srm {
+            Some(srm) if srm.mismatch => {
+                format!(", SAMPLE RATIO MISMATCH (p = {:.2e})", srm.test.p_value)
+            }
+            _ => String::new(),
+        };
+        let untested = if value.tested {
+            ""
+        } else {
+            ", too few participants for tests"
+        };
+        out.push_str(&format!("\n    {}{untested}{srm}\n", value.value));
+        for goal in &value.goals {
+            out.push_str(&format!(
+                "      {:<14} {:>12} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+                goal.goal, "participants", "conversions", "rate", "uplift", "p", "adjusted"
+            ));
+            for variant in &goal.variants {
+                let marker = if variant.label == report.control {
+                    "*"
+                } else {
+                    " "
+                };
+                out.push_str(&format!(
+                    "      {marker}{:<13} {:>12} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+                    variant.label,
+                    variant.participants,
+                    variant.conversions,
+                    pct(variant.rate),
+                    variant
+                        .uplift
+                        .map_or("-".to_owned(), |u| format!("{:+.1}%", u.estimate * 100.0)),
+                    variant
+                        .p_value
+                        .map_or("-".to_owned(), |p| format!("{p:.4}")),
+                    variant
+                        .adjusted_p_value
+                        .map_or("-".to_owned(), |p| format!("{p:.4}")),
+                ));
+            }
+        }
+    }
     out
 }
 

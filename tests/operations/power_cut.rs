@@ -1006,6 +1006,7 @@ fn legacy_data_dir(dir: &Path) -> Vec<Sent> {
         let mut daily: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for (i, event) in events.iter().enumerate() {
             let key = lamed::Event {
+                segment: Default::default(),
                 namespace: NAMESPACE.into(),
                 experiment: event.experiment.clone(),
                 variant: event.variant.clone(),

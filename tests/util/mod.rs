@@ -219,6 +219,7 @@ pub fn track(ns: &str, experiment: &str, variant: &str, event: &str, uuid: &str)
     loadgen::track_path(
         "/track",
         &lamed::Event {
+            segment: Default::default(),
             namespace: ns.into(),
             experiment: experiment.into(),
             variant: variant.into(),

@@ -173,7 +173,9 @@ mod runtime {
     /// When an extra route is malformed.
     pub fn app(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Router> {
         let options = router_options(config).context("invalid extra routes")?;
-        let state = AppState::from_config(Arc::clone(&store), api_key, config);
+        // Behind API Gateway's CloudFront, its viewer headers are its own.
+        let state = AppState::from_config(Arc::clone(&store), api_key, config)
+            .with_segments(Arc::new(config.segments.trusting_cloudfront(true)));
         Ok(router(state, &options))
     }
 
@@ -291,6 +293,60 @@ mod tests {
             let body = response.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(body, expected.as_bytes(), "{trusted_proxies} proxies");
         }
+    }
+
+    /// On Lambda, CloudFront's viewer headers name the country and the
+    /// device of a recorded track event (here given a tablet's and
+    /// Germany's, and a desktop browser's User-Agent); the event counts in
+    /// those segments, and a re-sent one adds nothing.
+    #[tokio::test]
+    async fn cloudfront_headers_name_the_segment_on_lambda() {
+        use lamed_core::segments::Dimension;
+        use lamed_store::reference::ReferenceStore;
+        use lamed_store::Store;
+
+        let mut event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/data/lambda/track-participate.json"
+        ))
+        .unwrap();
+        for (name, value) in [
+            ("CloudFront-Viewer-Country", "DE"),
+            ("CloudFront-Is-Tablet-Viewer", "true"),
+            ("CloudFront-Is-Desktop-Viewer", "false"),
+            (
+                "User-Agent",
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+                 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+            ),
+        ] {
+            event["headers"][name] = json!(value);
+            event["multiValueHeaders"][name] = json!([value]);
+        }
+        let event = event.to_string();
+        let config = Config::resolve(None, FileConfig::default(), Overrides::default()).unwrap();
+        let store = Arc::new(ReferenceStore::new(60, config.caps, Default::default()));
+        let app = super::app(store.clone(), &config, &"k".repeat(20)).unwrap();
+        for _ in 0..2 {
+            let request = lambda_http::request::from_str(&event).unwrap();
+            let response = super::handle(app.clone(), request).await;
+            assert_eq!(response.status(), 200);
+        }
+        let counters = store
+            .segment_counters("alephbet", "button color")
+            .await
+            .unwrap();
+        let found: Vec<(Dimension, &str, u64)> = counters
+            .iter()
+            .map(|c| (c.dimension, c.value.as_str(), c.count))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Dimension::Device, "tablet", 1),
+                (Dimension::Browser, "Chrome", 1),
+                (Dimension::Country, "DE", 1)
+            ]
+        );
     }
 }
 

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 use crate::settings::{Given, Settings};
 use lamed_core::bots::{BotFilter, BotRules};
 use lamed_core::model::Caps;
+use lamed_core::segmenter::Segmenter;
+use lamed_core::segments::Dimension;
 use lamed_core::sixpack::SixpackConfig;
 use lamed_store::redis::RedisSettings;
 use lamed_store::StoreOptions;
@@ -291,6 +293,10 @@ pub struct Config {
     /// The bot rules (from the `bot_*` settings), built here so that a bad
     /// pattern or network is a configuration error for every command.
     pub bots: Arc<BotFilter>,
+    /// The segment rules (from `segments` and `geoip_db`), built here so
+    /// that an unknown dimension or a bad database file is a configuration
+    /// error for every command.
+    pub segments: Arc<Segmenter>,
     /// Extra paths to serve.
     pub extra_wiring: Vec<ExtraWiring>,
     /// Every webhook endpoint: `webhooks`, then `webhook_url` with
@@ -418,6 +424,7 @@ impl Config {
                 })
                 .map_err(|err| ConfigError::Invalid(err.to_string()))?,
             ),
+            segments: Arc::new(segmenter(&settings)?),
             settings,
             extra_wiring: file.extra_wiring,
             webhooks: file.webhooks,
@@ -707,6 +714,29 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The segment rules of the `segments` and `geoip_db` settings (CloudFront's
+/// headers untrusted: the Lambda entry trusts them, see
+/// [`Segmenter::trusting_cloudfront`]).
+fn segmenter(settings: &Settings) -> Result<Segmenter, ConfigError> {
+    let dimensions = settings
+        .segments
+        .iter()
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| name.parse::<Dimension>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| ConfigError::Invalid(format!("segments: {err}")))?;
+    let geoip = match &settings.geoip_db {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|err| {
+                ConfigError::Invalid(format!("cannot read geoip_db {}: {err}", path.display()))
+            })?;
+            Some((path.display().to_string(), bytes))
+        }
+        None => None,
+    };
+    Segmenter::new(&dimensions, geoip, false).map_err(|err| ConfigError::Invalid(err.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,6 +828,31 @@ mod tests {
 
     /// TLS takes a certificate and a key together, from flags or the file
     /// alike (one of each is fine); with them the base URL is https://.
+    /// The segment settings: an unknown dimension and a missing or bad
+    /// geoip file stop the start, naming the setting and the value; `[]`
+    /// turns segments off.
+    #[test]
+    fn segment_settings_are_checked() {
+        let resolve = |args: &[&str]| Config::resolve(None, FileConfig::default(), flags(args));
+        let err = resolve(&["--segments", "device,os"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segments") && err.contains("'os'"), "{err}");
+        let err = resolve(&["--geoip-db", "/nonexistent/x.mmdb"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("geoip_db /nonexistent/x.mmdb"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.mmdb");
+        std::fs::write(&bad, "not a database").unwrap();
+        let err = resolve(&["--geoip-db", bad.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no MaxMind-format database"), "{err}");
+        assert!(resolve(&["--segments", "[]"]).unwrap().segments.is_off());
+        assert!(!resolve(&[]).unwrap().segments.is_off());
+    }
+
     #[test]
     fn tls_needs_both_files() {
         let bound: SocketAddr = "127.0.0.1:8443".parse().unwrap();

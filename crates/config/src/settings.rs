@@ -361,6 +361,35 @@ pub struct Settings {
     )]
     pub trusted_proxies: usize,
 
+    /// Dimensions results break down by: device, browser, country;
+    /// comma-separated, [] for none
+    ///
+    /// Recorded with each counted GET /track event, as aggregate counters
+    /// only (README: "Segments"). country needs a source: geoip_db, or
+    /// CloudFront-Viewer-Country on AWS Lambda.
+    #[arg(
+        long,
+        env = "LAMED_SEGMENTS",
+        value_name = "DIMENSIONS",
+        value_parser = List,
+        default_value = "device,browser,country",
+        help_heading = COUNTING_HEADING
+    )]
+    pub segments: std::vec::Vec<String>,
+
+    /// MaxMind-format country database (.mmdb) for the country segment
+    ///
+    /// GeoLite2-Country (its own licence) or a CC0 one such as
+    /// ip-location-db's geo-whois-asn-country; read once at start. Not on
+    /// AWS Lambda, where CloudFront-Viewer-Country gives the country.
+    #[arg(
+        long,
+        env = "LAMED_GEOIP_DB",
+        value_name = "FILE",
+        help_heading = LOCAL_HEADING
+    )]
+    pub geoip_db: Option<PathBuf>,
+
     /// Namespace of the experiments of the Sixpack API (/participate,
     /// /convert)
     ///

@@ -20,6 +20,9 @@
 //! - [`bots`]: bot filtering: the rules, npm isbot's crawler list, the
 //!   visitor (user agent, client address) of a request.
 //! - [`results`]: Lamed's `/experiments` JSON shape, built from counters.
+//! - [`segments`]: the dimensions results break down by, their values, cap
+//!   and counters; [`segmenter`]: a request's segment (User-Agent rules of
+//!   uap-core, country).
 
 pub mod adaptive;
 pub mod bots;
@@ -28,5 +31,7 @@ pub mod model;
 pub mod names;
 pub mod registry;
 pub mod results;
+pub mod segmenter;
+pub mod segments;
 pub mod sixpack;
 pub mod value;

@@ -9,6 +9,7 @@ pub use crate::names::{
     MAX_UUID_BYTES, PARTICIPATE,
 };
 use crate::registry::{RegistrationMode, Status};
+use crate::segments::Segment;
 use crate::value::{Value, ValueTotals};
 
 /// One event as AlephBet sends it: "in experiment E, variant V, event G happened".
@@ -30,6 +31,12 @@ pub struct Event {
     /// first value only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// The segment of the request that sent it (device, browser,
+    /// country): counted with the event, never part of its identity or of
+    /// the wire ([`Segment::NONE`] for a `POST` batch or with segments
+    /// off).
+    #[serde(skip)]
+    pub segment: Segment,
 }
 
 fn default_namespace() -> String {
@@ -266,6 +273,7 @@ mod tests {
 
     fn event() -> Event {
         Event {
+            segment: Default::default(),
             namespace: "ns".into(),
             experiment: "button color".into(),
             variant: "red".into(),
@@ -279,11 +287,13 @@ mod tests {
     #[test]
     fn dedupe_key_separates_fields() {
         let a = Event {
+            segment: Default::default(),
             experiment: "a:b".into(),
             variant: "c".into(),
             ..event()
         };
         let b = Event {
+            segment: Default::default(),
             experiment: "a".into(),
             variant: "b:c".into(),
             ..event()
@@ -297,11 +307,13 @@ mod tests {
     fn validation_names_field_and_rule() {
         assert!(event().validate().is_ok());
         let e = Event {
+            segment: Default::default(),
             variant: "".into(),
             ..event()
         };
         assert_eq!(e.validate(), Err(InvalidField::Empty("variant")));
         let e = Event {
+            segment: Default::default(),
             uuid: "x".repeat(MAX_UUID_BYTES + 1),
             ..event()
         };
@@ -310,6 +322,7 @@ mod tests {
             "parameter 'uuid' is longer than 128 bytes"
         );
         let e = Event {
+            segment: Default::default(),
             experiment: "a\nb".into(),
             ..event()
         };
@@ -318,6 +331,7 @@ mod tests {
             Err(InvalidField::ControlCharacter("experiment"))
         );
         let e = Event {
+            segment: Default::default(),
             experiment: "כפתור 🎉".into(),
             ..event()
         };

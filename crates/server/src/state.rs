@@ -14,6 +14,7 @@ use crate::ignored::IgnoredNames;
 use crate::metrics::Metrics;
 use lamed_config::config::Config;
 use lamed_core::bots::BotFilter;
+use lamed_core::segmenter::Segmenter;
 use lamed_core::sixpack::SixpackConfig;
 use lamed_service::adaptive::Flights;
 use lamed_store::DynStore;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub max_batch_events: usize,
     /// Which requests are bots' (`bots::Visitor` reads it too).
     pub bots: Arc<BotFilter>,
+    /// The segment of a tracking request (device, browser, country).
+    pub segments: Arc<Segmenter>,
     /// Request counters and latencies.
     pub metrics: Metrics,
     /// The last write check, which `/health` answers from.
@@ -68,6 +71,16 @@ impl AppState {
             Arc::clone(&config.bots),
             config.sixpack(),
         )
+        .with_segments(Arc::clone(&config.segments))
+    }
+
+    /// This state with other segment rules (the Lambda entry trusts
+    /// CloudFront's headers). Call before the state is cloned.
+    pub fn with_segments(mut self, segments: Arc<Segmenter>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.segments = segments;
+        }
+        self
     }
 
     /// State over a store, with the API key that guards private endpoints
@@ -103,6 +116,10 @@ impl AppState {
             api_key_hash: *blake3::hash(api_key.as_bytes()).as_bytes(),
             max_batch_events,
             bots,
+            segments: Arc::new(
+                Segmenter::new(&Segmenter::default_dimensions(), None, false)
+                    .unwrap_or_else(|_| Segmenter::off()),
+            ),
             metrics,
             health: HealthCheck::default(),
             ignored: IgnoredNames::default(),

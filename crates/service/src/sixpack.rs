@@ -343,6 +343,7 @@ impl Participant<'_> {
         };
         let join = Join {
             event: Event {
+                segment: Default::default(),
                 namespace: self.namespace.to_owned(),
                 experiment: self.experiment.to_owned(),
                 variant: alternative.to_owned(),
@@ -417,6 +418,7 @@ pub async fn convert(
     let goal = kpi.as_deref().unwrap_or(DEFAULT_GOAL);
     let join = Join {
         event: Event {
+            segment: Default::default(),
             namespace: namespace.clone(),
             experiment: experiment.clone(),
             // The store counts on the participant's alternative.

@@ -549,6 +549,7 @@ async fn track_step(world: &World, rng: &mut ChaCha8Rng) {
     let events: Vec<Event> = drawn
         .iter()
         .map(|&(i, event, variant, uuid)| Event {
+            segment: Default::default(),
             namespace: SITE.into(),
             experiment: TRACKED[i].into(),
             variant: variant.into(),
@@ -929,6 +930,7 @@ async fn check_quiet(world: &World, epoch: u64) {
             .expect("an unlisted name");
         let generation = slot.gate.read().await;
         let event = Event {
+            segment: Default::default(),
             namespace: SITE.into(),
             experiment: slot.name.into(),
             variant: VARIANTS[0].into(),

@@ -16,6 +16,8 @@
 //!   the sequential test ([`analyze_means`]);
 //! - [`bandit`]: adaptive weights by top-two Thompson sampling
 //!   ([`thompson_weights`]);
+//! - [`segments`]: results by segment value: each value's comparisons,
+//!   the correction (Benjamini-Hochberg or Holm) across all of them;
 //! - [`strata`]: estimates combined across weight periods, and the
 //!   sample-ratio check under changing weights.
 //!
@@ -47,6 +49,7 @@ pub mod intervals;
 pub mod means;
 mod normal;
 pub mod power;
+pub mod segments;
 pub mod sequential;
 pub mod strata;
 mod student_t;
@@ -55,8 +58,8 @@ pub use analysis::{analyze, analyze_with_srm, Comparison, GoalAnalysis, VariantS
 pub use bandit::{apportion, thompson_weights, BanditOptions, BanditWeights};
 pub use bayesian::{bayesian, Bayesian};
 pub use hypothesis::{
-    chi_square_independence, holm_adjust, sample_ratio_mismatch, two_proportion_z_test,
-    ChiSquareTest, SrmCheck, ZTest,
+    benjamini_hochberg_adjust, chi_square_independence, holm_adjust, sample_ratio_mismatch,
+    two_proportion_z_test, ChiSquareTest, Correction, SrmCheck, ZTest,
 };
 pub use intervals::{relative_uplift, wilson_interval, wilson_interval_z, Interval, Uplift};
 pub use means::{

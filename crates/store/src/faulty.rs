@@ -413,6 +413,15 @@ impl<S: Store + ?Sized> Store for FaultyStore<S> {
         self.inject("experiment_counters", call).await
     }
 
+    async fn segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<lamed_core::segments::SegmentCounter>, StoreError> {
+        let call = self.inner.segment_counters(namespace, experiment);
+        self.inject("segment_counters", call).await
+    }
+
     async fn weights_of(
         &self,
         namespace: &str,
@@ -513,9 +522,11 @@ mod tests {
     // Without faults the wrapper is the store it wraps: the whole suite
     // passes through it, which proves every method delegates.
     conformance::conformance_tests!(fresh);
+    conformance::segment_conformance_tests!(fresh);
 
     fn event(uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "v".into(),

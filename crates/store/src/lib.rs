@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use lamed_core::model::Caps;
 use lamed_core::model::{Counter, DailyCounter, Event, Ignored, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
+use lamed_core::segments::SegmentCounter;
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
@@ -208,6 +209,20 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         namespace: &str,
         experiment: &str,
     ) -> Result<Vec<Counter>, StoreError>;
+
+    /// One experiment's segment counters (issue 26: see
+    /// `lamed_core::segments`), sorted by dimension, value, event and
+    /// variant; empty for an unknown experiment. A counted event adds to
+    /// the counter of each of its [`Event::segment`] values in the same
+    /// atomic step as its own counter, at most
+    /// [`MAX_VALUES_PER_DIMENSION`](lamed_core::segments::MAX_VALUES_PER_DIMENSION)
+    /// values per dimension and experiment (`other` included: a new value
+    /// past them counts as `other`); removed with the experiment.
+    async fn segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<SegmentCounter>, StoreError>;
 
     /// One period's stored weights ([`StoreExt::put_weights`]); `None` when
     /// that period has none. The weights endpoint reads the current period

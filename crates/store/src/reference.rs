@@ -63,6 +63,13 @@
 //!   experiment, in the same order.
 //! - **Import** sets a counter's imported base, ignoring caps (but the
 //!   names then exist), and returns the previous base.
+//! - **Segments**: a counted event also adds one (and its value) to the
+//!   segment counter of each value its segment carries, keyed by
+//!   experiment, dimension, value, event and variant; a duplicate or
+//!   ignored event adds nothing. An experiment holds at most
+//!   `MAX_VALUES_PER_DIMENSION` values per dimension, `other` included:
+//!   a new value past the named ones' share counts as `other`. Removed
+//!   with the experiment.
 //! - **Close**: every later call fails with [`StoreError::Closed`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,7 +86,12 @@ use lamed_core::model::{
     CapExceeded, Caps, Counter, DailyCounter, Event, Ignored, TrackOutcome, PARTICIPATE,
 };
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, FIRST_VERSION};
+use lamed_core::segments::{capped, named_count, sort_counters, Dimension, SegmentCounter};
 use lamed_core::value::ValueTotals;
+
+/// `(dimension, value, event, variant)`: one segment counter of an
+/// experiment.
+type SegmentKey = (Dimension, String, String, String);
 
 /// `(namespace, experiment)`: one experiment.
 type ExperimentKey = (String, String);
@@ -119,6 +131,8 @@ struct State {
     values: BTreeMap<CounterKey, ValueTotals>,
     /// The alerts' state documents.
     alerts: BTreeMap<String, Versioned>,
+    /// Segment counters per experiment: count and value totals.
+    segments: BTreeMap<ExperimentKey, BTreeMap<SegmentKey, (u64, ValueTotals)>>,
 }
 
 /// Whether a registered name is a variant or a goal.
@@ -172,6 +186,33 @@ impl ReferenceStore {
                 .entry(counter_key(&event))
                 .or_default()
                 .add(value);
+        }
+        let segments = state
+            .segments
+            .entry((event.namespace.clone(), event.experiment.clone()))
+            .or_default();
+        for (dimension, value) in event.segment.values() {
+            let held: BTreeSet<&str> = segments
+                .keys()
+                .filter(|key| key.0 == dimension)
+                .map(|key| key.1.as_str())
+                .collect();
+            let value = capped(
+                value,
+                held.contains(value),
+                named_count(held.iter().copied()),
+            );
+            let key = (
+                dimension,
+                value.to_owned(),
+                event.event.clone(),
+                event.variant.clone(),
+            );
+            let (count, totals) = segments.entry(key).or_default();
+            *count += 1;
+            if let Some(value) = event.value {
+                totals.add(value);
+            }
         }
         TrackOutcome::Counted
     }
@@ -466,6 +507,7 @@ impl Store for ReferenceStore {
         let key = (namespace.to_owned(), experiment.to_owned());
         state.registered.remove(&key);
         state.kept.remove(&key);
+        state.segments.remove(&key);
         let had_record = state.records.remove(&key).is_some();
         Ok(state.tracked.len() + state.imported.len() < before || had_record)
     }
@@ -617,6 +659,32 @@ impl Store for ReferenceStore {
         Ok(counters)
     }
 
+    async fn segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<SegmentCounter>, StoreError> {
+        let state = self.open_state()?;
+        let mut counters: Vec<SegmentCounter> = state
+            .segments
+            .get(&(namespace.to_owned(), experiment.to_owned()))
+            .into_iter()
+            .flatten()
+            .map(
+                |((dimension, value, event, variant), (count, totals))| SegmentCounter {
+                    dimension: *dimension,
+                    value: value.clone(),
+                    event: event.clone(),
+                    variant: variant.clone(),
+                    count: *count,
+                    values: (totals.valued > 0).then_some(*totals),
+                },
+            )
+            .collect();
+        sort_counters(&mut counters);
+        Ok(counters)
+    }
+
     async fn weights_of(
         &self,
         namespace: &str,
@@ -689,4 +757,6 @@ mod tests {
 
     conformance::conformance_tests!(fresh);
     conformance::conformance_tests!(fresh, alerts);
+
+    conformance::segment_conformance_tests!(fresh);
 }

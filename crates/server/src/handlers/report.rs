@@ -29,6 +29,17 @@ pub async fn report(
             .transpose()
             .map_err(|err| ApiError::BadRequest(err.to_string()))?,
         srm: None,
+        by: params.optional("by")?.map(str::parse).transpose().map_err(
+            |err: lamed_core::segments::UnknownDimension| {
+                ApiError::BadRequest(format!("by: {err}"))
+            },
+        )?,
+        correction: params
+            .optional("correction")?
+            .map(report::segments::parse_correction)
+            .transpose()
+            .map_err(ApiError::BadRequest)?
+            .unwrap_or_default(),
     };
     report::load(state.store.as_ref(), &namespace, &experiment, &request)
         .await

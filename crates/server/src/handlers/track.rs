@@ -6,7 +6,7 @@ use std::fmt;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::value::MapDeserializer;
@@ -33,9 +33,10 @@ use lamed_service::tracking;
 pub async fn track_one(
     State(state): State<AppState>,
     RequestVisitor(visitor): RequestVisitor,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let event = event_from_query(query.as_deref()).inspect_err(|err| {
+    let mut event = event_from_query(query.as_deref()).inspect_err(|err| {
         state.metrics.reject(err.kind());
     })?;
     if state.bots.check(&visitor).is_some() {
@@ -43,6 +44,8 @@ pub async fn track_one(
         state.metrics.ignore(&why);
         return Ok(answer_ignored(&state, &event, &why));
     }
+    // A goal counts in the segment of the request that sends it.
+    event.segment = state.segments.segment(&headers, &visitor);
     let outcome = store_events(&state, vec![event]).await?.pop();
     match outcome {
         // Rare: the names are read again from the query rather than copied
@@ -228,6 +231,7 @@ impl SentEvent {
             Given::Invalid(_) => return Err(invalid("value")),
         };
         let event = Event {
+            segment: Default::default(),
             namespace: optional(self.namespace, "namespace")?
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             experiment: required(self.experiment, "experiment")?,
@@ -434,6 +438,7 @@ mod tests {
 
     fn event(uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: lamed_core::model::DEFAULT_NAMESPACE.into(),
             experiment: "e".into(),
             variant: "v".into(),

@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::adaptive::{self, AdaptiveReport, WeightPeriod};
 use lamed_core::model::{Counter, DailyCounter, PARTICIPATE};
 use lamed_core::registry::{ExperimentRecord, Status};
+use lamed_core::segments::Dimension;
 use lamed_core::value::ValueTotals;
 use lamed_stats::{
-    self, GoalAnalysis, Interval, MeanAnalysis, Options, SrmCheck, ValueSums, VariantCounts,
+    self, Correction, GoalAnalysis, Interval, MeanAnalysis, Options, SrmCheck, ValueSums,
+    VariantCounts,
 };
 use lamed_store::{Store, StoreError};
 
+pub mod segments;
 pub mod verdict;
 
 pub use lamed_core::clock::civil_date;
@@ -38,6 +41,10 @@ pub struct ReportRequest {
     /// variants' names, used instead of one against `weights`: an adaptive
     /// experiment's, against each period's own weights.
     pub srm: Option<SrmCheck>,
+    /// Break the results down by this segment dimension too.
+    pub by: Option<Dimension>,
+    /// How the breakdown's p-values are corrected.
+    pub correction: Correction,
 }
 
 /// Why a report cannot be made; each names what was wrong.
@@ -95,6 +102,9 @@ pub struct Report {
     /// conversions), kept until it is deleted: what it costs the store.
     #[serde(default)]
     pub memberships: u64,
+    /// The breakdown by the dimension asked for (`by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<segments::SegmentBreakdown>,
 }
 
 /// One variant's participants.
@@ -284,6 +294,7 @@ pub fn build(
         record: None,
         adaptive: None,
         memberships: 0,
+        segments: None,
     })
 }
 
@@ -366,6 +377,7 @@ pub async fn load(
         }
         None => None,
     };
+    let (by, correction, split) = (request.by, request.correction, request.weights.clone());
     let (owned_namespace, owned_experiment) = (namespace.to_owned(), experiment.to_owned());
     let mut report = tokio::task::spawn_blocking(move || {
         build(
@@ -381,6 +393,25 @@ pub async fn load(
     report.record = record;
     report.adaptive = adaptive;
     report.memberships = store.member_count(namespace, experiment).await?;
+    if let Some(dimension) = by {
+        let counters = store.segment_counters(namespace, experiment).await?;
+        let labels: Vec<&str> = report.variants.iter().map(|v| v.label.as_str()).collect();
+        let control = labels
+            .iter()
+            .position(|l| *l == report.control)
+            .unwrap_or(0);
+        let goals: Vec<&str> = report.goals.iter().map(|g| g.goal.as_str()).collect();
+        let weights = weights_in_order(&labels, split.as_ref())?;
+        report.segments = Some(segments::breakdown(
+            dimension,
+            &counters,
+            &labels,
+            control,
+            &goals,
+            weights.as_deref(),
+            correction,
+        ));
+    }
     Ok(report)
 }
 

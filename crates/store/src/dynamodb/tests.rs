@@ -150,6 +150,7 @@ async fn units_per_event_are_what_the_readme_says() {
     ))];
     let store = DynamoDbStore::open(opened).await.expect("open");
     let event = |uuid: &str| Event {
+        segment: Default::default(),
         namespace: "u".into(),
         experiment: "e".into(),
         variant: "a".into(),

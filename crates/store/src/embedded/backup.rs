@@ -304,6 +304,7 @@ mod tests {
 
     fn event(uuid: usize) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "a".into(),

@@ -11,6 +11,7 @@ use super::records::CommittedRecords;
 use crate::StoreError;
 use lamed_core::model::{CapExceeded, Caps, Event, Ignored, PARTICIPATE};
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status};
+use lamed_core::segments::{capped, named_count, Dimension};
 
 /// The distinct names that exist and the registry's statuses, kept in
 /// memory to apply the registry and [`Caps`] without a query per event.
@@ -29,6 +30,8 @@ struct ExperimentNames {
     record: Option<Arc<ExperimentRecord>>,
     variants: HashSet<String>,
     goals: HashSet<String>,
+    /// The segment values counted, by dimension (for their cap).
+    segment_values: [HashSet<String>; 3],
 }
 
 impl Catalog {
@@ -42,6 +45,7 @@ impl Catalog {
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let event = Event {
+                segment: Default::default(),
                 namespace: row.get(0)?,
                 experiment: row.get(1)?,
                 event: row.get(2)?,
@@ -50,6 +54,24 @@ impl Catalog {
                 value: None,
             };
             catalog.insert(&event);
+        }
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT namespace, experiment, dimension, value FROM segments")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (namespace, experiment): (String, String) = (row.get(0)?, row.get(1)?);
+            let dimension: String = row.get(2)?;
+            let dimension: Dimension = dimension
+                .parse()
+                .map_err(|err| StoreError::corrupt_because("a stored segment is corrupt", err))?;
+            catalog
+                .namespaces
+                .entry(namespace)
+                .or_default()
+                .entry(experiment)
+                .or_default()
+                .segment_values[dimension.index()]
+            .insert(row.get(3)?);
         }
         let mut stmt = conn.prepare("SELECT record FROM registry")?;
         let mut rows = stmt.query([])?;
@@ -198,6 +220,37 @@ impl Catalog {
         if event.event != PARTICIPATE {
             names.goals.insert(event.event.clone());
         }
+    }
+
+    /// The values `event`'s segment is counted under: each its own while
+    /// the experiment has room for it, else `other` (see
+    /// `lamed_core::segments::capped`); takes them in. Call after
+    /// [`Catalog::insert`].
+    pub(super) fn segment_values(&mut self, event: &Event) -> Vec<(Dimension, String)> {
+        if event.segment.is_empty() {
+            return Vec::new();
+        }
+        let Some(names) = self
+            .namespaces
+            .get_mut(&event.namespace)
+            .and_then(|experiments| experiments.get_mut(&event.experiment))
+        else {
+            return Vec::new();
+        };
+        event
+            .segment
+            .values()
+            .map(|(dimension, value)| {
+                let held = &mut names.segment_values[dimension.index()];
+                if held.contains(value) {
+                    return (dimension, value.to_owned());
+                }
+                let value =
+                    capped(value, false, named_count(held.iter().map(String::as_str))).to_owned();
+                held.insert(value.clone());
+                (dimension, value)
+            })
+            .collect()
     }
 
     /// Forgets an experiment: its names and its status.

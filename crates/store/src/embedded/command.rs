@@ -242,7 +242,7 @@ impl Write for DeleteExperiment {
             )?;
         }
         // Memberships and weights alone do not make an experiment exist.
-        for table in ["member_log", "weights"] {
+        for table in ["member_log", "weights", "segments"] {
             batch.tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = ?1 AND experiment = ?2"),
                 params![namespace, experiment],

@@ -53,6 +53,7 @@ use durability::LogSyncer;
 use lamed_core::clock::Clock;
 use lamed_core::model::{Caps, Counter, DailyCounter, Event, TrackOutcome};
 use lamed_core::registry::ExperimentRecord;
+use lamed_core::segments::{sort_counters, SegmentCounter};
 use lamed_core::value::{ValueTotals, LIMBS};
 use memberships::{CommittedMembers, Memberships};
 use prune::Pruner;
@@ -574,6 +575,7 @@ impl Store for EmbeddedStore {
         count: u64,
     ) -> Result<Option<u64>, StoreError> {
         let counter = Event {
+            segment: Default::default(),
             namespace: namespace.to_owned(),
             experiment: experiment.to_owned(),
             event: event.to_owned(),
@@ -617,6 +619,47 @@ impl Store for EmbeddedStore {
         let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
         self.read(move |conn| read_counters(conn, &Counters::Experiment(&namespace, &experiment)))
             .await
+    }
+
+    async fn segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<SegmentCounter>, StoreError> {
+        let (namespace, experiment) = (namespace.to_owned(), experiment.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT dimension, value, event, variant, count, n, s0, s1, q0, q1, q2
+                 FROM segments WHERE namespace = ?1 AND experiment = ?2",
+            )?;
+            let mut rows = stmt.query([namespace, experiment])?;
+            let mut counters = Vec::new();
+            while let Some(row) = rows.next()? {
+                let dimension: String = row.get(0)?;
+                let dimension = dimension.parse().map_err(|err| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(err),
+                    )
+                })?;
+                let mut limbs = [0i64; LIMBS];
+                for (at, limb) in limbs.iter_mut().enumerate() {
+                    *limb = row.get(5 + at)?;
+                }
+                counters.push(SegmentCounter {
+                    dimension,
+                    value: row.get(1)?,
+                    event: row.get(2)?,
+                    variant: row.get(3)?,
+                    count: row.get::<_, i64>(4)? as u64,
+                    values: ValueTotals::from_limbs(limbs),
+                });
+            }
+            sort_counters(&mut counters);
+            Ok(counters)
+        })
+        .await
     }
 
     async fn weights_of(
@@ -807,6 +850,8 @@ mod tests {
     conformance::conformance_tests!(fresh);
     conformance::conformance_tests!(fresh, alerts);
 
+    conformance::segment_conformance_tests!(fresh);
+
     /// One writer per data directory: a second open is refused, named as
     /// such, until the first is closed; readers are not affected.
     #[tokio::test]
@@ -911,6 +956,7 @@ mod tests {
     async fn reopen_keeps_everything() {
         let dir = tempfile::tempdir().expect("temp dir");
         let e = Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "a".into(),
@@ -941,6 +987,7 @@ mod tests {
             vec![TrackOutcome::Duplicate]
         );
         let other = Event {
+            segment: Default::default(),
             variant: "b".into(),
             ..e
         };
@@ -1008,6 +1055,7 @@ mod tests {
 
     fn event(uuid: usize) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "a".into(),

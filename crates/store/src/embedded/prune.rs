@@ -106,6 +106,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), 86_400, Caps::default());
         let event = |uuid: &str| Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "a".into(),

@@ -28,7 +28,9 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// had a `members` table, which opening converts); `value_sums` the limbs of each counter's sum and
 /// sum of squares of values (see [`lamed_core::value`]; a counter without
 /// valued events has no row); `weights` each period's adaptive weights
-/// (JSON, set once per period); `imported`
+/// (JSON, set once per period); `segments` the segment counters (issue 26:
+/// per experiment, dimension, value, event and variant, the count and the
+/// limbs of its values); `imported`
 /// the base each counter was given by `lamed import` (reads add it to
 /// `counters`, so re-importing replaces it instead of adding twice).
 const SCHEMA: &str = "
@@ -70,6 +72,13 @@ CREATE TABLE IF NOT EXISTS weights (
     weights TEXT NOT NULL,
     PRIMARY KEY (namespace, experiment, period)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segments (
+    namespace TEXT NOT NULL, experiment TEXT NOT NULL, dimension TEXT NOT NULL,
+    value TEXT NOT NULL, event TEXT NOT NULL, variant TEXT NOT NULL,
+    count INTEGER NOT NULL, n INTEGER NOT NULL, s0 INTEGER NOT NULL, s1 INTEGER NOT NULL,
+    q0 INTEGER NOT NULL, q1 INTEGER NOT NULL, q2 INTEGER NOT NULL,
+    PRIMARY KEY (namespace, experiment, dimension, value, event, variant)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_state (
     key TEXT PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL
@@ -107,9 +116,11 @@ pub(super) fn open_reader_connection(path: &Path) -> Result<Connection, StoreErr
 /// The layout version this lamed writes, kept in `PRAGMA user_version`:
 /// 0 before versions (the tables up to `members`), 1 with `value_sums` and
 /// `weights`, 2 with hashed memberships (no client id at rest) and the
-/// daily fold's index, 3 with the memberships in a log. A newer layout is refused rather than half
+/// daily fold's index, 3 with the memberships in a log, 4 with `segments`
+/// (an older lamed would count without them, and leave them behind when it
+/// deletes). A newer layout is refused rather than half
 /// understood: an older lamed would count events without their values.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose memberships hold hashes, not client ids.
 const HASHED_MEMBERS: i64 = 2;

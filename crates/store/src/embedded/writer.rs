@@ -36,6 +36,7 @@ use super::seen::{cutoff, SeenIndex};
 use crate::StoreError;
 use lamed_core::clock::Clock;
 use lamed_core::model::{Caps, Event};
+use lamed_core::segments::Dimension;
 use lamed_core::value::{add_limbs, LIMBS};
 
 /// Most events the writer puts in one transaction; bounds commit latency.
@@ -104,7 +105,15 @@ pub(super) struct Batch<'conn> {
     /// The limbs of the counted events' values per counter, added to
     /// `value_sums` on commit.
     values: HashMap<CounterKey, [i64; LIMBS]>,
+    /// Counted events and the limbs of their values per segment counter,
+    /// by counter (a handful each, searched in order: no key built per
+    /// event), added to `segments` on commit.
+    segments: HashMap<CounterKey, Vec<SegmentCell>>,
 }
+
+/// One segment counter of a counter: its dimension and value, the events
+/// counted and the limbs of their values.
+type SegmentCell = (Dimension, String, i64, [i64; LIMBS]);
 
 /// A counter's names: namespace, experiment, event, variant.
 type CounterKey = (String, String, String, String);
@@ -281,6 +290,7 @@ impl Writer {
             cutoff: cutoff(now_ms, self.window_ms),
             counts: HashMap::new(),
             values: HashMap::new(),
+            segments: HashMap::new(),
         };
         while let Some(command) = commands.next() {
             match command.apply(&mut batch) {
@@ -330,12 +340,33 @@ impl Batch<'_> {
     /// Adds one to today's row of the event's counter, and its value to
     /// the counter's sums.
     pub(super) fn count(&mut self, event: Event) {
+        let segment = self.catalog.segment_values(&event);
         let key = (
             event.namespace,
             event.experiment,
             event.event,
             event.variant,
         );
+        if !segment.is_empty() {
+            if !self.segments.contains_key(&key) {
+                self.segments.insert(key.clone(), Vec::new());
+            }
+            let cells = self.segments.get_mut(&key).expect("inserted above");
+            for (dimension, value) in segment {
+                let at = match cells.iter().position(|c| c.0 == dimension && c.1 == value) {
+                    Some(at) => at,
+                    None => {
+                        cells.push((dimension, value, 0, [0; LIMBS]));
+                        cells.len() - 1
+                    }
+                };
+                let cell = &mut cells[at];
+                cell.2 += 1;
+                if let Some(value) = event.value {
+                    add_limbs(&mut cell.3, value);
+                }
+            }
+        }
         if let Some(value) = event.value {
             add_limbs(self.values.entry(key.clone()).or_default(), value);
         }
@@ -347,6 +378,7 @@ impl Batch<'_> {
         let other = |(ns, exp, _, _): &CounterKey| !(ns == namespace && exp == experiment);
         self.counts.retain(|key, _| other(key));
         self.values.retain(|key, _| other(key));
+        self.segments.retain(|key, _| other(key));
     }
 
     /// Writes what the commands left in memory (dedupe log rows, counts),
@@ -381,6 +413,39 @@ impl Batch<'_> {
                 ])?;
             }
         }
+        if !self.segments.is_empty() {
+            let mut add_segments = self.tx.prepare_cached(
+                "INSERT INTO segments (namespace, experiment, dimension, value, event, variant,
+                 count, n, s0, s1, q0, q1, q2)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count, n = n + excluded.n,
+                 s0 = s0 + excluded.s0, s1 = s1 + excluded.s1,
+                 q0 = q0 + excluded.q0, q1 = q1 + excluded.q1, q2 = q2 + excluded.q2",
+            )?;
+            let cells = self
+                .segments
+                .iter()
+                .flat_map(|(key, cells)| cells.iter().map(move |cell| (key, cell)));
+            for ((namespace, experiment, event, variant), (dimension, value, count, limbs)) in cells
+            {
+                let [n, s0, s1, q0, q1, q2] = limbs;
+                add_segments.execute(params![
+                    namespace,
+                    experiment,
+                    dimension.as_str(),
+                    value,
+                    event,
+                    variant,
+                    count,
+                    n,
+                    s0,
+                    s1,
+                    q0,
+                    q1,
+                    q2
+                ])?;
+            }
+        }
         self.tx.commit()?;
         Ok(())
     }
@@ -410,6 +475,7 @@ mod tests {
         };
         let store = open(dir.path(), 86_400, caps);
         let event = |experiment: &str, variant: &str| Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: experiment.into(),
             variant: variant.into(),
@@ -474,6 +540,7 @@ mod tests {
 
     fn participation(experiment: &str, uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: experiment.into(),
             variant: "a".into(),

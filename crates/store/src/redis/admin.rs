@@ -11,7 +11,7 @@ use crate::StoreError;
 /// (whose last day counted it forgets), then the keys it removes, every
 /// one but the meta and the fence, of which the first [`DELETE_TELLING`] tell whether the
 /// experiment existed.
-const DELETE_KEYS: [Key; 12] = [
+const DELETE_KEYS: [Key; 13] = [
     Key::Days,
     Key::Meta,
     Key::Variants,
@@ -24,6 +24,7 @@ const DELETE_KEYS: [Key; 12] = [
     Key::Members,
     Key::Values,
     Key::Weights,
+    Key::Segments,
 ];
 
 /// How many of the keys `delete.lua` removes tell whether the experiment
@@ -138,6 +139,7 @@ mod tests {
     /// A participation in experiment `e` of namespace `n`.
     fn event(uuid: String) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "v".into(),

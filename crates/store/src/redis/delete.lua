@@ -1,5 +1,5 @@
 -- Removes one experiment's counters, values, names, daily counters,
--- record, memberships and weight history.
+-- segment counters, record, memberships and weight history.
 --
 -- Key names come from keys.rs (the key layout), never from this script:
 -- KEYS are the experiment's keys, in the order of DELETE_KEYS in admin.rs:

@@ -33,6 +33,7 @@
 //! | `P:{T}:days` | [`Key::Days`] | zset | the days that have daily counters |
 //! | `P:{T}:r` | [`Key::Registry`] | hash | the registry: `status`, `version`, and `record` (JSON) or `created` (ms) for one tracking registered |
 //! | `P:{T}:x` | [`Key::Members`] | hash | memberships: member → value (`members.rs`), no expiry |
+//! | `P:{T}:sg` | [`Key::Segments`] | hash | segment counters (`track.lua`): `c \x1f dimension \x1f value \x1f event \x1f variant` → count, `v<k> \x1f ...` → the value limb k, `h \x1f dimension \x1f value` → 1 for a value held, `n \x1f dimension` → named values held (their cap) |
 //! | `P:{T}:m` | [`Key::Meta`] | hash | per live dedupe bucket, insertions tried; the last day counted |
 //! | `P:{T}:t` | [`Key::Fence`] | string | the fence: the highest number of a take-back that found no experiment; registrations numbered up to it may not create it (`register.rs`); kept by a delete |
 //! | `P:{T}:s:<bucket>:<shard>` | [`Family::DedupeShard`] | hash | dedupe memory: 8-byte digest → first-seen offset (ms) |
@@ -79,12 +80,14 @@ pub(super) enum Key {
     /// `:t`, string: the fence, the highest number of a take-back that
     /// found no experiment (`register.rs`).
     Fence,
+    /// `:sg`, hash: the segment counters and the values they hold.
+    Segments,
 }
 
 impl Key {
     /// Every fixed key of an experiment.
     #[cfg(test)]
-    pub(super) const ALL: [Key; 12] = [
+    pub(super) const ALL: [Key; 13] = [
         Key::Variants,
         Key::Goals,
         Key::Slots,
@@ -97,6 +100,7 @@ impl Key {
         Key::Members,
         Key::Meta,
         Key::Fence,
+        Key::Segments,
     ];
 
     /// What follows the base in the key's name.
@@ -114,6 +118,7 @@ impl Key {
             Key::Members => ":x",
             Key::Meta => ":m",
             Key::Fence => ":t",
+            Key::Segments => ":sg",
         }
     }
 
@@ -281,6 +286,27 @@ pub(super) fn split_field(field: &str) -> Option<(String, String)> {
         .map(|(event, variant)| (event.to_owned(), variant.to_owned()))
 }
 
+/// A segment counter's field of [`Key::Segments`] read back: `Some((k,
+/// dimension, value, event, variant))` for a count (`c`, `k` = `None`) or
+/// value limb `k` (`v<k>`); `None` for the fields of the cap.
+pub(super) type SegmentField<'a> = (Option<usize>, &'a str, &'a str, &'a str, &'a str);
+
+/// Splits a field of [`Key::Segments`] (see the table above).
+pub(super) fn split_segment_field(field: &str) -> Option<SegmentField<'_>> {
+    let mut parts = field.split(SEPARATOR);
+    let kind = parts.next()?;
+    let limb = match kind {
+        "c" => None,
+        _ => Some(kind.strip_prefix('v')?.parse().ok()?),
+    };
+    let (dimension, value, event, variant) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    parts
+        .next()
+        .is_none()
+        .then_some((limb, dimension, value, event, variant))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +324,9 @@ mod tests {
     }
 
     /// The names are the layout's (version `LAYOUT_VERSION`), byte for
-    /// byte: data written before reads the same.
+    /// byte: data written before reads the same. (`:sg`, the segment
+    /// counters, was added without a new version: no existing key
+    /// changed, and a store without it reads as having no segments.)
     #[test]
     fn the_layout_is_unchanged() {
         let base = "lmd:{0123456789abcdef}";
@@ -306,7 +334,7 @@ mod tests {
         let suffixes: Vec<&str> = names.iter().map(|n| &n[base.len()..]).collect();
         assert_eq!(
             suffixes,
-            [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m", ":t"]
+            [":v", ":g", ":f", ":c", ":n", ":w", ":i", ":days", ":r", ":x", ":m", ":t", ":sg"]
         );
         assert_eq!(day_key(base, 20_000), format!("{base}:d:20000"));
         assert_eq!(Family::DedupeShard.prefix_of(base), format!("{base}:s:"));

@@ -6,16 +6,68 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::future::try_join_all;
 use redis::Value;
 
-use super::keys::{day_key, split_field, Key};
+use super::keys::{day_key, split_field, split_segment_field, Key};
 use super::store::RedisStore;
 use crate::StoreError;
 use lamed_core::model::{Counter, DailyCounter};
+use lamed_core::segments::{sort_counters, Dimension, SegmentCounter};
 use lamed_core::value::{ValueTotals, LIMBS};
 
 /// Counter slots: `event \x1f variant` → slot in the counter strings.
 type Slots = HashMap<String, usize>;
 
 impl RedisStore {
+    /// One experiment's segment counters, from its [`Key::Segments`] hash.
+    pub(super) async fn read_segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<SegmentCounter>, StoreError> {
+        let mut conn = self.conn();
+        let fields: HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(self.experiment_key(namespace, experiment, Key::Segments))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        type Id = (Dimension, String, String, String);
+        let mut read: BTreeMap<Id, (u64, [i64; LIMBS])> = BTreeMap::new();
+        for (field, number) in &fields {
+            let Some((limb, dimension, value, event, variant)) = split_segment_field(field) else {
+                continue;
+            };
+            let dimension: Dimension = dimension.parse().map_err(|err| {
+                StoreError::corrupt_because("a stored segment counter is corrupt", err)
+            })?;
+            let id = (
+                dimension,
+                value.to_owned(),
+                event.to_owned(),
+                variant.to_owned(),
+            );
+            let entry = read.entry(id).or_default();
+            match limb {
+                None => entry.0 = u64::try_from(*number).unwrap_or(0),
+                Some(k) if k < LIMBS => entry.1[k] = *number,
+                Some(_) => {}
+            }
+        }
+        let mut counters: Vec<SegmentCounter> = read
+            .into_iter()
+            .map(
+                |((dimension, value, event, variant), (count, limbs))| SegmentCounter {
+                    dimension,
+                    value,
+                    event,
+                    variant,
+                    count,
+                    values: ValueTotals::from_limbs(limbs),
+                },
+            )
+            .collect();
+        sort_counters(&mut counters);
+        Ok(counters)
+    }
+
     /// The namespace's listed experiments that still exist, sorted.
     pub(super) async fn live_experiments(
         &self,

@@ -428,6 +428,7 @@ mod tests {
     /// A participation in experiment `n`/`e`, variant `v`.
     fn event(uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "n".into(),
             experiment: "e".into(),
             variant: "v".into(),
@@ -440,6 +441,7 @@ mod tests {
     /// The same in experiment `f`.
     fn other(uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             experiment: "f".into(),
             ..event(uuid)
         }
@@ -707,6 +709,7 @@ mod tests {
         let number = a.leave(List::Namespaces, "n").await.unwrap().unwrap();
         // Meanwhile c would create namespace "m": "n" still holds the place.
         let elsewhere = Event {
+            segment: Default::default(),
             namespace: "m".into(),
             ..event("1")
         };
@@ -761,6 +764,7 @@ mod tests {
         assert!(!a.unregister("n", "e").await.unwrap());
         assert_eq!(listed(&a).await, (vec![], vec![]));
         let elsewhere = Event {
+            segment: Default::default(),
             namespace: "m".into(),
             ..event("1")
         };
@@ -812,6 +816,7 @@ mod tests {
         ];
         let names = ["e0", "e1", "e2", "e3"];
         let in_experiment = |name: &str, uuid: String| Event {
+            segment: Default::default(),
             experiment: name.into(),
             ..event(&uuid)
         };

@@ -283,6 +283,15 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<lamed_core::segments::SegmentCounter>, StoreError> {
+        self.run(self.read_segment_counters(namespace, experiment))
+            .await
+    }
+
     async fn weights_of(
         &self,
         namespace: &str,

@@ -5,7 +5,8 @@
 -- KEYS are the experiment's fixed keys, in the order of TRACK_KEYS in
 -- track.rs: 1 variants (set), 2 goals (set), 3 counter slots (hash),
 -- 4 totals (string), 5 values (string), 6 registry (hash), 7 dedupe
--- meta (hash), 8 days (zset), 9 memberships (hash), 10 fence (string).
+-- meta (hash), 8 days (zset), 9 memberships (hash), 10 fence (string),
+-- 11 segments (hash).
 -- They share one hash slot, so the script
 -- runs unchanged on a Redis Cluster; so do the keys it names from the
 -- prefixes in ARGV 7 and 8.
@@ -16,7 +17,8 @@
 --       (1 = required), 7 the prefix of the daily counters' keys (the
 --       day number follows), 8 the prefix of the dedupe shards' keys
 --       (`<bucket>:<shard>` follows), 9 the version of a record that has
---       none stored (the first); then 9 per event: the registration
+--       none stored (the first), 10 the most values a dimension of the
+--       experiment holds, `other` included (segments); then 10 per event: the registration
 --       number a creation is allowed with (0: may not create; see
 --       register.rs), event, variant, is_goal (0/1), digest (8 binary bytes of the
 --       dedupe key), the value's limbs (six integers below 10^9 separated
@@ -24,7 +26,8 @@
 --       then for a join (Sixpack's participation or conversion; empty
 --       otherwise): the member, the participant that must hold the event's
 --       variant, and the definition (a record as JSON) that registers an
---       experiment without an owner's record.
+--       experiment without an owner's record; last the segment:
+--       `dimension \x1f value` pairs joined by `\x1e`, or empty.
 -- Returns {created, code...}: created = 1 when this call created the
 -- experiment; one code per event: 0 counted, 1 duplicate, 2 variants cap,
 -- 3 goals cap, 4 experiment unknown here (register it, then send the event
@@ -79,14 +82,15 @@
 -- hash, the slots of the batch's counters, two BITFIELDs that add to every
 -- counter at once), per new event one or two.
 
-local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key, xkey, tkey = unpack(KEYS)
+local vkey, gkey, fkey, ckey, nkey, rkey, mkey, days_key, xkey, tkey, sgkey = unpack(KEYS)
 local window, max_variants = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_goals, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual_now = tonumber(ARGV[5])
 local required = ARGV[6] == '1'
 local day_prefix, shard_prefix = ARGV[7], ARGV[8]
 local first_version = tonumber(ARGV[9])
-local FIRST_EVENT, STRIDE = 10, 9
+local max_segment_values = tonumber(ARGV[10])
+local FIRST_EVENT, STRIDE = 11, 10
 local INACTIVE = {paused = 5, stopped = 6, archived = 7}
 local UNREGISTERED, HELD, NOT_PARTICIPATING = 8, 9, 10
 
@@ -214,6 +218,35 @@ for i = FIRST_EVENT, #ARGV, STRIDE do
     next_slot = next_slot or call('HLEN', fkey)
   end
 end
+-- Segments: the pairs of the batch's events, and which of their values
+-- the experiment holds (`h` fields) and how many named values each of
+-- their dimensions holds (`n` fields), for the cap: a new named value
+-- past `max_segment_values - 1` counts as `other`.
+local segments_of, segment_fields, segment_known = {}, {}, {}
+for i = FIRST_EVENT, #ARGV, STRIDE do
+  local text = ARGV[i + 9]
+  if text ~= '' then
+    local pairs_of = {}
+    for pair in string.gmatch(text, '[^\30]+') do
+      local dimension, value = string.match(pair, '^([^\31]*)\31(.*)$')
+      pairs_of[#pairs_of + 1] = {dimension, value}
+      for _, f in ipairs({'h\31' .. pair, 'n\31' .. dimension}) do
+        if segment_known[f] == nil then
+          segment_known[f] = false
+          segment_fields[#segment_fields + 1] = f
+        end
+      end
+    end
+    segments_of[i] = pairs_of
+  end
+end
+if #segment_fields > 0 then
+  local found = chunked('HMGET', sgkey, segment_fields, 1)
+  for k, f in ipairs(segment_fields) do
+    segment_known[f] = found[k] or false
+  end
+end
+
 -- Registrations numbered up to the fence may not create the experiment.
 local fence = 0
 if variant_count == 0 then
@@ -375,6 +408,46 @@ local function add_value(slot, limbs)
   end
 end
 
+-- Segment counters: each counted event adds to the counter of each of its
+-- pairs (`c` field) and its value's limbs (`v<k>` fields), on the value
+-- the cap leaves it.
+local segment_increments, segment_counted, segment_new = {}, {}, {}
+local function add_segment(field, by)
+  if not segment_increments[field] then
+    segment_increments[field] = 0
+    segment_counted[#segment_counted + 1] = field
+  end
+  segment_increments[field] = segment_increments[field] + by
+end
+local function count_segments(i, event, variant)
+  for _, pair in ipairs(segments_of[i] or {}) do
+    local dimension, value = pair[1], pair[2]
+    local held = 'h\31' .. dimension .. '\31' .. value
+    if value ~= 'other' and not segment_known[held] then
+      local named = tonumber(segment_known['n\31' .. dimension]) or 0
+      if named >= max_segment_values - 1 then
+        value = 'other'
+      else
+        segment_known[held] = '1'
+        segment_known['n\31' .. dimension] = named + 1
+        segment_new[#segment_new + 1] = held
+        segment_new[#segment_new + 1] = '1'
+        segment_new[#segment_new + 1] = 'n\31' .. dimension
+        segment_new[#segment_new + 1] = named + 1
+      end
+    end
+    local id = dimension .. '\31' .. value .. '\31' .. event .. '\31' .. variant
+    add_segment('c\31' .. id, 1)
+    if ARGV[i + 5] ~= '' then
+      local k = 0
+      for limb in string.gmatch(ARGV[i + 5], '%d+') do
+        add_segment('v' .. k .. '\31' .. id, tonumber(limb))
+        k = k + 1
+      end
+    end
+  end
+end
+
 local answer = {0}
 local increments, counted = {}, {}
 local new_variants, new_goals, new_fields = {}, {}, {}
@@ -430,6 +503,7 @@ for i = FIRST_EVENT, #ARGV, STRIDE do
     if ARGV[i + 5] ~= '' then
       add_value(slot, ARGV[i + 5])
     end
+    count_segments(i, event, variant)
     if member ~= '' then
       holds[member] = variant
       joined[#joined + 1] = member
@@ -507,6 +581,13 @@ end
 
 if #valued > 0 then
   chunked('BITFIELD', nkey, additions(valued, value_increments), 4)
+end
+
+-- The held values' later fields overwrite their earlier ones (the last
+-- `n` count is the highest).
+chunked('HSET', sgkey, segment_new, 2)
+for _, field in ipairs(segment_counted) do
+  call('HINCRBY', sgkey, field, string.format('%d', segment_increments[field]))
 end
 
 return answer

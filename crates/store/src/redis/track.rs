@@ -14,6 +14,7 @@ use super::store::RedisStore;
 use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{RegistrationMode, Status, FIRST_VERSION};
+use lamed_core::segments::{Segment, MAX_VALUES_PER_DIMENSION};
 use lamed_core::value::Value;
 
 /// Most events in one script call (the coalescer splits larger batches):
@@ -24,7 +25,7 @@ use lamed_core::value::Value;
 pub(super) const MAX_BATCH: usize = 256;
 
 /// The keys `track.lua` gets, in its order.
-const TRACK_KEYS: [Key; 10] = [
+const TRACK_KEYS: [Key; 11] = [
     Key::Variants,
     Key::Goals,
     Key::Slots,
@@ -35,6 +36,7 @@ const TRACK_KEYS: [Key; 10] = [
     Key::Days,
     Key::Members,
     Key::Fence,
+    Key::Segments,
 ];
 
 /// One event ready for the script.
@@ -80,6 +82,8 @@ pub(super) struct Job {
     digest: [u8; 8],
     /// The value's limbs as the script reads them; empty without a value.
     value_limbs: String,
+    /// The segment as the script reads it ([`script_segment`]).
+    segment: String,
     join: JoinArgs,
     reply: oneshot::Sender<Result<(i64, bool), StoreError>>,
 }
@@ -333,6 +337,7 @@ impl RedisStore {
                 variant: p.event.variant.clone(),
                 digest: p.digest,
                 value_limbs: p.event.value.map(script_limbs).unwrap_or_default(),
+                segment: script_segment(&p.event.segment),
                 join: p.join.clone(),
                 reply,
             });
@@ -412,7 +417,8 @@ impl RedisStore {
             ))
             .arg(Family::Day.prefix_of(base))
             .arg(Family::DedupeShard.prefix_of(base))
-            .arg(FIRST_VERSION);
+            .arg(FIRST_VERSION)
+            .arg(MAX_VALUES_PER_DIMENSION);
         for job in batch {
             invocation
                 .arg(job.creates_with)
@@ -423,7 +429,8 @@ impl RedisStore {
                 .arg(&job.value_limbs)
                 .arg(&job.join.member)
                 .arg(&job.join.participant)
-                .arg(&job.join.definition);
+                .arg(&job.join.definition)
+                .arg(&job.segment);
         }
         let mut conn = self.conn();
         let answer: Vec<i64> = invocation
@@ -479,6 +486,17 @@ impl RedisStore {
 /// The script's "now" argument: a manual clock's time in Unix ms, or empty
 /// for the system clock, which makes the script read Redis's `TIME` so
 /// that every instance sharing one Redis agrees on the window.
+/// A segment as `track.lua` reads it: `dimension \x1f value` pairs joined
+/// by `\x1e` (names and values hold no control characters); empty without
+/// one.
+fn script_segment(segment: &Segment) -> String {
+    segment
+        .values()
+        .map(|(dimension, value)| format!("{dimension}\x1f{value}"))
+        .collect::<Vec<_>>()
+        .join("\x1e")
+}
+
 /// A value's limbs as `track.lua` reads them: integers separated by
 /// spaces.
 fn script_limbs(value: Value) -> String {
@@ -505,6 +523,7 @@ impl RedisStore {
             variant: p.event.variant.clone(),
             digest: p.digest,
             value_limbs: String::new(),
+            segment: String::new(),
             join: JoinArgs::default(),
             reply: oneshot::channel().0,
         };
@@ -531,6 +550,7 @@ mod tests {
 
     fn event(experiment: &str, uuid: &str) -> Event {
         Event {
+            segment: Default::default(),
             namespace: "b".into(),
             experiment: experiment.into(),
             variant: "v".into(),
@@ -674,6 +694,7 @@ mod tests {
             let mut add = |uuids: Vec<String>, outcome: TrackOutcome| {
                 for uuid in uuids {
                     events.push(Event {
+                        segment: Default::default(),
                         namespace: "w".into(),
                         experiment: "e".into(),
                         variant: "v".into(),
@@ -761,6 +782,7 @@ mod tests {
             let events = chunk
                 .iter()
                 .map(|i| Event {
+                    segment: Default::default(),
                     namespace: "m".into(),
                     experiment: "e".into(),
                     variant: format!("v{}", i % 3),
@@ -799,6 +821,7 @@ mod tests {
     fn distinct_counters(experiment: &str, n: usize) -> Vec<Event> {
         (0..n)
             .map(|i| Event {
+                segment: Default::default(),
                 variant: format!("v{i}"),
                 ..event(experiment, &format!("u{i}"))
             })
@@ -849,6 +872,7 @@ mod tests {
                         variant: format!("v{i}"),
                         digest,
                         value_limbs: String::new(),
+                        segment: String::new(),
                         join: super::JoinArgs::default(),
                         reply: tokio::sync::oneshot::channel().0,
                     }
@@ -892,6 +916,7 @@ mod tests {
             event("x", "1"),
             event("x", "2"),
             Event {
+                segment: Default::default(),
                 event: "buy".into(),
                 ..event("x", "3")
             },
