@@ -2,7 +2,7 @@
 """Runs the test binaries that `cargo test --no-run --message-format=json`
 built (its output on stdin): `shared` runs two at a time all but the tests
 that measure time, `alone` runs those one by one (scripts/test.sh runs the
-browser suite beside the first, never beside the second).
+browser suite between the two).
 
 Most of the suite's time is spent waiting on moto, Redis and the processes
 the tests start, so two binaries at once take little more than one. Each

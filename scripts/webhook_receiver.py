@@ -14,6 +14,7 @@ answered and the body.
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
@@ -21,6 +22,8 @@ from standardwebhooks.webhooks import Webhook
 SECRET = sys.argv[1]
 PLAN = [s for s in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if s]
 WEBHOOK = None if SECRET == "-" else Webhook(SECRET)
+# Requests are handled on threads of their own: one line at a time, whole.
+PRINTING = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,20 +43,20 @@ class Handler(BaseHTTPRequestHandler):
         status, _, retry_after = planned.partition(":")
         if verified is False:
             status = "400"
-        print(
-            json.dumps(
-                {
-                    "id": self.headers.get("webhook-id"),
-                    "timestamp": self.headers.get("webhook-timestamp"),
-                    "verified": verified,
-                    "error": error,
-                    "status": int(status),
-                    "content_type": self.headers.get("content-type"),
-                    "body": body.decode("utf-8", "replace"),
-                }
-            ),
-            flush=True,
+        line = json.dumps(
+            {
+                "id": self.headers.get("webhook-id"),
+                "timestamp": self.headers.get("webhook-timestamp"),
+                "verified": verified,
+                "error": error,
+                "status": int(status),
+                "content_type": self.headers.get("content-type"),
+                "body": body.decode("utf-8", "replace"),
+            }
         )
+        with PRINTING:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         self.send_response(int(status))
         if retry_after:
             self.send_header("Retry-After", retry_after)

@@ -544,7 +544,7 @@ mod tests {
     use crate::redis::tests::{fresh, open};
     use crate::redis::RedisStore;
     use crate::reference::ReferenceStore;
-    use crate::{Counter, Store};
+    use crate::{Counter, Store, StoreError};
     use lamed_core::clock::Clock;
     use lamed_core::model::{CapExceeded, Caps, Event, TrackOutcome, PARTICIPATE};
 
@@ -842,12 +842,17 @@ mod tests {
         let (_server, store) = fresh(86_400, caps, Clock::System).await;
         let batch = distinct_counters("big", 5_000);
         use TrackOutcome::*;
-        assert!(store
-            .track(batch.clone())
-            .await
+        // On a loaded machine a call may pass the store's deadline: sent
+        // again, as a client would, what the first call counted is now a
+        // duplicate, and the counts below stay exact.
+        let mut outcomes = store.track(batch.clone()).await;
+        while outcomes.as_ref().is_err_and(StoreError::is_transient) {
+            outcomes = store.track(batch.clone()).await;
+        }
+        assert!(outcomes
             .unwrap()
             .iter()
-            .all(|o| *o == Counted));
+            .all(|o| *o == Counted || *o == Duplicate));
         let after_first = counts(&store).await;
         assert_eq!(after_first.len(), 5_000);
         assert!(after_first.iter().all(|c| c.3 == 1), "each counted once");
