@@ -16,12 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lamed_load::{self as loadgen, CounterId, LoadReport, Workload, WorkloadSpec};
-use util::Server;
+use util::{resend_until_stored, Server};
 
 const API_KEY: &str = "faults-test-key-0123456789";
-
-/// Rounds of re-sending before a test gives up on the server recovering.
-const MAX_RESEND_ROUNDS: usize = 30;
 
 fn workload(namespace: &str, total: usize, seed: u64) -> Workload {
     Workload::generate(&WorkloadSpec::standard(namespace, total, 0.25, seed))
@@ -45,43 +42,6 @@ fn assert_only_200_or_503(report: &LoadReport, fault: &str) {
     assert_eq!(
         other, 0,
         "{fault}: {other} requests got neither 200 nor 503 (statuses seen: {seen:?})"
-    );
-}
-
-/// The client's retry queue: sends again every event whose last answer was
-/// not 200, over `connections`, until every event has had a 200. Returns
-/// how many rounds it took.
-async fn resend_until_stored(
-    server: &Server,
-    paths: &[String],
-    statuses: &[u16],
-    connections: usize,
-) -> usize {
-    let mut pending: Vec<&String> = paths
-        .iter()
-        .zip(statuses)
-        .filter(|(_, status)| **status != 200)
-        .map(|(path, _)| path)
-        .collect();
-    for round in 1..=MAX_RESEND_ROUNDS {
-        if pending.is_empty() {
-            return round - 1;
-        }
-        let batch: Vec<String> = pending.iter().map(|p| (*p).clone()).collect();
-        let report = loadgen::run(server.addr, Arc::new(batch), connections).await;
-        pending = pending
-            .into_iter()
-            .zip(&report.statuses)
-            .filter(|(_, status)| **status != 200)
-            .map(|(path, _)| path)
-            .collect();
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    panic!(
-        "{} events still without a 200 after {MAX_RESEND_ROUNDS} re-send rounds",
-        pending.len()
     );
 }
 

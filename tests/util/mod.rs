@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 pub use lamed_load::{self as loadgen, Answer};
@@ -286,4 +286,44 @@ pub fn run_lamed(args: &[&str], limit: Duration) -> (Option<i32>, String, String
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Rounds of re-sending before a test gives up on the server recovering.
+const MAX_RESEND_ROUNDS: usize = 30;
+
+/// The client's retry queue: sends again every event whose last answer was
+/// not 200, over `connections`, until every event has had a 200. Returns
+/// how many rounds it took.
+pub async fn resend_until_stored(
+    server: &Server,
+    paths: &[String],
+    statuses: &[u16],
+    connections: usize,
+) -> usize {
+    let mut pending: Vec<&String> = paths
+        .iter()
+        .zip(statuses)
+        .filter(|(_, status)| **status != 200)
+        .map(|(path, _)| path)
+        .collect();
+    for round in 1..=MAX_RESEND_ROUNDS {
+        if pending.is_empty() {
+            return round - 1;
+        }
+        let batch: Vec<String> = pending.iter().map(|p| (*p).clone()).collect();
+        let report = loadgen::run(server.addr, Arc::new(batch), connections).await;
+        pending = pending
+            .into_iter()
+            .zip(&report.statuses)
+            .filter(|(_, status)| **status != 200)
+            .map(|(path, _)| path)
+            .collect();
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    panic!(
+        "{} events still without a 200 after {MAX_RESEND_ROUNDS} re-send rounds",
+        pending.len()
+    );
 }
