@@ -18,7 +18,8 @@ bin="${LAMED_BIN:-target/release/lamed}"
 source bench/wrk-lib.sh
 start_lamed "$bin" "$bench_dir/on" ; on_port=$port on_pid=$pid
 start_lamed "$bin" "$bench_dir/off" --segments '[]'; off_port=$port off_pid=$pid
-cat >"$bench_dir/track.lua" <<'LUA'
+# wrk_script_head's setup and init; each request names its own agent.
+{ wrk_script_head; cat <<'LUA'
 local agents = {
   "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
   "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
@@ -26,14 +27,6 @@ local agents = {
   "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:132.0) Gecko/20100101 Firefox/132.0",
   "Mozilla/5.0 (Linux; Android 8.1.0; SM-T837A) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
 }
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("id", threads)
-end
-function init(a)
-  args, counter = a, 0
-end
 function request()
   counter = counter + 1
   return wrk.format("GET", "/track?namespace=cpu&experiment=e&variant=v" .. (counter % 2)
@@ -41,6 +34,7 @@ function request()
     { ["User-Agent"] = agents[counter % #agents + 1] })
 end
 LUA
+} >"$bench_dir/track.lua"
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq "$rounds"); do
