@@ -296,21 +296,12 @@ fn report_alerts(report: &Report) -> Vec<Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::tests::counter;
     use crate::report::{build, ReportRequest};
     use lamed_core::model::Counter;
 
     const HOUR: i64 = 3_600_000;
     const RULES: Rules = Rules { stall_ms: 6 * HOUR };
-
-    fn counter(event: &str, variant: &str, count: u64) -> Counter {
-        Counter {
-            experiment: "e".into(),
-            event: event.into(),
-            variant: variant.into(),
-            count,
-            values: None,
-        }
-    }
 
     fn report(counters: &[Counter]) -> Report {
         build("ns", "e", counters, &[], &ReportRequest::default()).expect("report")

@@ -625,7 +625,7 @@ fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The registered control and weights fill in only for variants with
@@ -663,7 +663,9 @@ mod tests {
         );
     }
 
-    fn counter(event: &str, variant: &str, count: u64) -> Counter {
+    /// A counter of experiment `e` without values (also the alert
+    /// evaluation's tests').
+    pub(crate) fn counter(event: &str, variant: &str, count: u64) -> Counter {
         Counter {
             experiment: "e".into(),
             event: event.into(),
