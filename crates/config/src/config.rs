@@ -542,12 +542,6 @@ impl Config {
                 )));
             }
         }
-        if !self.webhooks.is_empty() && self.dynamodb_table.is_some() {
-            return Err(ConfigError::Invalid(
-                "webhooks need the embedded store or redis: alerts keep no state in dynamodb yet"
-                    .into(),
-            ));
-        }
         if self.alert_check_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "alert_check_seconds must be at least 1".into(),

@@ -46,14 +46,10 @@ macro_rules! conformance_tests {
             weights_of_reads_one_period: DEFAULTS,
             record_versions_increase: DEFAULTS,
             refused_record_writes_change_nothing: REQUIRED,
-            concurrent_record_writes_lose_nothing: DEFAULTS
-        );
-    };
-    // The alerts' state, on the backends that keep it (not DynamoDB yet).
-    ($fresh:path, alerts) => {
-        $crate::conformance::conformance_tests!(@each $fresh;
+            concurrent_record_writes_lose_nothing: DEFAULTS,
             alert_states_are_claimed_once: DEFAULTS,
-            alert_states_list_by_prefix: DEFAULTS
+            alert_states_list_by_prefix: DEFAULTS,
+            segments_count_with_their_event: TEST_CAPS
         );
     };
     (@each $fresh:path; $($check:ident: $setup:ident),* $(,)?) => {
@@ -71,19 +67,6 @@ macro_rules! conformance_tests {
 }
 #[cfg(test)]
 pub(crate) use conformance_tests;
-
-/// The segments' check ([`segments_count_with_their_event`]) for a backend
-/// that records segments: every one but DynamoDB, which does not yet.
-#[cfg(test)]
-macro_rules! segment_conformance_tests {
-    ($fresh:path) => {
-        $crate::conformance::conformance_tests!(@each $fresh;
-            segments_count_with_their_event: TEST_CAPS
-        );
-    };
-}
-#[cfg(test)]
-pub(crate) use segment_conformance_tests;
 
 /// How a check wants its store opened.
 #[derive(Debug, Clone, Copy)]
@@ -1488,9 +1471,7 @@ pub async fn alert_states_list_by_prefix(store: DynStore, _clock: Clock) {
     );
 }
 
-/// Segments (issue 26; not in [`conformance_tests`]: the DynamoDB store
-/// does not record them yet, so the other backends' tests call it): a
-/// counted event adds to the counter of each of its segment values, with
+/// Segments (issue 26): a counted event adds to the counter of each of its segment values, with
 /// its value; a duplicate, a paused experiment's event and an event over a
 /// cap add nothing; past [`MAX_VALUES_PER_DIMENSION`] values (`other`
 /// included) a new value counts as `other`; a delete removes them. Open

@@ -522,7 +522,6 @@ mod tests {
     // Without faults the wrapper is the store it wraps: the whole suite
     // passes through it, which proves every method delegates.
     conformance::conformance_tests!(fresh);
-    conformance::segment_conformance_tests!(fresh);
 
     fn event(uuid: &str) -> Event {
         Event {

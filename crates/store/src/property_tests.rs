@@ -2,7 +2,7 @@
 //! delete, import, pause or resume an experiment, step the clock around the
 //! dedupe window) applied side
 //! by side to a backend (events carrying segment values, whose counters are
-//! compared too, except on DynamoDB, which does not record them yet) and to the [`ReferenceStore`], which must agree on
+//! compared too) and to the [`ReferenceStore`], which must agree on
 //! every outcome and on what the store reads back.
 //!
 //! Names come from a small universe, and caps are small, so duplicates,
@@ -336,7 +336,6 @@ async fn replay(
     reference: &ReferenceStore,
     clock: &Clock,
     steps: &[Step],
-    segments: bool,
 ) -> Result<(), TestCaseError> {
     let mut batches: Vec<Vec<Event>> = Vec::new();
     for (n, step) in steps.iter().enumerate() {
@@ -393,8 +392,8 @@ async fn replay(
             batches.push(batch);
         }
         if (n + 1) % READ_EVERY == 0 || n + 1 == steps.len() {
-            let segments = segments
-                && ((n + 1) % (READ_EVERY * SEGMENT_READS_EVERY) == 0 || n + 1 == steps.len());
+            let segments =
+                (n + 1) % (READ_EVERY * SEGMENT_READS_EVERY) == 0 || n + 1 == steps.len();
             same_reads(backend, reference, &what(), segments).await?;
         }
     }
@@ -409,13 +408,12 @@ where
     F: Fn(usize, Clock) -> Fut,
     Fut: Future<Output = (G, DynStore)>,
 {
-    matches_reference_in(CASES, true, open);
+    matches_reference_in(CASES, open);
 }
 
 /// [`matches_reference`] with `cases` sequences: a backend whose test
-/// server is slow (moto) runs fewer, the same first ones; `segments`:
-/// whether the backend records segments (all but DynamoDB, so far).
-fn matches_reference_in<G, F, Fut>(cases: u32, segments: bool, open: F)
+/// server is slow (moto) runs fewer, the same first ones.
+fn matches_reference_in<G, F, Fut>(cases: u32, open: F)
 where
     F: Fn(usize, Clock) -> Fut,
     Fut: Future<Output = (G, DynStore)>,
@@ -445,7 +443,7 @@ where
             let clock = Clock::manual(START_MS);
             let (_guard, backend) = open(case.fetch_add(1, Ordering::Relaxed), clock.clone()).await;
             let reference = ReferenceStore::new(WINDOW_SECONDS, CAPS, clock.clone());
-            let result = replay(backend.as_ref(), &reference, &clock, &steps, segments).await;
+            let result = replay(backend.as_ref(), &reference, &clock, &steps).await;
             backend.close().await.expect("close");
             result
         })
@@ -541,7 +539,7 @@ mod dynamodb {
     #[test]
     fn dynamodb_matches_reference() {
         let moto = Moto::start();
-        matches_reference_in(cases(), false, |_, clock| {
+        matches_reference_in(cases(), |_, clock| {
             let sdk = moto.sdk();
             async move {
                 let store = DynamoDbStore::open(DynamoDbOptions {

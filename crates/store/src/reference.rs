@@ -756,7 +756,4 @@ mod tests {
     }
 
     conformance::conformance_tests!(fresh);
-    conformance::conformance_tests!(fresh, alerts);
-
-    conformance::segment_conformance_tests!(fresh);
 }

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 
 use super::keys::Item;
 use crate::StoreError;
@@ -18,6 +20,8 @@ enum Op {
     Update(String),
     /// Only checks the condition.
     Check,
+    /// Removes the item.
+    Delete,
 }
 
 /// One item of a `TransactWriteItems`.
@@ -50,6 +54,11 @@ impl Action {
     /// Updates the item at `key` with `expression`.
     pub(super) fn update(key: Item, expression: impl Into<String>) -> Self {
         Action::new(Op::Update(expression.into()), key)
+    }
+
+    /// Removes the item at `key`.
+    pub(super) fn delete(key: Item) -> Self {
+        Action::new(Op::Delete, key)
     }
 
     /// Checks a condition on the item at `key`.
@@ -117,6 +126,14 @@ impl Action {
                 .set_expression_attribute_values(values)
                 .build()
                 .map(|check| TransactWriteItem::builder().condition_check(check).build()),
+            Op::Delete => Delete::builder()
+                .table_name(table)
+                .set_key(Some(self.key))
+                .set_condition_expression(self.condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map(|delete| TransactWriteItem::builder().delete(delete).build()),
         };
         built.map_err(|e| {
             StoreError::corrupt_because("dynamodb: cannot build a transaction item", e)

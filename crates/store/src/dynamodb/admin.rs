@@ -10,9 +10,11 @@ use super::registry::add_name;
 use super::store::{token, DynamoDbStore};
 use crate::StoreError;
 use lamed_core::model::PARTICIPATE;
+use lamed_core::segments::Dimension;
 
 impl DynamoDbStore {
-    /// Removes an experiment's gates, counters, record, memberships and
+    /// Removes an experiment's gates (with their segment values), counters,
+    /// segment counters, record, memberships and
     /// weights, then its name from its namespace (and the namespace once
     /// it holds no experiment), making room under the caps. The dedupe
     /// markers stay, so a re-sent event stays a duplicate.
@@ -28,6 +30,12 @@ impl DynamoDbStore {
         let counters = try_join_all(
             (0..SHARDS).map(|k| self.query(keys::counters_pk(namespace, experiment, k), "")),
         )
+        .await?;
+        let segments = try_join_all(Dimension::ALL.into_iter().flat_map(|dimension| {
+            (0..SHARDS).map(move |k| {
+                self.query(keys::segments_pk(namespace, experiment, dimension, k), "")
+            })
+        }))
         .await?;
         let kept = self
             .query(keys::experiment_pk(namespace, experiment), "")
@@ -48,6 +56,7 @@ impl DynamoDbStore {
         self.delete_all(gates).await?;
         let rest = counters
             .iter()
+            .chain(&segments)
             .flatten()
             .chain(kept.iter())
             .map(only_key)

@@ -14,14 +14,17 @@
 //! | `e␟ns␟exp` | `m␟member` | a membership's `value` |
 //! | `e␟ns␟exp` | `k␟shard` | `n`: members counted in that shard |
 //! | `e␟ns␟exp` | `w␟period` | a period's weights (`value`) |
-//! | `g␟ns␟exp␟shard` | `gate` | `st` (status), `vs` / `gs` (known variants, goals) |
+//! | `g␟ns␟exp␟shard` | `gate` | `st` (status), `vs` / `gs` (known variants, goals), `sv_<dimension>` (segment values held) |
 //! | `c␟ns␟exp␟shard` | `t␟event␟variant` | `n`, `d<day>`, `v0`..`v5` (value limbs) |
 //! | `c␟ns␟exp␟0` | `i␟event␟variant` | `base`: an imported count |
+//! | `s␟ns␟exp␟dimension␟shard` | `value␟event␟variant` | a segment counter: `n`, `v0`..`v5` |
 //! | `u␟ns␟exp␟event␟variant␟uuid` | `-` | dedupe marker: `expires` (ms), `ttl` (s) |
+//! | `a␟family` | the key | an alert-state document: `value`, `version` |
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use lamed_core::segments::Dimension;
 
 /// An item or a key, as the SDK takes it.
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -45,6 +48,9 @@ pub(super) const STATUS: &str = "st";
 pub(super) const VARIANTS: &str = "vs";
 /// Attribute: known goals (string set) on gates.
 pub(super) const GOALS: &str = "gs";
+/// Prefix of the gates' attributes holding the named segment values an
+/// experiment counted, one string set per dimension (`sv_device`...).
+pub(super) const SEGMENT_VALUES_PREFIX: &str = "sv_";
 /// Attribute: a string set of names (namespaces, experiments).
 pub(super) const NAMES: &str = "names";
 /// Attribute: a count.
@@ -173,6 +179,57 @@ pub(super) fn imported(namespace: &str, experiment: &str, event: &str, variant: 
         counters_pk(namespace, experiment, 0),
         format!("{IMPORTED_PREFIX}{event}{SEP}{variant}"),
     )
+}
+
+/// The gate attribute holding `dimension`'s named values.
+pub(super) fn segment_values(dimension: Dimension) -> String {
+    format!("{SEGMENT_VALUES_PREFIX}{dimension}")
+}
+
+/// The partition of one shard of one dimension's segment counters: a
+/// partition per dimension, so that each takes an event's write units at
+/// the pace its counter's partition does (see the module documentation).
+pub(super) fn segments_pk(
+    namespace: &str,
+    experiment: &str,
+    dimension: Dimension,
+    shard: u32,
+) -> String {
+    format!("s{SEP}{namespace}{SEP}{experiment}{SEP}{dimension}{SEP}{shard}")
+}
+
+/// One shard of a segment counter.
+pub(super) fn segment_counter(
+    namespace: &str,
+    experiment: &str,
+    dimension: Dimension,
+    shard: u32,
+    (value, event, variant): (&str, &str, &str),
+) -> Item {
+    key(
+        segments_pk(namespace, experiment, dimension, shard),
+        format!("{value}{SEP}{event}{SEP}{variant}"),
+    )
+}
+
+/// `(value, event, variant)` of a segment counter's range key.
+pub(super) fn split_segment(sk: &str) -> Option<(String, String, String)> {
+    let (value, rest) = sk.split_once(SEP)?;
+    let (event, variant) = rest.split_once(SEP)?;
+    Some((value.to_owned(), event.to_owned(), variant.to_owned()))
+}
+
+/// The partition of one family of alert-state documents: the part of a
+/// key before its first `/` (the whole key when it has none), as on
+/// Redis, so that a listing reads its family's partition only.
+pub(super) fn alerts_pk(key: &str) -> String {
+    let family = key.split_once('/').map_or(key, |(family, _)| family);
+    format!("a{SEP}{family}")
+}
+
+/// One alert-state document.
+pub(super) fn alert(key: &str) -> Item {
+    self::key(alerts_pk(key), key)
 }
 
 /// `(event, variant)` of a counter's range key without its prefix.

@@ -34,6 +34,34 @@
 //!   grown with `ADD` under a `size(..) < :max` condition in the
 //!   transaction that counts the event creating the name: enforced
 //!   atomically by every instance.
+//! - **Segments** (issue 26) ride on the event's transaction. The cap (at
+//!   most `MAX_VALUES_PER_DIMENSION` values per dimension and experiment,
+//!   `other` included) is decided on the gates: each gate shard holds a
+//!   string set per dimension of the named values counted (`sv_device`...),
+//!   copied to every shard, grown like the variants: an `ADD` under
+//!   `contains(..) OR size(..) < 19`, in the transaction counting the
+//!   event that brings the value; a value counted as `other` because the
+//!   set is full is counted under `size(..) >= 19 AND NOT contains(..)`.
+//!   The gate is the item every event checks anyway, so a known value costs
+//!   one more condition and no item; a value-set item per dimension would
+//!   cost a write unit pair per event on one item per experiment (the hot
+//!   item sharding avoids), and per-value marker items a condition check
+//!   each. A new value (at most 19 per dimension and experiment) or a
+//!   value past the cap cancels the optimistic first attempt, which then
+//!   reads the gate: one cancelled transaction and a read more. The
+//!   counters are one item per shard, dimension, value, event and variant
+//!   (`ADD` of the count and the value's limbs), under a partition key per
+//!   dimension and shard, so that each of an event's three segment
+//!   counters loads its partition as much as the event's counter loads
+//!   its own: the ceiling per experiment stays `SHARDS` × 500 events per
+//!   second. An event with 3 segment values is a transaction of 6 items
+//!   (12 write units) instead of 3 (6). Reads query the 3 × `SHARDS`
+//!   partitions at once and sum them; a delete removes them with the
+//!   counters.
+//! - **Alert state** (issue 27): one item per document with its
+//!   `version`, written in a one-item transaction conditional on the
+//!   version read (`attribute_not_exists` for a claim), in a partition per
+//!   family of keys that listings query (`alerts.rs`).
 //! - **Memberships and weights** are items written with
 //!   `attribute_not_exists(pk)`: the first value stays (`kept.rs`).
 //! - **The layout item** holds the dedupe window: an instance with another
@@ -54,17 +82,19 @@
 //! | `client.rs` | deadlines, transactions with bounded retries, errors by kind |
 //! | `table.rs` | creating the table, refusing another key schema |
 //! | `layout.rs` | one dedupe window per table, refused at open on a difference |
-//! | `track.rs` | counting events and joins: registry, caps, dedupe, counters |
+//! | `track.rs` | counting events and joins: registry, caps, dedupe, counters, segments |
 //! | `registry.rs` | experiments' records, written under a precondition |
 //! | `kept.rs` | memberships and weight periods, set once |
-//! | `reads.rs` | counters, daily counters, experiment lists |
+//! | `reads.rs` | counters, daily counters, segment counters, experiment lists |
 //! | `admin.rs` | delete, import, health |
+//! | `alerts.rs` | the alerts' state documents, namespaces |
 //! | `store.rs` | [`DynamoDbStore`] and its [`Store`](crate::Store) impl |
 //! | `sdk.rs` | the AWS SDK configuration (HTTPS on ring) of every AWS client |
 //! | `testing.rs` | a private `moto_server` for tests |
 
 mod action;
 mod admin;
+mod alerts;
 mod client;
 mod kept;
 mod keys;
@@ -92,12 +122,13 @@ pub use table::check_key_schema;
 /// condition check as `ConditionCheckItem`, a put as `PutItem`...).
 /// Creating the table and its TTL is deploy's, under the deployer's
 /// credentials. A test records what the store sends and compares.
-pub const IAM_ACTIONS: [&str; 7] = [
+pub const IAM_ACTIONS: [&str; 8] = [
     "dynamodb:DescribeTable",
     "dynamodb:GetItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 ];

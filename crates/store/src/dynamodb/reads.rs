@@ -1,5 +1,5 @@
 //! Reads: experiment lists, counters (the shards summed, plus imported
-//! bases) and daily counters.
+//! bases), daily counters and segment counters (their shards summed).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use super::keys::{self, Item, SHARDS};
 use super::store::DynamoDbStore;
 use crate::{StoreError, DAILY_RETENTION_DAYS};
 use lamed_core::model::{Counter, DailyCounter};
+use lamed_core::segments::{sort_counters, Dimension, SegmentCounter};
 use lamed_core::value::{ValueTotals, LIMBS};
 
 /// One counter, its shards summed.
@@ -95,6 +96,53 @@ impl DynamoDbStore {
         Ok(daily)
     }
 
+    /// One experiment's segment counters, sorted by dimension, value,
+    /// event and variant: a query per dimension and shard, at once.
+    pub(super) async fn read_segment_counters(
+        &self,
+        namespace: &str,
+        experiment: &str,
+    ) -> Result<Vec<SegmentCounter>, StoreError> {
+        let partitions: Vec<(Dimension, u32)> = Dimension::ALL
+            .into_iter()
+            .flat_map(|dimension| (0..SHARDS).map(move |k| (dimension, k)))
+            .collect();
+        let shards = try_join_all(partitions.iter().map(|&(dimension, k)| {
+            self.query(keys::segments_pk(namespace, experiment, dimension, k), "")
+        }))
+        .await?;
+        let mut sums: BTreeMap<(Dimension, String, String, String), (i128, [i64; LIMBS])> =
+            BTreeMap::new();
+        for (&(dimension, _), items) in partitions.iter().zip(&shards) {
+            for item in items {
+                let sk = client::string(item, keys::SK)?.unwrap_or_default();
+                let (value, event, variant) = keys::split_segment(sk).ok_or_else(|| {
+                    StoreError::corrupt(format!("dynamodb: segment counter key {sk:?}"))
+                })?;
+                let (count, limbs) = sums.entry((dimension, value, event, variant)).or_default();
+                *count += client::number(item, keys::COUNT)?.unwrap_or(0);
+                add_limbs(limbs, item)?;
+            }
+        }
+        let mut counters = sums
+            .into_iter()
+            .map(|((dimension, value, event, variant), (count, limbs))| {
+                Ok(SegmentCounter {
+                    dimension,
+                    value,
+                    event,
+                    variant,
+                    count: u64::try_from(count)
+                        .map_err(|_| StoreError::corrupt("dynamodb: a negative count"))?,
+                    values: ValueTotals::from_limbs(limbs),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Dimensions sort by their order, not their names: sorted here.
+        sort_counters(&mut counters);
+        Ok(counters)
+    }
+
     /// Every counter item of an experiment, summed per `(event, variant)`.
     async fn sums(
         &self,
@@ -135,12 +183,17 @@ fn add_item(sums: &mut BTreeMap<(String, String), Sum>, item: &Item) -> Result<(
             .and_then(|d| d.parse::<i64>().ok())
         {
             *sum.days.entry(day).or_default() += value()?;
-        } else if let Some(limb) = name
-            .strip_prefix(keys::LIMB_PREFIX)
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l < LIMBS)
-        {
-            sum.limbs[limb] += i64::try_from(value()?)
+        }
+    }
+    add_limbs(&mut sum.limbs, item)
+}
+
+/// Adds the value limbs (`v0`..`v5`) of one counter item to `limbs`.
+fn add_limbs(limbs: &mut [i64; LIMBS], item: &Item) -> Result<(), StoreError> {
+    for (limb, sum) in limbs.iter_mut().enumerate() {
+        let name = format!("{}{limb}", keys::LIMB_PREFIX);
+        if let Some(value) = client::number(item, &name)? {
+            *sum += i64::try_from(value)
                 .map_err(|_| StoreError::corrupt("dynamodb: a value limb out of range"))?;
         }
     }

@@ -244,14 +244,13 @@ impl Store for DynamoDbStore {
             .await
     }
 
-    /// Not recorded on DynamoDB yet (issue 26 left it for later): an
-    /// event's segment is dropped, so every experiment has none.
     async fn segment_counters(
         &self,
-        _namespace: &str,
-        _experiment: &str,
+        namespace: &str,
+        experiment: &str,
     ) -> Result<Vec<lamed_core::segments::SegmentCounter>, StoreError> {
-        Ok(Vec::new())
+        self.run(self.read_segment_counters(namespace, experiment))
+            .await
     }
 
     async fn weights_of(
@@ -265,31 +264,24 @@ impl Store for DynamoDbStore {
     }
 
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
-        Err(alerts_unsupported())
+        self.run(self.read_namespaces()).await
     }
 
-    async fn alert_state(&self, _: &str) -> Result<Option<Versioned>, StoreError> {
-        Err(alerts_unsupported())
+    async fn alert_state(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.run(self.read_alert_state(key)).await
     }
 
-    async fn alert_states(&self, _: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
-        Err(alerts_unsupported())
+    async fn alert_states(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        self.run(self.read_alert_states(prefix)).await
     }
 
     async fn put_alert_state(
         &self,
-        _: &str,
-        _: Option<&str>,
-        _: Precondition,
+        key: &str,
+        value: Option<&str>,
+        precondition: Precondition,
     ) -> Result<PutOutcome, StoreError> {
-        Err(alerts_unsupported())
+        self.run(self.write_alert_state(key, value, precondition))
+            .await
     }
-}
-
-/// Alerts keep their state on the embedded store and Redis only, so far.
-fn alerts_unsupported() -> StoreError {
-    StoreError::corrupt(
-        "webhook alerts are not supported on the DynamoDB store yet: \
-         use the embedded store or Redis, or configure no webhooks",
-    )
 }

@@ -133,9 +133,15 @@ impl aws_sdk_dynamodb::config::Intercept for Recorder {
 /// cancelled, and nothing else; a batch of 10 such events is 10 of them;
 /// the event creating an experiment is that transaction, cancelled, then
 /// 3 reads (gate, namespaces, experiments) and a transaction of 9 items.
+/// With segments (3 values): an event whose values the experiment holds
+/// is one transaction of 6 items (12 units: 3 segment counters more); one
+/// bringing new values is that transaction, cancelled, a read of the gate
+/// and a transaction of 4 gate updates, marker, counter and 3 segment
+/// counters.
 #[tokio::test]
 async fn units_per_event_are_what_the_readme_says() {
     use lamed_core::model::{Event, TrackOutcome, PARTICIPATE};
+    use lamed_core::segments::{Dimension, Segment};
     let moto = Moto::shared();
     let sent = Arc::new(Sent::default());
     let mut opened = options(
@@ -177,6 +183,24 @@ async fn units_per_event_are_what_the_readme_says() {
             "transact update update update update update update put put update"
         ]
     );
+    let segmented = |uuid: &str| Event {
+        segment: Segment::NONE
+            .with(Dimension::Device, "mobile")
+            .with(Dimension::Browser, "Chrome")
+            .with(Dimension::Country, "DE"),
+        ..event(uuid)
+    };
+    store.track(vec![segmented("s1")]).await.expect("track");
+    assert_eq!(
+        take(),
+        [
+            "transact check put update update update update",
+            "GetItem",
+            "transact update update update update put update update update update"
+        ]
+    );
+    store.track(vec![segmented("s2")]).await.expect("track");
+    assert_eq!(take(), ["transact check put update update update update"]);
     let steps: [(Vec<Event>, TrackOutcome, usize); 3] = [
         (vec![event("new")], TrackOutcome::Counted, 1),
         (vec![event("new")], TrackOutcome::Duplicate, 1),
@@ -250,7 +274,10 @@ async fn iam_actions_are_what_the_store_sends() {
     conformance::health_and_close(reopened().await, clock.clone()).await;
     conformance::import_is_idempotent(reopened().await, clock.clone()).await;
     conformance::registry_lifecycle(reopened().await, clock.clone()).await;
-    conformance::experiment_counters_are_the_namespace_filtered(reopened().await, clock).await;
+    conformance::experiment_counters_are_the_namespace_filtered(reopened().await, clock.clone())
+        .await;
+    conformance::alert_states_are_claimed_once(reopened().await, clock.clone()).await;
+    conformance::alert_states_list_by_prefix(reopened().await, clock).await;
     let used: std::collections::BTreeSet<String> = sent
         .0
         .lock()

@@ -14,6 +14,11 @@
 //! "duplicate": the conditional items come before it (registry, caps,
 //! membership), so a duplicate is never answered over an `Ignored` or a
 //! `Held` that the reference store would answer first.
+//!
+//! Segments ride on the same transaction: the gate holds each dimension's
+//! named values, so the check (or update) of the gate that every event
+//! sends anyway decides the cap, and one `ADD` per value counts it (see
+//! [`SegmentChoice`]).
 
 use std::collections::BTreeSet;
 
@@ -26,6 +31,7 @@ use super::store::{token, DynamoDbStore};
 use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status, FIRST_VERSION};
+use lamed_core::segments::{capped, Dimension, MAX_VALUES_PER_DIMENSION, OTHER};
 
 /// Events of one batch sent at once on the common path.
 const PARALLEL: usize = 16;
@@ -53,17 +59,160 @@ pub(super) struct Gate {
     pub(super) variants: BTreeSet<String>,
     /// Goals known.
     pub(super) goals: BTreeSet<String>,
+    /// The named segment values counted, by [`Dimension::index`]
+    /// ([`OTHER`] is never held: it always has its place).
+    pub(super) segments: [BTreeSet<String>; 3],
 }
 
 impl Gate {
     /// What the optimistic first attempt assumes of `event`'s experiment.
     fn assumed(event: &Event) -> Gate {
+        let mut segments: [BTreeSet<String>; 3] = Default::default();
+        for (dimension, value) in event.segment.values() {
+            if value != OTHER {
+                segments[dimension.index()].insert(value.to_owned());
+            }
+        }
         Gate {
             exists: true,
             status: Some(Status::Running),
             variants: [event.variant.clone()].into(),
             goals: [event.event.clone()].into(),
+            segments,
         }
+    }
+}
+
+/// Named values a dimension holds per experiment: the cap's places less
+/// the one [`OTHER`] keeps.
+const NAMED_PLACES: usize = MAX_VALUES_PER_DIMENSION - 1;
+
+/// How one segment value of an event is counted, decided from the gate's
+/// set of its dimension as the reference store decides it
+/// ([`capped`]); the gate's condition states what the decision read.
+#[derive(Debug)]
+struct SegmentChoice<'a> {
+    dimension: Dimension,
+    /// The event's value.
+    value: &'a str,
+    held: Held,
+}
+
+/// What the gate's set says of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The value is [`OTHER`]: counted as itself, whatever the set holds.
+    Other,
+    /// In the set: condition `contains`.
+    Known,
+    /// Not in it, and the set has room: added to every gate shard under
+    /// a condition on the set's size (as a new variant is).
+    New,
+    /// Not in it, the set full: counted as [`OTHER`], under the condition
+    /// that the set is still full and still lacks it.
+    Full,
+}
+
+impl SegmentChoice<'_> {
+    /// The value the counter is kept under.
+    fn counted(&self) -> &str {
+        match self.held {
+            Held::Full => OTHER,
+            _ => self.value,
+        }
+    }
+}
+
+/// The choice for each value `event`'s segment carries.
+fn segment_choices<'a>(event: &'a Event, view: &Gate) -> Vec<SegmentChoice<'a>> {
+    event
+        .segment
+        .values()
+        .map(|(dimension, value)| {
+            let held = &view.segments[dimension.index()];
+            let known = held.contains(value);
+            let held = if value == OTHER {
+                Held::Other
+            } else if known {
+                Held::Known
+            } else if capped(value, known, held.len()) == value {
+                Held::New
+            } else {
+                Held::Full
+            };
+            SegmentChoice {
+                dimension,
+                value,
+                held,
+            }
+        })
+        .collect()
+}
+
+/// What segment choices ask of a gate item: conditions, set additions and
+/// their placeholders (`#s<i>`, `:s<i>`, `:a<i>` for the `i`-th choice).
+#[derive(Debug, Clone, Default)]
+struct GateTerms {
+    conditions: Vec<String>,
+    adds: Vec<String>,
+    names: Vec<(String, String)>,
+    values: Vec<(String, AttributeValue)>,
+}
+
+impl GateTerms {
+    /// The terms of `choices` on a gate that `exists` in the plan's view
+    /// (a new gate, created under `attribute_not_exists`, needs no more
+    /// condition: its sets start empty).
+    fn of(choices: &[SegmentChoice<'_>], exists: bool) -> GateTerms {
+        let mut terms = GateTerms::default();
+        for (i, choice) in choices.iter().enumerate() {
+            let (set, value) = (format!("#s{i}"), format!(":s{i}"));
+            let condition = match choice.held {
+                Held::Other => continue,
+                Held::Known => format!("contains({set}, {value})"),
+                Held::New => {
+                    terms.adds.push(format!("{set} :a{i}"));
+                    terms
+                        .values
+                        .push((format!(":a{i}"), keys::ss([choice.value])));
+                    format!(
+                        "(contains({set}, {value}) OR attribute_not_exists({set}) \
+                         OR size({set}) < :places)"
+                    )
+                }
+                Held::Full => format!("size({set}) >= :places AND NOT contains({set}, {value})"),
+            };
+            terms
+                .names
+                .push((set, keys::segment_values(choice.dimension)));
+            if exists {
+                terms.conditions.push(condition);
+                terms.values.push((value, keys::s(choice.value)));
+            }
+        }
+        if exists && terms.conditions.iter().any(|c| c.contains(":places")) {
+            terms
+                .values
+                .push((":places".to_owned(), keys::n(NAMED_PLACES)));
+        }
+        terms
+    }
+
+    /// Whether the gate must be written (a value to add).
+    fn writes(&self) -> bool {
+        !self.adds.is_empty()
+    }
+
+    /// `action` with the terms' placeholders (each of which the terms'
+    /// conditions or additions use: DynamoDB refuses an unused one).
+    fn apply(&self, mut action: Action) -> Action {
+        for (placeholder, name) in &self.names {
+            action = action.name(placeholder, name);
+        }
+        for (placeholder, value) in &self.values {
+            action = action.value(placeholder, value.clone());
+        }
+        action
     }
 }
 
@@ -367,25 +516,29 @@ impl DynamoDbStore {
             Some((record, _)) => Some(record.status),
             None => creates_record.then_some(Status::Running),
         };
+        let segments = segment_choices(event, view);
+        let segment_terms = GateTerms::of(&segments, view.exists);
         let gate_writes = !view.exists
             || !add_variants.is_empty()
             || !add_goals.is_empty()
-            || set_status.is_some();
+            || set_status.is_some()
+            || segment_terms.writes();
 
         if !gate_writes {
-            let mut condition = "#st = :running AND contains(#vs, :v)".to_owned();
+            let mut conditions = vec!["#st = :running", "contains(#vs, :v)"];
             let mut check = Action::check(keys::gate(ns, exp, shard), "")
                 .name("#st", keys::STATUS)
                 .name("#vs", keys::VARIANTS)
                 .value(":running", keys::s(Status::Running.as_str()))
                 .value(":v", keys::s(&event.variant));
             if goal {
-                condition.push_str(" AND contains(#gs, :g)");
+                conditions.push("contains(#gs, :g)");
                 check = check
                     .name("#gs", keys::GOALS)
                     .value(":g", keys::s(&event.event));
             }
-            actions.push(check.when(condition));
+            conditions.extend(segment_terms.conditions.iter().map(String::as_str));
+            actions.push(segment_terms.apply(check).when(conditions.join(" AND ")));
         } else {
             for k in 0..SHARDS {
                 actions.push(gate_update(
@@ -396,6 +549,7 @@ impl DynamoDbStore {
                     (&add_variants, &add_goals),
                     set_status,
                     caps,
+                    &segment_terms,
                 ));
             }
         }
@@ -435,6 +589,9 @@ impl DynamoDbStore {
         let dedupe = actions.len();
         actions.push(self.dedupe_put(event, now));
         actions.push(counter_add(event, shard, now));
+        for choice in &segments {
+            actions.push(segment_add(event, choice, shard));
+        }
         if let Some(join) = join {
             actions.push(
                 Action::update(
@@ -499,17 +656,24 @@ pub(super) fn gate_of(item: Option<&Item>) -> Result<Gate, StoreError> {
             StoreError::corrupt(format!("dynamodb: gate status {word:?} is no status"))
         })?),
     };
+    let mut segments: [BTreeSet<String>; 3] = Default::default();
+    for dimension in Dimension::ALL {
+        segments[dimension.index()] = client::string_set(item, &keys::segment_values(dimension))?;
+    }
     Ok(Gate {
         exists: true,
         status,
         variants: client::string_set(item, keys::VARIANTS)?,
         goals: client::string_set(item, keys::GOALS)?,
+        segments,
     })
 }
 
-/// Writes names (and a status) to one gate shard, under the conditions the
-/// plan read: the gate absent (a new experiment), or present with the
-/// status seen, and room under the caps for each name it adds.
+/// Writes names (and a status, and segment values) to one gate shard,
+/// under the conditions the plan read: the gate absent (a new experiment),
+/// or present with the status seen, the event's names and segment values
+/// held as seen, and room under the caps for each name or value it adds.
+#[allow(clippy::too_many_arguments)]
 fn gate_update(
     key: Item,
     view: &Gate,
@@ -518,6 +682,7 @@ fn gate_update(
     (variants, goals): (&BTreeSet<String>, &BTreeSet<String>),
     status: Option<Status>,
     caps: &lamed_core::model::Caps,
+    segments: &GateTerms,
 ) -> Action {
     let mut set = Vec::new();
     let mut add = Vec::new();
@@ -534,6 +699,7 @@ fn gate_update(
         add.push("#gs :gs");
         values.push((":gs", keys::ss(goals.iter().cloned())));
     }
+    add.extend(segments.adds.iter().map(String::as_str));
     let mut expression = String::new();
     if !set.is_empty() {
         expression.push_str(&format!("SET {}", set.join(", ")));
@@ -553,20 +719,25 @@ fn gate_update(
                 values.push((":running", keys::s(Status::Running.as_str())));
             }
         }
-        if new_variant {
-            conditions.push(
-                "(contains(#vs, :v) OR attribute_not_exists(#vs) OR size(#vs) < :maxv)".to_owned(),
-            );
-            values.push((":v", keys::s(&event.variant)));
+        // A name known in the view is still known (not a gate deleted
+        // and created again meanwhile); a new one has room.
+        values.push((":v", keys::s(&event.variant)));
+        conditions.push(if new_variant {
             values.push((":maxv", keys::n(caps.max_variants_per_experiment)));
-        }
-        if new_goal {
-            conditions.push(
-                "(contains(#gs, :g) OR attribute_not_exists(#gs) OR size(#gs) < :maxg)".to_owned(),
-            );
+            "(contains(#vs, :v) OR attribute_not_exists(#vs) OR size(#vs) < :maxv)".to_owned()
+        } else {
+            "contains(#vs, :v)".to_owned()
+        });
+        if !event.is_participation() {
             values.push((":g", keys::s(&event.event)));
-            values.push((":maxg", keys::n(caps.max_goals_per_experiment)));
+            conditions.push(if new_goal {
+                values.push((":maxg", keys::n(caps.max_goals_per_experiment)));
+                "(contains(#gs, :g) OR attribute_not_exists(#gs) OR size(#gs) < :maxg)".to_owned()
+            } else {
+                "contains(#gs, :g)".to_owned()
+            });
         }
+        conditions.extend(segments.conditions.iter().cloned());
     }
     let mut action = Action::update(key, expression.trim_start().to_owned())
         .when(conditions.join(" AND "))
@@ -583,7 +754,7 @@ fn gate_update(
     for (placeholder, value) in values {
         action = action.value(placeholder, value);
     }
-    action
+    segments.apply(action)
 }
 
 /// Adds `name` to the set at `key` while the set holds fewer than `max`
@@ -627,8 +798,7 @@ pub(super) fn record_put(record: &ExperimentRecord, replaces: Option<u64>) -> Ac
 /// the value's limbs.
 fn counter_add(event: &Event, shard: u32, now: i64) -> Action {
     let day = now.div_euclid(86_400_000);
-    let mut expression = "ADD #n :one, #day :one".to_owned();
-    let mut action = Action::update(
+    let action = Action::update(
         keys::counter(
             &event.namespace,
             &event.experiment,
@@ -638,9 +808,28 @@ fn counter_add(event: &Event, shard: u32, now: i64) -> Action {
         ),
         "",
     )
-    .name("#n", keys::COUNT)
-    .name("#day", &format!("{}{day}", keys::DAY_PREFIX))
-    .value(":one", keys::n(1));
+    .name("#day", &format!("{}{day}", keys::DAY_PREFIX));
+    count_and_limbs(action, "ADD #n :one, #day :one", event)
+}
+
+/// Adds one event to the counter shard of one of its segment values, on
+/// the value its choice counts it under: the count, the value's limbs.
+fn segment_add(event: &Event, choice: &SegmentChoice<'_>, shard: u32) -> Action {
+    let key = keys::segment_counter(
+        &event.namespace,
+        &event.experiment,
+        choice.dimension,
+        shard,
+        (choice.counted(), &event.event, &event.variant),
+    );
+    count_and_limbs(Action::update(key, ""), "ADD #n :one", event)
+}
+
+/// `action` adding one to the count and, when `event` carries a value, its
+/// limbs, after `expression` (an `ADD` clause using `#n` and `:one`).
+fn count_and_limbs(action: Action, expression: &str, event: &Event) -> Action {
+    let mut expression = expression.to_owned();
+    let mut action = action.name("#n", keys::COUNT).value(":one", keys::n(1));
     if let Some(value) = event.value {
         for (i, limb) in value.limbs().iter().enumerate() {
             expression.push_str(&format!(", #v{i} :v{i}"));

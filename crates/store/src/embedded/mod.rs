@@ -848,9 +848,6 @@ mod tests {
     }
 
     conformance::conformance_tests!(fresh);
-    conformance::conformance_tests!(fresh, alerts);
-
-    conformance::segment_conformance_tests!(fresh);
 
     /// One writer per data directory: a second open is refused, named as
     /// such, until the first is closed; readers are not affected.

@@ -48,9 +48,6 @@ pub(super) async fn fresh(window: u64, caps: Caps, clock: Clock) -> (RedisServer
 }
 
 conformance::conformance_tests!(fresh);
-conformance::conformance_tests!(fresh, alerts);
-
-conformance::segment_conformance_tests!(fresh);
 
 /// The whole conformance suite again on a three-master Redis Cluster, so
 /// every check (a new one too) must pass with no cross-slot error.
@@ -79,9 +76,6 @@ mod cluster {
     }
 
     conformance::conformance_tests!(fresh);
-    conformance::conformance_tests!(fresh, alerts);
-
-    conformance::segment_conformance_tests!(fresh);
 
     /// A single seed node is detected as a cluster member.
     #[tokio::test]
