@@ -13,6 +13,9 @@ use lamed_core::model::{Counter, DailyCounter};
 use lamed_core::segments::{sort_counters, Dimension, SegmentCounter};
 use lamed_core::value::{ValueTotals, LIMBS};
 
+/// `(dimension, value, event, variant)`: one segment counter.
+type SegmentKey = (Dimension, String, String, String);
+
 /// One counter, its shards summed.
 #[derive(Debug, Default)]
 struct Sum {
@@ -111,8 +114,7 @@ impl DynamoDbStore {
             self.query(keys::segments_pk(namespace, experiment, dimension, k), "")
         }))
         .await?;
-        let mut sums: BTreeMap<(Dimension, String, String, String), (i128, [i64; LIMBS])> =
-            BTreeMap::new();
+        let mut sums: BTreeMap<SegmentKey, (i128, [i64; LIMBS])> = BTreeMap::new();
         for (&(dimension, _), items) in partitions.iter().zip(&shards) {
             for item in items {
                 let sk = client::string(item, keys::SK)?.unwrap_or_default();
