@@ -8,8 +8,11 @@ mod util;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use lamed_core::model::Caps;
 use lamed_load::{self as loadgen, Workload, WorkloadSpec};
 use lamed_store::dynamodb::testing::{Moto, REGION};
+use lamed_store::dynamodb::{DynamoDbOptions, DynamoDbStore};
+use lamed_store::Store;
 use serde_json::json;
 use util::Server;
 
@@ -47,9 +50,12 @@ const EVENTS: usize = 2_000;
 /// Two instances on one table, created by the first: the events (a
 /// quarter re-sent) sent to both at once are counted exactly on both;
 /// valued events re-sent across instances add their values once; a Sixpack
-/// participation on one converts on the other; a pause from one is
-/// honoured by the other; an instance with another dedupe window is
-/// refused at start, naming both windows.
+/// participation on one converts on the other; segments are counted with
+/// their events (the report by device); a pause from one is honoured by
+/// the other, and a third instance with a webhook, which keeps its alert
+/// state in the table, raises one status alert for it that the others
+/// list; an instance with another dedupe window is refused at start,
+/// naming both windows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_table() {
     let moto = Moto::start();
@@ -85,12 +91,17 @@ async fn two_instances_share_one_table() {
         assert_eq!(server.get(&path).await.status, 200);
     }
     let report = b
-        .get_with_key("/api/experiments/cart/report?namespace=shop")
+        .get_with_key("/api/experiments/cart/report?namespace=shop&by=device")
         .await;
     assert_eq!(report.status, 200);
     let report = report.json().unwrap();
     let values = &report["goals"][0]["values"]["variants"][0];
     assert_eq!(values["sum"], 25.0, "{report}");
+    // Both participants came from the test client's desktop User-Agent.
+    let devices = &report["segments"]["values"];
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(devices[0]["value"], "desktop", "{report}");
+    assert_eq!(devices[0]["participants"], json!([2]), "{report}");
 
     // Sixpack: participate on one instance, convert on the other.
     let participate =
@@ -106,6 +117,43 @@ async fn two_instances_share_one_table() {
     assert_eq!(converted["status"], "ok", "{converted}");
     assert_eq!(converted["alternative"]["name"], shown, "{converted}");
 
+    // An instance with a webhook (on a port nobody listens on) checks
+    // every second; once its watch of the cart is in the table, the pause
+    // below is a status change it raises as one delivery.
+    let watching = [
+        "--dynamodb-table",
+        table,
+        "--api-key",
+        API_KEY,
+        "--webhook-url",
+        "http://127.0.0.1:9/hook",
+        "--webhook-secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--alert-check-seconds",
+        "1",
+    ];
+    let env = aws_env(&moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let c = Server::start_with_env(
+        "127.0.0.1:0",
+        &dir.path().join("c"),
+        &watching,
+        "warn",
+        &env,
+    );
+    let store = DynamoDbStore::open(DynamoDbOptions {
+        sdk: Some(moto.sdk()),
+        ..DynamoDbOptions::new(table, 86_400, Caps::DEFAULT)
+    })
+    .await
+    .expect("open the table");
+    let watch = r#"watch/["shop","cart"]"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.alert_state(watch).await.expect("read").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no watch of the cart");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // A pause written through one instance stops counting on the other.
     let paused = a
         .request(
@@ -120,6 +168,26 @@ async fn two_instances_share_one_table() {
         .get("/track?namespace=shop&experiment=cart&variant=a&event=participate&uuid=late")
         .await;
     assert_eq!(late.json().unwrap(), json!({"ignored": "paused"}));
+    let status_alerts = || async {
+        let listed = b.get_with_key("/api/webhooks/deliveries").await;
+        assert_eq!(listed.status, 200, "{:?}", listed.body);
+        let listed = listed.json().unwrap();
+        listed["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .filter(|d| d["experiment"] == "cart" && d["event"] == "experiment.status")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while status_alerts().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no status alert");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Two more checks raise nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(status_alerts().await, 1);
+    drop(c);
 
     // Another window on the same table is refused before serving.
     let mut other = Command::new(util::lamed_bin());
