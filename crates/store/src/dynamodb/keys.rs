@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lamed_core::segments::Dimension;
+use lamed_core::segments::{Dimension, MAX_VALUES_PER_DIMENSION};
 
 /// An item or a key, as the SDK takes it.
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -51,6 +51,9 @@ pub(super) const GOALS: &str = "gs";
 /// Prefix of the gates' attributes holding the named segment values an
 /// experiment counted, one string set per dimension (`sv_device`...).
 pub(super) const SEGMENT_VALUES_PREFIX: &str = "sv_";
+/// Named values a gate's segment set holds at most: the cap's places
+/// less the one `other` keeps.
+pub(super) const NAMED_PLACES: usize = MAX_VALUES_PER_DIMENSION - 1;
 /// Attribute: a string set of names (namespaces, experiments).
 pub(super) const NAMES: &str = "names";
 /// Attribute: a count.

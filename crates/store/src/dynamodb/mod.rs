@@ -46,9 +46,12 @@
 //!   one more condition and no item; a value-set item per dimension would
 //!   cost a write unit pair per event on one item per experiment (the hot
 //!   item sharding avoids), and per-value marker items a condition check
-//!   each. A new value (at most 19 per dimension and experiment) or a
-//!   value past the cap cancels the optimistic first attempt, which then
-//!   reads the gate: one cancelled transaction and a read more. The
+//!   each. A new value (at most 19 per dimension and experiment) cancels
+//!   the optimistic first attempt, which then reads the gate: one
+//!   cancelled transaction and a read more. So does a value past the cap,
+//!   once per instance: an instance remembers the sets it read full
+//!   (`hints.rs`), which no longer change, and counts later values past
+//!   the cap as `other` on the first attempt. The
 //!   counters are one item per shard, dimension, value, event and variant
 //!   (`ADD` of the count and the value's limbs), under a partition key per
 //!   dimension and shard, so that each of an event's three segment
@@ -83,6 +86,7 @@
 //! | `table.rs` | creating the table, refusing another key schema |
 //! | `layout.rs` | one dedupe window per table, refused at open on a difference |
 //! | `track.rs` | counting events and joins: registry, caps, dedupe, counters, segments |
+//! | `hints.rs` | what the first attempt may assume from earlier reads: full segment sets |
 //! | `registry.rs` | experiments' records, written under a precondition |
 //! | `kept.rs` | memberships and weight periods, set once |
 //! | `reads.rs` | counters, daily counters, segment counters, experiment lists |
@@ -96,6 +100,7 @@ mod action;
 mod admin;
 mod alerts;
 mod client;
+mod hints;
 mod kept;
 mod keys;
 mod layout;

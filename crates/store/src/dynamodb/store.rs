@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
+use super::hints::FullSegments;
 use super::options::DynamoDbOptions;
 use crate::{Join, JoinAnswer, Kept, Precondition, PutOutcome, Store, StoreError, Versioned};
 use lamed_core::model::{Counter, DailyCounter, Event, TrackOutcome};
@@ -31,6 +32,8 @@ struct Inner {
     instance: [u8; 16],
     /// Numbers this instance's calls, for the same reason.
     calls: AtomicU64,
+    /// The segment sets read full (`track.rs`).
+    full_segments: FullSegments,
 }
 
 impl DynamoDbStore {
@@ -66,6 +69,7 @@ impl DynamoDbStore {
                 closed: AtomicBool::new(false),
                 instance,
                 calls: AtomicU64::new(0),
+                full_segments: FullSegments::default(),
             }),
         };
         store.run(store.ensure_table()).await?;
@@ -84,6 +88,10 @@ impl DynamoDbStore {
 
     pub(super) fn options(&self) -> &DynamoDbOptions {
         &self.inner.options
+    }
+
+    pub(super) fn full_segments(&self) -> &FullSegments {
+        &self.inner.full_segments
     }
 
     pub(super) fn now_ms(&self) -> i64 {

@@ -137,7 +137,8 @@ impl aws_sdk_dynamodb::config::Intercept for Recorder {
 /// is one transaction of 6 items (12 units: 3 segment counters more); one
 /// bringing new values is that transaction, cancelled, a read of the gate
 /// and a transaction of 4 gate updates, marker, counter and 3 segment
-/// counters.
+/// counters; once the store has read a dimension's set full, a value past
+/// the cap is one transaction of 6 items again (counted as `other`).
 #[tokio::test]
 async fn units_per_event_are_what_the_readme_says() {
     use lamed_core::model::{Event, TrackOutcome, PARTICIPATE};
@@ -201,6 +202,27 @@ async fn units_per_event_are_what_the_readme_says() {
     );
     store.track(vec![segmented("s2")]).await.expect("track");
     assert_eq!(take(), ["transact check put update update update update"]);
+    let device = |uuid: &str, device: &str| Event {
+        segment: Segment::NONE
+            .with(Dimension::Device, device)
+            .with(Dimension::Browser, "Chrome")
+            .with(Dimension::Country, "DE"),
+        ..event(uuid)
+    };
+    // "mobile" and 18 more fill the named places.
+    let filling = (1..19).map(|i| device(&format!("f{i}"), &format!("d{i}")));
+    store.track(filling.collect()).await.expect("track");
+    take();
+    let past_cap = [
+        "transact check put update update update update",
+        "GetItem",
+        "transact check put update update update update",
+    ];
+    for (uuid, requests) in [("p1", &past_cap[..]), ("p2", &past_cap[2..])] {
+        let outcomes = store.track(vec![device(uuid, uuid)]).await.expect("track");
+        assert_eq!(outcomes, [TrackOutcome::Counted]);
+        assert_eq!(take(), requests, "{uuid}");
+    }
     let steps: [(Vec<Event>, TrackOutcome, usize); 3] = [
         (vec![event("new")], TrackOutcome::Counted, 1),
         (vec![event("new")], TrackOutcome::Duplicate, 1),

@@ -31,7 +31,7 @@ use super::store::{token, DynamoDbStore};
 use crate::{Join, JoinAnswer, Joined, StoreError};
 use lamed_core::model::{CapExceeded, Event, Ignored, TrackOutcome};
 use lamed_core::registry::{ExperimentRecord, RegistrationMode, Status, FIRST_VERSION};
-use lamed_core::segments::{capped, Dimension, MAX_VALUES_PER_DIMENSION, OTHER};
+use lamed_core::segments::{capped, Dimension, OTHER};
 
 /// Events of one batch sent at once on the common path.
 const PARALLEL: usize = 16;
@@ -82,10 +82,6 @@ impl Gate {
         }
     }
 }
-
-/// Named values a dimension holds per experiment: the cap's places less
-/// the one [`OTHER`] keeps.
-const NAMED_PLACES: usize = MAX_VALUES_PER_DIMENSION - 1;
 
 /// How one segment value of an event is counted, decided from the gate's
 /// set of its dimension as the reference store decides it
@@ -193,7 +189,7 @@ impl GateTerms {
         if exists && terms.conditions.iter().any(|c| c.contains(":places")) {
             terms
                 .values
-                .push((":places".to_owned(), keys::n(NAMED_PLACES)));
+                .push((":places".to_owned(), keys::n(keys::NAMED_PLACES)));
         }
         terms
     }
@@ -295,7 +291,8 @@ impl DynamoDbStore {
         let shard = keys::shard_of(&event.uuid);
         let now = self.now_ms();
         let seed = self.token_seed(&identity(event));
-        let view = Gate::assumed(event);
+        let mut view = Gate::assumed(event);
+        self.full_segments().apply(event, &mut view.segments);
         let Planned::Write(plan) = self.plan(event, &view, None, None, shard, now) else {
             return Ok(None);
         };
@@ -416,7 +413,10 @@ impl DynamoDbStore {
         let item = self
             .get(keys::gate(&event.namespace, &event.experiment, shard))
             .await?;
-        gate_of(item.as_ref())
+        let gate = gate_of(item.as_ref())?;
+        self.full_segments()
+            .learn(&event.namespace, &event.experiment, &gate.segments);
+        Ok(gate)
     }
 
     /// The namespaces of the table and the experiments of `namespace`.
