@@ -13,6 +13,10 @@ use lamed_core::model::Event;
 /// (then it forgets them all and learns again): a few MB at most.
 const FULL_SEGMENTS_KEPT: usize = 1_024;
 
+/// Per experiment `(namespace, experiment)`, its full sets by dimension
+/// (empty: not full).
+type Known = HashMap<(String, String), [BTreeSet<String>; 3]>;
+
 /// The segment sets this instance has read full, per experiment: a full
 /// set never changes while its gate lives (the cap stops it growing), so
 /// the optimistic first attempt can count a value past the cap as
@@ -22,10 +26,10 @@ const FULL_SEGMENTS_KEPT: usize = 1_024;
 /// hint: a set that changed (the experiment deleted and counted again)
 /// fails the condition, and the gate read then corrects the hint.
 #[derive(Debug, Default)]
-pub(super) struct FullSegments(Mutex<HashMap<(String, String), [BTreeSet<String>; 3]>>);
+pub(super) struct FullSegments(Mutex<Known>);
 
 impl FullSegments {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), [BTreeSet<String>; 3]>> {
+    fn lock(&self) -> MutexGuard<'_, Known> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
