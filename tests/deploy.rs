@@ -415,6 +415,15 @@ async fn first_deploy_creates_everything() {
             env["LAMED_WEBHOOKS"].contains("https://hooks.example.com/lamed"),
             "{name}"
         );
+        let api = apigw.get_rest_apis().send().await.unwrap().items()[0]
+            .id
+            .clone()
+            .unwrap();
+        assert_eq!(
+            env["LAMED_PUBLIC_URL"],
+            format!("https://{api}.execute-api.{REGION}.amazonaws.com/prod"),
+            "{name}: the alerts' dashboard links"
+        );
         let alias = lambda
             .get_alias()
             .function_name(name)
@@ -613,6 +622,10 @@ async fn first_deploy_creates_everything() {
     assert!(stdout.contains(&format!(
         r#"new AlephBet.AlephbetAdapter("{base}/track", "alephbet")"#
     )));
+    assert!(
+        stdout.contains("alert check:     rate(2 minutes) on lamed-report"),
+        "{stdout}"
+    );
 }
 
 /// Re-running deploy updates in place: every later run creates nothing

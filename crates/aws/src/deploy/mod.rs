@@ -194,6 +194,8 @@ pub struct Deployed {
     pub api_key: String,
     /// The DynamoDB table the functions count in; `None` on Redis.
     pub table: Option<String>,
+    /// The alert check's schedule; `None` without webhooks.
+    pub alerts: Option<plan::Schedule>,
 }
 
 /// Runs `lamed deploy`.
@@ -222,7 +224,16 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     let role_arn = iam::ensure_role(&clients.iam, table_arn.as_deref()).await?;
     let (key_id, api_key) =
         apigateway::ensure_api_key(&clients.apigateway, ready.config.api_key.as_deref()).await?;
-    let environment = plan.environment(&ready.config, &api_key);
+    let api = apigateway::ensure_api(&clients.apigateway).await?;
+    let mut environment = plan.environment(&ready.config, &api_key);
+    // The alerts' dashboard links: the configured public_url, else the
+    // stage's URL.
+    let public_url = ready
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| stage_url(&api, region));
+    environment.insert(variable("public_url"), public_url);
     let mut alias_arns = HashMap::new();
     for spec in &plan.functions {
         let deployed = functions::ensure_function(
@@ -239,7 +250,6 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
         alias_arns.insert(spec.name.clone(), deployed.alias_arn);
     }
 
-    let api = apigateway::ensure_api(&clients.apigateway).await?;
     apigateway::wire_routes(&clients.apigateway, &api, region, &plan, &alias_arns).await?;
     // arn:aws:iam::<account>:role/lamed
     let mut arn = role_arn.split(':');
@@ -288,6 +298,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
         extra_routes: plan.extra_routes,
         api_key,
         table: plan.counting.table().map(str::to_owned),
+        alerts: plan.alerts,
     })
 }
 

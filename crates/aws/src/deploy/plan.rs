@@ -507,7 +507,7 @@ mod tests {
     #[test]
     fn event_and_health_are_deployed() {
         let plan = plan(&config("{}"), Arch::X86_64).unwrap();
-        let on = |path: &'static str| -> Vec<(String, String, bool)> {
+        let on = |path: &'static str| -> Vec<(String, String)> {
             plan.routes_of(path)
                 .map(|r| (r.method.clone(), r.function.clone()))
                 .collect()
