@@ -780,11 +780,8 @@ impl StageUrl {
                 let (parts, body) = request.into_parts();
                 let path = parts.uri.path().to_owned();
                 heard.lock().unwrap().push(path.clone());
-                let query: Vec<(String, String)> = parts
-                    .uri
-                    .query()
-                    .map(|q| url_decoded_pairs(q))
-                    .unwrap_or_default();
+                let query: Vec<(String, String)> =
+                    parts.uri.query().map(url_decoded_pairs).unwrap_or_default();
                 let query: Vec<(&str, &str)> = query
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
