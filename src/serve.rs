@@ -86,6 +86,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bench_routes: args.bench_routes,
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
         in_flight: in_flight.clone(),
+        ..RouterOptions::default()
     };
     let limits = ConnectionLimits::for_this_process(
         config.max_connections,

@@ -331,8 +331,9 @@ fn line_value<'a>(stdout: &'a str, label: &str) -> &'a str {
 
 /// A first deploy creates every resource — the role and its policy, five
 /// functions (provided.al2023, handler bootstrap, 128 MB and the request
-/// deadline's timeout, 11 s for 10 s, unless extra_wiring sets more, and
-/// 60 s for lamed-report, which runs the alert check; x86_64, the
+/// deadline's timeout, 11 s for 10 s, unless extra_wiring sets more, 29 s
+/// where a delete's 28 s deadline applies, and 60 s for lamed-report,
+/// which runs the alert check; x86_64, the
 /// configuration in their environment) published behind alias `live` with
 /// API Gateway's invoke permission, the REST API with one resource per
 /// path, AWS_PROXY methods on which API Gateway demands no key (the
@@ -395,6 +396,7 @@ async fn first_deploy_creates_everything() {
         let (memory, timeout) = match name {
             "lamed-track" => (256, 15),
             "lamed-report" => (128, 60),
+            "lamed-delete-experiment" => (128, 29),
             _ => (128, 11),
         };
         assert_eq!(config.memory_size(), Some(memory), "{name}");

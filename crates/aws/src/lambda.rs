@@ -34,6 +34,19 @@ pub const EXTRA_ROUTES_VAR: &str = "LAMED_EXTRA_ROUTES";
 /// travels in its own variables).
 pub const WEBHOOKS_VAR: &str = "LAMED_WEBHOOKS";
 
+/// How long API Gateway waits for a function (its integration timeout,
+/// 29 s at most): lamed's own deadline must end before it, so that a slow
+/// store is answered 503 with Retry-After by lamed, not 504 by the gateway.
+pub const GATEWAY_TIMEOUT_MS: u64 = 29_000;
+
+/// What a function needs beyond lamed's deadline to send its answer.
+pub const ANSWER_MARGIN_MS: u64 = 1_000;
+
+/// The longest deadline of a request on AWS Lambda: `request_timeout_ms`
+/// may be at most this (`lamed deploy` refuses more), and a delete gets
+/// this, where `lamed serve` gives it a minute.
+pub const LONGEST_DEADLINE_MS: u64 = GATEWAY_TIMEOUT_MS - ANSWER_MARGIN_MS;
+
 /// Whether this process was started by a Lambda runtime.
 pub fn is_lambda_runtime() -> bool {
     env::var_os(RUNTIME_API_VAR).is_some_and(|value| !value.is_empty())
@@ -118,6 +131,7 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
         // The deadline lamed answers 503 at: `lamed deploy` gives the
         // functions a timeout just above it, so the gateway never cuts in.
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
+        delete_timeout: std::time::Duration::from_millis(LONGEST_DEADLINE_MS),
         ..RouterOptions::default()
     })
 }

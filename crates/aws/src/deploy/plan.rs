@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::args::Arch;
+use crate::lambda::{ANSWER_MARGIN_MS, GATEWAY_TIMEOUT_MS, LONGEST_DEADLINE_MS};
 use lamed_config::config::{Config, FileConfig, Handler, Overrides};
 use lamed_config::settings::{infos, Settings};
 use lamed_server::routes::{self, Access, Deploy, Endpoint, Function, ROUTES};
@@ -34,12 +35,6 @@ pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
 /// The original's memory size (MB).
 pub const DEFAULT_MEMORY_MB: i32 = 128;
-/// How long API Gateway waits for a function (its integration timeout,
-/// 29 s at most): lamed's own deadline must end before it, so that a slow
-/// store is answered 503 with Retry-After by lamed, not 504 by the gateway.
-pub const GATEWAY_TIMEOUT_MS: u64 = 29_000;
-/// What a function needs beyond the request deadline to send its answer.
-const ANSWER_MARGIN_MS: u64 = 1_000;
 /// The EventBridge rule that invokes the alert check.
 pub const ALERTS_RULE: &str = "lamed-alerts";
 /// The function the alert check runs on: never the tracking one, whose
@@ -282,7 +277,7 @@ fn table_routes() -> Vec<Route> {
 /// deadline does not end before API Gateway's.
 pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
     let counting = Counting::of(config)?;
-    let longest = GATEWAY_TIMEOUT_MS - ANSWER_MARGIN_MS;
+    let longest = LONGEST_DEADLINE_MS;
     if config.request_timeout_ms > longest {
         anyhow::bail!(
             "request_timeout_ms {} is longer than API Gateway waits for a function ({} s): \
@@ -397,6 +392,18 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
             }
         }
     }
+    // A delete's deadline is the longest (`LONGEST_DEADLINE_MS`): the
+    // functions serving one wait for it.
+    for spec in &mut functions {
+        if routes
+            .iter()
+            .any(|r| r.function == spec.name && r.method == "DELETE")
+        {
+            spec.timeout_seconds = spec
+                .timeout_seconds
+                .max(function_timeout_seconds(LONGEST_DEADLINE_MS));
+        }
+    }
     let plan = Plan {
         functions,
         routes,
@@ -468,16 +475,27 @@ mod tests {
     }
 
     /// The standard plan: five functions at 128 MB, each with the request
-    /// deadline's timeout (10 s and a second to answer), no alert
-    /// schedule without webhooks, parents listed before children.
+    /// deadline's timeout (10 s and a second to answer), or a delete's
+    /// (28 s and a second) where it serves one; no alert schedule without
+    /// webhooks, parents listed before children.
     #[test]
     fn standard_plan() {
         let plan = plan(&config("{}"), Arch::X86_64).unwrap();
-        assert_eq!(plan.functions.len(), 5);
-        assert!(plan
+        let functions: Vec<(&str, i32, i32)> = plan
             .functions
             .iter()
-            .all(|f| f.memory_mb == 128 && f.timeout_seconds == 11));
+            .map(|f| (f.name.as_str(), f.memory_mb, f.timeout_seconds))
+            .collect();
+        assert_eq!(
+            functions,
+            [
+                ("lamed-track", 128, 11),
+                ("lamed-all-experiments", 128, 11),
+                ("lamed-delete-experiment", 128, 29),
+                ("lamed-report", 128, 29),
+                ("lamed-dashboard", 128, 11)
+            ]
+        );
         assert_eq!(plan.alerts, None);
         let paths = plan.paths();
         let pos = |p: &str| paths.iter().position(|x| x == p).unwrap();
@@ -731,7 +749,7 @@ mod tests {
             [
                 ("lamed-track", 11),
                 ("lamed-all-experiments", 11),
-                ("lamed-delete-experiment", 11),
+                ("lamed-delete-experiment", 29),
                 ("lamed-report", ALERTS_TIMEOUT_SECONDS),
                 ("lamed-dashboard", 11)
             ]
