@@ -721,8 +721,9 @@ mod tests {
     /// function's timeout covers a check and its deliveries) and sends the
     /// endpoints: config.json's in LAMED_WEBHOOKS, webhook_url's in its own
     /// variables, read back as the same endpoints. A deadline the gateway
-    /// would cut, and webhooks on a store the functions refuse them on,
-    /// are refused before anything is built.
+    /// would cut is refused, and so is a configuration the functions would
+    /// refuse (webhooks on a store without alert state), before anything
+    /// is built.
     #[test]
     fn webhooks_schedule_the_alert_check() {
         let with_webhooks = |extra: &str| {
@@ -773,9 +774,35 @@ mod tests {
         let track = &plan_of(&edge).functions[0];
         assert_eq!(track.timeout_seconds, 29);
 
+        // Deploy refuses exactly what the functions would: webhooks on the
+        // default table are refused while the DynamoDB store keeps no
+        // alert state.
         let on_dynamodb = config_dynamodb_with_webhook();
-        let err = plan_err(&on_dynamodb);
-        assert!(err.contains("the functions would refuse"), "{err}");
+        let functions_refuse = Config::resolve(
+            None,
+            FileConfig::default(),
+            Overrides {
+                settings: lamed_config::settings::Given::default()
+                    .with("dynamodb_table", DEFAULT_TABLE.into())
+                    .with("webhook_url", "https://hooks.example.com/a".into())
+                    .with(
+                        "webhook_secret",
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                    ),
+                ..Overrides::default()
+            },
+        )
+        .is_err();
+        match super::plan(&on_dynamodb, Arch::X86_64) {
+            Ok(_) => assert!(!functions_refuse),
+            Err(err) => {
+                assert!(functions_refuse, "{err:#}");
+                assert!(
+                    format!("{err:#}").contains("the functions would refuse"),
+                    "{err:#}"
+                );
+            }
+        }
     }
 
     fn plan_of(config: &Config) -> Plan {
