@@ -591,32 +591,74 @@ async fn track_through(
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A scheduled event (EventBridge's, as the rule `lamed deploy` adds
-/// sends it) runs the alert check and delivers: a sample-ratio mismatch
-/// tracked through the function (600 against 800) reaches a real local
-/// endpoint once, its signature verified by PyPI's `standardwebhooks`;
-/// tracking alone sends nothing, and the next scheduled event raises
-/// nothing new. A payload that is neither kind is refused.
+/// The `lamed` binary as AWS Lambda runs it (`AWS_LAMBDA_RUNTIME_API`
+/// pointing at a local stand-in of the runtime API, configured by the
+/// variables `lamed deploy` sets, `LAMED_WEBHOOKS` among them): API
+/// Gateway events track a sample-ratio mismatch (600 against 800) and
+/// nothing is sent; then a scheduled event (EventBridge's, as the rule
+/// `lamed deploy` adds sends it) runs the alert check, whose alert reaches
+/// a real local endpoint once, its signature verified by PyPI's
+/// `standardwebhooks`; the next scheduled event raises nothing new; a
+/// payload of neither kind is answered as the invocation's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_event_delivers_the_alerts() {
     let receiver = util::receiver::Receiver::start(WEBHOOK_SECRET, "");
-    let backend = Backend::redis();
-    let (config, store) = lambda_store(
-        &backend,
-        &[
-            ("webhook_url", receiver.url.clone().into()),
-            ("webhook_secret", WEBHOOK_SECRET.into()),
-        ],
-    )
-    .await;
-    let entry = lamed::lambda::LambdaEntry::new(store, &config, KEY).unwrap();
-    track_through(&entry, "split", &[("a", 600), ("b", 800)]).await;
-    assert!(receiver.heard().is_empty(), "tracking ran the check");
-
+    let redis = RedisServer::start();
     let scheduled: serde_json::Value = serde_json::from_str(&event("scheduled-event")).unwrap();
-    let answer = invoke(&entry, scheduled.clone()).await.unwrap();
-    assert_eq!(answer["raised"], 1, "{answer}");
-    assert_eq!(answer["delivered"], 1, "{answer}");
+    let mut events = Vec::new();
+    for variant in ["a", "b"] {
+        let count = if variant == "a" { 600 } else { 800 };
+        let batch: Vec<serde_json::Value> = (0..count)
+            .map(|i| {
+                serde_json::json!({"namespace": "shop", "experiment": "split",
+                    "variant": variant, "event": "participate", "uuid": format!("{variant}-{i}")})
+            })
+            .collect();
+        let body = serde_json::to_string(&batch).unwrap();
+        events.push(gateway_event("POST", "/track", &[], &[], Some(&body)));
+    }
+    events.push(scheduled.clone());
+    events.push(scheduled);
+    events.push(serde_json::json!({"source": "aws.s3"}));
+    let mut runtime = RuntimeApi::start(events).await;
+    let webhooks = serde_json::json!([{"url": receiver.url, "secret": WEBHOOK_SECRET}]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut function = Command::new(util::lamed_bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "lamed-report")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("LAMED_API_KEY", KEY)
+        .env("LAMED_REDIS_URL", redis.url())
+        .env("LAMED_WEBHOOKS", webhooks.to_string())
+        .env_remove("LAMED_CONFIG")
+        .env_remove("LAMED_DYNAMODB_TABLE")
+        .env_remove("LAMED_WEBHOOK_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lamed as a Lambda function");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(runtime.answer().await);
+    }
+    function.kill().unwrap();
+    function.wait().unwrap();
+
+    for (kind, answer) in &answers[..2] {
+        assert_eq!(kind, "response");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+    }
+    let (kind, checked) = &answers[2];
+    assert_eq!(kind, "response", "{checked}");
+    assert_eq!(
+        (&checked["raised"], &checked["delivered"]),
+        (&1.into(), &1.into()),
+        "{checked}"
+    );
     let heard = receiver.wait_for(1, std::time::Duration::from_secs(5));
     assert_eq!(heard[0]["verified"], true, "{heard:#?}");
     let body: serde_json::Value = serde_json::from_str(heard[0]["body"].as_str().unwrap()).unwrap();
@@ -626,18 +668,97 @@ async fn a_scheduled_event_delivers_the_alerts() {
         body["data"]["figures"]["observed"],
         serde_json::json!({"a": 600, "b": 800})
     );
-
-    let again = invoke(&entry, scheduled).await.unwrap();
+    let (kind, again) = &answers[3];
+    assert_eq!(kind, "response", "{again}");
     assert_eq!(
         (&again["raised"], &again["delivered"]),
         (&0.into(), &0.into())
     );
     assert_eq!(receiver.heard().len(), 1);
+    let (kind, refused) = &answers[4];
+    assert_eq!(kind, "error", "{refused}");
+    assert!(refused.to_string().contains("neither"), "{refused}");
+}
 
-    let err = invoke(&entry, serde_json::json!({"source": "aws.s3"}))
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("neither"), "{err:#}");
+/// A stand-in for the AWS Lambda runtime API on 127.0.0.1: hands out its
+/// events in order to the function's polls (then holds the next poll),
+/// and passes on what the function answers.
+struct RuntimeApi {
+    addr: std::net::SocketAddr,
+    answers: tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApi {
+    async fn start(events: Vec<serde_json::Value>) -> RuntimeApi {
+        use axum::extract::{Path, State};
+        use axum::routing::{get, post};
+        type Events = Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>;
+        type Answers = tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>;
+        let (sender, answers) = tokio::sync::mpsc::unbounded_channel();
+        let queue: Events = Arc::new(std::sync::Mutex::new(events.into()));
+        let app = axum::Router::new()
+            .route(
+                "/2018-06-01/runtime/invocation/next",
+                get(|State((queue, _)): State<(Events, Answers)>| async move {
+                    let Some(event) = queue.lock().unwrap().pop_front() else {
+                        return std::future::pending().await;
+                    };
+                    let deadline = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                        + 60_000;
+                    axum::http::Response::builder()
+                        .header("lambda-runtime-aws-request-id", "request-1")
+                        .header("lambda-runtime-deadline-ms", deadline.to_string())
+                        .header(
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:123456789012:function:lamed-report:live",
+                        )
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(event.to_string()))
+                        .unwrap()
+                }),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/{kind}",
+                post(
+                    |State((_, answers)): State<(Events, Answers)>,
+                     Path((_, kind)): Path<(String, String)>,
+                     body: String| async move {
+                        let body = serde_json::from_str(&body).unwrap_or(body.into());
+                        answers.send((kind, body)).unwrap();
+                        axum::http::StatusCode::ACCEPTED
+                    },
+                ),
+            )
+            .with_state((queue, sender));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        RuntimeApi {
+            addr,
+            answers,
+            task,
+        }
+    }
+
+    /// The function's next answer: its kind (`response`, `error`) and body.
+    async fn answer(&mut self) -> (String, serde_json::Value) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.answers.recv())
+            .await
+            .expect("the function answered in time")
+            .expect("the runtime API runs")
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// One key contract on Lambda and under `lamed serve`: the function
