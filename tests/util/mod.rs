@@ -14,6 +14,7 @@ pub use lamed_load::{self as loadgen, Answer};
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod receiver;
 
 /// A running `lamed serve`, killed when dropped.
 pub struct Server {
