@@ -101,7 +101,15 @@ async fn the_cli_reaches_https_with_the_ca_cert_only() {
     let lamed = |args: &[&str]| run_lamed(args, Duration::from_secs(20));
     let remote = ["--namespace", "tls", "--server", &url, "--api-key", KEY];
 
-    let create = ["experiments", "create", "hero", "--variants", "red,blue", "--goals", "buy"];
+    let create = [
+        "experiments",
+        "create",
+        "hero",
+        "--variants",
+        "red,blue",
+        "--goals",
+        "buy",
+    ];
     let (code, stdout, stderr) = lamed(&[&create[..], &remote, &["--ca-cert", cert]].concat());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("registered experiment 'hero'"), "{stdout}");
@@ -116,8 +124,12 @@ async fn the_cli_reaches_https_with_the_ca_cert_only() {
     assert_eq!(code, Some(0), "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["experiment"], "hero", "{stdout}");
-    let red = &json["goals"][0]["analysis"]["variants"][0];
-    assert_eq!((&red["label"], &red["trials"]), (&"red".into(), &1.into()));
+    let red = &json["variants"][0];
+    assert_eq!(
+        (&red["label"], &red["participants"]),
+        (&"red".into(), &1.into()),
+        "{stdout}"
+    );
 
     let (code, stdout, stderr) = lamed(&[&["report"][..], &remote].concat());
     assert_eq!(code, Some(1), "{stdout}{stderr}");

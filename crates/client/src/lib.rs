@@ -154,7 +154,10 @@ pub struct Api {
     base: String,
     /// For an `https://` URL: the TLS client and the name the server's
     /// certificate must carry.
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     /// Sent as `X-Api-Key`.
     key: String,
 }
@@ -206,7 +209,10 @@ impl Api {
             .next()
             .with_context(|| format!("no address for {host_port}"))?;
         let tls = if scheme == "https" {
-            Some((tls::connector(ca_cert)?, tls::server_name(authority.host())?))
+            Some((
+                tls::connector(ca_cert)?,
+                tls::server_name(authority.host())?,
+            ))
         } else {
             None
         };
@@ -249,11 +255,13 @@ impl Api {
         match &self.tls {
             None => send_on(TokioIo::new(stream), request).await,
             Some((connector, name)) => {
-                let stream =
-                    tokio::time::timeout(API_CONNECT_TIMEOUT, connector.connect(name.clone(), stream))
-                        .await
-                        .with_context(|| format!("no TLS handshake within {API_CONNECT_TIMEOUT:?}"))?
-                        .map_err(|e| anyhow::anyhow!(tls::handshake_error(&e)))?;
+                let stream = tokio::time::timeout(
+                    API_CONNECT_TIMEOUT,
+                    connector.connect(name.clone(), stream),
+                )
+                .await
+                .with_context(|| format!("no TLS handshake within {API_CONNECT_TIMEOUT:?}"))?
+                .map_err(|e| anyhow::anyhow!(tls::handshake_error(&e)))?;
                 send_on(TokioIo::new(stream), request).await
             }
         }

@@ -81,18 +81,25 @@ pub fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
     ServerName::try_from(host.to_owned()).with_context(|| format!("invalid host name {host}"))
 }
 
-/// Why a TLS handshake failed, in words, with what to do when the
-/// certificate is not trusted: `io` is tokio-rustls's error.
+/// Why a TLS handshake failed, in words (`io` is tokio-rustls's error),
+/// with what to do when the certificate is not trusted.
 pub fn handshake_error(io: &std::io::Error) -> String {
-    let certificate_refused = io
+    let certificate = io
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-    if certificate_refused {
-        format!(
-            "TLS handshake: {io} (a private CA or a self-signed certificate? trust it with --ca-cert FILE)"
-        )
-    } else {
-        format!("TLS handshake: {io}")
-    }
+        .and_then(|e| match e {
+            rustls::Error::InvalidCertificate(why) => Some(why),
+            _ => None,
+        });
+    let hint = match certificate {
+        Some(rustls::CertificateError::UnknownIssuer) => {
+            " (signed by a private CA, or self-signed? trust it with --ca-cert FILE)"
+        }
+        // rustls-webpki's refusal of a CA certificate as the server's own.
+        Some(why) if format!("{why:?}").contains("CaUsedAsEndEntity") => {
+            " (the server's certificate is a CA's: a self-signed one needs basicConstraints CA:FALSE)"
+        }
+        _ => "",
+    };
+    format!("TLS handshake: {io}{hint}")
 }
