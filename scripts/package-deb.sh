@@ -92,7 +92,7 @@ Description: self-hosted A/B-testing backend for the AlephBet client
  durable store (SQLite), or on Redis or DynamoDB.
  .
  The lamed service is installed but neither enabled nor started:
- configure /etc/lamed/config.json, then `systemctl enable --now lamed`.
+ configure /etc/lamed/config.json, then: systemctl enable --now lamed
 EOF
 
 mkdir -p "$out"

@@ -81,7 +81,8 @@ step "user lamed (uid $uid), /var/lib/lamed (0700), /etc/lamed/api_key (0600), c
 # 4. It serves as the service would: as lamed, from /etc/lamed (its
 # config.json), on /var/lib/lamed, on a free loopback port.
 key=test-deb-key-0123456789
-(cd /etc/lamed && exec runuser -u lamed -- /usr/bin/lamed serve --listen 127.0.0.1:0 --data-dir /var/lib/lamed --api-key "$key") \
+(cd /etc/lamed && exec setpriv --reuid=lamed --regid=lamed --clear-groups -- \
+    /usr/bin/lamed serve --listen 127.0.0.1:0 --data-dir /var/lib/lamed --api-key "$key") \
     >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 base=""
@@ -94,7 +95,9 @@ done
 [ -n "$base" ] || fail "no banner: $(cat "$work/stderr")"
 if grep -q 'unknown keys' "$work/stderr"; then fail "config.json has unknown keys: $(cat "$work/stderr")"; fi
 ua='Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36'
-curl -fsS -A "$ua" "$base/track?namespace=deb&experiment=check&variant=a&event=participate&uuid=u1" >/dev/null
+for event in participate checkout; do
+    curl -fsS -A "$ua" "$base/track?namespace=deb&experiment=check&variant=a&event=$event&uuid=u1" >/dev/null
+done
 counts="$(curl -fsS -H "X-Api-Key: $key" "$base/experiments?namespace=deb")"
 kill -TERM "$pid"
 wait "$pid" || fail "lamed serve did not stop cleanly: $(cat "$work/stderr")"

@@ -201,6 +201,9 @@ impl Api {
             bail!("--server '{server}' has a query; give the server's base URL");
         }
         let authority = uri.authority().context("--server has no host")?;
+        if authority.as_str().contains('@') {
+            bail!("--server carries a user name or password; give the key with --api-key");
+        }
         let port = authority.port_u16().unwrap_or(default_port);
         let host_port = format!("{}:{port}", authority.host());
         let addr = tokio::net::lookup_host(&host_port)
@@ -429,7 +432,11 @@ mod tests {
             .unwrap();
         assert_eq!(api.url("/experiments"), "http://localhost:8080/experiments");
         assert!(api.tls.is_none());
-        for refused in ["ftp://localhost/", "https://localhost/prod?stage=1"] {
+        for refused in [
+            "ftp://localhost/",
+            "https://localhost/prod?stage=1",
+            "https://user:secret@localhost/",
+        ] {
             let err = Api::new(refused, Some("key"), None).await.unwrap_err();
             assert!(err.to_string().contains("--server"), "{err}");
         }
