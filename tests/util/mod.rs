@@ -99,7 +99,11 @@ impl Server {
                 .expect("lamed printed its banner in time");
             server.banner.push_str(&line);
             server.banner.push('\n');
-            if let Some(url) = line.strip_prefix("lamed is listening on http://") {
+            let listening = line.strip_prefix("lamed is listening on ");
+            if let Some(url) = listening.and_then(|url| {
+                url.strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+            }) {
                 server.addr = url.trim().parse().expect("address in banner");
             }
             if line == lamed::snippet::SNIPPET_END {
