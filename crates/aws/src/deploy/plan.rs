@@ -776,7 +776,10 @@ mod tests {
         let config = config_dynamodb_with_webhook();
         let on_dynamodb = plan_of(&config);
         assert_eq!(on_dynamodb.counting.table(), Some(DEFAULT_TABLE));
-        assert_eq!(on_dynamodb.alerts.unwrap().function, "lamed-report");
+        assert_eq!(
+            on_dynamodb.alerts.as_ref().unwrap().function,
+            "lamed-report"
+        );
         let env = on_dynamodb.environment(&config, &"k".repeat(20));
         assert_eq!(function_config(&env).unwrap().webhooks, config.webhooks);
     }
