@@ -1,6 +1,7 @@
 //! The HTTP API over real sockets against a `lamed serve` started by the
 //! test: Lamed's response shapes, CORS, auth, bad input, batches, restarts.
 
+mod openapi;
 mod util;
 
 use serde_json::json;
