@@ -28,6 +28,7 @@ use crate::error::{ErrorBody, PreconditionFailedBody};
 use crate::handlers::{dashboard, experiments, health, sixpack, track, webhooks, weights};
 use crate::ignored::IgnoredSummary;
 use crate::routes::{Access, Endpoint, HttpMethod, Param, ParamValues, Route, ROUTES};
+use lamed_core::model::NO_CONTROL_PATTERN;
 use lamed_core::registry::{Definition, ExperimentRecord};
 use lamed_core::results::ResultsEntry;
 use lamed_core::sixpack::{ExperimentDetails, Participation};
@@ -179,8 +180,16 @@ fn path_parameters(path: &'static str) -> impl Iterator<Item = Value> {
 /// One query parameter of the route table.
 fn query_parameter(param: &Param) -> Value {
     let schema = match param.values {
-        ParamValues::Name(max) => json!({"type": "string", "minLength": 1, "maxLength": max}),
-        ParamValues::Text(max) => json!({"type": "string", "maxLength": max}),
+        ParamValues::Name(max) => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max,
+            "pattern": NO_CONTROL_PATTERN,
+        }),
+        // A limit in bytes, as characters that fit it whatever they are
+        // (at most 4 bytes each): fully percent-encoded, such a value
+        // stays within the request target's limit too.
+        ParamValues::Text(max_bytes) => json!({"type": "string", "maxLength": max_bytes / 4}),
         ParamValues::AnyText => json!({"type": "string"}),
         ParamValues::OneOf(words) => json!({"type": "string", "enum": words}),
         ParamValues::Decimal => {

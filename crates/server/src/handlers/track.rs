@@ -18,7 +18,10 @@ use crate::error::ApiError;
 use crate::params::QueryParams;
 use crate::state::AppState;
 use crate::visitor::RequestVisitor;
-use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome, DEFAULT_NAMESPACE};
+use lamed_core::model::{
+    Event, Ignored, InvalidField, TrackOutcome, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES,
+    MAX_NAME_BYTES, MAX_UUID_BYTES, NO_CONTROL_PATTERN,
+};
 use lamed_core::value::{Decimal, InvalidValue, Value};
 use lamed_service::tracking;
 
@@ -210,19 +213,19 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
 #[schemars(extend("required" = ["experiment", "variant", "event", "uuid"]))]
 pub struct SentEvent {
     /// Groups experiments; `alephbet` when not given.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 1, max = MAX_NAMESPACE_BYTES), pattern(NO_CONTROL_PATTERN))]
     namespace: Given<String>,
     /// The experiment.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     experiment: Given<String>,
     /// The variant shown.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     variant: Given<String>,
     /// `participate`, or a goal's name.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     event: Given<String>,
     /// The visitor's id for this event: counted once per uuid.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 1, max = MAX_UUID_BYTES), pattern(NO_CONTROL_PATTERN))]
     uuid: Given<String>,
     /// A goal's value: a JSON number or decimal text, from 0 to
     /// 10,000,000 with at most 6 decimal places.
