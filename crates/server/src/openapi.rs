@@ -28,7 +28,7 @@ use crate::error::{ErrorBody, PreconditionFailedBody};
 use crate::handlers::{dashboard, experiments, health, sixpack, track, webhooks, weights};
 use crate::ignored::IgnoredSummary;
 use crate::routes::{Access, Endpoint, HttpMethod, Param, ParamValues, Route, ROUTES};
-use lamed_core::model::NO_CONTROL_PATTERN;
+use lamed_core::model::{MAX_NAME_BYTES, NO_CONTROL_PATTERN};
 use lamed_core::registry::{Definition, ExperimentRecord};
 use lamed_core::results::ResultsEntry;
 use lamed_core::sixpack::{ExperimentDetails, Participation};
@@ -39,6 +39,9 @@ use lamed_service::report::Report;
 /// The security schemes' names: the same key in either header.
 const API_KEY_SCHEME: &str = "apiKey";
 const BEARER_SCHEME: &str = "bearer";
+
+/// The experiment the document's examples name.
+pub const EXAMPLE_EXPERIMENT: &str = "button color";
 
 /// The document as served and printed (`lamed openapi`).
 pub fn text() -> String {
@@ -171,9 +174,18 @@ fn path_parameters(path: &'static str) -> impl Iterator<Item = Value> {
             let schema = match name {
                 // The dashboard's files, by name.
                 "asset" => json!({"type": "string", "enum": dashboard::asset_names()}),
-                _ => json!({"type": "string", "minLength": 1}),
+                _ => json!({
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_NAME_BYTES,
+                    "pattern": NO_CONTROL_PATTERN,
+                }),
             };
-            json!({"name": name, "in": "path", "required": true, "schema": schema})
+            let mut parameter = json!({"name": name, "in": "path", "required": true, "schema": schema});
+            if name == "experiment" {
+                parameter["example"] = EXAMPLE_EXPERIMENT.into();
+            }
+            parameter
         })
 }
 
@@ -218,10 +230,16 @@ fn request_body(endpoint: Endpoint, schemas: &mut Schemas) -> Option<Value> {
             json!({"type": "array", "minItems": 1, "items": schemas.request::<track::SentEvent>()}),
             "The events, at most `max_batch_events` (413 past it).",
         ),
-        Endpoint::PutRecord => (
-            schemas.request::<Definition>(),
-            "The experiment's definition.",
-        ),
+        Endpoint::PutRecord => {
+            let mut schema = schemas.request::<Definition>();
+            schema["examples"] = json!([{
+                "description": "Is blue better than red?",
+                "variants": [{"name": "red", "weight": 1}, {"name": "blue", "weight": 1}],
+                "control": "red",
+                "goals": [{"name": "checkout", "unique": true}],
+            }]);
+            (schema, "The experiment's definition.")
+        }
         Endpoint::PatchRecord => (schemas.request::<Patch>(), "What changes."),
         _ => return None,
     };
