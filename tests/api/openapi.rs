@@ -168,9 +168,8 @@ async fn schemathesis_finds_no_answer_outside_the_contract() {
         ("blue", "participate", "u2"),
         ("blue", "checkout", "u2"),
     ] {
-        let path = format!(
-            "/track?experiment=button+color&variant={variant}&event={event}&uuid={uuid}"
-        );
+        let path =
+            format!("/track?experiment=button+color&variant={variant}&event={event}&uuid={uuid}");
         let answer = server
             .request("GET", &path, &[("user-agent", TEST_EVENT_USER_AGENT)], b"")
             .await;
@@ -206,7 +205,10 @@ async fn schemathesis_finds_no_answer_outside_the_contract() {
     // Schemathesis also sends keys of its own making: those are wrong.
     assert!(keyless.statuses.contains(&401));
     assert!(
-        keyless.statuses.iter().all(|status| [401, 403].contains(status)),
+        keyless
+            .statuses
+            .iter()
+            .all(|status| [401, 403].contains(status)),
         "{:?}",
         keyless.statuses
     );
@@ -216,5 +218,9 @@ async fn schemathesis_finds_no_answer_outside_the_contract() {
         .map(|route| route.endpoints.len())
         .sum();
     let tested = format!("Tested: {keyed}");
-    assert!(keyless.printed.contains(&tested), "{tested} in:\n{}", keyless.printed);
+    assert!(
+        keyless.printed.contains(&tested),
+        "{tested} in:\n{}",
+        keyless.printed
+    );
 }

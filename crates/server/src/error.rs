@@ -26,13 +26,14 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// The body of a 412: the error and the record's version now.
+/// The body of a 412: the record's version now and the error (fields in
+/// wire order, sorted as clients have seen them).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PreconditionFailedBody {
-    /// What changed.
-    pub error: String,
     /// The record's version now; `null` when it has no record.
     pub current_version: Option<u64>,
+    /// What changed.
+    pub error: String,
 }
 
 /// A request that could not be served.
@@ -166,8 +167,8 @@ impl IntoResponse for ApiError {
         let mut response = match &self {
             ApiError::PreconditionFailed { current, .. } => {
                 let body = PreconditionFailedBody {
-                    error,
                     current_version: *current,
+                    error,
                 };
                 (status, Json(body)).into_response()
             }

@@ -181,7 +181,8 @@ fn path_parameters(path: &'static str) -> impl Iterator<Item = Value> {
                     "pattern": NO_CONTROL_PATTERN,
                 }),
             };
-            let mut parameter = json!({"name": name, "in": "path", "required": true, "schema": schema});
+            let mut parameter =
+                json!({"name": name, "in": "path", "required": true, "schema": schema});
             if name == "experiment" {
                 parameter["example"] = EXAMPLE_EXPERIMENT.into();
             }

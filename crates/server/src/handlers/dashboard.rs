@@ -93,21 +93,21 @@ pub async fn lifecycle() -> Json<Lifecycle> {
         .filter(|s| s.listed_by_default())
         .collect();
     Json(Lifecycle {
+        listed_by_default: listed,
         statuses: Status::ALL.to_vec(),
         transitions,
-        listed_by_default: listed,
     })
 }
 
-/// The answer of `GET /api/lifecycle`.
+/// The answer of `GET /api/lifecycle` (fields in wire order: sorted).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Lifecycle {
+    /// The statuses lists show when none is asked for.
+    listed_by_default: Vec<Status>,
     /// Every status, in lifecycle order.
     statuses: Vec<Status>,
     /// The statuses each status may become.
     transitions: BTreeMap<&'static str, Vec<Status>>,
-    /// The statuses lists show when none is asked for.
-    listed_by_default: Vec<Status>,
 }
 
 #[cfg(test)]

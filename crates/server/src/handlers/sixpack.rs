@@ -173,18 +173,19 @@ where
 /// Sixpack's error body.
 fn failed(message: &str) -> SixpackFailure<'_> {
     SixpackFailure {
-        status: "failed",
         message,
+        status: "failed",
     }
 }
 
-/// Sixpack's error body: `{"status": "failed", "message"}`.
+/// Sixpack's error body: `{"message", "status": "failed"}` (fields in
+/// the order they go on the wire: sorted, as clients have seen them).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SixpackFailure<'a> {
-    /// Always `failed`.
-    status: &'static str,
     /// What is wrong, in Sixpack's words.
     message: &'a str,
+    /// Always `failed`.
+    status: &'static str,
 }
 
 /// Sixpack's status answer.
@@ -292,8 +293,8 @@ async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAn
     if is_bot(state, &params)? {
         state.metrics.ignore(&Ignored::Bot);
         return Ok(ConvertAnswer::Excluded(Excluded {
-            status: "ok",
             excluded: "true",
+            status: "ok",
         }));
     }
     let (experiment, client_id) = experiment_and_client(&params)?;
@@ -318,11 +319,11 @@ pub enum ConvertAnswer {
     Excluded(Excluded),
 }
 
-/// Sixpack's answer to a bot's conversion.
+/// Sixpack's answer to a bot's conversion (fields in wire order).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Excluded {
-    /// Always `ok`.
-    status: &'static str,
     /// Always `"true"`, a string as Sixpack sends it.
     excluded: &'static str,
+    /// Always `ok`.
+    status: &'static str,
 }

@@ -77,23 +77,24 @@ pub fn empty_ok() -> Response {
 fn answer_ignored(state: &AppState, event: &Event, why: &Ignored) -> Response {
     state.ignored.note(&event.namespace, &event.experiment, why);
     Json(TrackAnswer {
-        ignored: Some(why.reason()),
         hint: why.hint(),
+        ignored: Some(why.reason()),
     })
     .into_response()
 }
 
 /// The answer to one event: `{}` when counted or a duplicate (written as
-/// such by [`empty_ok`]), else why it was ignored.
+/// such by [`empty_ok`]), else why it was ignored (fields in wire order:
+/// `{"hint", "ignored"}`, as clients have seen them).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TrackAnswer {
+    /// What to do about it, where the reason alone puzzles (a bot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
     /// Why the event was not counted: `bot`, `cap`, `unregistered`, or
     /// the experiment's status (`paused`, `stopped`, `archived`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<&'static str>,
-    /// What to do about it, where the reason alone puzzles (a bot).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<&'static str>,
 }
 
 /// Count a JSON array of events, answering one result per event.
