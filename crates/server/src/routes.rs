@@ -683,13 +683,15 @@ pub const ROUTES: [Route; 21] = [
         access: Access::ApiKey,
         deploy: Deploy::ServeOnly(PROCESS_MEMORY),
     },
-    // Public: the API's contract (crate::openapi), static like the
-    // dashboard's files.
+    // Public: the API's contract (crate::openapi).
     Route {
         path: "/openapi.json",
         endpoints: &[Endpoint::OpenApi],
         access: Access::Public,
-        deploy: Deploy::Lambda(Function::Dashboard),
+        deploy: Deploy::ServeOnly(
+            "the same document for every server, which `lamed openapi` prints: \
+             no function needs to run for it",
+        ),
     },
 ];
 
