@@ -377,12 +377,14 @@ pub struct Definition {
     pub description: String,
     /// Variants, in AlephBet's order: names, or `{"name", "weight"}`.
     #[serde(deserialize_with = "named::variants")]
+    #[schemars(with = "Vec<named::Named<VariantSpec>>", length(min = 2))]
     pub variants: Vec<VariantSpec>,
     /// The control; the first variant when not given.
     #[serde(default)]
     pub control: Option<String>,
     /// Goals: names, or `{"name", "unique"}`.
     #[serde(default, deserialize_with = "named::goals")]
+    #[schemars(with = "Vec<named::Named<GoalSpec>>")]
     pub goals: Vec<GoalSpec>,
     /// Adaptive weights on one of the goals: `{"goal", "period_seconds",
     /// "floor", "burn_in"}`.
@@ -564,9 +566,11 @@ mod named {
 
     use super::{GoalSpec, VariantSpec};
 
-    #[derive(Deserialize)]
+    /// A variant or goal as a definition gives it: its name alone, or
+    /// the whole object.
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(untagged)]
-    enum Named<T> {
+    pub(super) enum Named<T> {
         Name(String),
         Spec(T),
     }

@@ -113,7 +113,10 @@ fn operation(route: &Route, endpoint: Endpoint, schemas: &mut Schemas) -> Value 
     let errors = schemas.response::<ErrorBody>();
     let error = |why: &'static str| Answer::json(0, why, errors.clone());
     let mut common = vec![
-        (414, "The request target is over 60 KiB."),
+        (
+            414,
+            "The request target is over 60 KiB (over 64 KiB the HTTP parser answers 414 with no body).",
+        ),
         (431, "The request headers are over 32 KiB."),
         (
             500,

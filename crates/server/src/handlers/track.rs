@@ -211,7 +211,10 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
 /// valid event holds: the fields' kinds and which are required.
 #[derive(Deserialize, Default, JsonSchema)]
 #[serde(default)]
-#[schemars(extend("required" = ["experiment", "variant", "event", "uuid"]))]
+#[schemars(
+    description = "One event: the fields of `GET /track`'s query.",
+    extend("required" = ["experiment", "variant", "event", "uuid"])
+)]
 pub struct SentEvent {
     /// Groups experiments; `alephbet` when not given.
     #[schemars(with = "String", length(min = 1, max = MAX_NAMESPACE_BYTES), pattern(NO_CONTROL_PATTERN))]
