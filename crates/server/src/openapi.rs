@@ -28,6 +28,7 @@ use crate::error::{ErrorBody, PreconditionFailedBody};
 use crate::handlers::{dashboard, experiments, health, sixpack, track, webhooks, weights};
 use crate::ignored::IgnoredSummary;
 use crate::routes::{Access, Endpoint, HttpMethod, Param, ParamValues, Route, ROUTES};
+use lamed_core::bots::TEST_EVENT_USER_AGENT;
 use lamed_core::model::{MAX_NAME_BYTES, NO_CONTROL_PATTERN};
 use lamed_core::registry::{Definition, ExperimentRecord};
 use lamed_core::results::ResultsEntry;
@@ -97,6 +98,16 @@ pub fn document() -> Value {
 fn operation(route: &Route, endpoint: Endpoint, schemas: &mut Schemas) -> Value {
     let mut parameters: Vec<Value> = path_parameters(route.path).collect();
     parameters.extend(endpoint.query().iter().map(query_parameter));
+    if endpoint == Endpoint::TrackOne {
+        parameters.push(json!({
+            "name": "User-Agent",
+            "in": "header",
+            "required": false,
+            "description": "The visitor's browser. A crawler's, a script's (curl's) or none is a bot's: answered `{\"ignored\": \"bot\"}` with a `hint`, not counted (`bot_filter`).",
+            "schema": {"type": "string"},
+            "example": TEST_EVENT_USER_AGENT,
+        }));
+    }
     if matches!(endpoint, Endpoint::PutRecord | Endpoint::PatchRecord) {
         parameters.push(json!({
             "name": "If-Match",
