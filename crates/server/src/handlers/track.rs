@@ -216,8 +216,8 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
     extend("required" = ["experiment", "variant", "event", "uuid"])
 )]
 pub struct SentEvent {
-    /// Groups experiments; `alephbet` when not given.
-    #[schemars(with = "String", length(min = 1, max = MAX_NAMESPACE_BYTES), pattern(NO_CONTROL_PATTERN))]
+    /// Groups experiments; `alephbet` when not given (or `null`).
+    #[schemars(with = "Option<String>", length(min = 1, max = MAX_NAMESPACE_BYTES), pattern(NO_CONTROL_PATTERN))]
     namespace: Given<String>,
     /// The experiment.
     #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
@@ -239,7 +239,12 @@ pub struct SentEvent {
 
 /// A goal value's schema: a number, or a decimal as text.
 fn decimal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["number", "string"], "minimum": 0, "maximum": 10_000_000})
+    // `null` is no value, as for a participation.
+    schemars::json_schema!({
+        "type": ["number", "string", "null"],
+        "minimum": 0,
+        "maximum": 10_000_000
+    })
 }
 
 /// One field of a [`SentEvent`] as it was sent.
