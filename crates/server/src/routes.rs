@@ -187,105 +187,21 @@ impl Endpoint {
     /// declares them.
     pub const fn query(self) -> &'static [Param] {
         match self {
-            Endpoint::TrackOne => {
-                const {
-                    &[
-                NAMESPACE,
-                Param::name("experiment", true, MAX_NAME_BYTES, "The experiment."),
-                Param::name("variant", true, MAX_NAME_BYTES, "The variant shown."),
-                Param::name("event", true, MAX_NAME_BYTES, "`participate`, or a goal's name."),
-                Param::name("uuid", true, MAX_UUID_BYTES, "The visitor's id for this event: an event is counted once per uuid."),
-                Param::text("value", false, ParamValues::Decimal, "A goal's value (revenue): a decimal from 0 to 10,000,000, at most 6 decimal places; goals only."),
-            ]
-                }
-            }
-            Endpoint::ListExperiments => {
-                const {
-                    &[
-                        NAMESPACE,
-                        Param::text(
-                            "scope",
-                            false,
-                            ParamValues::Text(MAX_SCOPE_BYTES),
-                            "Comma-separated experiments to answer for (all when absent).",
-                        ),
-                    ]
-                }
-            }
-            Endpoint::DeleteExperiment => {
-                const {
-                    &[
-                        NAMESPACE,
-                        Param::name(
-                            "experiment",
-                            true,
-                            MAX_NAME_BYTES,
-                            "The experiment to delete.",
-                        ),
-                    ]
-                }
-            }
-            Endpoint::ListRecords => {
-                const {
-                    &[
-                NAMESPACE,
-                Param::text("status", false, ParamValues::AnyText, "Comma-separated statuses (`running`, `paused`, `stopped`, `archived`), or `all`; all but `archived` when absent."),
-            ]
-                }
-            }
-            Endpoint::Report => {
-                const {
-                    &[
-                NAMESPACE,
-                Param::name("control", false, MAX_NAME_BYTES, "The variant to compare with, instead of the registered control."),
-                Param::name("goal", false, MAX_NAME_BYTES, "Only this goal."),
-                Param::text("weights", false, ParamValues::AnyText, "The expected split for the sample-ratio check, `red:80,blue:20`."),
-                Param::text("by", false, ParamValues::OneOf(&["device", "browser", "country"]), "Break the results down by this dimension."),
-                Param::text("correction", false, ParamValues::OneOf(&["benjamini-hochberg", "bh", "holm"]), "The segments' multiple-testing correction (default Benjamini-Hochberg)."),
-            ]
-                }
-            }
+            Endpoint::TrackOne => TRACK_QUERY,
+            Endpoint::ListExperiments => RESULTS_QUERY,
+            Endpoint::DeleteExperiment => DELETE_QUERY,
+            Endpoint::ListRecords => RECORDS_QUERY,
+            Endpoint::Report => REPORT_QUERY,
             Endpoint::ShowRecord
             | Endpoint::PutRecord
             | Endpoint::PatchRecord
             | Endpoint::DeleteRecord
             | Endpoint::Weights
             | Endpoint::OpenAlerts
-            | Endpoint::IgnoredNames => const { &[NAMESPACE] },
-            Endpoint::SixpackParticipate => {
-                const {
-                    &[
-                Param::text("experiment", true, ParamValues::AnyText, "The experiment (Sixpack's name rules)."),
-                Param::text("client_id", true, ParamValues::AnyText, "The client."),
-                Param::text("alternatives", true, ParamValues::Repeated, "The alternatives, the control first, repeated: `alternatives=red&alternatives=blue`."),
-                Param::text("force", false, ParamValues::AnyText, "Answer this alternative (recorded only with `record_force`)."),
-                Param::text("record_force", false, ParamValues::AnyText, "Record the forced alternative (`true`)."),
-                Param::text("prefetch", false, ParamValues::AnyText, "Choose without recording (`true`)."),
-                Param::text("traffic_fraction", false, ParamValues::AnyText, "The share of clients in the experiment, 0 to 1."),
-                SIXPACK_USER_AGENT,
-                SIXPACK_IP_ADDRESS,
-                JSONP_CALLBACK,
-            ]
-                }
-            }
-            Endpoint::SixpackConvert => {
-                const {
-                    &[
-                        Param::text("experiment", true, ParamValues::AnyText, "The experiment."),
-                        Param::text("client_id", true, ParamValues::AnyText, "The client."),
-                        Param::text(
-                            "kpi",
-                            false,
-                            ParamValues::AnyText,
-                            "The KPI converted (Sixpack's default KPI when absent).",
-                        ),
-                        SIXPACK_USER_AGENT,
-                        SIXPACK_IP_ADDRESS,
-                        JSONP_CALLBACK,
-                    ]
-                }
-            }
-            Endpoint::SixpackStatus | Endpoint::SixpackExperiment => const { &[JSONP_CALLBACK] },
+            | Endpoint::IgnoredNames => &[NAMESPACE],
+            Endpoint::SixpackParticipate => PARTICIPATE_QUERY,
+            Endpoint::SixpackConvert => CONVERT_QUERY,
+            Endpoint::SixpackStatus | Endpoint::SixpackExperiment => &[JSONP_CALLBACK],
             Endpoint::TrackBatch
             | Endpoint::Dashboard
             | Endpoint::DashboardAsset
@@ -399,6 +315,8 @@ pub enum ParamValues {
 }
 
 impl Param {
+    /// A name, checked as names are (1 to `max_bytes` bytes, no control
+    /// character).
     const fn name(
         name: &'static str,
         required: bool,
@@ -413,6 +331,7 @@ impl Param {
         }
     }
 
+    /// Any other parameter.
     const fn text(
         name: &'static str,
         required: bool,
@@ -427,6 +346,155 @@ impl Param {
         }
     }
 }
+
+/// `GET /track`'s event.
+const TRACK_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name("experiment", true, MAX_NAME_BYTES, "The experiment."),
+    Param::name("variant", true, MAX_NAME_BYTES, "The variant shown."),
+    Param::name(
+        "event",
+        true,
+        MAX_NAME_BYTES,
+        "`participate`, or a goal's name.",
+    ),
+    Param::name(
+        "uuid",
+        true,
+        MAX_UUID_BYTES,
+        "The visitor's id for this event: an event is counted once per uuid.",
+    ),
+    Param::text(
+        "value",
+        false,
+        ParamValues::Decimal,
+        "A goal's value (revenue): a decimal from 0 to 10,000,000, at most 6 decimal \
+         places; goals only.",
+    ),
+];
+
+/// `GET /experiments`'s.
+const RESULTS_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::text(
+        "scope",
+        false,
+        ParamValues::Text(MAX_SCOPE_BYTES),
+        "Comma-separated experiments to answer for (all when absent).",
+    ),
+];
+
+/// `DELETE /delete`'s.
+const DELETE_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name(
+        "experiment",
+        true,
+        MAX_NAME_BYTES,
+        "The experiment to delete.",
+    ),
+];
+
+/// `GET /api/experiments`'s.
+const RECORDS_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::text(
+        "status",
+        false,
+        ParamValues::AnyText,
+        "Comma-separated statuses (`running`, `paused`, `stopped`, `archived`), or `all`; \
+         all but `archived` when absent.",
+    ),
+];
+
+/// The report's.
+const REPORT_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name(
+        "control",
+        false,
+        MAX_NAME_BYTES,
+        "The variant to compare with, instead of the registered control.",
+    ),
+    Param::name("goal", false, MAX_NAME_BYTES, "Only this goal."),
+    Param::text(
+        "weights",
+        false,
+        ParamValues::AnyText,
+        "The expected split for the sample-ratio check, `red:80,blue:20`.",
+    ),
+    Param::text(
+        "by",
+        false,
+        ParamValues::OneOf(&["device", "browser", "country"]),
+        "Break the results down by this dimension.",
+    ),
+    Param::text(
+        "correction",
+        false,
+        ParamValues::OneOf(&["benjamini-hochberg", "bh", "holm"]),
+        "The segments' multiple-testing correction (default Benjamini-Hochberg).",
+    ),
+];
+
+/// Sixpack's participate.
+const PARTICIPATE_QUERY: &[Param] = &[
+    Param::text(
+        "experiment",
+        true,
+        ParamValues::AnyText,
+        "The experiment (Sixpack's name rules).",
+    ),
+    Param::text("client_id", true, ParamValues::AnyText, "The client."),
+    Param::text(
+        "alternatives",
+        true,
+        ParamValues::Repeated,
+        "The alternatives, the control first, repeated: `alternatives=red&alternatives=blue`.",
+    ),
+    Param::text(
+        "force",
+        false,
+        ParamValues::AnyText,
+        "Answer this alternative (recorded only with `record_force`).",
+    ),
+    Param::text(
+        "record_force",
+        false,
+        ParamValues::AnyText,
+        "Record the forced alternative (`true`).",
+    ),
+    Param::text(
+        "prefetch",
+        false,
+        ParamValues::AnyText,
+        "Choose without recording (`true`).",
+    ),
+    Param::text(
+        "traffic_fraction",
+        false,
+        ParamValues::AnyText,
+        "The share of clients in the experiment, 0 to 1.",
+    ),
+    SIXPACK_USER_AGENT,
+    SIXPACK_IP_ADDRESS,
+    JSONP_CALLBACK,
+];
+
+/// Sixpack's convert.
+const CONVERT_QUERY: &[Param] = &[
+    Param::text("experiment", true, ParamValues::AnyText, "The experiment."),
+    Param::text("client_id", true, ParamValues::AnyText, "The client."),
+    Param::text(
+        "kpi",
+        false,
+        ParamValues::AnyText,
+        "The KPI converted (Sixpack's default KPI when absent).",
+    ),
+    SIXPACK_USER_AGENT,
+    SIXPACK_IP_ADDRESS,
+    JSONP_CALLBACK,
+];
 
 /// `namespace`, which every namespaced endpoint reads.
 const NAMESPACE: Param = Param::name(
