@@ -23,7 +23,8 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 key=$(cat "$dir/data/api_key")
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+# The server's user and kernel CPU ticks, "user,system".
+cpu_ticks() { awk '{print $14 "," $15}' "/proc/$pid/stat"; }
 for round in $(seq "$rounds"); do
     for connections in 64 256 2048; do
         before=$(cpu_ticks)
@@ -39,10 +40,13 @@ round_, connections, start, end, before, after, out = sys.argv[1:]
 lines = out.strip().splitlines()
 rate = json.loads(lines[0])["requests_per_second"]
 wall = float(end) - float(start)
-server = (float(after) - float(before)) / os.sysconf("SC_CLK_TCK")
+tick = os.sysconf("SC_CLK_TCK")
+user, system = ((float(a) - float(b)) / tick for a, b in zip(after.split(","), before.split(",")))
+server = user + system
 generator = sum(map(float, lines[-1].split()))
 print(f"round {round_} connections {connections}: {rate:.0f} req/s; server CPU "
-      f"{server / wall:.0%} of its core, {server / 200000 * 1e6:.1f} us/request; "
+      f"{server / wall:.0%} of its core, {server / 200000 * 1e6:.1f} us/request "
+      f"({user / 200000 * 1e6:.1f} user + {system / 200000 * 1e6:.1f} kernel); "
       f"generator CPU {generator / wall:.0%} of its core")
 PY
     done

@@ -15,12 +15,15 @@
 #   FEATURES=aws scripts/portable-build.sh   # with the AWS commands, e.g. as
 #                                            # a Lambda bootstrap
 # Environment: CARGO_TARGET_DIR (default: target), GLIBC_BASELINE (default
-# 2.28), FEATURES (cargo features, comma-separated; default: the default ones).
+# 2.28), FEATURES (cargo features, comma-separated; default: the default ones),
+# PROFILE (cargo profile, default release; `dist` is release stripped, what
+# scripts/package-deb.sh packages).
 # The release build takes about 13 minutes on 2 cores; it runs under nice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 baseline="${GLIBC_BASELINE:-2.28}"
+profile="${PROFILE:-release}"
 triple=x86_64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 venv="$target_dir/zig-venv"
@@ -44,10 +47,10 @@ rustup target list --installed 2>/dev/null | grep -qx "$triple" || rustup target
 
 features=()
 [ -n "${FEATURES:-}" ] && features=(--features "$FEATURES")
-step "building lamed for $triple with glibc $baseline symbols (release; slow)"
-nice -n 19 cargo zigbuild --release --bin lamed --target "$triple.$baseline" "${features[@]}"
+step "building lamed for $triple with glibc $baseline symbols ($profile; slow)"
+nice -n 19 cargo zigbuild --profile "$profile" --bin lamed --target "$triple.$baseline" "${features[@]}"
 mkdir -p "$out"
-cp "$target_dir/$triple/release/lamed" "$out/lamed"
+cp "$target_dir/$triple/$profile/lamed" "$out/lamed"
 bin="$out/lamed"
 
 # 1. The glibc it needs: the highest versioned symbol it imports.

@@ -433,6 +433,15 @@ pub struct RemoteArgs {
     /// API key for --server
     #[arg(long)]
     pub api_key: Option<String>,
+
+    /// Also trust this PEM certificate for an https:// --server: a private
+    /// CA, or the server's self-signed certificate
+    ///
+    /// The system's trusted roots are always trusted. A self-signed
+    /// certificate must name the host in its subjectAltName and not be a
+    /// CA (README, "HTTPS").
+    #[arg(long, env = "LAMED_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Options of `lamed experiments`.

@@ -6,11 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::alerts::delivery::{Backoff, ATTEMPT_TIMEOUT};
-use crate::alerts::evaluate::Rules;
-use crate::alerts::format::Format;
-use crate::alerts::signing::Secret;
-use crate::alerts::{self, AlertOptions, Endpoint};
+use crate::alerts;
 use crate::cli::ServeArgs;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -46,7 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, Some(table)) => format!("cannot open the dynamodb store in table {table}"),
             (None, None) => "cannot open the embedded store".to_owned(),
         })?;
-    let alerting = alert_options(&config)?;
+    let alerting = server::alerting::alert_options(&config)?;
     let listener = server::connections::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener
@@ -90,6 +86,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bench_routes: args.bench_routes,
         request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
         in_flight: in_flight.clone(),
+        ..RouterOptions::default()
     };
     let limits = ConnectionLimits::for_this_process(
         config.max_connections,
@@ -128,47 +125,4 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// The alerts' options from the settings; `None` without any webhook.
-/// A malformed secret stops the start, before the port is bound.
-pub fn alert_options(config: &Config) -> anyhow::Result<Option<AlertOptions>> {
-    if config.webhooks.is_empty() {
-        return Ok(None);
-    }
-    let endpoints = config
-        .webhooks
-        .iter()
-        .map(|webhook| {
-            let secret = webhook
-                .secret
-                .as_deref()
-                .map(Secret::parse)
-                .transpose()
-                .with_context(|| format!("webhook {}", webhook.url))?;
-            let format = match webhook.format.as_str() {
-                "slack" => Format::Slack,
-                _ => Format::Standard,
-            };
-            Ok(Endpoint {
-                url: webhook.url.clone(),
-                secret,
-                events: webhook.events.clone(),
-                format,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Some(AlertOptions {
-        endpoints,
-        rules: Rules {
-            stall_ms: i64::try_from(config.stall_hours.saturating_mul(3_600_000))
-                .unwrap_or(i64::MAX),
-        },
-        backoff: Backoff {
-            first_ms: i64::try_from(config.webhook_first_retry_ms).unwrap_or(i64::MAX),
-            ..Backoff::default()
-        },
-        public_url: config.public_url.clone().unwrap_or_default(),
-        timeout: ATTEMPT_TIMEOUT,
-    }))
 }

@@ -46,18 +46,25 @@ const PATHS: [&str; 19] = [
     "/my_tracking_endpoint",
 ];
 
+/// The webhook of the full config: its alert check runs every 2 minutes.
+const WEBHOOK: &str = r#""alert_check_seconds": 120,
+    "webhooks": [{"url": "https://hooks.example.com/lamed", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}],"#;
+
+/// The config of the tests: on `redis_port`; `extra` adds an extra path
+/// (its function at 256 MB and 15 s) and a webhook.
 fn config_json(redis_port: u16, extra: bool) -> String {
     let wiring = if extra {
-        r#"[{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track", "MemorySize": 256, "Timeout": 5},
+        r#"[{"lambda": {"FunctionName": "lamed-track", "Handler": "lamed.track", "MemorySize": 256, "Timeout": 15},
              "api_gateway": {"pathPart": "my_tracking_endpoint",
                              "method": {"httpMethod": "GET", "apiKeyRequired": false,
                                         "requestParameters": {"method.request.querystring.uuid": false}}}}]"#
     } else {
         "[]"
     };
+    let webhook = if extra { WEBHOOK } else { "" };
     format!(
         r#"{{"redis": {{"host": "127.0.0.1", "port": {redis_port}}}, "uuid_expiry_seconds": 3600,
-            "extra_wiring": {wiring}}}"#
+            {webhook} "extra_wiring": {wiring}}}"#
     )
 }
 
@@ -140,6 +147,8 @@ struct Snapshot {
     tables: Vec<(String, String, String)>,
     /// The role's inline policy, decoded.
     policy: Option<String>,
+    /// EventBridge rules: name, schedule, state and target ARNs.
+    rules: Vec<(String, String, String, Vec<String>)>,
 }
 
 async fn snapshot(moto: &Moto) -> Snapshot {
@@ -265,6 +274,29 @@ async fn snapshot(moto: &Moto) -> Snapshot {
         .await
         .ok()
         .map(|policy| decoded(policy.policy_document()));
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let mut rules = Vec::new();
+    for rule in events.list_rules().send().await.unwrap().rules() {
+        let name = rule.name().unwrap().to_owned();
+        let targets = events
+            .list_targets_by_rule()
+            .rule(&name)
+            .send()
+            .await
+            .unwrap()
+            .targets()
+            .iter()
+            .map(|t| t.arn().to_owned())
+            .collect();
+        rules.push((
+            name,
+            rule.schedule_expression().unwrap_or_default().to_owned(),
+            rule.state()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            targets,
+        ));
+    }
     Snapshot {
         role,
         functions,
@@ -276,6 +308,7 @@ async fn snapshot(moto: &Moto) -> Snapshot {
         plan_keys,
         tables,
         policy,
+        rules,
     }
 }
 
@@ -297,13 +330,18 @@ fn line_value<'a>(stdout: &'a str, label: &str) -> &'a str {
 }
 
 /// A first deploy creates every resource — the role and its policy, five
-/// functions (provided.al2023, handler bootstrap, memory/timeout from the
-/// config's extra_wiring or 128 MB / 3 s, x86_64, the configuration in
-/// their environment) published behind alias `live` with API Gateway's
-/// invoke permission, the REST API with one resource per path, AWS_PROXY
-/// methods with the right API-key flags, MOCK CORS OPTIONS with the
-/// original's headers, stage prod, the API key and its usage plan — and
-/// prints the URLs and the AlephBet snippet.
+/// functions (provided.al2023, handler bootstrap, 128 MB and the request
+/// deadline's timeout, 11 s for 10 s, unless extra_wiring sets more, 29 s
+/// where a delete's 28 s deadline applies, and 60 s for lamed-report,
+/// which runs the alert check; x86_64, the
+/// configuration in their environment) published behind alias `live` with
+/// API Gateway's invoke permission, the REST API with one resource per
+/// path, AWS_PROXY methods on which API Gateway demands no key (the
+/// function checks it), MOCK CORS OPTIONS with the original's headers,
+/// stage prod, the API key and its usage plan, and the EventBridge rule
+/// invoking lamed-report's alias every 2 minutes (alert_check_seconds
+/// 120) with its invoke permission — and prints the URLs and the
+/// AlephBet snippet.
 #[tokio::test]
 async fn first_deploy_creates_everything() {
     let ws = Workspace::new();
@@ -355,10 +393,11 @@ async fn first_deploy_creates_everything() {
         );
         assert_eq!(config.handler(), Some("bootstrap"), "{name}");
         assert_eq!(config.role(), Some(role.arn()), "{name}");
-        let (memory, timeout) = if name == "lamed-track" {
-            (256, 5)
-        } else {
-            (128, 3)
+        let (memory, timeout) = match name {
+            "lamed-track" => (256, 15),
+            "lamed-report" => (128, 60),
+            "lamed-delete-experiment" => (128, 29),
+            _ => (128, 11),
         };
         assert_eq!(config.memory_size(), Some(memory), "{name}");
         assert_eq!(config.timeout(), Some(timeout), "{name}");
@@ -373,6 +412,19 @@ async fn first_deploy_creates_everything() {
         assert_eq!(
             env["LAMED_EXTRA_ROUTES"],
             "my_tracking_endpoint=lamed.track"
+        );
+        assert!(
+            env["LAMED_WEBHOOKS"].contains("https://hooks.example.com/lamed"),
+            "{name}"
+        );
+        let api = apigw.get_rest_apis().send().await.unwrap().items()[0]
+            .id
+            .clone()
+            .unwrap();
+        assert_eq!(
+            env["LAMED_PUBLIC_URL"],
+            format!("https://{api}.execute-api.{REGION}.amazonaws.com/prod"),
+            "{name}: the alerts' dashboard links"
         );
         let alias = lambda
             .get_alias()
@@ -399,6 +451,35 @@ async fn first_deploy_creates_everything() {
     }
 
     let snap = snapshot(&ws.moto).await;
+    let report_alias = lambda
+        .get_alias()
+        .function_name("lamed-report")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    let rule_arn = format!("arn:aws:events:{REGION}:123456789012:rule/lamed-alerts");
+    assert_eq!(
+        snap.rules,
+        [(
+            "lamed-alerts".to_owned(),
+            "rate(2 minutes)".to_owned(),
+            "ENABLED".to_owned(),
+            vec![report_alias.alias_arn().unwrap().to_owned()]
+        )]
+    );
+    let report_policy = lambda
+        .get_policy()
+        .function_name("lamed-report")
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap();
+    let report_policy = report_policy.policy().unwrap();
+    assert!(
+        report_policy.contains("events.amazonaws.com") && report_policy.contains(&rule_arn),
+        "{report_policy}"
+    );
     assert_eq!(snap.apis.len(), 1);
     let api = &snap.apis[0];
     assert_eq!(
@@ -409,55 +490,38 @@ async fn first_deploy_creates_everything() {
         PATHS.into_iter().collect()
     );
     assert_eq!(snap.stages, ["prod"]);
-    let expect: &[(&str, &str, &str, bool)] = &[
-        ("/track", "GET", "lamed-track", false),
-        ("/track", "POST", "lamed-track", false),
-        ("/event", "GET", "lamed-track", false),
-        ("/event", "POST", "lamed-track", false),
-        ("/health", "GET", "lamed-track", false),
-        ("/participate", "GET", "lamed-track", false),
-        ("/convert", "GET", "lamed-track", false),
-        ("/_status", "GET", "lamed-track", false),
+    let expect: &[(&str, &str, &str)] = &[
+        ("/track", "GET", "lamed-track"),
+        ("/track", "POST", "lamed-track"),
+        ("/event", "GET", "lamed-track"),
+        ("/event", "POST", "lamed-track"),
+        ("/health", "GET", "lamed-track"),
+        ("/participate", "GET", "lamed-track"),
+        ("/convert", "GET", "lamed-track"),
+        ("/_status", "GET", "lamed-track"),
         (
             "/api/experiments/{experiment}/weights",
             "GET",
             "lamed-track",
-            false,
         ),
-        ("/experiments", "GET", "lamed-all-experiments", true),
-        (
-            "/experiments/{experiment}",
-            "GET",
-            "lamed-all-experiments",
-            true,
-        ),
-        ("/delete", "DELETE", "lamed-delete-experiment", true),
+        ("/experiments", "GET", "lamed-all-experiments"),
+        ("/experiments/{experiment}", "GET", "lamed-all-experiments"),
+        ("/delete", "DELETE", "lamed-delete-experiment"),
         (
             "/api/experiments/{experiment}/report",
             "GET",
             "lamed-report",
-            true,
         ),
-        ("/api/experiments", "GET", "lamed-report", true),
-        ("/api/experiments/{experiment}", "GET", "lamed-report", true),
-        ("/api/experiments/{experiment}", "PUT", "lamed-report", true),
-        (
-            "/api/experiments/{experiment}",
-            "PATCH",
-            "lamed-report",
-            true,
-        ),
-        (
-            "/api/experiments/{experiment}",
-            "DELETE",
-            "lamed-report",
-            true,
-        ),
-        ("/dashboard", "GET", "lamed-dashboard", false),
-        ("/dashboard/{asset}", "GET", "lamed-dashboard", false),
-        ("/my_tracking_endpoint", "GET", "lamed-track", false),
+        ("/api/experiments", "GET", "lamed-report"),
+        ("/api/experiments/{experiment}", "GET", "lamed-report"),
+        ("/api/experiments/{experiment}", "PUT", "lamed-report"),
+        ("/api/experiments/{experiment}", "PATCH", "lamed-report"),
+        ("/api/experiments/{experiment}", "DELETE", "lamed-report"),
+        ("/dashboard", "GET", "lamed-dashboard"),
+        ("/dashboard/{asset}", "GET", "lamed-dashboard"),
+        ("/my_tracking_endpoint", "GET", "lamed-track"),
     ];
-    for (path, method, function, key) in expect {
+    for (path, method, function) in expect {
         let resource = &snap.resources[*path].0;
         let found = apigw
             .get_method()
@@ -467,7 +531,8 @@ async fn first_deploy_creates_everything() {
             .send()
             .await
             .unwrap_or_else(|err| panic!("{method} {path}: {err:?}"));
-        assert_eq!(found.api_key_required(), Some(*key), "{method} {path}");
+        // The function checks the key (tests/lambda.rs): API Gateway never.
+        assert_eq!(found.api_key_required(), Some(false), "{method} {path}");
         let integration = found.method_integration().unwrap();
         assert_eq!(integration.r#type().unwrap().as_str(), "AWS_PROXY");
         assert!(
@@ -559,12 +624,17 @@ async fn first_deploy_creates_everything() {
     assert!(stdout.contains(&format!(
         r#"new AlephBet.AlephbetAdapter("{base}/track", "alephbet")"#
     )));
+    assert!(
+        stdout.contains("alert check:     rate(2 minutes) on lamed-report"),
+        "{stdout}"
+    );
 }
 
 /// Re-running deploy updates in place: every later run creates nothing
 /// (same role, functions, API, resource ids and methods, stage, key,
-/// plan), each run publishes a version behind `live`, and at most 5
-/// versions are kept. Removing the extra_wiring entry removes its path;
+/// plan, alert rule and target), each run publishes a version behind
+/// `live`, and at most 5 versions are kept. Removing the extra_wiring
+/// entry removes its path, removing the webhook removes the alert rule;
 /// a configured api_key replaces the generated one everywhere.
 #[tokio::test]
 async fn redeploy_updates_in_place_and_keeps_five_versions() {
@@ -626,10 +696,12 @@ async fn redeploy_updates_in_place_and_keeps_five_versions() {
     let env = config.environment().unwrap().variables().unwrap();
     assert_eq!(env["LAMED_API_KEY"], "configured-key-0123456789");
     assert!(!env.contains_key("LAMED_EXTRA_ROUTES"));
+    assert!(!env.contains_key("LAMED_WEBHOOKS"));
     assert_eq!(
         (config.memory_size(), config.timeout()),
-        (Some(128), Some(3))
+        (Some(128), Some(11))
     );
+    assert_eq!(after.rules, []);
 }
 
 /// `--arch arm64` builds arm64 functions from an arm64 bootstrap, and
@@ -786,7 +858,7 @@ fn too_large_bootstrap_is_refused_before_any_aws_call() {
 }
 
 /// `destroy --yes` leaves nothing of lamed behind (role, functions, API,
-/// key, usage plan) and a second destroy is a no-op; without --yes and
+/// key, usage plan, alert rule) and a second destroy is a no-op; without --yes and
 /// with no terminal it refuses and removes nothing.
 #[tokio::test]
 async fn destroy_leaves_nothing_behind() {
@@ -799,7 +871,9 @@ async fn destroy_leaves_nothing_behind() {
         "{}",
         stderr(&refused)
     );
-    assert_eq!(snapshot(&ws.moto).await.functions.len(), 5);
+    let deployed = snapshot(&ws.moto).await;
+    assert_eq!(deployed.functions.len(), 5);
+    assert_eq!(deployed.rules.len(), 1);
 
     for _ in 0..2 {
         let output = ws.run("destroy", &["--yes"]);
@@ -820,6 +894,7 @@ async fn destroy_leaves_nothing_behind() {
             plan_keys: Vec::new(),
             tables: Vec::new(),
             policy: None,
+            rules: Vec::new(),
         }
     );
     let iam = aws_sdk_iam::Client::new(&sdk);

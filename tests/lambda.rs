@@ -1,9 +1,12 @@
 //! The Lambda entry: real API Gateway REST (v1) proxy events, turned into
 //! requests by lambda_http, answered through the router exactly as
-//! `lamed serve` answers the same requests over HTTP. Each test runs twice,
-//! with the function counting on a private redis-server and in a table of a
-//! private moto_server (DynamoDB); `lamed serve` counts on its embedded
-//! store.
+//! `lamed serve` answers the same requests over HTTP. Each test of
+//! `on_each_store!` runs twice, with the function counting on a private
+//! redis-server and in a table of a private moto_server (DynamoDB);
+//! `lamed serve` counts on its embedded store. The invocations as the
+//! runtime makes them (a JSON payload in, a JSON answer out: scheduled
+//! events, the key check, the deadline, `lamed report` through a stage
+//! URL) run on Redis.
 #![cfg(feature = "aws")]
 
 mod util;
@@ -83,24 +86,38 @@ on_each_store!(
 );
 
 /// The function's configuration for `backend`, as `lamed deploy` sets it:
-/// `LAMED_REDIS_URL` or `LAMED_DYNAMODB_TABLE`, and `LAMED_API_KEY`, become
-/// `Overrides`' given settings; then the store comes from the same
-/// `lamed::lambda::open_store` that `lamed::lambda::run` calls (given the
-/// emulator's AWS configuration, where the function has its role's).
-async fn lambda_app(backend: &Backend) -> axum::Router {
+/// `LAMED_REDIS_URL` or `LAMED_DYNAMODB_TABLE`, `LAMED_API_KEY` and the
+/// `settings` become `Overrides`' given settings; then the store comes
+/// from the same `lamed::lambda::open_store` that `lamed::lambda::run`
+/// calls (given the emulator's AWS configuration, where the function has
+/// its role's).
+async fn lambda_store(
+    backend: &Backend,
+    settings: &[(&str, serde_json::Value)],
+) -> (Config, lamed::DynStore) {
     let file: FileConfig = serde_json::from_str(CONFIG).unwrap();
     let (setting, value, aws) = match backend {
         Backend::Redis(redis) => ("redis", redis.url(), None),
         Backend::DynamoDb(moto, table) => ("dynamodb_table", table.clone(), Some(moto.sdk())),
     };
+    let mut given = Given::default().with(setting, serde_json::Value::String(value));
+    for (name, value) in settings {
+        given = given.with(name, value.clone());
+    }
     let overrides = Overrides {
-        settings: Given::default().with(setting, serde_json::Value::String(value)),
+        settings: given,
         ..Overrides::default()
     };
     let config = Config::resolve(None, file, overrides).unwrap();
     let store = lamed::lambda::open_store(&config, aws.as_ref())
         .await
         .expect("open the store");
+    (config, store)
+}
+
+/// The router of the function for `backend`.
+async fn lambda_app(backend: &Backend) -> axum::Router {
+    let (config, store) = lambda_store(backend, &[]).await;
     lamed::lambda::app(store, &config, KEY).unwrap()
 }
 
@@ -492,4 +509,473 @@ fn lambda_without_a_store_or_key_refuses() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret-pw"), "secret in logs: {stderr}");
+}
+
+/// An API Gateway request with these headers (no API key unless given),
+/// made from a committed event.
+fn gateway_event(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> serde_json::Value {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&api_event(method, path, query, body)).unwrap();
+    for field in ["headers", "multiValueHeaders"] {
+        event[field].as_object_mut().unwrap().remove("X-Api-Key");
+    }
+    for (name, value) in headers {
+        event["headers"][*name] = (*value).into();
+        event["multiValueHeaders"][*name] = serde_json::json!([value]);
+    }
+    event
+}
+
+/// One invocation as the runtime makes it: the JSON payload in, the
+/// function's JSON answer out.
+async fn invoke(
+    entry: &lamed::lambda::LambdaEntry,
+    payload: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let context = lambda_http::Context::default();
+    entry
+        .invoke(lambda_http::LambdaEvent::new(payload, context))
+        .await
+}
+
+/// An API Gateway proxy answer's status, header (its values joined) and
+/// body.
+fn proxy_answer(answer: &serde_json::Value, header: &str) -> (u64, Option<String>, String) {
+    assert_eq!(answer["isBase64Encoded"], false, "{answer}");
+    let header = answer["multiValueHeaders"][header]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+    (
+        answer["statusCode"].as_u64().unwrap(),
+        header,
+        answer["body"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Tracks `count` participants of each variant of `experiment` through the
+/// function (POST /track batches), as visitors' pages would.
+async fn track_through(
+    entry: &lamed::lambda::LambdaEntry,
+    experiment: &str,
+    counts: &[(&str, usize)],
+) {
+    let mut events = Vec::new();
+    for (variant, count) in counts {
+        for i in 0..*count {
+            events.push(
+                serde_json::json!({"namespace": "shop", "experiment": experiment,
+                "variant": variant, "event": "participate", "uuid": format!("{variant}-{i}")}),
+            );
+        }
+    }
+    for chunk in events.chunks(1000) {
+        let body = serde_json::to_string(chunk).unwrap();
+        let event = gateway_event("POST", "/track", &[], &[], Some(&body));
+        let answer = invoke(entry, event).await.unwrap();
+        let (status, _, body) = proxy_answer(&answer, "content-type");
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The `lamed` binary as AWS Lambda runs it (`AWS_LAMBDA_RUNTIME_API`
+/// pointing at a local stand-in of the runtime API, configured by the
+/// variables `lamed deploy` sets, `LAMED_WEBHOOKS` among them): API
+/// Gateway events track a sample-ratio mismatch (600 against 800) and
+/// nothing is sent; then a scheduled event (EventBridge's, as the rule
+/// `lamed deploy` adds sends it) runs the alert check, whose alert reaches
+/// a real local endpoint once, its signature verified by PyPI's
+/// `standardwebhooks`; the next scheduled event raises nothing new; a
+/// payload of neither kind is answered as the invocation's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_delivers_the_alerts() {
+    let receiver = util::receiver::Receiver::start(WEBHOOK_SECRET, "");
+    let redis = RedisServer::start();
+    let scheduled: serde_json::Value = serde_json::from_str(&event("scheduled-event")).unwrap();
+    let mut events = Vec::new();
+    for variant in ["a", "b"] {
+        let count = if variant == "a" { 600 } else { 800 };
+        let batch: Vec<serde_json::Value> = (0..count)
+            .map(|i| {
+                serde_json::json!({"namespace": "shop", "experiment": "split",
+                    "variant": variant, "event": "participate", "uuid": format!("{variant}-{i}")})
+            })
+            .collect();
+        let body = serde_json::to_string(&batch).unwrap();
+        events.push(gateway_event("POST", "/track", &[], &[], Some(&body)));
+    }
+    events.push(scheduled.clone());
+    events.push(scheduled);
+    events.push(serde_json::json!({"source": "aws.s3"}));
+    let mut runtime = RuntimeApi::start(events).await;
+    let webhooks = serde_json::json!([{"url": receiver.url, "secret": WEBHOOK_SECRET}]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut function = Command::new(util::lamed_bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "lamed-report")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("LAMED_API_KEY", KEY)
+        .env("LAMED_REDIS_URL", redis.url())
+        .env("LAMED_WEBHOOKS", webhooks.to_string())
+        .env_remove("LAMED_CONFIG")
+        .env_remove("LAMED_DYNAMODB_TABLE")
+        .env_remove("LAMED_WEBHOOK_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lamed as a Lambda function");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(runtime.answer().await);
+    }
+    function.kill().unwrap();
+    function.wait().unwrap();
+
+    for (kind, answer) in &answers[..2] {
+        assert_eq!(kind, "response");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+    }
+    let (kind, checked) = &answers[2];
+    assert_eq!(kind, "response", "{checked}");
+    assert_eq!(
+        (&checked["raised"], &checked["delivered"]),
+        (&1.into(), &1.into()),
+        "{checked}"
+    );
+    let heard = receiver.wait_for(1, std::time::Duration::from_secs(5));
+    assert_eq!(heard[0]["verified"], true, "{heard:#?}");
+    let body: serde_json::Value = serde_json::from_str(heard[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "experiment.srm");
+    assert_eq!(body["data"]["experiment"], "split");
+    assert_eq!(
+        body["data"]["figures"]["observed"],
+        serde_json::json!({"a": 600, "b": 800})
+    );
+    let (kind, again) = &answers[3];
+    assert_eq!(kind, "response", "{again}");
+    assert_eq!(
+        (&again["raised"], &again["delivered"]),
+        (&0.into(), &0.into())
+    );
+    assert_eq!(receiver.heard().len(), 1);
+    let (kind, refused) = &answers[4];
+    assert_eq!(kind, "error", "{refused}");
+    assert!(refused.to_string().contains("neither"), "{refused}");
+}
+
+/// A stand-in for the AWS Lambda runtime API on 127.0.0.1: hands out its
+/// events in order to the function's polls (then holds the next poll),
+/// and passes on what the function answers.
+struct RuntimeApi {
+    addr: std::net::SocketAddr,
+    answers: tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApi {
+    async fn start(events: Vec<serde_json::Value>) -> RuntimeApi {
+        use axum::extract::{Path, State};
+        use axum::routing::{get, post};
+        type Events = Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>;
+        type Answers = tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>;
+        let (sender, answers) = tokio::sync::mpsc::unbounded_channel();
+        let queue: Events = Arc::new(std::sync::Mutex::new(events.into()));
+        let app = axum::Router::new()
+            .route(
+                "/2018-06-01/runtime/invocation/next",
+                get(|State((queue, _)): State<(Events, Answers)>| async move {
+                    let Some(event) = queue.lock().unwrap().pop_front() else {
+                        return std::future::pending().await;
+                    };
+                    let deadline = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                        + 60_000;
+                    axum::http::Response::builder()
+                        .header("lambda-runtime-aws-request-id", "request-1")
+                        .header("lambda-runtime-deadline-ms", deadline.to_string())
+                        .header(
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:123456789012:function:lamed-report:live",
+                        )
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(event.to_string()))
+                        .unwrap()
+                }),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/{kind}",
+                post(
+                    |State((_, answers)): State<(Events, Answers)>,
+                     Path((_, kind)): Path<(String, String)>,
+                     body: String| async move {
+                        let body = serde_json::from_str(&body).unwrap_or(body.into());
+                        answers.send((kind, body)).unwrap();
+                        axum::http::StatusCode::ACCEPTED
+                    },
+                ),
+            )
+            .with_state((queue, sender));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        RuntimeApi {
+            addr,
+            answers,
+            task,
+        }
+    }
+
+    /// The function's next answer: its kind (`response`, `error`) and body.
+    async fn answer(&mut self) -> (String, serde_json::Value) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.answers.recv())
+            .await
+            .expect("the function answered in time")
+            .expect("the runtime API runs")
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One key contract on Lambda and under `lamed serve`: the function
+/// checks the key itself (API Gateway no longer does), in `X-Api-Key` or
+/// `Authorization: Bearer`, and answers a missing key 401 and a wrong one
+/// 403 with the same JSON as `lamed serve`.
+#[tokio::test]
+async fn the_function_checks_the_key_as_lamed_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, CONFIG).unwrap();
+    let server = Server::start(
+        &dir.path().join("served"),
+        &["--config", config_path.to_str().unwrap()],
+    );
+    let backend = Backend::redis();
+    let (config, store) = lambda_store(&backend, &[]).await;
+    let entry = lamed::lambda::LambdaEntry::new(store, &config, KEY).unwrap();
+    let bearer = format!("Bearer {KEY}");
+    let cases: [(&[(&str, &str)], u64); 5] = [
+        (&[], 401),
+        (&[("X-Api-Key", "wrong-key-0123456789")], 403),
+        (&[("Authorization", "Bearer wrong-key-0123456789")], 403),
+        (&[("X-Api-Key", KEY)], 200),
+        (&[("Authorization", &bearer)], 200),
+    ];
+    for (headers, status) in cases {
+        let event = gateway_event("GET", "/api/experiments", &[], headers, None);
+        let answer = invoke(&entry, event).await.unwrap();
+        let (got, content_type, body) = proxy_answer(&answer, "content-type");
+        assert_eq!(got, status, "{headers:?}: {body}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{headers:?}"
+        );
+        let served = server
+            .request("GET", "/api/experiments", headers, b"")
+            .await;
+        assert_eq!(u64::from(served.status), got, "{headers:?}");
+        assert_eq!(body.as_bytes(), &served.body[..], "{headers:?}");
+        if status != 200 {
+            let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(error["error"].is_string(), "{body}");
+        }
+    }
+}
+
+/// A store slower than the request deadline (`request_timeout_ms`, which
+/// the function reads from its environment; 300 ms here) is answered 503
+/// with `Retry-After` by lamed at the deadline, long before the store
+/// answers and before the function's timeout (`lamed deploy` sets it
+/// above the deadline, tests/deploy.rs).
+#[tokio::test]
+async fn a_slow_store_is_answered_503_at_the_deadline() {
+    use lamed_store::faulty::{Fault, FaultPlan, FaultyStore};
+    let backend = Backend::redis();
+    let (config, store) = lambda_store(&backend, &[("request_timeout_ms", 300.into())]).await;
+    let slow = (0..8).fold(FaultPlan::none(), |plan, call| {
+        plan.with(call, Fault::Delay(std::time::Duration::from_secs(5)))
+    });
+    let store: lamed::DynStore = Arc::new(FaultyStore::new(store, slow));
+    let entry = lamed::lambda::LambdaEntry::new(store, &config, KEY).unwrap();
+    let event = gateway_event("GET", "/experiments", &[], &[("X-Api-Key", KEY)], None);
+    let started = std::time::Instant::now();
+    let answer = invoke(&entry, event).await.unwrap();
+    let elapsed = started.elapsed();
+    let (status, retry_after, body) = proxy_answer(&answer, "retry-after");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
+    assert!(
+        elapsed < std::time::Duration::from_secs(2),
+        "answered after {elapsed:?}"
+    );
+}
+
+/// `lamed report --server <stage URL>` keeps the URL's path: through a
+/// local stand-in for API Gateway's stage URL (`/prod/...` turned into
+/// REST proxy events for the function, as API Gateway does), the report
+/// of an experiment tracked through the function prints, and a wrong key
+/// prints lamed's own 403 message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lamed_report_works_through_a_stage_url() {
+    let backend = Backend::redis();
+    let (config, store) = lambda_store(&backend, &[]).await;
+    let entry = Arc::new(lamed::lambda::LambdaEntry::new(store, &config, KEY).unwrap());
+    track_through(&entry, "hero", &[("a", 40), ("b", 45)]).await;
+    let gateway = StageUrl::start(Arc::clone(&entry)).await;
+    let report = |key: &'static str| {
+        let url = gateway.url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(util::lamed_bin())
+                .args(["report", "--server", &url, "--api-key", key])
+                .args(["--namespace", "shop", "hero"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run lamed report")
+        })
+    };
+    let output = report(KEY).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("hero"), "{stdout}");
+    assert!(stdout.contains("40") && stdout.contains("45"), "{stdout}");
+    assert!(
+        gateway.paths().iter().all(|p| p.starts_with("/prod/")),
+        "{:?}",
+        gateway.paths()
+    );
+    let output = report("wrong-key-0123456789").await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("invalid API key"), "{stderr}");
+}
+
+/// A stand-in for an API Gateway stage URL on 127.0.0.1: each request to
+/// `/prod/...` becomes a REST proxy event (stage `prod`) for the function,
+/// and its proxy answer the HTTP response.
+struct StageUrl {
+    url: String,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StageUrl {
+    async fn start(entry: Arc<lamed::lambda::LambdaEntry>) -> StageUrl {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let heard = Arc::clone(&paths);
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let entry = Arc::clone(&entry);
+            let heard = Arc::clone(&heard);
+            async move {
+                let (parts, body) = request.into_parts();
+                let path = parts.uri.path().to_owned();
+                heard.lock().unwrap().push(path.clone());
+                let query: Vec<(String, String)> =
+                    parts.uri.query().map(url_decoded_pairs).unwrap_or_default();
+                let query: Vec<(&str, &str)> = query
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let headers: Vec<(String, String)> = parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                    .collect();
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let body = body.collect().await.unwrap().to_bytes();
+                let body = (!body.is_empty()).then(|| String::from_utf8(body.to_vec()).unwrap());
+                let resource = path.strip_prefix("/prod").unwrap_or(&path);
+                let mut event = gateway_event(
+                    parts.method.as_str(),
+                    resource,
+                    &query,
+                    &headers,
+                    body.as_deref(),
+                );
+                event["requestContext"]["path"] = path.clone().into();
+                let answer = invoke(&entry, event).await.unwrap();
+                let mut response = axum::http::Response::builder()
+                    .status(answer["statusCode"].as_u64().unwrap() as u16);
+                for (name, values) in answer["multiValueHeaders"].as_object().unwrap() {
+                    for value in values.as_array().unwrap() {
+                        response = response.header(name, value.as_str().unwrap());
+                    }
+                }
+                response
+                    .body(axum::body::Body::from(
+                        answer["body"].as_str().unwrap_or_default().to_owned(),
+                    ))
+                    .unwrap()
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        StageUrl {
+            url: format!("http://{addr}/prod"),
+            paths,
+            task,
+        }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StageUrl {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A query string's pairs, percent-decoded.
+fn url_decoded_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(&text.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(name), decode(value))
+        })
+        .collect()
 }

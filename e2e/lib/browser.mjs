@@ -243,3 +243,14 @@ export class Visitor {
 
   async close() { await this.context.close(); }
 }
+
+/**
+ * Opens `server`'s dashboard in `page` and signs in with its API key, on
+ * `namespace`: what an owner does first.
+ */
+export async function openDashboard(page, server, namespace) {
+  await page.goto(`${server.base}/dashboard`);
+  await page.fill('#namespace', namespace);
+  await page.fill('#api-key', server.apiKey);
+  await page.click('#key-form button[type=submit]');
+}

@@ -6,6 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sleep } from '../lib/lamed.mjs';
+import { openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, browser } from '../lib/suite.mjs';
 
 const NS = 'shop';
@@ -63,10 +64,7 @@ test('an open alert shows as a badge on its experiment only', { timeout: 60_000 
   const page = await (await browser.newContext()).newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
-  await page.goto(`${lamed.base}/dashboard`);
-  await page.fill('#namespace', NS);
-  await page.fill('#api-key', lamed.apiKey);
-  await page.click('#key-form button[type=submit]');
+  await openDashboard(page, lamed, NS);
   const badge = page.locator('section[data-experiment="split"] .badge.alert[data-alert="srm"]');
   await badge.waitFor();
   assert.equal(await badge.textContent(), 'split mismatch');

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PERSON_USER_AGENT } from '../lib/browser.mjs';
+import { PERSON_USER_AGENT, openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, browser } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -50,10 +50,7 @@ test('chart axes at 1 to 3 events never repeat a label', { timeout: 120_000 }, a
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
   try {
-    await page.goto(`${lamed.base}/dashboard`);
-    await page.fill('#namespace', NS);
-    await page.fill('#api-key', lamed.apiKey);
-    await page.click('#key-form button[type=submit]');
+    await openDashboard(page, lamed, NS);
     for (const experiment of Object.keys(SEEDS)) {
       await page.locator(`section[data-experiment="${experiment}"] figure svg`).first().waitFor();
     }

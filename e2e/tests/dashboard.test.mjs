@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getExperiments } from '../lib/lamed.mjs';
-import { PERSON_USER_AGENT } from '../lib/browser.mjs';
+import { PERSON_USER_AGENT, openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, browser } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -62,10 +62,7 @@ test('the dashboard shows the report, charts, CSV export and deletes after confi
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
 
-  await page.goto(`${lamed.base}/dashboard`);
-  await page.fill('#namespace', NS);
-  await page.fill('#api-key', lamed.apiKey);
-  await page.click('#key-form button[type=submit]');
+  await openDashboard(page, lamed, NS);
   const card = page.locator('section[data-experiment="button color"]');
   await card.locator('table[data-goal="checkout"]').waitFor();
 

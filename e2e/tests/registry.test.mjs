@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLamed, removeWorkDir, expectCounts } from '../lib/lamed.mjs';
-import { experimentPage, QUEUE } from '../lib/browser.mjs';
+import { experimentPage, QUEUE, openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, site, browser, visitor } from '../lib/suite.mjs';
 
 useSuite();
@@ -138,17 +138,14 @@ function expectAllIgnored(v, reason) {
 }
 
 /** The dashboard in its own browser context, opened on `ns` with the key entered. */
-async function openDashboard(server, ns) {
+async function dashboardSession(server, ns) {
   const context = await browser.newContext({ viewport: { width: 1300, height: 1000 } });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
   // Console errors include Content-Security-Policy refusals.
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(`${server.base}/dashboard`);
-  await page.fill('#namespace', ns);
-  await page.fill('#api-key', server.apiKey);
-  await page.click('#key-form button[type=submit]');
+  await openDashboard(page, server, ns);
   return { context, page, errors };
 }
 
@@ -170,7 +167,7 @@ test('pausing in the dashboard stops counting; AlephBet drops the ignored events
   await expectCounts(lamed, ns, counted, { quietMs: 0 });
   assert.equal((await record(lamed, ns, name)).status, 'running');
 
-  const { context, page, errors } = await openDashboard(lamed, ns);
+  const { context, page, errors } = await dashboardSession(lamed, ns);
   const exp = card(page, name);
   await exp.locator('.badge[data-status="running"]').waitFor();
   // The badge shows before the report and its toolbar: wait for the buttons.
@@ -249,7 +246,7 @@ test('stopping with a winner in the dashboard freezes the report', { timeout: 60
   await expectCounts(lamed, ns, { [name]: { checkout: expected } }, { quietMs: 0 });
   const before = reportCounts(await report(lamed, ns, name));
 
-  const { context, page, errors } = await openDashboard(lamed, ns);
+  const { context, page, errors } = await dashboardSession(lamed, ns);
   const exp = card(page, name);
   await exp.locator('table[data-goal="checkout"]').waitFor();
   assert.equal(await exp.locator('.description').textContent(), 'Does a blue button sell more?');

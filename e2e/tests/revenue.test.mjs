@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { experimentPage, PERSON_USER_AGENT } from '../lib/browser.mjs';
+import { experimentPage, PERSON_USER_AGENT, openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, site, browser, visitor } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -165,10 +165,7 @@ test('revenue from pages and a server batch: the report equals scipy on the raw 
   const context = await browser.newContext({ viewport: { width: 1300, height: 1000 } });
   try {
     const page = await context.newPage();
-    await page.goto(`${lamed.base}/dashboard`);
-    await page.fill('#namespace', NS);
-    await page.fill('#api-key', lamed.apiKey);
-    await page.click('#key-form button[type=submit]');
+    await openDashboard(page, lamed, NS);
     const table = page.locator(`section[data-experiment="${NAME}"] table[data-values="purchase"]`);
     await table.waitFor();
     for (const v of goal.values.variants) {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { devices } from 'playwright-core';
 import { get } from '../lib/lamed.mjs';
-import { experimentPage } from '../lib/browser.mjs';
+import { experimentPage, openDashboard } from '../lib/browser.mjs';
 import { useSuite, lamed, site, browser, visitor } from '../lib/suite.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -145,10 +145,7 @@ test('the dashboard breaks an experiment down by device, readable at phone width
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
   try {
-    await page.goto(`${lamed.base}/dashboard`);
-    await page.fill('#namespace', ns);
-    await page.fill('#api-key', lamed.apiKey);
-    await page.click('#key-form button[type=submit]');
+    await openDashboard(page, lamed, ns);
     const card = page.locator(`section[data-experiment="${name}"]`);
     await card.locator('table[data-goal="buy"]').waitFor();
     await card.locator('select[data-breakdown]').selectOption('device');

@@ -69,6 +69,7 @@ fn print_deployed(deployed: &lamed_aws::deploy::Deployed) -> anyhow::Result<()> 
         extra_routes,
         api_key,
         table,
+        alerts,
     } = deployed;
     let stage = lamed_aws::deploy::plan::STAGE;
     let mut out = format!(
@@ -87,6 +88,14 @@ fn print_deployed(deployed: &lamed_aws::deploy::Deployed) -> anyhow::Result<()> 
     if let Some(table) = table {
         out.push_str(&format!(
             "  counts in:       DynamoDB table {table} (kept by lamed destroy)\n"
+        ));
+    }
+    if let Some(alerts) = alerts {
+        out.push_str(&format!(
+            "  alert check:     {} on {} (EventBridge rule {})\n",
+            alerts.expression,
+            alerts.function,
+            lamed_aws::deploy::plan::ALERTS_RULE
         ));
     }
     out.push_str(&format!(

@@ -50,7 +50,8 @@ pub fn template() -> String {
     comment.extend(
         [
             "lamed deploy generates an api_key when absent and keeps it as the API Gateway key 'lamed'.",
-            "extra_wiring: extra API paths, e.g. {\"lambda\": {\"FunctionName\": \"lamed-track\", \"Handler\": \"lamed.track\", \"MemorySize\": 128, \"Timeout\": 3}, \"api_gateway\": {\"pathPart\": \"my_tracking_endpoint\", \"method\": {\"httpMethod\": \"GET\", \"apiKeyRequired\": false}}}. Handlers: lamed.track, lamed.all (experiments), lamed.delete. MemorySize and Timeout set that function's memory (MB) and timeout (s); the defaults are 128 and 3.",
+            "extra_wiring: extra API paths, e.g. {\"lambda\": {\"FunctionName\": \"lamed-track\", \"Handler\": \"lamed.track\", \"MemorySize\": 128, \"Timeout\": 3}, \"api_gateway\": {\"pathPart\": \"my_tracking_endpoint\", \"method\": {\"httpMethod\": \"GET\", \"apiKeyRequired\": false}}}. Handlers: lamed.track, lamed.all (experiments), lamed.delete; apiKeyRequired, when given, must be what the handler does (lamed checks the key itself). MemorySize sets that function's memory (MB, default 128); Timeout (s) may raise its timeout above the request deadline's (request_timeout_ms and a second).",
+            "webhooks: alert endpoints, e.g. [{\"url\": \"https://hooks.example.com/lamed\", \"secret\": \"whsec_...\"}]; on AWS, deploy then schedules the alert check every alert_check_seconds.",
             "Then: lamed preflight, lamed deploy.",
         ]
         .map(str::to_owned),

@@ -160,7 +160,9 @@ enum Registry {
 impl Registry {
     async fn open(target: &Target, writes: bool) -> anyhow::Result<Registry> {
         if let Some(server) = &target.remote.server {
-            let api = Api::new(server, target.remote.api_key.as_deref()).await?;
+            let remote = &target.remote;
+            let api =
+                Api::new(server, remote.api_key.as_deref(), remote.ca_cert.as_deref()).await?;
             return Ok(Registry::Remote(api));
         }
         let config = Config::load(target.store.overrides())?;

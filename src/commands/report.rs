@@ -83,7 +83,12 @@ async fn from_server(
     args: &ReportArgs,
     request: &ReportRequest,
 ) -> anyhow::Result<Vec<Report>> {
-    let api = client::Api::new(server, args.remote.api_key.as_deref()).await?;
+    let api = client::Api::new(
+        server,
+        args.remote.api_key.as_deref(),
+        args.remote.ca_cert.as_deref(),
+    )
+    .await?;
     let ns = alephbet_encode(&args.namespace);
     let names = |answer: serde_json::Value, field: &str| -> Vec<String> {
         answer

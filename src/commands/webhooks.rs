@@ -17,7 +17,7 @@ use crate::config::Config;
 pub async fn run(action: WebhooksAction) -> anyhow::Result<()> {
     let WebhooksAction::Test(args) = action;
     let config = Config::load(args.overrides.clone())?;
-    let options = crate::serve::alert_options(&config)?
+    let options = crate::server::alerting::alert_options(&config)?
         .context("no webhook configured: set --webhook-url and --webhook-secret, or \"webhooks\" in config.json")?;
     let mut failed = 0;
     for (url, outcome) in crate::alerts::send_test(&options, Clock::System.now_ms()).await {

@@ -158,3 +158,30 @@ async fn serve_takes_the_key_from_a_file() {
     assert_eq!(wrong.status, 403);
     assert!(!data.join("api_key").exists(), "no key generated");
 }
+
+/// `packaging/config.json` (the Debian package's `/etc/lamed/config.json`)
+/// loads with no unknown key, and every value it sets is that setting's
+/// default: installing it changes nothing until it is edited.
+#[test]
+fn packaged_config_holds_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.json");
+    let overrides = lamed::config::Overrides {
+        config: Some(path.clone()),
+        ..Default::default()
+    };
+    let config = lamed::Config::load(overrides).expect("packaging/config.json loads");
+    assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let defaults = lamed::settings::defaults();
+    let set: Vec<_> = file
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| !key.starts_with('_'))
+        .collect();
+    assert!(!set.is_empty());
+    for (key, value) in set {
+        assert_eq!(Some(value), defaults.get(key), "{key}");
+    }
+}

@@ -14,6 +14,7 @@ pub use lamed_load::{self as loadgen, Answer};
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod receiver;
 
 /// A running `lamed serve`, killed when dropped.
 pub struct Server {
@@ -98,7 +99,11 @@ impl Server {
                 .expect("lamed printed its banner in time");
             server.banner.push_str(&line);
             server.banner.push('\n');
-            if let Some(url) = line.strip_prefix("lamed is listening on http://") {
+            let listening = line.strip_prefix("lamed is listening on ");
+            if let Some(url) = listening.and_then(|url| {
+                url.strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+            }) {
                 server.addr = url.trim().parse().expect("address in banner");
             }
             if line == lamed::snippet::SNIPPET_END {

@@ -1,21 +1,26 @@
 //! The AWS Lambda entry: when `AWS_LAMBDA_RUNTIME_API` is set, the `lamed`
 //! binary is a Lambda function that answers API Gateway REST (v1) proxy
-//! events through the same router as `lamed serve`.
+//! events through the same router as `lamed serve`, and EventBridge's
+//! scheduled events (the rule `lamed deploy` adds when webhooks are
+//! configured) with one alert check and delivery pass, the one `lamed
+//! serve` runs every `alert_check_seconds`.
 //!
 //! Configuration comes from the function's environment (`lamed deploy` sets
 //! it): `LAMED_API_KEY`, `LAMED_DYNAMODB_TABLE` or `LAMED_REDIS_URL`,
-//! `LAMED_UUID_EXPIRY_SECONDS`, `LAMED_MAX_*` and `LAMED_EXTRA_ROUTES`
-//! (`path=handler,...`). The store must be DynamoDB or Redis: a Lambda's
-//! disk is neither shared nor kept, so the embedded store would count each
-//! instance apart and forget on every cold start.
+//! `LAMED_UUID_EXPIRY_SECONDS`, `LAMED_MAX_*`, `LAMED_REQUEST_TIMEOUT_MS`,
+//! the alerts' `LAMED_WEBHOOK_*` and `LAMED_WEBHOOKS`, and
+//! `LAMED_EXTRA_ROUTES` (`path=handler,...`). The store must be DynamoDB or
+//! Redis: a Lambda's disk is neither shared nor kept, so the embedded store
+//! would count each instance apart and forget on every cold start.
 
 use std::env;
 
 use anyhow::Context;
 
-use lamed_config::config::{Config, Handler, Overrides};
+use lamed_config::config::{Config, FileConfig, Handler, Overrides, Webhook};
 use lamed_config::settings::variable;
 use lamed_server::RouterOptions;
+use serde_json::Value;
 
 /// Set by the Lambda runtime (and by `cargo lambda watch`).
 pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -24,13 +29,32 @@ pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
 /// `path=lamed.track,other=lamed.all`.
 pub const EXTRA_ROUTES_VAR: &str = "LAMED_EXTRA_ROUTES";
 
+/// `config.json`'s `webhooks`, set by `lamed deploy`: a JSON array of
+/// `{"url", "secret", "events", "format"}` (the endpoint of `webhook_url`
+/// travels in its own variables).
+pub const WEBHOOKS_VAR: &str = "LAMED_WEBHOOKS";
+
+/// How long API Gateway waits for a function (its integration timeout,
+/// 29 s at most): lamed's own deadline must end before it, so that a slow
+/// store is answered 503 with Retry-After by lamed, not 504 by the gateway.
+pub const GATEWAY_TIMEOUT_MS: u64 = 29_000;
+
+/// What a function needs beyond lamed's deadline to send its answer.
+pub const ANSWER_MARGIN_MS: u64 = 1_000;
+
+/// The longest deadline of a request on AWS Lambda: `request_timeout_ms`
+/// may be at most this (`lamed deploy` refuses more), and a delete gets
+/// this, where `lamed serve` gives it a minute.
+pub const LONGEST_DEADLINE_MS: u64 = GATEWAY_TIMEOUT_MS - ANSWER_MARGIN_MS;
+
 /// Whether this process was started by a Lambda runtime.
 pub fn is_lambda_runtime() -> bool {
     env::var_os(RUNTIME_API_VAR).is_some_and(|value| !value.is_empty())
 }
 
-/// The configuration of the function, from `LAMED_*` variables (and a
-/// config file only when `LAMED_CONFIG` names one).
+/// The configuration of the function, from `LAMED_*` variables and
+/// `LAMED_WEBHOOKS` (or a config file only when `LAMED_CONFIG` names one,
+/// with its own webhooks).
 ///
 /// # Errors
 ///
@@ -41,7 +65,27 @@ pub fn config_from_env() -> anyhow::Result<(Config, String)> {
     // ./config.json or ~/.lamed lookup: the function is configured by its
     // environment only.
     let overrides = Overrides::from_env()?;
-    let config = Config::load_named_only(overrides)?;
+    let config = match overrides.config {
+        Some(_) => Config::load(overrides)?,
+        None => {
+            let webhooks = match env::var(WEBHOOKS_VAR) {
+                // The value holds secrets: never repeated.
+                Ok(text) => serde_json::from_str::<Vec<Webhook>>(&text).map_err(|err| {
+                    anyhow::anyhow!(
+                        "{WEBHOOKS_VAR} is not a JSON array of webhooks (line {}, column {})",
+                        err.line(),
+                        err.column()
+                    )
+                })?,
+                Err(_) => Vec::new(),
+            };
+            let file = FileConfig {
+                webhooks,
+                ..FileConfig::default()
+            };
+            Config::resolve(None, file, overrides)?
+        }
+    };
     let api_key = config.api_key.clone().with_context(|| {
         format!(
             "{} is not set; on AWS Lambda the API key must be configured \
@@ -50,6 +94,13 @@ pub fn config_from_env() -> anyhow::Result<(Config, String)> {
         )
     })?;
     Ok((config, api_key))
+}
+
+/// Whether an invocation's payload is EventBridge's scheduled event (the
+/// alert check's schedule), rather than an API Gateway request.
+pub fn is_scheduled_event(payload: &Value) -> bool {
+    payload.get("source").and_then(Value::as_str) == Some("aws.events")
+        && payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
 /// The routes beyond the standard ones: `LAMED_EXTRA_ROUTES`, else the
@@ -77,12 +128,16 @@ pub fn router_options(config: &Config) -> anyhow::Result<RouterOptions> {
     }
     Ok(RouterOptions {
         extra_routes,
+        // The deadline lamed answers 503 at: `lamed deploy` gives the
+        // functions a timeout just above it, so the gateway never cuts in.
+        request_timeout: std::time::Duration::from_millis(config.request_timeout_ms),
+        delete_timeout: std::time::Duration::from_millis(LONGEST_DEADLINE_MS),
         ..RouterOptions::default()
     })
 }
 
 #[cfg(feature = "sdk")]
-pub use runtime::{app, handle, open_store, run, source_ip};
+pub use runtime::{app, handle, open_store, run, source_ip, LambdaEntry};
 
 #[cfg(feature = "sdk")]
 mod runtime {
@@ -98,13 +153,20 @@ mod runtime {
     use lambda_http::RequestExt;
     use tower::ServiceExt;
 
-    use super::{config_from_env, router_options};
+    use super::{config_from_env, is_scheduled_event, router_options};
     use aws_config::SdkConfig;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
+    use lambda_http::request::LambdaRequest;
+    use lambda_http::{Context as Invocation, LambdaEvent};
     use lamed_config::config::Config;
     use lamed_config::settings::variable;
+    use lamed_core::clock::Clock;
+    use lamed_server::alerting::alert_options;
     use lamed_server::{router, AppState};
+    use lamed_service::alerts::{self, AlertOptions, Summary};
     use lamed_store::dynamodb::{DynamoDbOptions, DynamoDbStore};
     use lamed_store::DynStore;
+    use serde_json::{json, Value};
 
     /// Runs the Lambda runtime loop until the runtime stops the process.
     ///
@@ -117,14 +179,125 @@ mod runtime {
         let (config, api_key) = config_from_env()?;
         // The SDK's usual configuration: the function's role and region.
         let store = open_store(&config, None).await?;
-        let app = app(store, &config, &api_key)?;
-        tracing::info!("lamed is serving API Gateway events");
-        lambda_http::run(lambda_http::service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(app, request).await) }
-        }))
+        let entry = LambdaEntry::new(store, &config, &api_key)?;
+        tracing::info!(
+            alerts = entry.alerts.is_some(),
+            "lamed is serving API Gateway and scheduled events"
+        );
+        lambda_http::lambda_runtime::run(lambda_http::service_fn(
+            move |event: LambdaEvent<Value>| {
+                let entry = entry.clone();
+                // The whole cause, as the function's error (its log and
+                // Lambda's Errors metric).
+                async move { entry.invoke(event).await.map_err(|err| format!("{err:#}")) }
+            },
+        ))
         .await
         .map_err(|err| anyhow::anyhow!("lambda runtime failed: {err}"))
+    }
+
+    /// What one function answers: API Gateway's requests through the
+    /// router, and the alert check's scheduled events.
+    #[derive(Clone)]
+    pub struct LambdaEntry {
+        app: Router,
+        store: DynStore,
+        alerts: Option<Arc<AlertOptions>>,
+    }
+
+    impl LambdaEntry {
+        /// The function over `store`, as `config` sets it up.
+        ///
+        /// # Errors
+        ///
+        /// When an extra route or a webhook's secret is malformed.
+        pub fn new(store: DynStore, config: &Config, api_key: &str) -> anyhow::Result<Self> {
+            Ok(LambdaEntry {
+                app: app(Arc::clone(&store), config, api_key)?,
+                store,
+                alerts: alert_options(config)?.map(Arc::new),
+            })
+        }
+
+        /// Answers one invocation: a scheduled event runs the alert check
+        /// and answers its figures; anything else must be an API Gateway
+        /// REST proxy request, answered as API Gateway expects.
+        ///
+        /// # Errors
+        ///
+        /// A payload that is neither; a store failure of the alert check
+        /// (the next schedule tries again: its state is in the store).
+        pub async fn invoke(&self, event: LambdaEvent<Value>) -> anyhow::Result<Value> {
+            let LambdaEvent { payload, context } = event;
+            if is_scheduled_event(&payload) {
+                let summary = self.check_alerts().await?;
+                return Ok(json!({
+                    "checked": summary.checked,
+                    "raised": summary.raised,
+                    "delivered": summary.delivered,
+                    "retried": summary.retried,
+                    "failed": summary.failed,
+                }));
+            }
+            let request: LambdaRequest = serde_json::from_value(payload).context(
+                "the event is neither an API Gateway REST proxy request nor EventBridge's \
+                 scheduled event",
+            )?;
+            let response = handle(self.app.clone(), request_of(request, context)).await;
+            let response = lambda_http::IntoResponse::into_response(response).await;
+            Ok(serde_json::to_value(proxy_response(response))?)
+        }
+
+        /// One alert check and delivery pass now, logged; without a webhook
+        /// there is nothing to check.
+        async fn check_alerts(&self) -> anyhow::Result<Summary> {
+            let Some(options) = &self.alerts else {
+                tracing::info!("scheduled event: no webhook configured, nothing to check");
+                return Ok(Summary::default());
+            };
+            let started = std::time::Instant::now();
+            let summary =
+                alerts::check_and_deliver(self.store.as_ref(), options, Clock::System.now_ms())
+                    .await
+                    .map_err(|err| anyhow::anyhow!("alert check failed: {}", err.chain()))?;
+            for url in &summary.disabled {
+                let url = alerts::redacted(url);
+                tracing::warn!(%url, "webhook endpoint answered 410 gone: disabled");
+            }
+            tracing::info!(
+                checked = summary.checked,
+                reports = summary.reports,
+                raised = summary.raised,
+                delivered = summary.delivered,
+                retried = summary.retried,
+                failed = summary.failed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "alert check"
+            );
+            Ok(summary)
+        }
+    }
+
+    /// The request of an API Gateway event, with the invocation's context
+    /// beside it (as lambda_http's own adapter does).
+    fn request_of(request: LambdaRequest, context: Invocation) -> lambda_http::Request {
+        lambda_http::Request::from(request).with_lambda_context(context)
+    }
+
+    /// The router's answer in API Gateway REST's proxy shape: every header
+    /// in `multiValueHeaders` (API Gateway merges `headers` into it, which
+    /// would repeat them), a text body as is, any other base64-encoded.
+    fn proxy_response(response: http::Response<lambda_http::Body>) -> ApiGatewayProxyResponse {
+        let (parts, body) = response.into_parts();
+        let mut answer = ApiGatewayProxyResponse::default();
+        answer.status_code = i64::from(parts.status.as_u16());
+        answer.multi_value_headers = parts.headers;
+        (answer.is_base64_encoded, answer.body) = match body {
+            lambda_http::Body::Empty => (false, None),
+            text @ lambda_http::Body::Text(_) => (false, Some(text)),
+            binary => (true, Some(binary)),
+        };
+        answer
     }
 
     /// The store the function counts on: the one seam between the Lambda

@@ -10,7 +10,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::settings::{Given, Settings};
@@ -96,7 +96,7 @@ pub struct FileConfig {
 }
 
 /// One webhook endpoint of `config.json`'s `webhooks`.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// Where alerts are POSTed.
@@ -444,6 +444,14 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The endpoints of `config.json`'s `webhooks`, without the one of
+    /// `webhook_url` (which [`Config::resolve`] appends last): what
+    /// `lamed deploy` sends AWS Lambda beside the `webhook_url` setting.
+    pub fn file_webhooks(&self) -> &[Webhook] {
+        let from_url = usize::from(self.settings.webhook_url.is_some());
+        &self.webhooks[..self.webhooks.len() - from_url]
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -32,11 +32,16 @@ use lamed_store::Durability;
 pub const LOCAL_HEADING: &str = "Local server (not sent to AWS Lambda)";
 /// The help heading of the settings that also apply on AWS Lambda.
 pub const COUNTING_HEADING: &str = "Counting";
+/// The help heading of the request deadline: `lamed serve`'s, and on AWS
+/// Lambda the router's, which `lamed deploy` sizes the functions' timeout by.
+pub const REQUESTS_HEADING: &str = "Requests";
+/// The help heading of the alerts' settings: `lamed serve` checks on its
+/// own, and on AWS Lambda a scheduled invocation checks (`lamed deploy`).
+pub const ALERTS_HEADING: &str = "Alerts";
 /// The help heading of the caps, `config.json`'s `limits` object.
 pub const LIMITS_HEADING: &str = "Limits (config.json \"limits\")";
 
-/// The default of `request_timeout_ms`, also the timeout of the AWS
-/// Lambda entry (which has no such setting).
+/// The default of `request_timeout_ms`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
 /// The default of `max_connections`: more than the 10,000 idle
@@ -144,7 +149,7 @@ pub struct Settings {
         env = "LAMED_REQUEST_TIMEOUT_MS",
         value_name = "MS",
         default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
-        help_heading = LOCAL_HEADING
+        help_heading = REQUESTS_HEADING
     )]
     pub request_timeout_ms: u64,
 
@@ -415,7 +420,7 @@ pub struct Settings {
         value_name = "URL",
         // Some endpoints' paths are their secret (Slack's): kept out of logs.
         hide_env_values = true,
-        help_heading = LOCAL_HEADING
+        help_heading = ALERTS_HEADING
     )]
     #[serde(default)]
     pub webhook_url: Option<String>,
@@ -426,7 +431,7 @@ pub struct Settings {
         env = "LAMED_WEBHOOK_SECRET",
         value_name = "SECRET",
         hide_env_values = true,
-        help_heading = LOCAL_HEADING
+        help_heading = ALERTS_HEADING
     )]
     #[serde(default)]
     pub webhook_secret: Option<String>,
@@ -437,7 +442,7 @@ pub struct Settings {
         env = "LAMED_STALL_HOURS",
         value_name = "HOURS",
         default_value_t = 6,
-        help_heading = LOCAL_HEADING
+        help_heading = ALERTS_HEADING
     )]
     pub stall_hours: u64,
     /// Seconds between two checks of the experiments for alerts
@@ -450,7 +455,7 @@ pub struct Settings {
         env = "LAMED_ALERT_CHECK_SECONDS",
         value_name = "SECONDS",
         default_value_t = 300,
-        help_heading = LOCAL_HEADING
+        help_heading = ALERTS_HEADING
     )]
     pub alert_check_seconds: u64,
     /// Milliseconds before a failed webhook is retried the first time;
@@ -460,7 +465,7 @@ pub struct Settings {
         env = "LAMED_WEBHOOK_FIRST_RETRY_MS",
         value_name = "MS",
         default_value_t = 5_000,
-        help_heading = LOCAL_HEADING
+        help_heading = ALERTS_HEADING
     )]
     pub webhook_first_retry_ms: u64,
     /// Caps on what the public tracking endpoint may create.

@@ -14,7 +14,10 @@
 //! - [`connections`]: accepting and serving connections within caps.
 //! - [`state`], [`error`], [`params`], [`etag`], [`visitor`],
 //!   [`health`], [`metrics`], [`ignored`], [`tls`].
+//! - [`alerting`]: the alerts' options, for `lamed serve` and the Lambda
+//!   entry alike.
 
+pub mod alerting;
 pub mod connections;
 pub mod error;
 pub mod etag;

@@ -46,6 +46,9 @@ pub struct RouterOptions {
     /// A request that takes longer is answered 503 (the client retries),
     /// so a stuck store holds no connection and shutdown is never stuck.
     pub request_timeout: Duration,
+    /// The least time a delete gets ([`DELETE_TIMEOUT`]; on AWS Lambda
+    /// less, what API Gateway waits for allows).
+    pub delete_timeout: Duration,
     /// The slots of requests served at once (`max_in_flight_requests`),
     /// shared with the connections' read gate (`in_flight.rs`): a request
     /// read without one takes one here or is answered 503.
@@ -58,6 +61,7 @@ impl Default for RouterOptions {
             extra_routes: Vec::new(),
             bench_routes: false,
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            delete_timeout: DELETE_TIMEOUT,
             // AWS Lambda (the user of the default) runs one request per
             // instance and limits concurrency itself.
             in_flight: InFlight::default(),
@@ -95,7 +99,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
-            options.request_timeout,
+            (options.request_timeout, options.delete_timeout),
             answer_in_time,
         ))
         .layer(middleware::from_fn_with_state(
@@ -148,14 +152,18 @@ async fn report_internal_errors(
 /// memberships takes the embedded store seconds to remove, paced so that
 /// tracking keeps most of the writer, and more on a busy machine: under
 /// the request timeout it would answer 503 while it runs on to the end.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs the request within the timeout (at least [`DELETE_TIMEOUT`] for a
+/// Runs the request within the timeout (at least the delete timeout for a
 /// delete), else answers 503 with Retry-After like any other 503: nothing
 /// was promised, the client sends it again.
-async fn answer_in_time(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+async fn answer_in_time(
+    State((timeout, delete_timeout)): State<(Duration, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let timeout = match *request.method() == axum::http::Method::DELETE {
-        true => timeout.max(DELETE_TIMEOUT),
+        true => timeout.max(delete_timeout),
         false => timeout,
     };
     match tokio::time::timeout(timeout, next.run(request)).await {

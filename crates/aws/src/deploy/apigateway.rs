@@ -230,7 +230,8 @@ pub async fn wire_routes(
             let what = || format!("{} {path}", route.method);
             on_method!(client.put_method(api, &resource.id, &route.method))
                 .authorization_type("NONE")
-                .api_key_required(route.api_key_required)
+                // The function checks the key (Route's doc says why).
+                .api_key_required(false)
                 .set_request_parameters(
                     (!route.request_parameters.is_empty())
                         .then(|| route.request_parameters.clone().into_iter().collect()),

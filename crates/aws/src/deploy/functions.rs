@@ -1,6 +1,7 @@
 //! The Lambda functions: created or updated in place, published as a new
 //! version behind the alias `live`, older versions pruned, and the
-//! permission for API Gateway to invoke the alias.
+//! permissions for API Gateway and the alert check's schedule to invoke
+//! the alias.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -291,8 +292,20 @@ async fn prune_versions(client: &Client, name: &str, live: &str) -> anyhow::Resu
     Ok(deleted)
 }
 
-/// Lets API Gateway invoke the function's alias from `source_arn` (the
-/// API's execute-api ARN with a wildcard), once.
+/// Who may invoke a function's alias.
+#[derive(Debug, Clone, Copy)]
+pub struct Invoker<'a> {
+    /// The AWS service (`apigateway.amazonaws.com`, `events.amazonaws.com`).
+    pub principal: &'a str,
+    /// Only from this ARN (the API's execute-api ARN with a wildcard, the
+    /// rule's ARN).
+    pub source_arn: &'a str,
+    /// The statement's id in the function's policy.
+    pub statement_id: &'a str,
+}
+
+/// Lets `invoker` invoke the function's alias, once. Returns whether the
+/// permission was added (false: it was there).
 ///
 /// # Errors
 ///
@@ -300,9 +313,13 @@ async fn prune_versions(client: &Client, name: &str, live: &str) -> anyhow::Resu
 pub async fn ensure_permission(
     client: &Client,
     name: &str,
-    source_arn: &str,
-    statement_id: &str,
+    invoker: Invoker<'_>,
 ) -> anyhow::Result<bool> {
+    let Invoker {
+        principal,
+        source_arn,
+        statement_id,
+    } = invoker;
     let policy = client
         .get_policy()
         .function_name(name)
@@ -330,11 +347,11 @@ pub async fn ensure_permission(
         .qualifier(ALIAS)
         .statement_id(statement_id)
         .action("lambda:InvokeFunction")
-        .principal("apigateway.amazonaws.com")
+        .principal(principal)
         .source_arn(source_arn)
         .send()
         .await
-        .checked(|| format!("cannot let API Gateway invoke function {name}:{ALIAS}"))?;
+        .checked(|| format!("cannot let {principal} invoke function {name}:{ALIAS}"))?;
     Ok(true)
 }
 

@@ -7,8 +7,9 @@
 //! - [`preflight`]: every check before a change, each with its fix.
 //! - [`package`]: the zip with `bootstrap`, stripped and within AWS
 //!   Lambda's size limits.
-//! - [`dynamodb`], [`iam`], [`functions`], [`apigateway`]: one AWS
-//!   service each, every step looking up before it creates.
+//! - [`dynamodb`], [`iam`], [`functions`], [`apigateway`], [`schedule`]
+//!   (EventBridge): one AWS service each, every step looking up before it
+//!   creates.
 
 pub mod apigateway;
 pub mod dynamodb;
@@ -17,6 +18,7 @@ pub mod iam;
 pub mod package;
 pub mod plan;
 pub mod preflight;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
@@ -126,6 +128,10 @@ not_found! {
     aws_sdk_apigateway::operation::delete_api_key::DeleteApiKeyError: is_not_found_exception,
     aws_sdk_dynamodb::operation::describe_table::DescribeTableError: is_resource_not_found_exception,
     aws_sdk_dynamodb::operation::delete_table::DeleteTableError: is_resource_not_found_exception,
+    aws_sdk_eventbridge::operation::describe_rule::DescribeRuleError: is_resource_not_found_exception,
+    aws_sdk_eventbridge::operation::list_targets_by_rule::ListTargetsByRuleError: is_resource_not_found_exception,
+    aws_sdk_eventbridge::operation::remove_targets::RemoveTargetsError: is_resource_not_found_exception,
+    aws_sdk_eventbridge::operation::delete_rule::DeleteRuleError: is_resource_not_found_exception,
 }
 
 /// The AWS configuration from the standard chain (environment, profile,
@@ -151,6 +157,8 @@ pub struct Clients {
     pub apigateway: aws_sdk_apigateway::Client,
     /// DynamoDB (the table, when the functions count in one).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// EventBridge (the alert check's schedule).
+    pub events: aws_sdk_eventbridge::Client,
 }
 
 impl Clients {
@@ -161,6 +169,7 @@ impl Clients {
             lambda: aws_sdk_lambda::Client::new(config),
             apigateway: aws_sdk_apigateway::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
         }
     }
 }
@@ -185,6 +194,8 @@ pub struct Deployed {
     pub api_key: String,
     /// The DynamoDB table the functions count in; `None` on Redis.
     pub table: Option<String>,
+    /// The alert check's schedule; `None` without webhooks.
+    pub alerts: Option<plan::Schedule>,
 }
 
 /// Runs `lamed deploy`.
@@ -213,7 +224,16 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     let role_arn = iam::ensure_role(&clients.iam, table_arn.as_deref()).await?;
     let (key_id, api_key) =
         apigateway::ensure_api_key(&clients.apigateway, ready.config.api_key.as_deref()).await?;
-    let environment = plan.environment(&ready.config, &api_key);
+    let api = apigateway::ensure_api(&clients.apigateway).await?;
+    let mut environment = plan.environment(&ready.config, &api_key);
+    // The alerts' dashboard links: the configured public_url, else the
+    // stage's URL.
+    let public_url = ready
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| stage_url(&api, region));
+    environment.insert(variable("public_url"), public_url);
     let mut alias_arns = HashMap::new();
     for spec in &plan.functions {
         let deployed = functions::ensure_function(
@@ -230,7 +250,6 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
         alias_arns.insert(spec.name.clone(), deployed.alias_arn);
     }
 
-    let api = apigateway::ensure_api(&clients.apigateway).await?;
     apigateway::wire_routes(&clients.apigateway, &api, region, &plan, &alias_arns).await?;
     // arn:aws:iam::<account>:role/lamed
     let mut arn = role_arn.split(':');
@@ -238,10 +257,13 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     let account = arn.nth(1).unwrap_or("*");
     let source_arn = format!("arn:{partition}:execute-api:{region}:{account}:{api}/*");
     let statement_id = format!("lamed-apigateway-{api}");
+    let gateway = functions::Invoker {
+        principal: "apigateway.amazonaws.com",
+        source_arn: &source_arn,
+        statement_id: &statement_id,
+    };
     for spec in &plan.functions {
-        if functions::ensure_permission(&clients.lambda, &spec.name, &source_arn, &statement_id)
-            .await?
-        {
+        if functions::ensure_permission(&clients.lambda, &spec.name, gateway).await? {
             progress(&format!(
                 "function {}: API Gateway may invoke {}",
                 spec.name,
@@ -251,6 +273,22 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
     }
     apigateway::deploy_stage(&clients.apigateway, &api).await?;
     apigateway::ensure_usage_plan(&clients.apigateway, &api, &key_id).await?;
+    match &plan.alerts {
+        Some(alerts) => {
+            let alias = alias_arns
+                .get(&alerts.function)
+                .with_context(|| format!("function {} was not deployed", alerts.function))?;
+            schedule::ensure(&clients.events, &clients.lambda, alerts, alias).await?;
+        }
+        None => {
+            if schedule::remove(&clients.events).await? {
+                progress(&format!(
+                    "EventBridge rule {}: removed (no webhook configured)",
+                    plan::ALERTS_RULE
+                ));
+            }
+        }
+    }
 
     drop(steps);
     Ok(Deployed {
@@ -260,6 +298,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<Deployed> {
         extra_routes: plan.extra_routes,
         api_key,
         table: plan.counting.table().map(str::to_owned),
+        alerts: plan.alerts,
     })
 }
 
@@ -288,6 +327,9 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     }
     let _steps = Steps::start("removing");
     progress(&format!("removing lamed from region {region}"));
+    if schedule::remove(&clients.events).await? {
+        progress(&format!("EventBridge rule {}: removed", plan::ALERTS_RULE));
+    }
     for what in apigateway::destroy(&clients.apigateway).await? {
         progress(&format!("{what}: removed"));
     }
@@ -395,8 +437,8 @@ fn confirm(args: &DestroyArgs, table: Option<&str>) -> anyhow::Result<()> {
         (None, _) => ("(the Redis data stays)".to_owned(), "yes"),
     };
     eprint!(
-        "lamed: this removes lamed's REST API, API key, usage plan, Lambda functions and IAM role \
-         {kept}. Type '{answer}' to continue: "
+        "lamed: this removes lamed's REST API, API key, usage plan, alert schedule, Lambda functions \
+         and IAM role {kept}. Type '{answer}' to continue: "
     );
     let mut line = String::new();
     std::io::stdin()

@@ -8,8 +8,9 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::args::Arch;
-use lamed_config::config::{Config, Handler};
-use lamed_config::settings::Settings;
+use crate::lambda::{ANSWER_MARGIN_MS, GATEWAY_TIMEOUT_MS, LONGEST_DEADLINE_MS};
+use lamed_config::config::{Config, FileConfig, Handler, Overrides};
+use lamed_config::settings::{infos, Settings};
 use lamed_server::routes::{self, Access, Deploy, Endpoint, Function, ROUTES};
 
 /// IAM role and inline policy name.
@@ -34,8 +35,15 @@ pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
 /// The original's memory size (MB).
 pub const DEFAULT_MEMORY_MB: i32 = 128;
-/// The original's timeout (seconds).
-pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
+/// The EventBridge rule that invokes the alert check.
+pub const ALERTS_RULE: &str = "lamed-alerts";
+/// The function the alert check runs on: never the tracking one, whose
+/// instances and concurrency stay for the visitors.
+pub const ALERTS_FUNCTION: Function = Function::Report;
+/// The timeout of [`ALERTS_FUNCTION`]: one check of every experiment, then
+/// deliveries sent at once, each up to 15 s (`ATTEMPT_TIMEOUT`). Its API
+/// requests still end at the request deadline.
+pub const ALERTS_TIMEOUT_SECONDS: i32 = 60;
 /// The DynamoDB table the functions count in when the config names
 /// neither a Redis nor a table.
 pub const DEFAULT_TABLE: &str = "lamed";
@@ -103,7 +111,9 @@ pub struct FunctionSpec {
     pub timeout_seconds: i32,
 }
 
-/// One method on one API Gateway path.
+/// One method on one API Gateway path. API Gateway demands no key on any:
+/// the function checks it, as `lamed serve` does (the same 401 and 403,
+/// `X-Api-Key` or `Authorization: Bearer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Full path, e.g. `/api/experiments/{experiment}/report`.
@@ -112,10 +122,40 @@ pub struct Route {
     pub method: String,
     /// The function it invokes (through its alias).
     pub function: String,
-    /// Whether API Gateway demands the `lamed` API key.
-    pub api_key_required: bool,
     /// `method.request.querystring.x` → required, as the original wires.
     pub request_parameters: BTreeMap<String, bool>,
+}
+
+/// The schedule of the alert check: an EventBridge rule invoking one
+/// function with a scheduled event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// The rule's schedule, `rate(5 minutes)`.
+    pub expression: String,
+    /// The function it invokes (through its alias).
+    pub function: String,
+}
+
+impl Schedule {
+    /// Every `alert_check_seconds`, in whole minutes (EventBridge's
+    /// smallest rate is a minute; a part of a minute rounds up, so the
+    /// check never runs more often than asked).
+    pub fn every(alert_check_seconds: u64) -> Schedule {
+        let minutes = alert_check_seconds.div_ceil(60).max(1);
+        let unit = if minutes == 1 { "minute" } else { "minutes" };
+        Schedule {
+            expression: format!("rate({minutes} {unit})"),
+            function: ALERTS_FUNCTION.name().to_owned(),
+        }
+    }
+}
+
+/// The timeout of a function serving API requests: the request deadline
+/// and the time to answer, in whole seconds; lamed answers 503 at the
+/// deadline, before the function or the gateway gives up.
+pub fn function_timeout_seconds(request_timeout_ms: u64) -> i32 {
+    let ms = request_timeout_ms.saturating_add(ANSWER_MARGIN_MS);
+    i32::try_from(ms.div_ceil(1_000)).unwrap_or(i32::MAX)
 }
 
 /// Everything deploy builds, decided from the configuration.
@@ -131,6 +171,8 @@ pub struct Plan {
     pub arch: Arch,
     /// Where the functions count.
     pub counting: Counting,
+    /// The alert check's schedule: only with webhooks configured.
+    pub alerts: Option<Schedule>,
 }
 
 impl Plan {
@@ -170,6 +212,11 @@ impl Plan {
         // Every setting that applies on Lambda, from its definition
         // (lamed_config::settings).
         let mut env = self.settings(config, api_key).lambda_environment();
+        if !config.file_webhooks().is_empty() {
+            // Plain structs of strings: serializing cannot fail.
+            let webhooks = serde_json::to_string(config.file_webhooks()).unwrap_or_default();
+            env.insert(crate::lambda::WEBHOOKS_VAR.to_owned(), webhooks);
+        }
         if !self.extra_routes.is_empty() {
             let routes = self
                 .extra_routes
@@ -214,7 +261,6 @@ fn table_routes() -> Vec<Route> {
                 path: row.path.to_owned(),
                 method: endpoint.method().as_str().to_owned(),
                 function: function.name().to_owned(),
-                api_key_required: row.access == Access::ApiKey,
                 request_parameters: declared_parameters(*endpoint),
             })
         })
@@ -226,16 +272,34 @@ fn table_routes() -> Vec<Route> {
 /// # Errors
 ///
 /// When an `extra_wiring` entry is invalid: an unknown handler, a path
-/// lamed already uses, a bad method, or memory/timeout out of Lambda's range.
+/// lamed already uses, a bad method, an `apiKeyRequired` its handler
+/// contradicts, or memory/timeout out of Lambda's range; when the request
+/// deadline does not end before API Gateway's.
 pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
     let counting = Counting::of(config)?;
+    let longest = LONGEST_DEADLINE_MS;
+    if config.request_timeout_ms > longest {
+        anyhow::bail!(
+            "request_timeout_ms {} is longer than API Gateway waits for a function ({} s): \
+             on AWS Lambda it may be at most {longest}",
+            config.request_timeout_ms,
+            GATEWAY_TIMEOUT_MS / 1_000
+        );
+    }
+    let alerts = (!config.webhooks.is_empty()).then(|| Schedule::every(config.alert_check_seconds));
+    let timeout_seconds = function_timeout_seconds(config.request_timeout_ms);
     let mut functions: Vec<FunctionSpec> = Function::ALL
         .into_iter()
         .map(|function| FunctionSpec {
             name: function.name().to_owned(),
             description: function.description(),
             memory_mb: DEFAULT_MEMORY_MB,
-            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            timeout_seconds: match &alerts {
+                Some(_) if function == ALERTS_FUNCTION => {
+                    timeout_seconds.max(ALERTS_TIMEOUT_SECONDS)
+                }
+                _ => timeout_seconds,
+            },
         })
         .collect();
     let mut routes = table_routes();
@@ -271,11 +335,24 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
                 "extra_wiring '{part}': httpMethod {http_method} is not served; use GET, POST or DELETE"
             );
         }
-        let key_required = match method.get("apiKeyRequired") {
-            None | Some(Value::Null) => row.access == Access::ApiKey,
-            Some(Value::Bool(b)) => *b,
+        // The function checks the key, as the handler's row says: the
+        // original's flag is taken only where it says the same.
+        let keyed = row.access == Access::ApiKey;
+        match method.get("apiKeyRequired") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) if *b == keyed => {}
+            Some(Value::Bool(b)) => anyhow::bail!(
+                "extra_wiring '{part}': apiKeyRequired {b}, but {} {} \
+                 (lamed checks the key itself, as lamed serve does); remove apiKeyRequired",
+                handler.lamed_name(),
+                if keyed {
+                    "requires the API key"
+                } else {
+                    "is public"
+                }
+            ),
             Some(_) => anyhow::bail!("extra_wiring '{part}': apiKeyRequired must be true or false"),
-        };
+        }
         let request_parameters = match method.get("requestParameters") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(value) => serde_json::from_value(value.clone()).with_context(|| {
@@ -292,7 +369,6 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
             path,
             method: http_method,
             function: function.name().to_owned(),
-            api_key_required: key_required,
             request_parameters,
         });
         extra_routes.push((part.clone(), handler));
@@ -308,18 +384,75 @@ pub fn plan(config: &Config, arch: Arch) -> anyhow::Result<Plan> {
                     .with_context(|| format!("extra_wiring '{part}': MemorySize"))?;
             }
             if let Some(timeout) = wiring.lambda.other.get("Timeout") {
-                spec.timeout_seconds = ranged(timeout, 1, 900)
+                // A shorter one would cut requests before lamed answers:
+                // raised to the deadline's.
+                let timeout = ranged(timeout, 1, 900)
                     .with_context(|| format!("extra_wiring '{part}': Timeout"))?;
+                spec.timeout_seconds = spec.timeout_seconds.max(timeout);
             }
         }
     }
-    Ok(Plan {
+    // A delete's deadline is the longest (`LONGEST_DEADLINE_MS`): the
+    // functions serving one wait for it.
+    for spec in &mut functions {
+        if routes
+            .iter()
+            .any(|r| r.function == spec.name && r.method == "DELETE")
+        {
+            spec.timeout_seconds = spec
+                .timeout_seconds
+                .max(function_timeout_seconds(LONGEST_DEADLINE_MS));
+        }
+    }
+    let plan = Plan {
         functions,
         routes,
         extra_routes,
         arch,
         counting,
-    })
+        alerts,
+    };
+    // The functions read their configuration back from their environment:
+    // one they would refuse (webhooks on a store that keeps no alert
+    // state) stops deploy here, before anything is built.
+    let probe_key = "k".repeat(20);
+    let api_key = config.api_key.as_deref().unwrap_or(&probe_key);
+    function_config(&plan.environment(config, api_key))
+        .context("the functions would refuse this configuration")?;
+    Ok(plan)
+}
+
+/// The configuration a function resolves from the environment `env`, as
+/// [`crate::lambda::config_from_env`] reads it (the variables given here
+/// as flags, through the same parsers).
+///
+/// # Errors
+///
+/// What the function would refuse at its start.
+pub fn function_config(env: &BTreeMap<String, String>) -> anyhow::Result<Config> {
+    use clap::{CommandFactory, FromArgMatches};
+    let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
+    let args: Vec<String> = env
+        .iter()
+        .filter_map(|(name, value)| {
+            let info = on_lambda.iter().find(|i| &i.env == name)?;
+            Some(format!("--{}={value}", info.arg.get_long()?))
+        })
+        .collect();
+    let matches = Overrides::command()
+        .mut_args(|arg| arg.env(None::<&'static str>))
+        .no_binary_name(true)
+        .try_get_matches_from(&args)?;
+    let overrides = Overrides::from_arg_matches(&matches)?;
+    let webhooks = match env.get(crate::lambda::WEBHOOKS_VAR) {
+        Some(text) => serde_json::from_str(text)?,
+        None => Vec::new(),
+    };
+    let file = FileConfig {
+        webhooks,
+        ..FileConfig::default()
+    };
+    Ok(Config::resolve(None, file, overrides)?)
 }
 
 fn ranged(value: &Value, low: i32, high: i32) -> anyhow::Result<i32> {
@@ -341,36 +474,29 @@ mod tests {
         Config::resolve(None, file, Overrides::default()).unwrap()
     }
 
-    /// The standard plan: five functions at 128 MB / 3 s, the original's
-    /// paths with their keys, parents listed before children.
+    /// The standard plan: five functions at 128 MB, each with the request
+    /// deadline's timeout (10 s and a second to answer), or a delete's
+    /// (28 s and a second) where it serves one; no alert schedule without
+    /// webhooks, parents listed before children.
     #[test]
     fn standard_plan() {
         let plan = plan(&config("{}"), Arch::X86_64).unwrap();
-        assert_eq!(plan.functions.len(), 5);
-        assert!(plan
+        let functions: Vec<(&str, i32, i32)> = plan
             .functions
             .iter()
-            .all(|f| f.memory_mb == 128 && f.timeout_seconds == 3));
-        let keyed: Vec<_> = plan
-            .routes
-            .iter()
-            .filter(|r| r.api_key_required)
-            .map(|r| r.path.as_str())
+            .map(|f| (f.name.as_str(), f.memory_mb, f.timeout_seconds))
             .collect();
         assert_eq!(
-            keyed,
+            functions,
             [
-                "/experiments",
-                "/experiments/{experiment}",
-                "/delete",
-                "/api/experiments",
-                "/api/experiments/{experiment}",
-                "/api/experiments/{experiment}",
-                "/api/experiments/{experiment}",
-                "/api/experiments/{experiment}",
-                "/api/experiments/{experiment}/report"
+                ("lamed-track", 128, 11),
+                ("lamed-all-experiments", 128, 11),
+                ("lamed-delete-experiment", 128, 29),
+                ("lamed-report", 128, 29),
+                ("lamed-dashboard", 128, 11)
             ]
         );
+        assert_eq!(plan.alerts, None);
         let paths = plan.paths();
         let pos = |p: &str| paths.iter().position(|x| x == p).unwrap();
         assert!(
@@ -399,20 +525,20 @@ mod tests {
     #[test]
     fn event_and_health_are_deployed() {
         let plan = plan(&config("{}"), Arch::X86_64).unwrap();
-        let on = |path: &'static str| -> Vec<(String, String, bool)> {
+        let on = |path: &'static str| -> Vec<(String, String)> {
             plan.routes_of(path)
-                .map(|r| (r.method.clone(), r.function.clone(), r.api_key_required))
+                .map(|r| (r.method.clone(), r.function.clone()))
                 .collect()
         };
-        let track = |method: &str| (method.to_owned(), "lamed-track".to_owned(), false);
+        let track = |method: &str| (method.to_owned(), "lamed-track".to_owned());
         assert_eq!(on("/event"), [track("GET"), track("POST")]);
         assert_eq!(on("/health"), [track("GET")]);
         assert!(plan.functions[0].description.contains("/event"));
     }
 
     /// Every method `lamed serve` answers from the route table is on API
-    /// Gateway with the same key requirement, unless its row says why it
-    /// is serve-only; and nothing else is deployed.
+    /// Gateway, unless its row says why it is serve-only; and nothing else
+    /// is deployed.
     #[test]
     fn every_served_route_is_deployed() {
         let plan = plan(&config("{}"), Arch::X86_64).unwrap();
@@ -428,12 +554,6 @@ mod tests {
                     (Deploy::Lambda(function), Some(route)) => {
                         served += 1;
                         assert_eq!(route.function, function.name(), "{method} {}", row.path);
-                        assert_eq!(
-                            route.api_key_required,
-                            row.access == Access::ApiKey,
-                            "{method} {}",
-                            row.path
-                        );
                     }
                     (Deploy::ServeOnly(why), None) => assert!(!why.is_empty()),
                     (deploy, deployed) => {
@@ -449,7 +569,9 @@ mod tests {
     }
 
     /// An extra_wiring entry becomes a path on its handler's function and
-    /// sets that function's memory and timeout; clashes are refused.
+    /// sets that function's memory, and its timeout when longer than the
+    /// request deadline's (here 5 s is raised to 11 s); clashes are
+    /// refused, and so is an apiKeyRequired its handler contradicts.
     #[test]
     fn extra_wiring() {
         let plan = plan(
@@ -464,9 +586,8 @@ mod tests {
         .unwrap();
         let route = plan.routes.iter().find(|r| r.path == "/t").unwrap();
         assert_eq!(route.function, "lamed-track");
-        assert!(!route.api_key_required);
         let track = &plan.functions[0];
-        assert_eq!((track.memory_mb, track.timeout_seconds), (256, 5));
+        assert_eq!((track.memory_mb, track.timeout_seconds), (256, 11));
         let env = plan.environment(
             &config(r#"{"redis": {"host": "r", "password": "pw"}}"#),
             "k".repeat(20).as_str(),
@@ -479,11 +600,24 @@ mod tests {
             ));
             assert!(plan_err(&clash).contains("already serves"), "{taken}");
         }
+        for (handler, flag, says) in [
+            ("lamed.track", true, "lamed.track is public"),
+            ("lamed.all", false, "lamed.all requires the API key"),
+        ] {
+            let contradicted = config(&format!(
+                r#"{{"extra_wiring": [{{"lambda": {{"Handler": "{handler}"}},
+                     "api_gateway": {{"pathPart": "x", "method": {{"apiKeyRequired": {flag}}}}}}}]}}"#
+            ));
+            let err = plan_err(&contradicted);
+            assert!(
+                err.contains(says) && err.contains("remove apiKeyRequired"),
+                "{err}"
+            );
+        }
     }
 
-    /// Without httpMethod or apiKeyRequired, an extra path takes its
-    /// handler's row: lamed.all is GET behind the key, lamed.delete is
-    /// DELETE behind the key, each on its function.
+    /// Without httpMethod, an extra path takes its handler's row: lamed.all
+    /// is GET, lamed.delete is DELETE, each on its function.
     #[test]
     fn extra_wiring_defaults_follow_the_handler_row() {
         let plan = plan(
@@ -499,15 +633,12 @@ mod tests {
             let routes: Vec<_> = plan.routes_of(path).collect();
             assert_eq!(routes.len(), 1, "{path}");
             let r = routes[0];
-            (r.method.clone(), r.function.clone(), r.api_key_required)
+            (r.method.clone(), r.function.clone())
         };
-        assert_eq!(
-            only("/all"),
-            ("GET".into(), "lamed-all-experiments".into(), true)
-        );
+        assert_eq!(only("/all"), ("GET".into(), "lamed-all-experiments".into()));
         assert_eq!(
             only("/del"),
-            ("DELETE".into(), "lamed-delete-experiment".into(), true)
+            ("DELETE".into(), "lamed-delete-experiment".into())
         );
         assert_eq!(
             plan.extra_routes,
@@ -534,8 +665,13 @@ mod tests {
         let on_lambda: Vec<_> = infos().into_iter().filter(|i| i.on_lambda).collect();
         let mut sent = std::collections::BTreeSet::new();
         for (store, table) in [
+            // Webhooks need a store with alert state: sent with Redis.
             (
-                r#""redis": {"host": "r", "port": 7000, "password": "p w", "db": 2}"#,
+                r#""redis": {"host": "r", "port": 7000, "password": "p w", "db": 2},
+                   "webhook_url": "https://hooks.example.com/a",
+                   "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                   "stall_hours": 3, "alert_check_seconds": 90, "webhook_first_retry_ms": 7,
+                   "request_timeout_ms": 4000"#,
                 None,
             ),
             ("", Some(DEFAULT_TABLE)),
@@ -549,26 +685,8 @@ mod tests {
             let env = plan.environment(&config, &key);
             sent.extend(env.keys().cloned());
             assert!(!env.contains_key("LAMED_LISTEN"));
-            // The function's reader, with these variables given as flags
-            // (the same parsers) instead of mutating this process's
-            // environment.
-            let args: Vec<String> = env
-                .iter()
-                .filter_map(|(name, value)| {
-                    let info = on_lambda.iter().find(|i| &i.env == name)?;
-                    Some(format!("--{}={value}", info.arg.get_long()?))
-                })
-                .collect();
-            let overrides = {
-                use clap::{CommandFactory, FromArgMatches};
-                let matches = Overrides::command()
-                    .mut_args(|arg| arg.env(None::<&'static str>))
-                    .no_binary_name(true)
-                    .try_get_matches_from(&args)
-                    .unwrap();
-                Overrides::from_arg_matches(&matches).unwrap()
-            };
-            let read = Config::load_named_only(overrides).unwrap();
+            // The function's reader.
+            let read = function_config(&env).unwrap();
             assert_eq!(read.settings, plan.settings(&config, &key), "{store}");
             assert_eq!(read.dynamodb_table.as_deref(), table);
             assert_eq!(read.caps, config.caps);
@@ -596,6 +714,107 @@ mod tests {
             let err = counting(&format!(r#"{{"dynamodb_table": "{bad}"}}"#)).unwrap_err();
             assert!(err.contains("not a DynamoDB table name"), "{err}");
         }
+    }
+
+    /// With webhooks, the plan schedules the alert check on lamed-report
+    /// (every alert_check_seconds in whole minutes, rounded up; that
+    /// function's timeout covers a check and its deliveries) and sends the
+    /// endpoints: config.json's in LAMED_WEBHOOKS, webhook_url's in its own
+    /// variables, read back as the same endpoints. A deadline the gateway
+    /// would cut is refused, and so is a configuration the functions would
+    /// refuse (webhooks on a store without alert state), before anything
+    /// is built.
+    #[test]
+    fn webhooks_schedule_the_alert_check() {
+        let with_webhooks = |extra: &str| {
+            config(&format!(
+                r#"{{"redis": {{"host": "r"}}, {extra}
+                "webhook_url": "https://hooks.example.com/a",
+                "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "webhooks": [{{"url": "https://hooks.slack.com/services/T0/B0/X", "format": "slack",
+                               "events": ["experiment.srm"]}}]}}"#
+            ))
+        };
+        let config = with_webhooks(r#""alert_check_seconds": 90,"#);
+        let plan = plan(&config, Arch::X86_64).unwrap();
+        let schedule = plan.alerts.clone().unwrap();
+        assert_eq!(schedule.expression, "rate(2 minutes)");
+        assert_eq!(schedule.function, "lamed-report");
+        let timeouts: Vec<(&str, i32)> = plan
+            .functions
+            .iter()
+            .map(|f| (f.name.as_str(), f.timeout_seconds))
+            .collect();
+        assert_eq!(
+            timeouts,
+            [
+                ("lamed-track", 11),
+                ("lamed-all-experiments", 11),
+                ("lamed-delete-experiment", 29),
+                ("lamed-report", ALERTS_TIMEOUT_SECONDS),
+                ("lamed-dashboard", 11)
+            ]
+        );
+        let env = plan.environment(&config, &"k".repeat(20));
+        let sent: serde_json::Value = serde_json::from_str(&env["LAMED_WEBHOOKS"]).unwrap();
+        assert_eq!(sent.as_array().unwrap().len(), 1, "{sent}");
+        assert_eq!(env["LAMED_WEBHOOK_URL"], "https://hooks.example.com/a");
+        assert_eq!(function_config(&env).unwrap().webhooks, config.webhooks);
+        assert_eq!(config.webhooks.len(), 2);
+        assert_eq!(Schedule::every(1).expression, "rate(1 minute)");
+        assert_eq!(Schedule::every(300).expression, "rate(5 minutes)");
+
+        let slow = with_webhooks(r#""request_timeout_ms": 28001,"#);
+        assert!(
+            plan_err(&slow).contains("at most 28000"),
+            "{}",
+            plan_err(&slow)
+        );
+        let edge = with_webhooks(r#""request_timeout_ms": 28000,"#);
+        let track = &plan_of(&edge).functions[0];
+        assert_eq!(track.timeout_seconds, 29);
+
+        // Deploy refuses exactly what the functions would: webhooks on the
+        // default table are refused while the DynamoDB store keeps no
+        // alert state.
+        let on_dynamodb = config_dynamodb_with_webhook();
+        let functions_refuse = Config::resolve(
+            None,
+            FileConfig::default(),
+            Overrides {
+                settings: lamed_config::settings::Given::default()
+                    .with("dynamodb_table", DEFAULT_TABLE.into())
+                    .with("webhook_url", "https://hooks.example.com/a".into())
+                    .with(
+                        "webhook_secret",
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                    ),
+                ..Overrides::default()
+            },
+        )
+        .is_err();
+        match super::plan(&on_dynamodb, Arch::X86_64) {
+            Ok(_) => assert!(!functions_refuse),
+            Err(err) => {
+                assert!(functions_refuse, "{err:#}");
+                assert!(
+                    format!("{err:#}").contains("the functions would refuse"),
+                    "{err:#}"
+                );
+            }
+        }
+    }
+
+    fn plan_of(config: &Config) -> Plan {
+        plan(config, Arch::X86_64).unwrap()
+    }
+
+    /// The default deployment (DynamoDB table `lamed`) with a webhook.
+    fn config_dynamodb_with_webhook() -> Config {
+        config(
+            r#"{"webhook_url": "https://hooks.example.com/a",
+                "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
+        )
     }
 
     fn plan_err(config: &Config) -> String {

@@ -3,7 +3,6 @@
 //! schedule (exponential backoff with jitter for at least a day,
 //! `Retry-After` honoured) and the HTTP POST that sends it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -218,9 +217,8 @@ async fn post_unbounded(
         .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
         .map_err(|e| format!("cannot build the request: {e}"))?;
     if https {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("invalid host {host}: {e}"))?;
-        let stream = tls_connector()?
+        let name = lamed_client::tls::server_name(&host).map_err(|e| format!("{e:#}"))?;
+        let stream = lamed_client::tls::system_connector()?
             .connect(name, stream)
             .await
             .map_err(|e| format!("tls with {host}: {e}"))?;
@@ -254,31 +252,6 @@ where
         status,
         retry_after_s,
     })
-}
-
-/// A TLS client verifying against the system's roots, made once.
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
-    static CONNECTOR: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
-        std::sync::OnceLock::new();
-    CONNECTOR
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err("no trusted root certificate found on this system".to_owned());
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        })
-        .clone()
 }
 
 #[cfg(test)]

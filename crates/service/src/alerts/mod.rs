@@ -589,6 +589,30 @@ pub async fn send_test(options: &AlertOptions, now_ms: i64) -> Vec<(String, Outc
     outcomes
 }
 
+/// One check at `now_ms` followed by one delivery pass, so that what the
+/// check raised is sent at once: what an AWS Lambda invocation on a
+/// schedule runs (`lamed serve` runs both in [`run`]'s loop). The summary
+/// holds both halves' figures.
+///
+/// # Errors
+///
+/// A store failure (the next pass tries again: every state is in the
+/// store, so a pass cut short is resumed).
+pub async fn check_and_deliver(
+    store: &dyn Store,
+    options: &AlertOptions,
+    now_ms: i64,
+) -> Result<Summary, StoreError> {
+    let checked = check(store, options, now_ms).await?;
+    let delivered = deliver_due(store, options, now_ms).await?;
+    Ok(Summary {
+        checked: checked.checked,
+        reports: checked.reports,
+        raised: checked.raised,
+        ..delivered
+    })
+}
+
 /// Checks every `check_every` and sends what is due as it falls due
 /// (polling the store every second at most, so that a delivery another
 /// instance created, or one left by a restart, is sent too), until the
