@@ -92,7 +92,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     router
         .fallback(|| async { ApiError::NotFound("no such path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(Extension(OpenApiDocument(crate::openapi::text().into())))
+        .layer(Extension(OpenApiDocument(crate::openapi::text)))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             report_internal_errors,
