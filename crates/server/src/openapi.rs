@@ -119,7 +119,11 @@ fn operation(route: &Route, endpoint: Endpoint, schemas: &mut Schemas) -> Value 
     }
     let mut responses = Map::new();
     for answer in answers(endpoint, schemas) {
-        responses.insert(answer.status.to_string(), answer.to_json());
+        let mut json = answer.to_json();
+        if endpoint == Endpoint::PutRecord && answer.status < 300 {
+            json["links"] = registered_links(route.path);
+        }
+        responses.insert(answer.status.to_string(), json);
     }
     let errors = schemas.response::<ErrorBody>();
     let error = |why: &'static str| Answer::json(0, why, errors.clone());
@@ -165,6 +169,30 @@ fn operation(route: &Route, endpoint: Endpoint, schemas: &mut Schemas) -> Value 
         operation["requestBody"] = body;
     }
     operation
+}
+
+/// What a registered experiment leads to: every other operation of the
+/// route table on its path or below (its record, report, weights), with
+/// the experiment the `PUT` named.
+fn registered_links(path: &str) -> Value {
+    let links: Map<String, Value> = ROUTES
+        .iter()
+        .filter(|route| route.path.starts_with(path))
+        .flat_map(|route| {
+            route.endpoints.iter().filter_map(move |endpoint| {
+                if *endpoint == Endpoint::PutRecord {
+                    return None;
+                }
+                let id = operation_id(endpoint.method(), route.path);
+                let link = json!({
+                    "operationId": id,
+                    "parameters": {"experiment": "$request.path.experiment"},
+                });
+                Some((id, link))
+            })
+        })
+        .collect();
+    Value::Object(links)
 }
 
 /// `get_api_experiments_experiment_weights`: unique per method and path.
