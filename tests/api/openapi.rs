@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lamed::bots::TEST_EVENT_USER_AGENT;
+use lamed::server::openapi::EXAMPLE_EXPERIMENT;
 use lamed::server::routes::{Access, ROUTES};
 
 use crate::util::{lamed_bin, test_venv_bin, Server};
@@ -176,7 +177,10 @@ async fn schemathesis_finds_no_answer_outside_the_contract() {
     let put = server
         .request(
             "PUT",
-            "/api/experiments/button%20color",
+            &format!(
+                "/api/experiments/{}",
+                EXAMPLE_EXPERIMENT.replace(' ', "%20")
+            ),
             &[("x-api-key", API_KEY)],
             br#"{"variants": ["red", "blue"], "goals": ["checkout"]}"#,
         )
@@ -187,8 +191,9 @@ async fn schemathesis_finds_no_answer_outside_the_contract() {
         ("blue", "participate", "u2"),
         ("blue", "checkout", "u2"),
     ] {
+        let experiment = EXAMPLE_EXPERIMENT.replace(' ', "+");
         let path =
-            format!("/track?experiment=button+color&variant={variant}&event={event}&uuid={uuid}");
+            format!("/track?experiment={experiment}&variant={variant}&event={event}&uuid={uuid}");
         let answer = server
             .request("GET", &path, &[("user-agent", TEST_EVENT_USER_AGENT)], b"")
             .await;

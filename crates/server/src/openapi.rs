@@ -303,6 +303,7 @@ struct Answer {
 }
 
 impl Answer {
+    /// A JSON body of `schema`.
     fn json(status: u16, about: &'static str, schema: Value) -> Answer {
         Answer {
             status,
@@ -312,6 +313,7 @@ impl Answer {
         }
     }
 
+    /// A text body, of any of `media_types`.
     fn text(status: u16, about: &'static str, media_types: &[&'static str]) -> Answer {
         Answer {
             status,
@@ -324,6 +326,7 @@ impl Answer {
         }
     }
 
+    /// No body.
     fn empty(status: u16, about: &'static str) -> Answer {
         Answer {
             status,
@@ -346,6 +349,7 @@ impl Answer {
         self
     }
 
+    /// The OpenAPI response object.
     fn to_json(&self) -> Value {
         let mut answer = json!({"description": self.about});
         if !self.content.is_empty() {
