@@ -6,7 +6,9 @@
 # the revenue test's reference figures (scripts/revenue_reference.py), and
 # standardwebhooks, the reference verifier of the webhook tests' receiver
 # (scripts/webhook_receiver.py), and statsmodels
-# (scripts/multitest_reference.py). Prints
+# (scripts/multitest_reference.py), and schemathesis and
+# openapi-spec-validator, the third-party checks of the OpenAPI document
+# (tests/api/openapi.rs). Prints
 # the moto_server path; the venv's python is beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +40,16 @@ fi
 if ! "$venv/bin/python" -c 'import statsmodels' 2>/dev/null; then
     echo "aws-test-env: installing statsmodels into $venv" >&2
     pip_install 'statsmodels==0.14.5'
+fi
+# The OpenAPI contract's checks (tests/api/openapi.rs): the fuzzer that
+# sends a real server what the document allows and checks every answer
+# against it, and the validator of the document itself.
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '4.32.5')" 2>/dev/null; then
+    echo "aws-test-env: installing schemathesis into $venv" >&2
+    pip_install 'schemathesis==4.32.5'
+fi
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-spec-validator') != '0.9.0')" 2>/dev/null; then
+    echo "aws-test-env: installing openapi-spec-validator into $venv" >&2
+    pip_install 'openapi-spec-validator==0.9.0'
 fi
 echo "$venv/bin/moto_server"

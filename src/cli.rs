@@ -154,6 +154,14 @@ pub enum Command {
     /// man looks, e.g. `lamed man /usr/local/share/man/man1`.
     #[command(after_help = examples::MAN)]
     Man(ManArgs),
+
+    /// Print the HTTP API's OpenAPI 3.1 document (JSON)
+    ///
+    /// The document lamed serve answers at GET /openapi.json: every route,
+    /// its parameters, bodies, answers and the API key, generated from the
+    /// route table and the bodies' types. Needs no configuration.
+    #[command(after_help = examples::OPENAPI)]
+    Openapi,
 }
 
 /// What each command's help ends with (also in its man page).
@@ -167,6 +175,8 @@ mod examples {
     pub const CONFIGURE: &str =
         "Examples:\n  lamed configure\n  EDITOR=nano lamed configure --config ./config.json";
     pub const DEPLOY: &str = "Examples:\n  lamed deploy\n  lamed deploy --arch arm64 --bootstrap target/lambda/lamed/bootstrap\n  lamed deploy --endpoint-url http://127.0.0.1:5000 --region us-east-1";
+    pub const OPENAPI: &str =
+        "Examples:\n  lamed openapi > openapi.json\n  curl http://127.0.0.1:8080/openapi.json";
     pub const MAN: &str =
         "Examples:\n  lamed man\n  sudo lamed man /usr/local/share/man/man1 && man lamed-serve";
     pub const EXPERIMENTS_CREATE: &str = "Examples:\n  lamed experiments create \"button color\" --variants red,blue:3 --goals checkout\n  lamed experiments create headline --variants long,short --control short --description \"shorter converts\"";

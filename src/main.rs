@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::aws::deploy(args).await,
             Command::Destroy(args) => commands::aws::destroy(args).await,
             Command::Man(args) => commands::man::run(args),
+            Command::Openapi => commands::openapi::run(),
             Command::Webhooks(action) => commands::webhooks::run(action).await,
         }
     });

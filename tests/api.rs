@@ -1,6 +1,10 @@
 //! The HTTP API over real sockets against a `lamed serve` started by the
 //! test: Lamed's response shapes, CORS, auth, bad input, batches, restarts.
 
+// The OpenAPI contract, checked by third-party tools (in this binary, to
+// spare a link).
+#[path = "api/openapi.rs"]
+mod openapi;
 mod util;
 
 use serde_json::json;

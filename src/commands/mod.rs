@@ -7,6 +7,7 @@ pub mod configure;
 pub mod dashboard;
 pub mod experiments;
 pub mod man;
+pub mod openapi;
 pub mod report;
 pub mod webhooks;
 

@@ -20,7 +20,7 @@ pub const DEFAULT_DRAWS: u32 = 10_000;
 pub const DRAWS_RANGE: std::ops::RangeInclusive<u32> = 100..=100_000;
 
 /// How an experiment adapts: part of its registry record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Adaptive {
     /// The goal whose conversion rate the weights follow.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 // caps and outcomes name; re-exported here, where events are.
 pub use crate::names::{
     check_field, InvalidField, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES, MAX_NAME_BYTES,
-    MAX_UUID_BYTES, PARTICIPATE,
+    MAX_UUID_BYTES, NO_CONTROL_PATTERN, PARTICIPATE,
 };
 use crate::registry::{RegistrationMode, Status};
 use crate::segments::Segment;

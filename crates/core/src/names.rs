@@ -79,6 +79,11 @@ impl InvalidField {
     }
 }
 
+/// [`check_field`]'s "no control character" as a JSON Schema pattern
+/// (ECMA-262), for the OpenAPI document: `char::is_control` is Unicode's
+/// `Cc`, U+0000 to U+001F and U+007F to U+009F.
+pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
 /// Checks one name against the common rules: present, not empty, at most
 /// `max` bytes, no control characters.
 pub fn check_field(field: &'static str, value: &str, max: usize) -> Result<(), InvalidField> {

@@ -24,7 +24,18 @@ pub const MAX_NOTE_BYTES: usize = 2_000;
 pub const FIRST_VERSION: u64 = 1;
 
 /// Who may create experiments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     /// Lamed's drop-in behaviour: the first event of an unknown experiment
@@ -38,7 +49,7 @@ pub enum RegistrationMode {
 }
 
 /// Where an experiment is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Counting.
@@ -100,7 +111,7 @@ impl Status {
 }
 
 /// A variant and the share of traffic it is meant to get.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantSpec {
     /// The variant's name, as the client sends it.
     pub name: String,
@@ -114,7 +125,7 @@ fn default_weight() -> u32 {
 }
 
 /// A goal and how it is counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GoalSpec {
     /// The goal's name, as the client sends it.
     pub name: String,
@@ -129,7 +140,7 @@ fn default_unique() -> bool {
 }
 
 /// How an experiment ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Decision {
     /// The winning variant, or none when no variant won.
     pub winner: Option<String>,
@@ -141,7 +152,7 @@ pub struct Decision {
 }
 
 /// One experiment's registry record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExperimentRecord {
     /// The namespace it belongs to.
     pub namespace: String,
@@ -358,7 +369,7 @@ impl ExperimentRecord {
 
 /// What an owner defines about an experiment (`PUT`, `lamed experiments
 /// create`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Definition {
     /// What it tests.
@@ -366,12 +377,14 @@ pub struct Definition {
     pub description: String,
     /// Variants, in AlephBet's order: names, or `{"name", "weight"}`.
     #[serde(deserialize_with = "named::variants")]
+    #[schemars(with = "Vec<named::Named<VariantSpec>>", length(min = 2))]
     pub variants: Vec<VariantSpec>,
     /// The control; the first variant when not given.
     #[serde(default)]
     pub control: Option<String>,
     /// Goals: names, or `{"name", "unique"}`.
     #[serde(default, deserialize_with = "named::goals")]
+    #[schemars(with = "Vec<named::Named<GoalSpec>>")]
     pub goals: Vec<GoalSpec>,
     /// Adaptive weights on one of the goals: `{"goal", "period_seconds",
     /// "floor", "burn_in"}`.
@@ -553,9 +566,11 @@ mod named {
 
     use super::{GoalSpec, VariantSpec};
 
-    #[derive(Deserialize)]
+    /// A variant or goal as a definition gives it: its name alone, or
+    /// the whole object.
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(untagged)]
-    enum Named<T> {
+    pub(super) enum Named<T> {
         Name(String),
         Spec(T),
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::model::{Counter, PARTICIPATE};
 
 /// One element of the response array.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ResultsEntry {
     /// The first element: `{"meta": {"scope": ...}}`.
@@ -22,14 +22,14 @@ pub enum ResultsEntry {
 }
 
 /// Echo of the request's scope.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Meta {
     /// The `scope` query value as given, or null.
     pub scope: Option<String>,
 }
 
 /// One experiment's goals.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ExperimentResults {
     /// The experiment name.
     pub experiment: String,
@@ -38,7 +38,7 @@ pub struct ExperimentResults {
 }
 
 /// One goal's counts per variant.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct GoalResults {
     /// The goal name.
     pub goal: String,
@@ -47,7 +47,7 @@ pub struct GoalResults {
 }
 
 /// One variant's counts for one goal.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct VariantResult {
     /// The variant name.
     pub label: String,

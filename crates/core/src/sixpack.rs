@@ -207,14 +207,14 @@ pub fn valid_callback(callback: &str) -> bool {
 }
 
 /// `{"name": ..}`, as Sixpack nests alternatives and experiments.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Named<T> {
     /// The name.
     pub name: T,
 }
 
 /// The answer to `/participate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Participation {
     /// Always `ok`.
     pub status: &'static str,
@@ -231,7 +231,7 @@ pub struct Participation {
 }
 
 /// `{"value": null, "kpi": ..}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ConversionValue {
     /// Sixpack never sends a value.
     pub value: Option<f64>,
@@ -240,7 +240,7 @@ pub struct ConversionValue {
 }
 
 /// The answer to `/convert`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Conversion {
     /// Always `ok`.
     pub status: &'static str,
@@ -260,7 +260,7 @@ pub struct Conversion {
 
 /// The answer to `GET /experiments/{name}`: Sixpack's slim experiment
 /// (`objectify_by_period('day', slim=True)`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ExperimentDetails {
     /// Always `ok`.
     pub status: &'static str,

@@ -197,7 +197,9 @@ pub enum InvalidValue {
 /// How many of a counter's events carried a value, and the exact sum and
 /// sum of squares of those values, in micro-units (squares in 10⁻¹² square
 /// units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ValueTotals {
     /// Counted events that carried a value.
     pub valued: u64,

@@ -12,11 +12,29 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::etag::{etag, MalformedIfMatch};
 use lamed_core::model::InvalidField;
 use lamed_store::StoreError;
+
+/// The body of every error answer of Lamed's own API.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What is wrong, naming the parameter or the limit.
+    pub error: String,
+}
+
+/// The body of a 412: the record's version now and the error (fields in
+/// wire order, sorted as clients have seen them).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PreconditionFailedBody {
+    /// The record's version now; `null` when it has no record.
+    pub current_version: Option<u64>,
+    /// What changed.
+    pub error: String,
+}
 
 /// A request that could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -145,13 +163,17 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let body = match &self {
+        let error = self.to_string();
+        let mut response = match &self {
             ApiError::PreconditionFailed { current, .. } => {
-                json!({ "error": self.to_string(), "current_version": current })
+                let body = PreconditionFailedBody {
+                    current_version: *current,
+                    error,
+                };
+                (status, Json(body)).into_response()
             }
-            _ => json!({ "error": self.to_string() }),
+            _ => (status, Json(ErrorBody { error })).into_response(),
         };
-        let mut response = (status, Json(body)).into_response();
         if let ApiError::Store(cause) = &self {
             if !cause.is_transient() {
                 InternalError::attach(&mut response, cause);

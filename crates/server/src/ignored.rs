@@ -31,7 +31,7 @@ struct Table {
 }
 
 /// One row of the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IgnoredRow {
     /// The experiment name the events carried.
     pub experiment: String,
@@ -42,7 +42,7 @@ pub struct IgnoredRow {
 }
 
 /// The answer of `GET /api/ignored` for one namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IgnoredSummary {
     /// The most ignored names, most first.
     pub top: Vec<IgnoredRow>,

@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`routes`]: every path once; [`router`]: the axum router built from
-//!   it; [`handlers`]: one file per resource.
+//!   it; [`handlers`]: one file per resource; [`openapi`]: the OpenAPI
+//!   document, from the route table and the bodies' types.
 //! - [`connections`]: accepting and serving connections within caps.
 //! - [`state`], [`error`], [`params`], [`etag`], [`visitor`],
 //!   [`health`], [`metrics`], [`ignored`], [`tls`].
@@ -25,6 +26,7 @@ pub mod health;
 pub mod ignored;
 pub mod in_flight;
 pub mod metrics;
+pub mod openapi;
 pub mod params;
 pub mod router;
 pub mod routes;

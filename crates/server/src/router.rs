@@ -8,12 +8,13 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, InternalError};
+use crate::handlers::openapi::OpenApiDocument;
 use crate::handlers::track;
 use crate::in_flight::{HeldSlot, InFlight};
 use crate::routes::{route_of, HEALTH_PATH, ROUTES};
@@ -91,6 +92,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     router
         .fallback(|| async { ApiError::NotFound("no such path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(OpenApiDocument(crate::openapi::text)))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             report_internal_errors,

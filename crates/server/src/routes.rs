@@ -12,11 +12,13 @@ use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::error::ApiError;
+use crate::handlers::experiments::MAX_SCOPE_BYTES;
 use crate::handlers::{
-    dashboard, experiments, health, registry, report, sixpack, track, webhooks, weights,
+    dashboard, experiments, health, openapi, registry, report, sixpack, track, webhooks, weights,
 };
 use crate::state::AppState;
 use lamed_config::config::Handler;
+use lamed_core::model::{MAX_NAMESPACE_BYTES, MAX_NAME_BYTES, MAX_UUID_BYTES};
 
 /// One path, what answers it, who may call it and where it runs on AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,8 @@ pub enum Endpoint {
     WebhookDeliveries,
     /// `GET`: the open alerts of a namespace's experiments.
     OpenAlerts,
+    /// `GET`: the OpenAPI document of this API.
+    OpenApi,
 }
 
 impl Endpoint {
@@ -154,6 +158,7 @@ impl Endpoint {
             | Endpoint::Lifecycle
             | Endpoint::WebhookDeliveries
             | Endpoint::OpenAlerts
+            | Endpoint::OpenApi
             | Endpoint::ListRecords
             | Endpoint::ShowRecord
             | Endpoint::IgnoredNames
@@ -177,22 +182,45 @@ impl Endpoint {
         }
     }
 
-    /// The query string it reads, as the README's API table shows it.
-    const fn query(self) -> &'static str {
+    /// The query parameters it reads: the README's API table shows them
+    /// after the path, and the OpenAPI document (`crate::openapi`)
+    /// declares them.
+    pub const fn query(self) -> &'static [Param] {
         match self {
-            Endpoint::ListExperiments => "?namespace=&scope=",
-            Endpoint::DeleteExperiment => "?namespace=&experiment=",
-            Endpoint::ListRecords => "?namespace=&status=",
+            Endpoint::TrackOne => TRACK_QUERY,
+            Endpoint::ListExperiments => RESULTS_QUERY,
+            Endpoint::DeleteExperiment => DELETE_QUERY,
+            Endpoint::ListRecords => RECORDS_QUERY,
+            Endpoint::Report => REPORT_QUERY,
             Endpoint::ShowRecord
             | Endpoint::PutRecord
             | Endpoint::PatchRecord
             | Endpoint::DeleteRecord
             | Endpoint::Weights
-            | Endpoint::Report
             | Endpoint::OpenAlerts
-            | Endpoint::IgnoredNames => "?namespace=",
-            _ => "",
+            | Endpoint::IgnoredNames => &[NAMESPACE],
+            Endpoint::SixpackParticipate => PARTICIPATE_QUERY,
+            Endpoint::SixpackConvert => CONVERT_QUERY,
+            Endpoint::SixpackStatus | Endpoint::SixpackExperiment => &[JSONP_CALLBACK],
+            Endpoint::TrackBatch
+            | Endpoint::Dashboard
+            | Endpoint::DashboardAsset
+            | Endpoint::Lifecycle
+            | Endpoint::Health
+            | Endpoint::Metrics
+            | Endpoint::OpenApi
+            | Endpoint::WebhookDeliveries => &[],
         }
+    }
+
+    /// The query string the README's API table shows after the path:
+    /// `?namespace=&scope=`.
+    fn query_string(self) -> String {
+        self.query()
+            .iter()
+            .enumerate()
+            .map(|(i, param)| format!("{}{}=", if i == 0 { "?" } else { "&" }, param.name))
+            .collect()
     }
 
     /// What it does, for the README's API table (Markdown).
@@ -220,6 +248,7 @@ impl Endpoint {
             Endpoint::SixpackStatus => "Sixpack's status, in Sixpack's shape",
             Endpoint::SixpackExperiment => "one experiment of the Sixpack namespace in Sixpack's shape",
             Endpoint::OpenAlerts => "the open alerts of a namespace's experiments (what the dashboard's badges show): `{\"<experiment>\": {\"<key>\": {\"raised_ms\", \"event\", \"summary\"}}}`; keys `srm`, `decision:<goal>:<variant>`, `stalled`, `status:<status>`; checked only while webhooks are configured (see [Alerts](#alerts-signed-webhooks))",
+            Endpoint::OpenApi => "this API's OpenAPI 3.1 document (also printed by `lamed openapi`): every route, parameter, body, answer and the API key, generated from the route table and the bodies' types",
             Endpoint::WebhookDeliveries => "the alerts' webhook deliveries, newest first (at most 100): `{\"deliveries\": [{\"id\", \"url\", \"format\", \"event\", \"namespace\", \"experiment\", \"body\", \"created_ms\", \"state\": \"pending\" \\| \"delivered\" \\| \"failed\" \\| \"disabled\", \"next_ms\", \"attempts\": [{\"at_ms\", \"status\", \"error\"}]}]}` (see [Alerts](#alerts-signed-webhooks))",
         }
     }
@@ -250,9 +279,254 @@ impl Endpoint {
             Endpoint::SixpackExperiment => on(filter, sixpack::experiment),
             Endpoint::WebhookDeliveries => on(filter, webhooks::deliveries),
             Endpoint::OpenAlerts => on(filter, webhooks::open),
+            Endpoint::OpenApi => on(filter, openapi::document),
         }
     }
 }
+
+/// A query parameter an endpoint reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    /// Its name.
+    pub name: &'static str,
+    /// Whether a request without it is refused (400).
+    pub required: bool,
+    /// The values it takes.
+    pub values: ParamValues,
+    /// What it means (Markdown).
+    pub about: &'static str,
+}
+
+/// The values a query parameter takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamValues {
+    /// A name of 1 to this many bytes (see `lamed_core::names`).
+    Name(usize),
+    /// Any text of at most this many bytes.
+    Text(usize),
+    /// Any text.
+    AnyText,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A decimal number as text (`19.99`).
+    Decimal,
+    /// Given once per value (Sixpack's `alternatives`).
+    Repeated,
+}
+
+impl Param {
+    /// A name, checked as names are (1 to `max_bytes` bytes, no control
+    /// character).
+    const fn name(
+        name: &'static str,
+        required: bool,
+        max_bytes: usize,
+        about: &'static str,
+    ) -> Param {
+        Param {
+            name,
+            required,
+            values: ParamValues::Name(max_bytes),
+            about,
+        }
+    }
+
+    /// Any other parameter.
+    const fn text(
+        name: &'static str,
+        required: bool,
+        values: ParamValues,
+        about: &'static str,
+    ) -> Param {
+        Param {
+            name,
+            required,
+            values,
+            about,
+        }
+    }
+}
+
+/// `GET /track`'s event.
+const TRACK_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name("experiment", true, MAX_NAME_BYTES, "The experiment."),
+    Param::name("variant", true, MAX_NAME_BYTES, "The variant shown."),
+    Param::name(
+        "event",
+        true,
+        MAX_NAME_BYTES,
+        "`participate`, or a goal's name.",
+    ),
+    Param::name(
+        "uuid",
+        true,
+        MAX_UUID_BYTES,
+        "The visitor's id for this event: an event is counted once per uuid.",
+    ),
+    Param::text(
+        "value",
+        false,
+        ParamValues::Decimal,
+        "A goal's value (revenue): a decimal from 0 to 10,000,000, at most 6 decimal \
+         places; goals only.",
+    ),
+];
+
+/// `GET /experiments`'s.
+const RESULTS_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::text(
+        "scope",
+        false,
+        ParamValues::Text(MAX_SCOPE_BYTES),
+        "Comma-separated experiments to answer for (all when absent).",
+    ),
+];
+
+/// `DELETE /delete`'s.
+const DELETE_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name(
+        "experiment",
+        true,
+        MAX_NAME_BYTES,
+        "The experiment to delete.",
+    ),
+];
+
+/// `GET /api/experiments`'s.
+const RECORDS_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::text(
+        "status",
+        false,
+        ParamValues::AnyText,
+        "Comma-separated statuses (`running`, `paused`, `stopped`, `archived`), or `all`; \
+         all but `archived` when absent.",
+    ),
+];
+
+/// The report's.
+const REPORT_QUERY: &[Param] = &[
+    NAMESPACE,
+    Param::name(
+        "control",
+        false,
+        MAX_NAME_BYTES,
+        "The variant to compare with, instead of the registered control.",
+    ),
+    Param::name("goal", false, MAX_NAME_BYTES, "Only this goal."),
+    Param::text(
+        "weights",
+        false,
+        ParamValues::AnyText,
+        "The expected split for the sample-ratio check, `red:80,blue:20`.",
+    ),
+    Param::text(
+        "by",
+        false,
+        ParamValues::OneOf(&["device", "browser", "country"]),
+        "Break the results down by this dimension.",
+    ),
+    Param::text(
+        "correction",
+        false,
+        ParamValues::OneOf(&["benjamini-hochberg", "bh", "holm"]),
+        "The segments' multiple-testing correction (default Benjamini-Hochberg).",
+    ),
+];
+
+/// Sixpack's participate.
+const PARTICIPATE_QUERY: &[Param] = &[
+    Param::text(
+        "experiment",
+        true,
+        ParamValues::AnyText,
+        "The experiment (Sixpack's name rules).",
+    ),
+    Param::text("client_id", true, ParamValues::AnyText, "The client."),
+    Param::text(
+        "alternatives",
+        true,
+        ParamValues::Repeated,
+        "The alternatives, the control first, repeated: `alternatives=red&alternatives=blue`.",
+    ),
+    Param::text(
+        "force",
+        false,
+        ParamValues::AnyText,
+        "Answer this alternative (recorded only with `record_force`).",
+    ),
+    Param::text(
+        "record_force",
+        false,
+        ParamValues::AnyText,
+        "Record the forced alternative (`true`).",
+    ),
+    Param::text(
+        "prefetch",
+        false,
+        ParamValues::AnyText,
+        "Choose without recording (`true`).",
+    ),
+    Param::text(
+        "traffic_fraction",
+        false,
+        ParamValues::AnyText,
+        "The share of clients in the experiment, 0 to 1.",
+    ),
+    SIXPACK_USER_AGENT,
+    SIXPACK_IP_ADDRESS,
+    JSONP_CALLBACK,
+];
+
+/// Sixpack's convert.
+const CONVERT_QUERY: &[Param] = &[
+    Param::text("experiment", true, ParamValues::AnyText, "The experiment."),
+    Param::text("client_id", true, ParamValues::AnyText, "The client."),
+    Param::text(
+        "kpi",
+        false,
+        ParamValues::AnyText,
+        "The KPI converted (Sixpack's default KPI when absent).",
+    ),
+    SIXPACK_USER_AGENT,
+    SIXPACK_IP_ADDRESS,
+    JSONP_CALLBACK,
+];
+
+/// `namespace`, which every namespaced endpoint reads.
+const NAMESPACE: Param = Param::name(
+    "namespace",
+    false,
+    MAX_NAMESPACE_BYTES,
+    "The namespace (default `alephbet`).",
+);
+
+/// Sixpack's JSONP: a valid callback wraps the answer, errors included.
+const JSONP_CALLBACK: Param = Param::text(
+    "callback",
+    false,
+    ParamValues::AnyText,
+    "A JSONP function name (`^\\w[\\w'\\-.]*$`): the answer comes as `callback(...)`, `application/javascript`.",
+);
+
+/// The visitor's User-Agent, which Sixpack's clients forward.
+const SIXPACK_USER_AGENT: Param = Param::text(
+    "user_agent",
+    false,
+    ParamValues::AnyText,
+    "The visitor's User-Agent, for the bot rules.",
+);
+
+/// The visitor's address, which Sixpack's clients forward.
+const SIXPACK_IP_ADDRESS: Param = Param::text(
+    "ip_address",
+    false,
+    ParamValues::AnyText,
+    "The visitor's address, for `ignored_networks`.",
+);
 
 /// The Lambda functions `lamed deploy` creates (and `lamed destroy`
 /// removes); each serves the rows that name it.
@@ -357,7 +631,7 @@ const PROCESS_MEMORY: &str = "it lives in one process's memory: behind Lambda ev
 
 /// Every route `lamed serve` answers, beyond `extra_wiring` paths and the
 /// opt-in `/_bench/empty`.
-pub const ROUTES: [Route; 20] = [
+pub const ROUTES: [Route; 21] = [
     // Public, used by the AlephBet client.
     TRACK,
     // The same, on alephbet-rails' path (AlephBet's AlephbetAdapter).
@@ -477,6 +751,16 @@ pub const ROUTES: [Route; 20] = [
         access: Access::ApiKey,
         deploy: Deploy::ServeOnly(PROCESS_MEMORY),
     },
+    // Public: the API's contract (crate::openapi).
+    Route {
+        path: "/openapi.json",
+        endpoints: &[Endpoint::OpenApi],
+        access: Access::Public,
+        deploy: Deploy::ServeOnly(
+            "the same document for every server, which `lamed openapi` prints: \
+             no function needs to run for it",
+        ),
+    },
 ];
 
 /// The README's HTTP API table, rendered from [`ROUTES`]: one row per
@@ -503,7 +787,7 @@ pub fn readme_table() -> String {
                         "`{} {}{}`",
                         endpoint.method().as_str(),
                         r.path,
-                        endpoint.query()
+                        endpoint.query_string()
                     )
                 })
                 .collect();

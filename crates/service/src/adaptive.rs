@@ -39,7 +39,7 @@ use lamed_core::value::ValueTotals;
 
 /// One period's weights, as stored: what AlephBet gets, and the counts
 /// when they were computed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WeightPeriod {
     /// The period's number (see [`Adaptive::period_of`]).
     pub period: i64,
@@ -58,7 +58,9 @@ pub struct WeightPeriod {
 }
 
 /// Cumulative counts of one variant on the adaptive goal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Tally {
     /// Participants.
     pub participants: u64,
@@ -364,7 +366,7 @@ pub fn strata(
 }
 
 /// The adaptive part of an experiment's report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AdaptiveReport {
     /// The settings.
     pub adaptive: Adaptive,

@@ -227,7 +227,7 @@ pub async fn put_if(
 }
 
 /// What a change may set (the body of `PATCH`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Patch {
     /// `running` (resume), `paused`, `stopped` or `archived`.

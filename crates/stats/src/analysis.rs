@@ -14,7 +14,7 @@ use super::sequential::{sequential_test, SequentialTest};
 use super::{validate_variants, Options, StatsError, VariantCounts};
 
 /// Comparison of one variant with the control.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Comparison {
     /// Relative uplift; `None` when either side has no participants or the
     /// control has no conversions.
@@ -33,7 +33,7 @@ pub struct Comparison {
 }
 
 /// Everything computed for one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantStats {
     /// Variant name.
     pub label: String,
@@ -60,7 +60,7 @@ pub struct VariantStats {
 }
 
 /// Full analysis of one goal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GoalAnalysis {
     /// Index of the control in `variants`.
     pub control: usize,

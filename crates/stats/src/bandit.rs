@@ -10,7 +10,7 @@ use statrs::distribution::Beta;
 use super::{validate_variants, StatsError, VariantCounts};
 
 /// Settings of the adaptive allocation, fixed before the experiment starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BanditOptions {
     /// Smallest weight of any variant, in percent: a variant never starves,
     /// so its estimate keeps improving and an early lead that was luck can
@@ -41,7 +41,7 @@ impl Default for BanditOptions {
 }
 
 /// Weights for the next period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BanditWeights {
     /// Integer weights in percent, in variant order, summing to 100, each
     /// at least [`BanditOptions::floor`].

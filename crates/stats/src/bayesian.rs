@@ -8,7 +8,7 @@ use super::gauss_legendre::{gauss_legendre_rule, GL_POINTS};
 use super::{validate_variants, StatsError, VariantCounts};
 
 /// Bayesian figures for all variants of a goal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Bayesian {
     /// Probability of beating the control; `None` at the control's index.
     pub chance_to_beat_control: Vec<Option<f64>>,

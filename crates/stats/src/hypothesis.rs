@@ -10,7 +10,7 @@ use super::normal::two_sided_normal_p;
 use super::{StatsError, VariantCounts};
 
 /// Pooled two-proportion z-test of a variant against the control.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ZTest {
     /// `(rate_v - rate_c) / pooled standard error`.
     pub z: f64,
@@ -19,7 +19,7 @@ pub struct ZTest {
 }
 
 /// A chi-square test statistic with its p-value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChiSquareTest {
     /// Pearson's statistic, without continuity correction.
     pub statistic: f64,
@@ -34,7 +34,7 @@ pub struct ChiSquareTest {
 /// A mismatch means assignment or tracking is broken (a redirect that loses
 /// some users, a bot hitting one variant), which biases every other figure,
 /// so it is reported before any winner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SrmCheck {
     /// Chi-square goodness-of-fit of participants against the split.
     pub test: ChiSquareTest,

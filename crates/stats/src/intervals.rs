@@ -7,7 +7,7 @@ use super::normal::z_critical;
 use super::VariantCounts;
 
 /// A two-sided interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Interval {
     /// Lower bound.
     pub lower: f64,
@@ -16,7 +16,7 @@ pub struct Interval {
 }
 
 /// Relative uplift of a variant over the control, `rate_v / rate_c - 1`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Uplift {
     /// Point estimate (0.12 means 12% better than control).
     pub estimate: f64,

@@ -76,7 +76,7 @@ pub use strata::{
 };
 
 /// Observed counts for one variant of one goal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantCounts {
     /// Variant name as people see it ("red", "blue").
     pub label: String,
@@ -105,7 +105,7 @@ impl VariantCounts {
 }
 
 /// Settings that the experimenter fixes before looking at the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Options {
     /// Confidence level of every interval; `1 - confidence` is the
     /// significance level alpha of every test.
@@ -171,7 +171,7 @@ impl Options {
 }
 
 /// Why a goal could not be analysed: always a problem with the input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum StatsError {
     /// The goal has no variants at all.
     NoVariants,

@@ -37,7 +37,7 @@ pub const MICROS_PER_UNIT: u64 = 1_000_000;
 const MICROS: f64 = MICROS_PER_UNIT as f64;
 
 /// Exact sufficient statistics of one variant's values for one goal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ValueSums {
     /// Variant name as people see it.
     pub label: String,
@@ -154,7 +154,7 @@ impl Sample {
 }
 
 /// A mean with its Student-t interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MeanEstimate {
     /// The sample mean, in units.
     pub mean: f64,
@@ -207,7 +207,7 @@ fn centred_interval(centre: f64, half: f64) -> Interval {
 }
 
 /// Welch's unequal-variance t-test of the difference of two means.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WelchTest {
     /// Standard error of the difference, `sqrt(s²_v/n_v + s²_c/n_c)`.
     pub standard_error: f64,
@@ -355,7 +355,7 @@ pub fn sequential_mean_test(
 
 /// Comparison of one variant's mean value per participant with the
 /// control's.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MeanComparison {
     /// `mean_v − mean_c` per participant, in units; `None` when either
     /// side has no participants.
@@ -373,7 +373,7 @@ pub struct MeanComparison {
 }
 
 /// Everything computed for one variant's values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MeanVariantStats {
     /// Variant name.
     pub label: String,
@@ -394,7 +394,7 @@ pub struct MeanVariantStats {
 }
 
 /// Full mean-value analysis of one goal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MeanAnalysis {
     /// Index of the control in `variants`.
     pub control: usize,

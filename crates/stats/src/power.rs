@@ -7,7 +7,7 @@ use super::normal::normal_quantile;
 use super::{Options, VariantCounts};
 
 /// Sample size for the planned minimum detectable effect.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SampleSizePlan {
     /// Control conversion rate the plan assumes (the observed one).
     pub baseline_rate: f64,

@@ -16,7 +16,7 @@ use super::VariantCounts;
 pub const MIN_PARTICIPANTS_PER_VARIANT: u64 = 30;
 
 /// One variant of one segment value, for one goal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentVariant {
     /// The variant.
     pub label: String,

@@ -11,7 +11,7 @@ use super::VariantCounts;
 /// A fixed-horizon z-test checked every day has a false-positive rate far
 /// above alpha; this test's p-value and interval stay valid however often
 /// they are looked at. See [`sequential_test`] for the method.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SequentialTest {
     /// Observed difference, variant minus control (of conversion rates, or
     /// of mean values for [`super::means`]).

@@ -47,7 +47,7 @@ use super::normal::{two_sided_normal_p, z_critical};
 use super::{validate_variants, StatsError, VariantCounts};
 
 /// One variant's estimate combined across periods.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StratifiedEstimate {
     /// Period-weighted mean: a conversion rate, or a mean value per
     /// participant in units.
@@ -59,7 +59,7 @@ pub struct StratifiedEstimate {
 }
 
 /// A variant's combined difference from the control.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StratifiedComparison {
     /// Period-weighted difference, variant minus control.
     pub difference: f64,
@@ -75,7 +75,7 @@ pub struct StratifiedComparison {
 }
 
 /// Everything combined for one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StratifiedVariant {
     /// Variant name (from the first period).
     pub label: String,
@@ -91,7 +91,7 @@ pub struct StratifiedVariant {
 }
 
 /// Estimates of one goal combined across weight periods.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StratifiedAnalysis {
     /// Index of the control.
     pub control: usize,
@@ -296,7 +296,7 @@ fn weighted(
 
 /// One period's split: the weights in force and the participants who
 /// entered under them, in variant order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PeriodSplit {
     /// The period's weights, in any unit (the stored percents do).
     pub weights: Vec<f64>,

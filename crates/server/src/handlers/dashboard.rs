@@ -6,7 +6,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lamed_core::registry::Status;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::error::ApiError;
 
@@ -35,6 +37,11 @@ const ASSETS: [(&str, &str, &str); 3] = [
         include_str!("../../../../assets/dashboard/style.css"),
     ),
 ];
+
+/// The names of the dashboard's files (`/dashboard/{asset}`).
+pub fn asset_names() -> Vec<&'static str> {
+    ASSETS.iter().map(|(name, _, _)| *name).collect()
+}
 
 /// The dashboard page.
 pub async fn index() -> Response {
@@ -70,33 +77,43 @@ fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
 /// everyone): every status, the moves each allows, and the statuses lists
 /// show by default. The dashboard draws its buttons and its default filter
 /// from these rather than restating them.
-pub async fn lifecycle() -> Json<serde_json::Value> {
-    let transitions: serde_json::Map<String, serde_json::Value> = Status::ALL
+pub async fn lifecycle() -> Json<Lifecycle> {
+    let transitions = Status::ALL
         .into_iter()
         .map(|from| {
-            let to: Vec<&str> = Status::ALL
+            let to = Status::ALL
                 .into_iter()
                 .filter(|to| from.can_become(*to))
-                .map(Status::as_str)
                 .collect();
-            (from.as_str().to_owned(), json!(to))
+            (from.as_str(), to)
         })
         .collect();
-    let listed: Vec<&str> = Status::ALL
+    let listed = Status::ALL
         .into_iter()
         .filter(|s| s.listed_by_default())
-        .map(Status::as_str)
         .collect();
-    Json(json!({
-        "statuses": Status::ALL.map(Status::as_str),
-        "transitions": transitions,
-        "listed_by_default": listed,
-    }))
+    Json(Lifecycle {
+        listed_by_default: listed,
+        statuses: Status::ALL.to_vec(),
+        transitions,
+    })
+}
+
+/// The answer of `GET /api/lifecycle` (fields in wire order: sorted).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Lifecycle {
+    /// The statuses lists show when none is asked for.
+    listed_by_default: Vec<Status>,
+    /// Every status, in lifecycle order.
+    statuses: Vec<Status>,
+    /// The statuses each status may become.
+    transitions: BTreeMap<&'static str, Vec<Status>>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The rules the dashboard reads are the registry's: a stopped
     /// experiment can only be archived, an archived one goes nowhere, and
@@ -104,6 +121,7 @@ mod tests {
     #[tokio::test]
     async fn lifecycle_states_the_registrys_rules() {
         let Json(rules) = lifecycle().await;
+        let rules = serde_json::to_value(rules).unwrap();
         assert_eq!(rules["transitions"]["stopped"], json!(["archived"]));
         assert_eq!(rules["transitions"]["archived"], json!([]));
         assert_eq!(

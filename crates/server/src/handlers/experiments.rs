@@ -3,6 +3,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::namespace_param;
@@ -13,7 +14,7 @@ use lamed_core::model::{check_field, DEFAULT_NAMESPACE, MAX_NAME_BYTES};
 use lamed_core::results::{experiments_response, scoped_experiments, ResultsEntry};
 
 /// Longest `scope` accepted: room for many experiment names.
-const MAX_SCOPE_BYTES: usize = 16 * 1024;
+pub const MAX_SCOPE_BYTES: usize = 16 * 1024;
 
 /// List the counts of a namespace's experiments (or of `scope`).
 pub async fn list(
@@ -40,7 +41,7 @@ pub async fn list(
 }
 
 /// The answer to a delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Deleted {
     /// The namespace.
     namespace: String,

@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::state::AppState;
 
@@ -18,14 +19,23 @@ use crate::state::AppState;
 /// `{"status":"unavailable"}`, nothing more.
 pub async fn health(State(state): State<AppState>) -> Response {
     if state.health.healthy(&*state.store, &state.metrics).await {
-        Json(json!({"status": "ok"})).into_response()
+        Json(Health { status: "ok" }).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable"})),
+            Json(Health {
+                status: "unavailable",
+            }),
         )
             .into_response()
     }
+}
+
+/// The answer of `/health`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// `ok` (200) or `unavailable` (503).
+    status: &'static str,
 }
 
 /// The metrics in the Prometheus text format (the route table puts it

@@ -4,6 +4,7 @@
 pub mod dashboard;
 pub mod experiments;
 pub mod health;
+pub mod openapi;
 pub mod registry;
 pub mod report;
 pub mod sixpack;

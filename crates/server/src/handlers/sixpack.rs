@@ -10,8 +10,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::error::{ApiError, InternalError, INTERNAL_ERROR_MESSAGE};
 use crate::params::QueryParams;
@@ -90,7 +90,10 @@ pub async fn convert(State(state): State<AppState>, RawQuery(query): RawQuery) -
 pub async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     answer(query.as_deref(), |_| async {
         if state.health.healthy(&*state.store, &state.metrics).await {
-            Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+            Ok(SixpackStatus {
+                status: "ok",
+                version: env!("CARGO_PKG_VERSION"),
+            })
         } else {
             Err(Failure::Store(StoreError::unavailable(
                 "the store takes no writes",
@@ -168,8 +171,30 @@ where
 }
 
 /// Sixpack's error body.
-fn failed(message: &str) -> serde_json::Value {
-    json!({"status": "failed", "message": message})
+fn failed(message: &str) -> SixpackFailure<'_> {
+    SixpackFailure {
+        message,
+        status: "failed",
+    }
+}
+
+/// Sixpack's error body: `{"message", "status": "failed"}` (fields in
+/// the order they go on the wire: sorted, as clients have seen them).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SixpackFailure<'a> {
+    /// What is wrong, in Sixpack's words.
+    message: &'a str,
+    /// Always `failed`.
+    status: &'static str,
+}
+
+/// Sixpack's status answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SixpackStatus {
+    /// Always `ok` (a store that takes no writes answers 503).
+    status: &'static str,
+    /// Lamed's version.
+    version: &'static str,
 }
 
 /// The body as JSON, or wrapped as `callback(...)` with
@@ -267,9 +292,10 @@ async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAn
     // A bot's conversion is answered before anything else is read.
     if is_bot(state, &params)? {
         state.metrics.ignore(&Ignored::Bot);
-        return Ok(ConvertAnswer::Excluded(
-            json!({"status": "ok", "excluded": "true"}),
-        ));
+        return Ok(ConvertAnswer::Excluded(Excluded {
+            excluded: "true",
+            status: "ok",
+        }));
     }
     let (experiment, client_id) = experiment_and_client(&params)?;
     let request = ConvertRequest {
@@ -284,9 +310,20 @@ async fn convert_with(state: &AppState, params: QueryParams) -> Result<ConvertAn
 }
 
 /// A conversion, or Sixpack's answer to a bot's.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(untagged)]
-enum ConvertAnswer {
+pub enum ConvertAnswer {
+    /// Counted, or ignored with a reason.
     Converted(Conversion),
-    Excluded(serde_json::Value),
+    /// A bot's: nothing read, nothing counted.
+    Excluded(Excluded),
+}
+
+/// Sixpack's answer to a bot's conversion (fields in wire order).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Excluded {
+    /// Always `"true"`, a string as Sixpack sends it.
+    excluded: &'static str,
+    /// Always `ok`.
+    status: &'static str,
 }

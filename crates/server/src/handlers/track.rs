@@ -9,6 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::de::value::MapDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,10 @@ use crate::error::ApiError;
 use crate::params::QueryParams;
 use crate::state::AppState;
 use crate::visitor::RequestVisitor;
-use lamed_core::model::{Event, Ignored, InvalidField, TrackOutcome, DEFAULT_NAMESPACE};
+use lamed_core::model::{
+    Event, Ignored, InvalidField, TrackOutcome, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES,
+    MAX_NAME_BYTES, MAX_UUID_BYTES, NO_CONTROL_PATTERN,
+};
 use lamed_core::value::{Decimal, InvalidValue, Value};
 use lamed_service::tracking;
 
@@ -72,11 +76,25 @@ pub fn empty_ok() -> Response {
 /// re-sent. The experiment's name is noted for `GET /api/ignored`.
 fn answer_ignored(state: &AppState, event: &Event, why: &Ignored) -> Response {
     state.ignored.note(&event.namespace, &event.experiment, why);
-    let mut body = serde_json::json!({ "ignored": why.reason() });
-    if let Some(hint) = why.hint() {
-        body["hint"] = hint.into();
-    }
-    Json(body).into_response()
+    Json(TrackAnswer {
+        hint: why.hint(),
+        ignored: Some(why.reason()),
+    })
+    .into_response()
+}
+
+/// The answer to one event: `{}` when counted or a duplicate (written as
+/// such by [`empty_ok`]), else why it was ignored (fields in wire order:
+/// `{"hint", "ignored"}`, as clients have seen them).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TrackAnswer {
+    /// What to do about it, where the reason alone puzzles (a bot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    /// Why the event was not counted: `bot`, `cap`, `unregistered`, or
+    /// the experiment's status (`paused`, `stopped`, `archived`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<&'static str>,
 }
 
 /// Count a JSON array of events, answering one result per event.
@@ -188,17 +206,45 @@ fn event_from_query(query: Option<&str>) -> Result<Event, InvalidField> {
 ///
 /// Every field is read whatever it holds, so that [`SentEvent::into_event`]
 /// can report the first problem in the order of the fields.
-#[derive(Deserialize, Default)]
+///
+/// Its JSON Schema (the OpenAPI document's batch element) states what a
+/// valid event holds: the fields' kinds and which are required.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(default)]
-struct SentEvent {
-    /// Groups experiments; [`DEFAULT_NAMESPACE`] when not given.
+#[schemars(
+    description = "One event: the fields of `GET /track`'s query.",
+    extend("required" = ["experiment", "variant", "event", "uuid"])
+)]
+pub struct SentEvent {
+    /// Groups experiments; `alephbet` when not given (or `null`).
+    #[schemars(with = "Option<String>", length(min = 1, max = MAX_NAMESPACE_BYTES), pattern(NO_CONTROL_PATTERN))]
     namespace: Given<String>,
+    /// The experiment.
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     experiment: Given<String>,
+    /// The variant shown.
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     variant: Given<String>,
+    /// `participate`, or a goal's name.
+    #[schemars(with = "String", length(min = 1, max = MAX_NAME_BYTES), pattern(NO_CONTROL_PATTERN))]
     event: Given<String>,
+    /// The visitor's id for this event: counted once per uuid.
+    #[schemars(with = "String", length(min = 1, max = MAX_UUID_BYTES), pattern(NO_CONTROL_PATTERN))]
     uuid: Given<String>,
-    /// A goal's value: a JSON number or decimal text.
+    /// A goal's value: a JSON number or decimal text, from 0 to
+    /// 10,000,000 with at most 6 decimal places.
+    #[schemars(schema_with = "decimal_schema")]
     value: Given<Decimal>,
+}
+
+/// A goal value's schema: a number, or a decimal as text.
+fn decimal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // `null` is no value, as for a participation.
+    schemars::json_schema!({
+        "type": ["number", "string", "null"],
+        "minimum": 0,
+        "maximum": 10_000_000
+    })
 }
 
 /// One field of a [`SentEvent`] as it was sent.
@@ -356,8 +402,8 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Serialize)]
-struct BatchResponse {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BatchResponse {
     /// Events counted now.
     counted: usize,
     /// Events already seen within the window.
@@ -395,7 +441,7 @@ impl BatchResponse {
 }
 
 /// What happened to one event of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 struct EventResult {
     /// `counted`, `duplicate`, `ignored` or `refused`.
     status: &'static str,

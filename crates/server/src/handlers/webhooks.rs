@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::namespace_param;
@@ -18,7 +19,7 @@ use lamed_service::alerts::{self, delivery::Delivery, evaluate::OpenAlert};
 const LISTED: usize = 100;
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Deliveries {
     /// Newest first.
     deliveries: Vec<Delivery>,

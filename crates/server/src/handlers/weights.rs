@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
@@ -24,9 +25,11 @@ const FIXED_WEIGHTS_MAX_AGE: i64 = 300;
 
 /// The answer: integer weights summing to 100, by variant in AlephBet's
 /// order.
-#[derive(Debug, Serialize)]
-struct WeightsAnswer {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WeightsAnswer {
+    /// The namespace.
     namespace: String,
+    /// The experiment.
     experiment: String,
     /// False for an experiment whose weights are its registered ones.
     adaptive: bool,
@@ -45,6 +48,20 @@ struct WeightsAnswer {
 /// Variant → weight as a JSON object whose keys keep the registered order.
 #[derive(Debug)]
 struct OrderedWeights(Vec<(String, u32)>);
+
+impl JsonSchema for OrderedWeights {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderedWeights".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Variant → weight, integers summing to 100, in the registered order.",
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
+        })
+    }
+}
 
 impl Serialize for OrderedWeights {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -53,7 +53,7 @@ impl Backoff {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// To be sent (again) at `next_ms`.
@@ -67,7 +67,7 @@ pub enum State {
 }
 
 /// One attempt's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     /// When it started, Unix milliseconds.
     pub at_ms: i64,
@@ -78,7 +78,7 @@ pub struct Attempt {
 }
 
 /// One message to one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Delivery {
     /// The `webhook-id`: the same on every attempt.
     pub id: String,

@@ -42,7 +42,7 @@ pub struct Observation<'a> {
 }
 
 /// An alert that is open: raised, and not cleared since.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenAlert {
     /// When it was raised, in Unix milliseconds.
     pub raised_ms: i64,
@@ -56,7 +56,7 @@ pub struct OpenAlert {
 
 /// What a check remembers of one experiment, kept in the store between
 /// checks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Watch {
     /// Participants at the last check.
     pub participants: u64,
@@ -73,7 +73,7 @@ pub struct Watch {
 }
 
 /// An alert to send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Alert {
     /// Its condition's key (see the module documentation).
     pub key: String,

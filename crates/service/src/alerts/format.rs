@@ -7,7 +7,9 @@ use super::evaluate::Alert;
 use lamed_core::clock::civil_date;
 
 /// How an endpoint wants its messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A JSON event, signed per Standard Webhooks.
@@ -28,7 +30,7 @@ impl Format {
 }
 
 /// Where an alert comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Origin {
     /// The namespace.
     pub namespace: String,

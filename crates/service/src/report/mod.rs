@@ -75,7 +75,7 @@ pub enum ReportError {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// The namespace.
     pub namespace: String,
@@ -108,7 +108,7 @@ pub struct Report {
 }
 
 /// One variant's participants.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantParticipants {
     /// The variant.
     pub label: String,
@@ -117,7 +117,7 @@ pub struct VariantParticipants {
 }
 
 /// One goal's analysis.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GoalReport {
     /// The goal.
     pub goal: String,
@@ -144,7 +144,7 @@ pub struct GoalReport {
 }
 
 /// Days and, per (event, variant), the count of each day.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DailySeries {
     /// UTC days as `YYYY-MM-DD`, consecutive, first to last day with data.
     pub days: Vec<String>,
@@ -153,7 +153,7 @@ pub struct DailySeries {
 }
 
 /// Counts of one event and variant per day.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DaySeries {
     /// `participate` or a goal.
     pub event: String,
@@ -164,7 +164,7 @@ pub struct DaySeries {
 }
 
 /// Cumulative conversion of one variant for one goal, per day.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CumulativeSeries {
     /// The variant.
     pub variant: String,

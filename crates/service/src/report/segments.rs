@@ -45,7 +45,7 @@ pub fn correction_name(correction: Correction) -> &'static str {
 }
 
 /// One dimension's breakdown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentBreakdown {
     /// The dimension.
     pub dimension: String,
@@ -60,7 +60,7 @@ pub struct SegmentBreakdown {
 }
 
 /// One value of the dimension.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentValue {
     /// The value (`other`: past the cap, or unrecognised).
     pub value: String,
@@ -76,7 +76,7 @@ pub struct SegmentValue {
 }
 
 /// One goal in one value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentGoal {
     /// The goal.
     pub goal: String,
