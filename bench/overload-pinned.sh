@@ -14,7 +14,11 @@
 #   bash bench/overload-pinned.sh [SECONDS] [CONNECTIONS] [ROUNDS] [MULTIPLE]
 #   SERVE_ARGS="--max-in-flight-requests 64" bash bench/overload-pinned.sh
 #   SERVER_CPU=0 LOAD_CPU=1 TIMEOUT_MS=2000 (the defaults)
+#   CAPACITY_CONNECTIONS=64 (the default): the capacity's connections; set
+#   it to CONNECTIONS to compare with the capacity at the same count
 #   LAMED_BIN=/path/to/lamed (another build, for a same-run baseline)
+#   BIN_DIR=/tmp/reltarget/release (built lamed and lamed-load; the default
+#   builds them into target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -24,15 +28,19 @@ multiple=${4:-2}
 timeout_ms=${TIMEOUT_MS:-2000}
 server_cpu=${SERVER_CPU:-0}
 load_cpu=${LOAD_CPU:-1}
-lamed_bin=${LAMED_BIN:-target/release/lamed}
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --quiet --workspace --bins
+capacity_connections=${CAPACITY_CONNECTIONS:-64}
+if [ -z "${BIN_DIR:-}" ]; then
+    CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --quiet --workspace --bins
+    BIN_DIR=target/release
+fi
+lamed_bin=${LAMED_BIN:-$BIN_DIR/lamed}
 dir=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 ulimit -n 65536 2>/dev/null || true
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$pid/status"; }
-load() { taskset -c "$load_cpu" target/release/lamed-load --addr "127.0.0.1:$port" --json "$@" || true; }
+load() { taskset -c "$load_cpu" "$BIN_DIR/lamed-load" --addr "127.0.0.1:$port" --json "$@" || true; }
 metrics() { curl -fs -H "X-Api-Key: $key" "http://127.0.0.1:$port/metrics"; }
 
 for round in $(seq "$rounds"); do
@@ -43,7 +51,7 @@ for round in $(seq "$rounds"); do
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     key=$(cat "$dir/data-$round/api_key")
     idle=$(kib VmRSS)
-    load --events 300000 --connections 64 --namespace capacity --api-key "$key" >"$dir/capacity-$round.json"
+    load --events 300000 --connections "$capacity_connections" --namespace capacity --api-key "$key" >"$dir/capacity-$round.json"
     capacity=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests_per_second"])' "$dir/capacity-$round.json")
     rate=$(python3 -c "print(round($multiple * $capacity))")
     events=$(python3 -c "print(int($rate * $seconds))")
@@ -131,7 +139,7 @@ for r in range(1, rounds + 1):
         ok_after=over["ok_after_resends"], load_cpu=load_cpu,
     )
     rows.append(row)
-    print(f"round {r}: capacity {row['capacity']:.0f} req/s (counts exact: {row['capacity_exact']}); "
+    print(f"round {r}: capacity {row['capacity']:.0f} req/s over {cap['connections']} connections (counts exact: {row['capacity_exact']}); "
           f"offered {row['offered']:.0f} req/s = {row['offered'] / row['capacity']:.2f}x for {seconds} s over {connections} connections (generator at {row['load_cpu']:.0%} of its core); "
           f"answered 200 {row['ok']}, 503 {row['answered_503']}, timed out ({timeout_ms} ms) {row['timed_out']}, no answer {row['no_answer']} of {row['requests']}; "
           f"goodput {row['goodput']:.0f}/s = {row['share']:.2f} of capacity; "

@@ -109,6 +109,9 @@ fn schemathesis(server: &Server, dir: &Path, name: &str, args: &[&str]) -> Run {
         .args(args)
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
+        // Its example database (`.schemathesis/`) goes to the test's
+        // directory, not into the repository.
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(Stdio::inherit())
