@@ -34,6 +34,17 @@ const CONFIG: &str = r#"{
                                     "method": {"httpMethod": "GET", "apiKeyRequired": false}}}]
 }"#;
 
+/// `lamed serve` on the embedded store in `dir`, with [`CONFIG`]: what
+/// the Lambda handler's answers are compared with.
+fn serve_with_config(dir: &Path) -> Server {
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, CONFIG).unwrap();
+    Server::start(
+        &dir.join("served"),
+        &["--config", config_path.to_str().unwrap()],
+    )
+}
+
 fn event(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/lambda")
@@ -221,12 +232,7 @@ async fn both(app: &axum::Router, server: &Server, name: &str) -> (Answered, Ans
 /// the stage prefix `/prod` is stripped before routing.
 async fn events_answer_like_lamed_serve(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, CONFIG).unwrap();
-    let server = Server::start(
-        &dir.path().join("served"),
-        &["--config", config_path.to_str().unwrap()],
-    );
+    let server = serve_with_config(dir.path());
     let app = lambda_app(&backend).await;
 
     let expectations: &[(&str, u16)] = &[
@@ -768,12 +774,7 @@ impl Drop for RuntimeApi {
 #[tokio::test]
 async fn the_function_checks_the_key_as_lamed_serve_does() {
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, CONFIG).unwrap();
-    let server = Server::start(
-        &dir.path().join("served"),
-        &["--config", config_path.to_str().unwrap()],
-    );
+    let server = serve_with_config(dir.path());
     let backend = Backend::redis();
     let (config, store) = lambda_store(&backend, &[]).await;
     let entry = lamed::lambda::LambdaEntry::new(store, &config, KEY).unwrap();
