@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use lamed_client::{alephbet_encode, request, Answer, USER_AGENT};
+pub use lamed_client::{alephbet_encode, path_segment, request, Answer, USER_AGENT};
 
 use lamed_core::model::{Event, PARTICIPATE};
 
@@ -463,26 +463,70 @@ impl LoadConnection {
     }
 }
 
-/// Reads a namespace's counts from a running server.
+/// Reads a namespace's counts from a running server: `/experiments`, and
+/// for an experiment without a goal counted yet, whose participations that
+/// shape cannot show (it lists trials per goal), its report's participants.
 ///
 /// # Errors
 ///
-/// When the request fails or the answer is not Lamed's shape.
+/// When a request fails or an answer is not Lamed's shape.
 pub async fn fetch_counts(
     addr: SocketAddr,
     namespace: &str,
     api_key: &str,
 ) -> anyhow::Result<BTreeMap<CounterId, u64>> {
-    let path = format!("/experiments?namespace={}", alephbet_encode(namespace));
-    let answer = request(addr, "GET", &path, &[("x-api-key", api_key)], b"").await?;
-    if answer.status != 200 {
-        bail!(
-            "GET {path} answered {}: {}",
-            answer.status,
-            String::from_utf8_lossy(&answer.body)
-        );
+    let namespace = alephbet_encode(namespace);
+    let get = |path: String| async move {
+        let answer = request(addr, "GET", &path, &[("x-api-key", api_key)], b"").await?;
+        if answer.status != 200 {
+            bail!(
+                "GET {path} answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+        answer.json()
+    };
+    let results = get(format!("/experiments?namespace={namespace}")).await?;
+    let mut counts = counts_from_results(&results)?;
+    let without_goals = results
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1)
+        .filter(|entry| {
+            entry["goals"]
+                .as_array()
+                .is_some_and(|goals| goals.is_empty())
+        });
+    for entry in without_goals {
+        let experiment = entry["experiment"].as_str().context("no experiment name")?;
+        let report = get(format!(
+            "/api/experiments/{}/report?namespace={namespace}",
+            path_segment(experiment)
+        ))
+        .await?;
+        for variant in report["variants"]
+            .as_array()
+            .context("no variants in the report")?
+        {
+            let label = variant["label"].as_str().context("no variant label")?;
+            let participants = variant["participants"]
+                .as_u64()
+                .context("participants is not a number")?;
+            if participants > 0 {
+                counts.insert(
+                    (
+                        experiment.to_owned(),
+                        PARTICIPATE.to_owned(),
+                        label.to_owned(),
+                    ),
+                    participants,
+                );
+            }
+        }
     }
-    counts_from_results(&answer.json()?)
+    Ok(counts)
 }
 
 /// SplitMix64: a tiny, fast, seedable generator for test workloads (not
