@@ -57,22 +57,26 @@ setup_failed() {
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-# One clippy run over the whole workspace with every feature (the AWS
-# commands, the Redis store, the conformance suite), then a cargo check of
-# the README's default build and of the build without Redis: each crate is
-# linted once, and the other feature sets only have to keep compiling.
-echo "== cargo clippy (workspace, all features)"
-cargo clippy --workspace --all-features --all-targets -- -D warnings
-echo "== cargo check with the default features (what the README's run command builds)"
-cargo check --workspace
-echo "== cargo check without default features (redis): it must keep building"
-cargo check --workspace --no-default-features
+# Clippy lints while the tests compile: clippy-driver, as the workspace's
+# compiler, is rustc with clippy's lints (CLIPPY_ARGS is how cargo-clippy
+# hands it `-D warnings`). A separate `cargo clippy` compiled every crate a
+# second time, only to check it: 3.5 minutes of a fresh clone's build.
+RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 all=(--workspace --all-features)
-# The test build also leaves target/debug/lamed, which e2e/ runs; its
-# messages name the test binaries scripts/run_tests.py runs.
-echo "== cargo test: build"
+# The test build, linted, with every feature (the AWS commands, the Redis
+# store, the conformance suite), also leaves target/debug/lamed, which e2e/
+# runs; its messages name the test binaries scripts/run_tests.py runs.
+echo "== cargo test: build, linted by clippy (workspace, all features)"
 binaries=target/test-binaries.json
-cargo test "${all[@]}" --no-run --message-format=json-render-diagnostics >"$binaries"
+cargo test "${all[@]}" --all-targets --no-run --message-format=json-render-diagnostics >"$binaries"
+# The other feature sets only have to keep compiling (and stay lint-free):
+# the README's default build and the build without Redis.
+echo "== cargo clippy with the default features (what the README's run command builds)"
+cargo check --workspace
+echo "== cargo clippy without default features (redis): it must keep building"
+cargo check --workspace --no-default-features
 wait "$venv_pid" || setup_failed "the venv (scripts/aws-test-env.sh)" target/setup/venv.log
 if ! wait "$tools_pid"; then
     failure=$(cat target/setup/failed)
