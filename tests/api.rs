@@ -547,8 +547,8 @@ async fn bad_requests_are_refused_with_a_message() {
     // Still serving, and nothing refused was counted.
     send_all(&server, &[track("caps", "e1", "b", "g1", "2")]).await;
     let counts = server.counts("caps").await;
-    // e2 has no goal, so its one participant does not show in Lamed's shape.
-    assert_eq!(counts.values().sum::<u64>(), 4, "{counts:?}");
+    // e1's two variants with their goal, and e2's one participant.
+    assert_eq!(counts.values().sum::<u64>(), 5, "{counts:?}");
     let metrics = server.get_with_key("/metrics").await;
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(
